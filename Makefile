@@ -1,0 +1,48 @@
+# jobyard — the two commands of the quick start are `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint fmt venv system-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: install into .venv and start server + local workers on SQLite under ./var
+run: venv
+	JOBYARD_HOME=$${JOBYARD_HOME:-./var} $(BIN)/jobyard up --example
+
+## system packages the tests need: PostgreSQL server binaries (initdb, pg_ctl)
+system-deps:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "PostgreSQL binaries: present"; \
+	else \
+		echo "Installing PostgreSQL server binaries with apt-get"; \
+		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+fmt: venv
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+## make test: everything CI checks — lint, then the whole suite on SQLite and PostgreSQL
+test: venv system-deps lint
+	$(BIN)/pytest -q
+
+bench: venv
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

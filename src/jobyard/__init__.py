@@ -1,0 +1,5 @@
+"""jobyard: a self-hosted job execution manager."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Blob storage for packages, logs, payload and output files."""

@@ -1,0 +1,1 @@
+"""Pure domain code: no I/O, imports nothing else of jobyard."""

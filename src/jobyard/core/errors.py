@@ -1,0 +1,58 @@
+"""Domain errors. The API maps each to one HTTP status in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class JobyardError(Exception):
+    """Base of every error a caller is meant to see; carries a stable code and details."""
+
+    code = "error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+
+class NotFound(JobyardError):
+    """The object does not exist (or the caller may not know it does)."""
+
+    code = "not_found"
+
+
+class Conflict(JobyardError):
+    """The request is valid but the object's current state does not allow it."""
+
+    code = "conflict"
+
+
+class InvalidInput(JobyardError):
+    """The request is malformed or names something unusable (HTTP 400/422)."""
+
+    code = "invalid_input"
+
+
+class UnsafePackage(InvalidInput):
+    """An archive entry would escape the workspace or break a limit."""
+
+    code = "unsafe_package"
+
+
+class TooLarge(JobyardError):
+    """An upload or archive exceeds a configured size limit."""
+
+    code = "too_large"
+
+
+class Unauthorized(JobyardError):
+    """No credentials, or credentials that are not valid."""
+
+    code = "unauthorized"
+
+
+class Forbidden(JobyardError):
+    """Valid credentials without the right to do this."""
+
+    code = "forbidden"

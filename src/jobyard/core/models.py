@@ -1,0 +1,197 @@
+"""Domain records shared by the store, the engine and the service layer.
+
+Plain frozen dataclasses: cheap to build on the hot path, independent of HTTP DTOs
+and of SQL rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from jobyard.core.jobs import JobStatus
+
+T = TypeVar("T")
+
+
+class Actor(StrEnum):
+    """Kinds of actors recorded on job events (the id/name goes after a colon)."""
+
+    USER = "user"
+    WORKER = "worker"
+    SCHEDULER = "scheduler"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    """An uploaded, immutable, content-addressed program bundle."""
+
+    id: int
+    sha256: str
+    filename: str
+    size: int
+    kind: str  # "zip" | "tar" | "file"
+    entrypoints: dict[str, dict[str, Any]]  # name -> {"command": [...], "env": {...}, "timeout"}
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfigSpec:
+    """The writable fields of a jobconfig (what create and replace accept)."""
+
+    name: str
+    package_id: int | None = None
+    entrypoint: str | None = None
+    command: list[str] | None = None
+    macros: dict[str, str] = field(default_factory=dict)
+    max_concurrent: int = 1
+    timeout: int = 0  # minutes; 0 = none
+    success_exit_codes: list[int] = field(default_factory=lambda: [0])
+    enabled: bool = True
+    description: str = ""
+    pool: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfig:
+    """A named definition of what to run."""
+
+    id: int
+    name: str
+    package_id: int | None
+    entrypoint: str | None
+    command: list[str] | None
+    macros: dict[str, str]
+    max_concurrent: int
+    timeout: int
+    success_exit_codes: list[int]
+    enabled: bool
+    description: str
+    pool: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What the service hands the store to create a job (a snapshot of what to run)."""
+
+    jobconfig_id: int | None
+    package_id: int | None
+    entrypoint: str | None
+    command: list[str] | None
+    macros: dict[str, str]
+    timeout: int
+    success_exit_codes: list[int]
+    pool: str = "default"
+    priority: int = 0
+    trigger: str = "api"
+    submitted_by: str | None = None
+    rerun_of: int | None = None
+    hold: bool = False  # create WAITING instead of SEQUENCED
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One execution of a jobconfig (or an ad-hoc job)."""
+
+    id: int
+    jobconfig_id: int | None
+    package_id: int | None
+    entrypoint: str | None
+    command: list[str] | None
+    macros: dict[str, str]
+    timeout: int
+    success_exit_codes: list[int]
+    pool: str
+    priority: int
+    trigger: str
+    submitted_by: str | None
+    rerun_of: int | None
+    status: JobStatus
+    status_reason: str | None
+    exit_code: int | None
+    seq: int | None
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    abort_requested_at: datetime | None
+    pid: int | None
+    created_at: datetime
+    sequenced_at: datetime | None
+    queued_at: datetime | None
+    acquired_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One recorded transition of a job."""
+
+    job_id: int
+    status: JobStatus
+    at: datetime
+    actor: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobFile:
+    """A payload (input) or output file of a job; ``blob_key`` locates its bytes."""
+
+    job_id: int
+    kind: str  # "payload" | "output"
+    name: str
+    size: int
+    blob_key: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Filters of a job listing; ``None`` means any."""
+
+    jobconfig_id: int | None = None
+    statuses: tuple[JobStatus, ...] | None = None
+    submitted_by: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """A page of a cursor-paginated listing."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A stored (hashed) API token."""
+
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker as last seen by heartbeat."""
+
+    id: str
+    name: str
+    pool: str
+    host: str
+    pid: int
+    slots: int
+    kind: str  # "local" | "remote"
+    started_at: datetime
+    heartbeat_at: datetime
+    draining: bool
+    home: str | None = None

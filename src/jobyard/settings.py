@@ -1,0 +1,80 @@
+"""One ``Settings`` object, read from ``JOBYARD_*`` variables and an optional TOML file.
+
+Nothing reads the environment anywhere else: the settings are built once at the edge
+(CLI, app factory) and passed in.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _default_workers() -> int:
+    return max(2, min(8, (os.cpu_count() or 2) * 2))
+
+
+class Settings(BaseSettings):
+    """Every tunable of a jobyard process. Env prefix ``JOBYARD_``; file via ``JOBYARD_CONFIG``."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBYARD_", extra="ignore")
+
+    home: Path = Field(default=Path("./var"), description="Data folder: database, blobs, logs.")
+    host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port the API listens on.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in home.")
+    workers: int = Field(default_factory=_default_workers, ge=0, description="Local slots.")
+    pool: str = Field(default="default", description="Worker pool served by local slots.")
+    server: str = Field(default="http://127.0.0.1:8080", description="API URL for the CLI.")
+    token: str = Field(default="", description="Bearer token for the CLI.")
+
+    lease_seconds: float = Field(default=15.0, gt=0, description="Lease of an acquired job.")
+    heartbeat_seconds: float = Field(default=3.0, gt=0, description="Lease renewal period.")
+    maintenance_seconds: float = Field(default=2.0, gt=0, description="Sweep period.")
+    abort_grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM->SIGKILL wait.")
+
+    upload_max_bytes: int = Field(default=512 * 1024**2, gt=0, description="Largest upload.")
+    unpack_max_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest expansion.")
+    unpack_max_entries: int = Field(default=100_000, gt=0, description="Most archive entries.")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to an embedded SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'jobyard.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order: explicit arguments, environment, then the TOML file named by JOBYARD_CONFIG."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("JOBYARD_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, with explicit overrides winning."""
+    return Settings(**overrides)

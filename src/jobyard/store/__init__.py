@@ -1,0 +1,1 @@
+"""Storage adapters behind the :class:`~jobyard.store.protocol.Store` protocol."""

@@ -1,0 +1,234 @@
+"""The storage seam: every database operation of jobyard, typed, noun-verb named.
+
+Two implementations share one conformance suite (``tests/store``): SQLite (embedded
+default) and PostgreSQL. Methods are coroutines; each runs as ONE transaction, so
+callers never hold a database transaction across an ``await`` of their own.
+
+Status writes are guarded: a method that moves a job applies
+``WHERE status IN sources_of(target)`` (see :mod:`jobyard.core.jobs`) and reports a
+lost race instead of overwriting. Each successful move records a :class:`JobEvent`.
+Whenever a job leaves an ACTIVE status, or enters SEQUENCED, the same transaction
+promotes SEQUENCED jobs of its jobconfig under a per-jobconfig lock, so the
+``max_concurrent`` limit holds with many servers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from jobyard.core.jobs import JobStatus
+from jobyard.core.models import (
+    ApiToken,
+    Job,
+    JobConfig,
+    JobConfigSpec,
+    JobEvent,
+    JobFile,
+    JobFilter,
+    NewJob,
+    Package,
+    Page,
+    WorkerInfo,
+)
+
+
+class Store(Protocol):
+    """All persistence of jobyard. See the module docstring for the rules."""
+
+    # -- lifecycle ---------------------------------------------------------------
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+        ...
+
+    # -- packages ----------------------------------------------------------------
+    async def package_insert(
+        self,
+        *,
+        sha256: str,
+        filename: str,
+        size: int,
+        kind: str,
+        entrypoints: dict[str, dict[str, Any]],
+    ) -> tuple[Package, bool]:
+        """Insert a package, or return the existing one with that sha256.
+
+        Returns ``(package, created)``; concurrent uploads of one content yield one row.
+        """
+        ...
+
+    async def package_get(self, package_id: int) -> Package:
+        """Return a package or raise ``NotFound``."""
+        ...
+
+    async def packages_list(self, *, cursor: str | None, limit: int) -> Page[Package]:
+        """Newest first, cursor-paginated."""
+        ...
+
+    # -- jobconfigs --------------------------------------------------------------
+    async def jobconfig_insert(self, spec: JobConfigSpec) -> JobConfig:
+        """Create; ``Conflict`` if the name is taken, ``NotFound`` for an unknown package."""
+        ...
+
+    async def jobconfig_get(self, jobconfig_id: int) -> JobConfig:
+        """Return a jobconfig or raise ``NotFound``."""
+        ...
+
+    async def jobconfig_get_by_name(self, name: str) -> JobConfig:
+        """Return a jobconfig by its unique name or raise ``NotFound``."""
+        ...
+
+    async def jobconfig_update(self, jobconfig_id: int, changes: dict[str, Any]) -> JobConfig:
+        """Apply field changes (keys are :class:`JobConfigSpec` fields) and bump updated_at.
+
+        Raising ``max_concurrent`` promotes waiting SEQUENCED jobs in the same transaction.
+        """
+        ...
+
+    async def jobconfig_delete(self, jobconfig_id: int) -> None:
+        """Delete a jobconfig and its ended jobs; ``Conflict`` while any job has not ended."""
+        ...
+
+    async def jobconfigs_list(self, *, cursor: str | None, limit: int) -> Page[JobConfig]:
+        """Ordered by id ascending, cursor-paginated."""
+        ...
+
+    # -- jobs: creation and queries ----------------------------------------------
+    async def job_insert(self, new: NewJob, *, actor: str, reason: str | None) -> Job:
+        """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx.
+
+        The returned job reflects the promotion (it may already be QUEUED).
+        """
+        ...
+
+    async def job_get(self, job_id: int) -> Job:
+        """Return a job or raise ``NotFound``."""
+        ...
+
+    async def jobs_list(self, flt: JobFilter, *, cursor: str | None, limit: int) -> Page[Job]:
+        """Newest first (id descending), filtered, cursor-paginated."""
+        ...
+
+    async def job_events(self, job_id: int) -> list[JobEvent]:
+        """The job's transitions in order, first one WAITING or SEQUENCED."""
+        ...
+
+    # -- jobs: transitions ---------------------------------------------------------
+    async def job_release(self, job_id: int, *, actor: str) -> Job:
+        """WAITING -> SEQUENCED (+ promotion). ``Conflict`` from any other status."""
+        ...
+
+    async def job_cancel(self, job_id: int, *, actor: str, reason: str | None) -> Job:
+        """WAITING|SEQUENCED|QUEUED -> CANCELLED (+ promotion). ``Conflict`` otherwise.
+
+        Races with :meth:`job_acquire` have exactly one winner.
+        """
+        ...
+
+    async def job_acquire(
+        self, *, worker_id: str, pool: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        """Claim up to ``limit`` QUEUED jobs of ``pool`` -> INITIALIZING for this worker.
+
+        Order: priority descending, then seq ascending. Sets worker_id, acquired_at and
+        lease_expires_at in the same statement. Each job is claimed by one worker only.
+        """
+        ...
+
+    async def job_set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> Job:
+        """INITIALIZING -> RUNNING for the holding worker; sets started_at and pid.
+
+        ``Conflict`` if the job is no longer held by ``worker_id`` in INITIALIZING.
+        """
+        ...
+
+    async def job_end(
+        self,
+        job_id: int,
+        *,
+        worker_id: str | None,
+        status: JobStatus,
+        exit_code: int | None,
+        reason: str | None,
+        actor: str,
+    ) -> Job:
+        """Move a held job to FINISHED, ERROR or FAILED (+ promotion); sets ended_at.
+
+        ``worker_id`` (when given) must match the holder. ``Conflict`` if the transition
+        is not allowed from the current status (e.g. the job already ended).
+        """
+        ...
+
+    async def job_request_abort(self, job_id: int, *, actor: str, reason: str | None) -> Job:
+        """Mark an INITIALIZING/RUNNING job for abort; ``Conflict`` from other statuses."""
+        ...
+
+    async def jobs_promote_sequenced(self, jobconfig_id: int | None) -> list[int]:
+        """Promote SEQUENCED -> QUEUED within the limit; ``None`` = ad-hoc jobs.
+
+        Normally called inside other transitions; exposed for the maintenance sweep.
+        """
+        ...
+
+    async def jobconfigs_with_sequenced(self) -> list[int | None]:
+        """Jobconfig ids (``None`` for ad-hoc) that have SEQUENCED jobs: the sweep's input."""
+        ...
+
+    # -- leases ----------------------------------------------------------------------
+    async def leases_renew(
+        self, *, worker_id: str, job_ids: list[int], lease_seconds: float
+    ) -> dict[int, bool]:
+        """Extend the leases this worker still holds.
+
+        Returns ``{job_id: abort_requested}`` for the jobs still held; a job missing from
+        the answer is no longer this worker's (ended or taken away).
+        """
+        ...
+
+    async def jobs_fail_expired_leases(self, *, now: datetime, reason: str) -> list[Job]:
+        """End every INITIALIZING/RUNNING job whose lease expired as FAILED (+ promotion)."""
+        ...
+
+    async def jobs_held_by_workers(self, worker_ids: list[str]) -> list[Job]:
+        """INITIALIZING/RUNNING jobs held by any of these workers (restart recovery)."""
+        ...
+
+    # -- job files -------------------------------------------------------------------
+    async def job_file_add(self, file: JobFile) -> None:
+        """Record a payload or output file (replacing one of the same kind and name)."""
+        ...
+
+    async def job_files_list(self, job_id: int, kind: str) -> list[JobFile]:
+        """Files of a job of one kind, by name."""
+        ...
+
+    # -- tokens -----------------------------------------------------------------------
+    async def token_insert(self, *, name: str, token_hash: str, role: str) -> ApiToken:
+        """Store a token by its hash."""
+        ...
+
+    async def token_lookup(self, token_hash: str) -> ApiToken | None:
+        """Find a non-revoked token by hash."""
+        ...
+
+    async def tokens_count(self) -> int:
+        """How many tokens exist (revoked included): zero means first start."""
+        ...
+
+    # -- workers and leadership ----------------------------------------------------------
+    async def worker_upsert(self, info: WorkerInfo) -> None:
+        """Register a worker or refresh its heartbeat."""
+        ...
+
+    async def workers_list(self) -> list[WorkerInfo]:
+        """Every known worker."""
+        ...
+
+    async def leader_try_acquire(self, *, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take or keep the leadership ``name`` for ``ttl_seconds``; False if another holds it."""
+        ...

@@ -1,0 +1,1 @@
+"""Workers: acquire queued jobs, prepare them, run them, report. Same code local or remote."""

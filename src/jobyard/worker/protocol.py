@@ -1,0 +1,101 @@
+"""What a worker needs from the control plane, as a protocol.
+
+The local implementation (inside ``jobyard up``) calls the service layer directly; a
+remote one (``jobyard worker --server URL``) will speak HTTP. The runner code in
+:mod:`jobyard.worker` depends only on this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from jobyard.core.jobs import JobStatus
+from jobyard.core.models import Job
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadRef:
+    """A payload file to place in the workspace."""
+
+    name: str
+    blob_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Everything needed to run an acquired job, resolved by the control plane."""
+
+    job: Job
+    argv: list[str]  # the program and its arguments; never run through a shell
+    env: dict[str, str]  # resolved macros (execution macros are added by the worker)
+    package_sha256: str | None
+    package_kind: str | None  # "zip" | "tar" | "file"
+    package_filename: str | None
+    payload: list[PayloadRef] = field(default_factory=list)
+    timeout_seconds: float | None = None  # INITIALIZING + RUNNING bound
+    success_exit_codes: frozenset[int] = frozenset({0})
+    template_id: int | None = None
+    session_token: str = ""
+    secret_values: list[str] = field(default_factory=list)  # masked in logs
+
+
+class WorkerBackend(Protocol):
+    """Control-plane calls of a worker."""
+
+    async def acquire(self, *, worker_id: str, pool: str, limit: int) -> list[Job]:
+        """Claim up to ``limit`` QUEUED jobs (-> INITIALIZING, leased to this worker)."""
+        ...
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be queued, or after ``timeout`` seconds."""
+        ...
+
+    async def prepare(self, job: Job) -> Assignment:
+        """Resolve what to run; raise a ``JobyardError`` to fail initialization."""
+        ...
+
+    async def package_path(self, sha256: str) -> Path:
+        """A local file holding the package upload (downloaded if needed)."""
+        ...
+
+    async def payload_path(self, ref: PayloadRef) -> Path:
+        """A local file holding one payload file (downloaded if needed)."""
+        ...
+
+    def log_path(self, job_id: int) -> Path:
+        """Local file the job's log is written to."""
+        ...
+
+    async def log_closed(self, job_id: int) -> None:
+        """Called once the log file is complete (a remote worker uploads it here)."""
+        ...
+
+    async def set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> bool:
+        """INITIALIZING -> RUNNING; False if the job is no longer ours (do not run it)."""
+        ...
+
+    async def end(
+        self,
+        job_id: int,
+        *,
+        worker_id: str,
+        status: JobStatus,
+        exit_code: int | None,
+        reason: str | None,
+    ) -> None:
+        """Report the end status (a lost race is ignored: the job already ended)."""
+        ...
+
+    async def renew(self, *, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
+        """Renew leases; ``{job_id: abort_requested}`` for jobs still held."""
+        ...
+
+    async def store_output(self, job_id: int, name: str, path: Path) -> None:
+        """Keep one file of LOCAL_JOB_OUT_DIR as an output file of the job."""
+        ...
+
+    async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> None:
+        """Report worker health."""
+        ...
