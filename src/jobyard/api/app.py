@@ -1,0 +1,44 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from jobyard import __version__
+from jobyard.api.errors import install_error_handlers
+from jobyard.api.routes import health, jobconfigs, jobs, packages
+from jobyard.settings import Settings
+
+
+def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
+    """Build the API; its lifespan starts the runtime (store, workers, maintenance)."""
+    from jobyard.runtime import Runtime
+
+    runtime = Runtime(settings, example=example)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        app.state.ctx = runtime.ctx
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="jobyard",
+        version=__version__,
+        description="Self-hosted job execution manager: packages, jobconfigs, jobs, logs.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for module in (health, packages, jobconfigs, jobs):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,27 @@
+"""Request dependencies: the use-case context and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from jobyard.service.auth import authenticate
+from jobyard.service.context import Context, Principal
+
+
+def get_ctx(request: Request) -> Context:
+    """The context built at startup."""
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+async def require_principal(request: Request) -> Principal:
+    """Every route but health requires a valid bearer token."""
+    principal = await authenticate(get_ctx(request), request.headers.get("authorization"))
+    request.state.principal = principal
+    return principal
+
+
+Ctx = Annotated[Context, Depends(get_ctx)]
+Caller = Annotated[Principal, Depends(require_principal)]

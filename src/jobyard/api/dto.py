@@ -1,0 +1,278 @@
+"""Request and response bodies of the REST API, separate from the domain records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from jobyard.core.jobs import JobStatus
+from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, Package
+
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Text = Annotated[str, StringConstraints(max_length=10_000)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+MacroMap = dict[Annotated[str, StringConstraints(max_length=128)], Text]
+ExitCode = Annotated[int, Field(ge=0, le=255)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    """The error of an error response."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ErrorBody(BaseModel):
+    """Every non-2xx answer has this body."""
+
+    error: ErrorDetail
+
+
+class PackageOut(BaseModel):
+    """An uploaded package."""
+
+    id: int
+    sha256: str
+    filename: str
+    size: int
+    kind: str
+    entrypoints: list[str]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, p: Package) -> PackageOut:
+        """Build from the domain record."""
+        return cls(
+            id=p.id,
+            sha256=p.sha256,
+            filename=p.filename,
+            size=p.size,
+            kind=p.kind,
+            entrypoints=sorted(p.entrypoints),
+            created_at=p.created_at,
+        )
+
+
+class PackagePage(BaseModel):
+    """A page of packages."""
+
+    items: list[PackageOut]
+    next_cursor: str | None
+
+
+class JobConfigIn(_In):
+    """Body of create (POST) and replace (PUT) of a jobconfig."""
+
+    name: ShortText
+    package_id: Id | None = None
+    entrypoint: ShortText | None = None
+    command: Annotated[list[Text], Field(min_length=1, max_length=1000)] | None = None
+    macros: MacroMap = {}
+    max_concurrent: Annotated[int, Field(ge=0, le=100_000)] = 1
+    timeout: Annotated[int, Field(ge=0, le=5_256_000)] = 0
+    success_exit_codes: Annotated[list[ExitCode], Field(min_length=1, max_length=256)] = [0]
+    enabled: bool = True
+    description: Text = ""
+    pool: ShortText = "default"
+
+
+class JobConfigPatch(_In):
+    """Body of PATCH: only the given fields change."""
+
+    name: ShortText | None = None
+    package_id: Id | None = None
+    entrypoint: ShortText | None = None
+    command: Annotated[list[Text], Field(min_length=1, max_length=1000)] | None = None
+    macros: MacroMap | None = None
+    max_concurrent: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    timeout: Annotated[int, Field(ge=0, le=5_256_000)] | None = None
+    success_exit_codes: Annotated[list[ExitCode], Field(min_length=1, max_length=256)] | None = None
+    enabled: bool | None = None
+    description: Text | None = None
+    pool: ShortText | None = None
+
+
+class JobConfigOut(BaseModel):
+    """A jobconfig."""
+
+    id: int
+    name: str
+    description: str
+    package_id: int | None
+    entrypoint: str | None
+    command: list[str] | None
+    macros: dict[str, str]
+    max_concurrent: int
+    timeout: int
+    success_exit_codes: list[int]
+    enabled: bool
+    pool: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, jc: JobConfig) -> JobConfigOut:
+        """Build from the domain record."""
+        return cls(
+            id=jc.id,
+            name=jc.name,
+            description=jc.description,
+            package_id=jc.package_id,
+            entrypoint=jc.entrypoint,
+            command=jc.command,
+            macros=jc.macros,
+            max_concurrent=jc.max_concurrent,
+            timeout=jc.timeout,
+            success_exit_codes=jc.success_exit_codes,
+            enabled=jc.enabled,
+            pool=jc.pool,
+            created_at=jc.created_at,
+            updated_at=jc.updated_at,
+        )
+
+
+class JobConfigPage(BaseModel):
+    """A page of jobconfigs."""
+
+    items: list[JobConfigOut]
+    next_cursor: str | None
+
+
+class RunIn(_In):
+    """Body of ``POST /jobconfigs/{id}/run``."""
+
+    macros: MacroMap = {}
+    hold: bool = Field(default=False, description="Create WAITING; release it later.")
+
+
+class AdhocJobIn(_In):
+    """Body of ``POST /jobs``: a job of no jobconfig."""
+
+    package_id: Id | None = None
+    entrypoint: ShortText | None = None
+    command: Annotated[list[Text], Field(min_length=1, max_length=1000)] | None = None
+    macros: MacroMap = {}
+    hold: bool = False
+    timeout: Annotated[int, Field(ge=0, le=5_256_000)] = 0
+    success_exit_codes: Annotated[list[ExitCode], Field(min_length=1, max_length=256)] = [0]
+    pool: ShortText = "default"
+
+
+class JobOut(BaseModel):
+    """A job."""
+
+    id: int
+    jobconfig_id: int | None
+    package_id: int | None
+    entrypoint: str | None
+    command: list[str] | None
+    macros: dict[str, str]
+    status: JobStatus
+    status_reason: str | None
+    exit_code: int | None
+    trigger: str
+    submitted_by: str | None
+    rerun_of: int | None
+    worker_id: str | None
+    pool: str
+    priority: int
+    timeout: int
+    success_exit_codes: list[int]
+    created_at: datetime
+    sequenced_at: datetime | None
+    queued_at: datetime | None
+    acquired_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    abort_requested_at: datetime | None
+
+    @classmethod
+    def of(cls, j: Job) -> JobOut:
+        """Build from the domain record."""
+        return cls(
+            id=j.id,
+            jobconfig_id=j.jobconfig_id,
+            package_id=j.package_id,
+            entrypoint=j.entrypoint,
+            command=j.command,
+            macros=j.macros,
+            status=j.status,
+            status_reason=j.status_reason,
+            exit_code=j.exit_code,
+            trigger=j.trigger,
+            submitted_by=j.submitted_by,
+            rerun_of=j.rerun_of,
+            worker_id=j.worker_id,
+            pool=j.pool,
+            priority=j.priority,
+            timeout=j.timeout,
+            success_exit_codes=j.success_exit_codes,
+            created_at=j.created_at,
+            sequenced_at=j.sequenced_at,
+            queued_at=j.queued_at,
+            acquired_at=j.acquired_at,
+            started_at=j.started_at,
+            ended_at=j.ended_at,
+            abort_requested_at=j.abort_requested_at,
+        )
+
+
+class JobPage(BaseModel):
+    """A page of jobs."""
+
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class EventOut(BaseModel):
+    """One transition of a job."""
+
+    status: JobStatus
+    at: datetime
+    actor: str
+    reason: str | None
+
+    @classmethod
+    def of(cls, e: JobEvent) -> EventOut:
+        """Build from the domain record."""
+        return cls(status=e.status, at=e.at, actor=e.actor, reason=e.reason)
+
+
+class EventList(BaseModel):
+    """The transitions of a job, in order."""
+
+    items: list[EventOut]
+
+
+class FileOut(BaseModel):
+    """A payload or output file of a job."""
+
+    name: str
+    size: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, f: JobFile) -> FileOut:
+        """Build from the domain record."""
+        return cls(name=f.name, size=f.size, created_at=f.created_at)
+
+
+class FileList(BaseModel):
+    """Files of a job."""
+
+    items: list[FileOut]
+
+
+class Health(BaseModel):
+    """Liveness answer."""
+
+    status: str
+    version: str

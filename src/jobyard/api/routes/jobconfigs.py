@@ -1,0 +1,104 @@
+"""``/api/v1/jobconfigs``: definitions of what to run, and running them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
+
+from jobyard.api.deps import Caller, Ctx, require_principal
+from jobyard.api.dto import (
+    MAX_ID,
+    ErrorBody,
+    JobConfigIn,
+    JobConfigOut,
+    JobConfigPage,
+    JobConfigPatch,
+    JobOut,
+    RunIn,
+)
+from jobyard.core.models import JobConfigSpec
+from jobyard.core.validation import NAME_RE
+from jobyard.service import jobconfigs, jobs
+
+router = APIRouter(
+    prefix="/api/v1/jobconfigs",
+    tags=["jobconfigs"],
+    dependencies=[Depends(require_principal)],
+    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+JobConfigId = Annotated[int, Path(ge=1, le=MAX_ID, description="Jobconfig id.")]
+
+
+def _spec(body: JobConfigIn) -> JobConfigSpec:
+    return JobConfigSpec(**body.model_dump())
+
+
+@router.post(
+    "", status_code=201, response_model=JobConfigOut, responses={409: {"model": ErrorBody}}
+)
+async def create_jobconfig(body: JobConfigIn, ctx: Ctx) -> JobConfigOut:
+    """Create a jobconfig (409 if the name is taken)."""
+    return JobConfigOut.of(await jobconfigs.create(ctx, _spec(body)))
+
+
+@router.get("", response_model=JobConfigPage)
+async def list_jobconfigs(
+    ctx: Ctx,
+    name: Annotated[str | None, Query(max_length=255, description="Exact name.")] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JobConfigPage:
+    """List jobconfigs by id, or look one up by its exact name."""
+    if name is not None and not NAME_RE.match(name):
+        return JobConfigPage(items=[], next_cursor=None)
+    page = await jobconfigs.list_(ctx, name=name, cursor=cursor, limit=limit)
+    return JobConfigPage(
+        items=[JobConfigOut.of(j) for j in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{jobconfig_id}", response_model=JobConfigOut)
+async def get_jobconfig(jobconfig_id: JobConfigId, ctx: Ctx) -> JobConfigOut:
+    """Read one jobconfig."""
+    return JobConfigOut.of(await jobconfigs.get(ctx, jobconfig_id))
+
+
+@router.put("/{jobconfig_id}", response_model=JobConfigOut, responses={409: {"model": ErrorBody}})
+async def replace_jobconfig(jobconfig_id: JobConfigId, body: JobConfigIn, ctx: Ctx) -> JobConfigOut:
+    """Replace every writable field (omitted ones take their defaults)."""
+    return JobConfigOut.of(await jobconfigs.replace(ctx, jobconfig_id, _spec(body)))
+
+
+@router.patch("/{jobconfig_id}", response_model=JobConfigOut, responses={409: {"model": ErrorBody}})
+async def patch_jobconfig(
+    jobconfig_id: JobConfigId, body: JobConfigPatch, ctx: Ctx
+) -> JobConfigOut:
+    """Change only the given fields."""
+    changes = body.model_dump(exclude_unset=True)
+    return JobConfigOut.of(await jobconfigs.patch(ctx, jobconfig_id, changes))
+
+
+@router.delete("/{jobconfig_id}", status_code=204, responses={409: {"model": ErrorBody}})
+async def delete_jobconfig(jobconfig_id: JobConfigId, ctx: Ctx) -> Response:
+    """Delete a jobconfig whose jobs have all ended (409 otherwise)."""
+    await jobconfigs.delete(ctx, jobconfig_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{jobconfig_id}/run",
+    status_code=201,
+    response_model=JobOut,
+    responses={409: {"model": ErrorBody}},
+)
+async def run_jobconfig(
+    jobconfig_id: JobConfigId,
+    ctx: Ctx,
+    caller: Caller,
+    body: Annotated[RunIn | None, Body()] = None,
+) -> JobOut:
+    """Submit a job of this jobconfig, with optional per-job macros (or on hold)."""
+    body = body or RunIn()
+    job = await jobs.run_jobconfig(ctx, caller, jobconfig_id, macros=body.macros, hold=body.hold)
+    return JobOut.of(job)

@@ -1,0 +1,181 @@
+"""``/api/v1/jobs``: submit, list, inspect, cancel, abort, release, rerun, logs, files."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+
+from jobyard.api.deps import Caller, Ctx, require_principal
+from jobyard.api.dto import (
+    MAX_ID,
+    AdhocJobIn,
+    ErrorBody,
+    EventList,
+    EventOut,
+    FileList,
+    FileOut,
+    JobOut,
+    JobPage,
+)
+from jobyard.api.uploads import receive_upload
+from jobyard.core.jobs import JobStatus
+from jobyard.core.models import JobFilter
+from jobyard.service import jobs, logs
+
+router = APIRouter(
+    prefix="/api/v1/jobs",
+    tags=["jobs"],
+    dependencies=[Depends(require_principal)],
+    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="Job id.")]
+CONFLICT = {409: {"model": ErrorBody}}
+
+
+@router.post("", status_code=201, response_model=JobOut)
+async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller) -> JobOut:
+    """Submit an ad-hoc job: a package + entry point, or a command."""
+    job = await jobs.submit_adhoc(
+        ctx,
+        caller,
+        package_id=body.package_id,
+        entrypoint=body.entrypoint,
+        command=body.command,
+        macros=body.macros,
+        hold=body.hold,
+        timeout=body.timeout,
+        success_exit_codes=body.success_exit_codes,
+        pool=body.pool,
+    )
+    return JobOut.of(job)
+
+
+@router.get("", response_model=JobPage)
+async def list_jobs(
+    ctx: Ctx,
+    jobconfig_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    status: Annotated[list[JobStatus] | None, Query()] = None,
+    submitted_by: Annotated[str | None, Query(max_length=255)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JobPage:
+    """List jobs newest first; filter by jobconfig, status (repeatable), submitter, time."""
+    flt = JobFilter(
+        jobconfig_id=jobconfig_id,
+        statuses=tuple(status) if status else None,
+        submitted_by=submitted_by.replace("\x00", "") if submitted_by else None,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    page = await jobs.list_(ctx, flt, cursor=cursor, limit=limit)
+    return JobPage(items=[JobOut.of(j) for j in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobOut)
+async def get_job(job_id: JobId, ctx: Ctx) -> JobOut:
+    """Read one job."""
+    return JobOut.of(await jobs.get(ctx, job_id))
+
+
+@router.get("/{job_id}/events", response_model=EventList)
+async def job_events(job_id: JobId, ctx: Ctx) -> EventList:
+    """The job's transitions in order: status, time, actor, reason."""
+    return EventList(items=[EventOut.of(e) for e in await jobs.events(ctx, job_id)])
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=CONFLICT)
+async def cancel_job(job_id: JobId, ctx: Ctx, caller: Caller) -> JobOut:
+    """Cancel a WAITING, SEQUENCED or QUEUED job (409 otherwise)."""
+    return JobOut.of(await jobs.cancel(ctx, caller, job_id))
+
+
+@router.post(
+    "/{job_id}/abort",
+    response_model=JobOut,
+    responses={**CONFLICT, 202: {"model": JobOut, "description": "Still stopping."}},
+)
+async def abort_job(job_id: JobId, ctx: Ctx, caller: Caller) -> JSONResponse:
+    """Stop an INITIALIZING or RUNNING job; 200 once it ended FAILED, 202 if still stopping."""
+    wait = ctx.settings.abort_grace_seconds + 3.0
+    job, ended = await jobs.abort(ctx, caller, job_id, wait_seconds=wait)
+    return JSONResponse(JobOut.of(job).model_dump(mode="json"), status_code=200 if ended else 202)
+
+
+@router.post("/{job_id}/release", response_model=JobOut, responses=CONFLICT)
+async def release_job(job_id: JobId, ctx: Ctx, caller: Caller) -> JobOut:
+    """Release a WAITING job: it becomes SEQUENCED and takes its turn."""
+    return JobOut.of(await jobs.release(ctx, caller, job_id))
+
+
+@router.post("/{job_id}/rerun", status_code=201, response_model=JobOut, responses=CONFLICT)
+async def rerun_job(job_id: JobId, ctx: Ctx, caller: Caller) -> JobOut:
+    """Submit a new job repeating an ended one; it points back with ``rerun_of``."""
+    return JobOut.of(await jobs.rerun(ctx, caller, job_id))
+
+
+@router.post(
+    "/{job_id}/payload",
+    status_code=201,
+    response_model=FileOut,
+    responses={**CONFLICT, 413: {"model": ErrorBody}},
+)
+async def add_payload(
+    job_id: JobId,
+    ctx: Ctx,
+    file: Annotated[UploadFile, File(description="The payload file.")],
+    name: Annotated[str | None, Form(max_length=255)] = None,
+) -> FileOut:
+    """Attach a payload file to a WAITING job (create it with hold=true)."""
+    async with receive_upload(ctx, file) as (tmp, _size):
+        record = await jobs.add_payload(ctx, job_id, name or file.filename or "payload", tmp)
+    return FileOut.of(record)
+
+
+@router.get("/{job_id}/payload", response_model=FileList)
+async def list_payload(job_id: JobId, ctx: Ctx) -> FileList:
+    """Payload files attached to the job."""
+    return FileList(items=[FileOut.of(f) for f in await jobs.payloads(ctx, job_id)])
+
+
+@router.get(
+    "/{job_id}/log",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "The log text."}},
+)
+async def job_log(
+    job_id: JobId,
+    ctx: Ctx,
+    follow: Annotated[bool, Query(description="Stream until the job ends.")] = False,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> StreamingResponse:
+    """The job's log (timestamped stdout/stderr lines); ``follow=true`` streams it live."""
+    _job, key = await logs.open_log(ctx, job_id)
+    return StreamingResponse(
+        logs.stream_log(ctx, job_id, key, offset=offset, follow=follow),
+        media_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/{job_id}/outputs", response_model=FileList)
+async def list_outputs(job_id: JobId, ctx: Ctx) -> FileList:
+    """Files the job left in LOCAL_JOB_OUT_DIR."""
+    return FileList(items=[FileOut.of(f) for f in await jobs.outputs(ctx, job_id)])
+
+
+@router.get(
+    "/{job_id}/outputs/{name:path}",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def get_output(job_id: JobId, name: str, ctx: Ctx) -> FileResponse:
+    """Download one output file."""
+    record, path = await jobs.output(ctx, job_id, name)
+    return FileResponse(
+        path, filename=record.name.rsplit("/", 1)[-1], media_type="application/octet-stream"
+    )

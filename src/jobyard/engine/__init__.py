@@ -1,0 +1,1 @@
+"""Engine: sequencing sweep, maintenance (leases), notifications, local worker backend."""

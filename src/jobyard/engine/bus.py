@@ -1,0 +1,62 @@
+"""In-process notifications between the API, the service layer and local workers.
+
+Wake-ups only: the database stays the source of truth, so every waiter also re-reads
+the store after a bounded timeout. That keeps several servers correct (they simply
+learn a little later) while one-process installs react within a millisecond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+
+class Bus:
+    """Events for queued work, job changes and abort requests."""
+
+    def __init__(self) -> None:
+        self._work = asyncio.Event()
+        self._job_waiters: dict[int, list[asyncio.Event]] = {}
+        self._abort_handlers: list[Callable[[int, str], bool]] = []
+
+    # -- work available --------------------------------------------------------
+    def work_available(self) -> None:
+        """Tell idle workers that a job may have been queued."""
+        self._work.set()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return on the next :meth:`work_available` or after ``timeout`` seconds."""
+        if not self._work.is_set():
+            try:
+                await asyncio.wait_for(self._work.wait(), timeout)
+            except TimeoutError:
+                return
+        self._work.clear()
+
+    # -- job changes -----------------------------------------------------------
+    def job_changed(self, job_id: int) -> None:
+        """Wake everyone waiting on ``job_id`` (status change, new log lines)."""
+        for event in self._job_waiters.pop(job_id, ()):
+            event.set()
+
+    async def wait_job(self, job_id: int, timeout: float) -> None:
+        """Return when ``job_id`` changes or after ``timeout`` seconds."""
+        event = asyncio.Event()
+        self._job_waiters.setdefault(job_id, []).append(event)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            waiters = self._job_waiters.get(job_id)
+            if waiters and event in waiters:
+                waiters.remove(event)
+                if not waiters:
+                    del self._job_waiters[job_id]
+
+    # -- aborts ------------------------------------------------------------------
+    def on_abort(self, handler: Callable[[int, str], bool]) -> None:
+        """Register a local worker pool's abort hook (returns True if it held the job)."""
+        self._abort_handlers.append(handler)
+
+    def request_abort(self, job_id: int, reason: str) -> bool:
+        """Ask local workers to stop ``job_id`` now; False if none of them holds it."""
+        return any(handler(job_id, reason) for handler in self._abort_handlers)

@@ -1,0 +1,200 @@
+"""The control plane as seen by local worker slots inside ``jobyard up``.
+
+Implements :class:`~jobyard.worker.protocol.WorkerBackend` with direct store and blob
+calls (no HTTP), and wakes API waiters through the in-process bus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+from datetime import datetime
+from pathlib import Path
+
+from jobyard.blobs.keys import log_key, output_key, package_key
+from jobyard.blobs.protocol import BlobStore
+from jobyard.core.errors import Conflict, InvalidInput, NotFound
+from jobyard.core.jobs import JobStatus
+from jobyard.core.models import Job, JobFile, WorkerInfo
+from jobyard.engine.bus import Bus
+from jobyard.service.timeutil import utcnow
+from jobyard.settings import Settings
+from jobyard.store.protocol import Store
+from jobyard.worker.protocol import Assignment, PayloadRef
+
+
+async def resolve_assignment(store: Store, job: Job) -> Assignment:
+    """Work out argv, environment, package and payload of an acquired job.
+
+    Macro precedence (lowest first): the entry point's ``env`` from the manifest, the
+    jobconfig's macros as they are now, the job's own macros.
+    """
+    env: dict[str, str] = {}
+    argv: list[str] | None = job.command
+    timeout_minutes = job.timeout
+    sha = kind = filename = None
+    if job.package_id is not None:
+        try:
+            package = await store.package_get(job.package_id)
+        except NotFound:
+            raise InvalidInput(f"package {job.package_id} no longer exists") from None
+        sha, kind, filename = package.sha256, package.kind, package.filename
+        entry_name = job.entrypoint
+        if entry_name is None and argv is None and len(package.entrypoints) == 1:
+            entry_name = next(iter(package.entrypoints))
+        if entry_name is not None:
+            entry = package.entrypoints.get(entry_name)
+            if entry is None:
+                raise InvalidInput(f"package {package.id} has no entry point {entry_name!r}")
+            argv = list(entry["command"])
+            env.update(entry.get("env") or {})
+            if not timeout_minutes and entry.get("timeout"):
+                timeout_minutes = int(entry["timeout"])
+        elif argv is None and kind == "file":
+            argv = [f"./{filename}"]
+    if not argv:
+        raise InvalidInput("nothing to run: the job has no command and no entry point")
+    if job.jobconfig_id is not None:
+        with contextlib.suppress(NotFound):
+            env.update((await store.jobconfig_get(job.jobconfig_id)).macros)
+    env.update(job.macros)
+    payload = [
+        PayloadRef(name=f.name, blob_key=f.blob_key)
+        for f in await store.job_files_list(job.id, "payload")
+    ]
+    return Assignment(
+        job=job,
+        argv=argv,
+        env=env,
+        package_sha256=sha,
+        package_kind=kind,
+        package_filename=filename,
+        payload=payload,
+        timeout_seconds=timeout_minutes * 60.0 if timeout_minutes else None,
+        success_exit_codes=frozenset(job.success_exit_codes),
+        # Placeholder until access control: an opaque value no API call accepts.
+        session_token="jys_" + secrets.token_urlsafe(24),
+    )
+
+
+class LocalBackend:
+    """Direct control-plane access for worker slots living in the server process."""
+
+    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, bus: Bus) -> None:
+        self._settings = settings
+        self._store = store
+        self._blobs = blobs
+        self._bus = bus
+        self._started: dict[str, datetime] = {}
+
+    async def acquire(self, *, worker_id: str, pool: str, limit: int) -> list[Job]:
+        """Claim queued jobs under a lease."""
+        jobs = await self._store.job_acquire(
+            worker_id=worker_id,
+            pool=pool,
+            limit=limit,
+            lease_seconds=self._settings.lease_seconds,
+        )
+        for job in jobs:
+            self._bus.job_changed(job.id)
+        return jobs
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Sleep until something is queued (or the timeout)."""
+        await self._bus.wait_for_work(timeout)
+
+    async def prepare(self, job: Job) -> Assignment:
+        """Resolve what to run."""
+        return await resolve_assignment(self._store, job)
+
+    async def package_path(self, sha256: str) -> Path:
+        """The package upload, already local."""
+        return self._blobs.local_path(package_key(sha256))
+
+    async def payload_path(self, ref: PayloadRef) -> Path:
+        """A payload file, already local."""
+        return self._blobs.local_path(ref.blob_key)
+
+    def log_path(self, job_id: int) -> Path:
+        """The log file is written straight into the blob folder."""
+        path = self._blobs.local_path(log_key(job_id))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def log_closed(self, job_id: int) -> None:
+        """Nothing to upload locally; wake log followers."""
+        self._bus.job_changed(job_id)
+
+    async def set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> bool:
+        """INITIALIZING -> RUNNING; False if the job is not ours any more."""
+        try:
+            await self._store.job_set_running(job_id, worker_id=worker_id, pid=pid)
+        except (Conflict, NotFound):
+            return False
+        self._bus.job_changed(job_id)
+        return True
+
+    async def end(
+        self,
+        job_id: int,
+        *,
+        worker_id: str,
+        status: JobStatus,
+        exit_code: int | None,
+        reason: str | None,
+    ) -> None:
+        """Record the end status; promotion in the same transaction may queue more work."""
+        with contextlib.suppress(Conflict, NotFound):
+            await self._store.job_end(
+                job_id,
+                worker_id=worker_id,
+                status=status,
+                exit_code=exit_code,
+                reason=reason,
+                actor=f"worker:{worker_id}",
+            )
+        self._bus.job_changed(job_id)
+        self._bus.work_available()
+
+    async def renew(self, *, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
+        """Renew leases of held jobs."""
+        return await self._store.leases_renew(
+            worker_id=worker_id, job_ids=job_ids, lease_seconds=self._settings.lease_seconds
+        )
+
+    async def store_output(self, job_id: int, name: str, path: Path) -> None:
+        """Move a file of LOCAL_JOB_OUT_DIR into the blob store and record it."""
+        key = output_key(job_id, name)
+        size = await self._blobs.put_file(key, path, move=True)
+        await self._store.job_file_add(
+            JobFile(
+                job_id=job_id,
+                kind="output",
+                name=name,
+                size=size,
+                blob_key=key,
+                created_at=utcnow(),
+            )
+        )
+
+    async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> None:
+        """Refresh this worker's row (health in the workers list)."""
+        now = utcnow()
+        started = self._started.setdefault(worker_id, now)
+        await self._store.worker_upsert(
+            WorkerInfo(
+                id=worker_id,
+                name=worker_id,
+                pool=self._settings.pool,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                slots=self._settings.workers,
+                kind="local",
+                started_at=started,
+                heartbeat_at=now,
+                draining=draining,
+                home=str(self._settings.home),
+            )
+        )

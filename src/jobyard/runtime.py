@@ -1,0 +1,101 @@
+"""The running system of one server: store, blobs, bus, local workers, maintenance.
+
+``jobyard up`` = this runtime + the API on uvicorn, in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from pathlib import Path
+
+from jobyard.blobs.local import LocalBlobStore
+from jobyard.engine.bus import Bus
+from jobyard.engine.local_backend import LocalBackend
+from jobyard.engine.maintenance import maintenance_loop, recover_local_orphans
+from jobyard.service import auth
+from jobyard.service.context import Context
+from jobyard.settings import Settings
+from jobyard.store.factory import open_store
+from jobyard.worker.pool import WorkerPool
+
+log = logging.getLogger("jobyard.runtime")
+
+
+class Runtime:
+    """Owns startup and shutdown order of one server process."""
+
+    def __init__(self, settings: Settings, *, example: bool = False) -> None:
+        self.settings = settings
+        self.example = example
+        self.server_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._ctx: Context | None = None
+        self._pool: WorkerPool | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.new_admin_token: str | None = None
+
+    @property
+    def ctx(self) -> Context:
+        """The use-case context (after :meth:`start`)."""
+        if self._ctx is None:
+            raise RuntimeError("runtime not started")
+        return self._ctx
+
+    async def start(self) -> None:
+        """Open the store (migrating it), mint the first token, start workers and sweeps."""
+        home = self.settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        store = await open_store(self.settings.effective_database_url, migrate=True)
+        blobs = LocalBlobStore(home / "blobs")
+        bus = Bus()
+        ctx = Context(settings=self.settings, store=store, blobs=blobs, bus=bus)
+        self._ctx = ctx
+        self.new_admin_token = await auth.ensure_admin_token(ctx)
+        recovered = await recover_local_orphans(store, bus, home=str(home))
+        if recovered:
+            log.warning("ended %d job(s) orphaned by a previous crash as FAILED", recovered)
+        if self.example:
+            from jobyard.examples import load_example
+
+            await load_example(ctx)
+        self._tasks.append(
+            asyncio.create_task(
+                maintenance_loop(
+                    store, bus, holder=self.server_id, interval=self.settings.maintenance_seconds
+                ),
+                name="maintenance",
+            )
+        )
+        if self.settings.workers > 0:
+            backend = LocalBackend(self.settings, store, blobs, bus)
+            self._pool = WorkerPool(
+                backend,
+                pool=self.settings.pool,
+                slots=self.settings.workers,
+                work_root=home / "work",
+                settings=self.settings,
+            )
+            bus.on_abort(self._pool.abort)
+            self._tasks.append(asyncio.create_task(self._pool.run(), name="workers"))
+
+    async def stop(self) -> None:
+        """Stop workers (running jobs end FAILED with a reason), sweeps, then the store."""
+        if self._pool is not None:
+            await self._pool.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._ctx is not None:
+            await self._ctx.store.close()
+
+    @property
+    def admin_token_file(self) -> Path:
+        """Where the first admin token lives."""
+        return self.settings.home / "admin.token"

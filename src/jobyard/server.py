@@ -1,0 +1,75 @@
+"""``jobyard up``: the API, the maintenance loop and local workers in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import uvicorn
+
+from jobyard import __version__
+from jobyard.api.app import create_app
+from jobyard.runtime import Runtime
+from jobyard.settings import Settings
+
+
+def _banner(settings: Settings, runtime: Runtime, url: str) -> str:
+    token_file = runtime.admin_token_file
+    lines = [
+        f"jobyard {__version__} is up",
+        f"  URL:         {url}",
+        f"  API:         {url}/api/v1/openapi.json",
+    ]
+    if runtime.new_admin_token:
+        lines.append(f"  admin token: {runtime.new_admin_token}")
+        lines.append(f"               (shown once; kept in {token_file}, mode 0600)")
+    else:
+        lines.append(f"  admin token: in {token_file}  (cat it; the CLI reads it by itself)")
+    db = settings.effective_database_url
+    lines.append(f"  database:    {db.split('@')[-1] if '@' in db else db}")
+    lines.append(f"  workers:     {settings.workers} local slot(s), pool '{settings.pool}'")
+    if runtime.example:
+        lines.append("  example:     jobconfig 'hello' loaded — try: jobyard run hello --follow")
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings, *, example: bool = False) -> None:
+    """Run until SIGINT/SIGTERM; running jobs are stopped and end FAILED on the way out."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings, example=example)
+    runtime: Runtime = app.state.runtime
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(5, int(settings.abort_grace_seconds) + 5),
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn has no event)
+        await asyncio.sleep(0.05)
+    if server.started:
+        port = settings.port
+        for srv in server.servers:
+            for sock in srv.sockets:
+                port = sock.getsockname()[1]
+        print(_banner(settings, runtime, f"http://{settings.host}:{port}"), flush=True)
+    await task
+    if not server.started:
+        sys.exit(1)
+
+
+def run_server(settings: Settings, *, example: bool = False) -> None:
+    """Synchronous entry point used by the CLI: uvloop when available."""
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, example=example))
+    except ImportError:
+        asyncio.run(serve(settings, example=example))

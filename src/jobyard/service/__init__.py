@@ -1,0 +1,1 @@
+"""Use cases: each API route and CLI command calls one function here."""

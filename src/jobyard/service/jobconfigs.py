@@ -1,0 +1,127 @@
+"""Jobconfig use cases: create, read, replace, patch, delete, list."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any
+
+from jobyard.core.errors import InvalidInput, NotFound
+from jobyard.core.models import JobConfig, JobConfigSpec, Package, Page
+from jobyard.core.validation import check_command, check_exit_codes, check_macros, check_name
+from jobyard.service.context import Context
+
+SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(JobConfigSpec))
+
+
+async def check_run_target(
+    ctx: Context, package_id: int | None, entrypoint: str | None, command: list[str] | None
+) -> Package | None:
+    """Check that (package, entrypoint, command) names something runnable.
+
+    Allowed: a command alone; a package with an entry point from its manifest; a package
+    with a command run inside it; a single-file package alone (the file is the program).
+    """
+    check_command(command)
+    if entrypoint is not None and command is not None:
+        raise InvalidInput(
+            "give either 'entrypoint' or 'command', not both", {"field": "entrypoint"}
+        )
+    if package_id is None:
+        if entrypoint is not None:
+            raise InvalidInput(
+                "'entrypoint' needs a 'package_id' whose manifest defines it",
+                {"field": "package_id"},
+            )
+        if command is None:
+            raise InvalidInput(
+                "nothing to run: give 'command', or 'package_id' (with 'entrypoint')",
+                {"field": "command"},
+            )
+        return None
+    try:
+        package = await ctx.store.package_get(package_id)
+    except NotFound:
+        raise InvalidInput(
+            f"package {package_id} does not exist", {"field": "package_id"}
+        ) from None
+    if entrypoint is not None and entrypoint not in package.entrypoints:
+        known = ", ".join(sorted(package.entrypoints)) or "none (no jobyard.toml manifest)"
+        raise InvalidInput(
+            f"package {package_id} has no entry point {entrypoint!r}; it has: {known}",
+            {"field": "entrypoint", "available": sorted(package.entrypoints)},
+        )
+    if entrypoint is None and command is None and package.kind != "file":
+        if len(package.entrypoints) == 1:
+            return package
+        known = ", ".join(sorted(package.entrypoints)) or "none"
+        raise InvalidInput(
+            f"package {package_id} is an archive: name an 'entrypoint' (available: {known}) "
+            "or give a 'command'",
+            {"field": "entrypoint"},
+        )
+    return package
+
+
+async def _validate(ctx: Context, spec: JobConfigSpec) -> None:
+    check_name(spec.name)
+    check_macros(spec.macros)
+    check_exit_codes(spec.success_exit_codes)
+    check_name(spec.pool, "pool")
+    if spec.max_concurrent < 0:
+        raise InvalidInput(
+            "max_concurrent must be ≥ 0 (0 = unlimited)", {"field": "max_concurrent"}
+        )
+    if spec.timeout < 0:
+        raise InvalidInput("timeout must be ≥ 0 minutes (0 = none)", {"field": "timeout"})
+    await check_run_target(ctx, spec.package_id, spec.entrypoint, spec.command)
+
+
+async def create(ctx: Context, spec: JobConfigSpec) -> JobConfig:
+    """Create a jobconfig after checking that it names something runnable."""
+    await _validate(ctx, spec)
+    return await ctx.store.jobconfig_insert(spec)
+
+
+async def get(ctx: Context, jobconfig_id: int) -> JobConfig:
+    """Read one jobconfig."""
+    return await ctx.store.jobconfig_get(jobconfig_id)
+
+
+async def list_(
+    ctx: Context, *, name: str | None, cursor: str | None, limit: int
+) -> Page[JobConfig]:
+    """List jobconfigs, or find one by exact name (a page of zero or one)."""
+    if name is not None:
+        try:
+            return Page(items=[await ctx.store.jobconfig_get_by_name(name)], next_cursor=None)
+        except NotFound:
+            return Page(items=[], next_cursor=None)
+    return await ctx.store.jobconfigs_list(cursor=cursor, limit=limit)
+
+
+def spec_of(jc: JobConfig) -> JobConfigSpec:
+    """The writable part of a stored jobconfig."""
+    return JobConfigSpec(**{k: v for k, v in asdict(jc).items() if k in SPEC_FIELDS})
+
+
+async def replace(ctx: Context, jobconfig_id: int, spec: JobConfigSpec) -> JobConfig:
+    """PUT: every writable field is replaced (unset ones take their defaults)."""
+    await ctx.store.jobconfig_get(jobconfig_id)
+    await _validate(ctx, spec)
+    return await ctx.store.jobconfig_update(jobconfig_id, asdict(spec))
+
+
+async def patch(ctx: Context, jobconfig_id: int, changes: dict[str, Any]) -> JobConfig:
+    """PATCH: only the given fields change; the result must still be valid."""
+    unknown = set(changes) - SPEC_FIELDS
+    if unknown:
+        raise InvalidInput(f"unknown fields: {sorted(unknown)}", {"fields": sorted(unknown)})
+    current = await ctx.store.jobconfig_get(jobconfig_id)
+    merged = JobConfigSpec(**{**asdict(spec_of(current)), **changes})
+    await _validate(ctx, merged)
+    return await ctx.store.jobconfig_update(jobconfig_id, changes)
+
+
+async def delete(ctx: Context, jobconfig_id: int) -> None:
+    """Delete a jobconfig whose jobs have all ended, with their history and files."""
+    await ctx.store.jobconfig_delete(jobconfig_id)

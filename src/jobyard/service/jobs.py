@@ -1,0 +1,232 @@
+"""Job use cases: submit, run a jobconfig, hold/release, cancel, abort, rerun, payloads."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from jobyard.blobs.keys import payload_key
+from jobyard.core.errors import Conflict, InvalidInput, NotFound
+from jobyard.core.jobs import CANCELLABLE, TERMINAL, JobStatus
+from jobyard.core.models import Job, JobEvent, JobFile, JobFilter, NewJob, Page
+from jobyard.core.validation import check_exit_codes, check_macros, check_name
+from jobyard.service.context import Context, Principal
+from jobyard.service.jobconfigs import check_run_target
+from jobyard.service.timeutil import utcnow
+
+FILE_NAME_RE = re.compile(r"^[^/\\\x00]{1,255}$")
+
+
+def _after_submit(ctx: Context, job: Job) -> None:
+    if job.status is not JobStatus.WAITING:
+        ctx.bus.work_available()
+
+
+async def run_jobconfig(
+    ctx: Context,
+    principal: Principal,
+    jobconfig_id: int,
+    *,
+    macros: dict[str, str],
+    hold: bool = False,
+    trigger: str = "api",
+) -> Job:
+    """Submit one job of a jobconfig, with per-job macro overrides."""
+    jc = await ctx.store.jobconfig_get(jobconfig_id)
+    if not jc.enabled:
+        raise Conflict(
+            f"jobconfig {jc.id} ({jc.name}) is disabled: enable it before running jobs",
+            {"jobconfig_id": jc.id},
+        )
+    check_macros(macros)
+    new = NewJob(
+        jobconfig_id=jc.id,
+        package_id=jc.package_id,
+        entrypoint=jc.entrypoint,
+        command=jc.command,
+        macros=dict(macros),
+        timeout=jc.timeout,
+        success_exit_codes=list(jc.success_exit_codes),
+        pool=jc.pool,
+        trigger=trigger,
+        submitted_by=principal.name,
+        hold=hold,
+    )
+    job = await ctx.store.job_insert(new, actor=principal.actor, reason=f"submitted ({trigger})")
+    _after_submit(ctx, job)
+    return job
+
+
+async def submit_adhoc(
+    ctx: Context,
+    principal: Principal,
+    *,
+    package_id: int | None,
+    entrypoint: str | None,
+    command: list[str] | None,
+    macros: dict[str, str],
+    hold: bool,
+    timeout: int,
+    success_exit_codes: list[int],
+    pool: str,
+) -> Job:
+    """Submit a job that belongs to no jobconfig (no concurrency limit applies)."""
+    await check_run_target(ctx, package_id, entrypoint, command)
+    check_macros(macros)
+    check_exit_codes(success_exit_codes)
+    check_name(pool, "pool")
+    if timeout < 0:
+        raise InvalidInput("timeout must be ≥ 0 minutes (0 = none)", {"field": "timeout"})
+    new = NewJob(
+        jobconfig_id=None,
+        package_id=package_id,
+        entrypoint=entrypoint,
+        command=command,
+        macros=dict(macros),
+        timeout=timeout,
+        success_exit_codes=list(success_exit_codes),
+        pool=pool,
+        trigger="adhoc",
+        submitted_by=principal.name,
+        hold=hold,
+    )
+    job = await ctx.store.job_insert(new, actor=principal.actor, reason="submitted (adhoc)")
+    _after_submit(ctx, job)
+    return job
+
+
+async def rerun(ctx: Context, principal: Principal, job_id: int) -> Job:
+    """Submit a new job repeating an ended one (same program, macros and limits)."""
+    old = await ctx.store.job_get(job_id)
+    if old.status not in TERMINAL:
+        raise Conflict(
+            f"job {job_id} is {old.status}: only an ended job can be rerun",
+            {"status": old.status},
+        )
+    new = NewJob(
+        jobconfig_id=old.jobconfig_id,
+        package_id=old.package_id,
+        entrypoint=old.entrypoint,
+        command=old.command,
+        macros=dict(old.macros),
+        timeout=old.timeout,
+        success_exit_codes=list(old.success_exit_codes),
+        pool=old.pool,
+        priority=old.priority,
+        trigger="rerun",
+        submitted_by=principal.name,
+        rerun_of=old.id,
+    )
+    job = await ctx.store.job_insert(new, actor=principal.actor, reason=f"rerun of job {old.id}")
+    _after_submit(ctx, job)
+    return job
+
+
+async def get(ctx: Context, job_id: int) -> Job:
+    """Read one job."""
+    return await ctx.store.job_get(job_id)
+
+
+async def list_(ctx: Context, flt: JobFilter, *, cursor: str | None, limit: int) -> Page[Job]:
+    """List jobs newest first."""
+    return await ctx.store.jobs_list(flt, cursor=cursor, limit=limit)
+
+
+async def events(ctx: Context, job_id: int) -> list[JobEvent]:
+    """The recorded transitions of a job."""
+    return await ctx.store.job_events(job_id)
+
+
+async def release(ctx: Context, principal: Principal, job_id: int) -> Job:
+    """WAITING -> SEQUENCED: the job takes its turn."""
+    job = await ctx.store.job_release(job_id, actor=principal.actor)
+    ctx.bus.work_available()
+    ctx.bus.job_changed(job_id)
+    return job
+
+
+async def cancel(ctx: Context, principal: Principal, job_id: int) -> Job:
+    """Cancel a job no worker has acquired yet; it ends CANCELLED with no log."""
+    job = await ctx.store.job_cancel(
+        job_id, actor=principal.actor, reason=f"cancelled by {principal.name}"
+    )
+    ctx.bus.work_available()
+    ctx.bus.job_changed(job_id)
+    return job
+
+
+async def abort(
+    ctx: Context, principal: Principal, job_id: int, *, wait_seconds: float
+) -> tuple[Job, bool]:
+    """Stop an INITIALIZING/RUNNING job; it ends FAILED. Returns (job, ended)."""
+    current = await ctx.store.job_get(job_id)
+    if current.status in CANCELLABLE:
+        raise Conflict(
+            f"job {job_id} is {current.status}: no worker runs it yet, cancel it instead",
+            {"status": current.status},
+        )
+    reason = f"aborted by {principal.name}"
+    await ctx.store.job_request_abort(job_id, actor=principal.actor, reason=reason)
+    ctx.bus.request_abort(job_id, reason)
+    job = await wait_until_ended(ctx, job_id, wait_seconds)
+    return job, job.status in TERMINAL
+
+
+async def wait_until_ended(ctx: Context, job_id: int, timeout: float) -> Job:
+    """Return the job once it has ended, or as it is when ``timeout`` runs out."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        job = await ctx.store.job_get(job_id)
+        left = deadline - loop.time()
+        if job.status in TERMINAL or left <= 0:
+            return job
+        await ctx.bus.wait_job(job_id, min(left, 0.5))
+
+
+def _check_file_name(name: str) -> None:
+    if not FILE_NAME_RE.match(name) or name in {".", ".."}:
+        raise InvalidInput(
+            f"invalid file name {name!r}: one path component, no '/' or '\\', ≤255 chars",
+            {"field": "name"},
+        )
+
+
+async def add_payload(ctx: Context, job_id: int, name: str, src: Path) -> JobFile:
+    """Attach a payload file to a WAITING job (the job was created with hold)."""
+    _check_file_name(name)
+    job = await ctx.store.job_get(job_id)
+    if job.status is not JobStatus.WAITING:
+        raise Conflict(
+            f"job {job_id} is {job.status}: payload files can only be attached while it is "
+            "WAITING (create it with hold=true, attach, then release)",
+            {"status": job.status},
+        )
+    key = payload_key(job_id, name)
+    size = await ctx.blobs.put_file(key, src, move=True)
+    record = JobFile(
+        job_id=job_id, kind="payload", name=name, size=size, blob_key=key, created_at=utcnow()
+    )
+    await ctx.store.job_file_add(record)
+    return record
+
+
+async def payloads(ctx: Context, job_id: int) -> list[JobFile]:
+    """The payload files attached to a job."""
+    await ctx.store.job_get(job_id)
+    return await ctx.store.job_files_list(job_id, "payload")
+
+
+async def outputs(ctx: Context, job_id: int) -> list[JobFile]:
+    """The output files kept from a job's LOCAL_JOB_OUT_DIR."""
+    await ctx.store.job_get(job_id)
+    return await ctx.store.job_files_list(job_id, "output")
+
+
+async def output(ctx: Context, job_id: int, name: str) -> tuple[JobFile, Path]:
+    """One output file and where its bytes are."""
+    for item in await outputs(ctx, job_id):
+        if item.name == name:
+            return item, ctx.blobs.local_path(item.blob_key)
+    raise NotFound(f"job {job_id} has no output file {name!r}", {"job_id": job_id})

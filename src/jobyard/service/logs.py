@@ -1,0 +1,51 @@
+"""Job logs: read whole, from an offset, or follow live until the job ends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from jobyard.blobs.keys import log_key
+from jobyard.core.errors import NotFound
+from jobyard.core.jobs import TERMINAL, JobStatus
+from jobyard.core.models import Job
+from jobyard.service.context import Context
+
+FOLLOW_POLL_SECONDS = 0.2
+
+
+async def open_log(ctx: Context, job_id: int) -> tuple[Job, str]:
+    """Return the job and its log key, or ``NotFound`` saying why there is no log."""
+    job = await ctx.store.job_get(job_id)
+    if job.status is JobStatus.CANCELLED:
+        raise NotFound(
+            f"job {job_id} was cancelled before a worker acquired it: cancelled jobs have no log",
+            {"job_id": job_id, "status": job.status},
+        )
+    key = log_key(job_id)
+    if job.status in (JobStatus.WAITING, JobStatus.SEQUENCED, JobStatus.QUEUED):
+        raise NotFound(
+            f"job {job_id} is {job.status}: its log begins once a worker runs it",
+            {"job_id": job_id, "status": job.status},
+        )
+    if job.status in TERMINAL and not await ctx.blobs.exists(key):
+        raise NotFound(
+            f"job {job_id} ended {job.status} without producing a log"
+            + (f" ({job.status_reason})" if job.status_reason else ""),
+            {"job_id": job_id, "status": job.status},
+        )
+    return job, key
+
+
+async def stream_log(
+    ctx: Context, job_id: int, key: str, *, offset: int, follow: bool
+) -> AsyncIterator[bytes]:
+    """Yield the log from ``offset``; with ``follow``, keep going until the job has ended."""
+    while True:
+        ended = (await ctx.store.job_get(job_id)).status in TERMINAL if follow else True
+        if await ctx.blobs.exists(key):
+            async for chunk in ctx.blobs.read_chunks(key, offset=offset):
+                offset += len(chunk)
+                yield chunk
+        if ended:
+            return
+        await ctx.bus.wait_job(job_id, FOLLOW_POLL_SECONDS)

@@ -1,0 +1,62 @@
+"""Package use cases: upload (validated, content-addressed, stored once), read, list."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jobyard.blobs.keys import package_key
+from jobyard.core import packages as pk
+from jobyard.core.models import Package, Page
+from jobyard.service.context import Context
+
+
+def _inspect(
+    path: Path, filename: str, tmp_root: Path, max_bytes: int, max_entries: int
+) -> tuple[str, str, dict[str, dict[str, Any]]]:
+    """Hash, detect the kind, and for archives unpack safely to validate every entry."""
+    sha = pk.sha256_file(path)
+    kind = pk.detect_kind(path)
+    if kind == "file":
+        return sha, kind, {}
+    scratch = Path(tempfile.mkdtemp(prefix="inspect-", dir=tmp_root))
+    try:
+        pk.safe_unpack(path, scratch / "pkg", kind, max_bytes=max_bytes, max_entries=max_entries)
+        return sha, kind, pk.read_manifest(path, kind)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def upload(ctx: Context, path: Path, filename: str) -> tuple[Package, bool]:
+    """Validate and store an uploaded package; identical content is stored once."""
+    tmp_root = ctx.settings.home / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    sha, kind, entrypoints = await asyncio.to_thread(
+        _inspect,
+        path,
+        filename,
+        tmp_root,
+        ctx.settings.unpack_max_bytes,
+        ctx.settings.unpack_max_entries,
+    )
+    key = package_key(sha)
+    if not await ctx.blobs.exists(key):
+        await ctx.blobs.put_file(key, path)
+    size = path.stat().st_size
+    safe_name = Path(filename).name or "package"
+    return await ctx.store.package_insert(
+        sha256=sha, filename=safe_name, size=size, kind=kind, entrypoints=entrypoints
+    )
+
+
+async def get(ctx: Context, package_id: int) -> Package:
+    """Read one package."""
+    return await ctx.store.package_get(package_id)
+
+
+async def list_(ctx: Context, *, cursor: str | None, limit: int) -> Page[Package]:
+    """List packages newest first."""
+    return await ctx.store.packages_list(cursor=cursor, limit=limit)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the jobyard schema (one chain for SQLite and PostgreSQL)."""

@@ -1,0 +1,260 @@
+"""The database schema, as SQLAlchemy Core metadata: the one description both engines share.
+
+The Alembic chain in :mod:`jobyard.store.migrations` must replay to exactly this
+metadata (a test compares them on both engines). Column order of ``jobs`` follows the
+fields of :class:`jobyard.core.models.Job`, so a RETURNING row maps positionally.
+
+Index choices follow the hot paths:
+
+* acquisition: partial ``(pool, priority DESC, seq) WHERE status = 'QUEUED'``: only
+  queued jobs are in it, so history never slows a claim;
+* sequencing: ``(jobconfig_id, status, seq)`` (count ACTIVE, oldest SEQUENCED first);
+* listing: ``(jobconfig_id, status, id)``, ``(status, id)``, ``(created_at)``,
+  ``(jobconfig_id, created_at)``: newest-first pages read an index range backwards;
+* leases: partial ``(lease_expires_at) WHERE status IN ('INITIALIZING', 'RUNNING')``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Sequence,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+from jobyard.core.jobs import HELD, JobStatus
+
+#: Naming convention so constraint names are identical on both engines and in migrations.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on both engines.
+
+    PostgreSQL stores ``timestamptz``. SQLite has no time type: values are stored as
+    naive UTC text (fixed width, so text order is time order) and come back aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes (ambiguous); normalise to UTC (naive on SQLite)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _json() -> JSON:
+    # none_as_null: a Python None is stored as SQL NULL, not the JSON literal 'null'.
+    return JSON(none_as_null=True)
+
+
+#: Surrogate keys of the big tables: 64-bit on PostgreSQL, the rowid alias on SQLite
+#: (``BIGINT PRIMARY KEY`` would not alias the rowid there, so no autoincrement).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+#: The global, monotonic sequencing number (PostgreSQL; SQLite computes MAX(seq)+1 under
+#: its write lock).
+job_seq = Sequence("jobs_seq_seq", metadata=metadata)
+
+_STATUS_VALUES = ", ".join(f"'{s.value}'" for s in JobStatus)
+_HELD_VALUES = ", ".join(f"'{s.value}'" for s in sorted(HELD))
+
+packages = Table(
+    "packages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("entrypoints", _json(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ux_packages_sha256", "sha256", unique=True),
+    sqlite_autoincrement=True,
+)
+
+jobconfigs = Table(
+    "jobconfigs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("package_id", Integer, ForeignKey("packages.id"), nullable=True),
+    Column("entrypoint", String(200), nullable=True),
+    Column("command", _json(), nullable=True),
+    Column("macros", _json(), nullable=False),
+    Column("max_concurrent", Integer, nullable=False),
+    Column("timeout", Integer, nullable=False),
+    Column("success_exit_codes", _json(), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("pool", String(100), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ux_jobconfigs_name", "name", unique=True),
+    CheckConstraint("max_concurrent >= 0", name="max_concurrent_nonneg"),
+    sqlite_autoincrement=True,
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("jobconfig_id", Integer, ForeignKey("jobconfigs.id"), nullable=True),
+    Column("package_id", Integer, ForeignKey("packages.id"), nullable=True),
+    Column("entrypoint", String(200), nullable=True),
+    Column("command", _json(), nullable=True),
+    Column("macros", _json(), nullable=False),
+    Column("timeout", Integer, nullable=False),
+    Column("success_exit_codes", _json(), nullable=False),
+    Column("pool", String(100), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("trigger", String(100), nullable=False),
+    Column("submitted_by", String(200), nullable=True),
+    Column("rerun_of", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("seq", BigInteger, nullable=True),
+    Column("worker_id", String(200), nullable=True),
+    Column("lease_expires_at", UtcDateTime(), nullable=True),
+    Column("abort_requested_at", UtcDateTime(), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sequenced_at", UtcDateTime(), nullable=True),
+    Column("queued_at", UtcDateTime(), nullable=True),
+    Column("acquired_at", UtcDateTime(), nullable=True),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("ended_at", UtcDateTime(), nullable=True),
+    CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_known"),
+    sqlite_autoincrement=True,
+)
+
+Index(
+    "ix_jobs_acquire",
+    jobs.c.pool,
+    jobs.c.priority.desc(),
+    jobs.c.seq,
+    postgresql_where=text("status = 'QUEUED'"),
+    sqlite_where=text("status = 'QUEUED'"),
+)
+Index("ix_jobs_sequencing", jobs.c.jobconfig_id, jobs.c.status, jobs.c.seq)
+Index("ux_jobs_seq", jobs.c.seq, unique=True)
+Index("ix_jobs_jobconfig_status_id", jobs.c.jobconfig_id, jobs.c.status, jobs.c.id)
+Index("ix_jobs_status_id", jobs.c.status, jobs.c.id)
+Index("ix_jobs_created_at", jobs.c.created_at)
+Index("ix_jobs_jobconfig_created_at", jobs.c.jobconfig_id, jobs.c.created_at)
+Index(
+    "ix_jobs_lease",
+    jobs.c.lease_expires_at,
+    postgresql_where=text(f"status IN ({_HELD_VALUES})"),
+    sqlite_where=text(f"status IN ({_HELD_VALUES})"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("job_id", BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=True),
+    Index("ix_job_events_job_id_id", "job_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+job_files = Table(
+    "job_files",
+    metadata,
+    Column(
+        "job_id",
+        BigInteger,
+        ForeignKey("jobs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(500), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("blob_key", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(128), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked", Boolean, nullable=False),
+    Index("ux_api_tokens_token_hash", "token_hash", unique=True),
+    sqlite_autoincrement=True,
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("pool", String(100), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("heartbeat_at", UtcDateTime(), nullable=False),
+    Column("draining", Boolean, nullable=False),
+    Column("home", Text, nullable=True),
+)
+
+leaders = Table(
+    "leaders",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+
+def table_names() -> list[str]:
+    """Every table of the schema, parents first (handy for tests and tooling)."""
+    return [t.name for t in metadata.sorted_tables]

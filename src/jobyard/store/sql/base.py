@@ -1,0 +1,323 @@
+"""Engine plumbing shared by every part of :class:`~jobyard.store.sql.SqlStore`.
+
+The chosen shape: synchronous SQLAlchemy Core connections, each protocol method running
+ONE transaction in a thread executor. It keeps one code path for both engines, costs
+one thread hop per call, and lets a transaction do several statements without an
+``await`` between them (no event-loop latency inside a held lock).
+
+* SQLite: one writer thread whose connections start transactions with
+  ``BEGIN IMMEDIATE`` (the write lock is taken up front, so concurrent writers in other
+  processes wait in ``busy_timeout`` instead of failing on a lock upgrade), and a small
+  pool of reader threads using plain ``BEGIN`` (WAL readers never block the writer).
+* PostgreSQL: psycopg 3 (sync) through a ``QueuePool`` and a few threads; READ
+  COMMITTED. Every transaction that may promote jobs of a jobconfig locks that
+  jobconfig row first (``FOR UPDATE``), so locks are always taken jobconfig-first,
+  then jobs, and transactions cannot deadlock on each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, insert, literal_column
+from sqlalchemy.engine import Row, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.sql.elements import ColumnElement
+
+from jobyard.core.errors import InvalidInput
+from jobyard.core.jobs import JobStatus
+from jobyard.core.models import ApiToken, Job, JobConfig, JobEvent, JobFile, Package, WorkerInfo
+from jobyard.store.schema import job_events, jobs
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+#: PostgreSQL error codes worth one more try: serialization failure, deadlock.
+_RETRYABLE_PGCODES = frozenset({"40001", "40P01"})
+_RETRIES = 3
+
+_SQLITE_READERS = 2
+_PG_THREADS = 4
+
+
+def utcnow() -> datetime:
+    """The store's clock: aware UTC, taken once per transaction."""
+    return datetime.now(UTC)
+
+
+def normalize_url(url: str) -> str:
+    """Map ``postgresql://`` / ``postgres://`` to the psycopg 3 driver; keep the rest."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend != "sqlite":
+        raise InvalidInput(f"unsupported database URL scheme: {parsed.drivername}")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> Engine:
+    """A pysqlite engine that emits our own BEGIN (the SQLAlchemy-documented recipe)."""
+    engine = create_engine(
+        url,
+        poolclass=QueuePool,
+        pool_size=pool_size,
+        max_overflow=2,
+        connect_args={"check_same_thread": False, "timeout": 10.0},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Driver-level autocommit: sqlite3 must not issue its own BEGINs.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout = 10000")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+def make_engines(url: str) -> tuple[Engine, Engine]:
+    """``(write_engine, read_engine)`` for ``url``; the same engine twice on PostgreSQL."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        writer = _sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
+        reader = _sqlite_engine(url, begin="BEGIN", pool_size=_SQLITE_READERS)
+        return writer, reader
+    engine = create_engine(
+        url,
+        poolclass=QueuePool,
+        pool_size=_PG_THREADS,
+        max_overflow=2,
+        pool_pre_ping=False,
+        connect_args={"options": "-c timezone=UTC"},
+    )
+    return engine, engine
+
+
+def make_sync_engine(url: str) -> Engine:
+    """One engine for one-off work (migrations): writer semantics on SQLite."""
+    return make_engines(url)[0]
+
+
+# -- transactions ----------------------------------------------------------------------
+
+
+class Tx:
+    """One transaction: its connection, its clock, and the job events to record.
+
+    Events are buffered and written with one multi-row INSERT just before commit, in
+    the order they were recorded (so their ids order them per job).
+    """
+
+    __slots__ = ("_events", "conn", "now", "pg")
+
+    def __init__(self, conn: Connection, pg: bool) -> None:
+        self.conn = conn
+        self.pg = pg
+        self.now = utcnow()
+        self._events: list[dict[str, Any]] = []
+
+    def event(self, job_id: int, status: JobStatus, actor: str, reason: str | None) -> None:
+        """Record that ``job_id`` entered ``status`` now."""
+        self._events.append(
+            {"job_id": job_id, "status": status.value, "at": self.now, "actor": actor,
+             "reason": reason}
+        )
+
+    def flush(self) -> None:
+        """Write the buffered events (called by the runner before commit)."""
+        if self._events:
+            self.conn.execute(insert(job_events), self._events)
+            self._events.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    engine: Engine
+    executor: ThreadPoolExecutor
+
+
+class SqlBase:
+    """Engines, executors and the run-one-transaction helpers the mixins build on."""
+
+    def __init__(self, url: str) -> None:
+        write_engine, read_engine = make_engines(url)
+        self._pg = write_engine.dialect.name == "postgresql"
+        if self._pg:
+            pool = ThreadPoolExecutor(_PG_THREADS, thread_name_prefix="jobyard-pg")
+            self._writer = _Side(write_engine, pool)
+            self._reader = self._writer
+        else:
+            self._writer = _Side(
+                write_engine, ThreadPoolExecutor(1, thread_name_prefix="jobyard-sqlite-w")
+            )
+            self._reader = _Side(
+                read_engine,
+                ThreadPoolExecutor(_SQLITE_READERS, thread_name_prefix="jobyard-sqlite-r"),
+            )
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return "postgresql" if self._pg else "sqlite"
+
+    async def close(self) -> None:
+        """Stop the threads and close every pooled connection (idempotent)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        sides = {id(s): s for s in (self._writer, self._reader)}.values()
+        loop = asyncio.get_running_loop()
+        for side in sides:
+            await loop.run_in_executor(None, side.executor.shutdown, True)
+            side.engine.dispose()
+
+    # -- running -------------------------------------------------------------------
+
+    def _run_sync(
+        self, side: _Side, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with side.engine.connect() as conn, conn.begin():
+                    tx = Tx(conn, self._pg)
+                    result = fn(tx, *args, **kw)
+                    tx.flush()
+                return result
+            except DBAPIError as exc:
+                code = getattr(exc.orig, "sqlstate", None)
+                if attempt >= _RETRIES or code not in _RETRYABLE_PGCODES:
+                    raise
+
+    async def _write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
+        """Run ``fn(tx, ...)`` as one write transaction on the writer side."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._writer.executor, lambda: self._run_sync(self._writer, fn, *args, **kw)
+        )
+
+    async def _read(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
+        """Run ``fn(tx, ...)`` as one read-only transaction on the reader side."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._reader.executor, lambda: self._run_sync(self._reader, fn, *args, **kw)
+        )
+
+
+# -- SQL helpers -----------------------------------------------------------------------
+
+
+def status_in(statuses: Sequence[JobStatus] | frozenset[JobStatus]) -> ColumnElement[bool]:
+    """``jobs.status IN ('A', 'B')`` with the statuses rendered as SQL literals.
+
+    Literals (not bound parameters) let both planners match the partial indexes
+    (``WHERE status = 'QUEUED'``, ``WHERE status IN ('INITIALIZING', 'RUNNING')``); the
+    values come from :class:`JobStatus`, never from user text.
+    """
+    ordered = sorted(s.value for s in statuses)
+    if len(ordered) == 1:
+        return jobs.c.status == literal_column(f"'{ordered[0]}'")
+    return jobs.c.status.in_([literal_column(f"'{v}'") for v in ordered])
+
+
+def status_is(status: JobStatus, table: Any = jobs) -> ColumnElement[bool]:
+    """``<table>.status = 'X'`` with a literal (see :func:`status_in`)."""
+    result: ColumnElement[bool] = table.c.status == literal_column(f"'{status.value}'")
+    return result
+
+
+# -- cursors ---------------------------------------------------------------------------
+
+
+def encode_cursor(last_id: int) -> str:
+    """An opaque cursor for "after this id" (URL-safe base64 of ``id:<n>``)."""
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The id a cursor points after; ``InvalidInput`` for anything we did not make."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = raw.partition(":")
+        value = int(number)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput("invalid cursor", {"cursor": cursor}) from None
+    if prefix != "id" or value < 0 or not number.isdigit():
+        raise InvalidInput("invalid cursor", {"cursor": cursor})
+    return value
+
+
+def check_limit(limit: int) -> int:
+    """Validate a page size (1..1000)."""
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit must be between 1 and 1000", {"limit": limit})
+    return limit
+
+
+# -- row mapping -----------------------------------------------------------------------
+
+_JOB_STATUS_INDEX = [c.name for c in jobs.c].index("status")
+
+
+def job_from_row(row: Row[Any] | Sequence[Any]) -> Job:
+    """Map a full ``jobs`` row (columns in table order = :class:`Job` field order)."""
+    values = list(row)
+    values[_JOB_STATUS_INDEX] = JobStatus(values[_JOB_STATUS_INDEX])
+    return Job(*values)
+
+
+def package_from_row(row: Row[Any]) -> Package:
+    """Map a ``packages`` row."""
+    return Package(*row)
+
+
+def jobconfig_from_row(row: Row[Any]) -> JobConfig:
+    """Map a ``jobconfigs`` row."""
+    return JobConfig(*row)
+
+
+def event_from_row(row: Row[Any]) -> JobEvent:
+    """Map ``(job_id, status, at, actor, reason)``."""
+    job_id, status, at, actor, reason = row
+    return JobEvent(job_id=job_id, status=JobStatus(status), at=at, actor=actor, reason=reason)
+
+
+def job_file_from_row(row: Row[Any]) -> JobFile:
+    """Map a ``job_files`` row."""
+    return JobFile(*row)
+
+
+def token_from_row(row: Row[Any]) -> ApiToken:
+    """Map ``(id, name, role, created_at, revoked)``."""
+    return ApiToken(*row)
+
+
+def worker_from_row(row: Row[Any]) -> WorkerInfo:
+    """Map a ``workers`` row."""
+    return WorkerInfo(*row)
