@@ -22,6 +22,8 @@ from jobyard.service.context import Context
 from jobyard.settings import Settings
 from jobyard.store.factory import open_store
 from jobyard.worker.pool import WorkerPool
+from jobyard.worker.runner import RunnerOptions
+from jobyard.worker.workspace import Workspace
 
 log = logging.getLogger("jobyard.runtime")
 
@@ -74,10 +76,12 @@ class Runtime:
             backend = LocalBackend(self.settings, store, blobs, bus)
             self._pool = WorkerPool(
                 backend,
-                pool=self.settings.pool,
+                workspace=Workspace.from_settings(self.settings),
                 slots=self.settings.workers,
-                work_root=home / "work",
-                settings=self.settings,
+                pool=self.settings.pool,
+                options=RunnerOptions.from_settings(self.settings),
+                heartbeat_seconds=self.settings.heartbeat_seconds,
+                lease_seconds=self.settings.lease_seconds,
             )
             bus.on_abort(self._pool.abort)
             self._tasks.append(asyncio.create_task(self._pool.run(), name="workers"))

@@ -100,7 +100,7 @@ class CliState:
 
     @property
     def token(self) -> str:
-        """``--token``, else ``JOBYARD_TOKEN``, else the admin token ``jobyard up`` wrote in home."""
+        """``--token``, else ``JOBYARD_TOKEN``, else the admin token ``jobyard up`` wrote."""
         if self.token_option:
             return self.token_option
         settings = self.settings()

@@ -65,7 +65,7 @@ def format_seconds(seconds: float) -> str:
 
 
 def job_duration(job: Mapping[str, Any], now: datetime | None = None) -> float | None:
-    """Seconds the job has run (started → ended, or → now while running); ``None`` if not started."""
+    """Seconds the job ran (started → ended, or → ``now``); ``None`` if it has not started."""
     started = parse_time(job.get("started_at")) or parse_time(job.get("acquired_at"))
     if started is None:
         return None
@@ -146,7 +146,9 @@ def jobs_table(jobs: Iterable[JsonObject], names: Mapping[int, str] | None = Non
 
 def events_table(events: Iterable[JsonObject]) -> Table:
     """A job's status history, oldest first."""
-    table = Table(box=None, pad_edge=False, header_style="bold", title="events", title_justify="left")
+    table = Table(
+        box=None, pad_edge=False, header_style="bold", title="events", title_justify="left"
+    )
     for column in ("AT", "STATUS", "ACTOR", "REASON"):
         table.add_column(column)
     for event in events:
@@ -161,7 +163,9 @@ def events_table(events: Iterable[JsonObject]) -> Table:
 
 def outputs_table(outputs: Iterable[JsonObject]) -> Table:
     """A job's output files."""
-    table = Table(box=None, pad_edge=False, header_style="bold", title="outputs", title_justify="left")
+    table = Table(
+        box=None, pad_edge=False, header_style="bold", title="outputs", title_justify="left"
+    )
     table.add_column("NAME")
     table.add_column("SIZE", justify="right")
     table.add_column("CREATED")

@@ -17,6 +17,7 @@ Index choices follow the hot paths:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,

@@ -21,14 +21,14 @@ import asyncio
 import base64
 import binascii
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, literal_column
-from sqlalchemy.engine import Row, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.elements import ColumnElement
@@ -139,8 +139,13 @@ class Tx:
     def event(self, job_id: int, status: JobStatus, actor: str, reason: str | None) -> None:
         """Record that ``job_id`` entered ``status`` now."""
         self._events.append(
-            {"job_id": job_id, "status": status.value, "at": self.now, "actor": actor,
-             "reason": reason}
+            {
+                "job_id": job_id,
+                "status": status.value,
+                "at": self.now,
+                "actor": actor,
+                "reason": reason,
+            }
         )
 
     def flush(self) -> None:
@@ -231,8 +236,8 @@ class SqlBase:
 # -- SQL helpers -----------------------------------------------------------------------
 
 
-def status_in(statuses: Sequence[JobStatus] | frozenset[JobStatus]) -> ColumnElement[bool]:
-    """``jobs.status IN ('A', 'B')`` with the statuses rendered as SQL literals.
+def status_in(statuses: Iterable[JobStatus], table: Any = jobs) -> ColumnElement[bool]:
+    """``<table>.status IN ('A', 'B')`` with the statuses rendered as SQL literals.
 
     Literals (not bound parameters) let both planners match the partial indexes
     (``WHERE status = 'QUEUED'``, ``WHERE status IN ('INITIALIZING', 'RUNNING')``); the
@@ -240,14 +245,15 @@ def status_in(statuses: Sequence[JobStatus] | frozenset[JobStatus]) -> ColumnEle
     """
     ordered = sorted(s.value for s in statuses)
     if len(ordered) == 1:
-        return jobs.c.status == literal_column(f"'{ordered[0]}'")
-    return jobs.c.status.in_([literal_column(f"'{v}'") for v in ordered])
+        single: ColumnElement[bool] = table.c.status == literal_column(f"'{ordered[0]}'")
+        return single
+    many: ColumnElement[bool] = table.c.status.in_([literal_column(f"'{v}'") for v in ordered])
+    return many
 
 
 def status_is(status: JobStatus, table: Any = jobs) -> ColumnElement[bool]:
     """``<table>.status = 'X'`` with a literal (see :func:`status_in`)."""
-    result: ColumnElement[bool] = table.c.status == literal_column(f"'{status.value}'")
-    return result
+    return status_in((status,), table)
 
 
 # -- cursors ---------------------------------------------------------------------------
@@ -285,39 +291,39 @@ def check_limit(limit: int) -> int:
 _JOB_STATUS_INDEX = [c.name for c in jobs.c].index("status")
 
 
-def job_from_row(row: Row[Any] | Sequence[Any]) -> Job:
+def job_from_row(row: Sequence[Any]) -> Job:
     """Map a full ``jobs`` row (columns in table order = :class:`Job` field order)."""
     values = list(row)
     values[_JOB_STATUS_INDEX] = JobStatus(values[_JOB_STATUS_INDEX])
     return Job(*values)
 
 
-def package_from_row(row: Row[Any]) -> Package:
+def package_from_row(row: Sequence[Any]) -> Package:
     """Map a ``packages`` row."""
     return Package(*row)
 
 
-def jobconfig_from_row(row: Row[Any]) -> JobConfig:
+def jobconfig_from_row(row: Sequence[Any]) -> JobConfig:
     """Map a ``jobconfigs`` row."""
     return JobConfig(*row)
 
 
-def event_from_row(row: Row[Any]) -> JobEvent:
+def event_from_row(row: Sequence[Any]) -> JobEvent:
     """Map ``(job_id, status, at, actor, reason)``."""
     job_id, status, at, actor, reason = row
     return JobEvent(job_id=job_id, status=JobStatus(status), at=at, actor=actor, reason=reason)
 
 
-def job_file_from_row(row: Row[Any]) -> JobFile:
+def job_file_from_row(row: Sequence[Any]) -> JobFile:
     """Map a ``job_files`` row."""
     return JobFile(*row)
 
 
-def token_from_row(row: Row[Any]) -> ApiToken:
+def token_from_row(row: Sequence[Any]) -> ApiToken:
     """Map ``(id, name, role, created_at, revoked)``."""
     return ApiToken(*row)
 
 
-def worker_from_row(row: Row[Any]) -> WorkerInfo:
+def worker_from_row(row: Sequence[Any]) -> WorkerInfo:
     """Map a ``workers`` row."""
     return WorkerInfo(*row)

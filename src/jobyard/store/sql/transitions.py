@@ -12,16 +12,16 @@ match the guard is simply not moved; single-job callers turn that into ``Conflic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobyard.core.errors import Conflict, NotFound
-from jobyard.core.jobs import ACTIVE, JobStatus, sources_of
+from jobyard.core.jobs import ACTIVE, HELD, JobStatus, sources_of
 from jobyard.core.models import Actor, Job
-from jobyard.store.schema import jobconfigs, jobs, job_seq
+from jobyard.store.schema import job_seq, jobconfigs, jobs
 from jobyard.store.sql.base import Tx, job_from_row, status_in, status_is
 
 SYSTEM = Actor.SYSTEM.value
@@ -42,12 +42,15 @@ def move(
     reason: str | None,
     worker_id: str | None = None,
     extra: ColumnElement[bool] | None = None,
+    order: Callable[[Job], Any] | None = None,
 ) -> list[Job]:
     """Move the jobs selected by ``ids`` into ``to`` where the status model allows it.
 
     ``ids`` is a list of ids or a SELECT of ids (acquisition, promotion). ``values`` are
     the other columns to set. ``worker_id`` additionally requires the holder. Returns
-    the moved jobs (unordered) and records an event ``(to, now, actor, reason)`` for each.
+    the moved jobs and records an event ``(to, now, actor, reason)`` for each. RETURNING
+    order is unspecified, so ``order`` (a sort key) fixes the order of the answer and of
+    the events when several rows move.
     """
     guard = _GUARDS.get(to)
     if guard is None:
@@ -59,32 +62,33 @@ def move(
         where.append(extra)
     stmt = update(jobs).where(*where).values(status=to.value, **values).returning(*jobs.c)
     moved = [job_from_row(row) for row in tx.conn.execute(stmt)]
+    if order is not None and len(moved) > 1:
+        moved.sort(key=order)
     for job in moved:
         tx.event(job.id, to, actor, reason)
     return moved
 
 
-def explain_miss(
-    tx: Tx, job_id: int, to: JobStatus | str, *, worker_id: str | None = None
-) -> Exception:
-    """Why a guarded single-job move matched nothing: ``NotFound`` or ``Conflict``."""
+def explain_miss(tx: Tx, job_id: int, action: str, *, worker_id: str | None = None) -> Exception:
+    """Why a guarded single-job write matched nothing: ``NotFound`` or ``Conflict``.
+
+    ``action`` completes "job 7 is RUNNING: cannot ...", e.g. ``"move to CANCELLED"``.
+    The details carry the current status so callers can show or act on it.
+    """
     row = tx.conn.execute(
         select(jobs.c.status, jobs.c.worker_id).where(jobs.c.id == job_id)
     ).first()
     if row is None:
         return NotFound(f"job {job_id} does not exist", {"job_id": job_id})
     status, holder = row
-    target = to.value if isinstance(to, JobStatus) else to
-    details = {"job_id": job_id, "status": status, "target": target}
-    if worker_id is not None and holder != worker_id and status in (
-        JobStatus.INITIALIZING,
-        JobStatus.RUNNING,
-    ):
+    details: dict[str, Any] = {"job_id": job_id, "status": status}
+    if worker_id is not None and holder != worker_id and status in HELD:
         details["worker_id"] = holder
         return Conflict(
-            f"job {job_id} is {status} on worker {holder}, not {worker_id}", details
+            f"job {job_id} is {status} on worker {holder}, not {worker_id}: cannot {action}",
+            details,
         )
-    return Conflict(f"job {job_id} is {status}: cannot move to {target}", details)
+    return Conflict(f"job {job_id} is {status}: cannot {action}", details)
 
 
 def next_seq(tx: Tx) -> Any:
@@ -130,9 +134,7 @@ def lock_for_job(tx: Tx, job_id: int) -> None:
     """
     if not tx.pg:
         return
-    jobconfig_id = tx.conn.execute(
-        select(jobs.c.jobconfig_id).where(jobs.c.id == job_id)
-    ).scalar()
+    jobconfig_id = tx.conn.execute(select(jobs.c.jobconfig_id).where(jobs.c.id == job_id)).scalar()
     if jobconfig_id is not None:
         lock_jobconfigs(tx, [jobconfig_id])
 
@@ -163,7 +165,7 @@ def promote(tx: Tx, jobconfig_id: int | None) -> list[Job]:
     active = (
         select(func.count())
         .select_from(a)
-        .where(a.c.jobconfig_id == jobconfig_id, _status_in_alias(a, ACTIVE))
+        .where(a.c.jobconfig_id == jobconfig_id, status_in(ACTIVE, a))
         .scalar_subquery()
     )
     waiting = (
@@ -172,9 +174,7 @@ def promote(tx: Tx, jobconfig_id: int | None) -> list[Job]:
         .exists()
     )
     row = tx.conn.execute(
-        select(jobconfigs.c.max_concurrent, active, waiting).where(
-            jobconfigs.c.id == jobconfig_id
-        )
+        select(jobconfigs.c.max_concurrent, active, waiting).where(jobconfigs.c.id == jobconfig_id)
     ).first()
     if row is None:
         raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
@@ -195,24 +195,16 @@ def promote(tx: Tx, jobconfig_id: int | None) -> list[Job]:
 
 
 def _queue(tx: Tx, candidates: Select[Any]) -> list[Job]:
-    moved = move(
+    return move(
         tx,
         to=JobStatus.QUEUED,
         ids=candidates,
         values={"queued_at": tx.now},
         actor=SYSTEM,
         reason=None,
+        order=_by_seq,
     )
-    # RETURNING order is unspecified; events (and callers) see them in seq order.
-    if len(moved) > 1:
-        moved.sort(key=lambda j: j.seq or 0)
-        tx.reorder_last_events(len(moved), [j.id for j in moved])
-    return moved
 
 
-def _status_in_alias(table: Any, statuses: frozenset[JobStatus]) -> ColumnElement[bool]:
-    from sqlalchemy import literal_column
-
-    values = sorted(s.value for s in statuses)
-    result: ColumnElement[bool] = table.c.status.in_([literal_column(f"'{v}'") for v in values])
-    return result
+def _by_seq(job: Job) -> int:
+    return job.seq or 0

@@ -115,7 +115,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["jobconfig_id"], ["jobconfigs.id"], name="fk_jobs_jobconfig_id_jobconfigs"
         ),
-        sa.ForeignKeyConstraint(["package_id"], ["packages.id"], name="fk_jobs_package_id_packages"),
+        sa.ForeignKeyConstraint(
+            ["package_id"], ["packages.id"], name="fk_jobs_package_id_packages"
+        ),
         sa.CheckConstraint(f"status IN ({_STATUSES})", name="ck_jobs_status_known"),
         sqlite_autoincrement=True,
     )

@@ -1,0 +1,197 @@
+"""A :class:`~jobyard.blobs.protocol.BlobStore` on a local (or shared, mounted) folder.
+
+Keys map to files under ``root``; writes go to a temporary file in the target's folder
+and are published with ``os.replace``, so a reader sees either nothing or the whole
+blob, never half of one (logs are the exception: a worker appends to
+``local_path(log_key(...))`` directly so readers can follow it live).
+
+Small operations (``stat``, reads of one chunk, writes of small byte strings) run
+inline: on a local disk they cost microseconds, less than a hop to a thread. Copies of
+whole files and recursive deletes run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from jobyard.core.errors import InvalidInput, NotFound
+
+_INLINE_MAX = 256 * 1024
+_COPY_CHUNK = 1024 * 1024
+
+
+def key_parts(key: str) -> list[str]:
+    """Split a blob key into path components, refusing anything that could escape."""
+    if not key or key.startswith("/") or "\x00" in key or "\\" in key:
+        raise InvalidInput(f"invalid blob key {key!r}", {"key": key})
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise InvalidInput(f"invalid blob key {key!r}", {"key": key})
+    return parts
+
+
+class LocalBlobStore:
+    """Blobs as files under ``root``. ``fsync=True`` makes each write durable first."""
+
+    def __init__(self, root: Path, *, fsync: bool = False) -> None:
+        self._root = root
+        self._fsync = fsync
+
+    @property
+    def root(self) -> Path:
+        """The folder holding every blob."""
+        return self._root
+
+    def local_path(self, key: str) -> Path:
+        """Filesystem path of ``key`` (it may not exist yet)."""
+        return self._root.joinpath(*key_parts(key))
+
+    # -- writes ----------------------------------------------------------------------
+    async def put_file(self, key: str, src: Path, *, move: bool = False) -> int:
+        """Store the file at ``src`` under ``key``; ``move`` renames it when possible."""
+        dest = self.local_path(key)
+        return await asyncio.to_thread(self._put_file, dest, src, move)
+
+    async def put_bytes(self, key: str, data: bytes) -> int:
+        """Store ``data`` under ``key`` atomically."""
+        dest = self.local_path(key)
+        if len(data) <= _INLINE_MAX and not self._fsync:
+            return self._put_bytes(dest, data)
+        return await asyncio.to_thread(self._put_bytes, dest, data)
+
+    def _ensure_dir(self, folder: Path) -> None:
+        # No cache of created folders: another process may purge them at any time.
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def _tmp_for(self, dest: Path) -> Path:
+        return dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+    def _publish(self, tmp: Path, dest: Path) -> None:
+        os.replace(tmp, dest)
+        if self._fsync:
+            fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _put_bytes(self, dest: Path, data: bytes) -> int:
+        self._ensure_dir(dest.parent)
+        tmp = self._tmp_for(dest)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                if self._fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            self._publish(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return len(data)
+
+    def _put_file(self, dest: Path, src: Path, move: bool) -> int:
+        self._ensure_dir(dest.parent)
+        if move:
+            size = src.stat().st_size
+            if self._fsync:
+                with open(src, "rb+") as f:
+                    os.fsync(f.fileno())
+            try:
+                self._publish(src, dest)
+                return size
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+            size = self._copy_in(dest, src)
+            src.unlink()
+            return size
+        return self._copy_in(dest, src)
+
+    def _copy_in(self, dest: Path, src: Path) -> int:
+        tmp = self._tmp_for(dest)
+        try:
+            with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout, _COPY_CHUNK)
+                size = fout.tell()
+                if self._fsync:
+                    fout.flush()
+                    os.fsync(fout.fileno())
+            self._publish(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return size
+
+    # -- reads -----------------------------------------------------------------------
+    async def exists(self, key: str) -> bool:
+        """Tell whether ``key`` holds a blob."""
+        return self.local_path(key).is_file()
+
+    async def size(self, key: str) -> int | None:
+        """Size in bytes, or None when absent."""
+        try:
+            return self.local_path(key).stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    async def read_chunks(
+        self, key: str, *, offset: int = 0, chunk_size: int = 65536
+    ) -> AsyncIterator[bytes]:
+        """Stream from ``offset`` to the blob's end *as of each read* (logs keep growing).
+
+        Raises :class:`NotFound` when the blob does not exist.
+        """
+        path = self.local_path(key)
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise NotFound(f"blob {key!r} not found", {"key": key}) from exc
+        try:
+            if offset:
+                f.seek(offset)
+            while chunk := f.read(chunk_size):
+                yield chunk
+        finally:
+            f.close()
+
+    # -- deletes ---------------------------------------------------------------------
+    async def delete_prefix(self, prefix: str) -> None:
+        """Delete every blob whose key starts with ``prefix`` (string prefix, like S3).
+
+        ``outputs/12/`` removes that folder; ``outputs/12`` also removes ``outputs/123/``.
+        """
+        if prefix.endswith("/"):
+            folder = self._root.joinpath(*key_parts(prefix[:-1]))
+            stem = None
+        else:
+            path = self.local_path(prefix)
+            folder, stem = path.parent, path.name
+        await asyncio.to_thread(self._delete, folder, stem)
+
+    def _delete(self, folder: Path, stem: str | None) -> None:
+        if stem is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        try:
+            names = os.listdir(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in names:
+            if not name.startswith(stem):
+                continue
+            path = folder / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()

@@ -1,0 +1,1 @@
+"""The ``jobyard`` command line: Typer commands over :mod:`jobyard.client`."""

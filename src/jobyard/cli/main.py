@@ -1,0 +1,75 @@
+"""The ``jobyard`` command: global options, and one sub-application per command group."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from jobyard import __version__
+from jobyard.cli import jobconfigs, jobs, packages
+from jobyard.cli.apply import apply_command, export_command
+from jobyard.cli.context import CliState
+from jobyard.cli.run import run_command
+from jobyard.cli.server import db_app, up_command
+
+app = typer.Typer(
+    name="jobyard",
+    help="jobyard: a self-hosted job execution manager.\n\n"
+    "Quick start: `jobyard up --example` in one terminal, then `jobyard jobs list`.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"jobyard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="API URL (env JOBYARD_SERVER; default http://127.0.0.1:8080).",
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="API token (env JOBYARD_TOKEN; default: $JOBYARD_HOME/admin.token if present).",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Global options, shared by every command."""
+    ctx.obj = CliState(server_option=server, token_option=token)
+
+
+app.command("up")(up_command)
+app.add_typer(db_app)
+app.add_typer(packages.app)
+app.command("apply")(apply_command)
+app.command("export")(export_command)
+app.command("run")(run_command)
+app.add_typer(jobs.app)
+app.add_typer(jobconfigs.app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="jobyard")

@@ -1,0 +1,444 @@
+"""The configuration-as-code file of ``jobyard apply`` and ``jobyard export``.
+
+::
+
+    packages:                 # optional: local folders/files to push, by a local name
+      etl: {path: ./etl}      # relative to the YAML file
+    jobconfigs:
+      - name: nightly-etl     # unique key
+        package: etl          # or package_id: 12
+        entrypoint: main      # or command: ["sh", "-c", "echo hi"]
+        macros: {TARGET: prod}
+        max_concurrent: 1
+        timeout: 30           # minutes, 0 = none
+        success_exit_codes: [0]
+        enabled: true
+        description: "..."
+        pool: default
+
+The file is the whole truth about the jobconfigs it names: a field left out means its
+default, so deleting a line from the file resets that field on the next apply.
+Validation reports every problem at once, each with ``file:line``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from jobyard.core.models import JobConfigSpec
+from jobyard.core.validation import EXECUTION_MACROS, MACRO_RE, NAME_RE
+
+#: The writable fields of a jobconfig, in the order files show them.
+SPEC_FIELDS: tuple[str, ...] = (
+    "name",
+    "description",
+    "package_id",
+    "entrypoint",
+    "command",
+    "macros",
+    "max_concurrent",
+    "timeout",
+    "success_exit_codes",
+    "enabled",
+    "pool",
+)
+
+
+def spec_defaults() -> dict[str, Any]:
+    """The value each writable field takes when a file leaves it out (from ``JobConfigSpec``)."""
+    defaults: dict[str, Any] = {}
+    for f in dataclasses.fields(JobConfigSpec):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
+    return defaults
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the file, located as precisely as possible."""
+
+    message: str
+    line: int | None = None
+    where: str = ""
+
+    def render(self, source: str) -> str:
+        """``file:line: where: message``."""
+        prefix = f"{source}:{self.line}" if self.line else source
+        where = f" {self.where}:" if self.where else ""
+        return f"{prefix}:{where} {self.message}"
+
+
+class SpecError(Exception):
+    """The file is not a valid apply file; ``problems`` says everything that is wrong."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__("\n".join(p.render(source) for p in self.problems))
+
+
+# -- schema ---------------------------------------------------------------------------
+
+
+def _macro_value(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        raise ValueError("macro values are strings: quote it (e.g. 'true', '')")
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _macro_name(value: str) -> str:
+    if not MACRO_RE.match(value):
+        raise ValueError(
+            f"macro name {value!r} is not a valid environment variable name "
+            "(letters, digits and _, not starting with a digit)"
+        )
+    if value in EXECUTION_MACROS:
+        raise ValueError(f"macro {value!r} is set by jobyard for every job and cannot be set")
+    return value
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(
+            f"invalid name {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+MacroValue = Annotated[str, BeforeValidator(_macro_value)]
+MacroName = Annotated[str, AfterValidator(_macro_name)]
+Name = Annotated[str, AfterValidator(_name)]
+ExitCode = Annotated[int, Field(ge=0, le=255)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PackageModel(_Strict):
+    """``packages.NAME``: a local file or folder to push."""
+
+    path: str = Field(min_length=1)
+
+
+class JobConfigModel(_Strict):
+    """One item of ``jobconfigs``; unset fields take the defaults of ``JobConfigSpec``."""
+
+    name: Name
+    package: str | None = Field(default=None, min_length=1)
+    package_id: int | None = Field(default=None, ge=1)
+    entrypoint: str | None = Field(default=None, min_length=1)
+    command: list[str] | None = Field(default=None, min_length=1)
+    macros: dict[MacroName, MacroValue] | None = None
+    max_concurrent: int | None = Field(default=None, ge=0)
+    timeout: int | None = Field(default=None, ge=0)
+    success_exit_codes: list[ExitCode] | None = Field(default=None, min_length=1)
+    enabled: bool | None = None
+    description: str | None = None
+    pool: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> JobConfigModel:
+        if self.package is not None and self.package_id is not None:
+            raise ValueError("give either `package` or `package_id`, not both")
+        if self.entrypoint is not None and self.command is not None:
+            raise ValueError("give either `entrypoint` or `command`, not both")
+        if self.entrypoint is not None and self.package is None and self.package_id is None:
+            raise ValueError("`entrypoint` needs a package (`package` or `package_id`)")
+        return self
+
+
+class ApplyFileModel(_Strict):
+    """The whole file."""
+
+    packages: dict[str, PackageModel] | None = None
+    jobconfigs: list[JobConfigModel] | None = None
+
+
+# -- parsed form ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PackageDecl:
+    """A package of the file: its local name and the path to push (resolved)."""
+
+    name: str
+    path: Path
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfigDecl:
+    """A jobconfig of the file, defaults filled in; ``package`` still to be resolved to an id."""
+
+    name: str
+    spec: dict[str, Any]
+    package: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyFile:
+    """A validated apply file."""
+
+    source: str
+    packages: dict[str, PackageDecl]
+    jobconfigs: list[JobConfigDecl]
+
+
+def load_apply_file(path: Path, *, check_paths: bool = True) -> ApplyFile:
+    """Read and validate an apply file; package paths are relative to its folder."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(str(path), [Problem(exc.strerror or str(exc))]) from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(str(path), [Problem(f"not UTF-8 text: {exc.reason}")]) from exc
+    return parse_apply_text(text, source=str(path), base=path.parent, check_paths=check_paths)
+
+
+def parse_apply_text(
+    text: str, *, source: str = "<string>", base: Path | None = None, check_paths: bool = False
+) -> ApplyFile:
+    """Validate the text of an apply file; raise :class:`SpecError` listing every problem."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecError(source, [Problem("the file is empty: nothing to apply")])
+        problems = list(_duplicate_keys(node))
+        if problems:
+            raise SpecError(source, problems)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        raise SpecError(source, [Problem(f"invalid YAML: {message}", line)]) from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(source, [Problem(f"invalid YAML: {exc}")]) from exc
+    finally:
+        loader.dispose()
+
+    if not isinstance(data, dict):
+        raise SpecError(
+            source, [Problem("the file must be a mapping with `packages` and/or `jobconfigs`", 1)]
+        )
+    try:
+        model = ApplyFileModel.model_validate(data)
+    except ValidationError as exc:
+        problems = sorted(_problems_of(exc, node), key=lambda p: p.line or 0)
+        raise SpecError(source, problems) from exc
+    return _to_apply_file(model, node, source, base or Path("."), check_paths)
+
+
+def _to_apply_file(
+    model: ApplyFileModel, root: yaml.Node, source: str, base: Path, check_paths: bool
+) -> ApplyFile:
+    problems: list[Problem] = []
+    if not model.jobconfigs and not model.packages:
+        problems.append(Problem("nothing to apply: no `jobconfigs` and no `packages`", 1))
+
+    packages: dict[str, PackageDecl] = {}
+    for name, pkg in (model.packages or {}).items():
+        line = _line_at(root, ("packages", name))
+        path = Path(pkg.path).expanduser()
+        if not path.is_absolute():
+            path = base / path
+        if check_paths and not path.exists():
+            problems.append(Problem(f"path {pkg.path!r} does not exist ({path})", line, name))
+        packages[name] = PackageDecl(name, path, line)
+
+    defaults = spec_defaults()
+    jobconfigs: list[JobConfigDecl] = []
+    seen: dict[str, int | None] = {}
+    for index, jc in enumerate(model.jobconfigs or []):
+        line = _line_at(root, ("jobconfigs", index))
+        where = f"jobconfigs[{index}]"
+        if jc.name in seen:
+            first = seen[jc.name]
+            problems.append(
+                Problem(
+                    f"duplicate jobconfig name {jc.name!r} (first at line {first})", line, where
+                )
+            )
+        seen[jc.name] = line
+        if jc.package is not None and jc.package not in packages:
+            known = ", ".join(sorted(packages)) or "none declared"
+            problems.append(
+                Problem(
+                    f"unknown package {jc.package!r} (packages: {known})",
+                    _line_at(root, ("jobconfigs", index, "package")),
+                    where,
+                )
+            )
+        values = jc.model_dump(exclude_none=True, exclude={"package"})
+        spec = {f: values.get(f, defaults.get(f)) for f in SPEC_FIELDS}
+        jobconfigs.append(JobConfigDecl(jc.name, spec, jc.package, line))
+    if problems:
+        raise SpecError(source, sorted(problems, key=lambda p: p.line or 0))
+    return ApplyFile(source, packages, jobconfigs)
+
+
+# -- locating problems ----------------------------------------------------------------
+
+
+def _duplicate_keys(node: yaml.Node) -> Iterable[Problem]:
+    """YAML lets a later key silently replace an earlier one; here it is an error."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    yield Problem(
+                        f"duplicate key {key.value!r} (first at line {seen[key.value]})", line
+                    )
+                else:
+                    seen[key.value] = line
+            yield from _duplicate_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from _duplicate_keys(item)
+
+
+def _node_at(root: yaml.Node, loc: Sequence[Any]) -> tuple[yaml.Node, bool]:
+    """The deepest node along ``loc``; the flag says whether the whole path was found."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    node = value
+                    break
+            else:
+                return node, False
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if not 0 <= part < len(node.value):
+                return node, False
+            node = node.value[part]
+        else:
+            return node, False
+    return node, True
+
+
+def _key_node(root: yaml.Node, loc: Sequence[Any]) -> yaml.Node | None:
+    """The key node of the last element of ``loc`` (for unknown keys)."""
+    parent, found = _node_at(root, loc[:-1])
+    if found and isinstance(parent, yaml.MappingNode):
+        for key, _value in parent.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(loc[-1]):
+                return key
+    return None
+
+
+def _line_at(root: yaml.Node, loc: Sequence[Any]) -> int | None:
+    node, _found = _node_at(root, loc)
+    return node.start_mark.line + 1
+
+
+def _where(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _problems_of(exc: ValidationError, root: yaml.Node) -> Iterable[Problem]:
+    for error in exc.errors(include_url=False):
+        loc = [p for p in error["loc"] if p != "[key]"]
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            key = _key_node(root, loc)
+            line = key.start_mark.line + 1 if key else _line_at(root, loc)
+            allowed = _allowed_keys(loc)
+            yield Problem(
+                f"unknown key {loc[-1]!r} (allowed: {', '.join(allowed)})",
+                line,
+                _where(loc[:-1]),
+            )
+        elif kind == "missing":
+            yield Problem(
+                f"missing required key {loc[-1]!r}", _line_at(root, loc[:-1]), _where(loc[:-1])
+            )
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if kind.endswith("_type") or kind.endswith("_parsing"):
+                message += f", got {error['input']!r}"
+            yield Problem(message, _line_at(root, loc), _where(loc))
+
+
+def _allowed_keys(loc: Sequence[Any]) -> list[str]:
+    depth = len(loc)
+    if depth == 1:
+        return list(ApplyFileModel.model_fields)
+    if loc[0] == "jobconfigs":
+        return list(JobConfigModel.model_fields)
+    return list(PackageModel.model_fields)
+
+
+# -- export ---------------------------------------------------------------------------
+
+
+class _ExportDumper(yaml.SafeDumper):
+    """Block style for structure, flow style (``[sh, -c, ...]``) for short scalar lists."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flow = all(not isinstance(v, list | dict) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_ExportDumper.add_representer(list, _represent_list)
+
+
+def export_document(jobconfigs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The apply-file form of jobconfigs as the API returns them (packages by ``package_id``)."""
+    items: list[dict[str, Any]] = []
+    for jc in jobconfigs:
+        item: dict[str, Any] = {}
+        for f in SPEC_FIELDS:
+            value = jc.get(f)
+            if value is None:
+                continue
+            item[f] = dict(value) if isinstance(value, Mapping) else value
+        items.append(item)
+    return {"jobconfigs": items}
+
+
+def dump_export(jobconfigs: Iterable[Mapping[str, Any]]) -> str:
+    """YAML text that ``jobyard apply`` reads back as exactly these jobconfigs."""
+    return yaml.dump(
+        export_document(jobconfigs),
+        Dumper=_ExportDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=100,
+    )

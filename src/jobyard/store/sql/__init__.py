@@ -1,0 +1,19 @@
+"""The SQL implementation of :class:`~jobyard.store.protocol.Store` (SQLite and PostgreSQL).
+
+One class, composed of one mixin per concept; the engine differences live in
+:mod:`jobyard.store.sql.base` (connections, transactions) and in a few explicit
+``tx.pg`` branches (sequence numbers, row locks).
+"""
+
+from __future__ import annotations
+
+from jobyard.store.sql.jobconfigs import JobconfigsMixin
+from jobyard.store.sql.jobs import JobsMixin
+from jobyard.store.sql.misc import MiscMixin
+
+
+class SqlStore(JobsMixin, JobconfigsMixin, MiscMixin):
+    """The store over one database URL. Build it with :func:`jobyard.store.factory.open_store`."""
+
+
+__all__ = ["SqlStore"]

@@ -1,0 +1,186 @@
+"""Jobconfigs: named definitions of what to run, with their concurrency limit."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from jobyard.core.errors import Conflict, InvalidInput, NotFound
+from jobyard.core.jobs import TERMINAL, JobStatus
+from jobyard.core.models import JobConfig, JobConfigSpec, Page
+from jobyard.store.schema import job_events, job_files, jobconfigs, jobs, packages
+from jobyard.store.sql.base import (
+    SqlBase,
+    Tx,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    jobconfig_from_row,
+    status_in,
+)
+from jobyard.store.sql.transitions import lock_jobconfigs, promote
+
+_SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(JobConfigSpec))
+_NOT_ENDED = frozenset(JobStatus) - TERMINAL
+
+
+class JobconfigsMixin(SqlBase):
+    """CRUD of jobconfigs; a limit change promotes in the same transaction."""
+
+    async def jobconfig_insert(self, spec: JobConfigSpec) -> JobConfig:
+        """Create; ``Conflict`` if the name is taken, ``NotFound`` for an unknown package."""
+        values = _validate({f: getattr(spec, f) for f in _SPEC_FIELDS})
+        return await self._write(_jobconfig_insert, values)
+
+    async def jobconfig_get(self, jobconfig_id: int) -> JobConfig:
+        """Return a jobconfig or raise ``NotFound``."""
+        return await self._read(_jobconfig_get, jobconfig_id)
+
+    async def jobconfig_get_by_name(self, name: str) -> JobConfig:
+        """Return a jobconfig by its unique name or raise ``NotFound``."""
+        return await self._read(_jobconfig_get_by_name, name)
+
+    async def jobconfig_update(self, jobconfig_id: int, changes: dict[str, Any]) -> JobConfig:
+        """Apply field changes and bump updated_at; a new ``max_concurrent`` promotes.
+
+        Unknown keys are ``InvalidInput``; a taken name is ``Conflict``.
+        """
+        unknown = sorted(set(changes) - _SPEC_FIELDS)
+        if unknown:
+            raise InvalidInput(
+                f"unknown jobconfig fields: {', '.join(unknown)}", {"fields": unknown}
+            )
+        return await self._write(_jobconfig_update, jobconfig_id, _validate(dict(changes)))
+
+    async def jobconfig_delete(self, jobconfig_id: int) -> None:
+        """Delete a jobconfig with its ended jobs, their events and file records.
+
+        ``Conflict`` while any of its jobs has not ended (the caller cancels or waits).
+        """
+        await self._write(_jobconfig_delete, jobconfig_id)
+
+    async def jobconfigs_list(self, *, cursor: str | None, limit: int) -> Page[JobConfig]:
+        """Ordered by id ascending, cursor-paginated."""
+        after = decode_cursor(cursor)
+        check_limit(limit)
+        return await self._read(_jobconfigs_list, after, limit)
+
+
+def _validate(values: dict[str, Any]) -> dict[str, Any]:
+    """Check and copy writable fields (mutable containers are copied, not shared)."""
+    if "name" in values:
+        name = values["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput("a jobconfig needs a non-empty name")
+    for key in ("max_concurrent", "timeout"):
+        if key in values and (not isinstance(values[key], int) or values[key] < 0):
+            raise InvalidInput(f"{key} must be an integer >= 0", {key: values[key]})
+    if values.get("command") is not None:
+        values["command"] = list(values["command"])
+    if "macros" in values:
+        values["macros"] = dict(values["macros"] or {})
+    if "success_exit_codes" in values:
+        values["success_exit_codes"] = list(values["success_exit_codes"])
+    return values
+
+
+def _check_package(tx: Tx, package_id: int | None) -> None:
+    if package_id is None:
+        return
+    if tx.conn.execute(select(packages.c.id).where(packages.c.id == package_id)).first() is None:
+        raise NotFound(f"package {package_id} does not exist", {"package_id": package_id})
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"a jobconfig named {name!r} already exists", {"name": name})
+
+
+def _jobconfig_insert(tx: Tx, values: dict[str, Any]) -> JobConfig:
+    _check_package(tx, values.get("package_id"))
+    stmt = (
+        insert(jobconfigs)
+        .values(**values, created_at=tx.now, updated_at=tx.now)
+        .returning(*jobconfigs.c)
+    )
+    try:
+        row = tx.conn.execute(stmt).one()
+    except IntegrityError as exc:
+        raise _name_taken(values["name"]) from exc
+    return jobconfig_from_row(row)
+
+
+def _jobconfig_get(tx: Tx, jobconfig_id: int) -> JobConfig:
+    row = tx.conn.execute(select(jobconfigs).where(jobconfigs.c.id == jobconfig_id)).first()
+    if row is None:
+        raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
+    return jobconfig_from_row(row)
+
+
+def _jobconfig_get_by_name(tx: Tx, name: str) -> JobConfig:
+    row = tx.conn.execute(select(jobconfigs).where(jobconfigs.c.name == name)).first()
+    if row is None:
+        raise NotFound(f"jobconfig {name!r} does not exist", {"name": name})
+    return jobconfig_from_row(row)
+
+
+def _jobconfig_update(tx: Tx, jobconfig_id: int, changes: dict[str, Any]) -> JobConfig:
+    if "package_id" in changes:
+        _check_package(tx, changes["package_id"])
+    stmt = (
+        update(jobconfigs)
+        .where(jobconfigs.c.id == jobconfig_id)
+        .values(**changes, updated_at=tx.now)
+        .returning(*jobconfigs.c)
+    )
+    try:
+        row = tx.conn.execute(stmt).first()
+    except IntegrityError as exc:
+        raise _name_taken(changes.get("name", "")) from exc
+    if row is None:
+        raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
+    if "max_concurrent" in changes:
+        # The UPDATE above holds the jobconfig row lock: promotion is serialised.
+        promote(tx, jobconfig_id)
+    return jobconfig_from_row(row)
+
+
+def _jobconfig_delete(tx: Tx, jobconfig_id: int) -> None:
+    if tx.pg:
+        exists = bool(lock_jobconfigs(tx, [jobconfig_id]))
+    else:
+        exists = (
+            tx.conn.execute(select(jobconfigs.c.id).where(jobconfigs.c.id == jobconfig_id)).first()
+            is not None
+        )
+    if not exists:
+        raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
+    pending = tx.conn.execute(
+        select(jobs.c.id, jobs.c.status)
+        .where(jobs.c.jobconfig_id == jobconfig_id, status_in(_NOT_ENDED))
+        .limit(1)
+    ).first()
+    if pending is not None:
+        raise Conflict(
+            f"jobconfig {jobconfig_id} has jobs that have not ended (job {pending[0]} is "
+            f"{pending[1]}); cancel them or wait",
+            {"jobconfig_id": jobconfig_id, "job_id": pending[0], "status": pending[1]},
+        )
+    its_jobs = select(jobs.c.id).where(jobs.c.jobconfig_id == jobconfig_id)
+    tx.conn.execute(delete(job_files).where(job_files.c.job_id.in_(its_jobs)))
+    tx.conn.execute(delete(job_events).where(job_events.c.job_id.in_(its_jobs)))
+    tx.conn.execute(delete(jobs).where(jobs.c.jobconfig_id == jobconfig_id))
+    tx.conn.execute(delete(jobconfigs).where(jobconfigs.c.id == jobconfig_id))
+
+
+def _jobconfigs_list(tx: Tx, after: int | None, limit: int) -> Page[JobConfig]:
+    stmt = select(jobconfigs).order_by(jobconfigs.c.id).limit(limit + 1)
+    if after is not None:
+        stmt = stmt.where(jobconfigs.c.id > after)
+    items = [jobconfig_from_row(row) for row in tx.conn.execute(stmt)]
+    if len(items) > limit:
+        items = items[:limit]
+        return Page(items, encode_cursor(items[-1].id))
+    return Page(items, None)

@@ -1,0 +1,474 @@
+"""Jobs: creation, queries, transitions and leases (the hot paths of the store)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, insert, literal, select, union_all, update
+
+from jobyard.core.errors import InvalidInput, NotFound
+from jobyard.core.jobs import ABORTABLE, HELD, JobStatus
+from jobyard.core.models import Actor, Job, JobEvent, JobFilter, NewJob, Page
+from jobyard.store.schema import UtcDateTime, job_events, jobconfigs, jobs, packages
+from jobyard.store.sql.base import (
+    SqlBase,
+    Tx,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    event_from_row,
+    job_from_row,
+    status_in,
+    status_is,
+)
+from jobyard.store.sql.transitions import (
+    SYSTEM,
+    explain_miss,
+    lock_for_job,
+    lock_jobconfigs,
+    move,
+    next_seq,
+    promote,
+)
+
+_ENDINGS = frozenset({JobStatus.FINISHED, JobStatus.ERROR, JobStatus.FAILED})
+
+
+def _worker_actor(worker_id: str) -> str:
+    return f"{Actor.WORKER.value}:{worker_id}"
+
+
+def _acquire_order(job: Job) -> tuple[int, int]:
+    return (-job.priority, job.seq or 0)
+
+
+def _by_id(job: Job) -> int:
+    return job.id
+
+
+class JobsMixin(SqlBase):
+    """Job rows and their status model. All status writes go through ``transitions``."""
+
+    # -- creation and queries --------------------------------------------------------
+
+    async def job_insert(self, new: NewJob, *, actor: str, reason: str | None) -> Job:
+        """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx."""
+        return await self._write(_job_insert, new, actor, reason)
+
+    async def job_get(self, job_id: int) -> Job:
+        """Return a job or raise ``NotFound``."""
+        return await self._read(_job_get, job_id)
+
+    async def jobs_list(self, flt: JobFilter, *, cursor: str | None, limit: int) -> Page[Job]:
+        """Newest first (id descending), filtered, cursor-paginated."""
+        after = decode_cursor(cursor)
+        check_limit(limit)
+        for bound in (flt.created_after, flt.created_before):
+            if bound is not None and bound.tzinfo is None:
+                raise InvalidInput("created_after/created_before must be timezone-aware")
+        return await self._read(_jobs_list, flt, after, limit)
+
+    async def job_events(self, job_id: int) -> list[JobEvent]:
+        """The job's transitions in order, first one WAITING or SEQUENCED."""
+        return await self._read(_job_events, job_id)
+
+    # -- transitions ---------------------------------------------------------------------
+
+    async def job_release(self, job_id: int, *, actor: str) -> Job:
+        """WAITING -> SEQUENCED (+ promotion). ``Conflict`` from any other status."""
+        return await self._write(_job_release, job_id, actor)
+
+    async def job_cancel(self, job_id: int, *, actor: str, reason: str | None) -> Job:
+        """WAITING|SEQUENCED|QUEUED -> CANCELLED (+ promotion). ``Conflict`` otherwise."""
+        return await self._write(_job_cancel, job_id, actor, reason)
+
+    async def job_acquire(
+        self, *, worker_id: str, pool: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        """Claim up to ``limit`` QUEUED jobs of ``pool`` (priority desc, seq asc)."""
+        if limit <= 0:
+            return []
+        return await self._write(_job_acquire, worker_id, pool, limit, lease_seconds)
+
+    async def job_set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> Job:
+        """INITIALIZING -> RUNNING for the holding worker; sets started_at and pid."""
+        return await self._write(_job_set_running, job_id, worker_id, pid)
+
+    async def job_end(
+        self,
+        job_id: int,
+        *,
+        worker_id: str | None,
+        status: JobStatus,
+        exit_code: int | None,
+        reason: str | None,
+        actor: str,
+    ) -> Job:
+        """Move a held job to FINISHED, ERROR or FAILED (+ promotion); sets ended_at."""
+        status = JobStatus(status)
+        if status not in _ENDINGS:
+            raise InvalidInput(
+                f"a job ends FINISHED, ERROR or FAILED, not {status}", {"status": status.value}
+            )
+        return await self._write(_job_end, job_id, worker_id, status, exit_code, reason, actor)
+
+    async def job_request_abort(self, job_id: int, *, actor: str, reason: str | None) -> Job:
+        """Mark an INITIALIZING/RUNNING job for abort; ``Conflict`` from other statuses.
+
+        No status changes here (the worker ends the job FAILED once its process is
+        gone); ``abort_requested_at`` is set once, and ``reason``, when given, is kept
+        in ``status_reason`` for the worker to report.
+        """
+        return await self._write(_job_request_abort, job_id, reason)
+
+    async def jobs_promote_sequenced(self, jobconfig_id: int | None) -> list[int]:
+        """Promote SEQUENCED -> QUEUED within the limit; ``None`` = ad-hoc jobs."""
+        return await self._write(_jobs_promote_sequenced, jobconfig_id)
+
+    async def jobconfigs_with_sequenced(self) -> list[int | None]:
+        """Jobconfig ids (``None`` for ad-hoc, listed first) that have SEQUENCED jobs."""
+        return await self._read(_jobconfigs_with_sequenced)
+
+    # -- leases --------------------------------------------------------------------------
+
+    async def leases_renew(
+        self, *, worker_id: str, job_ids: list[int], lease_seconds: float
+    ) -> dict[int, bool]:
+        """Extend the leases this worker still holds; ``{job_id: abort_requested}``."""
+        if not job_ids:
+            return {}
+        return await self._write(_leases_renew, worker_id, list(job_ids), lease_seconds)
+
+    async def jobs_fail_expired_leases(self, *, now: datetime, reason: str) -> list[Job]:
+        """End every INITIALIZING/RUNNING job whose lease expired as FAILED (+ promotion)."""
+        return await self._write(_jobs_fail_expired_leases, now, reason)
+
+    async def jobs_held_by_workers(self, worker_ids: list[str]) -> list[Job]:
+        """INITIALIZING/RUNNING jobs held by any of these workers (by id)."""
+        if not worker_ids:
+            return []
+        return await self._read(_jobs_held_by_workers, list(worker_ids))
+
+
+# -- transaction bodies (run in the executor thread) -----------------------------------
+
+
+def _check_refs(tx: Tx, jobconfig_id: int | None, package_id: int | None) -> None:
+    """``NotFound`` naming the first unknown reference."""
+    if jobconfig_id is not None:
+        if tx.pg:
+            found = bool(lock_jobconfigs(tx, [jobconfig_id]))
+        else:
+            found = (
+                tx.conn.execute(
+                    select(jobconfigs.c.id).where(jobconfigs.c.id == jobconfig_id)
+                ).first()
+                is not None
+            )
+        if not found:
+            raise NotFound(
+                f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id}
+            )
+    if package_id is not None:
+        row = tx.conn.execute(select(packages.c.id).where(packages.c.id == package_id)).first()
+        if row is None:
+            raise NotFound(f"package {package_id} does not exist", {"package_id": package_id})
+
+
+def _after_sequenced(tx: Tx, job: Job) -> Job:
+    """Promote after ``job`` entered SEQUENCED; return ``job`` as it is afterwards."""
+    if job.jobconfig_id is None:
+        # Ad-hoc jobs have no limit: queue this one directly.
+        queued = move(
+            tx,
+            to=JobStatus.QUEUED,
+            ids=[job.id],
+            values={"queued_at": tx.now},
+            actor=SYSTEM,
+            reason=None,
+        )
+        return queued[0] if queued else job
+    for promoted in promote(tx, job.jobconfig_id):
+        if promoted.id == job.id:
+            return promoted
+    return job
+
+
+def _job_insert(tx: Tx, new: NewJob, actor: str, reason: str | None) -> Job:
+    _check_refs(tx, new.jobconfig_id, new.package_id)
+    status = JobStatus.WAITING if new.hold else JobStatus.SEQUENCED
+    values: dict[str, Any] = {
+        "jobconfig_id": new.jobconfig_id,
+        "package_id": new.package_id,
+        "entrypoint": new.entrypoint,
+        "command": list(new.command) if new.command is not None else None,
+        "macros": dict(new.macros),
+        "timeout": new.timeout,
+        "success_exit_codes": list(new.success_exit_codes),
+        "pool": new.pool,
+        "priority": new.priority,
+        "trigger": new.trigger,
+        "submitted_by": new.submitted_by,
+        "rerun_of": new.rerun_of,
+        "status": status.value,
+        "created_at": tx.now,
+    }
+    if status is JobStatus.SEQUENCED:
+        values["seq"] = next_seq(tx)
+        values["sequenced_at"] = tx.now
+    row = tx.conn.execute(insert(jobs).values(**values).returning(*jobs.c)).one()
+    job = job_from_row(row)
+    tx.event(job.id, status, actor, reason)
+    if status is JobStatus.SEQUENCED:
+        job = _after_sequenced(tx, job)
+    return job
+
+
+def _job_get(tx: Tx, job_id: int) -> Job:
+    row = tx.conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+    if row is None:
+        raise NotFound(f"job {job_id} does not exist", {"job_id": job_id})
+    return job_from_row(row)
+
+
+def _filter_conditions(table: Any, flt: JobFilter, after: int | None) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if flt.jobconfig_id is not None:
+        conds.append(table.c.jobconfig_id == flt.jobconfig_id)
+    if flt.submitted_by is not None:
+        conds.append(table.c.submitted_by == flt.submitted_by)
+    if flt.created_after is not None:
+        conds.append(table.c.created_at >= flt.created_after)
+    if flt.created_before is not None:
+        conds.append(table.c.created_at < flt.created_before)
+    if after is not None:
+        conds.append(table.c.id < after)
+    return conds
+
+
+def _jobs_list(tx: Tx, flt: JobFilter, after: int | None, limit: int) -> Page[Job]:
+    statuses = None if flt.statuses is None else sorted({JobStatus(s) for s in flt.statuses})
+    if statuses is not None and not statuses:
+        return Page([], None)
+    stmt: Select[Any]
+    if statuses is None or len(statuses) == 1:
+        conds = _filter_conditions(jobs, flt, after)
+        if statuses:
+            conds.append(jobs.c.status == statuses[0].value)
+        stmt = select(jobs).where(*conds)
+    else:
+        # One index range per status (newest first, limited), merged: stays an index
+        # walk of at most len(statuses) * (limit + 1) rows however big the history is.
+        branches = []
+        for status in statuses:
+            j = jobs.alias(f"b_{status.value.lower()}")
+            branch = (
+                select(j.c.id)
+                .where(*_filter_conditions(j, flt, after), j.c.status == status.value)
+                .order_by(j.c.id.desc())
+                .limit(limit + 1)
+                .subquery()
+            )
+            branches.append(select(branch.c.id))
+        stmt = select(jobs).where(jobs.c.id.in_(union_all(*branches)))
+    stmt = stmt.order_by(jobs.c.id.desc()).limit(limit + 1)
+    items = [job_from_row(row) for row in tx.conn.execute(stmt)]
+    if len(items) > limit:
+        items = items[:limit]
+        return Page(items, encode_cursor(items[-1].id))
+    return Page(items, None)
+
+
+def _job_events(tx: Tx, job_id: int) -> list[JobEvent]:
+    e = job_events.c
+    rows = tx.conn.execute(
+        select(e.job_id, e.status, e.at, e.actor, e.reason).where(e.job_id == job_id).order_by(e.id)
+    ).all()
+    if not rows:
+        _job_get(tx, job_id)  # NotFound for an unknown job
+    return [event_from_row(row) for row in rows]
+
+
+def _single(
+    tx: Tx,
+    job_id: int,
+    to: JobStatus,
+    values: dict[str, Any],
+    actor: str,
+    reason: str | None,
+    worker_id: str | None = None,
+) -> Job:
+    moved = move(
+        tx, to=to, ids=[job_id], values=values, actor=actor, reason=reason, worker_id=worker_id
+    )
+    if not moved:
+        raise explain_miss(tx, job_id, f"move to {to.value}", worker_id=worker_id)
+    return moved[0]
+
+
+def _job_release(tx: Tx, job_id: int, actor: str) -> Job:
+    lock_for_job(tx, job_id)
+    job = _single(
+        tx,
+        job_id,
+        JobStatus.SEQUENCED,
+        {"seq": next_seq(tx), "sequenced_at": tx.now},
+        actor,
+        None,
+    )
+    return _after_sequenced(tx, job)
+
+
+def _job_cancel(tx: Tx, job_id: int, actor: str, reason: str | None) -> Job:
+    lock_for_job(tx, job_id)
+    job = _single(
+        tx,
+        job_id,
+        JobStatus.CANCELLED,
+        {"ended_at": tx.now, "status_reason": reason},
+        actor,
+        reason,
+    )
+    if job.jobconfig_id is not None:
+        promote(tx, job.jobconfig_id)
+    return job
+
+
+def _job_acquire(tx: Tx, worker_id: str, pool: str, limit: int, lease_seconds: float) -> list[Job]:
+    q = jobs.alias("q")
+    candidates = (
+        select(q.c.id)
+        .where(status_is(JobStatus.QUEUED, q), q.c.pool == pool)
+        .order_by(q.c.priority.desc(), q.c.seq)
+        .limit(limit)
+    )
+    if tx.pg:
+        candidates = candidates.with_for_update(skip_locked=True)
+    return move(
+        tx,
+        to=JobStatus.INITIALIZING,
+        ids=candidates,
+        values={
+            "worker_id": worker_id,
+            "acquired_at": tx.now,
+            "lease_expires_at": tx.now + timedelta(seconds=lease_seconds),
+        },
+        actor=_worker_actor(worker_id),
+        reason=None,
+        order=_acquire_order,
+    )
+
+
+def _job_set_running(tx: Tx, job_id: int, worker_id: str, pid: int | None) -> Job:
+    return _single(
+        tx,
+        job_id,
+        JobStatus.RUNNING,
+        {"started_at": tx.now, "pid": pid},
+        _worker_actor(worker_id),
+        None,
+        worker_id=worker_id,
+    )
+
+
+def _job_end(
+    tx: Tx,
+    job_id: int,
+    worker_id: str | None,
+    status: JobStatus,
+    exit_code: int | None,
+    reason: str | None,
+    actor: str,
+) -> Job:
+    lock_for_job(tx, job_id)
+    job = _single(
+        tx,
+        job_id,
+        status,
+        {"ended_at": tx.now, "exit_code": exit_code, "status_reason": reason},
+        actor,
+        reason,
+        worker_id=worker_id,
+    )
+    if job.jobconfig_id is not None:
+        promote(tx, job.jobconfig_id)
+    return job
+
+
+def _job_request_abort(tx: Tx, job_id: int, reason: str | None) -> Job:
+    values: dict[str, Any] = {
+        "abort_requested_at": func.coalesce(
+            jobs.c.abort_requested_at, literal(tx.now, UtcDateTime())
+        )
+    }
+    if reason is not None:
+        values["status_reason"] = reason
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id == job_id, status_in(ABORTABLE))
+        .values(**values)
+        .returning(*jobs.c)
+    )
+    row = tx.conn.execute(stmt).first()
+    if row is None:
+        raise explain_miss(tx, job_id, "abort (only INITIALIZING or RUNNING jobs can be aborted)")
+    return job_from_row(row)
+
+
+def _jobs_promote_sequenced(tx: Tx, jobconfig_id: int | None) -> list[int]:
+    if jobconfig_id is not None and tx.pg and not lock_jobconfigs(tx, [jobconfig_id]):
+        raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
+    return [job.id for job in promote(tx, jobconfig_id)]
+
+
+def _jobconfigs_with_sequenced(tx: Tx) -> list[int | None]:
+    rows = tx.conn.execute(
+        select(jobs.c.jobconfig_id).where(status_is(JobStatus.SEQUENCED)).distinct()
+    ).all()
+    ids = {row[0] for row in rows}
+    result: list[int | None] = [None] if None in ids else []
+    result.extend(sorted(i for i in ids if i is not None))
+    return result
+
+
+def _leases_renew(
+    tx: Tx, worker_id: str, job_ids: list[int], lease_seconds: float
+) -> dict[int, bool]:
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id.in_(job_ids), jobs.c.worker_id == worker_id, status_in(HELD))
+        .values(lease_expires_at=tx.now + timedelta(seconds=lease_seconds))
+        .returning(jobs.c.id, jobs.c.abort_requested_at)
+    )
+    return {job_id: aborted is not None for job_id, aborted in tx.conn.execute(stmt)}
+
+
+def _jobs_fail_expired_leases(tx: Tx, now: datetime, reason: str) -> list[Job]:
+    expired_at = jobs.c.lease_expires_at < now
+    rows = tx.conn.execute(
+        select(jobs.c.id, jobs.c.jobconfig_id).where(status_in(HELD), expired_at)
+    ).all()
+    if not rows:
+        return []
+    lock_jobconfigs(tx, (jc for _, jc in rows))
+    failed = move(
+        tx,
+        to=JobStatus.FAILED,
+        ids=[job_id for job_id, _ in rows],
+        values={"ended_at": tx.now, "status_reason": reason},
+        actor=SYSTEM,
+        reason=reason,
+        extra=expired_at,
+        order=_by_id,
+    )
+    for jobconfig_id in sorted({j.jobconfig_id for j in failed if j.jobconfig_id is not None}):
+        promote(tx, jobconfig_id)
+    return failed
+
+
+def _jobs_held_by_workers(tx: Tx, worker_ids: list[str]) -> list[Job]:
+    rows = tx.conn.execute(
+        select(jobs).where(status_in(HELD), jobs.c.worker_id.in_(worker_ids)).order_by(jobs.c.id)
+    )
+    return [job_from_row(row) for row in rows]

@@ -1,0 +1,545 @@
+"""Run one acquired job: prepare its workspace, run its program, report its end.
+
+The life of a job on a worker (SPEC §2-3)::
+
+    acquired (INITIALIZING)
+      -> backend.prepare (when given a bare job), job folders, package, payload, env
+      -> spawn the program (own session/process group, no shell, stdin = /dev/null)
+      -> backend.set_running(pid)                   (RUNNING; False => not ours: kill)
+      -> wait for: exit | abort | timeout | lost lease
+      -> SIGKILL the whole group (stragglers), drain the pipes into the log
+      -> backend.store_output for each file of LOCAL_JOB_OUT_DIR
+      -> backend.log_closed -> backend.end -> delete the job folders
+
+The program is spawned *before* ``set_running`` so that ``started_at`` is recorded
+when it really runs; if the job was aborted meanwhile it is stopped right after.
+
+End statuses:
+
+- FINISHED: exit code in ``success_exit_codes``;
+- ERROR: ``exit code N`` or ``killed by signal SIGxxx`` (a signal not sent by us);
+- FAILED: ``aborted: <reason>``, ``timeout after N minutes`` (the timeout counts from
+  acquisition, so it bounds INITIALIZING + RUNNING), ``initialization failed: <why>``
+  (any error before the program runs: unknown entry point, unsafe package, payload
+  download...), ``cannot start program: <why>`` (exec failed), ``worker error: <why>``
+  (an unexpected error of the runner after the start).
+
+Stopping (abort, timeout) sends SIGTERM to the process group, waits
+``abort_grace_seconds``, then sends SIGKILL to the group. Whatever way the program
+ends, once its main process has exited the group gets SIGKILL too: background
+processes it left behind (``daemon &``) do not outlive the job. A process that left
+the group with ``setsid`` escapes this; if it still holds the output pipes they are
+closed after ``pipe_close_timeout`` seconds so the job can end.
+
+If the lease is lost (the control plane gave the job away) the program is killed and
+nothing is reported: the job is no longer ours. Every other path reports exactly one
+end status, including unexpected errors; cancellation of the task kills the program
+and still tries to report FAILED.
+
+The child's environment is *clean*: only ``PATH``, ``HOME``, ``LANG``, ``LC_ALL``,
+``TZ`` of the worker (never ``JOBYARD_*`` or other server secrets), then
+``PYTHONUNBUFFERED=1`` (so Python programs' logs are live; a macro may override it),
+then the job's macros, then the execution macros, which nothing can override.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jobyard.core.errors import InvalidInput, JobyardError
+from jobyard.core.jobs import JobStatus
+from jobyard.core.models import Job
+from jobyard.worker.logwriter import LogWriter
+from jobyard.worker.protocol import Assignment, WorkerBackend
+from jobyard.worker.workspace import JobDirs, Workspace
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+_DEFAULT_ENV = {"PATH": os.defpath, "LANG": "C.UTF-8"}
+
+
+def inherited_env(names: tuple[str, ...] = PASSTHROUGH_ENV) -> dict[str, str]:
+    """The few variables of this process a job inherits, with sane defaults."""
+    env = {name: os.environ[name] for name in names if name in os.environ}
+    for name, value in _DEFAULT_ENV.items():
+        env.setdefault(name, value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerOptions:
+    """Tunables of the runner (from :class:`~jobyard.settings.Settings`)."""
+
+    abort_grace_seconds: float = 10.0
+    pipe_close_timeout: float = 5.0
+    base_env: Mapping[str, str] = field(default_factory=inherited_env)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RunnerOptions:
+        """Options taken from a ``Settings`` object."""
+        return cls(abort_grace_seconds=settings.abort_grace_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """How a run ended; ``reported`` is False when the lease was lost (nothing sent)."""
+
+    status: JobStatus | None
+    exit_code: int | None
+    reason: str | None
+    reported: bool
+
+
+class JobControl:
+    """The pool's handle on a running job: abort it, or drop it after a lost lease."""
+
+    def __init__(self) -> None:
+        self._waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.reason: str | None = None
+        self.lost = False
+
+    @property
+    def requested(self) -> bool:
+        """True once :meth:`abort` or :meth:`lose` was called."""
+        return self._waiter.done()
+
+    @property
+    def waiter(self) -> asyncio.Future[None]:
+        """Done once a stop was requested."""
+        return self._waiter
+
+    def abort(self, reason: str) -> None:
+        """Stop the job and report FAILED ``aborted: <reason>`` (first reason wins)."""
+        if not self._waiter.done():
+            self.reason = reason
+            self._waiter.set_result(None)
+
+    def lose(self) -> None:
+        """The lease is gone: kill the program, report nothing."""
+        self.lost = True
+        if not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class _Stopped(Exception):
+    """Raised inside a run when an abort, a timeout or a lost lease interrupts it."""
+
+
+class _ChildProtocol(asyncio.SubprocessProtocol):
+    """Feeds pipe data straight into the log writer; no reader tasks, no extra copies."""
+
+    def __init__(self, writer: LogWriter, loop: asyncio.AbstractEventLoop) -> None:
+        self.writer = writer
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        raw = data if isinstance(data, bytes) else data.encode()
+        self.writer.feed("out" if fd == 1 else "err", raw)
+
+    def pipe_connection_lost(self, fd: int, exc: BaseException | None) -> None:
+        self.writer.finish_stream("out" if fd == 1 else "err")
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def run_job(
+    assignment: Assignment,
+    backend: WorkerBackend,
+    *,
+    worker_id: str,
+    workspace: Workspace,
+    options: RunnerOptions | None = None,
+    control: JobControl | None = None,
+    acquired_at: float | None = None,
+) -> JobOutcome:
+    """Run a prepared job to its end and report it. Never raises (but on cancellation).
+
+    ``acquired_at`` is the ``time.monotonic()`` of the acquisition: the timeout counts
+    from there. ``control`` lets the caller abort the job or drop it.
+    """
+    run = _JobRun(assignment.job, backend, worker_id, workspace, options, control, acquired_at)
+    return await run.execute(assignment)
+
+
+async def run_acquired_job(
+    job: Job,
+    backend: WorkerBackend,
+    *,
+    worker_id: str,
+    workspace: Workspace,
+    options: RunnerOptions | None = None,
+    control: JobControl | None = None,
+    acquired_at: float | None = None,
+) -> JobOutcome:
+    """Like :func:`run_job` for a job just acquired: ``backend.prepare`` is part of it.
+
+    A ``JobyardError`` from ``prepare`` (unknown entry point, inactive user...) ends
+    the job FAILED ``initialization failed: <message>``.
+    """
+    run = _JobRun(job, backend, worker_id, workspace, options, control, acquired_at)
+    return await run.execute(None)
+
+
+class _JobRun:
+    """State of one run; see the module docstring for the sequence."""
+
+    def __init__(
+        self,
+        job: Job,
+        backend: WorkerBackend,
+        worker_id: str,
+        workspace: Workspace,
+        options: RunnerOptions | None,
+        control: JobControl | None,
+        acquired_at: float | None,
+    ) -> None:
+        self.job = job
+        self.backend = backend
+        self.worker_id = worker_id
+        self.workspace = workspace
+        self.options = options or RunnerOptions()
+        self.control = control or JobControl()
+        self.acquired_at = time.monotonic() if acquired_at is None else acquired_at
+        self.timeout = job.timeout * 60.0 if job.timeout > 0 else None
+        self.assignment: Assignment | None = None
+        self.writer: LogWriter | None = None
+        self.dirs: JobDirs | None = None
+        self.env: dict[str, str] = {}
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.proto: _ChildProtocol | None = None
+        self.outcome: JobOutcome | None = None
+
+    # -- the sequence ----------------------------------------------------------------------
+    async def execute(self, assignment: Assignment | None) -> JobOutcome:
+        try:
+            try:
+                await self._interruptible(self._initialize(assignment))
+            except _Stopped:
+                return await self._finish_stopped(None)
+            except Exception as exc:
+                return await self._finish(
+                    JobStatus.FAILED, None, f"initialization failed: {_describe(exc)}"
+                )
+            try:
+                await self._spawn()
+            except (OSError, ValueError, subprocess.SubprocessError) as exc:
+                return await self._finish(
+                    JobStatus.FAILED, None, f"cannot start program: {self._spawn_error(exc)}"
+                )
+            assert self.transport is not None
+            running = await self.backend.set_running(
+                self.job.id, worker_id=self.worker_id, pid=self.transport.get_pid()
+            )
+            if not running:
+                self.control.lose()
+            return await self._supervise()
+        except asyncio.CancelledError:
+            self._kill_group()
+            if self.transport is not None:
+                self.transport.close()
+            if self.outcome is None:
+                try:
+                    await asyncio.shield(
+                        self._finish(JobStatus.FAILED, None, "aborted: worker task cancelled")
+                    )
+                except BaseException:  # best effort while being cancelled
+                    _log.warning("job %s: could not report its end", self.job.id)
+            raise
+        except Exception as exc:
+            _log.exception("job %s: unexpected runner error", self.job.id)
+            await self._reap()
+            return await self._finish(JobStatus.FAILED, None, f"worker error: {_describe(exc)}")
+
+    async def _interruptible(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` until done, abort/lost, or the deadline; raise _Stopped if cut."""
+        if self.control.requested:
+            coro.close()
+            raise _Stopped
+        task = asyncio.ensure_future(coro)
+        deadline = self._remaining()
+        done, _ = await asyncio.wait(
+            (task, self.control.waiter), timeout=deadline, return_when=asyncio.FIRST_COMPLETED
+        )
+        if task in done:
+            return task.result()
+        task.cancel()
+        await asyncio.wait((task,))
+        if not task.cancelled() and task.exception() is None:
+            return task.result()  # it finished while being cancelled: keep the result
+        raise _Stopped
+
+    def _remaining(self) -> float | None:
+        if self.timeout is None:
+            return None
+        return max(self.acquired_at + self.timeout - time.monotonic(), 0.0)
+
+    async def _initialize(self, assignment: Assignment | None) -> None:
+        job = self.job
+        if assignment is None:
+            assignment = await self.backend.prepare(job)
+        self.assignment = assignment
+        if assignment.timeout_seconds is not None:
+            self.timeout = assignment.timeout_seconds or None
+        self.writer = LogWriter(self.backend.log_path(job.id), secrets=assignment.secret_values)
+        if not assignment.argv or not assignment.argv[0]:
+            raise InvalidInput("no command to run")
+        self.dirs = dirs = self.workspace.create_job_dirs(job.id)
+        if assignment.package_sha256:
+            sha = assignment.package_sha256
+
+            async def fetch() -> Path:
+                return await self.backend.package_path(sha)
+
+            await self.workspace.install_package(
+                dirs,
+                sha256=sha,
+                kind=assignment.package_kind,
+                filename=assignment.package_filename,
+                fetch=fetch,
+            )
+        for ref in assignment.payload:
+            src = await self.backend.payload_path(ref)
+            await self.workspace.place_payload(dirs, ref.name, src)
+        self.env = build_env(assignment, dirs, self.options.base_env)
+
+    async def _spawn(self) -> None:
+        assert self.assignment is not None and self.dirs is not None and self.writer is not None
+        loop = asyncio.get_running_loop()
+        writer = self.writer
+        transport, proto = await loop.subprocess_exec(
+            lambda: _ChildProtocol(writer, loop),
+            *self.assignment.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.dirs.spec,
+            env=self.env,
+            start_new_session=True,
+        )
+        self.transport, self.proto = transport, proto
+
+    def _spawn_error(self, exc: BaseException) -> str:
+        message = _describe(exc)
+        assert self.assignment is not None
+        program = self.assignment.argv[0]
+        if (
+            isinstance(exc, FileNotFoundError)
+            and "/" not in program
+            and self.dirs is not None
+            and (self.dirs.spec / program).exists()
+        ):
+            message += f" (to run the package's own file, write ./{program})"
+        return message
+
+    async def _supervise(self) -> JobOutcome:
+        assert self.proto is not None and self.transport is not None
+        exited = self.proto.exited
+        if not self.control.requested:
+            await asyncio.wait(
+                (exited, self.control.waiter),
+                timeout=self._remaining(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        stopped_by_us = not exited.done()
+        if stopped_by_us:
+            grace = 0.0 if self.control.lost else self.options.abort_grace_seconds
+            await self._terminate(grace)
+        self._kill_group()  # stragglers: background processes of the program
+        await self._drain_pipes()
+        if stopped_by_us:
+            return await self._finish_stopped(self.transport.get_returncode())
+        return await self._finish_exited(self.transport.get_returncode())
+
+    async def _terminate(self, grace: float) -> None:
+        assert self.proto is not None
+        exited = self.proto.exited
+        if grace > 0:
+            self._signal_group(signal.SIGTERM)
+            await asyncio.wait((exited,), timeout=grace)
+        if not exited.done():
+            self._signal_group(signal.SIGKILL)
+            await exited
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self.transport is None:
+            return
+        pid = self.transport.get_pid()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+    def _kill_group(self) -> None:
+        self._signal_group(signal.SIGKILL)
+
+    async def _reap(self) -> None:
+        """After an unexpected error: kill the group, wait (bounded), release the pipes."""
+        if self.transport is None or self.proto is None:
+            return
+        self._kill_group()
+        await asyncio.wait((self.proto.exited,), timeout=self.options.pipe_close_timeout)
+        await self._drain_pipes()
+
+    async def _drain_pipes(self) -> None:
+        assert self.proto is not None and self.transport is not None
+        closed = self.proto.closed
+        if not closed.done():
+            await asyncio.wait((closed,), timeout=self.options.pipe_close_timeout)
+        if not closed.done() and self.writer is not None:
+            self.writer.note(
+                "output pipes still open after the program ended (a process left the job's "
+                "process group); closing them"
+            )
+        self.transport.close()
+
+    # -- endings -----------------------------------------------------------------------------
+    async def _finish_exited(self, returncode: int | None) -> JobOutcome:
+        assert self.assignment is not None
+        if returncode is None:  # pragma: no cover - exited implies a return code
+            return await self._finish(JobStatus.FAILED, None, "worker error: no exit status")
+        if returncode < 0:
+            return await self._finish(
+                JobStatus.ERROR, None, f"killed by signal {_signal_name(-returncode)}"
+            )
+        if returncode in self.assignment.success_exit_codes:
+            return await self._finish(JobStatus.FINISHED, returncode, None)
+        return await self._finish(JobStatus.ERROR, returncode, f"exit code {returncode}")
+
+    async def _finish_stopped(self, returncode: int | None) -> JobOutcome:
+        exit_code = returncode if returncode is not None and returncode >= 0 else None
+        if self.control.lost:
+            return await self._finish(None, exit_code, "lease lost")
+        if self.control.requested:
+            return await self._finish(
+                JobStatus.FAILED, exit_code, f"aborted: {self.control.reason}"
+            )
+        return await self._finish(JobStatus.FAILED, exit_code, _timeout_reason(self.timeout))
+
+    async def _finish(
+        self, status: JobStatus | None, exit_code: int | None, reason: str | None
+    ) -> JobOutcome:
+        """Hand over outputs, close the log, report, clean up. Runs at most once."""
+        if self.outcome is not None:
+            return self.outcome
+        job_id = self.job.id
+        reported = status is not None and not self.control.lost
+        self.outcome = JobOutcome(status, exit_code, reason, reported)
+        writer = self.writer if self.writer is not None or not reported else self._late_writer()
+        try:
+            if reported and self.dirs is not None:
+                await self._store_outputs(self.dirs)
+            if writer is not None:
+                if reason is not None and status is not JobStatus.FINISHED:
+                    writer.note(reason if status is None else f"{status.value}: {reason}")
+                writer.close()
+            if reported:
+                assert status is not None
+                if writer is not None:
+                    await _best_effort(self.backend.log_closed(job_id), "close the log", job_id)
+                await _best_effort(
+                    self.backend.end(
+                        job_id,
+                        worker_id=self.worker_id,
+                        status=status,
+                        exit_code=exit_code,
+                        reason=reason,
+                    ),
+                    "report its end",
+                    job_id,
+                )
+        finally:
+            if writer is not None:
+                writer.close()
+            if self.dirs is not None:
+                try:
+                    await self.workspace.remove_job_dirs(self.dirs)
+                except OSError as exc:
+                    _log.warning("job %s: cannot remove its folders: %s", job_id, exc)
+        return self.outcome
+
+    def _late_writer(self) -> LogWriter | None:
+        """A log for a job that failed before its log was opened, to tell why."""
+        secrets = self.assignment.secret_values if self.assignment is not None else []
+        try:
+            self.writer = LogWriter(self.backend.log_path(self.job.id), secrets=secrets)
+        except OSError as exc:
+            _log.warning("job %s: cannot open its log: %s", self.job.id, exc)
+        return self.writer
+
+    async def _store_outputs(self, dirs: JobDirs) -> None:
+        for name, path in Workspace.output_files(dirs):
+            try:
+                await self.backend.store_output(self.job.id, name, path)
+            except Exception as exc:
+                _log.warning("job %s: cannot keep output %r: %s", self.job.id, name, exc)
+                if self.writer is not None:
+                    self.writer.note(f"could not keep output file {name!r}: {_describe(exc)}")
+
+
+def build_env(assignment: Assignment, dirs: JobDirs, base: Mapping[str, str]) -> dict[str, str]:
+    """The child's environment: base, then macros, then execution macros (see module doc)."""
+    job = assignment.job
+    env = dict(base)
+    env.update(assignment.env)
+    env["JOB_ID"] = str(job.id)
+    env["JOB_CONFIG_ID"] = "" if job.jobconfig_id is None else str(job.jobconfig_id)
+    env["JOB_TEMPLATE_ID"] = "" if assignment.template_id is None else str(assignment.template_id)
+    env["LOCAL_JOB_SPEC_DIR"] = str(dirs.spec)
+    env["LOCAL_JOB_OUT_DIR"] = str(dirs.out)
+    env["SESSION_ID"] = assignment.session_token
+    for name, value in env.items():
+        if not name or "=" in name or "\x00" in name:
+            raise InvalidInput(f"macro name {name!r} cannot be an environment variable")
+        if "\x00" in value:
+            raise InvalidInput(f"macro {name} has a NUL character in its value")
+    return env
+
+
+def _timeout_reason(seconds: float | None) -> str:
+    if seconds is None:  # pragma: no cover - a timeout stop implies a timeout
+        return "timeout"
+    if seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"timeout after {minutes} minute{'' if minutes == 1 else 's'}"
+    return f"timeout after {seconds:g} seconds"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, JobyardError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename!r}" if exc.filename else exc.strerror
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _best_effort(coro: Coroutine[Any, Any, Any], what: str, job_id: int) -> None:
+    try:
+        await coro
+    except Exception as exc:
+        _log.warning("job %s: cannot %s: %s", job_id, what, exc)
