@@ -9,6 +9,7 @@ tell "the server said no" from "there is no server".
 from __future__ import annotations
 
 import codecs
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,14 +344,14 @@ class ApiClient:
             yield chunk
 
     async def job_output_download(
-        self, job_id: int, name: str, sink: Callable[[bytes], Awaitable[None] | None]
+        self, job_id: int, name: str, sink: Callable[[bytes], object]
     ) -> int:
         """``GET /jobs/{id}/outputs/{name}``: hand the file's bytes to ``sink``; return the size."""
         size = 0
         path = f"{API}/jobs/{job_id}/outputs/{quote(name, safe='')}"
         async for chunk in self._stream(path, httpx.QueryParams()):
             result = sink(chunk)
-            if result is not None:
+            if inspect.isawaitable(result):
                 await result
             size += len(chunk)
         return size

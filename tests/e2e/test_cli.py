@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -200,12 +201,15 @@ def test_apply_rejects_a_bad_file_with_its_line(cli: Cli, tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def applied(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Jobconfigs ``run-ok`` and ``run-fail`` (and ``run-held``), applied once."""
+    """Jobconfigs ``run-ok``, ``run-fail``, ``run-held`` and ``run-long``, applied once."""
     folder = tmp_path_factory.mktemp("applied")
     make_package(folder / "etl")
     extra = """\
   - name: run-held
     command: ["sh", "-c", "echo held"]
+  - name: run-long
+    command: ["sh", "-c", "echo started; sleep 60; echo never"]
+    max_concurrent: 0
 """
     spec = write_yaml(folder / "jobs.yaml", "run", extra=extra)
     result = subprocess.run(
@@ -289,9 +293,7 @@ def test_follow_of_a_held_job_that_gets_cancelled_exits_3(
     try:
 
         def waiting() -> list[int]:
-            page = as_json(
-                cli("jobs", "list", "-c", f"{applied}-held", "-s", "WAITING", "--json")
-            )
+            page = as_json(cli("jobs", "list", "-c", f"{applied}-held", "-s", "WAITING", "--json"))
             return [j["id"] for j in page["items"]]
 
         job_id = wait_for(waiting, "the held job")[0]
@@ -311,6 +313,62 @@ def test_release_runs_a_held_job(cli: Cli, applied: str) -> None:
     result = ok(cli("jobs", "log", str(job_id), "-f"))
     assert "held" in result.stdout
     assert job_json(cli, job_id)["status"] == "FINISHED"
+
+
+def _follower(server: RunningServer, *args: str) -> subprocess.Popen[str]:
+    """``jobyard ARGS`` in the background, with Ctrl-C delivered as in a terminal."""
+    return subprocess.Popen(
+        [*jobyard_command(), *args],
+        env=server.client_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a shell may start us with SIGINT ignored; a terminal user's CLI has it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def _running_job(cli: Cli, config: str) -> int:
+    def running() -> list[int]:
+        page = as_json(cli("jobs", "list", "-c", config, "-s", "RUNNING", "--json"))
+        return [j["id"] for j in page["items"]]
+
+    return int(wait_for(running, f"a RUNNING job of {config}")[0])
+
+
+def test_abort_while_following_exits_2(server: RunningServer, cli: Cli, applied: str) -> None:
+    follower = _follower(server, "run", f"{applied}-long", "--follow")
+    try:
+        job_id = _running_job(cli, f"{applied}-long")
+        aborted = ok(cli("jobs", "abort", str(job_id)))
+        assert "FAILED" in aborted.stdout or "stopping" in aborted.stdout
+        out, err = follower.communicate(timeout=CLI_TIMEOUT)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 2, err
+    assert "started" in out and "never" not in out
+    assert "FAILED" in err
+    assert job_json(cli, job_id)["status"] == "FAILED"
+
+
+def test_ctrl_c_stops_following_not_the_job(server: RunningServer, cli: Cli, applied: str) -> None:
+    follower = _follower(server, "run", f"{applied}-long", "-f")
+    try:
+        job_id = _running_job(cli, f"{applied}-long")
+        wait_for(lambda: "started" in ok(cli("jobs", "log", str(job_id))).stdout, "the log")
+        follower.send_signal(signal.SIGINT)
+        _out, err = follower.communicate(timeout=CLI_TIMEOUT)
+        assert follower.returncode == 130, err
+        assert f"jobyard jobs abort {job_id}" in err
+        assert job_json(cli, job_id)["status"] == "RUNNING"  # it keeps running
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    ok(cli("jobs", "abort", str(job_id)))
+    wait_for(lambda: job_json(cli, job_id)["status"] == "FAILED", "the aborted job to end")
 
 
 # -- settings and errors --------------------------------------------------------------

@@ -84,8 +84,9 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         values.update(overrides)
         settings = Settings(**values)
         app = create_app(settings)
-        config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                lifespan="on")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
+        )
         server = _QuietServer(config)
         task = asyncio.create_task(server.serve())
         deadline = asyncio.get_running_loop().time() + 20

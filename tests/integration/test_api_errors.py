@@ -47,22 +47,44 @@ async def test_unknown_ids_are_404(env: Env) -> None:
 async def test_invalid_bodies(env: Env) -> None:
     err = _error(await env.client.post("/api/v1/jobconfigs", json={"command": ["true"]}), 422)
     assert "name" in str(err["message"])
-    _error(await env.client.post("/api/v1/jobconfigs",
-                                 json={"name": "x", "command": ["true"], "bogus": 1}), 422)
-    _error(await env.client.post("/api/v1/jobconfigs",
-                                 json={"name": "x", "command": ["true"],
-                                       "max_concurrent": -1}), 422)
+    _error(
+        await env.client.post(
+            "/api/v1/jobconfigs", json={"name": "x", "command": ["true"], "bogus": 1}
+        ),
+        422,
+    )
+    _error(
+        await env.client.post(
+            "/api/v1/jobconfigs", json={"name": "x", "command": ["true"], "max_concurrent": -1}
+        ),
+        422,
+    )
     _error(await env.client.post("/api/v1/jobconfigs", json={"name": "nothing-to-run"}), 422)
-    err = _error(await env.client.post("/api/v1/jobconfigs",
-                                       json={"name": "x", "package_id": 9999,
-                                             "entrypoint": "main"}), 422)
+    err = _error(
+        await env.client.post(
+            "/api/v1/jobconfigs", json={"name": "x", "package_id": 9999, "entrypoint": "main"}
+        ),
+        422,
+    )
     assert "9999" in str(err["message"])
-    _error(await env.client.post("/api/v1/jobconfigs", json={"name": "bad name!",
-                                                             "command": ["true"]}), 422)
-    _error(await env.client.post("/api/v1/jobs", json={"command": ["true"],
-                                                       "macros": {"JOB_ID": "1"}}), 422)
-    _error(await env.client.post("/api/v1/jobs", content=b"{not json",
-                                 headers={"content-type": "application/json"}), 400)
+    _error(
+        await env.client.post(
+            "/api/v1/jobconfigs", json={"name": "bad name!", "command": ["true"]}
+        ),
+        422,
+    )
+    _error(
+        await env.client.post(
+            "/api/v1/jobs", json={"command": ["true"], "macros": {"JOB_ID": "1"}}
+        ),
+        422,
+    )
+    _error(
+        await env.client.post(
+            "/api/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}
+        ),
+        400,
+    )
     _error(await env.client.get("/api/v1/jobs", params={"status": "DONE"}), 422)
     _error(await env.client.get("/api/v1/jobs", params={"cursor": "garbage!!"}), 422)
     _error(await env.client.get("/api/v1/jobs/abc"), 422)
@@ -86,7 +108,7 @@ async def test_jobconfig_conflicts(env: Env) -> None:
 
 
 async def test_package_upload_manifest_and_dedup(env: Env) -> None:
-    data = make_zip({"jobyard.toml": MANIFEST, "main.sh": "echo \"$LEVEL $ONLY_MANIFEST\"\n"})
+    data = make_zip({"jobyard.toml": MANIFEST, "main.sh": 'echo "$LEVEL $ONLY_MANIFEST"\n'})
     r1 = await env.client.post("/api/v1/packages", files={"file": ("etl.zip", data)})
     assert r1.status_code == 201, r1.text
     pkg = r1.json()
@@ -98,14 +120,30 @@ async def test_package_upload_manifest_and_dedup(env: Env) -> None:
     blobs = list((env.settings.home / "blobs" / "packages").rglob("*"))
     assert len([b for b in blobs if b.is_file()]) == 1
 
-    err = _error(await env.client.post("/api/v1/jobconfigs", json={
-        "name": "etl", "package_id": pkg["id"], "entrypoint": "nope"}), 422)
+    err = _error(
+        await env.client.post(
+            "/api/v1/jobconfigs",
+            json={"name": "etl", "package_id": pkg["id"], "entrypoint": "nope"},
+        ),
+        422,
+    )
     assert "main" in str(err["message"])
-    jc = (await env.client.post("/api/v1/jobconfigs", json={
-        "name": "etl", "package_id": pkg["id"], "entrypoint": "main",
-        "macros": {"LEVEL": "jobconfig"}})).json()
-    job = (await env.client.post(f"/api/v1/jobconfigs/{jc['id']}/run",
-                                 json={"macros": {"LEVEL": "job"}})).json()
+    jc = (
+        await env.client.post(
+            "/api/v1/jobconfigs",
+            json={
+                "name": "etl",
+                "package_id": pkg["id"],
+                "entrypoint": "main",
+                "macros": {"LEVEL": "jobconfig"},
+            },
+        )
+    ).json()
+    job = (
+        await env.client.post(
+            f"/api/v1/jobconfigs/{jc['id']}/run", json={"macros": {"LEVEL": "job"}}
+        )
+    ).json()
     assert (await env.wait_status(job["id"]))["status"] == "FINISHED"
     log = (await env.client.get(f"/api/v1/jobs/{job['id']}/log")).text
     assert "out job m" in log
@@ -116,12 +154,12 @@ async def test_unsafe_packages_are_refused_naming_the_entry(env: Env) -> None:
     err = _error(await env.client.post("/api/v1/packages", files={"file": ("s.zip", slip)}), 400)
     assert "../../evil.sh" in str(err["message"])
     absolute = make_zip({"/etc/evil": "x"})
-    err = _error(await env.client.post("/api/v1/packages",
-                                       files={"file": ("a.zip", absolute)}), 400)
+    err = _error(
+        await env.client.post("/api/v1/packages", files={"file": ("a.zip", absolute)}), 400
+    )
     assert "/etc/evil" in str(err["message"])
     link = make_tar_with_symlink("escape", "../../../etc/passwd")
-    err = _error(await env.client.post("/api/v1/packages",
-                                       files={"file": ("l.tar.gz", link)}), 400)
+    err = _error(await env.client.post("/api/v1/packages", files={"file": ("l.tar.gz", link)}), 400)
     assert "escape" in str(err["message"])
     assert not (env.settings.home.parent / "evil.sh").exists()
 
@@ -130,5 +168,6 @@ async def test_oversized_archives_and_uploads(start_server) -> None:  # type: ig
     env = await start_server(unpack_max_bytes=10_000, upload_max_bytes=50_000)
     bomb = make_zip({"big.bin": b"\0" * 20_000})
     _error(await env.client.post("/api/v1/packages", files={"file": ("b.zip", bomb)}), 413)
-    _error(await env.client.post("/api/v1/packages",
-                                 files={"file": ("huge.bin", b"x" * 60_000)}), 413)
+    _error(
+        await env.client.post("/api/v1/packages", files={"file": ("huge.bin", b"x" * 60_000)}), 413
+    )

@@ -55,8 +55,11 @@ async def test_jobconfig_jobs_run_one_at_a_time_in_order(env: Env, tmp_path: Pat
         "/api/v1/jobconfigs",
         json={
             "name": "serial",
-            "command": ["sh", "-c", 'echo "start $JOB_ID" >> "$TRACE"; sleep 0.15; '
-                        'echo "end $JOB_ID" >> "$TRACE"'],
+            "command": [
+                "sh",
+                "-c",
+                'echo "start $JOB_ID" >> "$TRACE"; sleep 0.15; echo "end $JOB_ID" >> "$TRACE"',
+            ],
             "macros": {"TRACE": str(trace)},
         },
     )
@@ -80,8 +83,9 @@ async def test_unlimited_concurrency_overlaps(env: Env, tmp_path: Path) -> None:
         json={"name": "parallel", "command": ["sleep", "0.5"], "max_concurrent": 0},
     )
     jc = r.json()
-    ids = [(await env.client.post(f"/api/v1/jobconfigs/{jc['id']}/run")).json()["id"]
-           for _ in range(3)]
+    ids = [
+        (await env.client.post(f"/api/v1/jobconfigs/{jc['id']}/run")).json()["id"] for _ in range(3)
+    ]
     jobs = [await env.wait_status(i) for i in ids]
     assert all(j["status"] == "FINISHED" for j in jobs)
     starts = sorted(j["started_at"] for j in jobs)
@@ -153,11 +157,11 @@ async def test_hold_payload_release(env: Env) -> None:
         json={"name": "reader", "command": ["sh", "-c", 'cat "$LOCAL_JOB_SPEC_DIR/data.txt"']},
     )
     jc = r.json()
-    job = (await env.client.post(f"/api/v1/jobconfigs/{jc['id']}/run",
-                                 json={"hold": True})).json()
+    job = (await env.client.post(f"/api/v1/jobconfigs/{jc['id']}/run", json={"hold": True})).json()
     assert job["status"] == "WAITING"
-    r = await env.client.post(f"/api/v1/jobs/{job['id']}/payload",
-                              files={"file": ("data.txt", b"payload-content-42\n")})
+    r = await env.client.post(
+        f"/api/v1/jobs/{job['id']}/payload", files={"file": ("data.txt", b"payload-content-42\n")}
+    )
     assert r.status_code == 201, r.text
     assert r.json()["name"] == "data.txt"
     r = await env.client.post(f"/api/v1/jobs/{job['id']}/release")
@@ -167,8 +171,9 @@ async def test_hold_payload_release(env: Env) -> None:
     assert done["status"] == "FINISHED", done
     log = (await env.client.get(f"/api/v1/jobs/{job['id']}/log")).text
     assert "payload-content-42" in log
-    late = await env.client.post(f"/api/v1/jobs/{job['id']}/payload",
-                                 files={"file": ("x.txt", b"x")})
+    late = await env.client.post(
+        f"/api/v1/jobs/{job['id']}/payload", files={"file": ("x.txt", b"x")}
+    )
     assert late.status_code == 409
     release_again = await env.client.post(f"/api/v1/jobs/{job['id']}/release")
     assert release_again.status_code == 409
@@ -176,8 +181,12 @@ async def test_hold_payload_release(env: Env) -> None:
 
 async def test_outputs_are_kept_and_downloadable(env: Env) -> None:
     job = await env.run_command(
-        ["sh", "-c", 'echo result > "$LOCAL_JOB_OUT_DIR/result.txt"; '
-         'mkdir -p "$LOCAL_JOB_OUT_DIR/sub"; printf abc > "$LOCAL_JOB_OUT_DIR/sub/x.bin"']
+        [
+            "sh",
+            "-c",
+            'echo result > "$LOCAL_JOB_OUT_DIR/result.txt"; '
+            'mkdir -p "$LOCAL_JOB_OUT_DIR/sub"; printf abc > "$LOCAL_JOB_OUT_DIR/sub/x.bin"',
+        ]
     )
     assert (await env.wait_status(job["id"]))["status"] == "FINISHED"
     items = (await env.client.get(f"/api/v1/jobs/{job['id']}/outputs")).json()["items"]
@@ -192,14 +201,13 @@ async def test_outputs_are_kept_and_downloadable(env: Env) -> None:
 
 
 async def test_log_follow_streams_while_running(env: Env) -> None:
-    job = await env.run_command(
-        ["sh", "-c", "echo first; sleep 1; echo second"]
-    )
+    job = await env.run_command(["sh", "-c", "echo first; sleep 1; echo second"])
     await env.wait_status(job["id"], {"RUNNING", "FINISHED"})
     seen_first_while_running = False
     body = b""
-    async with env.client.stream("GET", f"/api/v1/jobs/{job['id']}/log",
-                                 params={"follow": "true"}) as r:
+    async with env.client.stream(
+        "GET", f"/api/v1/jobs/{job['id']}/log", params={"follow": "true"}
+    ) as r:
         assert r.status_code == 200
         async for chunk in r.aiter_bytes():
             body += chunk
@@ -225,19 +233,21 @@ async def test_rerun_points_at_original(env: Env) -> None:
 
 
 async def test_job_listing_filters_and_cursor(env: Env) -> None:
-    jc = (await env.client.post("/api/v1/jobconfigs",
-                                json={"name": "lister", "command": ["true"],
-                                      "max_concurrent": 0})).json()
-    ids = [(await env.client.post(f"/api/v1/jobconfigs/{jc['id']}/run")).json()["id"]
-           for _ in range(5)]
+    jc = (
+        await env.client.post(
+            "/api/v1/jobconfigs", json={"name": "lister", "command": ["true"], "max_concurrent": 0}
+        )
+    ).json()
+    ids = [
+        (await env.client.post(f"/api/v1/jobconfigs/{jc['id']}/run")).json()["id"] for _ in range(5)
+    ]
     for i in ids:
         await env.wait_status(i)
     await env.run_command(["true"])
     seen: list[int] = []
     cursor = None
     while True:
-        params: dict[str, str | int] = {"jobconfig_id": jc["id"], "status": "FINISHED",
-                                        "limit": 2}
+        params: dict[str, str | int] = {"jobconfig_id": jc["id"], "status": "FINISHED", "limit": 2}
         if cursor:
             params["cursor"] = cursor
         page = (await env.client.get("/api/v1/jobs", params=params)).json()
@@ -246,6 +256,7 @@ async def test_job_listing_filters_and_cursor(env: Env) -> None:
         if not cursor:
             break
     assert seen == sorted(ids, reverse=True)
-    none = (await env.client.get("/api/v1/jobs", params={"jobconfig_id": jc["id"],
-                                                         "status": "ERROR"})).json()
+    none = (
+        await env.client.get("/api/v1/jobs", params={"jobconfig_id": jc["id"], "status": "ERROR"})
+    ).json()
     assert none["items"] == []

@@ -72,4 +72,6 @@ def force(db: Engine, job_id: int, status: JobStatus, **columns: Any) -> None:
     values = {"status": status.value, **columns}
     assignments = ", ".join(f"{k} = :{k}" for k in values)
     with db.begin() as conn:
-        conn.execute(text(f"UPDATE jobs SET {assignments} WHERE id = :id"), {**values, "id": job_id})
+        conn.execute(
+            text(f"UPDATE jobs SET {assignments} WHERE id = :id"), {**values, "id": job_id}
+        )

@@ -73,9 +73,7 @@ class RunningServer:
 
     def client_env(self, **extra: str) -> dict[str, str]:
         """Environment for a CLI subprocess talking to this server."""
-        return clean_env(
-            {"JOBYARD_SERVER": self.url, "JOBYARD_TOKEN": self.token, **extra}
-        )
+        return clean_env({"JOBYARD_SERVER": self.url, "JOBYARD_TOKEN": self.token, **extra})
 
     def stderr_text(self, max_lines: int = 300) -> str:
         """The last lines the server wrote to stderr."""
@@ -161,24 +159,25 @@ def jobyard_server(
             cwd=home,
         )
     try:
-        token = _wait_healthy(
-            url, home, process, stderr_path, time.monotonic() + startup_seconds
-        )
+        token = _wait_healthy(url, home, process, stderr_path, time.monotonic() + startup_seconds)
         yield RunningServer(url, token, home, process, stdout_path, stderr_path)
     finally:
         _stop(process)
 
 
 def _report(request: pytest.FixtureRequest, server: RunningServer) -> None:
-    text = server.stderr_text()
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    """Print the server's stderr past pytest's capture (teardown output is otherwise hidden)."""
+    text = server.stderr_text() or "(empty)"
     title = f"jobyard up stderr ({server.url}, home {server.home})"
-    if reporter is not None:
-        reporter.ensure_newline()
-        reporter.write_sep("-", title)
-        reporter.write_line(text or "(empty)")
-    else:  # pragma: no cover - pytest always has a terminal reporter unless -p no:terminal
-        sys.stderr.write(f"--- {title}\n{text}\n")
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_sep("-", title)
+            reporter.write_line(text)
+        else:  # pragma: no cover - only with -p no:terminal
+            sys.stderr.write(f"--- {title}\n{text}\n")
 
 
 def server_fixture(

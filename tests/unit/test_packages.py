@@ -169,7 +169,7 @@ def test_read_manifest_from_zip_and_tar(tmp_path: Path) -> None:
     assert read_manifest(nested, "tar") == {}  # only the root counts
     assert read_manifest(z, "file") == {}
     bad = make_zip(tmp_path / "bad.zip", [("jobyard.toml", b"[entrypoints.x]\n", 0o100644)])
-    with pytest.raises(InvalidInput, match="entrypoints.x.command"):
+    with pytest.raises(InvalidInput, match=r"entrypoints\.x\.command"):
         read_manifest(bad, "zip")
 
 

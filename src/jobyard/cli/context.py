@@ -73,7 +73,9 @@ class CliState:
     server_option: str | None = None
     token_option: str | None = None
     out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
-    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    err: Console = field(
+        default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
+    )
     _settings: Settings | None = None
 
     def settings(self, **overrides: Any) -> Settings:

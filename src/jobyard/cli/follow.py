@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
+from jobyard.cli.context import EXIT_INTERRUPTED, CliState, exit_code_for_status
 from jobyard.cli.render import format_seconds, job_duration, parse_time, status_text
 from jobyard.client import ApiClient, ApiError, ClientError, JsonObject, Utf8Stream
 from jobyard.core.jobs import TERMINAL, JobStatus
@@ -188,3 +189,24 @@ async def follow_job(
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+
+
+def follow_and_report(state: CliState, job_id: int) -> int:
+    """Follow a job in the terminal; print its final line; return the exit code of its status.
+
+    Ctrl-C stops following, not the job: it says how to abort and returns 130.
+    """
+
+    async def work(api: ApiClient) -> JsonObject:
+        return await follow_job(api, job_id, status_console=state.err)
+
+    try:
+        job = state.call(work)
+    except KeyboardInterrupt:
+        state.err.print(
+            f"\nstopped following job {job_id}; it keeps running. "
+            f"Abort it with: [bold]jobyard jobs abort {job_id}[/]"
+        )
+        return EXIT_INTERRUPTED
+    state.err.print(final_line(job))
+    return exit_code_for_status(str(job.get("status")))

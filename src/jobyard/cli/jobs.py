@@ -13,8 +13,8 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from jobyard.cli.context import EXIT_INTERRUPTED, CliState, exit_code_for_status, state_of
-from jobyard.cli.follow import final_line, follow_job
+from jobyard.cli.context import CliState, state_of
+from jobyard.cli.follow import follow_and_report
 from jobyard.cli.lookup import jobconfig_names, resolve_jobconfig
 from jobyard.cli.render import (
     events_table,
@@ -72,7 +72,9 @@ def _statuses(values: list[str] | None) -> list[str]:
                 continue
             if name not in JobStatus.__members__:
                 allowed = ", ".join(s.value for s in JobStatus)
-                raise typer.BadParameter(f"unknown status {part!r} (one of {allowed})")
+                raise typer.BadParameter(
+                    f"unknown status {part!r} (one of {allowed})", param_hint="--status"
+                )
             out.append(name)
     return out
 
@@ -277,17 +279,7 @@ def log_command(
         sys.stdout.write(data.decode("utf-8", errors="replace"))
         sys.stdout.flush()
         return
-
-    async def work(api: ApiClient) -> JsonObject:
-        return await follow_job(api, job_id, status_console=state.err)
-
-    try:
-        job = state.call(work)
-    except KeyboardInterrupt:
-        state.err.print(f"\nstopped following job {job_id}")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    state.err.print(final_line(job))
-    raise typer.Exit(exit_code_for_status(str(job.get("status"))))
+    raise typer.Exit(follow_and_report(state, job_id))
 
 
 @app.command("outputs")
@@ -320,7 +312,7 @@ async def download_output(api: ApiClient, job_id: int, name: str, dest: Path | N
     partial = dest.with_name(dest.name + ".part")
     try:
         with partial.open("wb") as sink:
-            size = await api.job_output_download(job_id, name, sink.write)  # type: ignore[arg-type]
+            size = await api.job_output_download(job_id, name, sink.write)
         os.replace(partial, dest)
     finally:
         partial.unlink(missing_ok=True)

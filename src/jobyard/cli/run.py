@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from jobyard.cli.context import EXIT_INTERRUPTED, CliState, exit_code_for_status, state_of
-from jobyard.cli.follow import final_line, follow_job
+from jobyard.cli.context import state_of
+from jobyard.cli.follow import follow_and_report
 from jobyard.cli.lookup import resolve_jobconfig
 from jobyard.client import ApiClient, ClientError, JsonObject, UploadFile
 
@@ -58,24 +58,6 @@ async def submit_job(
             await api.job_cancel(job_id)
         raise
     return job if hold else await api.job_release(job_id)
-
-
-def follow_and_report(state: CliState, job_id: int) -> int:
-    """Follow a submitted job; print the final line; return the exit code for its status."""
-
-    async def work(api: ApiClient) -> JsonObject:
-        return await follow_job(api, job_id, status_console=state.err)
-
-    try:
-        job = state.call(work)
-    except KeyboardInterrupt:
-        state.err.print(
-            f"\nstopped following job {job_id}; it keeps running. "
-            f"Abort it with: [bold]jobyard jobs abort {job_id}[/]"
-        )
-        return EXIT_INTERRUPTED
-    state.err.print(final_line(job))
-    return exit_code_for_status(str(job.get("status")))
 
 
 def run_command(

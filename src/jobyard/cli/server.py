@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from jobyard.cli.context import state_of
+from jobyard.cli.context import EXIT_API, state_of
 
 db_app = typer.Typer(name="db", help="Manage the database schema.", no_args_is_help=True)
 
@@ -56,9 +56,15 @@ def upgrade_command(ctx: typer.Context) -> None:
     """Apply pending schema migrations to the database of JOBYARD_DATABASE_URL (or home)."""
     state = state_of(ctx)
     url = state.settings().effective_database_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     from jobyard.store.factory import upgrade_database  # lazily, as above
 
-    upgrade_database(url)
+    try:
+        upgrade_database(url)
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        state.fail(f"cannot upgrade the database {_masked(url)}: {reason}", EXIT_API)
     state.out.print(f"database upgraded: {_masked(url)}", markup=False)
 
 

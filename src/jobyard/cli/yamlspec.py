@@ -259,7 +259,7 @@ def _to_apply_file(
     model: ApplyFileModel, root: yaml.Node, source: str, base: Path, check_paths: bool
 ) -> ApplyFile:
     problems: list[Problem] = []
-    if not model.jobconfigs and not model.packages:
+    if model.jobconfigs is None and model.packages is None:
         problems.append(Problem("nothing to apply: no `jobconfigs` and no `packages`", 1))
 
     packages: dict[str, PackageDecl] = {}

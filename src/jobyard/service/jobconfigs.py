@@ -11,6 +11,8 @@ from jobyard.core.validation import check_command, check_exit_codes, check_macro
 from jobyard.service.context import Context
 
 SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(JobConfigSpec))
+#: Fields that may be cleared with null; the others always hold a value.
+NULLABLE_FIELDS: frozenset[str] = frozenset({"package_id", "entrypoint", "command"})
 
 
 async def check_run_target(
@@ -116,6 +118,12 @@ async def patch(ctx: Context, jobconfig_id: int, changes: dict[str, Any]) -> Job
     unknown = set(changes) - SPEC_FIELDS
     if unknown:
         raise InvalidInput(f"unknown fields: {sorted(unknown)}", {"fields": sorted(unknown)})
+    nulls = sorted(k for k, v in changes.items() if v is None and k not in NULLABLE_FIELDS)
+    if nulls:
+        raise InvalidInput(
+            f"{', '.join(nulls)} cannot be null: give a value or leave the field out",
+            {"fields": nulls},
+        )
     current = await ctx.store.jobconfig_get(jobconfig_id)
     merged = JobConfigSpec(**{**asdict(spec_of(current)), **changes})
     await _validate(ctx, merged)

@@ -4,7 +4,8 @@ The life of a job on a worker (SPEC §2-3)::
 
     acquired (INITIALIZING)
       -> backend.prepare (when given a bare job), job folders, package, payload, env
-      -> spawn the program (own session/process group, no shell, stdin = /dev/null)
+      -> open the log; spawn the program (in a thread, see :mod:`jobyard.worker.child`:
+         own session and process group, argv without a shell, stdin = /dev/null)
       -> backend.set_running(pid)                   (RUNNING; False => not ours: kill)
       -> wait for: exit | abort | timeout | lost lease
       -> SIGKILL the whole group (stragglers), drain the pipes into the log
@@ -45,7 +46,6 @@ then the job's macros, then the execution macros, which nothing can override.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -59,6 +59,7 @@ from typing import Any, TypeVar
 from jobyard.core.errors import InvalidInput, JobyardError
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job
+from jobyard.worker.child import Child
 from jobyard.worker.logwriter import LogWriter
 from jobyard.worker.protocol import Assignment, WorkerBackend
 from jobyard.worker.workspace import JobDirs, Workspace
@@ -138,30 +139,6 @@ class _Stopped(Exception):
     """Raised inside a run when an abort, a timeout or a lost lease interrupts it."""
 
 
-class _ChildProtocol(asyncio.SubprocessProtocol):
-    """Feeds pipe data straight into the log writer; no reader tasks, no extra copies."""
-
-    def __init__(self, writer: LogWriter, loop: asyncio.AbstractEventLoop) -> None:
-        self.writer = writer
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.closed: asyncio.Future[None] = loop.create_future()
-
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        raw = data if isinstance(data, bytes) else data.encode()
-        self.writer.feed("out" if fd == 1 else "err", raw)
-
-    def pipe_connection_lost(self, fd: int, exc: BaseException | None) -> None:
-        self.writer.finish_stream("out" if fd == 1 else "err")
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
 async def run_job(
     assignment: Assignment,
     backend: WorkerBackend,
@@ -225,12 +202,13 @@ class _JobRun:
         self.writer: LogWriter | None = None
         self.dirs: JobDirs | None = None
         self.env: dict[str, str] = {}
-        self.transport: asyncio.SubprocessTransport | None = None
-        self.proto: _ChildProtocol | None = None
+        self.child: Child | None = None
         self.outcome: JobOutcome | None = None
 
     # -- the sequence ----------------------------------------------------------------------
     async def execute(self, assignment: Assignment | None) -> JobOutcome:
+        if assignment is not None:
+            self._apply_timeout(assignment)
         try:
             try:
                 await self._interruptible(self._initialize(assignment))
@@ -240,23 +218,25 @@ class _JobRun:
                 return await self._finish(
                     JobStatus.FAILED, None, f"initialization failed: {_describe(exc)}"
                 )
+            if self.control.requested or self._remaining() == 0:
+                return await self._finish_stopped(None)
             try:
                 await self._spawn()
             except (OSError, ValueError, subprocess.SubprocessError) as exc:
                 return await self._finish(
                     JobStatus.FAILED, None, f"cannot start program: {self._spawn_error(exc)}"
                 )
-            assert self.transport is not None
+            assert self.child is not None
             running = await self.backend.set_running(
-                self.job.id, worker_id=self.worker_id, pid=self.transport.get_pid()
+                self.job.id, worker_id=self.worker_id, pid=self.child.pid
             )
             if not running:
                 self.control.lose()
             return await self._supervise()
         except asyncio.CancelledError:
             self._kill_group()
-            if self.transport is not None:
-                self.transport.close()
+            if self.child is not None:
+                self.child.release()
             if self.outcome is None:
                 try:
                     await asyncio.shield(
@@ -272,14 +252,19 @@ class _JobRun:
 
     async def _interruptible(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` until done, abort/lost, or the deadline; raise _Stopped if cut."""
-        if self.control.requested:
+        deadline = self._remaining()
+        if self.control.requested or deadline == 0:
             coro.close()
             raise _Stopped
         task = asyncio.ensure_future(coro)
-        deadline = self._remaining()
-        done, _ = await asyncio.wait(
-            (task, self.control.waiter), timeout=deadline, return_when=asyncio.FIRST_COMPLETED
-        )
+        try:
+            done, _ = await asyncio.wait(
+                (task, self.control.waiter), timeout=deadline, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:
+            task.cancel()  # do not leave preparation running behind a cancelled run
+            await asyncio.wait((task,))
+            raise
         if task in done:
             return task.result()
         task.cancel()
@@ -287,6 +272,10 @@ class _JobRun:
         if not task.cancelled() and task.exception() is None:
             return task.result()  # it finished while being cancelled: keep the result
         raise _Stopped
+
+    def _apply_timeout(self, assignment: Assignment) -> None:
+        if assignment.timeout_seconds is not None:
+            self.timeout = assignment.timeout_seconds or None
 
     def _remaining(self) -> float | None:
         if self.timeout is None:
@@ -298,9 +287,8 @@ class _JobRun:
         if assignment is None:
             assignment = await self.backend.prepare(job)
         self.assignment = assignment
-        if assignment.timeout_seconds is not None:
-            self.timeout = assignment.timeout_seconds or None
-        self.writer = LogWriter(self.backend.log_path(job.id), secrets=assignment.secret_values)
+        self._apply_timeout(assignment)
+        self.writer = await self._open_log(assignment.secret_values)
         if not assignment.argv or not assignment.argv[0]:
             raise InvalidInput("no command to run")
         self.dirs = dirs = self.workspace.create_job_dirs(job.id)
@@ -322,21 +310,24 @@ class _JobRun:
             await self.workspace.place_payload(dirs, ref.name, src)
         self.env = build_env(assignment, dirs, self.options.base_env)
 
+    async def _open_log(self, secrets: list[str]) -> LogWriter:
+        """Create the log file in a thread: file creation can take a millisecond."""
+
+        def open_log() -> LogWriter:
+            return LogWriter(self.backend.log_path(self.job.id), secrets=secrets)
+
+        fut = asyncio.get_running_loop().run_in_executor(None, open_log)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.add_done_callback(_close_opened_log)
+            raise
+
     async def _spawn(self) -> None:
         assert self.assignment is not None and self.dirs is not None and self.writer is not None
-        loop = asyncio.get_running_loop()
-        writer = self.writer
-        transport, proto = await loop.subprocess_exec(
-            lambda: _ChildProtocol(writer, loop),
-            *self.assignment.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=self.dirs.spec,
-            env=self.env,
-            start_new_session=True,
+        self.child = await Child.spawn(
+            self.assignment.argv, cwd=self.dirs.spec, env=self.env, writer=self.writer
         )
-        self.transport, self.proto = transport, proto
 
     def _spawn_error(self, exc: BaseException) -> str:
         message = _describe(exc)
@@ -352,63 +343,54 @@ class _JobRun:
         return message
 
     async def _supervise(self) -> JobOutcome:
-        assert self.proto is not None and self.transport is not None
-        exited = self.proto.exited
+        child = self.child
+        assert child is not None
         if not self.control.requested:
             await asyncio.wait(
-                (exited, self.control.waiter),
+                (child.exited, self.control.waiter),
                 timeout=self._remaining(),
                 return_when=asyncio.FIRST_COMPLETED,
             )
-        stopped_by_us = not exited.done()
+        stopped_by_us = not child.exited.done()
         if stopped_by_us:
             grace = 0.0 if self.control.lost else self.options.abort_grace_seconds
-            await self._terminate(grace)
-        self._kill_group()  # stragglers: background processes of the program
-        await self._drain_pipes()
+            await self._terminate(child, grace)
+        child.signal_group(signal.SIGKILL)  # stragglers: background processes of the program
+        await self._drain_pipes(child)
         if stopped_by_us:
-            return await self._finish_stopped(self.transport.get_returncode())
-        return await self._finish_exited(self.transport.get_returncode())
+            return await self._finish_stopped(child.returncode)
+        return await self._finish_exited(child.returncode)
 
-    async def _terminate(self, grace: float) -> None:
-        assert self.proto is not None
-        exited = self.proto.exited
+    async def _terminate(self, child: Child, grace: float) -> None:
         if grace > 0:
-            self._signal_group(signal.SIGTERM)
-            await asyncio.wait((exited,), timeout=grace)
-        if not exited.done():
-            self._signal_group(signal.SIGKILL)
-            await exited
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        if self.transport is None:
-            return
-        pid = self.transport.get_pid()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
+            child.signal_group(signal.SIGTERM)
+            await asyncio.wait((child.exited,), timeout=grace)
+        if not child.exited.done():
+            child.signal_group(signal.SIGKILL)
+            await child.exited
 
     def _kill_group(self) -> None:
-        self._signal_group(signal.SIGKILL)
+        if self.child is not None:
+            self.child.signal_group(signal.SIGKILL)
 
     async def _reap(self) -> None:
         """After an unexpected error: kill the group, wait (bounded), release the pipes."""
-        if self.transport is None or self.proto is None:
+        child = self.child
+        if child is None:
             return
-        self._kill_group()
-        await asyncio.wait((self.proto.exited,), timeout=self.options.pipe_close_timeout)
-        await self._drain_pipes()
+        child.signal_group(signal.SIGKILL)
+        await asyncio.wait((child.exited,), timeout=self.options.pipe_close_timeout)
+        await self._drain_pipes(child)
 
-    async def _drain_pipes(self) -> None:
-        assert self.proto is not None and self.transport is not None
-        closed = self.proto.closed
-        if not closed.done():
-            await asyncio.wait((closed,), timeout=self.options.pipe_close_timeout)
-        if not closed.done() and self.writer is not None:
+    async def _drain_pipes(self, child: Child) -> None:
+        if not child.closed.done():
+            await asyncio.wait((child.closed,), timeout=self.options.pipe_close_timeout)
+        if not child.closed.done() and self.writer is not None:
             self.writer.note(
                 "output pipes still open after the program ended (a process left the job's "
                 "process group); closing them"
             )
-        self.transport.close()
+        child.release()
 
     # -- endings -----------------------------------------------------------------------------
     async def _finish_exited(self, returncode: int | None) -> JobOutcome:
@@ -494,6 +476,11 @@ class _JobRun:
                     self.writer.note(f"could not keep output file {name!r}: {_describe(exc)}")
 
 
+def _close_opened_log(fut: asyncio.Future[LogWriter]) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        fut.result().close()
+
+
 def build_env(assignment: Assignment, dirs: JobDirs, base: Mapping[str, str]) -> dict[str, str]:
     """The child's environment: base, then macros, then execution macros (see module doc)."""
     job = assignment.job
@@ -519,7 +506,7 @@ def _timeout_reason(seconds: float | None) -> str:
     if seconds % 60 == 0:
         minutes = int(seconds // 60)
         return f"timeout after {minutes} minute{'' if minutes == 1 else 's'}"
-    return f"timeout after {seconds:g} seconds"
+    return f"timeout after {seconds:g} second{'' if seconds == 1 else 's'}"
 
 
 def _signal_name(signum: int) -> str:

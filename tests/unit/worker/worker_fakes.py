@@ -7,6 +7,7 @@ writes real files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,10 +117,8 @@ class RecordingBackend:
             remaining = deadline - time.monotonic()
             assert remaining > 0, f"jobs not ended in time: {set(job_ids) - set(self.ended)}"
             self._ended_event.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ended_event.wait(), remaining)
-            except TimeoutError:
-                pass
 
     def names(self, job_id: int) -> list[str]:
         return [name for name, jid in self.calls if jid == job_id]
@@ -136,10 +135,8 @@ class RecordingBackend:
     async def wait_for_work(self, timeout: float) -> None:
         if not self.queue:
             self._work.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._work.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def prepare(self, job: Job) -> Assignment:
         self.calls.append(("prepare", job.id))

@@ -23,7 +23,6 @@ import binascii
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -155,10 +154,40 @@ class Tx:
             self._events.clear()
 
 
-@dataclass(frozen=True, slots=True)
 class _Side:
-    engine: Engine
-    executor: ThreadPoolExecutor
+    """An engine with its threads; each thread keeps one connection for its lifetime.
+
+    A connection per thread (instead of a pool checkout per call) saves a checkout,
+    a reset and a return on every transaction.
+    """
+
+    def __init__(self, engine: Engine, threads: int, name: str) -> None:
+        self.engine = engine
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self._local = threading.local()
+        self._opened: list[Connection] = []
+        self._lock = threading.Lock()
+
+    def connection(self) -> Connection:
+        """This thread's connection (opened on first use, reopened after a failure)."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            if conn is not None:
+                conn.close()
+            conn = self.engine.connect()
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Stop the threads, then close their connections and the engine's pool."""
+        self.executor.shutdown(wait=True)
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+        self.engine.dispose()
 
 
 class SqlBase:
@@ -168,17 +197,11 @@ class SqlBase:
         write_engine, read_engine = make_engines(url)
         self._pg = write_engine.dialect.name == "postgresql"
         if self._pg:
-            pool = ThreadPoolExecutor(_PG_THREADS, thread_name_prefix="jobyard-pg")
-            self._writer = _Side(write_engine, pool)
+            self._writer = _Side(write_engine, _PG_THREADS, "jobyard-pg")
             self._reader = self._writer
         else:
-            self._writer = _Side(
-                write_engine, ThreadPoolExecutor(1, thread_name_prefix="jobyard-sqlite-w")
-            )
-            self._reader = _Side(
-                read_engine,
-                ThreadPoolExecutor(_SQLITE_READERS, thread_name_prefix="jobyard-sqlite-r"),
-            )
+            self._writer = _Side(write_engine, 1, "jobyard-sqlite-w")
+            self._reader = _Side(read_engine, _SQLITE_READERS, "jobyard-sqlite-r")
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -194,10 +217,8 @@ class SqlBase:
                 return
             self._closed = True
         sides = {id(s): s for s in (self._writer, self._reader)}.values()
-        loop = asyncio.get_running_loop()
         for side in sides:
-            await loop.run_in_executor(None, side.executor.shutdown, True)
-            side.engine.dispose()
+            await asyncio.to_thread(side.close)
 
     # -- running -------------------------------------------------------------------
 
@@ -207,8 +228,9 @@ class SqlBase:
         attempt = 0
         while True:
             attempt += 1
+            conn = side.connection()
             try:
-                with side.engine.connect() as conn, conn.begin():
+                with conn.begin():
                     tx = Tx(conn, self._pg)
                     result = fn(tx, *args, **kw)
                     tx.flush()

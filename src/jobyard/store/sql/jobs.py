@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Text,
+    bindparam,
+    func,
+    insert,
+    select,
+    union_all,
+    update,
+)
 
 from jobyard.core.errors import InvalidInput, NotFound
 from jobyard.core.jobs import ABORTABLE, HELD, JobStatus
@@ -24,12 +36,14 @@ from jobyard.store.sql.base import (
 )
 from jobyard.store.sql.transitions import (
     SYSTEM,
+    Pick,
     explain_miss,
     lock_for_job,
     lock_jobconfigs,
     move,
-    next_seq,
+    next_seq_expression,
     promote,
+    queue_one,
 )
 
 _ENDINGS = frozenset({JobStatus.FINISHED, JobStatus.ERROR, JobStatus.FAILED})
@@ -151,73 +165,132 @@ class JobsMixin(SqlBase):
         return await self._read(_jobs_held_by_workers, list(worker_ids))
 
 
+# -- prebuilt statements (construction is the expensive part of a Core statement) ------
+
+_JOBCONFIG_EXISTS = select(jobconfigs.c.id).where(jobconfigs.c.id == bindparam("id"))
+_PACKAGE_EXISTS = select(packages.c.id).where(packages.c.id == bindparam("id"))
+_JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_EVENTS_OF_JOB = (
+    select(
+        job_events.c.job_id,
+        job_events.c.status,
+        job_events.c.at,
+        job_events.c.actor,
+        job_events.c.reason,
+    )
+    .where(job_events.c.job_id == bindparam("job_id"))
+    .order_by(job_events.c.id)
+)
+_NEW_JOB_COLUMNS = (
+    "jobconfig_id",
+    "package_id",
+    "entrypoint",
+    "command",
+    "macros",
+    "timeout",
+    "success_exit_codes",
+    "pool",
+    "priority",
+    "trigger",
+    "submitted_by",
+    "rerun_of",
+    "created_at",
+)
+_REQUEST_ABORT = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"), status_in(ABORTABLE))
+    .values(
+        abort_requested_at=func.coalesce(
+            jobs.c.abort_requested_at, bindparam("now", type_=UtcDateTime())
+        ),
+        status_reason=func.coalesce(bindparam("reason", type_=Text()), jobs.c.status_reason),
+    )
+    .returning(*jobs.c)
+)
+_RENEW = (
+    update(jobs)
+    .where(
+        jobs.c.id.in_(bindparam("ids", expanding=True)),
+        jobs.c.worker_id == bindparam("holder"),
+        status_in(HELD),
+    )
+    .values(lease_expires_at=bindparam("until", type_=UtcDateTime()))
+    .returning(jobs.c.id, jobs.c.abort_requested_at)
+)
+_EXPIRED = select(jobs.c.id, jobs.c.jobconfig_id).where(
+    status_in(HELD), jobs.c.lease_expires_at < bindparam("now", type_=UtcDateTime())
+)
+_HELD_BY = (
+    select(jobs)
+    .where(status_in(HELD), jobs.c.worker_id.in_(bindparam("workers", expanding=True)))
+    .order_by(jobs.c.id)
+)
+_WITH_SEQUENCED = select(jobs.c.jobconfig_id).where(status_is(JobStatus.SEQUENCED)).distinct()
+# One alias per status for the multi-status listing (aliases are costly to build).
+_BRANCHES = {status: jobs.alias(f"b_{status.value.lower()}") for status in JobStatus}
+
+
+@functools.cache
+def _insert_statement(status: JobStatus, pg: bool) -> Insert:
+    values: dict[str, Any] = {
+        col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in _NEW_JOB_COLUMNS
+    }
+    values["status"] = status.value
+    if status is JobStatus.SEQUENCED:
+        values["seq"] = next_seq_expression(pg)
+        values["sequenced_at"] = bindparam("v_created_at", type_=UtcDateTime())
+    return insert(jobs).values(**values).returning(*jobs.c)
+
+
 # -- transaction bodies (run in the executor thread) -----------------------------------
 
 
 def _check_refs(tx: Tx, jobconfig_id: int | None, package_id: int | None) -> None:
-    """``NotFound`` naming the first unknown reference."""
+    """``NotFound`` naming the first unknown reference (and, on PostgreSQL, lock it)."""
     if jobconfig_id is not None:
         if tx.pg:
             found = bool(lock_jobconfigs(tx, [jobconfig_id]))
         else:
-            found = (
-                tx.conn.execute(
-                    select(jobconfigs.c.id).where(jobconfigs.c.id == jobconfig_id)
-                ).first()
-                is not None
-            )
+            found = tx.conn.execute(_JOBCONFIG_EXISTS, {"id": jobconfig_id}).first() is not None
         if not found:
             raise NotFound(
                 f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id}
             )
-    if package_id is not None:
-        row = tx.conn.execute(select(packages.c.id).where(packages.c.id == package_id)).first()
-        if row is None:
-            raise NotFound(f"package {package_id} does not exist", {"package_id": package_id})
+    if (
+        package_id is not None
+        and tx.conn.execute(_PACKAGE_EXISTS, {"id": package_id}).first() is None
+    ):
+        raise NotFound(f"package {package_id} does not exist", {"package_id": package_id})
 
 
 def _after_sequenced(tx: Tx, job: Job) -> Job:
     """Promote after ``job`` entered SEQUENCED; return ``job`` as it is afterwards."""
-    if job.jobconfig_id is None:
-        # Ad-hoc jobs have no limit: queue this one directly.
-        queued = move(
-            tx,
-            to=JobStatus.QUEUED,
-            ids=[job.id],
-            values={"queued_at": tx.now},
-            actor=SYSTEM,
-            reason=None,
-        )
-        return queued[0] if queued else job
-    for promoted in promote(tx, job.jobconfig_id):
-        if promoted.id == job.id:
-            return promoted
+    promoted = queue_one(tx, job.id) if job.jobconfig_id is None else promote(tx, job.jobconfig_id)
+    for moved in promoted:
+        if moved.id == job.id:
+            return moved
     return job
 
 
 def _job_insert(tx: Tx, new: NewJob, actor: str, reason: str | None) -> Job:
     _check_refs(tx, new.jobconfig_id, new.package_id)
     status = JobStatus.WAITING if new.hold else JobStatus.SEQUENCED
-    values: dict[str, Any] = {
-        "jobconfig_id": new.jobconfig_id,
-        "package_id": new.package_id,
-        "entrypoint": new.entrypoint,
-        "command": list(new.command) if new.command is not None else None,
-        "macros": dict(new.macros),
-        "timeout": new.timeout,
-        "success_exit_codes": list(new.success_exit_codes),
-        "pool": new.pool,
-        "priority": new.priority,
-        "trigger": new.trigger,
-        "submitted_by": new.submitted_by,
-        "rerun_of": new.rerun_of,
-        "status": status.value,
-        "created_at": tx.now,
+    params = {
+        "v_jobconfig_id": new.jobconfig_id,
+        "v_package_id": new.package_id,
+        "v_entrypoint": new.entrypoint,
+        "v_command": list(new.command) if new.command is not None else None,
+        "v_macros": dict(new.macros),
+        "v_timeout": new.timeout,
+        "v_success_exit_codes": list(new.success_exit_codes),
+        "v_pool": new.pool,
+        "v_priority": new.priority,
+        "v_trigger": new.trigger,
+        "v_submitted_by": new.submitted_by,
+        "v_rerun_of": new.rerun_of,
+        "v_created_at": tx.now,
     }
-    if status is JobStatus.SEQUENCED:
-        values["seq"] = next_seq(tx)
-        values["sequenced_at"] = tx.now
-    row = tx.conn.execute(insert(jobs).values(**values).returning(*jobs.c)).one()
+    row = tx.conn.execute(_insert_statement(status, tx.pg), params).one()
     job = job_from_row(row)
     tx.event(job.id, status, actor, reason)
     if status is JobStatus.SEQUENCED:
@@ -226,7 +299,7 @@ def _job_insert(tx: Tx, new: NewJob, actor: str, reason: str | None) -> Job:
 
 
 def _job_get(tx: Tx, job_id: int) -> Job:
-    row = tx.conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+    row = tx.conn.execute(_JOB_BY_ID, {"job_id": job_id}).first()
     if row is None:
         raise NotFound(f"job {job_id} does not exist", {"job_id": job_id})
     return job_from_row(row)
@@ -247,10 +320,14 @@ def _filter_conditions(table: Any, flt: JobFilter, after: int | None) -> list[Co
     return conds
 
 
-def _jobs_list(tx: Tx, flt: JobFilter, after: int | None, limit: int) -> Page[Job]:
+def jobs_list_statement(flt: JobFilter, after: int | None, limit: int) -> Select[Any] | None:
+    """The listing query (``None`` when the filter cannot match): newest first, limit + 1.
+
+    Public for the query-plan tests: history size must not change how it is executed.
+    """
     statuses = None if flt.statuses is None else sorted({JobStatus(s) for s in flt.statuses})
     if statuses is not None and not statuses:
-        return Page([], None)
+        return None
     stmt: Select[Any]
     if statuses is None or len(statuses) == 1:
         conds = _filter_conditions(jobs, flt, after)
@@ -262,7 +339,7 @@ def _jobs_list(tx: Tx, flt: JobFilter, after: int | None, limit: int) -> Page[Jo
         # walk of at most len(statuses) * (limit + 1) rows however big the history is.
         branches = []
         for status in statuses:
-            j = jobs.alias(f"b_{status.value.lower()}")
+            j = _BRANCHES[status]
             branch = (
                 select(j.c.id)
                 .where(*_filter_conditions(j, flt, after), j.c.status == status.value)
@@ -272,7 +349,13 @@ def _jobs_list(tx: Tx, flt: JobFilter, after: int | None, limit: int) -> Page[Jo
             )
             branches.append(select(branch.c.id))
         stmt = select(jobs).where(jobs.c.id.in_(union_all(*branches)))
-    stmt = stmt.order_by(jobs.c.id.desc()).limit(limit + 1)
+    return stmt.order_by(jobs.c.id.desc()).limit(limit + 1)
+
+
+def _jobs_list(tx: Tx, flt: JobFilter, after: int | None, limit: int) -> Page[Job]:
+    stmt = jobs_list_statement(flt, after, limit)
+    if stmt is None:
+        return Page([], None)
     items = [job_from_row(row) for row in tx.conn.execute(stmt)]
     if len(items) > limit:
         items = items[:limit]
@@ -281,10 +364,7 @@ def _jobs_list(tx: Tx, flt: JobFilter, after: int | None, limit: int) -> Page[Jo
 
 
 def _job_events(tx: Tx, job_id: int) -> list[JobEvent]:
-    e = job_events.c
-    rows = tx.conn.execute(
-        select(e.job_id, e.status, e.at, e.actor, e.reason).where(e.job_id == job_id).order_by(e.id)
-    ).all()
+    rows = tx.conn.execute(_EVENTS_OF_JOB, {"job_id": job_id}).all()
     if not rows:
         _job_get(tx, job_id)  # NotFound for an unknown job
     return [event_from_row(row) for row in rows]
@@ -294,13 +374,23 @@ def _single(
     tx: Tx,
     job_id: int,
     to: JobStatus,
-    values: dict[str, Any],
+    sets: dict[str, Any],
     actor: str,
     reason: str | None,
+    *,
     worker_id: str | None = None,
+    new_seq: bool = False,
 ) -> Job:
     moved = move(
-        tx, to=to, ids=[job_id], values=values, actor=actor, reason=reason, worker_id=worker_id
+        tx,
+        to=to,
+        pick=Pick.ONE,
+        params={"job_id": job_id},
+        sets=sets,
+        actor=actor,
+        reason=reason,
+        worker_id=worker_id,
+        new_seq=new_seq,
     )
     if not moved:
         raise explain_miss(tx, job_id, f"move to {to.value}", worker_id=worker_id)
@@ -310,12 +400,7 @@ def _single(
 def _job_release(tx: Tx, job_id: int, actor: str) -> Job:
     lock_for_job(tx, job_id)
     job = _single(
-        tx,
-        job_id,
-        JobStatus.SEQUENCED,
-        {"seq": next_seq(tx), "sequenced_at": tx.now},
-        actor,
-        None,
+        tx, job_id, JobStatus.SEQUENCED, {"sequenced_at": tx.now}, actor, None, new_seq=True
     )
     return _after_sequenced(tx, job)
 
@@ -336,20 +421,12 @@ def _job_cancel(tx: Tx, job_id: int, actor: str, reason: str | None) -> Job:
 
 
 def _job_acquire(tx: Tx, worker_id: str, pool: str, limit: int, lease_seconds: float) -> list[Job]:
-    q = jobs.alias("q")
-    candidates = (
-        select(q.c.id)
-        .where(status_is(JobStatus.QUEUED, q), q.c.pool == pool)
-        .order_by(q.c.priority.desc(), q.c.seq)
-        .limit(limit)
-    )
-    if tx.pg:
-        candidates = candidates.with_for_update(skip_locked=True)
     return move(
         tx,
         to=JobStatus.INITIALIZING,
-        ids=candidates,
-        values={
+        pick=Pick.QUEUED_OF_POOL,
+        params={"p_pool": pool, "limit": limit},
+        sets={
             "worker_id": worker_id,
             "acquired_at": tx.now,
             "lease_expires_at": tx.now + timedelta(seconds=lease_seconds),
@@ -397,20 +474,9 @@ def _job_end(
 
 
 def _job_request_abort(tx: Tx, job_id: int, reason: str | None) -> Job:
-    values: dict[str, Any] = {
-        "abort_requested_at": func.coalesce(
-            jobs.c.abort_requested_at, literal(tx.now, UtcDateTime())
-        )
-    }
-    if reason is not None:
-        values["status_reason"] = reason
-    stmt = (
-        update(jobs)
-        .where(jobs.c.id == job_id, status_in(ABORTABLE))
-        .values(**values)
-        .returning(*jobs.c)
-    )
-    row = tx.conn.execute(stmt).first()
+    row = tx.conn.execute(
+        _REQUEST_ABORT, {"job_id": job_id, "now": tx.now, "reason": reason}
+    ).first()
     if row is None:
         raise explain_miss(tx, job_id, "abort (only INITIALIZING or RUNNING jobs can be aborted)")
     return job_from_row(row)
@@ -423,10 +489,7 @@ def _jobs_promote_sequenced(tx: Tx, jobconfig_id: int | None) -> list[int]:
 
 
 def _jobconfigs_with_sequenced(tx: Tx) -> list[int | None]:
-    rows = tx.conn.execute(
-        select(jobs.c.jobconfig_id).where(status_is(JobStatus.SEQUENCED)).distinct()
-    ).all()
-    ids = {row[0] for row in rows}
+    ids = {row[0] for row in tx.conn.execute(_WITH_SEQUENCED)}
     result: list[int | None] = [None] if None in ids else []
     result.extend(sorted(i for i in ids if i is not None))
     return result
@@ -435,31 +498,24 @@ def _jobconfigs_with_sequenced(tx: Tx) -> list[int | None]:
 def _leases_renew(
     tx: Tx, worker_id: str, job_ids: list[int], lease_seconds: float
 ) -> dict[int, bool]:
-    stmt = (
-        update(jobs)
-        .where(jobs.c.id.in_(job_ids), jobs.c.worker_id == worker_id, status_in(HELD))
-        .values(lease_expires_at=tx.now + timedelta(seconds=lease_seconds))
-        .returning(jobs.c.id, jobs.c.abort_requested_at)
-    )
-    return {job_id: aborted is not None for job_id, aborted in tx.conn.execute(stmt)}
+    until = tx.now + timedelta(seconds=lease_seconds)
+    rows = tx.conn.execute(_RENEW, {"ids": job_ids, "holder": worker_id, "until": until})
+    return {job_id: aborted is not None for job_id, aborted in rows}
 
 
 def _jobs_fail_expired_leases(tx: Tx, now: datetime, reason: str) -> list[Job]:
-    expired_at = jobs.c.lease_expires_at < now
-    rows = tx.conn.execute(
-        select(jobs.c.id, jobs.c.jobconfig_id).where(status_in(HELD), expired_at)
-    ).all()
+    rows = tx.conn.execute(_EXPIRED, {"now": now}).all()
     if not rows:
         return []
-    lock_jobconfigs(tx, (jc for _, jc in rows))
+    lock_jobconfigs(tx, (jobconfig_id for _, jobconfig_id in rows))
     failed = move(
         tx,
         to=JobStatus.FAILED,
-        ids=[job_id for job_id, _ in rows],
-        values={"ended_at": tx.now, "status_reason": reason},
+        pick=Pick.EXPIRED,
+        params={"ids": [job_id for job_id, _ in rows], "expired_before": now},
+        sets={"ended_at": tx.now, "status_reason": reason},
         actor=SYSTEM,
         reason=reason,
-        extra=expired_at,
         order=_by_id,
     )
     for jobconfig_id in sorted({j.jobconfig_id for j in failed if j.jobconfig_id is not None}):
@@ -468,7 +524,4 @@ def _jobs_fail_expired_leases(tx: Tx, now: datetime, reason: str) -> list[Job]:
 
 
 def _jobs_held_by_workers(tx: Tx, worker_ids: list[str]) -> list[Job]:
-    rows = tx.conn.execute(
-        select(jobs).where(status_in(HELD), jobs.c.worker_id.in_(worker_ids)).order_by(jobs.c.id)
-    )
-    return [job_from_row(row) for row in rows]
+    return [job_from_row(row) for row in tx.conn.execute(_HELD_BY, {"workers": worker_ids})]

@@ -1,0 +1,128 @@
+"""Packages, job files, tokens, workers and leader election."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobyard.core.errors import InvalidInput, NotFound
+from jobyard.core.models import JobFile, WorkerInfo
+from jobyard.store.factory import open_store
+from jobyard.store.protocol import Store
+from tests.store.conftest import new_job
+
+
+async def test_packages_dedup_by_sha_and_list_newest_first(store: Store) -> None:
+    first, created = await store.package_insert(
+        sha256="1" * 64, filename="a.zip", size=1, kind="zip", entrypoints={"m": {"command": ["x"]}}
+    )
+    assert created and first.entrypoints == {"m": {"command": ["x"]}}
+    again, created = await store.package_insert(
+        sha256="1" * 64, filename="other.zip", size=1, kind="zip", entrypoints={}
+    )
+    assert not created and again == first
+    second, _ = await store.package_insert(
+        sha256="2" * 64, filename="b.tar.gz", size=2, kind="tar", entrypoints={}
+    )
+    assert await store.package_get(first.id) == first
+    page = await store.packages_list(cursor=None, limit=1)
+    assert [p.id for p in page.items] == [second.id] and page.next_cursor
+    page = await store.packages_list(cursor=page.next_cursor, limit=1)
+    assert [p.id for p in page.items] == [first.id] and page.next_cursor is None
+
+
+async def test_concurrent_uploads_of_one_content_make_one_row(migrated_store_url: str) -> None:
+    stores = [await open_store(migrated_store_url, migrate=False) for _ in range(4)]
+    try:
+        results = await asyncio.gather(
+            *(
+                s.package_insert(sha256="f" * 64, filename="x", size=1, kind="file", entrypoints={})
+                for s in stores
+            )
+        )
+    finally:
+        for s in stores:
+            await s.close()
+    assert len({pkg.id for pkg, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+async def test_job_files(store: Store) -> None:
+    job = await store.job_insert(new_job(), actor="user:a", reason=None)
+    now = datetime.now(UTC)
+    await store.job_file_add(JobFile(job.id, "payload", "b.txt", 2, "k/b", now))
+    await store.job_file_add(JobFile(job.id, "payload", "a.txt", 1, "k/a", now))
+    await store.job_file_add(JobFile(job.id, "output", "out.csv", 9, "k/o", now))
+    await store.job_file_add(JobFile(job.id, "payload", "a.txt", 5, "k/a2", now))
+    payload = await store.job_files_list(job.id, "payload")
+    assert [(f.name, f.size, f.blob_key) for f in payload] == [
+        ("a.txt", 5, "k/a2"),
+        ("b.txt", 2, "k/b"),
+    ]
+    assert payload[0].created_at.tzinfo is UTC
+    assert [f.name for f in await store.job_files_list(job.id, "output")] == ["out.csv"]
+    with pytest.raises(NotFound, match="job 777"):
+        await store.job_file_add(JobFile(777, "payload", "x", 1, "k", now))
+    with pytest.raises(InvalidInput):
+        await store.job_file_add(JobFile(job.id, "secret", "x", 1, "k", now))
+
+
+async def test_tokens(store: Store) -> None:
+    assert await store.tokens_count() == 0
+    token = await store.token_insert(name="admin", token_hash="h1", role="admin")
+    assert (token.name, token.role, token.revoked) == ("admin", "admin", False)
+    assert await store.token_lookup("h1") == token
+    assert await store.token_lookup("nope") is None
+    assert await store.tokens_count() == 1
+
+
+async def test_workers_upsert_and_list(store: Store) -> None:
+    now = datetime.now(UTC)
+    info = WorkerInfo(
+        id="w1", name="host-1", pool="default", host="h", pid=10, slots=4, kind="local",
+        started_at=now, heartbeat_at=now, draining=False,
+    )  # fmt: skip
+    await store.worker_upsert(info)
+    later = now + timedelta(seconds=3)
+    await store.worker_upsert(
+        WorkerInfo(**{**_asdict(info), "heartbeat_at": later, "draining": True, "home": "/x"})
+    )
+    await store.worker_upsert(WorkerInfo(**{**_asdict(info), "id": "w0"}))
+    workers = await store.workers_list()
+    assert [w.id for w in workers] == ["w0", "w1"]
+    assert workers[1].heartbeat_at == later and workers[1].draining and workers[1].home == "/x"
+
+
+def _asdict(info: WorkerInfo) -> dict[str, object]:
+    import dataclasses
+
+    return {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
+
+
+async def test_leader_election(store: Store) -> None:
+    assert await store.leader_try_acquire(name="maint", holder="a", ttl_seconds=30)
+    assert await store.leader_try_acquire(name="maint", holder="a", ttl_seconds=30)  # renew
+    assert not await store.leader_try_acquire(name="maint", holder="b", ttl_seconds=30)
+    assert await store.leader_try_acquire(name="sched", holder="b", ttl_seconds=30)
+    # a's lease lapses (ttl 0 = expires now): b takes over, then a is refused.
+    assert await store.leader_try_acquire(name="maint", holder="a", ttl_seconds=0)
+    assert await store.leader_try_acquire(name="maint", holder="b", ttl_seconds=30)
+    assert not await store.leader_try_acquire(name="maint", holder="a", ttl_seconds=30)
+
+
+async def test_leader_election_has_one_winner_among_replicas(migrated_store_url: str) -> None:
+    replicas = [await open_store(migrated_store_url, migrate=False) for _ in range(4)]
+    try:
+        for round_ in range(10):
+            wins = await asyncio.gather(
+                *(
+                    r.leader_try_acquire(name=f"race{round_}", holder=f"r{i}", ttl_seconds=30)
+                    for i, r in enumerate(replicas)
+                )
+            )
+            assert sum(wins) == 1
+    finally:
+        for r in replicas:
+            await r.close()

@@ -1,0 +1,119 @@
+"""Workspace: job folders, the package cache, payload placement, outputs, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from jobyard.core.errors import InvalidInput
+from jobyard.core.packages import sha256_file
+from jobyard.worker.workspace import Workspace
+
+
+def make_tgz(path: Path, files: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tf.addfile(info)
+    return path
+
+
+def test_job_dirs_layout_and_leftovers(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "w")
+    dirs = ws.create_job_dirs(12)
+    assert dirs.spec == tmp_path / "w" / "jobs" / "12"
+    assert dirs.out == tmp_path / "w" / "jobs" / "12.out"
+    (dirs.spec / "stale").write_text("x")
+    again = ws.create_job_dirs(12)  # leftovers of a crashed run are cleared
+    assert list(again.spec.iterdir()) == []
+
+
+async def test_remove_job_dirs_even_read_only(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "w")
+    dirs = ws.create_job_dirs(1)
+    locked = dirs.spec / "locked"
+    locked.mkdir()
+    (locked / "f").write_text("x")
+    locked.chmod(0o500)
+    (dirs.out / "o").write_text("y")
+    await ws.remove_job_dirs(dirs)
+    assert not dirs.spec.exists()
+    assert not dirs.out.exists()
+    await ws.remove_job_dirs(dirs)  # already gone: fine
+
+
+async def test_cache_filled_once_under_concurrency(tmp_path: Path) -> None:
+    pkg = make_tgz(tmp_path / "p.tgz", {"a.txt": b"A", "d/b.txt": b"B"})
+    sha = sha256_file(pkg)
+    ws = Workspace(tmp_path / "w")
+    other_process = Workspace(tmp_path / "w")  # shares the folder, not the in-memory state
+    fetches = 0
+
+    async def fetch() -> Path:
+        nonlocal fetches
+        fetches += 1
+        return pkg
+
+    job_dirs = [ws.create_job_dirs(i) for i in range(5)]
+    await asyncio.gather(
+        *(
+            ws.install_package(d, sha256=sha, kind="tar", filename="p.tgz", fetch=fetch)
+            for d in job_dirs
+        ),
+        other_process.obtain_package(sha, "tar", fetch),
+    )
+    for d in job_dirs:
+        assert (d.spec / "d" / "b.txt").read_bytes() == b"B"
+    assert fetches == 2, "one fetch per process: concurrent jobs share it"
+    assert sorted(p.name for p in ws.cache_root.iterdir()) == [sha], "no temp leftovers"
+    (job_dirs[0].spec / "a.txt").write_text("changed by a job")
+    assert (ws.cache_root / sha / "a.txt").read_bytes() == b"A", "jobs get copies"
+
+    fresh = ws.create_job_dirs(99)
+    await ws.install_package(fresh, sha256=sha, kind="tar", filename=None, fetch=fetch)
+    assert fetches == 2, "a cached package is not fetched again"
+    assert (fresh.spec / "a.txt").read_bytes() == b"A"
+
+
+async def test_payload_never_written_through_package_links(tmp_path: Path) -> None:
+    pkg = make_tgz(tmp_path / "p.tgz", {"real/x": b"pkg"}, links={"alias": "real", "f": "real/x"})
+    sha = sha256_file(pkg)
+    ws = Workspace(tmp_path / "w")
+    dirs = ws.create_job_dirs(1)
+
+    async def fetch() -> Path:
+        return pkg
+
+    await ws.install_package(dirs, sha256=sha, kind=None, filename=None, fetch=fetch)
+    src = tmp_path / "payload"
+    src.write_bytes(b"payload")
+    with pytest.raises(InvalidInput, match="written through"):
+        await ws.place_payload(dirs, "alias/x", src)
+    await ws.place_payload(dirs, "f", src)  # replaces the link itself
+    assert not (dirs.spec / "f").is_symlink()
+    assert (dirs.spec / "real" / "x").read_bytes() == b"pkg"
+    for bad in ("../escape", "/abs", "", "a/../../b"):
+        with pytest.raises(InvalidInput):
+            await ws.place_payload(dirs, bad, src)
+
+
+def test_output_files(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "w")
+    dirs = ws.create_job_dirs(3)
+    (dirs.out / "z.txt").write_text("z")
+    (dirs.out / "sub" / "deeper").mkdir(parents=True)
+    (dirs.out / "sub" / "deeper" / "a.bin").write_bytes(b"a")
+    os.symlink("/etc/hostname", dirs.out / "link")
+    os.symlink(dirs.out / "sub", dirs.out / "dirlink")
+    names = [name for name, _ in Workspace.output_files(dirs)]
+    assert names == ["sub/deeper/a.bin", "z.txt"]
