@@ -31,11 +31,11 @@ def test_transitions_are_exactly_the_spec() -> None:
 
 
 def test_derived_sets() -> None:
-    assert INITIAL == {S.WAITING, S.SEQUENCED}
-    assert TERMINAL == {S.CANCELLED, S.FINISHED, S.ERROR, S.FAILED}
-    assert CANCELLABLE == {S.WAITING, S.SEQUENCED, S.QUEUED}
-    assert ABORTABLE == {S.INITIALIZING, S.RUNNING}
-    assert ACTIVE == {S.QUEUED, S.INITIALIZING, S.RUNNING}
+    assert {S.WAITING, S.SEQUENCED} == INITIAL
+    assert {S.CANCELLED, S.FINISHED, S.ERROR, S.FAILED} == TERMINAL
+    assert {S.WAITING, S.SEQUENCED, S.QUEUED} == CANCELLABLE
+    assert {S.INITIALIZING, S.RUNNING} == ABORTABLE
+    assert {S.QUEUED, S.INITIALIZING, S.RUNNING} == ACTIVE
     assert sources_of(S.FAILED) == {S.INITIALIZING, S.RUNNING}
     assert sources_of(S.SEQUENCED) == {S.WAITING}
     assert not sources_of(S.WAITING)

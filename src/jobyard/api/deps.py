@@ -10,15 +10,16 @@ from jobyard.service.auth import authenticate
 from jobyard.service.context import Context, Principal
 
 
-def get_ctx(request: Request) -> Context:
-    """The context built at startup."""
+async def get_ctx(request: Request) -> Context:
+    """The context built at startup (async: a sync dependency would cost a thread hop)."""
     ctx: Context = request.app.state.ctx
     return ctx
 
 
 async def require_principal(request: Request) -> Principal:
     """Every route but health requires a valid bearer token."""
-    principal = await authenticate(get_ctx(request), request.headers.get("authorization"))
+    ctx: Context = request.app.state.ctx
+    principal = await authenticate(ctx, request.headers.get("authorization"))
     request.state.principal = principal
     return principal
 

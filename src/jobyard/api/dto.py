@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from jobyard.core.jobs import JobStatus
@@ -16,6 +17,11 @@ Text = Annotated[str, StringConstraints(max_length=10_000)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 MacroMap = dict[Annotated[str, StringConstraints(max_length=128)], Text]
 ExitCode = Annotated[int, Field(ge=0, le=255)]
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """Serialise once with pydantic-core and skip FastAPI's re-validation (hot paths)."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 class _In(BaseModel):

@@ -5,12 +5,18 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 from pathlib import Path
 
 from jobyard.core.errors import Unauthorized
 from jobyard.service.context import Context, Principal
 
 TOKEN_PREFIX = "jy_"
+#: A verified token is trusted this long without asking the database again; a token
+#: revoked on another server stops working at most this much later.
+TOKEN_CACHE_SECONDS = 5.0
+_CACHE_MAX = 10_000
+_CACHE: dict[str, tuple[Principal, float]] = {}
 
 
 def hash_token(token: str) -> str:
@@ -51,7 +57,22 @@ async def authenticate(ctx: Context, authorization: str | None) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("malformed Authorization header: expected 'Bearer TOKEN'")
-    found = await ctx.store.token_lookup(hash_token(token))
+    digest = hash_token(token)
+    now = time.monotonic()
+    cached = _CACHE.get(digest)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    found = await ctx.store.token_lookup(digest)
     if found is None:
+        _CACHE.pop(digest, None)
         raise Unauthorized("invalid or revoked token")
-    return Principal(name=found.name, role=found.role)
+    principal = Principal(name=found.name, role=found.role)
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[digest] = (principal, now + TOKEN_CACHE_SECONDS)
+    return principal
+
+
+def forget_cached_tokens() -> None:
+    """Drop cached verifications (call after revoking a token)."""
+    _CACHE.clear()

@@ -16,6 +16,7 @@ from jobyard.api.dto import (
     JobConfigPatch,
     JobOut,
     RunIn,
+    json_response,
 )
 from jobyard.core.models import JobConfigSpec
 from jobyard.core.validation import NAME_RE
@@ -97,8 +98,8 @@ async def run_jobconfig(
     ctx: Ctx,
     caller: Caller,
     body: Annotated[RunIn | None, Body()] = None,
-) -> JobOut:
+) -> Response:
     """Submit a job of this jobconfig, with optional per-job macros (or on hold)."""
     body = body or RunIn()
     job = await jobs.run_jobconfig(ctx, caller, jobconfig_id, macros=body.macros, hold=body.hold)
-    return JobOut.of(job)
+    return json_response(JobOut.of(job), 201)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from jobyard.api.deps import Caller, Ctx, require_principal
@@ -19,6 +19,7 @@ from jobyard.api.dto import (
     FileOut,
     JobOut,
     JobPage,
+    json_response,
 )
 from jobyard.api.uploads import receive_upload
 from jobyard.core.jobs import JobStatus
@@ -32,11 +33,11 @@ router = APIRouter(
     responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
 )
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="Job id.")]
-CONFLICT = {409: {"model": ErrorBody}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorBody}}
 
 
 @router.post("", status_code=201, response_model=JobOut)
-async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller) -> JobOut:
+async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller) -> Response:
     """Submit an ad-hoc job: a package + entry point, or a command."""
     job = await jobs.submit_adhoc(
         ctx,
@@ -50,7 +51,7 @@ async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller) -> JobOut:
         success_exit_codes=body.success_exit_codes,
         pool=body.pool,
     )
-    return JobOut.of(job)
+    return json_response(JobOut.of(job), 201)
 
 
 @router.get("", response_model=JobPage)
@@ -63,7 +64,7 @@ async def list_jobs(
     created_before: datetime | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> JobPage:
+) -> Response:
     """List jobs newest first; filter by jobconfig, status (repeatable), submitter, time."""
     flt = JobFilter(
         jobconfig_id=jobconfig_id,
@@ -73,13 +74,15 @@ async def list_jobs(
         created_before=created_before,
     )
     page = await jobs.list_(ctx, flt, cursor=cursor, limit=limit)
-    return JobPage(items=[JobOut.of(j) for j in page.items], next_cursor=page.next_cursor)
+    return json_response(
+        JobPage(items=[JobOut.of(j) for j in page.items], next_cursor=page.next_cursor)
+    )
 
 
 @router.get("/{job_id}", response_model=JobOut)
-async def get_job(job_id: JobId, ctx: Ctx) -> JobOut:
+async def get_job(job_id: JobId, ctx: Ctx) -> Response:
     """Read one job."""
-    return JobOut.of(await jobs.get(ctx, job_id))
+    return json_response(JobOut.of(await jobs.get(ctx, job_id)))
 
 
 @router.get("/{job_id}/events", response_model=EventList)

@@ -82,7 +82,7 @@ def _picked(pick: Pick, pg: bool) -> ColumnElement[bool]:
         candidates = (
             select(p.c.id)
             .where(p.c.jobconfig_id.is_(None), status_is(JobStatus.SEQUENCED, p))
-            .order_by(p.c.seq)
+            .order_by(p.c.seq.desc())
         )
     else:
         candidates = (
@@ -91,7 +91,7 @@ def _picked(pick: Pick, pg: bool) -> ColumnElement[bool]:
                 p.c.jobconfig_id == bindparam("p_jobconfig_id"),
                 status_is(JobStatus.SEQUENCED, p),
             )
-            .order_by(p.c.seq)
+            .order_by(p.c.seq.desc())
         )
         if pick is Pick.SEQUENCED_OF_JOBCONFIG:
             candidates = candidates.limit(bindparam("limit"))

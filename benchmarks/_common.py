@@ -1,0 +1,176 @@
+"""Shared plumbing of the benchmark scripts: a ``jobyard up`` subprocess, stats, tables.
+
+Benchmarks print figures; they are not tests. Each script starts what it needs on a
+temporary home and a free port, and cleans up after itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # so that ``tests.support`` (the PostgreSQL helper) imports
+    sys.path.insert(0, str(ROOT))
+
+TERMINAL = frozenset({"FINISHED", "ERROR", "FAILED", "CANCELLED"})
+UNFINISHED = ("WAITING", "SEQUENCED", "QUEUED", "INITIALIZING", "RUNNING")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running ``jobyard up``."""
+
+    url: str
+    token: str
+    home: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The admin bearer header."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@contextlib.contextmanager
+def jobyard_up(
+    *,
+    workers: int | None = None,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+) -> Iterator[Server]:
+    """Run ``jobyard up`` on a temporary home (or ``home``) and a free port.
+
+    ``workers=None`` keeps the default slot count (2 x cores, 2..8). No ``JOBYARD_*``
+    variable of the caller's environment leaks in.
+    """
+    with contextlib.ExitStack() as stack:
+        if home is None:
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jy-bench-")))
+        port = free_port()
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
+        child_env.update(
+            {"JOBYARD_HOME": str(home), "JOBYARD_HOST": "127.0.0.1", "JOBYARD_PORT": str(port)}
+        )
+        if workers is not None:
+            child_env["JOBYARD_WORKERS"] = str(workers)
+        child_env.update(env or {})
+        log = (home / "server.log").open("wb")
+        stack.callback(log.close)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobyard.cli", "up"],
+            env=child_env,
+            cwd=home,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        stack.callback(_stop, process)
+        url = f"http://127.0.0.1:{port}"
+        token = _wait_healthy(url, home, process)
+        yield Server(url=url, token=token, home=home, process=process)
+
+
+def _wait_healthy(url: str, home: Path, process: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 60
+    token_file = home / "admin.token"
+    with httpx.Client(timeout=2) as client:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"jobyard up exited with {process.returncode}:\n"
+                    + (home / "server.log").read_text(errors="replace")[-3000:]
+                )
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(f"{url}/healthz").status_code == 200 and token_file.exists():
+                    return token_file.read_text().strip()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"jobyard up did not answer {url}/healthz within 60 s")
+            time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+# -- figures ---------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0..100), linear interpolation between closest ranks."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary_ms(values_s: Sequence[float], ps: Sequence[float] = (50, 90, 99)) -> dict[str, str]:
+    """``{"p50": "1.23", ...}`` in milliseconds, plus mean and max."""
+    out = {f"p{p:g}": f"{percentile(values_s, p) * 1000:.2f}" for p in ps}
+    out["mean"] = f"{statistics.fmean(values_s) * 1000:.2f}" if values_s else "nan"
+    out["max"] = f"{max(values_s) * 1000:.2f}" if values_s else "nan"
+    return out
+
+
+def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table under a title (pastes straight into docs/benchmarks.md)."""
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([f"\n### {title}\n", line(cells[0]), sep, *(line(r) for r in cells[1:])])
+
+
+def machine() -> str:
+    """One line about where the figures come from."""
+    model = platform.processor() or "?"
+    with contextlib.suppress(OSError):
+        for text in Path("/proc/cpuinfo").read_text().splitlines():
+            if text.startswith("model name"):
+                model = text.split(":", 1)[1].strip()
+                break
+    return (
+        f"{os.cpu_count()} CPU(s), {model}; Python {platform.python_version()}; "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def verdict(ok: bool) -> str:
+    """``met`` / ``MISSED``."""
+    return "met" if ok else "MISSED"
