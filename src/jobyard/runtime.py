@@ -52,7 +52,7 @@ class Runtime:
         home = self.settings.home
         home.mkdir(parents=True, exist_ok=True)
         store = await open_store(self.settings.effective_database_url, migrate=True)
-        blobs = LocalBlobStore(home / "blobs")
+        blobs = LocalBlobStore(self.settings.effective_blobs_dir)
         bus = Bus()
         ctx = Context(settings=self.settings, store=store, blobs=blobs, bus=bus)
         self._ctx = ctx

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port the API listens on.")
     database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in home.")
+    blobs_dir: Path | None = Field(
+        default=None, description="Packages, logs, outputs; shared by replicas. Default home/blobs."
+    )
     workers: int = Field(default_factory=_default_workers, ge=0, description="Local slots.")
     pool: str = Field(default="default", description="Worker pool served by local slots.")
     server: str = Field(default="http://127.0.0.1:8080", description="API URL for the CLI.")
@@ -50,6 +53,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def effective_blobs_dir(self) -> Path:
+        """Where blobs live: ``blobs_dir`` or ``home/blobs``."""
+        return self.blobs_dir.expanduser().resolve() if self.blobs_dir else self.home / "blobs"
 
     @property
     def effective_database_url(self) -> str:

@@ -72,7 +72,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     """Start servers on demand (several per test allowed); all stop at the end."""
     running: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
 
-    async def start(**overrides: Any) -> Env:
+    async def start(*, token: str | None = None, **overrides: Any) -> Env:
         values: dict[str, Any] = {
             "home": tmp_path / f"home{len(running)}",
             "port": free_port(),
@@ -96,7 +96,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
                 raise AssertionError("server stopped during startup")
             assert asyncio.get_running_loop().time() < deadline, "server did not start"
             await asyncio.sleep(0.02)
-        token = (settings.home / "admin.token").read_text().strip()
+        if token is None:
+            token = (settings.home / "admin.token").read_text().strip()
         url = f"http://127.0.0.1:{settings.port}"
         client = httpx.AsyncClient(
             base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
