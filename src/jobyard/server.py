@@ -39,6 +39,7 @@ async def serve(settings: Settings, *, example: bool = False) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     app = create_app(settings, example=example)
     runtime: Runtime = app.state.runtime
     config = uvicorn.Config(
