@@ -62,7 +62,7 @@ async def test_processes_claim_each_job_exactly_once(
     claimed = [job_id for per_worker in done.values() for job_id in per_worker]
     assert sorted(claimed) == sorted(ids)
     with db.connect() as conn:
-        initializing = Counter(
+        initializing: Counter[int] = Counter(
             dict(
                 conn.execute(
                     text(
@@ -72,7 +72,7 @@ async def test_processes_claim_each_job_exactly_once(
                 ).all()
             )
         )
-        statuses = Counter(
+        statuses: Counter[str] = Counter(
             dict(conn.execute(text("SELECT status, count(*) FROM jobs GROUP BY status")).all())
         )
     assert set(initializing) == set(ids) and set(initializing.values()) == {1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,8 +16,8 @@ from tests.store.conftest import force, make_jobconfig, new_job
 S = JobStatus
 
 
-async def _running(store: Store, worker: str = "w1", **kw: object) -> int:
-    job = await store.job_insert(new_job(**kw), actor="user:alice", reason=None)  # type: ignore[arg-type]
+async def _running(store: Store, worker: str = "w1") -> int:
+    job = await store.job_insert(new_job(), actor="user:alice", reason=None)
     got = await store.job_acquire(worker_id=worker, pool="default", limit=1, lease_seconds=30)
     assert [j.id for j in got] == [job.id]
     await store.job_set_running(job.id, worker_id=worker, pid=42)
@@ -71,7 +72,7 @@ async def test_full_life_sets_every_timestamp(store: Store) -> None:
         job.id, worker_id="w1", status=S.ERROR, exit_code=3, reason="exit 3", actor="worker:w1"
     )
     assert end.status is S.ERROR and end.exit_code == 3 and end.status_reason == "exit 3"
-    assert end.ended_at is not None and end.ended_at >= run.started_at  # type: ignore[operator]
+    assert end.ended_at is not None and end.ended_at >= run.started_at
     events = await store.job_events(job.id)
     assert [(e.status, e.actor) for e in events] == [
         (S.SEQUENCED, "user:alice"),
@@ -192,15 +193,7 @@ async def test_unknown_ids_are_not_found(store: Store) -> None:
     with pytest.raises(NotFound, match="jobconfig 999 does not exist"):
         await store.job_insert(new_job(999), actor="x", reason=None)
     with pytest.raises(NotFound, match="package 12 does not exist"):
-        await store.job_insert(
-            new_job().__class__(**{**_fields(new_job()), "package_id": 12}), actor="x", reason=None
-        )
-
-
-def _fields(obj: object) -> dict[str, object]:
-    import dataclasses
-
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+        await store.job_insert(replace(new_job(), package_id=12), actor="x", reason=None)
 
 
 async def test_acquire_order_limit_and_pool(store: Store) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from jobyard.core import models
+from jobyard.core.errors import InvalidInput
 from jobyard.store import schema
 from jobyard.store.factory import database_revision, head_revision, open_store, upgrade_database
 from jobyard.store.sql.base import make_sync_engine, normalize_url
@@ -63,3 +66,19 @@ def test_table_columns_follow_dataclass_fields() -> None:
     ]
     for table, record in pairs:
         assert [c.name for c in table.c] == [f.name for f in dataclasses.fields(record)]
+
+
+def test_concurrent_upgrades_serialise(store_url: str) -> None:
+    """Replicas starting together all upgrade the same empty database without errors."""
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(upgrade_database, [store_url] * 4))
+    assert database_revision(store_url) == head_revision()
+
+
+def test_urls_pick_the_driver() -> None:
+    assert normalize_url("postgresql://u:p@h:5/db") == "postgresql+psycopg://u:p@h:5/db"
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:////var/x.db") == "sqlite:////var/x.db"
+    for bad in ("mysql://h/db", "sqlite://", "sqlite:///:memory:"):
+        with pytest.raises(InvalidInput):
+            normalize_url(bad)

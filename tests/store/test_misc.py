@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from jobyard.core.errors import InvalidInput, NotFound
 from jobyard.core.models import JobFile, WorkerInfo
 from jobyard.store.factory import open_store
 from jobyard.store.protocol import Store
 from tests.store.conftest import new_job
+from tests.support.pg import PgCluster
 
 
 async def test_packages_dedup_by_sha_and_list_newest_first(store: Store) -> None:
@@ -86,19 +90,11 @@ async def test_workers_upsert_and_list(store: Store) -> None:
     )  # fmt: skip
     await store.worker_upsert(info)
     later = now + timedelta(seconds=3)
-    await store.worker_upsert(
-        WorkerInfo(**{**_asdict(info), "heartbeat_at": later, "draining": True, "home": "/x"})
-    )
-    await store.worker_upsert(WorkerInfo(**{**_asdict(info), "id": "w0"}))
+    await store.worker_upsert(replace(info, heartbeat_at=later, draining=True, home="/x"))
+    await store.worker_upsert(replace(info, id="w0"))
     workers = await store.workers_list()
     assert [w.id for w in workers] == ["w0", "w1"]
     assert workers[1].heartbeat_at == later and workers[1].draining and workers[1].home == "/x"
-
-
-def _asdict(info: WorkerInfo) -> dict[str, object]:
-    import dataclasses
-
-    return {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
 
 
 async def test_leader_election(store: Store) -> None:
@@ -126,3 +122,28 @@ async def test_leader_election_has_one_winner_among_replicas(migrated_store_url:
     finally:
         for r in replicas:
             await r.close()
+
+
+@pytest.mark.pg
+async def test_store_reconnects_after_the_server_drops_its_connections(
+    migrated_pg_url: str, pg_cluster: PgCluster
+) -> None:
+    store = await open_store(migrated_pg_url, migrate=False)
+    try:
+        await asyncio.gather(*(store.tokens_count() for _ in range(8)))
+        with pg_cluster.connect() as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (make_url(migrated_pg_url).database,),
+            )
+        failures = 0
+        for _ in range(12):  # each thread's dead connection fails once, then is replaced
+            try:
+                await store.tokens_count()
+            except DBAPIError:
+                failures += 1
+        assert failures <= 4
+        assert await store.tokens_count() == 0
+    finally:
+        await store.close()

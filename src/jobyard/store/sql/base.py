@@ -54,13 +54,20 @@ def utcnow() -> datetime:
 
 
 def normalize_url(url: str) -> str:
-    """Map ``postgresql://`` / ``postgres://`` to the psycopg 3 driver; keep the rest."""
+    """Map ``postgresql://`` / ``postgres://`` to the psycopg 3 driver; keep the rest.
+
+    ``InvalidInput`` for other schemes and for in-memory SQLite (each connection would
+    see its own empty database).
+    """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif backend != "sqlite":
         raise InvalidInput(f"unsupported database URL scheme: {parsed.drivername}")
+    elif parsed.database in (None, "", ":memory:") or "mode=memory" in str(parsed):
+        # Readers and the writer use separate connections: they must share a file.
+        raise InvalidInput("an SQLite store needs a database file: sqlite:///path/to/file.db")
     return parsed.render_as_string(hide_password=False)
 
 
@@ -120,6 +127,9 @@ def make_sync_engine(url: str) -> Engine:
 # -- transactions ----------------------------------------------------------------------
 
 
+_INSERT_EVENTS = insert(job_events)
+
+
 class Tx:
     """One transaction: its connection, its clock, and the job events to record.
 
@@ -150,7 +160,7 @@ class Tx:
     def flush(self) -> None:
         """Write the buffered events (called by the runner before commit)."""
         if self._events:
-            self.conn.execute(insert(job_events), self._events)
+            self.conn.execute(_INSERT_EVENTS, self._events)
             self._events.clear()
 
 
@@ -172,12 +182,13 @@ class _Side:
         """This thread's connection (opened on first use, reopened after a failure)."""
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.invalidated:
-            if conn is not None:
-                conn.close()
-            conn = self.engine.connect()
-            self._local.conn = conn
+            fresh = self.engine.connect()
             with self._lock:
-                self._opened.append(conn)
+                if conn is not None:
+                    conn.close()
+                    self._opened.remove(conn)
+                self._opened.append(fresh)
+            self._local.conn = conn = fresh
         return conn
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from jobyard.core.errors import Conflict, NotFound
 from jobyard.core.jobs import ACTIVE, HELD, JobStatus, sources_of
 from jobyard.core.models import Actor, Job
 from jobyard.store.schema import job_seq, jobconfigs, jobs
-from jobyard.store.sql.base import Tx, job_from_row, status_in, status_is
+from jobyard.store.sql.base import Tx, job_from_row, status_in, status_is, utcnow
 
 SYSTEM = Actor.SYSTEM.value
 
@@ -33,6 +33,13 @@ _PICK = jobs.alias("pick")
 _SEQ = jobs.alias("s")
 _ACTIVE = jobs.alias("a")
 _WAITING = jobs.alias("w")
+
+
+#: On PostgreSQL the clock is read in Python before a statement runs, and a concurrent
+#: transaction may queue a row a moment after that reading yet before the statement
+#: sees it: a claim's acquired_at is then lifted to the row's queued_at, so recorded
+#: times stay in causal order (SQLite takes its write lock before reading the clock).
+_NOT_BEFORE = {"acquired_at": "queued_at"}
 
 
 class Pick(Enum):
@@ -82,7 +89,7 @@ def _picked(pick: Pick, pg: bool) -> ColumnElement[bool]:
         candidates = (
             select(p.c.id)
             .where(p.c.jobconfig_id.is_(None), status_is(JobStatus.SEQUENCED, p))
-            .order_by(p.c.seq.desc())
+            .order_by(p.c.seq)
         )
     else:
         candidates = (
@@ -91,7 +98,7 @@ def _picked(pick: Pick, pg: bool) -> ColumnElement[bool]:
                 p.c.jobconfig_id == bindparam("p_jobconfig_id"),
                 status_is(JobStatus.SEQUENCED, p),
             )
-            .order_by(p.c.seq.desc())
+            .order_by(p.c.seq)
         )
         if pick is Pick.SEQUENCED_OF_JOBCONFIG:
             candidates = candidates.limit(bindparam("limit"))
@@ -117,7 +124,11 @@ def _move_statement(
     if by_worker:
         where.append(jobs.c.worker_id == bindparam("p_worker_id"))
     values: dict[str, Any] = {"status": to.value}
-    values.update({col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in sets})
+    for col in sets:
+        value: Any = bindparam(f"v_{col}", type_=jobs.c[col].type)
+        if pg and col in _NOT_BEFORE:
+            value = func.greatest(value, jobs.c[_NOT_BEFORE[col]])
+        values[col] = value
     if new_seq:
         values["seq"] = next_seq_expression(pg)
     return update(jobs).where(*where).values(**values).returning(*jobs.c)
@@ -201,7 +212,11 @@ def lock_jobconfigs(tx: Tx, jobconfig_ids: Iterable[int | None]) -> set[int]:
     wanted = sorted({i for i in jobconfig_ids if i is not None})
     if not wanted or not tx.pg:
         return set(wanted)
-    return {row[0] for row in tx.conn.execute(_LOCK_JOBCONFIGS, {"ids": wanted})}
+    locked = {row[0] for row in tx.conn.execute(_LOCK_JOBCONFIGS, {"ids": wanted})}
+    # Read the clock again once the locks are ours: the times this transaction records
+    # (ended_at, queued_at) then follow the order in which jobconfig slots changed hands.
+    tx.now = utcnow()
+    return locked
 
 
 def lock_for_job(tx: Tx, job_id: int) -> None:
