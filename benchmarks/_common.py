@@ -6,7 +6,9 @@ temporary home and a free port, and cleans up after itself.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -16,15 +18,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # so that ``tests.support`` (the PostgreSQL helper) imports
     sys.path.insert(0, str(ROOT))
+
+T = TypeVar("T")
 
 TERMINAL = frozenset({"FINISHED", "ERROR", "FAILED", "CANCELLED"})
 UNFINISHED = ("WAITING", "SEQUENCED", "QUEUED", "INITIALIZING", "RUNNING")
@@ -106,7 +111,10 @@ def _wait_healthy(url: str, home: Path, process: subprocess.Popen[bytes]) -> str
                 if client.get(f"{url}/healthz").status_code == 200 and token_file.exists():
                     return token_file.read_text().strip()
             if time.monotonic() > deadline:
-                raise RuntimeError(f"jobyard up did not answer {url}/healthz within 60 s")
+                raise RuntimeError(
+                    f"jobyard up did not answer {url}/healthz within 60 s:\n"
+                    + (home / "server.log").read_text(errors="replace")[-3000:]
+                )
             time.sleep(0.05)
 
 
@@ -121,7 +129,92 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
+def process_cpu(pid: int) -> tuple[float, float]:
+    """``(own, children)`` CPU seconds of a process (children: reaped ones, e.g. jobs)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return (utime + stime) / tick, (cutime + cstime) / tick
+
+
+def machine_busy() -> tuple[int, int]:
+    """``(busy, total)`` jiffies of the whole machine so far (from /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(values) - values[3] - values[4], sum(values)
+
+
+class LeanClient:
+    """A minimal keep-alive HTTP/1.1 JSON client for load generation.
+
+    httpx costs ~4 ms of CPU per request on a small VM, which on two cores makes the
+    load generator the bottleneck; this costs a few tenths of a millisecond. It speaks
+    just what jobyard answers to JSON calls (``Content-Length`` bodies).
+    """
+
+    def __init__(self, url: str, token: str, connections: int) -> None:
+        parsed = httpx.URL(url)
+        self._host, self._port = parsed.host, parsed.port or 80
+        self._head = (
+            f"Host: {self._host}:{self._port}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\n"
+        ).encode()
+        self._size = connections
+        self._idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None
+        self._all: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> LeanClient:
+        self._idle = asyncio.Queue()
+        for _ in range(self._size):
+            reader, writer = await asyncio.open_connection(self._host, self._port)
+            self._all.append(writer)
+            self._idle.put_nowait((reader, writer))
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        for writer in self._all:
+            writer.close()
+        for writer in self._all:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def request(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+        """``(status, decoded JSON body)``."""
+        assert self._idle is not None, "use as an async context manager"
+        payload = b"" if body is None else json.dumps(body).encode()
+        reader, writer = await self._idle.get()
+        try:
+            writer.write(
+                f"{method} {path} HTTP/1.1\r\n".encode()
+                + self._head
+                + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                + payload
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            length = next(
+                int(line.split(":", 1)[1])
+                for line in lines[1:]
+                if line.lower().startswith("content-length:")
+            )
+            data = await reader.readexactly(length)
+        except BaseException:
+            writer.close()
+            raise
+        self._idle.put_nowait((reader, writer))
+        return status, json.loads(data) if data else None
+
+
 # -- figures ---------------------------------------------------------------------------
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop when it is installed (a cheaper load generator)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def percentile(values: Sequence[float], p: float) -> float:

@@ -2,14 +2,18 @@
 
 A burst of ``--jobs`` trivial jobs (``["true"]``) is submitted through the API by
 ``--concurrency`` concurrent requests (httpx AsyncClient), then the script waits until
-none is left unfinished. Two paths:
+none is left unfinished. Three runs:
 
-* ad-hoc jobs: ``POST /api/v1/jobs`` (no sequencing limit);
-* a jobconfig with ``max_concurrent = 0``: ``POST /api/v1/jobconfigs/{id}/run``.
+* ad-hoc jobs, ``POST /api/v1/jobs`` (no sequencing limit), default local slots;
+* a jobconfig with ``max_concurrent = 0``, ``POST /api/v1/jobconfigs/{id}/run``;
+* ad-hoc jobs on a server with **no workers**: the API's submit capacity alone (the
+  jobs stay queued).
 
-Figures: submit rate (requests/s while submitting) and end-to-end jobs/s, from the
-first ``created_at`` to the last ``ended_at`` of the burst (server clock), with the
-client's wall time alongside. Target: >= 300 jobs/s end to end.
+Figures: submit rate (requests/s while submitting), end-to-end jobs/s from the first
+``created_at`` to the last ``ended_at`` of the burst (server clock), and where the CPU
+went: the server process itself (one Python process: its Python work is bound to one
+core by the GIL), the job programs it ran, the load generator (this script), and how
+busy the whole machine was. Target: >= 300 jobs/s end to end.
 
     .venv/bin/python benchmarks/bench_throughput.py [--jobs 1000] [--concurrency 32]
 """
@@ -20,29 +24,105 @@ import argparse
 import asyncio
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
-from _common import UNFINISHED, Server, jobyard_up, machine, table, verdict
+from _common import (
+    UNFINISHED,
+    LeanClient,
+    Server,
+    jobyard_up,
+    machine,
+    machine_busy,
+    process_cpu,
+    run_loop,
+    table,
+    verdict,
+)
 
 TARGET_JOBS_PER_S = 300.0
+#: Load generator for the submits: "lean" (a minimal HTTP/1.1 client) or "httpx".
+CLIENT = "lean"
+
+
+@dataclass
+class Burst:
+    """What one burst measured."""
+
+    label: str
+    jobs: int
+    submit_s: float
+    span_s: float | None  # first created -> last ended (None: jobs were not run)
+    server_cpu_s: float
+    children_cpu_s: float
+    client_cpu_s: float
+    machine_busy: float
+    statuses: str
+
+    def row(self) -> list[object]:
+        """A table row."""
+        per_job = 1000 / self.jobs
+        return [
+            self.label,
+            self.jobs,
+            f"{self.jobs / self.submit_s:.0f}",
+            "-" if self.span_s is None else f"{self.span_s:.2f}",
+            "-" if self.span_s is None else f"{self.jobs / self.span_s:.0f}",
+            f"{self.server_cpu_s * per_job:.2f}",
+            f"{self.children_cpu_s * per_job:.2f}",
+            f"{self.client_cpu_s * per_job:.2f}",
+            f"{self.machine_busy * 100:.0f} %",
+            self.statuses,
+        ]
+
+
+HEADER = [
+    "run",
+    "jobs",
+    "submit req/s",
+    "first created -> last ended (s)",
+    "end-to-end jobs/s",
+    "server CPU ms/job",
+    "job programs CPU ms/job",
+    "load generator CPU ms/job",
+    "machine busy",
+    "end statuses",
+]
 
 
 async def _submit_all(
-    client: httpx.AsyncClient, path: str, body: dict[str, Any], count: int, concurrency: int
+    server: Server,
+    client: httpx.AsyncClient,
+    path: str,
+    body: dict[str, Any],
+    count: int,
+    concurrency: int,
 ) -> tuple[list[int], float]:
     ids: list[int] = []
     remaining = iter(range(count))
 
-    async def submitter() -> None:
+    async def with_httpx() -> None:
         for _ in remaining:
             r = await client.post(path, json=body)
             r.raise_for_status()
             ids.append(int(r.json()["id"]))
 
+    async def with_lean(lean: LeanClient) -> None:
+        for _ in remaining:
+            status, answer = await lean.request("POST", path, body)
+            if status != 201:
+                raise RuntimeError(f"POST {path}: {status} {answer}")
+            ids.append(int(answer["id"]))
+
     t0 = time.perf_counter()
-    await asyncio.gather(*(submitter() for _ in range(concurrency)))
+    if CLIENT == "httpx":
+        await asyncio.gather(*(with_httpx() for _ in range(concurrency)))
+    else:
+        async with LeanClient(server.url, server.token, concurrency) as lean:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(with_lean(lean) for _ in range(concurrency)))
     return ids, time.perf_counter() - t0
 
 
@@ -60,13 +140,13 @@ async def _wait_all_ended(client: httpx.AsyncClient, timeout: float) -> None:
 
 
 async def _records(client: httpx.AsyncClient, ids: list[int]) -> list[dict[str, Any]]:
-    wanted = set(ids)
+    wanted, lowest = set(ids), min(ids)
     found: list[dict[str, Any]] = []
     params: dict[str, Any] = {"limit": 500}
     while True:
         page = (await client.get("/api/v1/jobs", params=params)).json()
         found.extend(job for job in page["items"] if job["id"] in wanted)
-        if not page["next_cursor"] or (page["items"] and page["items"][-1]["id"] <= min(ids)):
+        if not page["next_cursor"] or (page["items"] and page["items"][-1]["id"] <= lowest):
             return found
         params["cursor"] = page["next_cursor"]
 
@@ -76,60 +156,95 @@ def _ts(value: str) -> float:
 
 
 async def burst(
-    server: Server, path: str, body: dict[str, Any], count: int, concurrency: int
-) -> list[object]:
-    """One burst; returns a table row."""
+    server: Server,
+    label: str,
+    path: str,
+    body: dict[str, Any],
+    count: int,
+    concurrency: int,
+    *,
+    run_jobs: bool = True,
+) -> Burst:
+    """Submit ``count`` jobs, wait for them to end (if ``run_jobs``), measure."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(
         base_url=server.url, headers=server.headers, limits=limits, timeout=120
     ) as client:
-        t0 = time.perf_counter()
-        ids, submit_s = await _submit_all(client, path, body, count, concurrency)
-        await _wait_all_ended(client, timeout=600)
-        wall_s = time.perf_counter() - t0
+        own0, children0 = process_cpu(server.process.pid)
+        busy0, mine0 = machine_busy(), time.process_time()
+        ids, submit_s = await _submit_all(server, client, path, body, count, concurrency)
+        if run_jobs:
+            await _wait_all_ended(client, timeout=600)
+        own1, children1 = process_cpu(server.process.pid)
+        busy1, mine1 = machine_busy(), time.process_time()
         jobs = await _records(client, ids)
     if len(jobs) != count:
         raise RuntimeError(f"found {len(jobs)} of {count} jobs")
+    span = None
+    if run_jobs:
+        span = max(_ts(j["ended_at"]) for j in jobs) - min(_ts(j["created_at"]) for j in jobs)
     statuses = Counter(job["status"] for job in jobs)
-    span_s = max(_ts(j["ended_at"]) for j in jobs) - min(_ts(j["created_at"]) for j in jobs)
-    return [
-        path,
-        count,
-        f"{count / submit_s:.0f}",
-        f"{span_s:.2f}",
-        f"{count / span_s:.0f}",
-        f"{count / wall_s:.0f}",
-        " ".join(f"{k}={v}" for k, v in sorted(statuses.items())),
-    ]
+    return Burst(
+        label=label,
+        jobs=count,
+        submit_s=submit_s,
+        span_s=span,
+        server_cpu_s=own1 - own0,
+        children_cpu_s=children1 - children0,
+        client_cpu_s=mine1 - mine0,
+        machine_busy=(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
+        statuses=" ".join(f"{k}={v}" for k, v in sorted(statuses.items())),
+    )
 
 
-async def run(count: int, concurrency: int) -> tuple[list[list[object]], int]:
-    """Both bursts on one fresh server; returns (rows, slots)."""
-    async with asyncio.timeout(1800):
-        with jobyard_up() as server:
-            async with httpx.AsyncClient(base_url=server.url, headers=server.headers) as c:
-                warm = [(await c.post("/api/v1/jobs", json={"command": ["true"]})).json()["id"]]
-                await _wait_all_ended(c, timeout=60)
-                jc = await c.post(
-                    "/api/v1/jobconfigs",
-                    json={"name": "burst", "command": ["true"], "max_concurrent": 0},
-                )
-                jc.raise_for_status()
-                slots = _slots(server)
-            del warm
-            rows = [
-                await burst(server, "/api/v1/jobs", {"command": ["true"]}, count, concurrency),
-                await burst(
-                    server, f"/api/v1/jobconfigs/{jc.json()['id']}/run", {}, count, concurrency
-                ),
-            ]
-    return rows, slots
+async def _warm(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.url, headers=server.headers) as client:
+        for _ in range(20):
+            (await client.post("/api/v1/jobs", json={"command": ["true"]})).raise_for_status()
+        await _wait_all_ended(client, timeout=60)
+
+
+async def run(count: int, concurrency: int) -> tuple[list[Burst], int]:
+    """The three bursts; returns (results, default slot count)."""
+    results = []
+    with jobyard_up() as server:
+        slots = _slots(server)
+        await _warm(server)
+        adhoc = {"command": ["true"]}
+        results.append(
+            await burst(server, "ad-hoc POST /jobs", "/api/v1/jobs", adhoc, count, concurrency)
+        )
+        async with httpx.AsyncClient(base_url=server.url, headers=server.headers) as client:
+            jc = await client.post(
+                "/api/v1/jobconfigs",
+                json={"name": "burst", "command": ["true"], "max_concurrent": 0},
+            )
+            jc.raise_for_status()
+        run_path = f"/api/v1/jobconfigs/{jc.json()['id']}/run"
+        results.append(await burst(server, "jobconfig .../run", run_path, {}, count, concurrency))
+    with jobyard_up(workers=0) as server:
+        results.append(
+            await burst(
+                server,
+                "ad-hoc POST /jobs, no workers",
+                "/api/v1/jobs",
+                {"command": ["true"]},
+                count,
+                concurrency,
+                run_jobs=False,
+            )
+        )
+    return results, slots
 
 
 def _slots(server: Server) -> int:
-    for line in (server.home / "server.log").read_text(errors="replace").splitlines():
-        if "local slot" in line:
-            return int(line.split("workers:")[1].split()[0])
+    """The slot count from the startup banner (printed just after /healthz answers)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for line in (server.home / "server.log").read_text(errors="replace").splitlines():
+            if "local slot" in line:
+                return int(line.split("workers:")[1].split()[0])
+        time.sleep(0.05)
     return -1
 
 
@@ -137,26 +252,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--client",
+        choices=["lean", "httpx"],
+        default="lean",
+        help="load generator for the submits (httpx costs ~10x more CPU per request)",
+    )
     args = parser.parse_args()
+    global CLIENT
+    CLIENT = args.client
     print(
         f"bench_throughput: {args.jobs} jobs per burst, {args.concurrency} concurrent "
-        f"submitters; {machine()}"
+        f"submitters ({args.client} client); {machine()}"
     )
-    rows, slots = asyncio.run(run(args.jobs, args.concurrency))
-    header = [
-        "path",
-        "jobs",
-        "submit req/s",
-        "first created -> last ended (s)",
-        "end-to-end jobs/s",
-        "client wall jobs/s",
-        "end statuses",
-    ]
-    print(table(f"Burst throughput, SQLite, {slots} local slots", header, rows))
-    for row in rows:
-        rate = float(str(row[4]))
+    results, slots = run_loop(run(args.jobs, args.concurrency))
+    title = f"Burst throughput, SQLite, {slots} local slots, {args.client} load generator"
+    print(table(title, HEADER, [r.row() for r in results]))
+    for result in results:
+        if result.span_s is None:
+            continue
+        rate = result.jobs / result.span_s
         print(
-            f"{row[0]}: {rate:.0f} jobs/s end to end; target >= {TARGET_JOBS_PER_S:g}: "
+            f"{result.label}: {rate:.0f} jobs/s end to end; target >= {TARGET_JOBS_PER_S:g}: "
             f"{verdict(rate >= TARGET_JOBS_PER_S)}"
         )
 

@@ -57,7 +57,10 @@ class Runtime:
         ctx = Context(settings=self.settings, store=store, blobs=blobs, bus=bus)
         self._ctx = ctx
         self.new_admin_token = await auth.ensure_admin_token(ctx)
-        recovered = await recover_local_orphans(store, bus, home=str(home))
+        workspace = Workspace.from_settings(self.settings)
+        recovered = await recover_local_orphans(
+            store, bus, home=str(home), work_root=str(workspace.root)
+        )
         if recovered:
             log.warning("ended %d job(s) orphaned by a previous crash as FAILED", recovered)
         if self.example:
@@ -76,7 +79,7 @@ class Runtime:
             backend = LocalBackend(self.settings, store, blobs, bus)
             self._pool = WorkerPool(
                 backend,
-                workspace=Workspace.from_settings(self.settings),
+                workspace=workspace,
                 slots=self.settings.workers,
                 pool=self.settings.pool,
                 options=RunnerOptions.from_settings(self.settings),

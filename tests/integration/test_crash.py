@@ -8,6 +8,9 @@ their own sessions and survive as orphans (the realistic case). The restarted se
 * run every job that was SEQUENCED or QUEUED at the kill, exactly once;
 * leave histories that are valid paths of the status model.
 
+A second scenario kills the server in the window between a worker spawning a program
+and recording RUNNING (pid not stored yet); that orphan must be killed as well.
+
 Each job program appends ``$JOB_ID`` to a marker file when it starts (one line per
 execution), writes its pid to ``pids/<id>``, then blocks until a "go" file exists. The
 test creates that file only after it has checked the orphans, so nothing can end before
@@ -188,71 +191,115 @@ def servers() -> Iterator[list[Server]]:
         _stop(server)
 
 
-def test_kill_9_and_restart(tmp_path: Path, servers: list[Server]) -> None:
+@dataclass
+class Marks:
+    """Where job programs leave traces, and the file that lets them finish."""
+
+    runs: Path
+    pids: Path
+    go: Path
+
+    @property
+    def macros(self) -> dict[str, str]:
+        """The macros :data:`JOB_SCRIPT` reads."""
+        return {"MARKS": str(self.runs), "PIDS": str(self.pids), "GO": str(self.go)}
+
+    def pid(self, job_id: int) -> int | None:
+        """The pid job ``job_id``'s program wrote, if it started."""
+        path = self.pids / str(job_id)
+        return int(path.read_text()) if path.exists() else None
+
+    def counts(self) -> Counter[int]:
+        """How many times each job id started a program."""
+        text = self.runs.read_text() if self.runs.exists() else ""
+        return Counter(int(line) for line in text.split())
+
+
+@pytest.fixture
+def marks(tmp_path: Path) -> Iterator[Marks]:
+    """Marker files; at the end "go" is created so that any program left exits by itself."""
+    found = Marks(tmp_path / "runs.txt", tmp_path / "pids", tmp_path / "go")
+    found.pids.mkdir()
+    try:
+        yield found
+    finally:
+        found.go.touch()
+
+
+class Api:
+    """The few calls the scenarios make, asserting success."""
+
+    def __init__(self, client: httpx.Client, marks: Marks) -> None:
+        self.client = client
+        self.marks = marks
+
+    def upload_many_files(self, count: int) -> int:
+        """A package whose preparation (unpack + copy) keeps a job INITIALIZING a while."""
+        r = self.client.post(
+            "/api/v1/packages",
+            files={"file": ("many.zip", _many_files_zip(count), "application/zip")},
+        )
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    def jobconfig(self, name: str, max_concurrent: int, **extra: Any) -> int:
+        """A jobconfig running :data:`JOB_SCRIPT`."""
+        body = {
+            "name": name,
+            "command": ["sh", "-c", JOB_SCRIPT],
+            "macros": self.marks.macros,
+            "max_concurrent": max_concurrent,
+            **extra,
+        }
+        r = self.client.post("/api/v1/jobconfigs", json=body)
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    def run(self, jobconfig_id: int) -> int:
+        """Submit a job; its id."""
+        r = self.client.post(f"/api/v1/jobconfigs/{jobconfig_id}/run")
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """The job record."""
+        r = self.client.get(f"/api/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def status(self, job_id: int) -> str:
+        """The job's status."""
+        return str(self.job(job_id)["status"])
+
+
+def _kill_9(server: Server) -> None:
+    """SIGKILL the server process only: its job programs (own sessions) live on."""
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait(timeout=30)
+
+
+def test_kill_9_and_restart(tmp_path: Path, servers: list[Server], marks: Marks) -> None:
+    """RUNNING and INITIALIZING jobs end FAILED, the others run once, after ``kill -9``."""
     home = tmp_path / "home"
     home.mkdir()
-    marks, pids, go = tmp_path / "runs.txt", tmp_path / "pids", tmp_path / "go"
-    pids.mkdir()
-    macros = {"MARKS": str(marks), "PIDS": str(pids), "GO": str(go)}
-    command = ["sh", "-c", JOB_SCRIPT]
-    try:
-        _scenario(home, marks, pids, go, macros, command, servers)
-    finally:
-        go.touch()  # any program still blocked (on a failure path) now exits by itself
-
-
-def _scenario(
-    home: Path,
-    marks: Path,
-    pids: Path,
-    go: Path,
-    macros: dict[str, str],
-    command: list[str],
-    servers: list[Server],
-) -> None:
     first = _start(home, "first")
     servers.append(first)
-    with first.client() as c:
-        package = c.post(
-            "/api/v1/packages",
-            files={"file": ("many.zip", _many_files_zip(INIT_PACKAGE_FILES), "application/zip")},
-        )
-        assert package.status_code == 201, package.text
-
-        def jobconfig(name: str, max_concurrent: int, **extra: Any) -> int:
-            body = {
-                "name": name,
-                "command": command,
-                "macros": macros,
-                "max_concurrent": max_concurrent,
-                **extra,
-            }
-            r = c.post("/api/v1/jobconfigs", json=body)
-            assert r.status_code == 201, r.text
-            return int(r.json()["id"])
-
-        def run(jobconfig_id: int) -> int:
-            r = c.post(f"/api/v1/jobconfigs/{jobconfig_id}/run")
-            assert r.status_code == 201, r.text
-            return int(r.json()["id"])
-
-        def status(job_id: int) -> str:
-            return str(c.get(f"/api/v1/jobs/{job_id}").json()["status"])
-
-        sequenced_jc = jobconfig("one-at-a-time", 1)
-        init_jc = jobconfig("big-package", 1, package_id=package.json()["id"])
-        unlimited_jc = jobconfig("unlimited", 0)
+    with first.client() as client:
+        api = Api(client, marks)
+        package_id = api.upload_many_files(INIT_PACKAGE_FILES)
+        sequenced_jc = api.jobconfig("one-at-a-time", 1)
+        init_jc = api.jobconfig("big-package", 1, package_id=package_id)
+        unlimited_jc = api.jobconfig("unlimited", 0)
 
         # Slot 1: the first job of a max_concurrent=1 jobconfig, RUNNING; three behind it.
-        sequenced = [run(sequenced_jc) for _ in range(4)]
-        _wait_for("the first sequenced job to run", (pids / str(sequenced[0])).exists)
+        sequenced = [api.run(sequenced_jc) for _ in range(4)]
+        _wait_for("the first sequenced job to run", lambda: marks.pid(sequenced[0]))
         # Slot 2: a job preparing a big package (INITIALIZING for a while). Submitted
         # before the unlimited ones, it has the lowest seq, so slot 2 takes it first.
-        init_job = run(init_jc)
-        queued = [run(unlimited_jc) for _ in range(4)]
-        _wait_for("the package job to initialize", lambda: status(init_job) == "INITIALIZING")
-        os.kill(first.process.pid, signal.SIGKILL)  # the server only, not its job programs
-        first.process.wait(timeout=30)
+        init_job = api.run(init_jc)
+        queued = [api.run(unlimited_jc) for _ in range(4)]
+        _wait_for("the package job to initialize", lambda: api.status(init_job) == "INITIALIZING")
+        _kill_9(first)
 
     at_kill = _statuses_in_db(home / "jobyard.db")
     expected = {
@@ -262,16 +309,17 @@ def _scenario(
         **{j: "QUEUED" for j in queued},
     }
     assert {j: s for j, (s, _pid) in at_kill.items()} == expected, first.stderr()
-    running_pid = int((pids / str(sequenced[0])).read_text())
-    assert at_kill[sequenced[0]][1] == running_pid
+    running_pid = marks.pid(sequenced[0])
+    assert running_pid is not None and at_kill[sequenced[0]][1] == running_pid
     assert _job_process_alive(running_pid, sequenced[0]), "the orphan should outlive the server"
 
     second = _start(home, "second")
     servers.append(second)
-    with second.client() as c:
+    with second.client() as client:
+        api = Api(client, marks)
         # (a) jobs held by the dead server's workers: FAILED "worker lost", orphan killed.
         for job_id in (sequenced[0], init_job):
-            job = c.get(f"/api/v1/jobs/{job_id}").json()
+            job = api.job(job_id)
             assert job["status"] == "FAILED", job
             assert "worker lost" in (job["status_reason"] or ""), job
         _wait_for(
@@ -279,11 +327,11 @@ def _scenario(
             lambda: not _job_process_alive(running_pid, sequenced[0]),
             timeout=10,
         )
-        go.touch()
+        marks.go.touch()
 
         # (b) every SEQUENCED/QUEUED job runs to FINISHED.
         def all_ended() -> list[dict[str, Any]] | None:
-            jobs = [c.get(f"/api/v1/jobs/{j}").json() for j in sorted(expected)]
+            jobs = [api.job(j) for j in sorted(expected)]
             return jobs if all(job["status"] in TERMINAL for job in jobs) else None
 
         ended = _wait_for("every job to end", all_ended)
@@ -296,10 +344,66 @@ def _scenario(
 
         # (d) histories are paths of the status model.
         for job in ended:
-            _check_history(c, job)
+            _check_history(client, job)
 
-    # (b, c) exactly once: every job id appears once in the markers, the FAILED
-    # INITIALIZING job never started its program.
-    runs = Counter(int(line) for line in marks.read_text().split())
+    # (b, c) exactly once: every job id appears once in the markers; the INITIALIZING
+    # job never started its program.
+    runs = marks.counts()
     assert runs == Counter([sequenced[0], *sequenced[1:], *queued]), runs
     assert all(n == 1 for n in runs.values()), runs
+
+
+def test_kill_9_after_spawn_before_running(
+    tmp_path: Path, servers: list[Server], marks: Marks
+) -> None:
+    """The program started but RUNNING is not recorded yet: its orphan is killed too.
+
+    A worker spawns the program, then records RUNNING with its pid. A crash in between
+    leaves the job INITIALIZING with no pid while the program runs on. The window is made
+    wide and deterministic by holding SQLite's write lock from outside while the job
+    initializes: the worker spawns the program, then waits for the lock. (A worker that
+    writes to the store before spawning simply does not start the program meanwhile;
+    the test accepts that too.)
+    """
+    home = tmp_path / "home"
+    home.mkdir()
+    first = _start(home, "first")
+    servers.append(first)
+    with first.client() as client:
+        api = Api(client, marks)
+        jobconfig = api.jobconfig(
+            "slow-start", 1, package_id=api.upload_many_files(INIT_PACKAGE_FILES // 3)
+        )
+        job_id = api.run(jobconfig)
+        _wait_for("the job to initialize", lambda: api.status(job_id) == "INITIALIZING")
+        lock = sqlite3.connect(home / "jobyard.db", isolation_level=None, timeout=30)
+        try:
+            lock.execute("BEGIN IMMEDIATE")  # the server's writes now wait (busy timeout 10 s)
+            with contextlib.suppress(AssertionError):  # a program that never starts is fine
+                _wait_for("the program to start", lambda: marks.pid(job_id), timeout=7)
+            _kill_9(first)
+            lock.execute("ROLLBACK")
+        finally:
+            lock.close()
+
+    status_at_kill, _pid = _statuses_in_db(home / "jobyard.db")[job_id]
+    assert status_at_kill == "INITIALIZING", status_at_kill
+    pid = marks.pid(job_id)
+    if pid is not None:
+        assert _job_process_alive(pid, job_id), "the orphan should outlive the server"
+
+    second = _start(home, "second")
+    servers.append(second)
+    with second.client() as client:
+        job = Api(client, marks).job(job_id)
+        assert job["status"] == "FAILED", job
+        assert "worker lost" in (job["status_reason"] or ""), job
+        if pid is not None:
+            # The job is recorded as ended: its program must not go on running.
+            _wait_for(
+                f"the orphaned program of job {job_id} (pid {pid}) to be killed",
+                lambda: not _job_process_alive(pid, job_id),
+                timeout=10,
+            )
+        _check_history(client, job)
+    assert marks.counts() in (Counter(), Counter([job_id]))

@@ -28,6 +28,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -111,10 +112,9 @@ def _seed(url: str, token: str) -> None:
         ok(c.post(f"/api/v1/jobs/{cancelled['id']}/cancel"))
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """A real server with no workers, seeded; yields ``(base_url, admin_token)``."""
-    home = tmp_path_factory.mktemp("fuzz-home")
+@contextlib.contextmanager
+def _running_server(home: Path) -> Iterator[tuple[str, str]]:
+    """A real server with no workers on ``home``, seeded; yields ``(base_url, token)``."""
     settings_ = Settings(home=home, port=free_port(), workers=0, maintenance_seconds=0.5)
     server = _ThreadServer(
         uvicorn.Config(
@@ -137,6 +137,13 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         server.should_exit = True
         thread.join(60)
         assert not thread.is_alive(), "the server did not stop"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """One server for every per-operation test of the module."""
+    with _running_server(tmp_path_factory.mktemp("fuzz-home")) as found:
+        yield found
 
 
 def error_body_shape(ctx: CheckContext, response: Any, case: Case) -> bool | None:
@@ -199,9 +206,18 @@ def test_fuzz_api(case: Case, api: tuple[str, str]) -> None:
         assert anonymous.status_code == 401, (case.method, case.path, anonymous.status_code)
 
 
-def test_fuzz_api_stateful(api: tuple[str, str]) -> None:
-    """Chains of linked calls (create -> read/update/run -> cancel/rerun...): no 5xx."""
-    url, token = api
+def test_fuzz_api_stateful(tmp_path: Path) -> None:
+    """Chains of linked calls (create -> read/update/run -> cancel/rerun...): no 5xx.
+
+    Its own fresh server: the state machine's rules depend on the server's answers, so
+    its state must not depend on what the other tests did (or on their failures), or
+    Hypothesis would see a different run each time.
+    """
+    with _running_server(tmp_path / "home") as (url, token):
+        _run_state_machine(url, token)
+
+
+def _run_state_machine(url: str, token: str) -> None:
     call_kwargs = {
         "base_url": url,
         "headers": {"Authorization": f"Bearer {token}"},

@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-from pathlib import Path
 
 from jobyard.core.errors import Conflict, NotFound
 from jobyard.core.jobs import JobStatus
@@ -58,16 +57,50 @@ async def maintenance_loop(store: Store, bus: Bus, *, holder: str, interval: flo
         await asyncio.sleep(interval)
 
 
-def _process_belongs_to_job(pid: int, job_id: int) -> bool:
-    """True if ``pid`` is alive and carries ``JOB_ID=<job_id>`` in its environment."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return f"JOB_ID={job_id}".encode() in environ.split(b"\0")
+def _job_processes(work_root: str) -> dict[int, list[int]]:
+    """Map ``JOB_ID`` -> pids of live processes of jobs run under ``work_root``.
+
+    Every job program (and each child it forks) inherits ``JOB_ID`` and
+    ``LOCAL_JOB_SPEC_DIR``; scanning ``/proc`` finds them even when the server died
+    before recording the pid, and the folder tells this home's jobs from another's.
+    """
+    prefix = b"LOCAL_JOB_SPEC_DIR=" + work_root.rstrip("/").encode() + b"/"
+    found: dict[int, list[int]] = {}
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                environ = fh.read()
+        except OSError:
+            continue
+        variables = environ.split(b"\0")
+        if not any(v.startswith(prefix) for v in variables):
+            continue
+        for var in variables:
+            if var.startswith(b"JOB_ID="):
+                with contextlib.suppress(ValueError):
+                    found.setdefault(int(var[7:]), []).append(int(entry.name))
+                break
+    return found
 
 
-async def recover_local_orphans(store: Store, bus: Bus, *, home: str) -> int:
+def _kill_job_processes(pids: list[int]) -> None:
+    """SIGKILL the process groups (and the processes) of an orphaned job."""
+    groups = set()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            groups.add(os.getpgid(pid))
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def recover_local_orphans(store: Store, bus: Bus, *, home: str, work_root: str) -> int:
     """After a crash, end jobs held by this home's previous local workers as FAILED.
 
     Their leases would expire anyway; doing it at start is faster, and it also kills
@@ -83,10 +116,10 @@ async def recover_local_orphans(store: Store, bus: Bus, *, home: str) -> int:
     if not mine:
         return 0
     count = 0
-    for job in await store.jobs_held_by_workers(mine):
-        if job.pid and _process_belongs_to_job(job.pid, job.id):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(job.pid, signal.SIGKILL)
+    held = await store.jobs_held_by_workers(mine)
+    running = _job_processes(work_root) if held else {}
+    for job in held:
+        _kill_job_processes(running.get(job.id, []))
         try:
             await store.job_end(
                 job.id,
