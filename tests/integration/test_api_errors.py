@@ -26,7 +26,9 @@ async def test_health_is_open_everything_else_needs_a_token(env: Env) -> None:
         _error(await anon.get("/api/v1/jobs", headers={"Authorization": "Basic abc"}), 401)
         _error(await anon.post("/api/v1/packages"), 401)
         _error(await anon.get("/api/v1/openapi.json/../jobs/1"), 401)
-        assert (await anon.get("/api/v1/openapi.json")).status_code == 200
+        _error(await anon.get("/api/v1/openapi.json"), 401)
+        assert (await anon.get("/readyz")).status_code == 200
+        assert (await env.client.get("/api/v1/openapi.json")).status_code == 200
 
 
 async def test_admin_token_file_is_private(env: Env) -> None:

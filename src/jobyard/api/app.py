@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from jobyard import __version__
+from jobyard.api.auth import AuthMiddleware
 from jobyard.api.errors import install_error_handlers
 from jobyard.api.routes import health, jobconfigs, jobs, packages
 from jobyard.settings import Settings
@@ -39,6 +40,7 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    app.add_middleware(AuthMiddleware)
     for module in (health, packages, jobconfigs, jobs):
         app.include_router(module.router)
     return app

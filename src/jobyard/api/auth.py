@@ -1,0 +1,61 @@
+"""Authentication at the door: before routing and before any request body is read.
+
+A pure ASGI middleware (no per-request task or body buffering): an anonymous client
+cannot make the server receive an upload only to be told 401 afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from jobyard.core.errors import Unauthorized
+from jobyard.service.auth import authenticate
+from jobyard.service.context import Context
+
+#: The only routes answered without a token.
+OPEN_PATHS: frozenset[str] = frozenset({"/healthz", "/readyz"})
+
+
+class AuthMiddleware:
+    """Resolve the bearer token into ``scope["state"]["principal"]`` or answer 401."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
+        ctx: Context = scope["app"].state.ctx
+        try:
+            principal = await authenticate(ctx, header)
+        except Unauthorized as exc:
+            await _deny(send, exc.message)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+async def _deny(send: Send, message: str) -> None:
+    body = json.dumps(
+        {"error": {"code": "unauthorized", "message": message, "details": {}}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b"Bearer"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
