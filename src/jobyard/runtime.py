@@ -16,6 +16,7 @@ from pathlib import Path
 from jobyard.blobs.local import LocalBlobStore
 from jobyard.engine.bus import Bus
 from jobyard.engine.local_backend import LocalBackend
+from jobyard.engine.local_process import WorkerProcess
 from jobyard.engine.maintenance import maintenance_loop, recover_local_orphans
 from jobyard.service import auth
 from jobyard.service.context import Context
@@ -37,6 +38,7 @@ class Runtime:
         self.server_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._ctx: Context | None = None
         self._pool: WorkerPool | None = None
+        self._processes: list[WorkerProcess] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.new_admin_token: str | None = None
 
@@ -75,7 +77,14 @@ class Runtime:
                 name="maintenance",
             )
         )
-        if self.settings.workers > 0:
+        if self.settings.workers > 0 and self.settings.worker_processes > 0:
+            n = min(self.settings.worker_processes, self.settings.workers)
+            for index in range(n):
+                slots = self.settings.workers // n + (1 if index < self.settings.workers % n else 0)
+                proc = WorkerProcess(self.settings, bus, slots=slots, index=index)
+                await proc.start()
+                self._processes.append(proc)
+        elif self.settings.workers > 0:
             backend = LocalBackend(self.settings, store, blobs, bus)
             self._pool = WorkerPool(
                 backend,
@@ -93,6 +102,9 @@ class Runtime:
         """Stop workers (running jobs end FAILED with a reason), sweeps, then the store."""
         if self._pool is not None:
             await self._pool.stop()
+        grace = self.settings.abort_grace_seconds + 10
+        await asyncio.gather(*(p.stop(grace) for p in self._processes))
+        self._processes.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -20,7 +20,13 @@ from pydantic_settings import (
 
 
 def _default_workers() -> int:
-    return max(2, min(8, (os.cpu_count() or 2) * 2))
+    """4 slots per core, 4..32: jobs mostly wait on I/O (databases, files, networks)."""
+    return max(4, min(32, (os.cpu_count() or 2) * 4))
+
+
+def _default_worker_processes() -> int:
+    """One worker process per core (≤ 4), so spawning and reporting use every core."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class Settings(BaseSettings):
@@ -36,6 +42,12 @@ class Settings(BaseSettings):
         default=None, description="Packages, logs, outputs; shared by replicas. Default home/blobs."
     )
     workers: int = Field(default_factory=_default_workers, ge=0, description="Local slots.")
+    worker_processes: int = Field(
+        default_factory=_default_worker_processes,
+        ge=0,
+        le=64,
+        description="Processes sharing the local slots (0 = slots inside the API process).",
+    )
     pool: str = Field(default="default", description="Worker pool served by local slots.")
     server: str = Field(default="http://127.0.0.1:8080", description="API URL for the CLI.")
     token: str = Field(default="", description="Bearer token for the CLI.")

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from jobyard.core.errors import InvalidInput, NotFound
-from jobyard.core.models import JobFile, WorkerInfo
+from jobyard.core.models import JobConfigSpec, JobFile, WorkerInfo
 from jobyard.store.factory import open_store
 from jobyard.store.protocol import Store
 from tests.store.conftest import new_job
@@ -71,6 +71,32 @@ async def test_job_files(store: Store) -> None:
         await store.job_file_add(JobFile(777, "payload", "x", 1, "k", now))
     with pytest.raises(InvalidInput):
         await store.job_file_add(JobFile(job.id, "secret", "x", 1, "k", now))
+
+
+async def test_job_run_context_reads_package_macros_and_payload(store: Store) -> None:
+    adhoc = await store.job_insert(new_job(), actor="user:a", reason=None)
+    ctx = await store.job_run_context(adhoc)
+    assert ctx.package is None and ctx.jobconfig_macros is None and ctx.payload == []
+
+    package, _ = await store.package_insert(
+        sha256="ab" * 32, filename="p.zip", size=3, kind="zip",
+        entrypoints={"main": {"command": ["x"]}},
+    )  # fmt: skip
+    jc = await store.jobconfig_insert(
+        JobConfigSpec(name="ctx", package_id=package.id, entrypoint="main", macros={"M": "1"})
+    )
+    new = replace(new_job(jc.id), package_id=package.id, entrypoint="main", command=None)
+    job = await store.job_insert(new, actor="user:a", reason=None)
+    now = datetime.now(UTC)
+    await store.job_file_add(JobFile(job.id, "payload", "b.csv", 1, "k/b", now))
+    await store.job_file_add(JobFile(job.id, "payload", "a.csv", 1, "k/a", now))
+    await store.job_file_add(JobFile(job.id, "output", "o.csv", 1, "k/o", now))
+    ctx = await store.job_run_context(job)
+    assert ctx.package == package
+    assert ctx.jobconfig_macros == {"M": "1"}
+    assert [f.name for f in ctx.payload] == ["a.csv", "b.csv"]
+    await store.jobconfig_update(jc.id, {"macros": {"M": "2"}})
+    assert (await store.job_run_context(job)).jobconfig_macros == {"M": "2"}
 
 
 async def test_tokens(store: Store) -> None:

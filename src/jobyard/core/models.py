@@ -151,6 +151,15 @@ class JobFile:
 
 
 @dataclass(frozen=True, slots=True)
+class RunContext:
+    """What a worker needs beside the job row to prepare it, read in one go."""
+
+    package: Package | None
+    jobconfig_macros: dict[str, str] | None  # None: ad-hoc job, or jobconfig deleted
+    payload: list[JobFile]
+
+
+@dataclass(frozen=True, slots=True)
 class JobFilter:
     """Filters of a job listing; ``None`` means any."""
 

@@ -18,11 +18,18 @@ class Bus:
         self._work = asyncio.Event()
         self._job_waiters: dict[int, list[asyncio.Event]] = {}
         self._abort_handlers: list[Callable[[int, str], bool]] = []
+        self._work_listeners: list[Callable[[], None]] = []
 
     # -- work available --------------------------------------------------------
     def work_available(self) -> None:
         """Tell idle workers that a job may have been queued."""
         self._work.set()
+        for listener in self._work_listeners:
+            listener()
+
+    def on_work(self, listener: Callable[[], None]) -> None:
+        """Also call ``listener`` on :meth:`work_available` (worker processes)."""
+        self._work_listeners.append(listener)
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return on the next :meth:`work_available` or after ``timeout`` seconds."""

@@ -31,15 +31,15 @@ async def resolve_assignment(store: Store, job: Job) -> Assignment:
     Macro precedence (lowest first): the entry point's ``env`` from the manifest, the
     jobconfig's macros as they are now, the job's own macros.
     """
+    ctx = await store.job_run_context(job)
     env: dict[str, str] = {}
     argv: list[str] | None = job.command
     timeout_minutes = job.timeout
     sha = kind = filename = None
     if job.package_id is not None:
-        try:
-            package = await store.package_get(job.package_id)
-        except NotFound:
-            raise InvalidInput(f"package {job.package_id} no longer exists") from None
+        package = ctx.package
+        if package is None:
+            raise InvalidInput(f"package {job.package_id} no longer exists")
         sha, kind, filename = package.sha256, package.kind, package.filename
         entry_name = job.entrypoint
         if entry_name is None and argv is None and len(package.entrypoints) == 1:
@@ -56,14 +56,8 @@ async def resolve_assignment(store: Store, job: Job) -> Assignment:
             argv = [f"./{filename}"]
     if not argv:
         raise InvalidInput("nothing to run: the job has no command and no entry point")
-    if job.jobconfig_id is not None:
-        with contextlib.suppress(NotFound):
-            env.update((await store.jobconfig_get(job.jobconfig_id)).macros)
+    env.update(ctx.jobconfig_macros or {})
     env.update(job.macros)
-    payload = [
-        PayloadRef(name=f.name, blob_key=f.blob_key)
-        for f in await store.job_files_list(job.id, "payload")
-    ]
     return Assignment(
         job=job,
         argv=argv,
@@ -71,7 +65,7 @@ async def resolve_assignment(store: Store, job: Job) -> Assignment:
         package_sha256=sha,
         package_kind=kind,
         package_filename=filename,
-        payload=payload,
+        payload=[PayloadRef(name=f.name, blob_key=f.blob_key) for f in ctx.payload],
         timeout_seconds=timeout_minutes * 60.0 if timeout_minutes else None,
         success_exit_codes=frozenset(job.success_exit_codes),
         # Placeholder until access control: an opaque value no API call accepts.

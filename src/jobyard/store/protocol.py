@@ -29,6 +29,7 @@ from jobyard.core.models import (
     NewJob,
     Package,
     Page,
+    RunContext,
     WorkerInfo,
 )
 
@@ -199,6 +200,13 @@ class Store(Protocol):
         ...
 
     # -- job files -------------------------------------------------------------------
+    async def job_run_context(self, job: Job) -> RunContext:
+        """The job's package, its jobconfig's current macros and its payload files.
+
+        One read transaction for what preparing a job needs (the worker hot path).
+        """
+        ...
+
     async def job_file_add(self, file: JobFile) -> None:
         """Record a payload or output file (replacing one of the same kind and name)."""
         ...

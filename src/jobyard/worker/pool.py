@@ -223,7 +223,7 @@ class WorkerPool:
         self._last_renewal = started
         for job_id in held:
             control = self._controls.get(job_id)
-            if control is None:
+            if control is None or control.ending:
                 continue  # ended meanwhile
             if job_id not in answer:
                 _log.warning("worker %s: lost the lease of job %s", self.worker_id, job_id)

@@ -111,6 +111,8 @@ class JobControl:
         self._waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.reason: str | None = None
         self.lost = False
+        #: Set once the end is being reported: lease renewals stop caring about the job.
+        self.ending = False
 
     @property
     def requested(self) -> bool:
@@ -436,6 +438,7 @@ class _JobRun:
                 assert status is not None
                 if writer is not None:
                     await _best_effort(self.backend.log_closed(job_id), "close the log", job_id)
+                self.control.ending = True  # from here on a missing lease is expected
                 await _best_effort(
                     self.backend.end(
                         job_id,

@@ -5,14 +5,22 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, or_, select
+from sqlalchemy import Table, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
-from jobyard.core.models import ApiToken, JobFile, Package, Page, WorkerInfo
-from jobyard.store.schema import api_tokens, job_files, jobs, leaders, packages, workers
+from jobyard.core.models import ApiToken, Job, JobFile, Package, Page, RunContext, WorkerInfo
+from jobyard.store.schema import (
+    api_tokens,
+    job_files,
+    jobconfigs,
+    jobs,
+    leaders,
+    packages,
+    workers,
+)
 from jobyard.store.sql.base import (
     SqlBase,
     Tx,
@@ -81,6 +89,10 @@ class MiscMixin(SqlBase):
         if file.kind not in _FILE_KINDS:
             raise InvalidInput(f"file kind must be payload or output, not {file.kind!r}")
         await self._write(_job_file_add, file)
+
+    async def job_run_context(self, job: Job) -> RunContext:
+        """Package, current jobconfig macros and payload files of a job, in one read."""
+        return await self._read(_job_run_context, job.package_id, job.jobconfig_id, job.id)
 
     async def job_files_list(self, job_id: int, kind: str) -> list[JobFile]:
         """Files of a job of one kind, by name; ``NotFound`` for an unknown job."""
@@ -174,6 +186,29 @@ def _job_file_add(tx: Tx, file: JobFile) -> None:
         },
     )
     tx.conn.execute(stmt)
+
+
+_PACKAGE_BY_ID = select(packages).where(packages.c.id == bindparam("package_id"))
+_JOBCONFIG_MACROS = select(jobconfigs.c.macros).where(jobconfigs.c.id == bindparam("jc_id"))
+_PAYLOAD_OF_JOB = (
+    select(job_files)
+    .where(job_files.c.job_id == bindparam("job_id"), job_files.c.kind == "payload")
+    .order_by(job_files.c.name)
+)
+
+
+def _job_run_context(
+    tx: Tx, package_id: int | None, jobconfig_id: int | None, job_id: int
+) -> RunContext:
+    package = None
+    if package_id is not None:
+        row = tx.conn.execute(_PACKAGE_BY_ID, {"package_id": package_id}).first()
+        package = package_from_row(row) if row is not None else None
+    macros = None
+    if jobconfig_id is not None:
+        macros = tx.conn.execute(_JOBCONFIG_MACROS, {"jc_id": jobconfig_id}).scalar()
+    payload = [job_file_from_row(r) for r in tx.conn.execute(_PAYLOAD_OF_JOB, {"job_id": job_id})]
+    return RunContext(package=package, jobconfig_macros=macros, payload=payload)
 
 
 def _job_files_list(tx: Tx, job_id: int, kind: str) -> list[JobFile]:
