@@ -17,7 +17,11 @@ from jobyard.blobs.local import LocalBlobStore
 from jobyard.engine.bus import Bus
 from jobyard.engine.local_backend import LocalBackend
 from jobyard.engine.local_process import WorkerProcess
-from jobyard.engine.maintenance import maintenance_loop, recover_local_orphans
+from jobyard.engine.maintenance import (
+    PROCESS_DIED_REASON,
+    maintenance_loop,
+    recover_local_orphans,
+)
 from jobyard.service import auth
 from jobyard.service.context import Context
 from jobyard.settings import Settings
@@ -81,7 +85,9 @@ class Runtime:
             n = min(self.settings.worker_processes, self.settings.workers)
             for index in range(n):
                 slots = self.settings.workers // n + (1 if index < self.settings.workers % n else 0)
-                proc = WorkerProcess(self.settings, bus, slots=slots, index=index)
+                proc = WorkerProcess(
+                    self.settings, bus, slots=slots, index=index, on_death=self._worker_died
+                )
                 await proc.start()
                 self._processes.append(proc)
         elif self.settings.workers > 0:
@@ -97,6 +103,16 @@ class Runtime:
             )
             bus.on_abort(self._pool.abort)
             self._tasks.append(asyncio.create_task(self._pool.run(), name="workers"))
+
+    async def _worker_died(self, pid: int) -> None:
+        """A worker process died: its jobs end FAILED now and their programs are killed."""
+        count = await recover_local_orphans(
+            self.ctx.store, self.ctx.bus, home=str(self.settings.home),
+            work_root=str(Workspace.from_settings(self.settings).root), dead_pids={pid},
+            reason=PROCESS_DIED_REASON,
+        )  # fmt: skip
+        if count:
+            log.warning("ended %d job(s) of dead worker process %d as FAILED", count, pid)
 
     async def stop(self) -> None:
         """Stop workers (running jobs end FAILED with a reason), sweeps, then the store."""

@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jobyard.engine.bus import Bus
@@ -46,7 +47,15 @@ def _encode(message: dict[str, Any]) -> bytes:
 class WorkerProcess:
     """Parent side: start, feed and stop one worker child process."""
 
-    def __init__(self, settings: Settings, bus: Bus, *, slots: int, index: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        *,
+        slots: int,
+        index: int,
+        on_death: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
         self._settings = settings.model_copy(update={"workers": slots})
         self._bus = bus
         self._index = index
@@ -56,6 +65,10 @@ class WorkerProcess:
         self._ready = asyncio.Event()
         self._wake_pending = False
         self._stopping = False
+        self._registered = False
+        self._restarts = 0
+        self._on_death = on_death
+        self._restart_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Spawn the child and wait until it has opened the store and is acquiring."""
@@ -81,8 +94,10 @@ class WorkerProcess:
             ready.cancel()
             await self.kill()
             raise RuntimeError(f"worker process {self._index} did not start")
-        self._bus.on_work(self.wake)
-        self._bus.on_abort(self.abort)
+        if not self._registered:
+            self._registered = True
+            self._bus.on_work(self.wake)
+            self._bus.on_abort(self.abort)
 
     def _send(self, message: dict[str, Any]) -> bool:
         if self._writer is None or self._writer.is_closing():
@@ -115,11 +130,38 @@ class WorkerProcess:
             elif message.get("op") == "ready":
                 self._ready.set()
         if not self._stopping:
-            log.error("worker process %d exited unexpectedly", self._index)
+            self._restart_task = asyncio.create_task(self._restart())
+
+    async def _restart(self) -> None:
+        """The child died on its own: end its jobs FAILED, then start a new one."""
+        code = await self._proc.wait() if self._proc is not None else None
+        if self._on_death is not None and self._proc is not None:
+            try:
+                await self._on_death(self._proc.pid)
+            except Exception:
+                log.exception("could not end the jobs of worker process %d", self._index)
+        self._restarts += 1
+        delay = min(30.0, 0.5 * 2 ** min(self._restarts, 6))
+        log.error(
+            "worker process %d exited unexpectedly (code %s); restarting in %.1f s",
+            self._index, code, delay,
+        )  # fmt: skip
+        await asyncio.sleep(delay)
+        if self._stopping:
+            return
+        self._ready = asyncio.Event()
+        try:
+            await self.start()
+        except Exception:
+            log.exception("worker process %d could not be restarted", self._index)
+            if not self._stopping:
+                self._restart_task = asyncio.create_task(self._restart())
 
     async def stop(self, grace: float) -> None:
         """Ask the child to stop its jobs and exit; kill it after ``grace`` seconds."""
         self._stopping = True
+        if self._restart_task is not None:
+            self._restart_task.cancel()
         if self._proc is None:
             return
         self._send({"op": "stop"})

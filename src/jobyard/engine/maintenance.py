@@ -23,6 +23,7 @@ log = logging.getLogger("jobyard.maintenance")
 
 LEASE_LOST_REASON = "worker lost: its lease expired without renewal"
 RESTART_REASON = "worker lost: the server restarted while the job was held"
+PROCESS_DIED_REASON = "worker lost: its worker process died"
 
 
 async def sweep_once(store: Store, bus: Bus) -> tuple[int, int]:
@@ -100,18 +101,30 @@ def _kill_job_processes(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-async def recover_local_orphans(store: Store, bus: Bus, *, home: str, work_root: str) -> int:
-    """After a crash, end jobs held by this home's previous local workers as FAILED.
+async def recover_local_orphans(
+    store: Store,
+    bus: Bus,
+    *,
+    home: str,
+    work_root: str,
+    dead_pids: set[int] | None = None,
+    reason: str = RESTART_REASON,
+) -> int:
+    """End jobs held by dead local workers of this home as FAILED; kill their programs.
 
-    Their leases would expire anyway; doing it at start is faster, and it also kills
-    programs the dead server left running (checked by their JOB_ID), so nothing runs
-    twice.
+    At start (``dead_pids`` None) every earlier local worker of this home is dead: the
+    server crashed. When a worker process dies under a running server, ``dead_pids``
+    names it. Leases would expire anyway; doing it now is faster, and it also kills the
+    programs left running (found by JOB_ID), so nothing runs twice.
     """
     host = socket.gethostname()
     mine = [
         w.id
         for w in await store.workers_list()
-        if w.kind == "local" and w.host == host and w.home == home and w.pid != os.getpid()
+        if w.kind == "local"
+        and w.host == host
+        and w.home == home
+        and (w.pid in dead_pids if dead_pids is not None else w.pid != os.getpid())
     ]
     if not mine:
         return 0
@@ -126,7 +139,7 @@ async def recover_local_orphans(store: Store, bus: Bus, *, home: str, work_root:
                 worker_id=None,
                 status=JobStatus.FAILED,
                 exit_code=None,
-                reason=RESTART_REASON,
+                reason=reason,
                 actor="system",
             )
             count += 1

@@ -1,0 +1,53 @@
+"""Local slots in worker processes (the default) and inside the API process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.integration.conftest import ServerFactory
+from tests.integration.test_jobs_api import _alive
+
+
+async def test_slots_inside_the_api_process(start_server: ServerFactory) -> None:
+    env = await start_server(worker_processes=0, workers=2)
+    ok = await env.run_command(["sh", "-c", "echo in-process"])
+    assert (await env.wait_status(ok["id"]))["status"] == "FINISHED"
+    long = await env.run_command(["sleep", "60"])
+    await env.wait_status(long["id"], {"RUNNING"})
+    r = await env.client.post(f"/api/v1/jobs/{long['id']}/abort")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "FAILED"
+
+
+async def test_a_dead_worker_process_is_replaced_and_its_jobs_fail(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    env = await start_server(workers=2, worker_processes=1)
+    pidfile = tmp_path / "program.pid"
+    job = await env.run_command(
+        ["sh", "-c", 'echo $$ > "$PIDFILE"; exec sleep 300'], macros={"PIDFILE": str(pidfile)}
+    )
+    running = await env.wait_status(job["id"], {"RUNNING"})
+    worker_pid = int(running["worker_id"].split(":")[1])
+    assert worker_pid != os.getpid()
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    program = int(pidfile.read_text())
+    os.kill(worker_pid, signal.SIGKILL)
+    done = await env.wait_status(job["id"], timeout=30)
+    assert done["status"] == "FAILED"
+    assert "worker process died" in done["status_reason"]
+    deadline = time.monotonic() + 10
+    while _alive(program):
+        assert time.monotonic() < deadline, "the orphaned program was not killed"
+        await asyncio.sleep(0.05)
+    after = await env.run_command(["true"])
+    finished = await env.wait_status(after["id"], timeout=60)
+    assert finished["status"] == "FINISHED"
+    assert finished["worker_id"] != running["worker_id"]
