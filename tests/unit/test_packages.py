@@ -18,10 +18,9 @@ from jobyard.core.packages import (
     normalize_member_name,
     parse_manifest,
     read_manifest,
-    safe_unpack,
     sha256_file,
-    unpack_package,
 )
+from jobyard.core.unpack import safe_unpack, unpack_package
 
 MB = 1024 * 1024
 LIMITS = {"max_bytes": 10 * MB, "max_entries": 1000}

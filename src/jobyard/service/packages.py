@@ -11,6 +11,7 @@ from typing import Any
 from jobyard.blobs.keys import package_key
 from jobyard.core import packages as pk
 from jobyard.core.models import Package, Page
+from jobyard.core.unpack import safe_unpack
 from jobyard.service.context import Context
 
 
@@ -24,7 +25,7 @@ def _inspect(
         return sha, kind, {}
     scratch = Path(tempfile.mkdtemp(prefix="inspect-", dir=tmp_root))
     try:
-        pk.safe_unpack(path, scratch / "pkg", kind, max_bytes=max_bytes, max_entries=max_entries)
+        safe_unpack(path, scratch / "pkg", kind, max_bytes=max_bytes, max_entries=max_entries)
         return sha, kind, pk.read_manifest(path, kind)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

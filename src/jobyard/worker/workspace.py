@@ -46,13 +46,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from jobyard.core.errors import InvalidInput
-from jobyard.core.packages import (
-    detect_kind,
-    normalize_member_name,
-    place_file,
-    safe_unpack,
-    sha256_file,
-)
+from jobyard.core.packages import detect_kind, normalize_member_name, sha256_file
+from jobyard.core.unpack import place_file, safe_unpack
 
 T = TypeVar("T")
 ArchiveKind = Literal["zip", "tar"]
