@@ -74,20 +74,25 @@ class PackagePage(BaseModel):
     next_cursor: str | None
 
 
-class JobConfigIn(_In):
-    """Body of create (POST) and replace (PUT) of a jobconfig."""
+class _RunTargetIn(_In):
+    """What to run and how: shared by jobconfigs and ad-hoc jobs."""
 
-    name: ShortText
     package_id: Id | None = None
     entrypoint: ShortText | None = None
     command: Annotated[list[Text], Field(min_length=1, max_length=1000)] | None = None
     macros: MacroMap = {}
-    max_concurrent: Annotated[int, Field(ge=0, le=100_000)] = 1
     timeout: Annotated[int, Field(ge=0, le=5_256_000)] = 0
     success_exit_codes: Annotated[list[ExitCode], Field(min_length=1, max_length=256)] = [0]
+    pool: ShortText = "default"
+
+
+class JobConfigIn(_RunTargetIn):
+    """Body of create (POST) and replace (PUT) of a jobconfig."""
+
+    name: ShortText
+    max_concurrent: Annotated[int, Field(ge=0, le=100_000)] = 1
     enabled: bool = True
     description: Text = ""
-    pool: ShortText = "default"
 
 
 class JobConfigPatch(_In):
@@ -159,17 +164,10 @@ class RunIn(_In):
     hold: bool = Field(default=False, description="Create WAITING; release it later.")
 
 
-class AdhocJobIn(_In):
+class AdhocJobIn(_RunTargetIn):
     """Body of ``POST /jobs``: a job of no jobconfig."""
 
-    package_id: Id | None = None
-    entrypoint: ShortText | None = None
-    command: Annotated[list[Text], Field(min_length=1, max_length=1000)] | None = None
-    macros: MacroMap = {}
     hold: bool = False
-    timeout: Annotated[int, Field(ge=0, le=5_256_000)] = 0
-    success_exit_codes: Annotated[list[ExitCode], Field(min_length=1, max_length=256)] = [0]
-    pool: ShortText = "default"
 
 
 class JobOut(BaseModel):

@@ -13,6 +13,7 @@ from rich.markup import escape
 from jobyard.cli.context import state_of
 from jobyard.cli.lookup import resolve_jobconfig
 from jobyard.cli.render import fields_table, jobconfigs_table
+from jobyard.cli.yamlspec import SPEC_FIELDS
 from jobyard.client import ApiClient, JsonObject, collect_all
 
 app = typer.Typer(
@@ -21,22 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JOBCONFIG_FIELDS = (
-    "id",
-    "name",
-    "description",
-    "package_id",
-    "entrypoint",
-    "command",
-    "macros",
-    "max_concurrent",
-    "timeout",
-    "success_exit_codes",
-    "enabled",
-    "pool",
-    "created_at",
-    "updated_at",
-)
+JOBCONFIG_FIELDS = ("id", *SPEC_FIELDS, "created_at", "updated_at")
 
 ConfigRef = Annotated[str, typer.Argument(help="Jobconfig name or id.", show_default=False)]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]

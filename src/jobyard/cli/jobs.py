@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -210,15 +211,24 @@ def _print_status(state: CliState, job: JsonObject, what: str) -> None:
     state.out.print(Text.assemble(f"job {job.get('id')} {what}: ", status_text(job.get("status"))))
 
 
-@app.command("cancel")
-def cancel_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = False) -> None:
-    """Cancel a job that no worker has acquired yet (WAITING, SEQUENCED or QUEUED)."""
+def _transition(
+    ctx: typer.Context,
+    json_output: bool,
+    what: str,
+    call: Callable[[ApiClient], Awaitable[JsonObject]],
+) -> None:
     state = state_of(ctx)
-    job = state.call(lambda api: api.job_cancel(job_id))
+    job = state.call(call)
     if json_output:
         state.print_json(job)
     else:
-        _print_status(state, job, "cancelled")
+        _print_status(state, job, what)
+
+
+@app.command("cancel")
+def cancel_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = False) -> None:
+    """Cancel a job that no worker has acquired yet (WAITING, SEQUENCED or QUEUED)."""
+    _transition(ctx, json_output, "cancelled", lambda api: api.job_cancel(job_id))
 
 
 @app.command("abort")
@@ -240,12 +250,7 @@ def abort_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = Fal
 @app.command("release")
 def release_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = False) -> None:
     """Release a job created on hold (WAITING) so that it runs."""
-    state = state_of(ctx)
-    job = state.call(lambda api: api.job_release(job_id))
-    if json_output:
-        state.print_json(job)
-    else:
-        _print_status(state, job, "released")
+    _transition(ctx, json_output, "released", lambda api: api.job_release(job_id))
 
 
 @app.command("rerun")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from jobyard.blobs.keys import payload_key
@@ -97,7 +98,11 @@ async def submit_adhoc(
 
 
 async def rerun(ctx: Context, principal: Principal, job_id: int) -> Job:
-    """Submit a new job repeating an ended one (same program, macros and limits)."""
+    """Submit a new job repeating an ended one (same program, macros, limits, payload).
+
+    With payload files the new job is created WAITING, gets copies of them, and is
+    released: its history shows WAITING -> SEQUENCED.
+    """
     old = await ctx.store.job_get(job_id)
     if old.status not in TERMINAL:
         raise Conflict(
@@ -118,7 +123,18 @@ async def rerun(ctx: Context, principal: Principal, job_id: int) -> Job:
         submitted_by=principal.name,
         rerun_of=old.id,
     )
+    payload = await ctx.store.job_files_list(old.id, "payload")
+    if payload:
+        new = replace(new, hold=True)
     job = await ctx.store.job_insert(new, actor=principal.actor, reason=f"rerun of job {old.id}")
+    if payload:
+        for item in payload:
+            key = payload_key(job.id, item.name)
+            size = await ctx.blobs.put_file(key, ctx.blobs.local_path(item.blob_key))
+            await ctx.store.job_file_add(
+                replace(item, job_id=job.id, size=size, blob_key=key, created_at=utcnow())
+            )
+        job = await ctx.store.job_release(job.id, actor=principal.actor)
     _after_submit(ctx, job)
     return job
 
