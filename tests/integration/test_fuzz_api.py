@@ -2,9 +2,7 @@
 
 Every operation of the OpenAPI document gets generated requests, valid and invalid
 (positive and negative data, plus schemathesis' boundary "coverage" cases), sent with the
-admin token and then again without one; a stateful run chains operations through the
-links schemathesis infers (create a jobconfig, run it, cancel the job...). Whatever is
-sent:
+admin token and then again without one. Whatever is sent:
 
 * the server never answers 5xx;
 * every 4xx has the one error shape ``{"error": {"code", "message", "details"}}``;
@@ -204,40 +202,3 @@ def test_fuzz_api(case: Case, api: tuple[str, str]) -> None:
     assert anonymous.status_code >= 400, (case.method, case.path, anonymous.status_code)
     if authed.status_code < 300:
         assert anonymous.status_code == 401, (case.method, case.path, anonymous.status_code)
-
-
-def test_fuzz_api_stateful(tmp_path: Path) -> None:
-    """Chains of linked calls (create -> read/update/run -> cancel/rerun...): no 5xx.
-
-    Its own fresh server: the state machine's rules depend on the server's answers, so
-    its state must not depend on what the other tests did (or on their failures), or
-    Hypothesis would see a different run each time.
-    """
-    with _running_server(tmp_path / "home") as (url, token):
-        _run_state_machine(url, token)
-
-
-def _run_state_machine(url: str, token: str) -> None:
-    call_kwargs = {
-        "base_url": url,
-        "headers": {"Authorization": f"Bearer {token}"},
-        "timeout": REQUEST_TIMEOUT,
-    }
-
-    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
-        def get_call_kwargs(self, case: Case) -> dict[str, Any]:
-            return dict(call_kwargs)
-
-        def validate_response(self, response: Any, case: Case, *_a: Any, **_kw: Any) -> None:
-            case.validate_response(response, checks=CHECKS)
-
-    Workflow.run(
-        settings=settings(
-            max_examples=MAX_EXAMPLES * 2,
-            stateful_step_count=8,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-    )

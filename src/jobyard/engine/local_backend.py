@@ -84,16 +84,17 @@ class LocalBackend:
         self._started: dict[str, datetime] = {}
 
     async def acquire(self, *, worker_id: str, pool: str, limit: int) -> list[Job]:
-        """Claim queued jobs under a lease."""
-        jobs = await self._store.job_acquire(
+        """Claim queued jobs under a lease.
+
+        No ``job_changed`` here, nor on RUNNING: waiters care about ends (abort, log
+        follow); they re-read the store on a short poll for anything else.
+        """
+        return await self._store.job_acquire(
             worker_id=worker_id,
             pool=pool,
             limit=limit,
             lease_seconds=self._settings.lease_seconds,
         )
-        for job in jobs:
-            self._bus.job_changed(job.id)
-        return jobs
 
     async def wait_for_work(self, timeout: float) -> None:
         """Sleep until something is queued (or the timeout)."""
@@ -118,8 +119,7 @@ class LocalBackend:
         return path
 
     async def log_closed(self, job_id: int) -> None:
-        """Nothing to upload locally; wake log followers."""
-        self._bus.job_changed(job_id)
+        """Nothing to upload locally (followers are woken when the job ends)."""
 
     async def set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> bool:
         """INITIALIZING -> RUNNING; False if the job is not ours any more."""
@@ -127,7 +127,6 @@ class LocalBackend:
             await self._store.job_set_running(job_id, worker_id=worker_id, pid=pid)
         except (Conflict, NotFound):
             return False
-        self._bus.job_changed(job_id)
         return True
 
     async def end(

@@ -96,6 +96,22 @@ def _begin_immediate(dbapi_connection: Any) -> None:
         pause = min(pause * 1.5, 0.002)
 
 
+class _Busy(Exception):
+    """The SQLite write lock is held by another connection (try again later)."""
+
+
+def _try_lock(conn: Connection) -> bool:
+    """One attempt at ``BEGIN IMMEDIATE`` on the raw connection; False when busy."""
+    raw: Any = conn.connection.driver_connection
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return False
+        raise
+    return True
+
+
 def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> Engine:
     """A pysqlite engine that emits our own BEGIN (the SQLAlchemy-documented recipe)."""
     writer = begin == "BEGIN IMMEDIATE"
@@ -131,7 +147,9 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         if writer:
-            _begin_immediate(conn.connection.driver_connection)
+            raw: Any = conn.connection.driver_connection
+            if not raw.in_transaction:  # SqlBase took the lock already (see _try_lock)
+                _begin_immediate(raw)
         else:
             conn.exec_driver_sql(begin)
 
@@ -271,12 +289,19 @@ class SqlBase:
     # -- running -------------------------------------------------------------------
 
     def _run_sync(
-        self, side: _Side, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
+        self,
+        side: _Side,
+        lock_first: bool,
+        fn: Callable[Concatenate[Tx, P], T],
+        *args: P.args,
+        **kw: P.kwargs,
     ) -> T:
         attempt = 0
         while True:
             attempt += 1
             conn = side.connection()
+            if lock_first and not _try_lock(conn):
+                raise _Busy
             try:
                 with conn.begin():
                     tx = Tx(conn, self._pg)
@@ -290,20 +315,31 @@ class SqlBase:
 
     async def _write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``fn(tx, ...)`` as one write transaction on the writer side."""
-        if not self._pg:  # SQLite: inline, see the module docstring
-            return self._run_sync(self._writer, fn, *args, **kw)
         loop = asyncio.get_running_loop()
+        if not self._pg:  # SQLite: inline, see the module docstring
+            deadline = loop.time() + _LOCK_WAIT_SECONDS
+            while True:
+                try:
+                    return self._run_sync(self._writer, True, fn, *args, **kw)
+                except _Busy:
+                    # Another process holds the write lock: let this loop's other work
+                    # run meanwhile, then try again.
+                    if loop.time() > deadline:
+                        raise TimeoutError(
+                            f"SQLite write lock not obtained in {_LOCK_WAIT_SECONDS:.0f} s"
+                        ) from None
+                    await asyncio.sleep(0.0002)
         return await loop.run_in_executor(
-            self._writer.executor, lambda: self._run_sync(self._writer, fn, *args, **kw)
+            self._writer.executor, lambda: self._run_sync(self._writer, False, fn, *args, **kw)
         )
 
     async def _read(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``fn(tx, ...)`` as one read-only transaction on the reader side."""
         if not self._pg:
-            return self._run_sync(self._reader, fn, *args, **kw)
+            return self._run_sync(self._reader, False, fn, *args, **kw)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._reader.executor, lambda: self._run_sync(self._reader, fn, *args, **kw)
+            self._reader.executor, lambda: self._run_sync(self._reader, False, fn, *args, **kw)
         )
 
 

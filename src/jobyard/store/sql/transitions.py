@@ -236,10 +236,6 @@ def lock_for_job(tx: Tx, job_id: int) -> None:
 
 _SLOTS = select(
     jobconfigs.c.max_concurrent,
-    select(func.count())
-    .select_from(_ACTIVE)
-    .where(_ACTIVE.c.jobconfig_id == bindparam("jobconfig_id"), status_in(ACTIVE, _ACTIVE))
-    .scalar_subquery(),
     select(_WAITING.c.id)
     .where(
         _WAITING.c.jobconfig_id == bindparam("jobconfig_id"),
@@ -247,6 +243,15 @@ _SLOTS = select(
     )
     .exists(),
 ).where(jobconfigs.c.id == bindparam("jobconfig_id"))
+
+#: ACTIVE jobs of a jobconfig, counted no further than its limit: the cost of a
+#: promotion stays bounded by ``max_concurrent``, not by how many jobs are queued.
+_ACTIVE_UP_TO_LIMIT = select(func.count()).select_from(
+    select(_ACTIVE.c.id)
+    .where(_ACTIVE.c.jobconfig_id == bindparam("jobconfig_id"), status_in(ACTIVE, _ACTIVE))
+    .limit(bindparam("cap"))
+    .subquery()
+)
 
 
 def promote(tx: Tx, jobconfig_id: int | None) -> list[Job]:
@@ -262,11 +267,14 @@ def promote(tx: Tx, jobconfig_id: int | None) -> list[Job]:
     row = tx.conn.execute(_SLOTS, {"jobconfig_id": jobconfig_id}).first()
     if row is None:
         raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
-    limit, n_active, has_waiting = row
+    limit, has_waiting = row
     if not has_waiting:
         return []
     if not limit:
         return _queue(tx, Pick.ALL_SEQUENCED_OF_JOBCONFIG, {"p_jobconfig_id": jobconfig_id})
+    n_active = tx.conn.execute(
+        _ACTIVE_UP_TO_LIMIT, {"jobconfig_id": jobconfig_id, "cap": limit}
+    ).scalar_one()
     free = limit - n_active
     if free <= 0:
         return []
