@@ -130,24 +130,9 @@ class JobConfigOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, jc: JobConfig) -> JobConfigOut:
-        """Build from the domain record."""
-        return cls(
-            id=jc.id,
-            name=jc.name,
-            description=jc.description,
-            package_id=jc.package_id,
-            entrypoint=jc.entrypoint,
-            command=jc.command,
-            macros=jc.macros,
-            max_concurrent=jc.max_concurrent,
-            timeout=jc.timeout,
-            success_exit_codes=jc.success_exit_codes,
-            enabled=jc.enabled,
-            pool=jc.pool,
-            created_at=jc.created_at,
-            updated_at=jc.updated_at,
-        )
+    def of(cls, record: JobConfig) -> JobConfigOut:
+        """Build from the domain record (same field names)."""
+        return cls.model_validate(record, from_attributes=True)
 
 
 class JobConfigPage(BaseModel):
@@ -199,34 +184,9 @@ class JobOut(BaseModel):
     abort_requested_at: datetime | None
 
     @classmethod
-    def of(cls, j: Job) -> JobOut:
-        """Build from the domain record."""
-        return cls(
-            id=j.id,
-            jobconfig_id=j.jobconfig_id,
-            package_id=j.package_id,
-            entrypoint=j.entrypoint,
-            command=j.command,
-            macros=j.macros,
-            status=j.status,
-            status_reason=j.status_reason,
-            exit_code=j.exit_code,
-            trigger=j.trigger,
-            submitted_by=j.submitted_by,
-            rerun_of=j.rerun_of,
-            worker_id=j.worker_id,
-            pool=j.pool,
-            priority=j.priority,
-            timeout=j.timeout,
-            success_exit_codes=j.success_exit_codes,
-            created_at=j.created_at,
-            sequenced_at=j.sequenced_at,
-            queued_at=j.queued_at,
-            acquired_at=j.acquired_at,
-            started_at=j.started_at,
-            ended_at=j.ended_at,
-            abort_requested_at=j.abort_requested_at,
-        )
+    def of(cls, record: Job) -> JobOut:
+        """Build from the domain record (same field names)."""
+        return cls.model_validate(record, from_attributes=True)
 
 
 class JobPage(BaseModel):
@@ -245,9 +205,9 @@ class EventOut(BaseModel):
     reason: str | None
 
     @classmethod
-    def of(cls, e: JobEvent) -> EventOut:
-        """Build from the domain record."""
-        return cls(status=e.status, at=e.at, actor=e.actor, reason=e.reason)
+    def of(cls, record: JobEvent) -> EventOut:
+        """Build from the domain record (same field names)."""
+        return cls.model_validate(record, from_attributes=True)
 
 
 class EventList(BaseModel):
@@ -264,9 +224,9 @@ class FileOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, f: JobFile) -> FileOut:
-        """Build from the domain record."""
-        return cls(name=f.name, size=f.size, created_at=f.created_at)
+    def of(cls, record: JobFile) -> FileOut:
+        """Build from the domain record (same field names)."""
+        return cls.model_validate(record, from_attributes=True)
 
 
 class FileList(BaseModel):
