@@ -1,4 +1,4 @@
-"""``jobyard up`` (server, scheduler and local workers in one process) and ``jobyard db``."""
+"""``jobyard up`` (API, maintenance and local workers) and ``jobyard db``."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def up_command(
         typer.Option("--home", help="Data folder: database, packages, logs (env JOBYARD_HOME)."),
     ] = None,
 ) -> None:
-    """Run the API, the scheduler and local workers in one process (SQLite under home)."""
+    """Run the API, maintenance and local worker slots (SQLite under home by default)."""
     state = state_of(ctx)
     overrides: dict[str, Any] = {
         key: value
