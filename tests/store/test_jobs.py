@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import TERMINAL, JobStatus
+from jobyard.core.models import JobConfigSpec
 from jobyard.store.protocol import Store
 from tests.store.conftest import force, make_jobconfig, new_job
 
@@ -250,3 +251,31 @@ async def test_naive_datetimes_are_refused(store: Store) -> None:
 
     with pytest.raises(InvalidInput):
         await store.jobs_list(JobFilter(created_after=datetime(2020, 1, 1)), cursor=None, limit=10)
+
+
+async def test_job_submit_for_jobconfig_snapshots_and_checks(store: Store) -> None:
+    jc = await store.jobconfig_insert(
+        JobConfigSpec(name="snap", command=["echo", "a"], timeout=7, success_exit_codes=[0, 3],
+                      pool="p1", max_concurrent=0)
+    )  # fmt: skip
+    job = await store.job_submit_for_jobconfig(
+        jc.id, macros={"X": "1"}, hold=False, trigger="api", submitted_by="alice",
+        actor="user:alice", reason="submitted",
+    )  # fmt: skip
+    assert (job.jobconfig_id, job.command, job.timeout, job.pool) == (jc.id, ["echo", "a"], 7, "p1")
+    assert job.success_exit_codes == [0, 3] and job.macros == {"X": "1"}
+    assert job.status is JobStatus.QUEUED
+    held = await store.job_submit_for_jobconfig(
+        jc.id, macros={}, hold=True, trigger="api", submitted_by="alice",
+        actor="user:alice", reason=None,
+    )  # fmt: skip
+    assert held.status is JobStatus.WAITING
+    await store.jobconfig_update(jc.id, {"enabled": False})
+    with pytest.raises(Conflict, match="disabled"):
+        await store.job_submit_for_jobconfig(
+            jc.id, macros={}, hold=False, trigger="api", submitted_by=None, actor="a", reason=None
+        )
+    with pytest.raises(NotFound, match="jobconfig 9999"):
+        await store.job_submit_for_jobconfig(
+            9999, macros={}, hold=False, trigger="api", submitted_by=None, actor="a", reason=None
+        )

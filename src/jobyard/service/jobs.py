@@ -33,28 +33,21 @@ async def run_jobconfig(
     hold: bool = False,
     trigger: str = "api",
 ) -> Job:
-    """Submit one job of a jobconfig, with per-job macro overrides."""
-    jc = await ctx.store.jobconfig_get(jobconfig_id)
-    if not jc.enabled:
-        raise Conflict(
-            f"jobconfig {jc.id} ({jc.name}) is disabled: enable it before running jobs",
-            {"jobconfig_id": jc.id},
-        )
+    """Submit one job of a jobconfig, with per-job macro overrides.
+
+    The store reads the jobconfig (refusing a disabled one) and inserts the job in one
+    transaction: what runs is the jobconfig as it is at submission.
+    """
     check_macros(macros)
-    new = NewJob(
-        jobconfig_id=jc.id,
-        package_id=jc.package_id,
-        entrypoint=jc.entrypoint,
-        command=jc.command,
+    job = await ctx.store.job_submit_for_jobconfig(
+        jobconfig_id,
         macros=dict(macros),
-        timeout=jc.timeout,
-        success_exit_codes=list(jc.success_exit_codes),
-        pool=jc.pool,
+        hold=hold,
         trigger=trigger,
         submitted_by=principal.name,
-        hold=hold,
+        actor=principal.actor,
+        reason=f"submitted ({trigger})",
     )
-    job = await ctx.store.job_insert(new, actor=principal.actor, reason=f"submitted ({trigger})")
     _after_submit(ctx, job)
     return job
 

@@ -107,6 +107,24 @@ class Store(Protocol):
         """
         ...
 
+    async def job_submit_for_jobconfig(
+        self,
+        jobconfig_id: int,
+        *,
+        macros: dict[str, str],
+        hold: bool,
+        trigger: str,
+        submitted_by: str | None,
+        actor: str,
+        reason: str | None,
+    ) -> Job:
+        """Snapshot the jobconfig and insert a job of it, in one transaction.
+
+        ``NotFound`` for an unknown jobconfig, ``Conflict`` if it is disabled. Otherwise
+        as :meth:`job_insert` with what to run, limits and pool taken from the jobconfig.
+        """
+        ...
+
     async def job_get(self, job_id: int) -> Job:
         """Return a job or raise ``NotFound``."""
         ...

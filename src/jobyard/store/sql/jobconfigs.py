@@ -37,7 +37,7 @@ class JobconfigsMixin(SqlBase):
 
     async def jobconfig_get(self, jobconfig_id: int) -> JobConfig:
         """Return a jobconfig or raise ``NotFound``."""
-        return await self._read(_jobconfig_get, jobconfig_id)
+        return await self._read(read_jobconfig, jobconfig_id)
 
     async def jobconfig_get_by_name(self, name: str) -> JobConfig:
         """Return a jobconfig by its unique name or raise ``NotFound``."""
@@ -112,7 +112,7 @@ def _jobconfig_insert(tx: Tx, values: dict[str, Any]) -> JobConfig:
     return jobconfig_from_row(row)
 
 
-def _jobconfig_get(tx: Tx, jobconfig_id: int) -> JobConfig:
+def read_jobconfig(tx: Tx, jobconfig_id: int) -> JobConfig:
     row = tx.conn.execute(select(jobconfigs).where(jobconfigs.c.id == jobconfig_id)).first()
     if row is None:
         raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})

@@ -19,7 +19,7 @@ from sqlalchemy import (
     update,
 )
 
-from jobyard.core.errors import InvalidInput, NotFound
+from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import ABORTABLE, HELD, JobStatus
 from jobyard.core.models import Actor, Job, JobEvent, JobFilter, NewJob, Page
 from jobyard.store.schema import UtcDateTime, job_events, jobconfigs, jobs, packages
@@ -34,6 +34,7 @@ from jobyard.store.sql.base import (
     status_in,
     status_is,
 )
+from jobyard.store.sql.jobconfigs import read_jobconfig
 from jobyard.store.sql.transitions import (
     SYSTEM,
     Pick,
@@ -69,6 +70,23 @@ class JobsMixin(SqlBase):
     async def job_insert(self, new: NewJob, *, actor: str, reason: str | None) -> Job:
         """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx."""
         return await self._write(_job_insert, new, actor, reason)
+
+    async def job_submit_for_jobconfig(
+        self,
+        jobconfig_id: int,
+        *,
+        macros: dict[str, str],
+        hold: bool,
+        trigger: str,
+        submitted_by: str | None,
+        actor: str,
+        reason: str | None,
+    ) -> Job:
+        """Snapshot the jobconfig and insert a job of it, in one transaction."""
+        return await self._write(
+            _job_submit_for_jobconfig,
+            jobconfig_id, macros, hold, trigger, submitted_by, actor, reason,
+        )  # fmt: skip
 
     async def job_get(self, job_id: int) -> Job:
         """Return a job or raise ``NotFound``."""
@@ -296,6 +314,39 @@ def _job_insert(tx: Tx, new: NewJob, actor: str, reason: str | None) -> Job:
     if status is JobStatus.SEQUENCED:
         job = _after_sequenced(tx, job)
     return job
+
+
+def _job_submit_for_jobconfig(
+    tx: Tx,
+    jobconfig_id: int,
+    macros: dict[str, str],
+    hold: bool,
+    trigger: str,
+    submitted_by: str | None,
+    actor: str,
+    reason: str | None,
+) -> Job:
+    lock_jobconfigs(tx, [jobconfig_id])
+    jc = read_jobconfig(tx, jobconfig_id)
+    if not jc.enabled:
+        raise Conflict(
+            f"jobconfig {jc.id} ({jc.name}) is disabled: enable it before running jobs",
+            {"jobconfig_id": jc.id},
+        )
+    new = NewJob(
+        jobconfig_id=jc.id,
+        package_id=jc.package_id,
+        entrypoint=jc.entrypoint,
+        command=jc.command,
+        macros=dict(macros),
+        timeout=jc.timeout,
+        success_exit_codes=list(jc.success_exit_codes),
+        pool=jc.pool,
+        trigger=trigger,
+        submitted_by=submitted_by,
+        hold=hold,
+    )
+    return _job_insert(tx, new, actor, reason)
 
 
 def _job_get(tx: Tx, job_id: int) -> Job:
