@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jobyard.blobs.local import LocalBlobStore
 from jobyard.engine.bus import Bus
-from jobyard.engine.local_backend import LocalBackend
+from jobyard.engine.local_backend import local_worker_pool
 from jobyard.engine.local_process import WorkerProcess
 from jobyard.engine.maintenance import (
     PROCESS_DIED_REASON,
@@ -27,7 +27,6 @@ from jobyard.service.context import Context
 from jobyard.settings import Settings
 from jobyard.store.factory import open_store
 from jobyard.worker.pool import WorkerPool
-from jobyard.worker.runner import RunnerOptions
 from jobyard.worker.workspace import Workspace
 
 log = logging.getLogger("jobyard.runtime")
@@ -45,6 +44,7 @@ class Runtime:
         self._processes: list[WorkerProcess] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.new_admin_token: str | None = None
+        self._work_root = str(Workspace.from_settings(settings).root)
 
     @property
     def ctx(self) -> Context:
@@ -63,9 +63,8 @@ class Runtime:
         ctx = Context(settings=self.settings, store=store, blobs=blobs, bus=bus)
         self._ctx = ctx
         self.new_admin_token = await auth.ensure_admin_token(ctx)
-        workspace = Workspace.from_settings(self.settings)
         recovered = await recover_local_orphans(
-            store, bus, home=str(home), work_root=str(workspace.root)
+            store, bus, home=str(home), work_root=self._work_root
         )
         if recovered:
             log.warning("ended %d job(s) orphaned by a previous crash as FAILED", recovered)
@@ -91,24 +90,14 @@ class Runtime:
                 await proc.start()
                 self._processes.append(proc)
         elif self.settings.workers > 0:
-            backend = LocalBackend(self.settings, store, blobs, bus)
-            self._pool = WorkerPool(
-                backend,
-                workspace=workspace,
-                slots=self.settings.workers,
-                pool=self.settings.pool,
-                options=RunnerOptions.from_settings(self.settings),
-                heartbeat_seconds=self.settings.heartbeat_seconds,
-                lease_seconds=self.settings.lease_seconds,
-            )
-            bus.on_abort(self._pool.abort)
+            self._pool = local_worker_pool(self.settings, store, blobs, bus)
             self._tasks.append(asyncio.create_task(self._pool.run(), name="workers"))
 
     async def _worker_died(self, pid: int) -> None:
         """A worker process died: its jobs end FAILED now and their programs are killed."""
         count = await recover_local_orphans(
             self.ctx.store, self.ctx.bus, home=str(self.settings.home),
-            work_root=str(Workspace.from_settings(self.settings).root), dead_pids={pid},
+            work_root=self._work_root, dead_pids={pid},
             reason=PROCESS_DIED_REASON,
         )  # fmt: skip
         if count:
@@ -133,4 +122,4 @@ class Runtime:
     @property
     def admin_token_file(self) -> Path:
         """Where the first admin token lives."""
-        return self.settings.home / "admin.token"
+        return auth.admin_token_path(self.settings)

@@ -22,7 +22,10 @@ from jobyard.engine.bus import Bus
 from jobyard.service.timeutil import utcnow
 from jobyard.settings import Settings
 from jobyard.store.protocol import Store
+from jobyard.worker.pool import WorkerPool
 from jobyard.worker.protocol import Assignment, PayloadRef
+from jobyard.worker.runner import RunnerOptions
+from jobyard.worker.workspace import Workspace
 
 
 async def resolve_assignment(store: Store, job: Job) -> Assignment:
@@ -191,3 +194,20 @@ class LocalBackend:
                 home=str(self._settings.home),
             )
         )
+
+
+def local_worker_pool(
+    settings: Settings, store: Store, blobs: BlobStore, bus: Bus, *, slots: int | None = None
+) -> WorkerPool:
+    """The worker pool of local slots (in the API process or a worker process)."""
+    pool = WorkerPool(
+        LocalBackend(settings, store, blobs, bus),
+        workspace=Workspace.from_settings(settings),
+        slots=settings.workers if slots is None else slots,
+        pool=settings.pool,
+        options=RunnerOptions.from_settings(settings),
+        heartbeat_seconds=settings.heartbeat_seconds,
+        lease_seconds=settings.lease_seconds,
+    )
+    bus.on_abort(pool.abort)
+    return pool

@@ -212,26 +212,14 @@ def _die_with_parent(parent_pid: int) -> None:
 
 async def _child_main(fd: int) -> None:
     from jobyard.blobs.local import LocalBlobStore
-    from jobyard.engine.local_backend import LocalBackend
+    from jobyard.engine.local_backend import local_worker_pool
     from jobyard.store.factory import open_store
-    from jobyard.worker.pool import WorkerPool
-    from jobyard.worker.runner import RunnerOptions
-    from jobyard.worker.workspace import Workspace
 
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
     settings = Settings.model_validate_json(await reader.readline())
     store = await open_store(settings.effective_database_url, migrate=False)
     bus = _ForwardingBus(writer)
-    backend = LocalBackend(settings, store, LocalBlobStore(settings.effective_blobs_dir), bus)
-    pool = WorkerPool(
-        backend,
-        workspace=Workspace.from_settings(settings),
-        slots=settings.workers,
-        pool=settings.pool,
-        options=RunnerOptions.from_settings(settings),
-        heartbeat_seconds=settings.heartbeat_seconds,
-        lease_seconds=settings.lease_seconds,
-    )
+    pool = local_worker_pool(settings, store, LocalBlobStore(settings.effective_blobs_dir), bus)
     run = asyncio.create_task(pool.run())
     writer.write(_encode({"op": "ready"}))
     try:
@@ -241,7 +229,7 @@ async def _child_main(fd: int) -> None:
             if op == "wake":
                 bus.work_available()
             elif op == "abort":
-                pool.abort(int(message["job"]), str(message.get("reason") or "aborted"))
+                bus.request_abort(int(message["job"]), str(message.get("reason") or "aborted"))
             elif op == "stop":
                 break
     finally:

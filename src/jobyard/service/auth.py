@@ -10,6 +10,7 @@ from pathlib import Path
 
 from jobyard.core.errors import Unauthorized
 from jobyard.service.context import Context, Principal
+from jobyard.settings import Settings
 
 TOKEN_PREFIX = "jy_"
 #: A verified token is trusted this long without asking the database again; a token
@@ -29,9 +30,9 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def admin_token_path(ctx: Context) -> Path:
+def admin_token_path(settings: Settings) -> Path:
     """Where the first admin token is written for the quick start (mode 0600)."""
-    return ctx.settings.home / "admin.token"
+    return settings.home / "admin.token"
 
 
 async def ensure_admin_token(ctx: Context) -> str | None:
@@ -39,7 +40,7 @@ async def ensure_admin_token(ctx: Context) -> str | None:
     if await ctx.store.tokens_count() > 0:
         return None
     token = new_token()
-    path = admin_token_path(ctx)
+    path = admin_token_path(ctx.settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

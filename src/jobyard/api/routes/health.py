@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from jobyard import __version__
 from jobyard.api.deps import Ctx
 from jobyard.api.dto import Health
+from jobyard.service import health
 
 router = APIRouter(tags=["health"])
 
@@ -20,5 +21,5 @@ async def healthz() -> Health:
 @router.get("/readyz", response_model=Health)
 async def readyz(ctx: Ctx) -> Health:
     """Readiness: the database answers."""
-    await ctx.store.tokens_count()
+    await health.check_database(ctx)
     return Health(status="ready", version=__version__)

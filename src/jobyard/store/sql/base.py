@@ -11,7 +11,7 @@ inside a held lock). One code path for both engines.
   front); while another process (a worker process, another CLI) holds it we retry with
   sub-millisecond pauses rather than SQLite's busy handler, whose 1, 2, 5, 10 ms sleeps
   dominated under bursts. Reads use a separate connection with plain ``BEGIN`` (WAL
-  readers never block the writer). The executors below remain for closing.
+  readers never block the writer).
 * PostgreSQL: psycopg 3 (sync) through a ``QueuePool`` and a few threads; READ
   COMMITTED. Every transaction that may promote jobs of a jobconfig locks that
   jobconfig row first (``FOR UPDATE``), so locks are always taken jobconfig-first,
@@ -79,30 +79,8 @@ def normalize_url(url: str) -> str:
 _LOCK_WAIT_SECONDS = 10.0
 
 
-def _begin_immediate(dbapi_connection: Any) -> None:
-    """``BEGIN IMMEDIATE``, retrying while another process holds the write lock."""
-    deadline = time.monotonic() + _LOCK_WAIT_SECONDS
-    pause = 0.0001
-    while True:
-        try:
-            dbapi_connection.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.002)
-
-
-class _Busy(Exception):
-    """The SQLite write lock is held by another connection (try again later)."""
-
-
-def _try_lock(conn: Connection) -> bool:
-    """One attempt at ``BEGIN IMMEDIATE`` on the raw connection; False when busy."""
-    raw: Any = conn.connection.driver_connection
+def _try_begin_immediate(raw: Any) -> bool:
+    """One attempt at ``BEGIN IMMEDIATE``; False while another connection holds the lock."""
     try:
         raw.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
@@ -110,6 +88,21 @@ def _try_lock(conn: Connection) -> bool:
             return False
         raise
     return True
+
+
+def _begin_immediate(raw: Any) -> None:
+    """``BEGIN IMMEDIATE``, pausing briefly while the lock is busy (blocking callers)."""
+    deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+    pause = 0.0001
+    while not _try_begin_immediate(raw):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"SQLite write lock not obtained in {_LOCK_WAIT_SECONDS:.0f} s")
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.002)
+
+
+class _Busy(Exception):
+    """The SQLite write lock is held by another connection (try again later)."""
 
 
 def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> Engine:
@@ -148,7 +141,7 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> Engine:
     def _on_begin(conn: Connection) -> None:
         if writer:
             raw: Any = conn.connection.driver_connection
-            if not raw.in_transaction:  # SqlBase took the lock already (see _try_lock)
+            if not raw.in_transaction:  # SqlBase._write took the lock already
                 _begin_immediate(raw)
         else:
             conn.exec_driver_sql(begin)
@@ -220,7 +213,7 @@ class Tx:
 
 
 class _Side:
-    """An engine with its threads; each thread keeps one connection for its lifetime.
+    """An engine with its threads (none: inline); each thread keeps one connection.
 
     A connection per thread (instead of a pool checkout per call) saves a checkout,
     a reset and a return on every transaction.
@@ -228,7 +221,7 @@ class _Side:
 
     def __init__(self, engine: Engine, threads: int, name: str) -> None:
         self.engine = engine
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix=name) if threads else None
         self._local = threading.local()
         self._opened: list[Connection] = []
         self._lock = threading.Lock()
@@ -248,7 +241,8 @@ class _Side:
 
     def close(self) -> None:
         """Stop the threads, then close their connections and the engine's pool."""
-        self.executor.shutdown(wait=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
         with self._lock:
             opened, self._opened = self._opened, []
         for conn in opened:
@@ -266,8 +260,8 @@ class SqlBase:
             self._writer = _Side(write_engine, _PG_THREADS, "jobyard-pg")
             self._reader = self._writer
         else:
-            self._writer = _Side(write_engine, 1, "jobyard-sqlite-w")
-            self._reader = _Side(read_engine, _SQLITE_READERS, "jobyard-sqlite-r")
+            self._writer = _Side(write_engine, 0, "jobyard-sqlite-w")
+            self._reader = _Side(read_engine, 0, "jobyard-sqlite-r")
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -300,7 +294,7 @@ class SqlBase:
         while True:
             attempt += 1
             conn = side.connection()
-            if lock_first and not _try_lock(conn):
+            if lock_first and not _try_begin_immediate(conn.connection.driver_connection):
                 raise _Busy
             try:
                 with conn.begin():
@@ -315,31 +309,33 @@ class SqlBase:
 
     async def _write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``fn(tx, ...)`` as one write transaction on the writer side."""
+        side = self._writer
         loop = asyncio.get_running_loop()
-        if not self._pg:  # SQLite: inline, see the module docstring
-            deadline = loop.time() + _LOCK_WAIT_SECONDS
-            while True:
-                try:
-                    return self._run_sync(self._writer, True, fn, *args, **kw)
-                except _Busy:
-                    # Another process holds the write lock: let this loop's other work
-                    # run meanwhile, then try again.
-                    if loop.time() > deadline:
-                        raise TimeoutError(
-                            f"SQLite write lock not obtained in {_LOCK_WAIT_SECONDS:.0f} s"
-                        ) from None
-                    await asyncio.sleep(0.0002)
-        return await loop.run_in_executor(
-            self._writer.executor, lambda: self._run_sync(self._writer, False, fn, *args, **kw)
-        )
+        if side.executor is not None:
+            return await loop.run_in_executor(
+                side.executor, lambda: self._run_sync(side, False, fn, *args, **kw)
+            )
+        # Inline (SQLite): while another process holds the write lock, let this loop's
+        # other work run, then try again.
+        deadline = loop.time() + _LOCK_WAIT_SECONDS
+        while True:
+            try:
+                return self._run_sync(side, True, fn, *args, **kw)
+            except _Busy:
+                if loop.time() > deadline:
+                    raise TimeoutError(
+                        f"SQLite write lock not obtained in {_LOCK_WAIT_SECONDS:.0f} s"
+                    ) from None
+                await asyncio.sleep(0.0002)
 
     async def _read(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``fn(tx, ...)`` as one read-only transaction on the reader side."""
-        if not self._pg:
-            return self._run_sync(self._reader, False, fn, *args, **kw)
+        side = self._reader
+        if side.executor is None:
+            return self._run_sync(side, False, fn, *args, **kw)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._reader.executor, lambda: self._run_sync(self._reader, False, fn, *args, **kw)
+            side.executor, lambda: self._run_sync(side, False, fn, *args, **kw)
         )
 
 
