@@ -79,10 +79,10 @@ def normalize_url(url: str) -> str:
 _LOCK_WAIT_SECONDS = 10.0
 
 
-def _try_begin_immediate(raw: Any) -> bool:
-    """One attempt at ``BEGIN IMMEDIATE``; False while another connection holds the lock."""
+def _attempt(statement: Callable[[], object]) -> bool:
+    """Run one SQLite statement that needs a lock; False while another connection has it."""
     try:
-        raw.execute("BEGIN IMMEDIATE")
+        statement()
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             return False
@@ -90,13 +90,22 @@ def _try_begin_immediate(raw: Any) -> bool:
     return True
 
 
-def _begin_immediate(raw: Any) -> None:
-    """``BEGIN IMMEDIATE``, pausing briefly while the lock is busy (blocking callers)."""
+def _try_begin_immediate(raw: Any) -> bool:
+    """One attempt at ``BEGIN IMMEDIATE``; False while another connection holds the lock."""
+    return _attempt(lambda: raw.execute("BEGIN IMMEDIATE"))
+
+
+def _until_locked(statement: Callable[[], object]) -> None:
+    """Run ``statement``, pausing briefly while the lock it needs is busy (blocking).
+
+    Also used for the switch to WAL on a new file: SQLite answers "locked" there
+    without consulting its busy handler when several connections race.
+    """
     deadline = time.monotonic() + _LOCK_WAIT_SECONDS
     pause = 0.0001
-    while not _try_begin_immediate(raw):
+    while not _attempt(statement):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"SQLite write lock not obtained in {_LOCK_WAIT_SECONDS:.0f} s")
+            raise TimeoutError(f"SQLite lock not obtained in {_LOCK_WAIT_SECONDS:.0f} s")
         time.sleep(pause)
         pause = min(pause * 1.5, 0.002)
 
@@ -123,7 +132,7 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA busy_timeout = 10000")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _until_locked(lambda: cursor.execute("PRAGMA journal_mode = WAL"))
             cursor.execute("PRAGMA synchronous = NORMAL")
             # Checkpoint every ~40 MB of WAL instead of ~4 MB: fewer fsync pauses under
             # bursts of small transactions.
@@ -142,7 +151,7 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> Engine:
         if writer:
             raw: Any = conn.connection.driver_connection
             if not raw.in_transaction:  # SqlBase._write took the lock already
-                _begin_immediate(raw)
+                _until_locked(lambda: raw.execute("BEGIN IMMEDIATE"))
         else:
             conn.exec_driver_sql(begin)
 
