@@ -1,4 +1,4 @@
-"""The running system of one server: store, blobs, bus, local workers, maintenance.
+"""The running system of one server: store, blobs, bus, workers, maintenance, scheduler.
 
 ``jobyard up`` = this runtime + the API on uvicorn, in one process.
 """
@@ -22,6 +22,7 @@ from jobyard.engine.maintenance import (
     maintenance_loop,
     recover_local_orphans,
 )
+from jobyard.engine.scheduler import Scheduler
 from jobyard.service import auth
 from jobyard.service.context import Context
 from jobyard.settings import Settings
@@ -45,6 +46,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.new_admin_token: str | None = None
         self._work_root = str(Workspace.from_settings(settings).root)
+        self.scheduler: Scheduler | None = None
 
     @property
     def ctx(self) -> Context:
@@ -80,6 +82,9 @@ class Runtime:
                 name="maintenance",
             )
         )
+        if self.settings.scheduler.enabled:
+            self.scheduler = Scheduler(store, bus, self.settings.scheduler)
+            self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         if self.settings.workers > 0 and self.settings.worker_processes > 0:
             n = min(self.settings.worker_processes, self.settings.workers)
             for index in range(n):

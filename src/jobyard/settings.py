@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,10 +29,32 @@ def _default_worker_processes() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+class SchedulerSettings(BaseModel):
+    """``[scheduler]`` in the TOML file; ``JOBYARD_SCHEDULER__<FIELD>`` in the environment."""
+
+    enabled: bool = Field(default=True, description="Fire schedules in this server.")
+    allow_seconds: bool = Field(
+        default=False, description="Accept cron expressions firing more than once a minute."
+    )
+    misfire_grace_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        description="A firing found later than this after its time is missed (misfire policy).",
+    )
+    batch_size: int = Field(
+        default=1000, ge=1, le=10_000, description="Schedules fired per transaction."
+    )
+    poll_seconds: float = Field(
+        default=5.0, gt=0, description="Longest sleep (picks up other replicas' changes)."
+    )
+
+
 class Settings(BaseSettings):
     """Every tunable of a jobyard process. Env prefix ``JOBYARD_``; file via ``JOBYARD_CONFIG``."""
 
-    model_config = SettingsConfigDict(env_prefix="JOBYARD_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="JOBYARD_", extra="ignore", env_nested_delimiter="__"
+    )
 
     home: Path = Field(default=Path("./var"), description="Data folder: database, blobs, logs.")
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
@@ -56,6 +78,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=3.0, gt=0, description="Lease renewal period.")
     maintenance_seconds: float = Field(default=2.0, gt=0, description="Sweep period.")
     abort_grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM->SIGKILL wait.")
+
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
     upload_max_bytes: int = Field(default=512 * 1024**2, gt=0, description="Largest upload.")
     unpack_max_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest expansion.")

@@ -12,6 +12,7 @@ from sqlalchemy import inspect
 
 from jobyard.core import models
 from jobyard.core.errors import InvalidInput
+from jobyard.core.schedules import Schedule
 from jobyard.store import schema
 from jobyard.store.factory import database_revision, head_revision, open_store, upgrade_database
 from jobyard.store.sql.base import make_sync_engine, normalize_url
@@ -63,6 +64,7 @@ def test_table_columns_follow_dataclass_fields() -> None:
         (schema.jobconfigs, models.JobConfig),
         (schema.job_files, models.JobFile),
         (schema.workers, models.WorkerInfo),
+        (schema.schedules, Schedule),
     ]
     for table, record in pairs:
         assert [c.name for c in table.c] == [f.name for f in dataclasses.fields(record)]

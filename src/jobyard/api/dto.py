@@ -126,6 +126,7 @@ class JobConfigOut(BaseModel):
     success_exit_codes: list[int]
     enabled: bool
     pool: str
+    owner: str | None = Field(description="Who created it; scheduled jobs run as the owner.")
     created_at: datetime
     updated_at: datetime
 
@@ -182,6 +183,12 @@ class JobOut(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     abort_requested_at: datetime | None
+    schedule_id: int | None = Field(
+        default=None, description="The schedule that fired it (trigger 'schedule')."
+    )
+    scheduled_for: datetime | None = Field(
+        default=None, description="The nominal fire time of that firing."
+    )
 
     @classmethod
     def of(cls, record: Job) -> JobOut:

@@ -73,6 +73,7 @@ class JobConfig:
     pool: str
     created_at: datetime
     updated_at: datetime
+    owner: str | None = None  # who created it; scheduled jobs are submitted as the owner
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,8 @@ class Job:
     acquired_at: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
+    schedule_id: int | None = None  # the schedule that fired it (trigger "schedule")
+    scheduled_for: datetime | None = None  # the nominal fire time of that firing
 
 
 @dataclass(frozen=True, slots=True)

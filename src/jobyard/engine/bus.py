@@ -19,6 +19,7 @@ class Bus:
         self._job_waiters: dict[int, list[asyncio.Event]] = {}
         self._abort_handlers: list[Callable[[int, str], bool]] = []
         self._work_listeners: list[Callable[[], None]] = []
+        self._schedules = asyncio.Event()
 
     # -- work available --------------------------------------------------------
     def work_available(self) -> None:
@@ -39,6 +40,21 @@ class Bus:
             except TimeoutError:
                 return
         self._work.clear()
+
+    # -- schedules -------------------------------------------------------------
+    def schedules_changed(self) -> None:
+        """Tell the scheduler that a schedule was created, changed or deleted."""
+        self._schedules.set()
+
+    async def wait_schedules_changed(self, timeout: float) -> bool:
+        """Return True on :meth:`schedules_changed`, False after ``timeout`` seconds."""
+        if not self._schedules.is_set():
+            try:
+                await asyncio.wait_for(self._schedules.wait(), max(timeout, 0.0))
+            except TimeoutError:
+                return False
+        self._schedules.clear()
+        return True
 
     # -- job changes -----------------------------------------------------------
     def job_changed(self, job_id: int) -> None:

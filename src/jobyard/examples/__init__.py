@@ -52,4 +52,5 @@ async def load_example(ctx: Context) -> None:
             macros={"TARGET": "jobyard"},
             description="Example: greets, logs to stdout and stderr, writes greeting.txt",
         ),
+        owner="admin",
     )

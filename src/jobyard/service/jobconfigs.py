@@ -78,10 +78,13 @@ async def _validate(ctx: Context, spec: JobConfigSpec) -> None:
     await check_run_target(ctx, spec.package_id, spec.entrypoint, spec.command)
 
 
-async def create(ctx: Context, spec: JobConfigSpec) -> JobConfig:
-    """Create a jobconfig after checking that it names something runnable."""
+async def create(ctx: Context, spec: JobConfigSpec, *, owner: str | None = None) -> JobConfig:
+    """Create a jobconfig after checking that it names something runnable.
+
+    ``owner`` (the creating user) is who its scheduled jobs are submitted by.
+    """
     await _validate(ctx, spec)
-    return await ctx.store.jobconfig_insert(spec)
+    return await ctx.store.jobconfig_insert(spec, owner=owner)
 
 
 async def get(ctx: Context, jobconfig_id: int) -> JobConfig:

@@ -32,6 +32,7 @@ from jobyard.core.models import (
     RunContext,
     WorkerInfo,
 )
+from jobyard.core.schedules import FiringPlanner, FiringRound, Schedule, ScheduleSpec
 
 
 class Store(Protocol):
@@ -72,7 +73,7 @@ class Store(Protocol):
         ...
 
     # -- jobconfigs --------------------------------------------------------------
-    async def jobconfig_insert(self, spec: JobConfigSpec) -> JobConfig:
+    async def jobconfig_insert(self, spec: JobConfigSpec, *, owner: str | None = None) -> JobConfig:
         """Create; ``Conflict`` if the name is taken, ``NotFound`` for an unknown package."""
         ...
 
@@ -100,6 +101,57 @@ class Store(Protocol):
         ...
 
     # -- jobs: creation and queries ----------------------------------------------
+    # -- schedules ---------------------------------------------------------------------
+    async def schedule_insert(
+        self, jobconfig_id: int, spec: ScheduleSpec, *, next_fire_at: datetime | None
+    ) -> Schedule:
+        """Create (spec already validated); ``NotFound`` jobconfig, ``Conflict`` name taken."""
+        ...
+
+    async def schedule_get(self, jobconfig_id: int, schedule_id: int) -> Schedule:
+        """One schedule of this jobconfig, or ``NotFound``."""
+        ...
+
+    async def schedules_list(self, jobconfig_id: int) -> list[Schedule]:
+        """The jobconfig's schedules by id; ``NotFound`` for an unknown jobconfig."""
+        ...
+
+    async def schedule_replace(
+        self,
+        jobconfig_id: int,
+        schedule_id: int,
+        spec: ScheduleSpec,
+        *,
+        next_fire_at: datetime | None,
+        expected_version: int | None = None,
+    ) -> Schedule:
+        """New writable fields + next fire time, version + 1 (CAS on ``expected_version``)."""
+        ...
+
+    async def schedule_delete(self, jobconfig_id: int, schedule_id: int) -> None:
+        """Delete a schedule; ``NotFound`` if it is not one of this jobconfig's."""
+        ...
+
+    async def schedules_next_due(self) -> datetime | None:
+        """The earliest ``next_fire_at`` over all schedules."""
+        ...
+
+    async def schedules_due_between(
+        self,
+        after: datetime | None,
+        until: datetime,
+        *,
+        limit: int,
+        after_id: int | None = None,
+    ) -> list[Schedule]:
+        """Schedules with ``after < next_fire_at <= until`` by (next_fire_at, id); paged."""
+        ...
+
+    async def schedules_fire_due(self, *, limit: int, planner: FiringPlanner) -> FiringRound:
+        """Fire up to ``limit`` due schedules in one transaction, each exactly once."""
+        ...
+
+    # -- jobs ----------------------------------------------------------------------------
     async def job_insert(self, new: NewJob, *, actor: str, reason: str | None) -> Job:
         """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx.
 

@@ -129,6 +129,7 @@ jobconfigs = Table(
     Column("pool", String(100), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("owner", String(200), nullable=True),  # 0002; scheduled jobs run as the owner
     Index("ux_jobconfigs_name", "name", unique=True),
     CheckConstraint("max_concurrent >= 0", name="max_concurrent_nonneg"),
     sqlite_autoincrement=True,
@@ -164,6 +165,8 @@ jobs = Table(
     Column("acquired_at", UtcDateTime(), nullable=True),
     Column("started_at", UtcDateTime(), nullable=True),
     Column("ended_at", UtcDateTime(), nullable=True),
+    Column("schedule_id", Integer, nullable=True),  # 0002: the schedule that fired it
+    Column("scheduled_for", UtcDateTime(), nullable=True),  # 0002: its nominal fire time
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_known"),
     sqlite_autoincrement=True,
 )
@@ -187,6 +190,16 @@ Index(
     jobs.c.lease_expires_at,
     postgresql_where=text(f"status IN ({_HELD_VALUES})"),
     sqlite_where=text(f"status IN ({_HELD_VALUES})"),
+)
+
+#: A firing is never run twice: one job at most per (schedule, nominal fire time).
+Index(
+    "ux_jobs_schedule_firing",
+    jobs.c.schedule_id,
+    jobs.c.scheduled_for,
+    unique=True,
+    postgresql_where=text("schedule_id IS NOT NULL"),
+    sqlite_where=text("schedule_id IS NOT NULL"),
 )
 
 job_events = Table(
@@ -245,6 +258,37 @@ workers = Table(
     Column("heartbeat_at", UtcDateTime(), nullable=False),
     Column("draining", Boolean, nullable=False),
     Column("home", Text, nullable=True),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "jobconfig_id",
+        Integer,
+        ForeignKey("jobconfigs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(128), nullable=False),
+    Column("cron", String(400), nullable=True),
+    Column("interval_minutes", Integer, nullable=True),
+    Column("start_at", UtcDateTime(), nullable=True),
+    Column("timezone", String(64), nullable=False),
+    Column("misfire_policy", String(16), nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("macros", _json(), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("next_fire_at", UtcDateTime(), nullable=True),
+    Column("last_fire_at", UtcDateTime(), nullable=True),
+    Column("last_result", Text, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ux_schedules_jobconfig_id_name", "jobconfig_id", "name", unique=True),
+    Index("ix_schedules_next_fire_at", "next_fire_at"),
+    CheckConstraint("(cron IS NULL) <> (interval_minutes IS NULL)", name="cron_xor_interval"),
+    sqlite_autoincrement=True,
 )
 
 leaders = Table(

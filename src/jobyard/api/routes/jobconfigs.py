@@ -38,9 +38,9 @@ def _spec(body: JobConfigIn) -> JobConfigSpec:
 @router.post(
     "", status_code=201, response_model=JobConfigOut, responses={409: {"model": ErrorBody}}
 )
-async def create_jobconfig(body: JobConfigIn, ctx: Ctx) -> JobConfigOut:
-    """Create a jobconfig (409 if the name is taken)."""
-    return JobConfigOut.of(await jobconfigs.create(ctx, _spec(body)))
+async def create_jobconfig(body: JobConfigIn, ctx: Ctx, caller: Caller) -> JobConfigOut:
+    """Create a jobconfig (409 if the name is taken); the caller becomes its owner."""
+    return JobConfigOut.of(await jobconfigs.create(ctx, _spec(body), owner=caller.name))
 
 
 @router.get("", response_model=JobConfigPage)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from jobyard.store.sql.jobconfigs import JobconfigsMixin
 from jobyard.store.sql.jobs import JobsMixin
 from jobyard.store.sql.misc import MiscMixin
+from jobyard.store.sql.schedules import SchedulesMixin
 
 
-class SqlStore(JobsMixin, JobconfigsMixin, MiscMixin):
+class SqlStore(JobsMixin, JobconfigsMixin, SchedulesMixin, MiscMixin):
     """The store over one database URL. Build it with :func:`jobyard.store.factory.open_store`."""
 
 

@@ -21,6 +21,7 @@ from jobyard.store.sql.base import (
     jobconfig_from_row,
     status_in,
 )
+from jobyard.store.sql.schedules import delete_schedules_of, lock_schedules_of
 from jobyard.store.sql.transitions import lock_jobconfigs, promote
 
 _SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(JobConfigSpec))
@@ -30,9 +31,10 @@ _NOT_ENDED = frozenset(JobStatus) - TERMINAL
 class JobconfigsMixin(SqlBase):
     """CRUD of jobconfigs; a limit change promotes in the same transaction."""
 
-    async def jobconfig_insert(self, spec: JobConfigSpec) -> JobConfig:
+    async def jobconfig_insert(self, spec: JobConfigSpec, *, owner: str | None = None) -> JobConfig:
         """Create; ``Conflict`` if the name is taken, ``NotFound`` for an unknown package."""
         values = _validate({f: getattr(spec, f) for f in _SPEC_FIELDS})
+        values["owner"] = owner
         return await self._write(_jobconfig_insert, values)
 
     async def jobconfig_get(self, jobconfig_id: int) -> JobConfig:
@@ -148,6 +150,8 @@ def _jobconfig_update(tx: Tx, jobconfig_id: int, changes: dict[str, Any]) -> Job
 
 
 def _jobconfig_delete(tx: Tx, jobconfig_id: int) -> None:
+    # Schedules first: firing locks schedules, then jobconfigs (one lock order).
+    lock_schedules_of(tx, jobconfig_id)
     if tx.pg:
         exists = bool(lock_jobconfigs(tx, [jobconfig_id]))
     else:
@@ -168,6 +172,7 @@ def _jobconfig_delete(tx: Tx, jobconfig_id: int) -> None:
             f"{pending[1]}); cancel them or wait",
             {"jobconfig_id": jobconfig_id, "job_id": pending[0], "status": pending[1]},
         )
+    delete_schedules_of(tx, jobconfig_id)
     its_jobs = select(jobs.c.id).where(jobs.c.jobconfig_id == jobconfig_id)
     tx.conn.execute(delete(job_files).where(job_files.c.job_id.in_(its_jobs)))
     tx.conn.execute(delete(job_events).where(job_events.c.job_id.in_(its_jobs)))

@@ -1,0 +1,155 @@
+"""Schedule use cases: create, read, replace, patch, pause/resume, delete.
+
+Every write computes the schedule's next fire time from the current time (so a
+resumed or re-timed schedule never fires for the past) and wakes the scheduler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from jobyard.core.errors import InvalidInput
+from jobyard.core.schedules import (
+    Schedule,
+    ScheduleSpec,
+    default_anchor,
+    next_after,
+    validate,
+)
+from jobyard.service.context import Context
+from jobyard.service.timeutil import utcnow
+
+SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(ScheduleSpec))
+#: Fields whose change moves the next fire time.
+TIMING_FIELDS: frozenset[str] = frozenset(
+    {"cron", "interval_minutes", "start_at", "timezone", "paused"}
+)
+NULLABLE_FIELDS: frozenset[str] = frozenset({"cron", "interval_minutes", "start_at", "name"})
+
+
+def first_fire(spec: ScheduleSpec, now: datetime) -> datetime | None:
+    """When a (validated) schedule fires first if written now; None when paused or exhausted.
+
+    ``start_at`` anchors an interval; for cron it means "not before".
+    """
+    if spec.paused:
+        return None
+    after = now
+    if spec.cron is not None and spec.start_at is not None and spec.start_at > now:
+        after = spec.start_at - timedelta(seconds=1)
+    return next_after(spec.cron, spec.interval_minutes, spec.start_at, spec.timezone, after)
+
+
+def _prepare(
+    ctx: Context, spec: ScheduleSpec, now: datetime, *, check_seconds: bool
+) -> ScheduleSpec:
+    allow = ctx.settings.scheduler.allow_seconds or not check_seconds
+    spec = validate(spec, allow_seconds=allow)
+    if spec.interval_minutes is not None and spec.start_at is None:
+        spec = replace(spec, start_at=default_anchor(now))
+    return spec
+
+
+def spec_of(schedule: Schedule) -> ScheduleSpec:
+    """The writable part of a stored schedule."""
+    return ScheduleSpec(**{k: v for k, v in asdict(schedule).items() if k in SPEC_FIELDS})
+
+
+async def list_(ctx: Context, jobconfig_id: int) -> list[Schedule]:
+    """The jobconfig's schedules."""
+    return await ctx.store.schedules_list(jobconfig_id)
+
+
+async def get(ctx: Context, jobconfig_id: int, schedule_id: int) -> Schedule:
+    """One schedule of a jobconfig."""
+    return await ctx.store.schedule_get(jobconfig_id, schedule_id)
+
+
+async def create(ctx: Context, jobconfig_id: int, spec: ScheduleSpec) -> Schedule:
+    """Validate (422 saying what to fix) and store; nothing is stored on bad input."""
+    now = utcnow()
+    spec = _prepare(ctx, spec, now, check_seconds=True)
+    created = await ctx.store.schedule_insert(
+        jobconfig_id, spec, next_fire_at=first_fire(spec, now)
+    )
+    ctx.bus.schedules_changed()
+    return created
+
+
+async def _store(
+    ctx: Context, current: Schedule, spec: ScheduleSpec, *, retime: bool, check_seconds: bool
+) -> Schedule:
+    now = utcnow()
+    spec = _prepare(ctx, spec, now, check_seconds=check_seconds)
+    next_fire_at = first_fire(spec, now) if retime else current.next_fire_at
+    updated = await ctx.store.schedule_replace(
+        current.jobconfig_id,
+        current.id,
+        spec,
+        next_fire_at=next_fire_at,
+        expected_version=current.version,
+    )
+    ctx.bus.schedules_changed()
+    return updated
+
+
+async def replace_(
+    ctx: Context, jobconfig_id: int, schedule_id: int, spec: ScheduleSpec
+) -> Schedule:
+    """PUT: every writable field is replaced; the next fire time is computed afresh."""
+    current = await ctx.store.schedule_get(jobconfig_id, schedule_id)
+    return await _store(ctx, current, spec, retime=True, check_seconds=spec.cron != current.cron)
+
+
+async def patch(
+    ctx: Context, jobconfig_id: int, schedule_id: int, changes: dict[str, Any]
+) -> Schedule:
+    """PATCH: only the given fields change; timing changes re-time the schedule.
+
+    Giving ``cron`` to an interval schedule (or ``interval_minutes`` to a cron one)
+    switches its kind.
+    """
+    unknown = sorted(set(changes) - SPEC_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown schedule fields: {', '.join(unknown)}", {"fields": unknown})
+    nulls = sorted(k for k, v in changes.items() if v is None and k not in NULLABLE_FIELDS)
+    if nulls:
+        raise InvalidInput(
+            f"{', '.join(nulls)} cannot be null: give a value or leave the field out",
+            {"fields": nulls},
+        )
+    current = await ctx.store.schedule_get(jobconfig_id, schedule_id)
+    merged = asdict(spec_of(current))
+    # Giving the other kind switches kind: the old timing fields go (an interval's
+    # anchor means nothing to a cron expression).
+    if changes.get("cron") is not None and current.cron is None:
+        merged.update(interval_minutes=None, start_at=None)
+    if changes.get("interval_minutes") is not None and current.interval_minutes is None:
+        merged.update(cron=None, start_at=None)
+    merged.update(changes)
+    retime = any(k in TIMING_FIELDS and v != getattr(current, k) for k, v in changes.items())
+    return await _store(
+        ctx,
+        current,
+        ScheduleSpec(**merged),
+        retime=retime,
+        check_seconds=merged["cron"] != current.cron,
+    )
+
+
+async def set_paused(ctx: Context, jobconfig_id: int, schedule_id: int, paused: bool) -> Schedule:
+    """Pause (no next fire time) or resume (next fire time after now; no catch-up)."""
+    current = await ctx.store.schedule_get(jobconfig_id, schedule_id)
+    if current.paused == paused:
+        return current
+    return await _store(
+        ctx, current, replace(spec_of(current), paused=paused), retime=True, check_seconds=False
+    )
+
+
+async def delete(ctx: Context, jobconfig_id: int, schedule_id: int) -> None:
+    """Delete a schedule; the jobs it created stay."""
+    await ctx.store.schedule_delete(jobconfig_id, schedule_id)
+    ctx.bus.schedules_changed()

@@ -1,0 +1,433 @@
+"""Schedules: CRUD, and firing due schedules in bulk, exactly once.
+
+Firing claims due rows (``next_fire_at <= now``; on PostgreSQL ``FOR UPDATE SKIP
+LOCKED``, so replicas split the work instead of repeating it), creates their jobs,
+stores each schedule's next fire time and promotes, all in one transaction: a firing
+either happened completely (job + advanced schedule) or not at all. The unique index
+``(schedule_id, scheduled_for)`` on jobs backs that up in the database itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from jobyard.core.errors import Conflict, NotFound
+from jobyard.core.jobs import ACTIVE, JobStatus
+from jobyard.core.models import Actor, JobConfig
+from jobyard.core.schedules import (
+    FiringPlanner,
+    FiringRound,
+    MisfirePolicy,
+    Schedule,
+    ScheduleSpec,
+)
+from jobyard.store.schema import jobconfigs, jobs, schedules
+from jobyard.store.sql.base import SqlBase, Tx, jobconfig_from_row, status_in
+from jobyard.store.sql.transitions import SYSTEM, Pick, lock_jobconfigs, move, promote
+
+SCHEDULER = Actor.SCHEDULER.value
+_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ScheduleSpec))
+_FIRE_COLUMNS = (
+    "jobconfig_id",
+    "package_id",
+    "entrypoint",
+    "command",
+    "macros",
+    "timeout",
+    "success_exit_codes",
+    "pool",
+    "priority",
+    "trigger",
+    "submitted_by",
+    "status",
+    "seq",
+    "created_at",
+    "sequenced_at",
+    "schedule_id",
+    "scheduled_for",
+)
+
+
+def schedule_from_row(row: Any) -> Schedule:
+    """Map a ``schedules`` row (columns in :class:`Schedule` field order)."""
+    values = list(row)
+    values[7] = MisfirePolicy(values[7])
+    return Schedule(*values)
+
+
+class SchedulesMixin(SqlBase):
+    """Schedules of jobconfigs and their firing."""
+
+    async def schedule_insert(
+        self, jobconfig_id: int, spec: ScheduleSpec, *, next_fire_at: datetime | None
+    ) -> Schedule:
+        """Create; ``NotFound`` for an unknown jobconfig, ``Conflict`` for a taken name."""
+        return await self._write(_schedule_insert, jobconfig_id, spec, next_fire_at)
+
+    async def schedule_get(self, jobconfig_id: int, schedule_id: int) -> Schedule:
+        """One schedule of this jobconfig, or ``NotFound``."""
+        return await self._read(_schedule_get, jobconfig_id, schedule_id)
+
+    async def schedules_list(self, jobconfig_id: int) -> list[Schedule]:
+        """The jobconfig's schedules by id; ``NotFound`` for an unknown jobconfig."""
+        return await self._read(_schedules_list, jobconfig_id)
+
+    async def schedule_replace(
+        self,
+        jobconfig_id: int,
+        schedule_id: int,
+        spec: ScheduleSpec,
+        *,
+        next_fire_at: datetime | None,
+        expected_version: int | None = None,
+    ) -> Schedule:
+        """Store new writable fields and next fire time; bump the version.
+
+        ``expected_version`` makes it a compare-and-set (``Conflict`` if it moved).
+        """
+        return await self._write(
+            _schedule_replace, jobconfig_id, schedule_id, spec, next_fire_at, expected_version
+        )
+
+    async def schedule_delete(self, jobconfig_id: int, schedule_id: int) -> None:
+        """Delete; jobs it created keep their schedule id and fire time."""
+        await self._write(_schedule_delete, jobconfig_id, schedule_id)
+
+    async def schedules_next_due(self) -> datetime | None:
+        """The earliest ``next_fire_at`` of all schedules (None: nothing to fire)."""
+        return await self._read(_next_due)
+
+    async def schedules_due_between(
+        self,
+        after: datetime | None,
+        until: datetime,
+        *,
+        limit: int,
+        after_id: int | None = None,
+    ) -> list[Schedule]:
+        """Schedules with ``after < next_fire_at <= until``, by (next_fire_at, id).
+
+        ``after_id`` continues a page: rows at exactly ``after`` with a larger id.
+        """
+        return await self._read(_due_between, after, after_id, until, limit)
+
+    async def schedules_fire_due(self, *, limit: int, planner: FiringPlanner) -> FiringRound:
+        """Fire up to ``limit`` due schedules in one transaction (see module docs)."""
+        return await self._write(_fire_due, limit, planner)
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"this jobconfig already has a schedule named {name!r}", {"name": name})
+
+
+def _spec_values(spec: ScheduleSpec) -> dict[str, Any]:
+    values = {f: getattr(spec, f) for f in _SPEC_FIELDS}
+    values["misfire_policy"] = MisfirePolicy(spec.misfire_policy).value
+    values["macros"] = dict(spec.macros)
+    return values
+
+
+def _check_jobconfig(tx: Tx, jobconfig_id: int) -> None:
+    found = tx.conn.execute(select(jobconfigs.c.id).where(jobconfigs.c.id == jobconfig_id)).first()
+    if found is None:
+        raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
+
+
+def _missing(jobconfig_id: int, schedule_id: int) -> NotFound:
+    return NotFound(
+        f"jobconfig {jobconfig_id} has no schedule {schedule_id}",
+        {"jobconfig_id": jobconfig_id, "schedule_id": schedule_id},
+    )
+
+
+def _schedule_insert(
+    tx: Tx, jobconfig_id: int, spec: ScheduleSpec, next_fire_at: datetime | None
+) -> Schedule:
+    _check_jobconfig(tx, jobconfig_id)
+    stmt = (
+        insert(schedules)
+        .values(
+            jobconfig_id=jobconfig_id,
+            **_spec_values(spec),
+            next_fire_at=next_fire_at,
+            version=1,
+            created_at=tx.now,
+            updated_at=tx.now,
+        )
+        .returning(*schedules.c)
+    )
+    try:
+        row = tx.conn.execute(stmt).one()
+    except IntegrityError as exc:
+        raise _name_taken(spec.name or "") from exc
+    return schedule_from_row(row)
+
+
+def _schedule_get(tx: Tx, jobconfig_id: int, schedule_id: int) -> Schedule:
+    row = tx.conn.execute(
+        select(schedules).where(
+            schedules.c.id == schedule_id, schedules.c.jobconfig_id == jobconfig_id
+        )
+    ).first()
+    if row is None:
+        _check_jobconfig(tx, jobconfig_id)
+        raise _missing(jobconfig_id, schedule_id)
+    return schedule_from_row(row)
+
+
+def _schedules_list(tx: Tx, jobconfig_id: int) -> list[Schedule]:
+    rows = tx.conn.execute(
+        select(schedules).where(schedules.c.jobconfig_id == jobconfig_id).order_by(schedules.c.id)
+    ).all()
+    if not rows:
+        _check_jobconfig(tx, jobconfig_id)
+    return [schedule_from_row(r) for r in rows]
+
+
+def _schedule_replace(
+    tx: Tx,
+    jobconfig_id: int,
+    schedule_id: int,
+    spec: ScheduleSpec,
+    next_fire_at: datetime | None,
+    expected_version: int | None,
+) -> Schedule:
+    where = [schedules.c.id == schedule_id, schedules.c.jobconfig_id == jobconfig_id]
+    if expected_version is not None:
+        where.append(schedules.c.version == expected_version)
+    stmt = (
+        update(schedules)
+        .where(*where)
+        .values(
+            **_spec_values(spec),
+            next_fire_at=next_fire_at,
+            version=schedules.c.version + 1,
+            updated_at=tx.now,
+        )
+        .returning(*schedules.c)
+    )
+    try:
+        row = tx.conn.execute(stmt).first()
+    except IntegrityError as exc:
+        raise _name_taken(spec.name or "") from exc
+    if row is None:
+        current = _schedule_get(tx, jobconfig_id, schedule_id)  # NotFound if gone
+        raise Conflict(
+            f"schedule {schedule_id} changed meanwhile (version {current.version}); "
+            "read it again and retry",
+            {"schedule_id": schedule_id, "version": current.version},
+        )
+    return schedule_from_row(row)
+
+
+def _schedule_delete(tx: Tx, jobconfig_id: int, schedule_id: int) -> None:
+    result = tx.conn.execute(
+        delete(schedules).where(
+            schedules.c.id == schedule_id, schedules.c.jobconfig_id == jobconfig_id
+        )
+    )
+    if not result.rowcount:
+        _check_jobconfig(tx, jobconfig_id)
+        raise _missing(jobconfig_id, schedule_id)
+
+
+def lock_schedules_of(tx: Tx, jobconfig_id: int) -> None:
+    """Lock a jobconfig's schedules (PostgreSQL) before its row: the firing lock order."""
+    if tx.pg:
+        tx.conn.execute(
+            select(schedules.c.id)
+            .where(schedules.c.jobconfig_id == jobconfig_id)
+            .order_by(schedules.c.id)
+            .with_for_update()
+        ).all()
+
+
+def delete_schedules_of(tx: Tx, jobconfig_id: int) -> None:
+    """Delete a jobconfig's schedules (called by jobconfig deletion)."""
+    tx.conn.execute(delete(schedules).where(schedules.c.jobconfig_id == jobconfig_id))
+
+
+def _next_due(tx: Tx) -> datetime | None:
+    value: datetime | None = tx.conn.execute(select(func.min(schedules.c.next_fire_at))).scalar()
+    return value
+
+
+def _due_between(
+    tx: Tx, after: datetime | None, after_id: int | None, until: datetime, limit: int
+) -> list[Schedule]:
+    nf = schedules.c.next_fire_at
+    stmt = select(schedules).where(nf <= until)
+    if after is not None:
+        later = nf > after
+        if after_id is not None:
+            later = or_(later, and_(nf == after, schedules.c.id > after_id))
+        stmt = stmt.where(later)
+    stmt = stmt.order_by(nf, schedules.c.id).limit(limit)
+    return [schedule_from_row(r) for r in tx.conn.execute(stmt)]
+
+
+# -- firing ------------------------------------------------------------------------------
+
+_DUE = (
+    select(schedules)
+    .where(schedules.c.next_fire_at <= bindparam("now", type_=schedules.c.next_fire_at.type))
+    .order_by(schedules.c.next_fire_at, schedules.c.id)
+    .limit(bindparam("limit"))
+)
+_DUE_PG = _DUE.with_for_update(skip_locked=True)
+_JOBCONFIGS_BY_ID = select(jobconfigs).where(jobconfigs.c.id.in_(bindparam("ids", expanding=True)))
+_ADVANCE = (
+    update(schedules)
+    .where(schedules.c.id == bindparam("s_id"))
+    .values(
+        next_fire_at=bindparam("s_next", type_=schedules.c.next_fire_at.type),
+        last_fire_at=bindparam("s_last", type_=schedules.c.last_fire_at.type),
+        last_result=bindparam("s_result"),
+    )
+)
+_FIRE_INSERT = (
+    insert(jobs)
+    .values({c: bindparam(f"f_{c}", type_=jobs.c[c].type) for c in _FIRE_COLUMNS})
+    .returning(jobs.c.id, sort_by_parameter_order=True)
+)
+_COUNTS = (
+    select(jobs.c.jobconfig_id, jobs.c.status, func.count())
+    .where(
+        jobs.c.jobconfig_id.in_(bindparam("ids", expanding=True)),
+        status_in(ACTIVE | {JobStatus.SEQUENCED}),
+    )
+    .group_by(jobs.c.jobconfig_id, jobs.c.status)
+)
+_MAX_SEQ_SQLITE = select(func.coalesce(func.max(jobs.c.seq), 0))
+_SEQ_VALUES_PG = text("SELECT nextval('jobs_seq_seq') FROM generate_series(1, :n)")
+
+
+def _seq_values(tx: Tx, n: int) -> list[int]:
+    """``n`` fresh sequencing numbers, ascending."""
+    if tx.pg:
+        return sorted(r[0] for r in tx.conn.execute(_SEQ_VALUES_PG, {"n": n}))
+    base = int(tx.conn.execute(_MAX_SEQ_SQLITE).scalar_one())
+    return list(range(base + 1, base + 1 + n))
+
+
+def _fire_due(tx: Tx, limit: int, planner: FiringPlanner) -> FiringRound:
+    now = tx.now
+    due = [
+        schedule_from_row(r)
+        for r in tx.conn.execute(_DUE_PG if tx.pg else _DUE, {"now": now, "limit": limit})
+    ]
+    if not due:
+        return FiringRound(0, 0, 0, frozenset(), now, [])
+    jc_ids = sorted({s.jobconfig_id for s in due})
+    lock_jobconfigs(tx, jc_ids)  # PostgreSQL: schedules, then jobconfigs, then jobs
+    now = tx.now
+    configs = {
+        jc.id: jc
+        for jc in map(jobconfig_from_row, tx.conn.execute(_JOBCONFIGS_BY_ID, {"ids": jc_ids}))
+    }
+    firings: list[tuple[Schedule, JobConfig, datetime]] = []
+    advances: list[dict[str, Any]] = []
+    for s in due:
+        plan = planner.plan(s, now)
+        jc = configs[s.jobconfig_id]
+        result = plan.result
+        fire_at = plan.fire_at
+        if fire_at and not jc.enabled:
+            result = f"no job: jobconfig {jc.name!r} is disabled ({result})"
+            fire_at = []
+        elif fire_at and plan.missed == 0 and len(fire_at) == 1:
+            result = "fired"
+        firings.extend((s, jc, t) for t in fire_at)
+        advances.append(
+            {
+                "s_id": s.id,
+                "s_next": plan.next_fire_at,
+                "s_last": fire_at[-1] if fire_at else s.last_fire_at,
+                "s_result": f"{now.isoformat()}: {result}",
+            }
+        )
+    tx.conn.execute(_ADVANCE, advances)
+    if not firings:
+        return FiringRound(len(due), 0, 0, frozenset(), now, [])
+    firings.sort(key=lambda f: (f[2], f[0].id))
+    seqs = _seq_values(tx, len(firings))
+    params = [
+        {
+            "f_jobconfig_id": jc.id,
+            "f_package_id": jc.package_id,
+            "f_entrypoint": jc.entrypoint,
+            "f_command": list(jc.command) if jc.command is not None else None,
+            "f_macros": dict(s.macros),
+            "f_timeout": jc.timeout,
+            "f_success_exit_codes": list(jc.success_exit_codes),
+            "f_pool": jc.pool,
+            "f_priority": 0,
+            "f_trigger": "schedule",
+            "f_submitted_by": jc.owner,
+            "f_status": JobStatus.SEQUENCED.value,
+            "f_seq": seq,
+            "f_created_at": now,
+            "f_sequenced_at": now,
+            "f_schedule_id": s.id,
+            "f_scheduled_for": t,
+        }
+        for (s, jc, t), seq in zip(firings, seqs, strict=True)
+    ]
+    ids = [r[0] for r in tx.conn.execute(_FIRE_INSERT, params)]
+    new_by_config: dict[int, list[int]] = defaultdict(list)
+    for (s, jc, t), job_id in zip(firings, ids, strict=True):
+        tx.event(job_id, JobStatus.SEQUENCED, SCHEDULER, f"schedule {s.id} ({s.name}): {t}")
+        new_by_config[jc.id].append(job_id)
+    queued = _promote_new(tx, configs, new_by_config)
+    pools = frozenset(job.pool for job in queued)
+    lateness = [(now - t).total_seconds() for _, _, t in firings]
+    return FiringRound(len(due), len(ids), len(queued), pools, now, lateness)
+
+
+def _promote_new(
+    tx: Tx, configs: dict[int, JobConfig], new_by_config: dict[int, list[int]]
+) -> list[Any]:
+    """Queue new jobs within each jobconfig's limit, in bulk where nothing else waits.
+
+    Jobs of a jobconfig are queued by seq. The new jobs carry the highest seqs, so when
+    no older SEQUENCED job waits, "the first ``free`` SEQUENCED jobs" are simply the
+    first ``free`` new ones: one UPDATE queues them for every such jobconfig. A
+    jobconfig with older waiting jobs goes through the ordinary :func:`promote`.
+    """
+    counts: Counter[tuple[int, str]] = Counter()
+    for jc_id, status, n in tx.conn.execute(_COUNTS, {"ids": sorted(new_by_config)}):
+        counts[(jc_id, status)] = n
+    bulk: list[int] = []
+    queued: list[Any] = []
+    for jc_id, new_ids in new_by_config.items():
+        older = counts[(jc_id, JobStatus.SEQUENCED.value)] - len(new_ids)
+        if older > 0:
+            queued.extend(promote(tx, jc_id))
+            continue
+        limit = configs[jc_id].max_concurrent
+        if limit == 0:
+            bulk.extend(new_ids)
+            continue
+        active = sum(counts[(jc_id, s.value)] for s in ACTIVE)
+        free = limit - active
+        if free > 0:
+            bulk.extend(sorted(new_ids)[:free])
+    if bulk:
+        queued.extend(
+            move(
+                tx,
+                to=JobStatus.QUEUED,
+                pick=Pick.MANY,
+                params={"ids": bulk},
+                sets={"queued_at": tx.now},
+                actor=SYSTEM,
+                reason=None,
+            )
+        )
+    return queued
