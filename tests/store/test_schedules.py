@@ -19,6 +19,9 @@ from jobyard.store.schema import jobs, schedules
 
 GRACE = timedelta(seconds=60)
 EVERY_MINUTE = "0 * * * * ?"
+#: Fires once a year: a schedule made due "a few seconds ago" has exactly one due firing
+#: (a minute expression would have two whenever a whole minute fell in between).
+YEARLY = "0 0 0 1 1 ?"
 
 
 def _spec(cron: str = EVERY_MINUTE, **kw: object) -> ScheduleSpec:
@@ -30,10 +33,10 @@ async def _jobconfig(store: Store, name: str = "nightly", **kw: object) -> int:
     return (await store.jobconfig_insert(spec, owner="alice")).id
 
 
-async def _due(store: Store, jc: int, ago: timedelta, **kw: object) -> int:
+async def _due(store: Store, jc: int, ago: timedelta, cron: str = YEARLY, **kw: object) -> int:
     """A schedule whose next fire time was ``ago`` (on the whole second)."""
     when = (datetime.now(UTC) - ago).replace(microsecond=0)
-    s = await store.schedule_insert(jc, _spec(**kw), next_fire_at=when)
+    s = await store.schedule_insert(jc, _spec(cron, **kw), next_fire_at=when)
     return s.id
 
 
@@ -99,7 +102,9 @@ async def test_missed_firings_follow_the_misfire_policy(
     store: Store, policy: MisfirePolicy, expected: int
 ) -> None:
     jc = await _jobconfig(store)
-    sid = await _due(store, jc, timedelta(minutes=3, seconds=30), misfire_policy=policy)
+    sid = await _due(
+        store, jc, timedelta(minutes=3, seconds=30), EVERY_MINUTE, misfire_policy=policy
+    )
     assert await _fire(store) == expected
     assert await _fire(store) == 0
     s = await store.schedule_get(jc, sid)
@@ -197,7 +202,7 @@ async def test_racing_firers_fire_each_schedule_exactly_once(
     when = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     for n in range(300):
         await store.schedule_insert(
-            jcs[n % 10], _spec(name=f"s{n}"), next_fire_at=when - timedelta(seconds=n % 7)
+            jcs[n % 10], _spec(YEARLY, name=f"s{n}"), next_fire_at=when - timedelta(seconds=n % 7)
         )
     firers = [await open_store(migrated_store_url, migrate=False) for _ in range(4)]
     try:

@@ -49,7 +49,9 @@ class Scheduler:
         """Loop until cancelled; errors are logged and retried after a pause."""
         while True:
             try:
-                await self.fire_due()
+                if await self.fire_due():
+                    # Fired schedules moved to fire times inside the warmed window.
+                    self._warmed_until = None
                 await self.warm()
                 delay = await self._delay()
             except asyncio.CancelledError:

@@ -14,7 +14,19 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from jobyard.core.errors import Conflict, NotFound
@@ -27,9 +39,15 @@ from jobyard.core.schedules import (
     Schedule,
     ScheduleSpec,
 )
-from jobyard.store.schema import jobconfigs, jobs, schedules
+from jobyard.store.schema import UtcDateTime, job_seq, jobconfigs, jobs, schedules
 from jobyard.store.sql.base import SqlBase, Tx, jobconfig_from_row, status_in
-from jobyard.store.sql.transitions import SYSTEM, Pick, lock_jobconfigs, move, promote
+from jobyard.store.sql.transitions import (
+    SYSTEM,
+    lock_jobconfigs,
+    move_bulk,
+    promote,
+    record_events,
+)
 
 SCHEDULER = Actor.SCHEDULER.value
 _SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ScheduleSpec))
@@ -282,20 +300,6 @@ _DUE = (
 )
 _DUE_PG = _DUE.with_for_update(skip_locked=True)
 _JOBCONFIGS_BY_ID = select(jobconfigs).where(jobconfigs.c.id.in_(bindparam("ids", expanding=True)))
-_ADVANCE = (
-    update(schedules)
-    .where(schedules.c.id == bindparam("s_id"))
-    .values(
-        next_fire_at=bindparam("s_next", type_=schedules.c.next_fire_at.type),
-        last_fire_at=bindparam("s_last", type_=schedules.c.last_fire_at.type),
-        last_result=bindparam("s_result"),
-    )
-)
-_FIRE_INSERT = (
-    insert(jobs)
-    .values({c: bindparam(f"f_{c}", type_=jobs.c[c].type) for c in _FIRE_COLUMNS})
-    .returning(jobs.c.id, sort_by_parameter_order=True)
-)
 _COUNTS = (
     select(jobs.c.jobconfig_id, jobs.c.status, func.count())
     .where(
@@ -305,15 +309,62 @@ _COUNTS = (
     .group_by(jobs.c.jobconfig_id, jobs.c.status)
 )
 _MAX_SEQ_SQLITE = select(func.coalesce(func.max(jobs.c.seq), 0))
-_SEQ_VALUES_PG = text("SELECT nextval('jobs_seq_seq') FROM generate_series(1, :n)")
 
 
-def _seq_values(tx: Tx, n: int) -> list[int]:
-    """``n`` fresh sequencing numbers, ascending."""
+def _insert_firings(
+    tx: Tx, fire_at: datetime, schedule_ids: list[int]
+) -> list[tuple[int, int, int]]:
+    """Create one SEQUENCED job per schedule for ``fire_at``; ``[(id, seq, jobconfig_id)]``.
+
+    One ``INSERT ... SELECT`` from the schedules joined to their jobconfigs: the job
+    snapshots the jobconfig (what to run) and takes the schedule's macros. Sequencing
+    numbers follow schedule ids (PostgreSQL: the sequence; SQLite: MAX(seq) + n under
+    the write lock). The events are recorded in bulk too.
+    """
+    s, jc = schedules, jobconfigs
     if tx.pg:
-        return sorted(r[0] for r in tx.conn.execute(_SEQ_VALUES_PG, {"n": n}))
-    base = int(tx.conn.execute(_MAX_SEQ_SQLITE).scalar_one())
-    return list(range(base + 1, base + 1 + n))
+        seq: Any = job_seq.next_value()
+    else:
+        base = int(tx.conn.execute(_MAX_SEQ_SQLITE).scalar_one())
+        seq = literal(base) + func.row_number().over(order_by=s.c.id)
+    now = literal(tx.now, type_=UtcDateTime())
+    rows = (
+        select(
+            jc.c.id,
+            jc.c.package_id,
+            jc.c.entrypoint,
+            jc.c.command,
+            s.c.macros,
+            jc.c.timeout,
+            jc.c.success_exit_codes,
+            jc.c.pool,
+            literal(0),
+            literal("schedule"),
+            jc.c.owner,
+            literal(JobStatus.SEQUENCED.value),
+            seq,
+            now,
+            now,
+            s.c.id,
+            literal(fire_at, type_=UtcDateTime()),
+        )
+        .select_from(s.join(jc, jc.c.id == s.c.jobconfig_id))
+        .where(s.c.id.in_(schedule_ids))
+        .order_by(s.c.id)
+    )
+    stmt = (
+        insert(jobs)
+        .from_select(list(_FIRE_COLUMNS), rows)
+        .returning(jobs.c.id, jobs.c.seq, jobs.c.jobconfig_id)
+    )
+    created = [(r[0], r[1], r[2]) for r in tx.conn.execute(stmt)]
+    reason = (
+        literal("schedule ")
+        + cast(jobs.c.schedule_id, String)
+        + literal(f" fired for {fire_at.isoformat()}")
+    )
+    record_events(tx, [c[0] for c in created], JobStatus.SEQUENCED, SCHEDULER, reason)
+    return created
 
 
 def _fire_due(tx: Tx, limit: int, planner: FiringPlanner) -> FiringRound:
@@ -352,82 +403,69 @@ def _fire_due(tx: Tx, limit: int, planner: FiringPlanner) -> FiringRound:
                 "s_result": f"{now.isoformat()}: {result}",
             }
         )
-    tx.conn.execute(_ADVANCE, advances)
+    _advance(tx, advances)
     if not firings:
         return FiringRound(len(due), 0, 0, frozenset(), now, [])
-    firings.sort(key=lambda f: (f[2], f[0].id))
-    seqs = _seq_values(tx, len(firings))
-    params = [
-        {
-            "f_jobconfig_id": jc.id,
-            "f_package_id": jc.package_id,
-            "f_entrypoint": jc.entrypoint,
-            "f_command": list(jc.command) if jc.command is not None else None,
-            "f_macros": dict(s.macros),
-            "f_timeout": jc.timeout,
-            "f_success_exit_codes": list(jc.success_exit_codes),
-            "f_pool": jc.pool,
-            "f_priority": 0,
-            "f_trigger": "schedule",
-            "f_submitted_by": jc.owner,
-            "f_status": JobStatus.SEQUENCED.value,
-            "f_seq": seq,
-            "f_created_at": now,
-            "f_sequenced_at": now,
-            "f_schedule_id": s.id,
-            "f_scheduled_for": t,
-        }
-        for (s, jc, t), seq in zip(firings, seqs, strict=True)
-    ]
-    ids = [r[0] for r in tx.conn.execute(_FIRE_INSERT, params)]
-    new_by_config: dict[int, list[int]] = defaultdict(list)
-    for (s, jc, t), job_id in zip(firings, ids, strict=True):
-        tx.event(job_id, JobStatus.SEQUENCED, SCHEDULER, f"schedule {s.id} ({s.name}): {t}")
-        new_by_config[jc.id].append(job_id)
+    by_time: dict[datetime, list[int]] = defaultdict(list)
+    for sched, _, t in firings:
+        by_time[t].append(sched.id)
+    new_by_config: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    created = 0
+    for t in sorted(by_time):
+        for job_id, seq, jc_id in _insert_firings(tx, t, by_time[t]):
+            new_by_config[jc_id].append((seq, job_id))
+            created += 1
     queued = _promote_new(tx, configs, new_by_config)
-    pools = frozenset(job.pool for job in queued)
+    pools = frozenset(pool for _, pool in queued)
     lateness = [(now - t).total_seconds() for _, _, t in firings]
-    return FiringRound(len(due), len(ids), len(queued), pools, now, lateness)
+    return FiringRound(len(due), created, len(queued), pools, now, lateness)
+
+
+def _advance(tx: Tx, advances: list[dict[str, Any]]) -> None:
+    """Store next fire times: one UPDATE per distinct (next, last, result), usually one."""
+    groups: dict[tuple[Any, Any, str], list[int]] = defaultdict(list)
+    for a in advances:
+        groups[(a["s_next"], a["s_last"], a["s_result"])].append(a["s_id"])
+    for (nxt, last, result), ids in groups.items():
+        tx.conn.execute(
+            update(schedules)
+            .where(schedules.c.id.in_(ids))
+            .values(next_fire_at=nxt, last_fire_at=last, last_result=result)
+        )
 
 
 def _promote_new(
-    tx: Tx, configs: dict[int, JobConfig], new_by_config: dict[int, list[int]]
-) -> list[Any]:
+    tx: Tx, configs: dict[int, JobConfig], new_by_config: dict[int, list[tuple[int, int]]]
+) -> list[tuple[int, str]]:
     """Queue new jobs within each jobconfig's limit, in bulk where nothing else waits.
 
     Jobs of a jobconfig are queued by seq. The new jobs carry the highest seqs, so when
     no older SEQUENCED job waits, "the first ``free`` SEQUENCED jobs" are simply the
     first ``free`` new ones: one UPDATE queues them for every such jobconfig. A
     jobconfig with older waiting jobs goes through the ordinary :func:`promote`.
+    ``new_by_config`` maps jobconfig id -> ``[(seq, job id)]``; returns ``(id, pool)``.
     """
     counts: Counter[tuple[int, str]] = Counter()
     for jc_id, status, n in tx.conn.execute(_COUNTS, {"ids": sorted(new_by_config)}):
         counts[(jc_id, status)] = n
     bulk: list[int] = []
-    queued: list[Any] = []
-    for jc_id, new_ids in new_by_config.items():
-        older = counts[(jc_id, JobStatus.SEQUENCED.value)] - len(new_ids)
+    queued: list[tuple[int, str]] = []
+    for jc_id, new in new_by_config.items():
+        older = counts[(jc_id, JobStatus.SEQUENCED.value)] - len(new)
         if older > 0:
-            queued.extend(promote(tx, jc_id))
+            queued.extend((job.id, job.pool) for job in promote(tx, jc_id))
             continue
         limit = configs[jc_id].max_concurrent
-        if limit == 0:
-            bulk.extend(new_ids)
-            continue
-        active = sum(counts[(jc_id, s.value)] for s in ACTIVE)
-        free = limit - active
-        if free > 0:
-            bulk.extend(sorted(new_ids)[:free])
-    if bulk:
-        queued.extend(
-            move(
-                tx,
-                to=JobStatus.QUEUED,
-                pick=Pick.MANY,
-                params={"ids": bulk},
-                sets={"queued_at": tx.now},
-                actor=SYSTEM,
-                reason=None,
-            )
+        free = len(new) if limit == 0 else limit - sum(counts[(jc_id, s.value)] for s in ACTIVE)
+        bulk.extend(job_id for _, job_id in sorted(new)[: max(free, 0)])
+    queued.extend(
+        move_bulk(
+            tx,
+            to=JobStatus.QUEUED,
+            ids=bulk,
+            sets={"queued_at": tx.now},
+            actor=SYSTEM,
+            reason=None,
         )
+    )
     return queued

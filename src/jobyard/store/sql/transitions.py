@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Select, Update, bindparam, func, select, update
+from sqlalchemy import Select, Update, bindparam, func, insert, literal, select, update
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import Text
 
 from jobyard.core.errors import Conflict, NotFound
 from jobyard.core.jobs import ACTIVE, HELD, JobStatus, sources_of
 from jobyard.core.models import Actor, Job
-from jobyard.store.schema import job_seq, jobconfigs, jobs
+from jobyard.store.schema import UtcDateTime, job_events, job_seq, jobconfigs, jobs
 from jobyard.store.sql.base import Tx, job_from_row, status_in, status_is, utcnow
 
 SYSTEM = Actor.SYSTEM.value
@@ -165,6 +166,71 @@ def move(
         moved.sort(key=order)
     for job in moved:
         tx.event(job.id, to, actor, reason)
+    return moved
+
+
+def record_events(
+    tx: Tx, job_ids: list[int], status: JobStatus, actor: str, reason: Any = None
+) -> None:
+    """Record one event per job with one ``INSERT ... SELECT`` (bulk paths).
+
+    ``reason`` is text or an SQL expression over ``jobs`` columns. Written at once (not
+    buffered like :meth:`Tx.event`): callers use it for jobs with no buffered event.
+    """
+    if not job_ids:
+        return
+    reason_sql = reason if isinstance(reason, ColumnElement) else literal(reason, type_=Text())
+    rows = (
+        select(
+            jobs.c.id,
+            literal(status.value),
+            literal(tx.now, type_=UtcDateTime()),
+            literal(actor),
+            reason_sql,
+        )
+        .where(jobs.c.id.in_(job_ids))
+        .order_by(jobs.c.id)
+    )
+    columns = ["job_id", "status", "at", "actor", "reason"]
+    tx.conn.execute(insert(job_events).from_select(columns, rows))
+
+
+@functools.cache
+def _bulk_move_statement(to: JobStatus, sets: tuple[str, ...]) -> Update:
+    values: dict[str, Any] = {"status": to.value}
+    values.update({col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in sets})
+    return (
+        update(jobs)
+        .where(jobs.c.id.in_(bindparam("ids", expanding=True)), status_in(sources_of(to)))
+        .values(**values)
+        .returning(jobs.c.id, jobs.c.pool)
+    )
+
+
+def move_bulk(
+    tx: Tx,
+    *,
+    to: JobStatus,
+    ids: list[int],
+    sets: dict[str, Any],
+    actor: str,
+    reason: str | None,
+) -> list[tuple[int, str]]:
+    """:func:`move` of many jobs by id, returning only ``(id, pool)`` of the moved ones.
+
+    The same guard (``status IN sources_of(to)``); events are written in bulk. For
+    thousands of jobs at once (schedule firings), where building full :class:`Job`
+    records would cost more than the move itself.
+    """
+    if not ids:
+        return []
+    bound: dict[str, Any] = {"ids": ids}
+    bound.update({f"v_{col}": value for col, value in sets.items()})
+    moved = [
+        (row[0], row[1])
+        for row in tx.conn.execute(_bulk_move_statement(to, tuple(sorted(sets))), bound)
+    ]
+    record_events(tx, sorted(i for i, _ in moved), to, actor, reason)
     return moved
 
 
