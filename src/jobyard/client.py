@@ -267,6 +267,53 @@ class ApiClient:
             body["hold"] = True
         return await self._json("POST", f"{API}/jobconfigs/{jobconfig_id}/run", json=body)
 
+    # -- schedules ----------------------------------------------------------------------
+
+    def _schedules(self, jobconfig_id: int, schedule_id: int | None = None) -> str:
+        path = f"{API}/jobconfigs/{jobconfig_id}/schedules"
+        return path if schedule_id is None else f"{path}/{schedule_id}"
+
+    async def schedules_list(self, jobconfig_id: int) -> list[JsonObject]:
+        """``GET /jobconfigs/{id}/schedules``: the jobconfig's schedules, with next fire times."""
+        body = await self._json("GET", self._schedules(jobconfig_id))
+        return list(body.get("items") or [])
+
+    async def schedule_create(self, jobconfig_id: int, spec: Mapping[str, Any]) -> JsonObject:
+        """``POST /jobconfigs/{id}/schedules``: add a cron or interval schedule (201)."""
+        return await self._json("POST", self._schedules(jobconfig_id), json=dict(spec))
+
+    async def schedule_get(self, jobconfig_id: int, schedule_id: int) -> JsonObject:
+        """``GET /jobconfigs/{id}/schedules/{sid}``."""
+        return await self._json("GET", self._schedules(jobconfig_id, schedule_id))
+
+    async def schedule_replace(
+        self, jobconfig_id: int, schedule_id: int, spec: Mapping[str, Any]
+    ) -> JsonObject:
+        """``PUT /jobconfigs/{id}/schedules/{sid}``: replace every writable field."""
+        path = self._schedules(jobconfig_id, schedule_id)
+        return await self._json("PUT", path, json=dict(spec))
+
+    async def schedule_patch(
+        self, jobconfig_id: int, schedule_id: int, changes: Mapping[str, Any]
+    ) -> JsonObject:
+        """``PATCH /jobconfigs/{id}/schedules/{sid}``: change only the given fields."""
+        path = self._schedules(jobconfig_id, schedule_id)
+        return await self._json("PATCH", path, json=dict(changes))
+
+    async def schedule_delete(self, jobconfig_id: int, schedule_id: int) -> None:
+        """``DELETE /jobconfigs/{id}/schedules/{sid}`` (204; the jobs it made stay)."""
+        await self._send("DELETE", self._schedules(jobconfig_id, schedule_id))
+
+    async def schedule_pause(self, jobconfig_id: int, schedule_id: int) -> JsonObject:
+        """``POST /jobconfigs/{id}/schedules/{sid}/pause``: stop firing (idempotent)."""
+        path = self._schedules(jobconfig_id, schedule_id)
+        return await self._json("POST", f"{path}/pause")
+
+    async def schedule_resume(self, jobconfig_id: int, schedule_id: int) -> JsonObject:
+        """``POST /jobconfigs/{id}/schedules/{sid}/resume``: fire again from now on."""
+        path = self._schedules(jobconfig_id, schedule_id)
+        return await self._json("POST", f"{path}/resume")
+
     # -- jobs -------------------------------------------------------------------------
 
     async def job_submit(self, spec: Mapping[str, Any]) -> JsonObject:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from jobyard import __version__
 from jobyard.api.auth import AuthMiddleware
 from jobyard.api.errors import install_error_handlers
-from jobyard.api.routes import health, jobconfigs, jobs, packages
+from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
 from jobyard.settings import Settings
 
 
@@ -41,6 +41,6 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(AuthMiddleware)
-    for module in (health, packages, jobconfigs, jobs):
+    for module in (health, packages, jobconfigs, schedules, jobs, cron):
         app.include_router(module.router)
     return app

@@ -2,13 +2,20 @@
 
 Apply is idempotent: packages are pushed first (the server keeps identical bytes once),
 then each jobconfig of the file is looked up by name and created, replaced, or left
-alone when nothing differs. ``--dry-run`` computes the same plan and changes nothing.
+alone when nothing differs; then its schedules (when the file lists them) are matched
+by name and created, patched, deleted or left alone. ``--dry-run`` computes the same
+plan and changes nothing.
+
+A jobconfig and its schedules go together: when the server refuses one of them (a bad
+cron expression, say), what this run already changed for that jobconfig is put back
+(best effort) and the item is reported as failed with the server's message.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,11 +31,14 @@ from jobyard.cli.plan import (
     Action,
     PendingPackage,
     PlanItem,
+    SchedulePlanItem,
     compute_plan,
     format_change,
+    plan_schedules,
 )
 from jobyard.cli.render import entrypoint_names
 from jobyard.cli.yamlspec import (
+    SPEC_FIELDS,
     ApplyFile,
     JobConfigDecl,
     PackageDecl,
@@ -110,25 +120,123 @@ async def apply_file(api: ApiClient, spec: ApplyFile, *, dry_run: bool = False) 
     desired = [_desired(decl, packages) for decl in spec.jobconfigs]
     current = {d["name"]: await api.jobconfig_find(d["name"]) for d in desired}
     plan = compute_plan(desired, current)
+    for index, jobconfig in enumerate(spec.jobconfigs):
+        if jobconfig.schedules is not None:
+            jobconfig_id = plan[index].jobconfig_id
+            existing = await api.schedules_list(jobconfig_id) if jobconfig_id else []
+            schedules = plan_schedules(jobconfig.schedules, existing)
+            plan[index] = dataclasses.replace(plan[index], schedules=schedules)
     if dry_run:
         return ApplyReport(list(packages.values()), plan, dry_run=True)
-    done: list[PlanItem] = []
-    for item in plan:
-        try:
-            if item.action is Action.CREATE and item.desired is not None:
-                created = await api.jobconfig_create(item.desired)
-                item = dataclasses.replace(item, jobconfig_id=created.get("id"))
-            elif item.action is Action.UPDATE and item.desired is not None:
-                assert item.jobconfig_id is not None
-                await api.jobconfig_replace(item.jobconfig_id, item.desired)
-        except ApiError as exc:
-            detail = "; ".join(f"{k}: {v}" for k, v in exc.details.items())
-            error = f"{exc.message} (HTTP {exc.status}, {exc.code})" + (
-                f" {detail}" if detail else ""
-            )
-            item = dataclasses.replace(item, action=Action.FAILED, error=error)
-        done.append(item)
+    done = [await _apply_item(api, item) for item in plan]
     return ApplyReport(list(packages.values()), done, dry_run=False)
+
+
+def _error_text(exc: ApiError) -> str:
+    detail = "; ".join(f"{k}: {v}" for k, v in exc.details.items())
+    return f"{exc.message} (HTTP {exc.status}, {exc.code})" + (f" {detail}" if detail else "")
+
+
+Undo = Callable[[], Awaitable[object]]
+
+
+async def _apply_item(api: ApiClient, item: PlanItem) -> PlanItem:
+    """Write one jobconfig, then its schedules; on a refusal, put back what was written."""
+    undo: list[Undo] = []
+    step = ""
+    try:
+        if item.action is Action.CREATE and item.desired is not None:
+            created = await api.jobconfig_create(item.desired)
+            item = dataclasses.replace(item, jobconfig_id=created.get("id"))
+            undo.append(_undo_create(api, int(created["id"])))
+        elif item.action is Action.UPDATE and item.desired is not None:
+            assert item.jobconfig_id is not None
+            await api.jobconfig_replace(item.jobconfig_id, item.desired)
+            if item.previous is not None:
+                old = {f: item.previous[f] for f in SPEC_FIELDS if f in item.previous}
+                undo.append(_undo_replace(api, item.jobconfig_id, old))
+        done: list[SchedulePlanItem] = []
+        for sched in _write_order(item.schedules or ()):
+            step = sched.name
+            done.append(await _apply_schedule(api, int(item.jobconfig_id or 0), sched, undo))
+        step = ""
+    except ApiError as exc:
+        error = _error_text(exc)
+        rollback = await _roll_back(undo)
+        if step:
+            error = f"schedule {step!r}: {error}"
+        if undo:
+            error += " — " + (rollback or "this jobconfig's changes of this run were put back")
+        schedules = None
+        if item.schedules is not None:
+            schedules = tuple(
+                dataclasses.replace(s, action=Action.FAILED, error=_error_text(exc))
+                if s.name == step
+                else dataclasses.replace(s, action=Action.UNCHANGED, changes=())
+                for s in item.schedules
+            )
+        was_new = item.action is Action.CREATE
+        return dataclasses.replace(
+            item,
+            action=Action.FAILED,
+            error=error,
+            jobconfig_id=None if was_new else item.jobconfig_id,
+            schedules=schedules,
+        )
+    if item.schedules is not None:
+        by_name = {s.name: s for s in done}
+        item = dataclasses.replace(
+            item, schedules=tuple(by_name.get(s.name, s) for s in item.schedules)
+        )
+    return item
+
+
+def _write_order(items: tuple[SchedulePlanItem, ...]) -> list[SchedulePlanItem]:
+    """Creations and updates in file order, deletions last (a refusal then deletes nothing)."""
+    writes = [s for s in items if s.action in (Action.CREATE, Action.UPDATE)]
+    return writes + [s for s in items if s.action is Action.DELETE]
+
+
+def _undo_create(api: ApiClient, jobconfig_id: int) -> Undo:
+    return lambda: api.jobconfig_delete(jobconfig_id)
+
+
+def _undo_replace(api: ApiClient, jobconfig_id: int, old: dict[str, Any]) -> Undo:
+    return lambda: api.jobconfig_replace(jobconfig_id, old)
+
+
+async def _apply_schedule(
+    api: ApiClient, jobconfig_id: int, item: SchedulePlanItem, undo: list[Undo]
+) -> SchedulePlanItem:
+    if item.action is Action.CREATE and item.body is not None:
+        created = await api.schedule_create(jobconfig_id, item.body)
+        schedule_id = int(created["id"])
+        undo.append(lambda: api.schedule_delete(jobconfig_id, schedule_id))
+        return dataclasses.replace(item, schedule_id=schedule_id)
+    assert item.schedule_id is not None
+    schedule_id = item.schedule_id
+    if item.action is Action.UPDATE and item.body is not None:
+        await api.schedule_patch(jobconfig_id, schedule_id, item.body)
+        back = dict(item.undo or {})
+        undo.append(lambda: api.schedule_patch(jobconfig_id, schedule_id, back))
+    elif item.action is Action.DELETE:
+        try:
+            await api.schedule_delete(jobconfig_id, schedule_id)
+        except ApiError as exc:
+            if exc.status != 404:  # already gone is what was wanted
+                raise
+    return item
+
+
+async def _roll_back(undo: list[Undo]) -> str:
+    """Run the undo steps, newest first; say what could not be put back."""
+    problems: list[str] = []
+    for step in reversed(undo):
+        try:
+            await step()
+        except ApiError as exc:
+            problems.append(exc.message)
+    return f"putting back this run's changes failed: {'; '.join(problems)}" if problems else ""
 
 
 _ACTION_STYLES = {
@@ -136,7 +244,15 @@ _ACTION_STYLES = {
     Action.UPDATE: "bold yellow",
     Action.UNCHANGED: "dim",
     Action.FAILED: "bold red",
+    Action.DELETE: "bold red",
 }
+
+
+def _changes_text(action: Action, changes: tuple[Any, ...], error: str) -> str:
+    if action is Action.FAILED:
+        return error
+    created = action is Action.CREATE
+    return "\n".join(format_change(c, created=created) for c in changes)
 
 
 def _report_tables(report: ApplyReport) -> list[Table]:
@@ -161,14 +277,25 @@ def _report_tables(report: ApplyReport) -> list[Table]:
         configs.add_column(column)
     for item in report.items:
         label = item.action.value if report.dry_run else item.action.done
-        if item.action is Action.FAILED:
-            changes = item.error
-        else:
-            created = item.action is Action.CREATE
-            changes = "\n".join(format_change(c, created=created) for c in item.changes)
+        changes = _changes_text(item.action, item.changes, item.error)
+        refused = [s for s in item.schedules or () if s.action is Action.FAILED]
+        if refused:  # the schedule's row below has the server's message
+            _message, _sep, rolled = item.error.partition(" — ")
+            changes = f"schedule {refused[0].name!r} refused (below)" + (
+                f"; {rolled}" if rolled else ""
+            )
         configs.add_row(
             Text(item.name), Text(label, style=_ACTION_STYLES[item.action]), Text(changes)
         )
+        for sched in item.schedules or ():
+            label = sched.action.value if report.dry_run else sched.action.done
+            name = Text("  schedule ", style="dim")
+            name.append(sched.name)
+            configs.add_row(
+                name,
+                Text(label, style=_ACTION_STYLES[sched.action]),
+                Text(_changes_text(sched.action, sched.changes, sched.error)),
+            )
     tables.append(configs)
     return tables
 
@@ -183,7 +310,20 @@ def _summary(report: ApplyReport) -> str:
     ]
     if counts.get(Action.FAILED):
         words.append(f"{counts[Action.FAILED]} failed")
-    return ", ".join(words)
+    text = ", ".join(words)
+    declared = [s for item in report.items for s in item.schedules or ()]
+    if any(item.schedules is not None for item in report.items):
+        by_action: dict[Action, int] = {}
+        for sched in declared:
+            by_action[sched.action] = by_action.get(sched.action, 0) + 1
+        parts = [
+            f"{by_action.get(a, 0)} {a.value if report.dry_run else a.done}"
+            for a in (Action.CREATE, Action.UPDATE, Action.DELETE, Action.UNCHANGED)
+        ]
+        if by_action.get(Action.FAILED):
+            parts.append(f"{by_action[Action.FAILED]} failed")
+        text += "; schedules: " + ", ".join(parts)
+    return text
 
 
 def report_json(report: ApplyReport) -> JsonObject:
@@ -200,20 +340,34 @@ def report_json(report: ApplyReport) -> JsonObject:
             }
             for p in report.packages
         ],
-        "jobconfigs": [
-            {
-                "name": item.name,
-                "id": item.jobconfig_id,
-                "action": item.action.value if report.dry_run else item.action.done,
-                "changes": [
-                    {"field": c.field, "old": _jsonable(c.old), "new": _jsonable(c.new)}
-                    for c in item.changes
-                ],
-                "error": item.error or None,
-            }
-            for item in report.items
-        ],
+        "jobconfigs": [_item_json(item, report.dry_run) for item in report.items],
     }
+
+
+def _item_json(item: PlanItem, dry_run: bool) -> JsonObject:
+    out: JsonObject = {
+        "name": item.name,
+        "id": item.jobconfig_id,
+        "action": item.action.value if dry_run else item.action.done,
+        "changes": _changes_json(item.changes),
+        "error": item.error or None,
+    }
+    if item.schedules is not None:
+        out["schedules"] = [
+            {
+                "name": s.name,
+                "id": s.schedule_id,
+                "action": s.action.value if dry_run else s.action.done,
+                "changes": _changes_json(s.changes),
+                "error": s.error or None,
+            }
+            for s in item.schedules
+        ]
+    return out
+
+
+def _changes_json(changes: tuple[Any, ...]) -> list[JsonObject]:
+    return [{"field": c.field, "old": _jsonable(c.old), "new": _jsonable(c.new)} for c in changes]
 
 
 def _jsonable(value: Any) -> Any:
@@ -246,6 +400,8 @@ def apply_command(
 
     Each jobconfig is looked up by name: created when missing, replaced when a field
     differs, left alone otherwise. Fields left out of the file take their defaults.
+    A jobconfig with a `schedules` list gets exactly those schedules (matched by name:
+    created, changed, or deleted when not listed); without the key its schedules stay.
     """
     state = state_of(ctx)
     spec = _load(state, file)
@@ -261,16 +417,19 @@ def apply_command(
 
 
 async def fetch_for_export(api: ApiClient, names: list[str]) -> list[JsonObject]:
-    """The named jobconfigs (all when ``names`` is empty); a missing name is a 404."""
-    if not names:
-        return await collect_all(lambda cursor: api.jobconfigs_list(cursor=cursor, limit=100))
+    """The named jobconfigs (all when ``names`` is empty) with their ``schedules``.
+
+    A missing name is a 404.
+    """
     found: list[JsonObject] = []
+    if not names:
+        found = await collect_all(lambda cursor: api.jobconfigs_list(cursor=cursor, limit=100))
     for name in names:
         item = await api.jobconfig_find(name)
         if item is None:
             raise ApiError(404, "not_found", f"no jobconfig named {name!r}")
         found.append(item)
-    return found
+    return [{**item, "schedules": await api.schedules_list(int(item["id"]))} for item in found]
 
 
 def export_command(

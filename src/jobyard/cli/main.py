@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from jobyard import __version__
-from jobyard.cli import jobconfigs, jobs, packages
+from jobyard.cli import cron, jobconfigs, jobs, packages, schedules
 from jobyard.cli.apply import apply_command, export_command
 from jobyard.cli.context import CliState
 from jobyard.cli.run import run_command
@@ -68,6 +68,8 @@ app.command("export")(export_command)
 app.command("run")(run_command)
 app.add_typer(jobs.app)
 app.add_typer(jobconfigs.app)
+app.add_typer(schedules.app)
+app.add_typer(cron.app)
 
 
 def main() -> None:

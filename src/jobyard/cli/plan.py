@@ -1,7 +1,9 @@
 """What ``jobyard apply`` would do: desired jobconfigs against the server's, as pure data.
 
 No I/O here, so the decision "create, update or leave alone, and which fields change"
-is tested on its own, and ``--dry-run`` shows exactly what a real apply would do.
+is tested on its own, and ``--dry-run`` shows exactly what a real apply would do. The
+same goes for the schedules of a jobconfig, matched by name: create, update (a PATCH of
+the fields that differ), delete (not in the file), or leave alone.
 """
 
 from __future__ import annotations
@@ -11,6 +13,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from jobyard.cli.schedulespec import (
+    SCHEDULE_DEFAULTS,
+    ScheduleDecl,
+    current_minutes,
+    every_text,
+    instant,
+    normalise_cron,
+)
 from jobyard.cli.yamlspec import SPEC_FIELDS, spec_defaults
 
 
@@ -21,11 +31,13 @@ class Action(StrEnum):
     UPDATE = "update"
     UNCHANGED = "unchanged"
     FAILED = "failed"
+    DELETE = "delete"  # schedules only: not in the file any more
 
     @property
     def done(self) -> str:
         """The past tense shown after a real apply."""
-        return {"create": "created", "update": "updated"}.get(self.value, self.value)
+        past = {"create": "created", "update": "updated", "delete": "deleted"}
+        return past.get(self.value, self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +61,19 @@ class FieldChange:
 
 
 @dataclass(frozen=True, slots=True)
+class SchedulePlanItem:
+    """The decision for one schedule of a jobconfig."""
+
+    name: str
+    action: Action
+    changes: tuple[FieldChange, ...] = ()
+    schedule_id: int | None = None
+    body: Mapping[str, Any] | None = None  # create: the POST body; update: the PATCH body
+    undo: Mapping[str, Any] | None = None  # update: the PATCH body that puts it back
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class PlanItem:
     """The decision for one jobconfig of the file."""
 
@@ -58,6 +83,9 @@ class PlanItem:
     jobconfig_id: int | None = None
     desired: Mapping[str, Any] | None = None
     error: str = ""
+    previous: Mapping[str, Any] | None = None  # update: the server's jobconfig before
+    #: ``None``: the file says nothing about this jobconfig's schedules.
+    schedules: tuple[SchedulePlanItem, ...] | None = None
 
 
 def normalise(field: str, value: Any) -> Any:
@@ -111,7 +139,8 @@ def plan_jobconfig(desired: Mapping[str, Any], current: Mapping[str, Any] | None
     changes = diff_fields(desired, current)
     jobconfig_id = current.get("id")
     action = Action.UPDATE if changes else Action.UNCHANGED
-    return PlanItem(name, action, changes, jobconfig_id, desired)
+    previous = current if changes else None
+    return PlanItem(name, action, changes, jobconfig_id, desired, previous=previous)
 
 
 def compute_plan(
@@ -140,3 +169,101 @@ def _show(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_show(v) for v in value) + "]"
     return str(value)
+
+
+# -- schedules ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _ScheduleDiff:
+    changes: list[FieldChange]
+    patch: dict[str, Any]
+    undo: dict[str, Any]
+
+    def add(self, name: str, old: Any, new: Any, key: str, value: Any, undo: Any) -> None:
+        self.changes.append(FieldChange(name, old, new))
+        self.patch[key] = value
+        self.undo.setdefault(key, undo)
+
+
+def diff_schedule(decl: ScheduleDecl, current: Mapping[str, Any]) -> _ScheduleDiff:
+    """What differs between a schedule of the file and the server's of the same name.
+
+    A ``start_at`` the file leaves out is not compared for an interval (the server chose
+    the anchor); for cron it means none. Changing kind (cron ↔ interval) shows both fields.
+    """
+    diff = _ScheduleDiff([], {}, {})
+    cur_cron = current.get("cron")
+    cur_minutes = current_minutes(current) if cur_cron is None else None
+    cur_start = current.get("start_at")
+    switched = (decl.cron is None) != (cur_cron is None)
+    if switched:  # restoring the old kind needs all of its timing fields
+        diff.undo.update(cron=cur_cron, interval_minutes=cur_minutes, start_at=cur_start)
+    if decl.cron is not None:
+        if cur_cron is None or normalise_cron(str(cur_cron)) != decl.cron:
+            diff.add("cron", cur_cron, decl.cron, "cron", decl.cron, cur_cron)
+        if switched:
+            diff.changes.append(FieldChange("every", every_text(cur_minutes), None))
+    else:
+        if cur_minutes != decl.interval_minutes:
+            new = every_text(decl.interval_minutes)
+            old = every_text(cur_minutes)
+            diff.add("every", old, new, "interval_minutes", decl.interval_minutes, cur_minutes)
+        if switched:
+            diff.changes.append(FieldChange("cron", cur_cron, None))
+    if decl.start_at is not None:
+        wanted = instant(decl.start_at, decl.timezone)
+        if wanted is None or wanted != instant(cur_start, "UTC"):
+            diff.add("start_at", cur_start, decl.start_at, "start_at", decl.start_at, cur_start)
+    elif decl.cron is not None and cur_start and not switched:
+        diff.add("start_at", cur_start, None, "start_at", None, cur_start)
+    for key, default in SCHEDULE_DEFAULTS.items():
+        new = getattr(decl, key)
+        old = current.get(key, default)
+        if normalise(key, new) != normalise(key, old if old is not None else default):
+            diff.add(key, old, new, key, new, old)
+    return diff
+
+
+def _creation(decl: ScheduleDecl) -> tuple[FieldChange, ...]:
+    shown = [
+        FieldChange("cron", None, decl.cron)
+        if decl.cron is not None
+        else FieldChange("every", None, every_text(decl.interval_minutes))
+    ]
+    if decl.start_at is not None:
+        shown.append(FieldChange("start_at", None, decl.start_at))
+    for key, default in SCHEDULE_DEFAULTS.items():
+        value = getattr(decl, key)
+        if normalise(key, value) != normalise(key, default):
+            shown.append(FieldChange(key, None, value))
+    return tuple(shown)
+
+
+def plan_schedules(
+    declared: Sequence[ScheduleDecl], current: Sequence[Mapping[str, Any]]
+) -> tuple[SchedulePlanItem, ...]:
+    """The file's schedules (by name) against the server's: file order, then deletions."""
+    by_name = {str(s.get("name")): s for s in current}
+    items: list[SchedulePlanItem] = []
+    for decl in declared:
+        found = by_name.pop(decl.name, None)
+        if found is None:
+            items.append(
+                SchedulePlanItem(decl.name, Action.CREATE, _creation(decl), body=decl.body())
+            )
+            continue
+        diff = diff_schedule(decl, found)
+        items.append(
+            SchedulePlanItem(
+                decl.name,
+                Action.UPDATE if diff.changes else Action.UNCHANGED,
+                tuple(diff.changes),
+                int(found["id"]),
+                diff.patch or None,
+                diff.undo or None,
+            )
+        )
+    for name, gone in by_name.items():
+        items.append(SchedulePlanItem(name, Action.DELETE, (), int(gone["id"])))
+    return tuple(items)

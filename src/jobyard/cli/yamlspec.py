@@ -15,9 +15,15 @@
         enabled: true
         description: "..."
         pool: default
+        schedules:            # optional; see jobyard.cli.schedulespec
+          - cron: "0 0 2 * * ?"
+            timezone: Europe/Berlin
+          - every: 1h30m
 
 The file is the whole truth about the jobconfigs it names: a field left out means its
 default, so deleting a line from the file resets that field on the next apply.
+The same goes for ``schedules``, with one exception: a jobconfig without the key keeps
+the schedules it has (with the key, those not listed are deleted).
 Validation reports every problem at once, each with ``file:line``.
 """
 
@@ -27,7 +33,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -40,6 +46,14 @@ from pydantic import (
     model_validator,
 )
 
+from jobyard.cli.schedulespec import (
+    ScheduleDecl,
+    default_name,
+    every_minutes,
+    export_schedule,
+    normalise_cron,
+    start_at_text,
+)
 from jobyard.core.models import JobConfigSpec
 from jobyard.core.validation import EXECUTION_MACROS, MACRO_RE, NAME_RE
 
@@ -144,6 +158,53 @@ class PackageModel(_Strict):
     path: str = Field(min_length=1)
 
 
+def _every(value: Any) -> Any:
+    return None if value is None else every_minutes(value)
+
+
+Every = Annotated[int | None, BeforeValidator(_every)]
+StartAt = Annotated[str | None, BeforeValidator(start_at_text)]
+
+
+class ScheduleModel(_Strict):
+    """One item of a jobconfig's ``schedules``: a cron expression or an interval."""
+
+    name: str | None = Field(default=None, min_length=1)
+    cron: str | None = Field(default=None, min_length=1)
+    every: Every = None
+    start_at: StartAt = None
+    timezone: str | None = Field(default=None, min_length=1)
+    misfire_policy: Literal["fire_once", "skip"] | None = None
+    paused: bool | None = None
+    macros: dict[MacroName, MacroValue] | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> ScheduleModel:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError(
+                "give exactly one of `cron` (a Quartz expression) and `every` (an interval)"
+            )
+        return self
+
+    def decl(self, line: int | None) -> ScheduleDecl:
+        """The parsed form, defaults filled in (the name as the server would derive it)."""
+        cron = normalise_cron(self.cron) if self.cron is not None else None
+        name = (self.name or "").strip() or default_name(cron, self.every)
+        given = self.model_dump(
+            exclude_none=True, include={"timezone", "misfire_policy", "paused", "description"}
+        )
+        return ScheduleDecl(
+            name=name,
+            cron=cron,
+            interval_minutes=self.every if cron is None else None,
+            start_at=self.start_at,
+            macros=dict(self.macros or {}),
+            line=line,
+            **given,
+        )
+
+
 class JobConfigModel(_Strict):
     """One item of ``jobconfigs``; unset fields take the defaults of ``JobConfigSpec``."""
 
@@ -159,6 +220,7 @@ class JobConfigModel(_Strict):
     enabled: bool | None = None
     description: str | None = None
     pool: str | None = Field(default=None, min_length=1)
+    schedules: list[ScheduleModel] | None = None
 
     @model_validator(mode="after")
     def _one_of_each(self) -> JobConfigModel:
@@ -198,6 +260,8 @@ class JobConfigDecl:
     spec: dict[str, Any]
     package: str | None = None
     line: int | None = None
+    #: ``None``: the file has no ``schedules`` key, so the server's are left alone.
+    schedules: tuple[ScheduleDecl, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,12 +359,38 @@ def _to_apply_file(
                     where,
                 )
             )
-        values = jc.model_dump(exclude_none=True, exclude={"package"})
+        values = jc.model_dump(exclude_none=True, exclude={"package", "schedules"})
         spec = {f: values.get(f, defaults.get(f)) for f in SPEC_FIELDS}
-        jobconfigs.append(JobConfigDecl(jc.name, spec, jc.package, line))
+        schedules = _schedules(jc, root, index, problems)
+        jobconfigs.append(JobConfigDecl(jc.name, spec, jc.package, line, schedules))
     if problems:
         raise SpecError(source, sorted(problems, key=lambda p: p.line or 0))
     return ApplyFile(source, packages, jobconfigs)
+
+
+def _schedules(
+    jc: JobConfigModel, root: yaml.Node, index: int, problems: list[Problem]
+) -> tuple[ScheduleDecl, ...] | None:
+    """The jobconfig's schedules (``schedules:`` with no items means none); names unique."""
+    if "schedules" not in jc.model_fields_set:
+        return None
+    decls: list[ScheduleDecl] = []
+    seen: dict[str, int | None] = {}
+    for position, model in enumerate(jc.schedules or []):
+        line = _line_at(root, ("jobconfigs", index, "schedules", position))
+        decl = model.decl(line)
+        if decl.name in seen:
+            problems.append(
+                Problem(
+                    f"duplicate schedule name {decl.name!r} (first at line {seen[decl.name]}): "
+                    "give each schedule of a jobconfig its own `name`",
+                    line,
+                    f"jobconfigs[{index}].schedules[{position}]",
+                )
+            )
+        seen[decl.name] = line
+        decls.append(decl)
+    return tuple(decls)
 
 
 # -- locating problems ----------------------------------------------------------------
@@ -398,6 +488,8 @@ def _allowed_keys(loc: Sequence[Any]) -> list[str]:
     depth = len(loc)
     if depth == 1:
         return list(ApplyFileModel.model_fields)
+    if loc[0] == "jobconfigs" and depth > 4 and loc[2] == "schedules":
+        return list(ScheduleModel.model_fields)
     if loc[0] == "jobconfigs":
         return list(JobConfigModel.model_fields)
     return list(PackageModel.model_fields)
@@ -419,7 +511,11 @@ _ExportDumper.add_representer(list, _represent_list)
 
 
 def export_document(jobconfigs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The apply-file form of jobconfigs as the API returns them (packages by ``package_id``)."""
+    """The apply-file form of jobconfigs as the API returns them (packages by ``package_id``).
+
+    A jobconfig's ``schedules`` (a list the caller adds to the API object) are written
+    when there are any.
+    """
     items: list[dict[str, Any]] = []
     for jc in jobconfigs:
         item: dict[str, Any] = {}
@@ -428,6 +524,9 @@ def export_document(jobconfigs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             if value is None:
                 continue
             item[f] = dict(value) if isinstance(value, Mapping) else value
+        schedules = jc.get("schedules")
+        if schedules:
+            item["schedules"] = [export_schedule(s) for s in schedules]
         items.append(item)
     return {"jobconfigs": items}
 

@@ -163,16 +163,26 @@ def validate(spec: ScheduleSpec, *, allow_seconds: bool) -> ScheduleSpec:
                 "server setting scheduler.allow_seconds",
                 {"field": "cron"},
             )
-        default_name = cron
     else:
         assert spec.interval_minutes is not None
         check_interval(spec.interval_minutes)
-        default_name = f"every {format_every(spec.interval_minutes)}"
     start_at = spec.start_at
-    if start_at is not None and start_at.tzinfo is None:  # a wall time in the schedule's zone
-        start_at = start_at.replace(tzinfo=parse_zone(spec.timezone))
+    if start_at is not None:
+        if start_at.tzinfo is None:  # a wall time in the schedule's zone
+            start_at = start_at.replace(tzinfo=parse_zone(spec.timezone))
+        last_year = datetime.now(UTC).year + 100
+        try:
+            year = start_at.astimezone(UTC).year
+        except OverflowError:
+            year = 0
+        if not 1970 <= year <= last_year:
+            raise InvalidInput(
+                f"start_at {start_at.isoformat()} is out of range: give a time between "
+                f"1970 and {last_year}",
+                {"field": "start_at"},
+            )
     if name is None or not name.strip():
-        name = default_name
+        name = default_name(cron, spec.interval_minutes)
     name = name.strip()
     if not _NAME_RE.match(name):
         raise InvalidInput(
@@ -200,6 +210,14 @@ def validate(spec: ScheduleSpec, *, allow_seconds: bool) -> ScheduleSpec:
         macros=dict(spec.macros),
         description=spec.description,
     )
+
+
+def default_name(cron: str | None, interval_minutes: int | None) -> str:
+    """The name a schedule gets when none is given: its expression or ``every 1h30m``."""
+    if cron is not None:
+        return " ".join(cron.split())
+    assert interval_minutes is not None
+    return f"every {format_every(interval_minutes)}"
 
 
 def default_anchor(now: datetime) -> datetime:

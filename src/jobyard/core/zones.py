@@ -23,19 +23,25 @@ def parse_zone(name: str) -> ZoneInfo:
     """
     problem = f"unknown time zone {name!r}: use an IANA name such as 'UTC' or 'Europe/Paris'"
     if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
-        raise ZoneError(problem, {"timezone": name})
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        pass
+        raise ZoneError(problem, {"field": "timezone", "timezone": name})
+    if name in _known_zones_set():  # not 'localtime' (the host's zone) and the like
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
     lowered = name.lower()
     for known in _known_zones():
         if known.lower() == lowered:
             problem += f" (did you mean {known!r}?)"
             break
-    raise ZoneError(problem, {"timezone": name})
+    raise ZoneError(problem, {"field": "timezone", "timezone": name})
 
 
 @functools.cache
 def _known_zones() -> tuple[str, ...]:
-    return tuple(sorted(available_timezones()))
+    return tuple(sorted(available_timezones() - {"Factory", "localtime"}))
+
+
+@functools.cache
+def _known_zones_set() -> frozenset[str]:
+    return frozenset(_known_zones())

@@ -15,6 +15,7 @@ from jobyard.core.schedules import (
     Schedule,
     ScheduleSpec,
     default_anchor,
+    default_name,
     next_after,
     validate,
 )
@@ -128,6 +129,10 @@ async def patch(
         merged.update(interval_minutes=None, start_at=None)
     if changes.get("interval_minutes") is not None and current.interval_minutes is None:
         merged.update(cron=None, start_at=None)
+    if "name" not in changes and current.name == default_name(
+        current.cron, current.interval_minutes
+    ):
+        merged["name"] = None  # a default name follows the expression
     merged.update(changes)
     retime = any(k in TIMING_FIELDS and v != getattr(current, k) for k, v in changes.items())
     return await _store(

@@ -17,6 +17,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from jobyard.client import ApiClient
+from tests.unit.cli.fakeschedules import FakeSchedules
 
 TOKEN = "test-token"
 DEFAULTS: dict[str, Any] = {
@@ -53,7 +54,9 @@ class FakeApi:
         self.requests: list[tuple[str, str]] = []
         self.refused_names: set[str] = set()
         self.payloads: dict[int, dict[str, bytes]] = {}
+        self.schedules = FakeSchedules(self.jobconfigs)
         self.app = self._build()
+        self.schedules.install(self.app)
 
     def client(self, server: str = "http://fake", token: str = TOKEN) -> ApiClient:
         """An API client wired to this fake."""
@@ -186,6 +189,8 @@ class FakeApi:
         async def delete(jobconfig_id: int) -> Response:
             if self.jobconfigs.pop(jobconfig_id, None) is None:
                 return _error(404, "not_found", f"jobconfig {jobconfig_id} not found")
+            for schedule in self.schedules.of(jobconfig_id):
+                del self.schedules.items[schedule["id"]]
             return Response(status_code=204)
 
         @app.post("/api/v1/jobconfigs/{jobconfig_id}/run", status_code=201, response_model=None)

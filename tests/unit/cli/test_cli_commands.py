@@ -60,6 +60,8 @@ COMMANDS = [
     ["jobconfigs", "list"],
     ["jobconfigs", "show"],
     ["jobconfigs", "delete"],
+    ["schedules"],
+    *[["schedules", c] for c in ("list", "show", "add", "update", "delete", "pause", "resume")],
 ]
 
 

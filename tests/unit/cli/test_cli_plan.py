@@ -89,6 +89,6 @@ def test_compute_plan_keeps_file_order() -> None:
 
 
 def test_action_words() -> None:
-    assert [a.done for a in Action] == ["created", "updated", "unchanged", "failed"]
+    assert [a.done for a in Action] == ["created", "updated", "unchanged", "failed", "deleted"]
     assert format_change(FieldChange("description", "", "x y")) == "description: '' → 'x y'"
     assert format_change(FieldChange("enabled", None, False), created=True) == "enabled: false"
