@@ -43,7 +43,8 @@ TARGET_P99_S = 1.0
 TARGET_IDLE_CPU = 5.0  # percent of one core
 CRON = "0 * * * * ?"
 _LOG_LINE = re.compile(
-    r"fired (\d+) job\(s\) in (\d+) ms; lateness to commit p50 ([\d.]+) s, max ([\d.]+) s"
+    r"fired (\d+) job\(s\) in (\d+) ms; (?:on-time firings: )?lateness to commit "
+    r"p50 ([\d.]+) s, max ([\d.]+) s"
 )
 
 

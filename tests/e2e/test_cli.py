@@ -6,7 +6,6 @@ the tests do not depend on each other's order.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import as_json, ok
 from tests.support.server import RunningServer, clean_env, jobyard_command, server_fixture
 
 server = server_fixture(scope="module", workers=2)
@@ -54,19 +54,6 @@ def cli(server: RunningServer, tmp_path: Path) -> Cli:
         )
 
     return run
-
-
-def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.CompletedProcess[str]:
-    """Assert the exit code, showing both streams when it is not the expected one."""
-    assert result.returncode == code, (
-        f"exit {result.returncode} (wanted {code}) for {result.args}\n"
-        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-    )
-    return result
-
-
-def as_json(result: subprocess.CompletedProcess[str]) -> Any:
-    return json.loads(ok(result).stdout)
 
 
 def make_package(folder: Path) -> Path:

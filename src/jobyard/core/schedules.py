@@ -84,6 +84,26 @@ class Schedule:
 
 
 @dataclass(frozen=True, slots=True)
+class DueSchedule:
+    """What firing needs of a schedule (a narrow read of the hot path: no JSON, no text)."""
+
+    id: int
+    jobconfig_id: int
+    cron: str | None
+    interval_minutes: int | None
+    start_at: datetime | None
+    timezone: str
+    misfire_policy: MisfirePolicy
+    next_fire_at: datetime | None
+    last_fire_at: datetime | None
+    version: int
+
+
+#: Either record: planning reads only the fields the two share.
+Timed = Schedule | DueSchedule
+
+
+@dataclass(frozen=True, slots=True)
 class FiringPlan:
     """What one firing step does: jobs to create (nominal times) and the next fire time."""
 
@@ -102,7 +122,8 @@ class FiringRound:
     queued: int  # of which queued at once
     pools: frozenset[str]  # pools that got queued jobs
     started_at: datetime  # the transaction's clock (the jobs' created_at)
-    lateness: list[float]  # seconds from nominal fire time to creation, per job
+    lateness: list[float]  # seconds from nominal fire time to creation, per on-time job
+    missed: int = 0  # schedules whose missed firings were caught up or skipped
 
 
 def format_every(minutes: int) -> str:
@@ -244,7 +265,7 @@ def next_after(
     return anchor + steps * period
 
 
-def schedule_next_after(schedule: Schedule, after: datetime) -> datetime | None:
+def schedule_next_after(schedule: Timed, after: datetime) -> datetime | None:
     """:func:`next_after` for a stored schedule."""
     return next_after(
         schedule.cron, schedule.interval_minutes, schedule.start_at, schedule.timezone, after
@@ -252,7 +273,7 @@ def schedule_next_after(schedule: Schedule, after: datetime) -> datetime | None:
 
 
 def plan_firing(
-    schedule: Schedule, now: datetime, grace: timedelta, following: datetime | None = None
+    schedule: Timed, now: datetime, grace: timedelta, following: datetime | None = None
 ) -> FiringPlan:
     """What to do for a due schedule (``next_fire_at <= now``) at ``now``.
 
@@ -312,7 +333,7 @@ class FiringPlanner:
         self.grace = grace
         self._following: dict[tuple[int, int, datetime], datetime | None] = {}
 
-    def warm(self, schedules: list[Schedule]) -> int:
+    def warm(self, schedules: list[Schedule] | list[DueSchedule]) -> int:
         """Precompute the fire time after each schedule's next one; returns how many."""
         done = 0
         for s in schedules:
@@ -324,7 +345,7 @@ class FiringPlanner:
                 done += 1
         return done
 
-    def plan(self, schedule: Schedule, now: datetime) -> FiringPlan:
+    def plan(self, schedule: Timed, now: datetime) -> FiringPlan:
         """:func:`plan_firing`, using (and dropping) the cached following fire time."""
         assert schedule.next_fire_at is not None
         following = self._following.pop(

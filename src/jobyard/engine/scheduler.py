@@ -30,6 +30,9 @@ log = logging.getLogger("jobyard.scheduler")
 WARM_HORIZON = timedelta(seconds=90)
 #: Schedules read per warming query (the loop yields between chunks).
 WARM_CHUNK = 500
+#: After schedule changes, re-warm everything at most this often (bulk creation through
+#: the API or `jobyard apply` must not re-read every schedule per request).
+REWARM_SECONDS = 2.0
 
 
 class Scheduler:
@@ -41,6 +44,8 @@ class Scheduler:
         self.settings = settings
         self.planner = FiringPlanner(timedelta(seconds=settings.misfire_grace_seconds))
         self._warmed_until: datetime | None = None
+        self._changed = False  # schedules changed since the last full warm
+        self._full_warm_at = 0.0  # time.monotonic() of the last full warm
         #: Totals since start (exposed for health and benchmarks).
         self.fired_jobs = 0
         self.rounds = 0
@@ -50,7 +55,7 @@ class Scheduler:
         while True:
             try:
                 if await self.fire_due():
-                    # Fired schedules moved to fire times inside the warmed window.
+                    # Handled schedules moved to fire times inside the warmed window.
                     self._warmed_until = None
                 await self.warm()
                 delay = await self._delay()
@@ -60,11 +65,15 @@ class Scheduler:
                 log.exception("scheduler round failed; retrying in 1 s")
                 delay = 1.0
             if await self.bus.wait_schedules_changed(delay):
-                self._warmed_until = None  # changed schedules: warm them again
+                self._changed = True  # changed schedules: warm them again (debounced)
 
     async def fire_due(self) -> int:
-        """Fire every due schedule, in transactions of ``batch_size``; returns jobs created."""
+        """Fire every due schedule, in transactions of ``batch_size``.
+
+        Returns how many schedules it handled (fired, caught up, skipped or found disabled).
+        """
         total = 0
+        handled = 0
         started = time.perf_counter()
         lateness: list[float] = []
         while True:
@@ -74,6 +83,13 @@ class Scheduler:
             if fired.queued:
                 self.bus.work_available()
             total += fired.jobs
+            handled += fired.schedules
+            if fired.missed:
+                log.warning(
+                    "%d schedule(s) had missed firings (server down or overloaded): caught up "
+                    "or skipped by their misfire policy; see each schedule's last_result",
+                    fired.missed,
+                )
             if fired.lateness:
                 committed = (utcnow() - fired.started_at).total_seconds()
                 lateness.extend(x + committed for x in fired.lateness)
@@ -83,18 +99,25 @@ class Scheduler:
         if total:
             self.fired_jobs += total
             self.rounds += 1
+        if lateness:
             lateness.sort()
             log.info(
-                "fired %d job(s) in %.0f ms; lateness to commit p50 %.3f s, max %.3f s",
+                "fired %d job(s) in %.0f ms; on-time firings: lateness to commit p50 %.3f s, "
+                "max %.3f s",
                 total,
                 (time.perf_counter() - started) * 1000,
                 lateness[len(lateness) // 2],
                 lateness[-1],
             )
-        return total
+        return handled
 
     async def warm(self) -> None:
         """Precompute following fire times of schedules due within the horizon."""
+        if self._changed and time.monotonic() - self._full_warm_at >= REWARM_SECONDS:
+            self._changed = False
+            self._warmed_until = None
+        if self._warmed_until is None:
+            self._full_warm_at = time.monotonic()
         until = utcnow() + WARM_HORIZON
         after = self._warmed_until
         after_id: int | None = None
@@ -113,6 +136,8 @@ class Scheduler:
     async def _delay(self) -> float:
         """Seconds until the next fire time, at most ``poll_seconds``."""
         poll = self.settings.poll_seconds
+        if self._changed:
+            poll = min(poll, REWARM_SECONDS)
         nxt = await self.store.schedules_next_due()
         if nxt is None:
             return poll

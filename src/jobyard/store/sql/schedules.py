@@ -33,6 +33,7 @@ from jobyard.core.errors import Conflict, NotFound
 from jobyard.core.jobs import ACTIVE, JobStatus
 from jobyard.core.models import Actor, JobConfig
 from jobyard.core.schedules import (
+    DueSchedule,
     FiringPlanner,
     FiringRound,
     MisfirePolicy,
@@ -292,8 +293,9 @@ def _due_between(
 
 # -- firing ------------------------------------------------------------------------------
 
+_DUE_COLUMNS = [schedules.c[f.name] for f in dataclasses.fields(DueSchedule)]
 _DUE = (
-    select(schedules)
+    select(*_DUE_COLUMNS)
     .where(schedules.c.next_fire_at <= bindparam("now", type_=schedules.c.next_fire_at.type))
     .order_by(schedules.c.next_fire_at, schedules.c.id)
     .limit(bindparam("limit"))
@@ -367,10 +369,25 @@ def _insert_firings(
     return created
 
 
+def _due_from_row(r: Any) -> DueSchedule:
+    return DueSchedule(
+        id=r[0],
+        jobconfig_id=r[1],
+        cron=r[2],
+        interval_minutes=r[3],
+        start_at=r[4],
+        timezone=r[5],
+        misfire_policy=MisfirePolicy(r[6]),
+        next_fire_at=r[7],
+        last_fire_at=r[8],
+        version=r[9],
+    )
+
+
 def _fire_due(tx: Tx, limit: int, planner: FiringPlanner) -> FiringRound:
     now = tx.now
     due = [
-        schedule_from_row(r)
+        _due_from_row(r)
         for r in tx.conn.execute(_DUE_PG if tx.pg else _DUE, {"now": now, "limit": limit})
     ]
     if not due:
@@ -382,7 +399,9 @@ def _fire_due(tx: Tx, limit: int, planner: FiringPlanner) -> FiringRound:
         jc.id: jc
         for jc in map(jobconfig_from_row, tx.conn.execute(_JOBCONFIGS_BY_ID, {"ids": jc_ids}))
     }
-    firings: list[tuple[Schedule, JobConfig, datetime]] = []
+    firings: list[tuple[DueSchedule, JobConfig, datetime]] = []
+    lateness: list[float] = []  # of on-time firings (a catch-up is late by design)
+    missed = 0
     advances: list[dict[str, Any]] = []
     for s in due:
         plan = planner.plan(s, now)
@@ -395,6 +414,10 @@ def _fire_due(tx: Tx, limit: int, planner: FiringPlanner) -> FiringRound:
         elif fire_at and plan.missed == 0 and len(fire_at) == 1:
             result = "fired"
         firings.extend((s, jc, t) for t in fire_at)
+        if plan.missed:
+            missed += 1
+        else:
+            lateness.extend((now - t).total_seconds() for t in fire_at)
         advances.append(
             {
                 "s_id": s.id,
@@ -405,7 +428,7 @@ def _fire_due(tx: Tx, limit: int, planner: FiringPlanner) -> FiringRound:
         )
     _advance(tx, advances)
     if not firings:
-        return FiringRound(len(due), 0, 0, frozenset(), now, [])
+        return FiringRound(len(due), 0, 0, frozenset(), now, [], missed)
     by_time: dict[datetime, list[int]] = defaultdict(list)
     for sched, _, t in firings:
         by_time[t].append(sched.id)
@@ -417,8 +440,7 @@ def _fire_due(tx: Tx, limit: int, planner: FiringPlanner) -> FiringRound:
             created += 1
     queued = _promote_new(tx, configs, new_by_config)
     pools = frozenset(pool for _, pool in queued)
-    lateness = [(now - t).total_seconds() for _, _, t in firings]
-    return FiringRound(len(due), created, len(queued), pools, now, lateness)
+    return FiringRound(len(due), created, len(queued), pools, now, lateness, missed)
 
 
 def _advance(tx: Tx, advances: list[dict[str, Any]]) -> None:

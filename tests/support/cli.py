@@ -1,0 +1,21 @@
+"""Assertions on finished ``jobyard`` CLI subprocesses (end-to-end tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+
+def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.CompletedProcess[str]:
+    """Assert the exit code, showing both streams when it is not the expected one."""
+    assert result.returncode == code, (
+        f"exit {result.returncode} (wanted {code}) for {result.args}\n"
+        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+    return result
+
+
+def as_json(result: subprocess.CompletedProcess[str]) -> Any:
+    """The command's stdout as JSON (after asserting exit code 0)."""
+    return json.loads(ok(result).stdout)
