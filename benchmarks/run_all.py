@@ -1,7 +1,7 @@
 """Run every benchmark and print their figures (``make bench``).
 
-    .venv/bin/python benchmarks/run_all.py            # full run (~2 minutes)
-    .venv/bin/python benchmarks/run_all.py --quick    # scaled down (~40 s)
+    .venv/bin/python benchmarks/run_all.py            # full run (~8 minutes: schedules wait for real minutes)
+    .venv/bin/python benchmarks/run_all.py --quick    # scaled down (~2.5 min)
     .venv/bin/python benchmarks/run_all.py --only history --engines sqlite
 
 A missed target is printed as ``MISSED``; the exit status is non-zero only when a
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "latency": ("bench_latency.py", [], ["--samples", "50"]),
     "throughput": ("bench_throughput.py", [], ["--jobs", "300"]),
     "history": ("bench_history.py", [], ["--rows", "100000", "--queries", "100"]),
+    "schedules": ("bench_schedules.py", [], ["--schedules", "2000", "--minutes", "1"]),
 }
 
 

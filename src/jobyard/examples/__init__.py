@@ -9,7 +9,8 @@ from pathlib import Path
 
 from jobyard.core.errors import NotFound
 from jobyard.core.models import JobConfigSpec
-from jobyard.service import jobconfigs, packages
+from jobyard.core.schedules import ScheduleSpec
+from jobyard.service import jobconfigs, packages, schedules
 from jobyard.service.context import Context
 
 EXAMPLE_DIR = Path(__file__).parent / "hello"
@@ -28,7 +29,7 @@ def _zip_folder(folder: Path) -> bytes:
 
 
 async def load_example(ctx: Context) -> None:
-    """Upload the example package and create jobconfig 'hello' unless it exists."""
+    """Upload the example package and create jobconfig 'hello' (with a paused schedule)."""
     try:
         await ctx.store.jobconfig_get_by_name(EXAMPLE_NAME)
         return
@@ -43,7 +44,7 @@ async def load_example(ctx: Context) -> None:
         package, _ = await packages.upload(ctx, tmp, "hello.zip")
     finally:
         tmp.unlink(missing_ok=True)
-    await jobconfigs.create(
+    jc = await jobconfigs.create(
         ctx,
         JobConfigSpec(
             name=EXAMPLE_NAME,
@@ -53,4 +54,16 @@ async def load_example(ctx: Context) -> None:
             description="Example: greets, logs to stdout and stderr, writes greeting.txt",
         ),
         owner="admin",
+    )
+    # A schedule to look at (and resume): weekdays at 07:00 Paris time, paused.
+    await schedules.create(
+        ctx,
+        jc.id,
+        ScheduleSpec(
+            cron="0 0 7 ? * MON-FRI",
+            timezone="Europe/Paris",
+            paused=True,
+            name="weekday-mornings",
+            description="Example: resume it with `jobyard schedules resume hello weekday-mornings`",
+        ),
     )
