@@ -1,6 +1,6 @@
 """Run every benchmark and print their figures (``make bench``).
 
-    .venv/bin/python benchmarks/run_all.py            # full run (~8 min; schedules wait for real minutes)
+    .venv/bin/python benchmarks/run_all.py            # full run (~8 min: real minutes)
     .venv/bin/python benchmarks/run_all.py --quick    # scaled down (~2.5 min)
     .venv/bin/python benchmarks/run_all.py --only history --engines sqlite
 
