@@ -302,14 +302,21 @@ _DUE = (
 )
 _DUE_PG = _DUE.with_for_update(skip_locked=True)
 _JOBCONFIGS_BY_ID = select(jobconfigs).where(jobconfigs.c.id.in_(bindparam("ids", expanding=True)))
-_COUNTS = (
-    select(jobs.c.jobconfig_id, jobs.c.status, func.count())
-    .where(
-        jobs.c.jobconfig_id.in_(bindparam("ids", expanding=True)),
-        status_in(ACTIVE | {JobStatus.SEQUENCED}),
+
+
+def _counts_statement(statuses: frozenset[JobStatus]) -> Any:
+    return (
+        select(jobs.c.jobconfig_id, jobs.c.status, func.count())
+        .where(jobs.c.jobconfig_id.in_(bindparam("ids", expanding=True)), status_in(statuses))
+        .group_by(jobs.c.jobconfig_id, jobs.c.status)
     )
-    .group_by(jobs.c.jobconfig_id, jobs.c.status)
-)
+
+
+#: SEQUENCED jobs of every jobconfig fired (older ones waiting go first) ...
+_COUNT_SEQUENCED = _counts_statement(frozenset({JobStatus.SEQUENCED}))
+#: ... and ACTIVE ones only of jobconfigs with a limit: an unlimited jobconfig's backlog
+#: of QUEUED jobs (no free worker) must not make each firing slower.
+_COUNT_ACTIVE = _counts_statement(ACTIVE)
 _MAX_SEQ_SQLITE = select(func.coalesce(func.max(jobs.c.seq), 0))
 
 
@@ -468,8 +475,11 @@ def _promote_new(
     ``new_by_config`` maps jobconfig id -> ``[(seq, job id)]``; returns ``(id, pool)``.
     """
     counts: Counter[tuple[int, str]] = Counter()
-    for jc_id, status, n in tx.conn.execute(_COUNTS, {"ids": sorted(new_by_config)}):
-        counts[(jc_id, status)] = n
+    limited = sorted(i for i in new_by_config if configs[i].max_concurrent > 0)
+    for stmt, ids in ((_COUNT_SEQUENCED, sorted(new_by_config)), (_COUNT_ACTIVE, limited)):
+        if ids:
+            for jc_id, status, n in tx.conn.execute(stmt, {"ids": ids}):
+                counts[(jc_id, status)] = n
     bulk: list[int] = []
     queued: list[tuple[int, str]] = []
     for jc_id, new in new_by_config.items():
