@@ -403,6 +403,12 @@ class ApiClient:
             size += len(chunk)
         return size
 
+    # -- users, login and tokens (issue 4: users helper) ---------------------------------
+
+    # -- templates (issue 4: templates helper) ------------------------------------------
+
+    # -- macros (issue 4: macros helper) ------------------------------------------------
+
     async def _stream(self, path: str, params: httpx.QueryParams) -> AsyncIterator[bytes]:
         try:
             async with self._http.stream(

@@ -74,6 +74,7 @@ class JobConfig:
     created_at: datetime
     updated_at: datetime
     owner: str | None = None  # who created it; scheduled jobs are submitted as the owner
+    template_id: int | None = None  # inherits package, entry point and macros
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,9 @@ class Job:
     ended_at: datetime | None
     schedule_id: int | None = None  # the schedule that fired it (trigger "schedule")
     scheduled_for: datetime | None = None  # the nominal fire time of that firing
+    template_id: int | None = None  # its jobconfig's template when it was created
+    #: Resolved at initialization: {name: {"level", "secure", "value" (None if secure)}}.
+    resolved_macros: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +194,10 @@ class ApiToken:
     role: str
     created_at: datetime
     revoked: bool
+    user_id: int | None = None  # None: the bootstrap admin token
+    kind: str = "personal"  # admin | personal | access | refresh | session
+    expires_at: datetime | None = None
+    job_id: int | None = None  # session tokens: valid while this job has not ended
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,18 @@ from jobyard.store.protocol import Store
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a token's owner. Full users and roles come with access control."""
+    """Who is calling: a token's owner."""
 
     name: str
     role: str  # "admin" | "user"
+    user_id: int | None = None  # None: the bootstrap admin token (before users existed)
+    token_kind: str = "admin"  # admin | personal | access | refresh | session
+    job_id: int | None = None  # a session token's job (SESSION_ID)
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins see and may do everything."""
+        return self.role == "admin"
 
     @property
     def actor(self) -> str:

@@ -310,3 +310,9 @@ class Store(Protocol):
     async def leader_try_acquire(self, *, name: str, holder: str, ttl_seconds: float) -> bool:
         """Take or keep the leadership ``name`` for ``ttl_seconds``; False if another holds it."""
         ...
+
+    # -- users, login throttling, token management (issue 4: users helper) -------------
+
+    # -- templates (issue 4: templates helper) ------------------------------------------
+
+    # -- macros of the account, template, user and jobconfig levels (issue 4: macros) ---

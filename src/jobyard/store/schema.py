@@ -130,6 +130,7 @@ jobconfigs = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("owner", String(200), nullable=True),  # 0002; scheduled jobs run as the owner
+    Column("template_id", Integer, nullable=True),  # 0003: inherits package/entrypoint/macros
     Index("ux_jobconfigs_name", "name", unique=True),
     CheckConstraint("max_concurrent >= 0", name="max_concurrent_nonneg"),
     sqlite_autoincrement=True,
@@ -167,6 +168,11 @@ jobs = Table(
     Column("ended_at", UtcDateTime(), nullable=True),
     Column("schedule_id", Integer, nullable=True),  # 0002: the schedule that fired it
     Column("scheduled_for", UtcDateTime(), nullable=True),  # 0002: its nominal fire time
+    Column("template_id", Integer, nullable=True),  # 0003: its jobconfig's template then
+    # 0003: the macros the job got, resolved at initialization, as
+    # {name: {"level": "account|template|user|jobconfig|job", "secure": bool, "value": str|None}}
+    # (value None for secure ones: never stored in clear).
+    Column("resolved_macros", _json(), nullable=True),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_known"),
     sqlite_autoincrement=True,
 )
@@ -240,7 +246,113 @@ api_tokens = Table(
     Column("role", String(32), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked", Boolean, nullable=False),
+    # 0003: whose token (NULL: the bootstrap admin token of admin.token, before users existed)
+    Column("user_id", Integer, nullable=True),
+    # 0003: "admin" (bootstrap) | "personal" | "access" | "refresh" | "session"
+    Column("kind", String(16), nullable=False, server_default="personal"),
+    Column("expires_at", UtcDateTime(), nullable=True),  # 0003: NULL = no expiry
+    Column("job_id", BigInteger, nullable=True),  # 0003: a session token's job
     Index("ux_api_tokens_token_hash", "token_hash", unique=True),
+    Index("ix_api_tokens_user_id", "user_id"),
+    sqlite_autoincrement=True,
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("password_hash", Text, nullable=True),  # argon2; NULL = cannot log in by password
+    Column("role", String(16), nullable=False),  # "admin" | "user"
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ux_users_name", "name", unique=True),
+    CheckConstraint("role IN ('admin', 'user')", name="role_known"),
+    sqlite_autoincrement=True,
+)
+
+#: Failed logins per key ("user:<name>" and "ip:<address>"), for throttling.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure_at", UtcDateTime(), nullable=False),
+    Column("blocked_until", UtcDateTime(), nullable=True),
+)
+
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("package_id", Integer, ForeignKey("packages.id"), nullable=True),
+    Column("entrypoint", String(200), nullable=True),
+    Column("command", _json(), nullable=True),
+    Column("description", Text, nullable=False),
+    Column("owner", String(200), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ux_templates_name", "name", unique=True),
+    sqlite_autoincrement=True,
+)
+
+#: Macros of the account, template, user and jobconfig levels (the job level lives on the
+#: job). A secure value is stored encrypted (``value`` = key id + AEAD ciphertext).
+macros = Table(
+    "macros",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(16), nullable=False),  # account | template | user | jobconfig
+    Column("scope_id", Integer, nullable=False),  # 0 for the account level
+    Column("name", String(128), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("secure", Boolean, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("updated_by", String(200), nullable=True),
+    Index("ux_macros_scope_scope_id_name", "scope", "scope_id", "name", unique=True),
+    CheckConstraint("scope IN ('account', 'template', 'user', 'jobconfig')", name="scope_known"),
+    sqlite_autoincrement=True,
+)
+
+#: Access policies: a user may do ``action`` on ``resource`` objects matching ``selector``
+#: (an id, ``*``, or ``template:<id>`` for every jobconfig of that template).
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("action", String(16), nullable=False),  # view | edit | delete | execute
+    Column("resource", String(16), nullable=False),  # jobconfigs | templates
+    Column("selector", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index(
+        "ux_policies_user_id_action_resource_selector",
+        "user_id",
+        "action",
+        "resource",
+        "selector",
+        unique=True,
+    ),
+    sqlite_autoincrement=True,
+)
+
+#: Who did what, when and from where (never a secure value).
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),  # user:<name>, scheduler, system
+    Column("action", String(64), nullable=False),  # e.g. jobconfig.create, macro.set
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(200), nullable=True),
+    Column("details", _json(), nullable=True),
+    Column("remote_addr", String(64), nullable=True),
+    Index("ix_audit_at", "at"),
+    Index("ix_audit_object_type_object_id", "object_type", "object_id"),
+    Index("ix_audit_actor_at", "actor", "at"),
     sqlite_autoincrement=True,
 )
 

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 from jobyard.store.sql.jobconfigs import JobconfigsMixin
 from jobyard.store.sql.jobs import JobsMixin
+from jobyard.store.sql.macros import MacrosMixin
 from jobyard.store.sql.misc import MiscMixin
 from jobyard.store.sql.schedules import SchedulesMixin
+from jobyard.store.sql.templates import TemplatesMixin
+from jobyard.store.sql.users import UsersMixin
 
 
-class SqlStore(JobsMixin, JobconfigsMixin, SchedulesMixin, MiscMixin):
+class SqlStore(
+    JobsMixin,
+    JobconfigsMixin,
+    SchedulesMixin,
+    UsersMixin,
+    TemplatesMixin,
+    MacrosMixin,
+    MiscMixin,
+):
     """The store over one database URL. Build it with :func:`jobyard.store.factory.open_store`."""
 
 
