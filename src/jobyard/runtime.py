@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 from jobyard.blobs.local import LocalBlobStore
+from jobyard.core.crypto import KEY_FILE, ensure_key_file
 from jobyard.engine.bus import Bus
 from jobyard.engine.local_backend import local_worker_pool
 from jobyard.engine.local_process import WorkerProcess
@@ -59,6 +60,8 @@ class Runtime:
         """Open the store (migrating it), mint the first token, start workers and sweeps."""
         home = self.settings.home
         home.mkdir(parents=True, exist_ok=True)
+        if not self.settings.secret_key and ensure_key_file(home):  # issue 4: secure macros
+            log.info("created the secure-macro key %s (mode 0600)", home / KEY_FILE)
         store = await open_store(self.settings.effective_database_url, migrate=True)
         blobs = LocalBlobStore(self.settings.effective_blobs_dir)
         bus = Bus()

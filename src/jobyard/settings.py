@@ -49,6 +49,17 @@ class SchedulerSettings(BaseModel):
     )
 
 
+class AuthSettings(BaseModel):
+    """``[auth]`` in the TOML file; ``JOBYARD_AUTH__<FIELD>`` in the environment."""
+
+    access_token_minutes: float = Field(
+        default=15, gt=0, description="Lifetime of an access token from POST /api/v1/login."
+    )
+    refresh_token_days: float = Field(
+        default=7, gt=0, description="Lifetime of a refresh token (each is used once)."
+    )
+
+
 class Settings(BaseSettings):
     """Every tunable of a jobyard process. Env prefix ``JOBYARD_``; file via ``JOBYARD_CONFIG``."""
 
@@ -80,15 +91,35 @@ class Settings(BaseSettings):
     abort_grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM->SIGKILL wait.")
 
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     upload_max_bytes: int = Field(default=512 * 1024**2, gt=0, description="Largest upload.")
     unpack_max_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest expansion.")
     unpack_max_entries: int = Field(default=100_000, gt=0, description="Most archive entries.")
+    # issue 4: macros. A plain str (not SecretStr): settings travel to worker processes as
+    # JSON, where SecretStr would arrive as "**********". repr=False keeps it out of logs.
+    secret_key: str = Field(
+        default="",
+        repr=False,
+        description="Base64 32-byte key of secure macros; empty: $JOBYARD_HOME/secret.key.",
+    )
 
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("secret_key")
+    @classmethod
+    def _valid_secret_key(cls, value: str) -> str:
+        if value.strip():
+            from jobyard.core.crypto import SecretError, decode_key
+
+            try:
+                decode_key(value, "JOBYARD_SECRET_KEY")
+            except SecretError as exc:
+                raise ValueError(exc.message) from None
+        return value.strip()
 
     @property
     def effective_blobs_dir(self) -> Path:

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import JobConfig, JobConfigSpec, NewJob
+from jobyard.core.templates import Template, TemplateSpec
 from jobyard.store.factory import open_store
 from jobyard.store.protocol import Store
 from jobyard.store.sql.base import make_sync_engine, normalize_url
@@ -75,3 +76,13 @@ def force(db: Engine, job_id: int, status: JobStatus, **columns: Any) -> None:
         conn.execute(
             text(f"UPDATE jobs SET {assignments} WHERE id = :id"), {**values, "id": job_id}
         )
+
+
+async def make_template(
+    store: Store, name: str = "tpl", *, command: list[str] | None = None, **fields: Any
+) -> Template:
+    """A template (without a package: running ``command``, by default ``echo template``)."""
+    if command is None and fields.get("package_id") is None:
+        command = ["echo", "template"]
+    spec = TemplateSpec(name=name, command=command, **fields)
+    return await store.template_insert(spec, owner="alice")

@@ -10,7 +10,11 @@ from fastapi import FastAPI
 from jobyard import __version__
 from jobyard.api.auth import AuthMiddleware
 from jobyard.api.errors import install_error_handlers
+from jobyard.api.routes import access as access_routes  # issue 4: access helper
 from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
+from jobyard.api.routes import macros as macro_routes
+from jobyard.api.routes import templates as template_routes
+from jobyard.api.routes import users as user_routes
 from jobyard.settings import Settings
 
 
@@ -41,6 +45,17 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(AuthMiddleware)
-    for module in (health, packages, jobconfigs, schedules, jobs, cron):
+    for module in (
+        health,
+        packages,
+        jobconfigs,
+        template_routes,
+        user_routes,
+        macro_routes,
+        schedules,
+        jobs,
+        cron,
+        access_routes,
+    ):
         app.include_router(module.router)
     return app

@@ -14,8 +14,10 @@ from jobyard.core.errors import Unauthorized
 from jobyard.service.auth import authenticate
 from jobyard.service.context import Context
 
-#: The only routes answered without a token.
-OPEN_PATHS: frozenset[str] = frozenset({"/healthz", "/readyz"})
+#: The only routes answered without a token (login hands tokens out).
+OPEN_PATHS: frozenset[str] = frozenset(
+    {"/healthz", "/readyz", "/api/v1/login", "/api/v1/token/refresh"}
+)
 
 
 class AuthMiddleware:

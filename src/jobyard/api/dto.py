@@ -93,6 +93,9 @@ class JobConfigIn(_RunTargetIn):
     max_concurrent: Annotated[int, Field(ge=0, le=100_000)] = 1
     enabled: bool = True
     description: Text = ""
+    template_id: Id | None = Field(
+        default=None, description="Inherit package and entry point/command from this template."
+    )
 
 
 class JobConfigPatch(_In):
@@ -109,6 +112,7 @@ class JobConfigPatch(_In):
     enabled: bool | None = None
     description: Text | None = None
     pool: ShortText | None = None
+    template_id: Id | None = None
 
 
 class JobConfigOut(BaseModel):
@@ -127,6 +131,7 @@ class JobConfigOut(BaseModel):
     enabled: bool
     pool: str
     owner: str | None = Field(description="Who created it; scheduled jobs run as the owner.")
+    template_id: int | None = Field(default=None, description="Its template, if any.")
     created_at: datetime
     updated_at: datetime
 
@@ -188,6 +193,9 @@ class JobOut(BaseModel):
     )
     scheduled_for: datetime | None = Field(
         default=None, description="The nominal fire time of that firing."
+    )
+    template_id: int | None = Field(
+        default=None, description="Its jobconfig's template when it was created."
     )
 
     @classmethod

@@ -1,8 +1,9 @@
 """``jobyard apply`` and ``jobyard export``: jobconfigs as code, round trip.
 
 Apply is idempotent: packages are pushed first (the server keeps identical bytes once),
-then each jobconfig of the file is looked up by name and created, replaced, or left
-alone when nothing differs; then its schedules (when the file lists them) are matched
+then the file's templates (see :mod:`jobyard.cli.templateapply`), then each jobconfig
+of the file is looked up by name and created, replaced, or left alone when nothing
+differs; then its schedules (when the file lists them) are matched
 by name and created, patched, deleted or left alone. ``--dry-run`` computes the same
 plan and changes nothing.
 
@@ -37,12 +38,22 @@ from jobyard.cli.plan import (
     plan_schedules,
 )
 from jobyard.cli.render import entrypoint_names
+from jobyard.cli.templateapply import (
+    TemplateRef,
+    apply_template,
+    jsonable,
+    plan_templates,
+    server_templates,
+    template_refs,
+    templates_for_export,
+    templates_table,
+)
+from jobyard.cli.yamlnodes import SpecError
 from jobyard.cli.yamlspec import (
     SPEC_FIELDS,
     ApplyFile,
     JobConfigDecl,
     PackageDecl,
-    SpecError,
     dump_export,
     load_apply_file,
 )
@@ -68,11 +79,12 @@ class ApplyReport:
     packages: list[PackageResult]
     items: list[PlanItem]
     dry_run: bool
+    templates: list[PlanItem] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        """Whether some jobconfig could not be written."""
-        return any(item.action is Action.FAILED for item in self.items)
+        """Whether some template or jobconfig could not be written."""
+        return any(item.action is Action.FAILED for item in [*self.templates, *self.items])
 
 
 async def _package_for(api: ApiClient, decl: PackageDecl, *, dry_run: bool) -> PackageResult:
@@ -101,10 +113,14 @@ async def _package_for(api: ApiClient, decl: PackageDecl, *, dry_run: bool) -> P
     return PackageResult(decl.name, decl.path, prepared.sha256, pending, [], "new")
 
 
-def _desired(decl: JobConfigDecl, packages: dict[str, PackageResult]) -> dict[str, Any]:
+def _desired(
+    decl: JobConfigDecl, packages: dict[str, PackageResult], templates: dict[str, TemplateRef]
+) -> dict[str, Any]:
     spec = dict(decl.spec)
     if decl.package is not None:
         spec["package_id"] = packages[decl.package].package_id
+    if decl.template is not None:
+        spec["template_id"] = templates.get(decl.template)
     return spec
 
 
@@ -114,22 +130,33 @@ async def apply_file(api: ApiClient, spec: ApplyFile, *, dry_run: bool = False) 
     A jobconfig the server refuses is reported as failed and the others still go ahead;
     a package that cannot be pushed stops everything before any jobconfig changes.
     """
+    known_templates = await server_templates(api, spec)
     packages: dict[str, PackageResult] = {}
     for decl in spec.packages.values():
         packages[decl.name] = await _package_for(api, decl, dry_run=dry_run)
-    desired = [_desired(decl, packages) for decl in spec.jobconfigs]
+    templates = plan_templates(spec, packages, known_templates)
+    if not dry_run:
+        templates = [await apply_template(api, item) for item in templates]
+    refs = template_refs(templates, known_templates)
+    desired = [_desired(decl, packages, refs) for decl in spec.jobconfigs]
     current = {d["name"]: await api.jobconfig_find(d["name"]) for d in desired}
     plan = compute_plan(desired, current)
+    for index, jc in enumerate(spec.jobconfigs):
+        if jc.template is not None and refs.get(jc.template) is None:
+            error = f"its template {jc.template!r} could not be written (see above)"
+            plan[index] = dataclasses.replace(plan[index], action=Action.FAILED, error=error)
     for index, jobconfig in enumerate(spec.jobconfigs):
         if jobconfig.schedules is not None:
+            if plan[index].action is Action.FAILED:
+                continue
             jobconfig_id = plan[index].jobconfig_id
             existing = await api.schedules_list(jobconfig_id) if jobconfig_id else []
             schedules = plan_schedules(jobconfig.schedules, existing)
             plan[index] = dataclasses.replace(plan[index], schedules=schedules)
     if dry_run:
-        return ApplyReport(list(packages.values()), plan, dry_run=True)
+        return ApplyReport(list(packages.values()), plan, dry_run=True, templates=templates)
     done = [await _apply_item(api, item) for item in plan]
-    return ApplyReport(list(packages.values()), done, dry_run=False)
+    return ApplyReport(list(packages.values()), done, dry_run=False, templates=templates)
 
 
 def _error_text(exc: ApiError) -> str:
@@ -271,6 +298,10 @@ def _report_tables(report: ApplyReport) -> list[Table]:
                 p.state,
             )
         tables.append(packages)
+    if report.templates:
+        tables.append(
+            templates_table(report.templates, dry_run=report.dry_run, styles=_ACTION_STYLES)
+        )
     configs = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
     configs.title = "jobconfigs" + (" (dry run: nothing changed)" if report.dry_run else "")
     for column in ("NAME", "ACTION", "CHANGES"):
@@ -323,6 +354,14 @@ def _summary(report: ApplyReport) -> str:
         if by_action.get(Action.FAILED):
             parts.append(f"{by_action[Action.FAILED]} failed")
         text += "; schedules: " + ", ".join(parts)
+    if report.templates:
+        kinds = [item.action for item in report.templates]
+        shown = [
+            f"{kinds.count(a)} {a.value if report.dry_run else a.done}"
+            for a in (Action.CREATE, Action.UPDATE, Action.UNCHANGED, Action.FAILED)
+            if a is not Action.FAILED or kinds.count(a)
+        ]
+        text = "templates: " + ", ".join(shown) + "; jobconfigs: " + text
     return text
 
 
@@ -340,6 +379,7 @@ def report_json(report: ApplyReport) -> JsonObject:
             }
             for p in report.packages
         ],
+        "templates": [_item_json(item, report.dry_run) for item in report.templates],
         "jobconfigs": [_item_json(item, report.dry_run) for item in report.items],
     }
 
@@ -367,11 +407,7 @@ def _item_json(item: PlanItem, dry_run: bool) -> JsonObject:
 
 
 def _changes_json(changes: tuple[Any, ...]) -> list[JsonObject]:
-    return [{"field": c.field, "old": _jsonable(c.old), "new": _jsonable(c.new)} for c in changes]
-
-
-def _jsonable(value: Any) -> Any:
-    return str(value) if isinstance(value, PendingPackage) else value
+    return [{"field": c.field, "old": jsonable(c.old), "new": jsonable(c.new)} for c in changes]
 
 
 def _load(state: CliState, path: Path) -> ApplyFile:
@@ -416,8 +452,11 @@ def apply_command(
         raise typer.Exit(EXIT_API)
 
 
-async def fetch_for_export(api: ApiClient, names: list[str]) -> list[JsonObject]:
-    """The named jobconfigs (all when ``names`` is empty) with their ``schedules``.
+async def fetch_for_export(
+    api: ApiClient, names: list[str]
+) -> tuple[list[JsonObject], list[JsonObject]]:
+    """The named jobconfigs (all when ``names`` is empty) with their ``schedules`` and
+    ``template`` names, and the templates they name.
 
     A missing name is a 404.
     """
@@ -429,7 +468,8 @@ async def fetch_for_export(api: ApiClient, names: list[str]) -> list[JsonObject]
         if item is None:
             raise ApiError(404, "not_found", f"no jobconfig named {name!r}")
         found.append(item)
-    return [{**item, "schedules": await api.schedules_list(int(item["id"]))} for item in found]
+    found = [{**item, "schedules": await api.schedules_list(int(item["id"]))} for item in found]
+    return await templates_for_export(api, found)
 
 
 def export_command(
@@ -445,10 +485,11 @@ def export_command(
         ),
     ] = None,
 ) -> None:
-    """Write jobconfigs as an apply file (packages by `package_id`); applying it is a no-op."""
+    """Write jobconfigs (and the templates they name) as an apply file (packages by
+    `package_id`); applying it is a no-op."""
     state = state_of(ctx)
-    items = state.call(lambda api: fetch_for_export(api, list(names or [])))
-    text = dump_export(items)
+    items, templates = state.call(lambda api: fetch_for_export(api, list(names or [])))
+    text = dump_export(items, templates)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()

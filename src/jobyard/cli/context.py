@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from jobyard.cli import credentials
 from jobyard.client import ApiClient, ApiError, ServerUnreachable
 from jobyard.core.jobs import JobStatus
 from jobyard.settings import Settings
@@ -102,12 +103,16 @@ class CliState:
 
     @property
     def token(self) -> str:
-        """``--token``, else ``JOBYARD_TOKEN``, else the admin token ``jobyard up`` wrote."""
+        """``--token``, else ``JOBYARD_TOKEN``, else the token of ``jobyard login`` for this
+        server (refreshed when expired), else the admin token ``jobyard up`` wrote."""
         if self.token_option:
             return self.token_option
         settings = self.settings()
         if settings.token:
             return settings.token
+        saved = credentials.access_token(self.server)
+        if saved:
+            return saved
         token_file = home_token_path(settings.home)
         try:
             return token_file.read_text(encoding="utf-8").strip()

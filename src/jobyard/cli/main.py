@@ -7,11 +7,15 @@ from typing import Annotated
 import typer
 
 from jobyard import __version__
-from jobyard.cli import cron, jobconfigs, jobs, packages, schedules
+from jobyard.cli import access as access_cli  # issue 4: access helper
+from jobyard.cli import cron, jobconfigs, jobs, macros, packages, schedules
+from jobyard.cli import templates as templates_cli
+from jobyard.cli import users as users_cli
 from jobyard.cli.apply import apply_command, export_command
 from jobyard.cli.context import CliState
+from jobyard.cli.login import login_command, logout_command
 from jobyard.cli.run import run_command
-from jobyard.cli.server import db_app, up_command
+from jobyard.cli.server import db_app, keys_app, up_command
 
 app = typer.Typer(
     name="jobyard",
@@ -62,6 +66,7 @@ def root(
 
 app.command("up")(up_command)
 app.add_typer(db_app)
+app.add_typer(keys_app)
 app.add_typer(packages.app)
 app.command("apply")(apply_command)
 app.command("export")(export_command)
@@ -70,6 +75,14 @@ app.add_typer(jobs.app)
 app.add_typer(jobconfigs.app)
 app.add_typer(schedules.app)
 app.add_typer(cron.app)
+app.command("login")(login_command)
+app.command("logout")(logout_command)
+app.add_typer(users_cli.app)
+app.add_typer(users_cli.tokens_app)
+app.add_typer(templates_cli.app)
+app.add_typer(macros.app)
+app.add_typer(access_cli.app)
+app.command("audit")(access_cli.audit_command)
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 No I/O here, so the decision "create, update or leave alone, and which fields change"
 is tested on its own, and ``--dry-run`` shows exactly what a real apply would do. The
 same goes for the schedules of a jobconfig, matched by name: create, update (a PATCH of
-the fields that differ), delete (not in the file), or leave alone.
+the fields that differ), delete (not in the file), or leave alone; and for the templates
+of the file, by name, like jobconfigs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from jobyard.cli.schedulespec import (
     instant,
     normalise_cron,
 )
+from jobyard.cli.templatespec import TEMPLATE_DEFAULTS, TEMPLATE_FIELDS
 from jobyard.cli.yamlspec import SPEC_FIELDS, spec_defaults
 
 
@@ -75,12 +77,12 @@ class SchedulePlanItem:
 
 @dataclass(frozen=True, slots=True)
 class PlanItem:
-    """The decision for one jobconfig of the file."""
+    """The decision for one jobconfig (or template) of the file."""
 
     name: str
     action: Action
     changes: tuple[FieldChange, ...] = ()
-    jobconfig_id: int | None = None
+    jobconfig_id: int | None = None  # for a template: the template's id
     desired: Mapping[str, Any] | None = None
     error: str = ""
     previous: Mapping[str, Any] | None = None  # update: the server's jobconfig before
@@ -105,15 +107,20 @@ def normalise(field: str, value: Any) -> Any:
     return value
 
 
-def diff_fields(desired: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[FieldChange, ...]:
+def diff_fields(
+    desired: Mapping[str, Any],
+    current: Mapping[str, Any],
+    fields: Sequence[str] = SPEC_FIELDS,
+    defaults: Mapping[str, Any] | None = None,
+) -> tuple[FieldChange, ...]:
     """The writable fields whose desired value differs from the current one.
 
     A field the server does not report is taken at its default, so a server that leaves
     out defaults is not mistaken for one holding different values.
     """
-    defaults = spec_defaults()
+    defaults = spec_defaults() if defaults is None else defaults
     changes: list[FieldChange] = []
-    for field in SPEC_FIELDS:
+    for field in fields:
         if field not in desired:
             continue
         new = desired[field]
@@ -123,24 +130,34 @@ def diff_fields(desired: Mapping[str, Any], current: Mapping[str, Any]) -> tuple
     return tuple(changes)
 
 
-def plan_jobconfig(desired: Mapping[str, Any], current: Mapping[str, Any] | None) -> PlanItem:
+def plan_jobconfig(
+    desired: Mapping[str, Any],
+    current: Mapping[str, Any] | None,
+    fields: Sequence[str] = SPEC_FIELDS,
+    defaults: Mapping[str, Any] | None = None,
+) -> PlanItem:
     """Create when absent, update when a field differs, otherwise leave it alone."""
     name = str(desired["name"])
+    defaults = spec_defaults() if defaults is None else defaults
     if current is None:
-        defaults = spec_defaults()
         shown = tuple(
             FieldChange(f, None, desired[f])
-            for f in SPEC_FIELDS
+            for f in fields
             if f != "name"
             and f in desired
             and normalise(f, desired[f]) != normalise(f, defaults.get(f))
         )
         return PlanItem(name, Action.CREATE, shown, None, desired)
-    changes = diff_fields(desired, current)
+    changes = diff_fields(desired, current, fields, defaults)
     jobconfig_id = current.get("id")
     action = Action.UPDATE if changes else Action.UNCHANGED
     previous = current if changes else None
     return PlanItem(name, action, changes, jobconfig_id, desired, previous=previous)
+
+
+def plan_template(desired: Mapping[str, Any], current: Mapping[str, Any] | None) -> PlanItem:
+    """A template of the file against the server's of that name (as for a jobconfig)."""
+    return plan_jobconfig(desired, current, TEMPLATE_FIELDS, TEMPLATE_DEFAULTS)
 
 
 def compute_plan(

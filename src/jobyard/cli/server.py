@@ -1,4 +1,4 @@
-"""``jobyard up`` (API, maintenance and local workers) and ``jobyard db``."""
+"""``jobyard up`` (API, maintenance and local workers), ``jobyard db`` and ``jobyard keys``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
-from jobyard.cli.context import EXIT_API, state_of
+from jobyard.cli.context import EXIT_API, EXIT_INPUT, state_of
 
 db_app = typer.Typer(name="db", help="Manage the database schema.", no_args_is_help=True)
+keys_app = typer.Typer(
+    name="keys", help="Manage the key that encrypts secure macros.", no_args_is_help=True
+)
 
 
 def up_command(
@@ -66,6 +69,76 @@ def upgrade_command(ctx: typer.Context) -> None:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         state.fail(f"cannot upgrade the database {_masked(url)}: {reason}", EXIT_API)
     state.out.print(f"database upgraded: {_masked(url)}", markup=False)
+
+
+@keys_app.command("rotate")
+def rotate_command(ctx: typer.Context) -> None:
+    """Make a new current key and re-encrypt every secure macro with it (server side).
+
+    The old key stays as $JOBYARD_HOME/secret.key.<id> (it still decrypts); restart
+    the servers and workers afterwards so they encrypt with the new key.
+    """
+    state = state_of(ctx)
+    settings = state.settings()
+    if settings.secret_key:
+        state.fail(
+            "the current key comes from JOBYARD_SECRET_KEY, which this command cannot change: "
+            "save the old key in $JOBYARD_HOME/secret.key.old, set JOBYARD_SECRET_KEY to the "
+            "new key, then run `jobyard keys reencrypt` (docs/security.md)",
+            EXIT_INPUT,
+        )
+    import asyncio
+
+    from jobyard.core.crypto import SecretError, commit_new_key, stage_new_key
+    from jobyard.service.macros import forget_keyrings, reencrypt_all
+    from jobyard.store.factory import open_store
+
+    async def rotate() -> tuple[str, str, int]:
+        staged, rotation = stage_new_key(settings.home)
+        store = await open_store(settings.effective_database_url, migrate=False)
+        try:
+            count = await reencrypt_all(store, staged)
+        finally:
+            await store.close()
+        commit_new_key(settings.home, rotation)
+        forget_keyrings()
+        return rotation.old_id, rotation.new_id, count
+
+    try:
+        old_id, new_id, count = asyncio.run(rotate())
+    except (SecretError, OSError) as exc:
+        state.fail(f"cannot rotate the key: {getattr(exc, 'message', None) or exc}", EXIT_API)
+    state.out.print(
+        f"new key {new_id} is current; {count} secure value(s) re-encrypted; old key kept as "
+        f"{settings.home / f'secret.key.{old_id}'}",
+        markup=False,
+    )
+
+
+@keys_app.command("reencrypt")
+def reencrypt_command(ctx: typer.Context) -> None:
+    """Re-encrypt every secure macro with the current key (after changing JOBYARD_SECRET_KEY)."""
+    state = state_of(ctx)
+    settings = state.settings()
+    import asyncio
+
+    from jobyard.core.crypto import Keyring, SecretError
+    from jobyard.service.macros import reencrypt_all
+    from jobyard.store.factory import open_store
+
+    async def reencrypt() -> tuple[str, int]:
+        ring = Keyring.load(settings.home, settings.secret_key)
+        store = await open_store(settings.effective_database_url, migrate=False)
+        try:
+            return ring.current_id, await reencrypt_all(store, ring)
+        finally:
+            await store.close()
+
+    try:
+        current, count = asyncio.run(reencrypt())
+    except (SecretError, OSError) as exc:
+        state.fail(f"cannot re-encrypt: {getattr(exc, 'message', None) or exc}", EXIT_API)
+    state.out.print(f"{count} secure value(s) re-encrypted with key {current}", markup=False)
 
 
 def _masked(url: str) -> str:

@@ -4,10 +4,15 @@
 
     packages:                 # optional: local folders/files to push, by a local name
       etl: {path: ./etl}      # relative to the YAML file
+    templates:                # optional; see jobyard.cli.templatespec
+      - name: acme
+        package: etl
+        entrypoint: main
     jobconfigs:
       - name: nightly-etl     # unique key
         package: etl          # or package_id: 12
         entrypoint: main      # or command: ["sh", "-c", "echo hi"]
+        template: acme        # or template_id: 3; inherits package/entrypoint not set here
         macros: {TARGET: prod}
         max_concurrent: 1
         timeout: 30           # minutes, 0 = none
@@ -54,6 +59,17 @@ from jobyard.cli.schedulespec import (
     normalise_cron,
     start_at_text,
 )
+from jobyard.cli.templatespec import TemplateDecl, TemplateModel, export_templates, templates_of
+from jobyard.cli.yamlnodes import (
+    Problem,
+    duplicate_keys,
+    key_node,
+    line_at,
+    where_text,
+)
+from jobyard.cli.yamlnodes import (
+    SpecError as SpecError,
+)
 from jobyard.core.models import JobConfigSpec
 from jobyard.core.validation import EXECUTION_MACROS, MACRO_RE, NAME_RE
 
@@ -70,6 +86,7 @@ SPEC_FIELDS: tuple[str, ...] = (
     "success_exit_codes",
     "enabled",
     "pool",
+    "template_id",
 )
 
 
@@ -82,33 +99,6 @@ def spec_defaults() -> dict[str, Any]:
         elif f.default_factory is not dataclasses.MISSING:
             defaults[f.name] = f.default_factory()
     return defaults
-
-
-# -- errors ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with the file, located as precisely as possible."""
-
-    message: str
-    line: int | None = None
-    where: str = ""
-
-    def render(self, source: str) -> str:
-        """``file:line: where: message``."""
-        prefix = f"{source}:{self.line}" if self.line else source
-        where = f" {self.where}:" if self.where else ""
-        return f"{prefix}:{where} {self.message}"
-
-
-class SpecError(Exception):
-    """The file is not a valid apply file; ``problems`` says everything that is wrong."""
-
-    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        super().__init__("\n".join(p.render(source) for p in self.problems))
 
 
 # -- schema ---------------------------------------------------------------------------
@@ -211,6 +201,8 @@ class JobConfigModel(_Strict):
     name: Name
     package: str | None = Field(default=None, min_length=1)
     package_id: int | None = Field(default=None, ge=1)
+    template: str | None = Field(default=None, min_length=1)
+    template_id: int | None = Field(default=None, ge=1)
     entrypoint: str | None = Field(default=None, min_length=1)
     command: list[str] | None = Field(default=None, min_length=1)
     macros: dict[MacroName, MacroValue] | None = None
@@ -226,10 +218,16 @@ class JobConfigModel(_Strict):
     def _one_of_each(self) -> JobConfigModel:
         if self.package is not None and self.package_id is not None:
             raise ValueError("give either `package` or `package_id`, not both")
+        if self.template is not None and self.template_id is not None:
+            raise ValueError("give either `template` or `template_id`, not both")
         if self.entrypoint is not None and self.command is not None:
             raise ValueError("give either `entrypoint` or `command`, not both")
-        if self.entrypoint is not None and self.package is None and self.package_id is None:
-            raise ValueError("`entrypoint` needs a package (`package` or `package_id`)")
+        packaged = self.package is not None or self.package_id is not None
+        templated = self.template is not None or self.template_id is not None
+        if self.entrypoint is not None and not packaged and not templated:
+            raise ValueError(
+                "`entrypoint` needs a package (`package` or `package_id`) or a template"
+            )
         return self
 
 
@@ -237,6 +235,7 @@ class ApplyFileModel(_Strict):
     """The whole file."""
 
     packages: dict[str, PackageModel] | None = None
+    templates: list[TemplateModel] | None = None
     jobconfigs: list[JobConfigModel] | None = None
 
 
@@ -262,6 +261,8 @@ class JobConfigDecl:
     line: int | None = None
     #: ``None``: the file has no ``schedules`` key, so the server's are left alone.
     schedules: tuple[ScheduleDecl, ...] | None = None
+    #: A template by name (of the file or of the server), still to be resolved to an id.
+    template: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +272,7 @@ class ApplyFile:
     source: str
     packages: dict[str, PackageDecl]
     jobconfigs: list[JobConfigDecl]
+    templates: list[TemplateDecl] = dataclasses.field(default_factory=list)
 
 
 def load_apply_file(path: Path, *, check_paths: bool = True) -> ApplyFile:
@@ -293,7 +295,7 @@ def parse_apply_text(
         node = loader.get_single_node()
         if node is None:
             raise SpecError(source, [Problem("the file is empty: nothing to apply")])
-        problems = list(_duplicate_keys(node))
+        problems = list(duplicate_keys(node))
         if problems:
             raise SpecError(source, problems)
         data = loader.construct_document(node)
@@ -309,7 +311,8 @@ def parse_apply_text(
 
     if not isinstance(data, dict):
         raise SpecError(
-            source, [Problem("the file must be a mapping with `packages` and/or `jobconfigs`", 1)]
+            source,
+            [Problem("the file must be a mapping of `packages`, `templates` and `jobconfigs`", 1)],
         )
     try:
         model = ApplyFileModel.model_validate(data)
@@ -323,12 +326,12 @@ def _to_apply_file(
     model: ApplyFileModel, root: yaml.Node, source: str, base: Path, check_paths: bool
 ) -> ApplyFile:
     problems: list[Problem] = []
-    if model.jobconfigs is None and model.packages is None:
-        problems.append(Problem("nothing to apply: no `jobconfigs` and no `packages`", 1))
+    if model.jobconfigs is None and model.packages is None and model.templates is None:
+        problems.append(Problem("nothing to apply: no `jobconfigs`, `templates` or `packages`", 1))
 
     packages: dict[str, PackageDecl] = {}
     for name, pkg in (model.packages or {}).items():
-        line = _line_at(root, ("packages", name))
+        line = line_at(root, ("packages", name))
         path = Path(pkg.path).expanduser()
         if not path.is_absolute():
             path = base / path
@@ -336,11 +339,12 @@ def _to_apply_file(
             problems.append(Problem(f"path {pkg.path!r} does not exist ({path})", line, name))
         packages[name] = PackageDecl(name, path, line)
 
+    templates = templates_of(model.templates, root, set(packages), problems)
     defaults = spec_defaults()
     jobconfigs: list[JobConfigDecl] = []
     seen: dict[str, int | None] = {}
     for index, jc in enumerate(model.jobconfigs or []):
-        line = _line_at(root, ("jobconfigs", index))
+        line = line_at(root, ("jobconfigs", index))
         where = f"jobconfigs[{index}]"
         if jc.name in seen:
             first = seen[jc.name]
@@ -355,17 +359,18 @@ def _to_apply_file(
             problems.append(
                 Problem(
                     f"unknown package {jc.package!r} (packages: {known})",
-                    _line_at(root, ("jobconfigs", index, "package")),
+                    line_at(root, ("jobconfigs", index, "package")),
                     where,
                 )
             )
-        values = jc.model_dump(exclude_none=True, exclude={"package", "schedules"})
+        values = jc.model_dump(exclude_none=True, exclude={"package", "schedules", "template"})
         spec = {f: values.get(f, defaults.get(f)) for f in SPEC_FIELDS}
         schedules = _schedules(jc, root, index, problems)
-        jobconfigs.append(JobConfigDecl(jc.name, spec, jc.package, line, schedules))
+        decl = JobConfigDecl(jc.name, spec, jc.package, line, schedules, jc.template)
+        jobconfigs.append(decl)
     if problems:
         raise SpecError(source, sorted(problems, key=lambda p: p.line or 0))
-    return ApplyFile(source, packages, jobconfigs)
+    return ApplyFile(source, packages, jobconfigs, templates)
 
 
 def _schedules(
@@ -377,7 +382,7 @@ def _schedules(
     decls: list[ScheduleDecl] = []
     seen: dict[str, int | None] = {}
     for position, model in enumerate(jc.schedules or []):
-        line = _line_at(root, ("jobconfigs", index, "schedules", position))
+        line = line_at(root, ("jobconfigs", index, "schedules", position))
         decl = model.decl(line)
         if decl.name in seen:
             problems.append(
@@ -393,95 +398,28 @@ def _schedules(
     return tuple(decls)
 
 
-# -- locating problems ----------------------------------------------------------------
-
-
-def _duplicate_keys(node: yaml.Node) -> Iterable[Problem]:
-    """YAML lets a later key silently replace an earlier one; here it is an error."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                line = key.start_mark.line + 1
-                if key.value in seen:
-                    yield Problem(
-                        f"duplicate key {key.value!r} (first at line {seen[key.value]})", line
-                    )
-                else:
-                    seen[key.value] = line
-            yield from _duplicate_keys(value)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            yield from _duplicate_keys(item)
-
-
-def _node_at(root: yaml.Node, loc: Sequence[Any]) -> tuple[yaml.Node, bool]:
-    """The deepest node along ``loc``; the flag says whether the whole path was found."""
-    node = root
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                    node = value
-                    break
-            else:
-                return node, False
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if not 0 <= part < len(node.value):
-                return node, False
-            node = node.value[part]
-        else:
-            return node, False
-    return node, True
-
-
-def _key_node(root: yaml.Node, loc: Sequence[Any]) -> yaml.Node | None:
-    """The key node of the last element of ``loc`` (for unknown keys)."""
-    parent, found = _node_at(root, loc[:-1])
-    if found and isinstance(parent, yaml.MappingNode):
-        for key, _value in parent.value:
-            if isinstance(key, yaml.ScalarNode) and key.value == str(loc[-1]):
-                return key
-    return None
-
-
-def _line_at(root: yaml.Node, loc: Sequence[Any]) -> int | None:
-    node, _found = _node_at(root, loc)
-    return node.start_mark.line + 1
-
-
-def _where(loc: Sequence[Any]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 def _problems_of(exc: ValidationError, root: yaml.Node) -> Iterable[Problem]:
     for error in exc.errors(include_url=False):
         loc = [p for p in error["loc"] if p != "[key]"]
         kind = error["type"]
         if kind == "extra_forbidden":
-            key = _key_node(root, loc)
-            line = key.start_mark.line + 1 if key else _line_at(root, loc)
+            key = key_node(root, loc)
+            line = key.start_mark.line + 1 if key else line_at(root, loc)
             allowed = _allowed_keys(loc)
             yield Problem(
                 f"unknown key {loc[-1]!r} (allowed: {', '.join(allowed)})",
                 line,
-                _where(loc[:-1]),
+                where_text(loc[:-1]),
             )
         elif kind == "missing":
             yield Problem(
-                f"missing required key {loc[-1]!r}", _line_at(root, loc[:-1]), _where(loc[:-1])
+                f"missing required key {loc[-1]!r}", line_at(root, loc[:-1]), where_text(loc[:-1])
             )
         else:
             message = str(error["msg"]).removeprefix("Value error, ")
             if kind.endswith("_type") or kind.endswith("_parsing"):
                 message += f", got {error['input']!r}"
-            yield Problem(message, _line_at(root, loc), _where(loc))
+            yield Problem(message, line_at(root, loc), where_text(loc))
 
 
 def _allowed_keys(loc: Sequence[Any]) -> list[str]:
@@ -492,6 +430,8 @@ def _allowed_keys(loc: Sequence[Any]) -> list[str]:
         return list(ScheduleModel.model_fields)
     if loc[0] == "jobconfigs":
         return list(JobConfigModel.model_fields)
+    if loc[0] == "templates":
+        return list(TemplateModel.model_fields)
     return list(PackageModel.model_fields)
 
 
@@ -510,12 +450,18 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
 _ExportDumper.add_representer(list, _represent_list)
 
 
-def export_document(jobconfigs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def export_document(
+    jobconfigs: Iterable[Mapping[str, Any]], templates: Iterable[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
     """The apply-file form of jobconfigs as the API returns them (packages by ``package_id``).
 
     A jobconfig's ``schedules`` (a list the caller adds to the API object) are written
-    when there are any.
+    when there are any; its ``template`` (a name the caller adds) replaces ``template_id``,
+    and ``templates`` (as the API returns them) come first.
     """
+    document: dict[str, Any] = {}
+    if templates := export_templates(templates):
+        document["templates"] = templates
     items: list[dict[str, Any]] = []
     for jc in jobconfigs:
         item: dict[str, Any] = {}
@@ -523,18 +469,23 @@ def export_document(jobconfigs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             value = jc.get(f)
             if value is None:
                 continue
+            if f == "template_id" and jc.get("template"):
+                f, value = "template", jc["template"]
             item[f] = dict(value) if isinstance(value, Mapping) else value
         schedules = jc.get("schedules")
         if schedules:
             item["schedules"] = [export_schedule(s) for s in schedules]
         items.append(item)
-    return {"jobconfigs": items}
+    document["jobconfigs"] = items
+    return document
 
 
-def dump_export(jobconfigs: Iterable[Mapping[str, Any]]) -> str:
-    """YAML text that ``jobyard apply`` reads back as exactly these jobconfigs."""
+def dump_export(
+    jobconfigs: Iterable[Mapping[str, Any]], templates: Iterable[Mapping[str, Any]] = ()
+) -> str:
+    """YAML text that ``jobyard apply`` reads back as exactly these jobconfigs (and templates)."""
     return yaml.dump(
-        export_document(jobconfigs),
+        export_document(jobconfigs, templates),
         Dumper=_ExportDumper,
         sort_keys=False,
         default_flow_style=False,

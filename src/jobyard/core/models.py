@@ -53,6 +53,7 @@ class JobConfigSpec:
     enabled: bool = True
     description: str = ""
     pool: str = "default"
+    template_id: int | None = None  # inherits package and entry point/command when unset
 
 
 @dataclass(frozen=True, slots=True)

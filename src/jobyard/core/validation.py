@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
+from typing import Any
 
 from jobyard.core.errors import InvalidInput
 
@@ -72,3 +73,19 @@ def check_exit_codes(codes: list[int], field: str = "success_exit_codes") -> Non
     bad = [c for c in codes if not 0 <= c <= 255]
     if bad:
         raise InvalidInput(f"{field} must be between 0 and 255, got {bad}", {"field": field})
+
+
+def check_patch(
+    changes: Mapping[str, Any], fields: Set[str], nullable: Set[str], what: str = ""
+) -> None:
+    """A PATCH body names only writable ``fields`` and nulls only ``nullable`` ones."""
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+        label = f"unknown {what} fields" if what else "unknown fields"
+        raise InvalidInput(f"{label}: {', '.join(unknown)}", {"fields": unknown})
+    nulls = sorted(k for k, v in changes.items() if v is None and k not in nullable)
+    if nulls:
+        raise InvalidInput(
+            f"{', '.join(nulls)} cannot be null: give a value or leave the field out",
+            {"fields": nulls},
+        )

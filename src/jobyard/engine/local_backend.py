@@ -10,30 +10,40 @@ import contextlib
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from jobyard.blobs.keys import log_key, output_key, package_key
 from jobyard.blobs.protocol import BlobStore
+from jobyard.core.crypto import Keyring, SecretError
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, JobFile, WorkerInfo
 from jobyard.engine.bus import Bus
+from jobyard.service.auth import SESSION_TOKEN_PREFIX, hash_token
+from jobyard.service.macros import keyring_for, resolve_for_job
 from jobyard.service.timeutil import utcnow
 from jobyard.settings import Settings
 from jobyard.store.protocol import Store
+from jobyard.worker.logwriter import SecretMasker
 from jobyard.worker.pool import WorkerPool
 from jobyard.worker.protocol import Assignment, PayloadRef
 from jobyard.worker.runner import RunnerOptions
 from jobyard.worker.workspace import Workspace
 
 
-async def resolve_assignment(store: Store, job: Job) -> Assignment:
+async def resolve_assignment(
+    store: Store, job: Job, keys: Callable[[], Keyring] | None = None
+) -> Assignment:
     """Work out argv, environment, package and payload of an acquired job.
 
-    Macro precedence (lowest first): the entry point's ``env`` from the manifest, the
-    jobconfig's macros as they are now, the job's own macros.
+    Macro precedence (lowest first): the entry point's ``env`` from the manifest, then
+    the macro levels account, template, user, jobconfig (as they are now) and job (see
+    :func:`jobyard.service.macros.resolve_for_job`: secure ones decrypted here only,
+    their values masked in the log; the job record keeps where each came from).
     """
+    session_token = await mint_session_token(store, job)  # issue 4: users (SESSION_ID)
     ctx = await store.job_run_context(job)
     env: dict[str, str] = {}
     argv: list[str] | None = job.command
@@ -59,8 +69,8 @@ async def resolve_assignment(store: Store, job: Job) -> Assignment:
             argv = [f"./{filename}"]
     if not argv:
         raise InvalidInput("nothing to run: the job has no command and no entry point")
-    env.update(ctx.jobconfig_macros or {})
-    env.update(job.macros)
+    resolved = await resolve_for_job(store, keys or _no_keyring, job)  # issue 4: macro levels
+    env.update(resolved.env)
     return Assignment(
         job=job,
         argv=argv,
@@ -71,9 +81,32 @@ async def resolve_assignment(store: Store, job: Job) -> Assignment:
         payload=[PayloadRef(name=f.name, blob_key=f.blob_key) for f in ctx.payload],
         timeout_seconds=timeout_minutes * 60.0 if timeout_minutes else None,
         success_exit_codes=frozenset(job.success_exit_codes),
-        # Placeholder until access control: an opaque value no API call accepts.
-        session_token="jys_" + secrets.token_urlsafe(24),
+        secret_values=resolved.secrets,
+        template_id=job.template_id,
+        session_token=session_token,
     )
+
+
+def _no_keyring() -> Keyring:
+    raise SecretError("this worker has no secret key: it cannot decrypt secure macros")
+
+
+async def mint_session_token(store: Store, job: Job) -> str:
+    """The job's SESSION_ID: a token with its submitting user's authority, valid until the
+    job ends (stored hashed). ``Conflict`` (the job ends FAILED) if that user is
+    deactivated; empty when the job has no submitting user.
+    """
+    if not job.submitted_by:
+        return ""
+    value = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    user = await store.session_token_create(
+        job_id=job.id, user_name=job.submitted_by, token_hash=hash_token(value)
+    )
+    if user is None:
+        return ""
+    if not user.active:
+        raise Conflict(f"submitting user {user.name} is deactivated")
+    return value
 
 
 class LocalBackend:
@@ -85,6 +118,7 @@ class LocalBackend:
         self._blobs = blobs
         self._bus = bus
         self._started: dict[str, datetime] = {}
+        self._maskers: dict[int, SecretMasker] = {}  # issue 4: per job with secure macros
 
     async def acquire(self, *, worker_id: str, pool: str, limit: int) -> list[Job]:
         """Claim queued jobs under a lease.
@@ -105,7 +139,10 @@ class LocalBackend:
 
     async def prepare(self, job: Job) -> Assignment:
         """Resolve what to run."""
-        return await resolve_assignment(self._store, job)
+        assignment = await resolve_assignment(self._store, job, lambda: keyring_for(self._settings))
+        if assignment.secret_values:  # issue 4: output file names are masked too
+            self._maskers[job.id] = SecretMasker(assignment.secret_values)
+        return assignment
 
     async def package_path(self, sha256: str) -> Path:
         """The package upload, already local."""
@@ -151,6 +188,7 @@ class LocalBackend:
                 reason=reason,
                 actor=f"worker:{worker_id}",
             )
+        self._maskers.pop(job_id, None)
         self._bus.job_changed(job_id)
         self._bus.work_available()
 
@@ -162,6 +200,9 @@ class LocalBackend:
 
     async def store_output(self, job_id: int, name: str, path: Path) -> None:
         """Move a file of LOCAL_JOB_OUT_DIR into the blob store and record it."""
+        masker = self._maskers.get(job_id)  # issue 4: a secure value never names a file
+        if masker is not None:
+            name = masker.mask_text(name)
         key = output_key(job_id, name)
         size = await self._blobs.put_file(key, path, move=True)
         await self._store.job_file_add(

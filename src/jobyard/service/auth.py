@@ -1,4 +1,4 @@
-"""Tokens: minted at first start, stored hashed, checked on every API call."""
+"""Tokens: stored hashed, checked on every API call; the first admin token at first start."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ import time
 from pathlib import Path
 
 from jobyard.core.errors import Unauthorized
+from jobyard.core.jobs import TERMINAL, JobStatus
+from jobyard.core.users import TokenIdentity
 from jobyard.service.context import Context, Principal
+from jobyard.service.timeutil import utcnow
 from jobyard.settings import Settings
 
 TOKEN_PREFIX = "jy_"
+#: SESSION_ID values (job-scoped tokens) are told apart at a glance.
+SESSION_TOKEN_PREFIX = "jys_"
 #: A verified token is trusted this long without asking the database again; a token
 #: revoked on another server stops working at most this much later.
 TOKEN_CACHE_SECONDS = 5.0
@@ -36,8 +41,13 @@ def admin_token_path(settings: Settings) -> Path:
 
 
 async def ensure_admin_token(ctx: Context) -> str | None:
-    """On first start mint the admin token, write it (0600) and return it; else None."""
+    """First start: user ``admin`` and their token in ``admin.token`` (0600), returned.
+
+    Later starts return None; they still make sure the ``admin`` user exists and owns
+    the bootstrap token of a database created before users existed.
+    """
     if await ctx.store.tokens_count() > 0:
+        await ctx.store.users_bootstrap(None)
         return None
     token = new_token()
     path = admin_token_path(ctx.settings)
@@ -46,34 +56,86 @@ async def ensure_admin_token(ctx: Context) -> str | None:
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")
     os.chmod(path, 0o600)
-    await ctx.store.token_insert(name="admin", token_hash=hash_token(token), role="admin")
+    await ctx.store.users_bootstrap(hash_token(token))
     return token
 
 
-async def authenticate(ctx: Context, authorization: str | None) -> Principal:
-    """Resolve an ``Authorization: Bearer ...`` header to a principal, or raise 401."""
+def _bearer(authorization: str | None) -> str:
     if not authorization:
         raise Unauthorized("missing Authorization header: send 'Authorization: Bearer TOKEN'")
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("malformed Authorization header: expected 'Bearer TOKEN'")
-    digest = hash_token(token)
+    return token
+
+
+async def authenticate(ctx: Context, authorization: str | None) -> Principal:
+    """Resolve an ``Authorization: Bearer ...`` header to a principal, or raise 401.
+
+    Refused, each with its own message: unknown, revoked and expired tokens, refresh
+    tokens (only ``/api/v1/token/refresh`` takes them), tokens of deactivated users,
+    and session tokens of jobs that have ended.
+    """
+    digest = hash_token(_bearer(authorization))
     now = time.monotonic()
     cached = _CACHE.get(digest)
     if cached is not None and cached[1] > now:
         return cached[0]
-    found = await ctx.store.token_lookup(digest)
-    if found is None:
-        _CACHE.pop(digest, None)
-        raise Unauthorized("invalid or revoked token")
-    principal = Principal(name=found.name, role=found.role)
-    if len(_CACHE) >= _CACHE_MAX:
-        _CACHE.clear()
-    _CACHE[digest] = (principal, now + TOKEN_CACHE_SECONDS)
+    _CACHE.pop(digest, None)
+    found = await ctx.store.token_identity(digest)
+    principal, ttl = principal_of(found)
+    if ttl > 0:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[digest] = (principal, now + ttl)
     return principal
 
 
+def principal_of(found: TokenIdentity | None) -> tuple[Principal, float]:
+    """The principal of a stored token and how long it may be cached, or 401."""
+    if found is None:
+        raise Unauthorized("invalid token: no such token")
+    token, user = found.token, found.user
+    if token.kind == "session":
+        ended = found.job_status is None or JobStatus(found.job_status) in TERMINAL
+        if ended or token.revoked:
+            raise Unauthorized(f"session of job {token.job_id} ended: its SESSION_ID is void")
+    if user is not None and not user.active:
+        raise Unauthorized(f"user {user.name!r} is deactivated: their tokens are revoked")
+    if token.revoked:
+        raise Unauthorized(f"token {token.name!r} was revoked")
+    ttl = TOKEN_CACHE_SECONDS
+    if token.expires_at is not None:
+        left = (token.expires_at - utcnow()).total_seconds()
+        if left <= 0:
+            raise Unauthorized(
+                f"token {token.name!r} expired at {token.expires_at.isoformat()}"
+                + ("; log in again or refresh it" if token.kind == "access" else "")
+            )
+        ttl = min(ttl, left)
+    if token.kind == "refresh":
+        raise Unauthorized(
+            "a refresh token cannot call the API: exchange it at POST /api/v1/token/refresh"
+        )
+    if token.user_id is None:  # a bootstrap token from before users existed
+        return Principal(name=token.name, role=token.role, token_kind=token.kind), ttl
+    if user is None:
+        raise Unauthorized(f"the user of token {token.name!r} no longer exists")
+    if not user.active:
+        raise Unauthorized(f"user {user.name!r} is deactivated")
+    if token.kind == "session":
+        ttl = 0.0  # checked on every call: the job may end at any moment, in any process
+    principal = Principal(
+        name=user.name,
+        role=user.role,
+        user_id=user.id,
+        token_kind=token.kind,
+        job_id=token.job_id,
+    )
+    return principal, ttl
+
+
 def forget_cached_tokens() -> None:
-    """Drop cached verifications (call after revoking a token)."""
+    """Drop cached verifications (call after revoking a token or deactivating a user)."""
     _CACHE.clear()

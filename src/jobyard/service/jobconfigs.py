@@ -7,27 +7,51 @@ from typing import Any
 
 from jobyard.core.errors import InvalidInput, NotFound
 from jobyard.core.models import JobConfig, JobConfigSpec, Package, Page
-from jobyard.core.validation import check_command, check_exit_codes, check_macros, check_name
+from jobyard.core.templates import RunTarget, effective_target
+from jobyard.core.validation import (
+    check_command,
+    check_exit_codes,
+    check_macros,
+    check_name,
+    check_patch,
+)
 from jobyard.service.context import Context
 
 SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(JobConfigSpec))
 #: Fields that may be cleared with null; the others always hold a value.
-NULLABLE_FIELDS: frozenset[str] = frozenset({"package_id", "entrypoint", "command"})
+NULLABLE_FIELDS: frozenset[str] = frozenset({"package_id", "entrypoint", "command", "template_id"})
 
 
 async def check_run_target(
-    ctx: Context, package_id: int | None, entrypoint: str | None, command: list[str] | None
+    ctx: Context,
+    package_id: int | None,
+    entrypoint: str | None,
+    command: list[str] | None,
+    template_id: int | None = None,
 ) -> Package | None:
     """Check that (package, entrypoint, command) names something runnable.
 
     Allowed: a command alone; a package with an entry point from its manifest; a package
     with a command run inside it; a single-file package alone (the file is the program).
+    With a template, what the jobconfig does not set itself comes from the template
+    (:func:`jobyard.core.templates.effective_target`) and the result is checked.
     """
     check_command(command)
     if entrypoint is not None and command is not None:
         raise InvalidInput(
             "give either 'entrypoint' or 'command', not both", {"field": "entrypoint"}
         )
+    if template_id is not None:
+        try:
+            template = await ctx.store.template_get(template_id)
+        except NotFound:
+            raise InvalidInput(
+                f"template {template_id} does not exist", {"field": "template_id"}
+            ) from None
+        inherited = RunTarget(template.package_id, template.entrypoint, template.command)
+        own = RunTarget(package_id, entrypoint, command)
+        target = effective_target(own, inherited)
+        package_id, entrypoint, command = target.package_id, target.entrypoint, target.command
     if package_id is None:
         if entrypoint is not None:
             raise InvalidInput(
@@ -75,7 +99,7 @@ async def _validate(ctx: Context, spec: JobConfigSpec) -> None:
         )
     if spec.timeout < 0:
         raise InvalidInput("timeout must be ≥ 0 minutes (0 = none)", {"field": "timeout"})
-    await check_run_target(ctx, spec.package_id, spec.entrypoint, spec.command)
+    await check_run_target(ctx, spec.package_id, spec.entrypoint, spec.command, spec.template_id)
 
 
 async def create(ctx: Context, spec: JobConfigSpec, *, owner: str | None = None) -> JobConfig:
@@ -118,15 +142,7 @@ async def replace(ctx: Context, jobconfig_id: int, spec: JobConfigSpec) -> JobCo
 
 async def patch(ctx: Context, jobconfig_id: int, changes: dict[str, Any]) -> JobConfig:
     """PATCH: only the given fields change; the result must still be valid."""
-    unknown = set(changes) - SPEC_FIELDS
-    if unknown:
-        raise InvalidInput(f"unknown fields: {sorted(unknown)}", {"fields": sorted(unknown)})
-    nulls = sorted(k for k, v in changes.items() if v is None and k not in NULLABLE_FIELDS)
-    if nulls:
-        raise InvalidInput(
-            f"{', '.join(nulls)} cannot be null: give a value or leave the field out",
-            {"fields": nulls},
-        )
+    check_patch(changes, SPEC_FIELDS, NULLABLE_FIELDS)
     current = await ctx.store.jobconfig_get(jobconfig_id)
     merged = JobConfigSpec(**{**asdict(spec_of(current)), **changes})
     await _validate(ctx, merged)

@@ -10,7 +10,6 @@ from dataclasses import asdict, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobyard.core.errors import InvalidInput
 from jobyard.core.schedules import (
     Schedule,
     ScheduleSpec,
@@ -19,6 +18,7 @@ from jobyard.core.schedules import (
     next_after,
     validate,
 )
+from jobyard.core.validation import check_patch
 from jobyard.service.context import Context
 from jobyard.service.timeutil import utcnow
 
@@ -112,15 +112,7 @@ async def patch(
     Giving ``cron`` to an interval schedule (or ``interval_minutes`` to a cron one)
     switches its kind.
     """
-    unknown = sorted(set(changes) - SPEC_FIELDS)
-    if unknown:
-        raise InvalidInput(f"unknown schedule fields: {', '.join(unknown)}", {"fields": unknown})
-    nulls = sorted(k for k, v in changes.items() if v is None and k not in NULLABLE_FIELDS)
-    if nulls:
-        raise InvalidInput(
-            f"{', '.join(nulls)} cannot be null: give a value or leave the field out",
-            {"fields": nulls},
-        )
+    check_patch(changes, SPEC_FIELDS, NULLABLE_FIELDS, "schedule")
     current = await ctx.store.schedule_get(jobconfig_id, schedule_id)
     merged = asdict(spec_of(current))
     # Giving the other kind switches kind: the old timing fields go (an interval's

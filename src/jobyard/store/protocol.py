@@ -14,10 +14,13 @@ promotes SEQUENCED jobs of its jobconfig under a per-jobconfig lock, so the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from jobyard.core.access import AuditEntry, AuditFilter, Policy  # issue 4: access helper
 from jobyard.core.jobs import JobStatus
+from jobyard.core.macros import MacroSources, StoredMacro  # issue 4: macros
 from jobyard.core.models import (
     ApiToken,
     Job,
@@ -33,6 +36,8 @@ from jobyard.core.models import (
     WorkerInfo,
 )
 from jobyard.core.schedules import FiringPlanner, FiringRound, Schedule, ScheduleSpec
+from jobyard.core.templates import CloneResult, Template, TemplateSpec
+from jobyard.core.users import Deactivation, TokenIdentity, User
 
 
 class Store(Protocol):
@@ -286,7 +291,17 @@ class Store(Protocol):
         ...
 
     # -- tokens -----------------------------------------------------------------------
-    async def token_insert(self, *, name: str, token_hash: str, role: str) -> ApiToken:
+    async def token_insert(
+        self,
+        *,
+        name: str,
+        token_hash: str,
+        role: str,
+        user_id: int | None = None,
+        kind: str = "admin",
+        expires_at: datetime | None = None,
+        job_id: int | None = None,
+    ) -> ApiToken:
         """Store a token by its hash."""
         ...
 
@@ -312,7 +327,223 @@ class Store(Protocol):
         ...
 
     # -- users, login throttling, token management (issue 4: users helper) -------------
+    async def user_create(self, *, name: str, role: str, password_hash: str | None) -> User:
+        """Create an active user; ``Conflict`` if the name is taken."""
+        ...
+
+    async def user_get(self, user_id: int) -> User:
+        """A user by id, or ``NotFound``."""
+        ...
+
+    async def user_find(self, name: str) -> User | None:
+        """A user by name, or None."""
+        ...
+
+    async def users_list(self, *, cursor: str | None, limit: int) -> Page[User]:
+        """Users by id, cursor-paginated."""
+        ...
+
+    async def user_update(self, user_id: int, changes: dict[str, Any]) -> User:
+        """Change ``role`` and/or ``password_hash``; ``Conflict`` if no admin would remain."""
+        ...
+
+    async def user_deactivate(self, user_id: int, *, actor: str) -> Deactivation:
+        """Deactivate a user, revoke their tokens, cancel their not-started jobs (one tx)."""
+        ...
+
+    async def user_activate(self, user_id: int) -> User:
+        """Make a user active again (their revoked tokens stay revoked)."""
+        ...
+
+    async def users_bootstrap(self, admin_token_hash: str | None) -> User | None:
+        """First start: user ``admin``, owner of the bootstrap token(s)."""
+        ...
+
+    async def login_blocked_until(self, keys: list[str]) -> datetime | None:
+        """The latest ``blocked_until`` still in the future among ``keys``, or None."""
+        ...
+
+    async def login_failure_record(
+        self,
+        keys: dict[str, int],
+        *,
+        base_seconds: float,
+        max_seconds: float,
+        forget_after_seconds: float,
+    ) -> datetime | None:
+        """Count one failure per key (``{key: threshold}``); the latest block, if any."""
+        ...
+
+    async def login_failures_reset(self, keys: list[str]) -> None:
+        """Forget the failures of ``keys``."""
+        ...
+
+    async def token_identity(self, token_hash: str) -> TokenIdentity | None:
+        """A token by hash (revoked and expired ones too), its user and its job's status."""
+        ...
+
+    async def token_get(self, token_id: int) -> ApiToken:
+        """A token by id, or ``NotFound``."""
+        ...
+
+    async def tokens_list(
+        self, *, user_id: int | None, kinds: tuple[str, ...] | None
+    ) -> list[ApiToken]:
+        """Tokens (revoked included), newest first; of one user or all, of some kinds."""
+        ...
+
+    async def token_revoke(self, token_id: int) -> ApiToken:
+        """Revoke a token (idempotent)."""
+        ...
+
+    async def token_revoke_by_hash(
+        self, token_hash: str, *, kind: str | None = None
+    ) -> ApiToken | None:
+        """Revoke the live token with this hash (and kind); None if there was none."""
+        ...
+
+    async def session_token_create(
+        self, *, job_id: int, user_name: str, token_hash: str
+    ) -> User | None:
+        """Store a job's session token if ``user_name`` is an active user; return the user."""
+        ...
 
     # -- templates (issue 4: templates helper) ------------------------------------------
+    async def template_insert(self, spec: TemplateSpec, *, owner: str | None = None) -> Template:
+        """Create; ``Conflict`` if the name is taken, ``NotFound`` for an unknown package."""
+        ...
+
+    async def template_get(self, template_id: int) -> Template:
+        """Return a template or raise ``NotFound``."""
+        ...
+
+    async def template_get_by_name(self, name: str) -> Template:
+        """Return a template by its unique name or raise ``NotFound``."""
+        ...
+
+    async def template_update(self, template_id: int, changes: dict[str, Any]) -> Template:
+        """Apply field changes (keys are :class:`TemplateSpec` fields), bump updated_at."""
+        ...
+
+    async def template_delete(self, template_id: int) -> None:
+        """Delete a template and its macros; ``Conflict`` while a jobconfig names it."""
+        ...
+
+    async def templates_list(self, *, cursor: str | None, limit: int) -> Page[Template]:
+        """Ordered by id ascending, cursor-paginated."""
+        ...
+
+    async def template_jobconfigs(self, template_id: int) -> list[JobConfig]:
+        """The jobconfigs naming this template, by id; ``NotFound`` for an unknown template."""
+        ...
+
+    async def package_get_by_sha256(self, sha256: str) -> Package | None:
+        """The package with this content hash, if uploaded (template import resolves by it)."""
+        ...
+
+    async def template_clone(
+        self,
+        template_id: int,
+        *,
+        name: str,
+        owner: str | None,
+        jobconfig_prefix: str | None = None,
+    ) -> CloneResult:
+        """Copy a template (with ``jobconfig_prefix``: its jobconfigs too) in one transaction.
+
+        Copies are named ``prefix + name``; schedules are not copied; secure macros are
+        not copied (their names are reported). ``Conflict`` on any name clash.
+        """
+        ...
 
     # -- macros of the account, template, user and jobconfig levels (issue 4: macros) ---
+    async def macros_list(self, scope: str, scope_id: int) -> list[StoredMacro]:
+        """A level's macros by name (a jobconfig's plain ones from its field); ``NotFound``."""
+        ...
+
+    async def macros_put(
+        self,
+        scope: str,
+        scope_id: int,
+        items: list[tuple[str, str, bool, bool]],
+        *,
+        updated_by: str | None,
+    ) -> list[StoredMacro]:
+        """Create/replace ``(name, stored value, secure, only_if_new)`` macros of a level.
+
+        One transaction; returns the level. ``InvalidInput`` when a secure macro would
+        become non-secure. Jobconfig plain values go to its ``macros`` field.
+        """
+        ...
+
+    async def macro_delete(self, scope: str, scope_id: int, name: str) -> None:
+        """Delete one macro of a level; ``NotFound`` if it has no such macro."""
+        ...
+
+    async def macros_delete_of(self, scope: str, scope_id: int) -> int:
+        """Delete every table row of one object (when it is deleted); the count."""
+        ...
+
+    async def macro_sources(
+        self,
+        *,
+        jobconfig_id: int | None,
+        template_id: int | None = None,
+        user_name: str | None = None,
+    ) -> MacroSources:
+        """Every level's macros for a job of ``jobconfig_id`` in one read (secure encrypted).
+
+        ``template_id``/``user_name`` default to the jobconfig's template and owner.
+        """
+        ...
+
+    async def job_set_resolved_macros(self, job_id: int, resolved: dict[str, Any]) -> None:
+        """Record the macros a job got at initialization (secure values masked)."""
+        ...
+
+    async def macros_reencrypt(self, transform: Callable[[StoredMacro], str]) -> int:
+        """Rewrite every secure value as ``transform(macro)`` in one transaction (rotation)."""
+        ...
+
+    async def macro_user_id(self, name: str) -> int | None:
+        """The id of the user called ``name``, if any."""
+        ...
+
+    # -- access policies and the audit log (issue 4: access helper) ---------------------
+    async def policy_insert(
+        self, user_id: int, *, action: str, resource: str, selector: str
+    ) -> Policy:
+        """Grant a policy; ``InvalidInput`` (bad fields), ``NotFound`` (user), ``Conflict``."""
+        ...
+
+    async def policies_list(self, user_id: int) -> list[Policy]:
+        """A user's policies by id; ``NotFound`` if there is no such user."""
+        ...
+
+    async def policies_for_user(self, user_id: int) -> list[Policy]:
+        """A user's policies (none for an unknown user): the authorization read."""
+        ...
+
+    async def policy_delete(self, user_id: int, policy_id: int) -> Policy:
+        """Revoke one policy of a user; ``NotFound`` if the user has no such policy."""
+        ...
+
+    async def audit_insert(
+        self,
+        *,
+        actor: str,
+        action: str,
+        object_type: str,
+        object_id: str | None,
+        details: dict[str, Any] | None = None,
+        remote_addr: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Append one audit entry (one INSERT; ``at`` defaults to the store's clock)."""
+        ...
+
+    async def audit_list(
+        self, flt: AuditFilter, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[AuditEntry]:
+        """Audit entries matching ``flt``, newest first (cursor pagination); limit 1..500."""
+        ...

@@ -69,6 +69,12 @@ class SecretMasker:
             return data
         return self._pattern.sub(MASK, data)
 
+    def mask_text(self, text: str) -> str:
+        """``text`` (e.g. an output file name) with every secret replaced by ``*****``."""
+        if self._pattern is None:
+            return text
+        return self.mask(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
+
 
 class LogWriter:
     """Turns chunks of pipe output into timestamped log lines in one file.

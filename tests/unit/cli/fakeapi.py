@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from jobyard.client import ApiClient
 from tests.unit.cli.fakeschedules import FakeSchedules
+from tests.unit.cli.faketemplates import FakeTemplates
 
 TOKEN = "test-token"
 DEFAULTS: dict[str, Any] = {
@@ -31,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "success_exit_codes": [0],
     "enabled": True,
     "pool": "default",
+    "template_id": None,
 }
 
 
@@ -57,6 +59,8 @@ class FakeApi:
         self.schedules = FakeSchedules(self.jobconfigs)
         self.app = self._build()
         self.schedules.install(self.app)
+        self.templates = FakeTemplates(self.jobconfigs)
+        self.templates.install(self.app)
 
     def client(self, server: str = "http://fake", token: str = TOKEN) -> ApiClient:
         """An API client wired to this fake."""

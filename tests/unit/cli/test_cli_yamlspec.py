@@ -60,6 +60,7 @@ jobconfigs:
         "success_exit_codes": [0, 3],
         "enabled": False,
         "pool": "big",
+        "template_id": None,
     }
     assert second.spec == {**spec_defaults(), "name": "echo", "command": ["sh", "-c", "echo hi"]}
 
@@ -76,13 +77,15 @@ def test_defaults_come_from_the_domain_spec() -> None:
         "enabled": True,
         "description": "",
         "pool": "default",
+        "template_id": None,
     }
 
 
 def test_unknown_keys_are_rejected_with_their_line() -> None:
     found = problems("jobconfigs:\n  - name: a\n    command: [x]\n    colour: red\nextra: 1\n")
     assert found[0].startswith("f.yaml:4: jobconfigs[0]: unknown key 'colour' (allowed: name,")
-    assert found[1].startswith("f.yaml:5: unknown key 'extra' (allowed: packages, jobconfigs)")
+    allowed = "(allowed: packages, templates, jobconfigs)"
+    assert found[1].startswith(f"f.yaml:5: unknown key 'extra' {allowed}")
 
 
 def test_missing_name() -> None:
@@ -191,6 +194,7 @@ def test_export_reads_back_as_the_same_jobconfigs() -> None:
             "success_exit_codes": [0, 3],
             "enabled": False,
             "pool": "default",
+            "template_id": None,
             "created_at": "2025-01-01T00:00:00Z",
         },
         {**spec_defaults(), "id": 8, "name": "b", "command": ["sh", "-c", "echo 'hi'; exit 0"]},

@@ -7,6 +7,7 @@ One class, composed of one mixin per concept; the engine differences live in
 
 from __future__ import annotations
 
+from jobyard.store.sql.access import AccessMixin  # issue 4: access helper
 from jobyard.store.sql.jobconfigs import JobconfigsMixin
 from jobyard.store.sql.jobs import JobsMixin
 from jobyard.store.sql.macros import MacrosMixin
@@ -24,6 +25,7 @@ class SqlStore(
     TemplatesMixin,
     MacrosMixin,
     MiscMixin,
+    AccessMixin,
 ):
     """The store over one database URL. Build it with :func:`jobyard.store.factory.open_store`."""
 

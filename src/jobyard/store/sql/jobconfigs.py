@@ -21,7 +21,9 @@ from jobyard.store.sql.base import (
     jobconfig_from_row,
     status_in,
 )
+from jobyard.store.sql.macros import delete_macros_of
 from jobyard.store.sql.schedules import delete_schedules_of, lock_schedules_of
+from jobyard.store.sql.templates import check_template
 from jobyard.store.sql.transitions import lock_jobconfigs, promote
 
 _SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(JobConfigSpec))
@@ -102,6 +104,7 @@ def _name_taken(name: str) -> Conflict:
 
 def _jobconfig_insert(tx: Tx, values: dict[str, Any]) -> JobConfig:
     _check_package(tx, values.get("package_id"))
+    check_template(tx, values.get("template_id"))
     stmt = (
         insert(jobconfigs)
         .values(**values, created_at=tx.now, updated_at=tx.now)
@@ -131,6 +134,8 @@ def _jobconfig_get_by_name(tx: Tx, name: str) -> JobConfig:
 def _jobconfig_update(tx: Tx, jobconfig_id: int, changes: dict[str, Any]) -> JobConfig:
     if "package_id" in changes:
         _check_package(tx, changes["package_id"])
+    if "template_id" in changes:
+        check_template(tx, changes["template_id"])
     stmt = (
         update(jobconfigs)
         .where(jobconfigs.c.id == jobconfig_id)
@@ -173,6 +178,7 @@ def _jobconfig_delete(tx: Tx, jobconfig_id: int) -> None:
             {"jobconfig_id": jobconfig_id, "job_id": pending[0], "status": pending[1]},
         )
     delete_schedules_of(tx, jobconfig_id)
+    delete_macros_of(tx, "jobconfig", jobconfig_id)
     its_jobs = select(jobs.c.id).where(jobs.c.jobconfig_id == jobconfig_id)
     tx.conn.execute(delete(job_files).where(job_files.c.job_id.in_(its_jobs)))
     tx.conn.execute(delete(job_events).where(job_events.c.job_id.in_(its_jobs)))

@@ -22,7 +22,8 @@ from sqlalchemy import (
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import ABORTABLE, HELD, JobStatus
 from jobyard.core.models import Actor, Job, JobEvent, JobFilter, NewJob, Page
-from jobyard.store.schema import UtcDateTime, job_events, jobconfigs, jobs, packages
+from jobyard.core.templates import RunTarget, effective_target
+from jobyard.store.schema import UtcDateTime, job_events, jobconfigs, jobs, packages, templates
 from jobyard.store.sql.base import (
     SqlBase,
     Tx,
@@ -187,6 +188,15 @@ class JobsMixin(SqlBase):
 
 _JOBCONFIG_EXISTS = select(jobconfigs.c.id).where(jobconfigs.c.id == bindparam("id"))
 _PACKAGE_EXISTS = select(packages.c.id).where(packages.c.id == bindparam("id"))
+_TEMPLATE_TARGET = select(
+    templates.c.package_id, templates.c.entrypoint, templates.c.command
+).where(templates.c.id == bindparam("id"))
+_SET_TEMPLATE = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(template_id=bindparam("tid"))
+    .returning(*jobs.c)
+)
 _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _EVENTS_OF_JOB = (
     select(
@@ -333,11 +343,17 @@ def _job_submit_for_jobconfig(
             f"jobconfig {jc.id} ({jc.name}) is disabled: enable it before running jobs",
             {"jobconfig_id": jc.id},
         )
+    target = RunTarget(jc.package_id, jc.entrypoint, jc.command)
+    template = None
+    if jc.template_id is not None:  # inherits what it does not set itself
+        row = tx.conn.execute(_TEMPLATE_TARGET, {"id": jc.template_id}).first()
+        template = None if row is None else RunTarget(row[0], row[1], row[2])
+        target = effective_target(target, template)
     new = NewJob(
         jobconfig_id=jc.id,
-        package_id=jc.package_id,
-        entrypoint=jc.entrypoint,
-        command=jc.command,
+        package_id=target.package_id,
+        entrypoint=target.entrypoint,
+        command=target.command,
         macros=dict(macros),
         timeout=jc.timeout,
         success_exit_codes=list(jc.success_exit_codes),
@@ -346,7 +362,11 @@ def _job_submit_for_jobconfig(
         submitted_by=submitted_by,
         hold=hold,
     )
-    return _job_insert(tx, new, actor, reason)
+    job = _job_insert(tx, new, actor, reason)
+    if template is None:
+        return job
+    params = {"job_id": job.id, "tid": jc.template_id}
+    return job_from_row(tx.conn.execute(_SET_TEMPLATE, params).one())
 
 
 def _job_get(tx: Tx, job_id: int) -> Job:

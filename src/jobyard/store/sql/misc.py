@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, or_, select
@@ -34,12 +34,17 @@ from jobyard.store.sql.base import (
 )
 
 _FILE_KINDS = frozenset({"payload", "output"})
-_TOKEN_COLUMNS = (
+#: In :class:`ApiToken` field order (``token_from_row`` maps positionally).
+TOKEN_COLUMNS = (
     api_tokens.c.id,
     api_tokens.c.name,
     api_tokens.c.role,
     api_tokens.c.created_at,
     api_tokens.c.revoked,
+    api_tokens.c.user_id,
+    api_tokens.c.kind,
+    api_tokens.c.expires_at,
+    api_tokens.c.job_id,
 )
 
 
@@ -100,9 +105,28 @@ class MiscMixin(SqlBase):
 
     # -- tokens --------------------------------------------------------------------------
 
-    async def token_insert(self, *, name: str, token_hash: str, role: str) -> ApiToken:
+    async def token_insert(
+        self,
+        *,
+        name: str,
+        token_hash: str,
+        role: str,
+        user_id: int | None = None,
+        kind: str = "admin",
+        expires_at: datetime | None = None,
+        job_id: int | None = None,
+    ) -> ApiToken:
         """Store a token by its hash; ``Conflict`` if that hash is already stored."""
-        return await self._write(_token_insert, name, token_hash, role)
+        values = {
+            "name": name,
+            "token_hash": token_hash,
+            "role": role,
+            "user_id": user_id,
+            "kind": kind,
+            "expires_at": expires_at,
+            "job_id": job_id,
+        }
+        return await self._write(_token_insert, values)
 
     async def token_lookup(self, token_hash: str) -> ApiToken | None:
         """Find a non-revoked token by hash."""
@@ -222,11 +246,11 @@ def _job_files_list(tx: Tx, job_id: int, kind: str) -> list[JobFile]:
     return [job_file_from_row(row) for row in rows]
 
 
-def _token_insert(tx: Tx, name: str, token_hash: str, role: str) -> ApiToken:
+def _token_insert(tx: Tx, values: dict[str, Any]) -> ApiToken:
     stmt = (
         api_tokens.insert()
-        .values(name=name, token_hash=token_hash, role=role, created_at=tx.now, revoked=False)
-        .returning(*_TOKEN_COLUMNS)
+        .values(**values, created_at=tx.now, revoked=False)
+        .returning(*TOKEN_COLUMNS)
     )
     try:
         row = tx.conn.execute(stmt).one()
@@ -237,7 +261,7 @@ def _token_insert(tx: Tx, name: str, token_hash: str, role: str) -> ApiToken:
 
 def _token_lookup(tx: Tx, token_hash: str) -> ApiToken | None:
     row = tx.conn.execute(
-        select(*_TOKEN_COLUMNS).where(
+        select(*TOKEN_COLUMNS).where(
             api_tokens.c.token_hash == token_hash, api_tokens.c.revoked.is_(False)
         )
     ).first()

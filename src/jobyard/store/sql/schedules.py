@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     cast,
     delete,
     func,
@@ -40,7 +41,8 @@ from jobyard.core.schedules import (
     Schedule,
     ScheduleSpec,
 )
-from jobyard.store.schema import UtcDateTime, job_seq, jobconfigs, jobs, schedules
+from jobyard.store.schema import UtcDateTime, job_seq, jobconfigs, jobs, schedules, templates
+from jobyard.store.schema import users as users_table
 from jobyard.store.sql.base import SqlBase, Tx, jobconfig_from_row, status_in
 from jobyard.store.sql.transitions import (
     SYSTEM,
@@ -70,6 +72,7 @@ _FIRE_COLUMNS = (
     "sequenced_at",
     "schedule_id",
     "scheduled_for",
+    "template_id",
 )
 
 
@@ -302,6 +305,10 @@ _DUE = (
 )
 _DUE_PG = _DUE.with_for_update(skip_locked=True)
 _JOBCONFIGS_BY_ID = select(jobconfigs).where(jobconfigs.c.id.in_(bindparam("ids", expanding=True)))
+#: issue 4: a deactivated owner's schedules fire no job.
+_INACTIVE_OWNERS = select(users_table.c.name).where(
+    users_table.c.name.in_(bindparam("names", expanding=True)), users_table.c.active.is_(False)
+)
 
 
 def _counts_statement(statuses: frozenset[JobStatus]) -> Any:
@@ -337,12 +344,21 @@ def _insert_firings(
         base = int(tx.conn.execute(_MAX_SEQ_SQLITE).scalar_one())
         seq = literal(base) + func.row_number().over(order_by=s.c.id)
     now = literal(tx.now, type_=UtcDateTime())
+    # A jobconfig naming a template takes what it does not set itself from the template
+    # (the rule of jobyard.core.templates.effective_target).
+    t = templates
+    inherits = and_(
+        t.c.id.is_not(None),
+        jc.c.package_id.is_(None),
+        jc.c.entrypoint.is_(None),
+        jc.c.command.is_(None),
+    )
     rows = (
         select(
             jc.c.id,
-            jc.c.package_id,
-            jc.c.entrypoint,
-            jc.c.command,
+            func.coalesce(jc.c.package_id, t.c.package_id),
+            case((inherits, t.c.entrypoint), else_=jc.c.entrypoint),
+            case((inherits, t.c.command), else_=jc.c.command),
             s.c.macros,
             jc.c.timeout,
             jc.c.success_exit_codes,
@@ -356,8 +372,11 @@ def _insert_firings(
             now,
             s.c.id,
             literal(fire_at, type_=UtcDateTime()),
+            t.c.id,
         )
-        .select_from(s.join(jc, jc.c.id == s.c.jobconfig_id))
+        .select_from(
+            s.join(jc, jc.c.id == s.c.jobconfig_id).outerjoin(t, t.c.id == jc.c.template_id)
+        )
         .where(s.c.id.in_(schedule_ids))
         .order_by(s.c.id)
     )
@@ -406,6 +425,10 @@ def _fire_due(tx: Tx, limit: int, planner: FiringPlanner) -> FiringRound:
         jc.id: jc
         for jc in map(jobconfig_from_row, tx.conn.execute(_JOBCONFIGS_BY_ID, {"ids": jc_ids}))
     }
+    owners = sorted({jc.owner for jc in configs.values() if jc.owner})
+    inactive = (
+        set(tx.conn.execute(_INACTIVE_OWNERS, {"names": owners}).scalars()) if owners else set()
+    )
     firings: list[tuple[DueSchedule, JobConfig, datetime]] = []
     lateness: list[float] = []  # of on-time firings (a catch-up is late by design)
     missed = 0
@@ -417,6 +440,9 @@ def _fire_due(tx: Tx, limit: int, planner: FiringPlanner) -> FiringRound:
         fire_at = plan.fire_at
         if fire_at and not jc.enabled:
             result = f"no job: jobconfig {jc.name!r} is disabled ({result})"
+            fire_at = []
+        elif fire_at and jc.owner in inactive:
+            result = f"no job: owner {jc.owner} is deactivated ({result})"
             fire_at = []
         elif fire_at and plan.missed == 0 and len(fire_at) == 1:
             result = "fired"

@@ -1,0 +1,133 @@
+"""Templates in apply files: their schema, parsed form, plan and export form.
+
+An apply file may list ``templates`` before its jobconfigs::
+
+    templates:
+      - name: acme              # unique key
+        package: etl            # or package_id: 12
+        entrypoint: main        # or command: [...]
+        description: "..."
+    jobconfigs:
+      - name: acme-orders
+        template: acme          # a template of the file or of the server (or template_id)
+
+A template of the file is the whole truth about it, like a jobconfig: a field left out
+takes its default. ``jobyard apply`` writes templates before jobconfigs. Pure code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from jobyard.cli.yamlnodes import Problem, line_at
+from jobyard.core.validation import NAME_RE
+
+#: The writable fields of a template, in the order files show them, with defaults.
+TEMPLATE_FIELDS: tuple[str, ...] = ("name", "description", "package_id", "entrypoint", "command")
+TEMPLATE_DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "package_id": None,
+    "entrypoint": None,
+    "command": None,
+}
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(
+            f"invalid name {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+class TemplateModel(BaseModel):
+    """One item of ``templates``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: Annotated[str, AfterValidator(_name)]
+    package: str | None = Field(default=None, min_length=1)
+    package_id: int | None = Field(default=None, ge=1)
+    entrypoint: str | None = Field(default=None, min_length=1)
+    command: list[str] | None = Field(default=None, min_length=1)
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> TemplateModel:
+        if self.package is not None and self.package_id is not None:
+            raise ValueError("give either `package` or `package_id`, not both")
+        if self.entrypoint is not None and self.command is not None:
+            raise ValueError("give either `entrypoint` or `command`, not both")
+        if self.entrypoint is not None and self.package is None and self.package_id is None:
+            raise ValueError("`entrypoint` needs a package (`package` or `package_id`)")
+        return self
+
+    def spec(self) -> dict[str, Any]:
+        """The writable fields, defaults filled in (``package`` is resolved later)."""
+        values = self.model_dump(exclude_none=True, exclude={"package"})
+        return {f: values.get(f, TEMPLATE_DEFAULTS.get(f)) for f in TEMPLATE_FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateDecl:
+    """A template of the file, defaults filled in; ``package`` still to be resolved."""
+
+    name: str
+    spec: dict[str, Any]
+    package: str | None = None
+    line: int | None = None
+
+
+def templates_of(
+    models: Iterable[TemplateModel] | None,
+    root: yaml.Node,
+    packages: set[str],
+    problems: list[Problem],
+) -> list[TemplateDecl]:
+    """The file's templates; duplicate names and undeclared packages go to ``problems``."""
+    decls: list[TemplateDecl] = []
+    seen: dict[str, int | None] = {}
+    for index, t in enumerate(models or []):
+        line = line_at(root, ("templates", index))
+        where = f"templates[{index}]"
+        if t.name in seen:
+            message = f"duplicate template name {t.name!r} (first at line {seen[t.name]})"
+            problems.append(Problem(message, line, where))
+        seen[t.name] = line
+        if t.package is not None and t.package not in packages:
+            known = ", ".join(sorted(packages)) or "none declared"
+            package_line = line_at(root, ("templates", index, "package"))
+            message = f"unknown package {t.package!r} (packages: {known})"
+            problems.append(Problem(message, package_line, where))
+        decls.append(TemplateDecl(t.name, t.spec(), t.package, line))
+    return decls
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTemplate:
+    """A template not on the server yet (``--dry-run``): its id is known only once created."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"<new template {self.name}>"
+
+
+def export_templates(templates: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The apply-file form of templates as the API returns them (packages by id)."""
+    items: list[dict[str, Any]] = []
+    for t in templates:
+        item: dict[str, Any] = {}
+        for f in TEMPLATE_FIELDS:
+            value = t.get(f)
+            if value is None or (f == "description" and value == ""):
+                continue
+            item[f] = value
+        items.append(item)
+    return items

@@ -1,0 +1,70 @@
+"""Templates: the shared parent of jobconfigs (package, entry point or command, macros).
+
+A jobconfig that names a template inherits what to run from it unless it sets its own:
+the package is the jobconfig's when it has one, else the template's; the entry point or
+command is the jobconfig's when it names either (or has a package of its own), else the
+template's. :func:`effective_target` is that rule; the store applies the same rule in
+SQL when scheduled firings snapshot their jobconfigs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from jobyard.core.models import JobConfig
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSpec:
+    """The writable fields of a template."""
+
+    name: str
+    package_id: int | None = None
+    entrypoint: str | None = None
+    command: list[str] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A stored template (fields in ``templates`` column order)."""
+
+    id: int
+    name: str
+    package_id: int | None
+    entrypoint: str | None
+    command: list[str] | None
+    description: str
+    owner: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CloneResult:
+    """What cloning a template made."""
+
+    template: Template
+    jobconfigs: list[JobConfig]
+    #: ``"template"`` or a copied jobconfig's name -> its secure macros that were not copied.
+    secure_macros_skipped: dict[str, list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunTarget:
+    """What a job runs: a package and/or an entry point or command."""
+
+    package_id: int | None
+    entrypoint: str | None
+    command: list[str] | None
+
+
+def effective_target(own: RunTarget, template: RunTarget | None) -> RunTarget:
+    """The jobconfig's own target, completed from its template (see the module docstring)."""
+    if template is None:
+        return own
+    package_id = own.package_id if own.package_id is not None else template.package_id
+    if own.entrypoint is not None or own.command is not None or own.package_id is not None:
+        return RunTarget(package_id, own.entrypoint, own.command)
+    return RunTarget(package_id, template.entrypoint, template.command)

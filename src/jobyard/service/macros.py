@@ -1,0 +1,255 @@
+"""Macro use cases: list, set, delete, import and export per level; resolution for a job.
+
+Secure values are encrypted here, before the store sees them, and decrypted only in
+:func:`resolve_for_job`, which the worker backend calls to build the job's
+environment. Nothing else returns, logs or exports a secure value: listings show a
+secure macro by name with value ``None``, previews show ``*****``.
+
+Permissions until access policies arrive: account macros are read by all and written
+by admins; user macros are read and written by that user and admins (others get 404);
+template and jobconfig macros by any authenticated caller.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jobyard.core.crypto import Keyring, SecretError, associated_data
+from jobyard.core.errors import Forbidden, InvalidInput, NotFound
+from jobyard.core.macros import (
+    MASK,
+    MacroDef,
+    MacroSources,
+    ResolvedMacro,
+    StoredMacro,
+    record_of,
+    resolve,
+)
+from jobyard.core.models import Job
+from jobyard.core.validation import check_macros
+from jobyard.service.context import Context, Principal
+from jobyard.settings import Settings
+from jobyard.store.protocol import Store
+
+#: Longest macro value accepted (bytes of UTF-8 are checked by the DTO as characters).
+MAX_VALUE = 10_000
+
+_KEYRINGS: dict[tuple[str, str], Keyring] = {}
+_KEYRINGS_LOCK = threading.Lock()
+
+
+def keyring_for(settings: Settings) -> Keyring:
+    """The keyring of this home (loaded once per process; reloads on unknown key ids)."""
+    cache_key = (str(settings.home), settings.secret_key)
+    with _KEYRINGS_LOCK:
+        ring = _KEYRINGS.get(cache_key)
+        if ring is None:
+            ring = _KEYRINGS[cache_key] = Keyring.load(settings.home, settings.secret_key)
+        return ring
+
+
+def forget_keyrings() -> None:
+    """Drop loaded keyrings (after a rotation in this process; tests)."""
+    with _KEYRINGS_LOCK:
+        _KEYRINGS.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """Where macros are defined: a scope and the object id (0 for the account)."""
+
+    scope: str
+    scope_id: int = 0
+
+    @property
+    def label(self) -> str:
+        """E.g. ``account`` or ``jobconfig 7``."""
+        return self.scope if self.scope == "account" else f"{self.scope} {self.scope_id}"
+
+
+ACCOUNT = Level("account", 0)
+
+
+async def me(ctx: Context, principal: Principal) -> Level:
+    """The caller's own user level (``NotFound`` for a token without a user record)."""
+    user_id = principal.user_id
+    if user_id is None:
+        user_id = await ctx.store.macro_user_id(principal.name)
+    if user_id is None:
+        raise NotFound(
+            f"the caller {principal.name!r} has no user record, hence no user macros",
+            {"user": principal.name},
+        )
+    return Level("user", user_id)
+
+
+def _own(principal: Principal, level: Level) -> bool:
+    return principal.is_admin or (level.scope == "user" and principal.user_id == level.scope_id)
+
+
+async def _check_read(ctx: Context, principal: Principal, level: Level) -> None:
+    if level.scope == "user" and not _own(principal, level):
+        own_id = await ctx.store.macro_user_id(principal.name)
+        if own_id != level.scope_id:
+            raise NotFound(f"user {level.scope_id} does not exist", {"user_id": level.scope_id})
+
+
+async def _check_write(ctx: Context, principal: Principal, level: Level) -> None:
+    await _check_read(ctx, principal, level)
+    if level.scope == "account" and not principal.is_admin:
+        raise Forbidden("only admins may change account macros")
+
+
+def _encrypt(ring: Keyring, level: Level, name: str, value: str) -> str:
+    return ring.encrypt(value, associated_data(level.scope, level.scope_id, name))
+
+
+def _check_value(name: str, value: str) -> None:
+    check_macros({name: value}, "name")
+    if len(value) > MAX_VALUE:
+        raise InvalidInput(f"macro {name!r}: a value may hold {MAX_VALUE} characters")
+
+
+async def list_level(ctx: Context, principal: Principal, level: Level) -> list[StoredMacro]:
+    """A level's macros by name (secure values stay encrypted: the caller masks them)."""
+    await _check_read(ctx, principal, level)
+    return await ctx.store.macros_list(level.scope, level.scope_id)
+
+
+async def set_macro(
+    ctx: Context, principal: Principal, level: Level, name: str, value: str, *, secure: bool
+) -> StoredMacro:
+    """Create or replace one macro; a secure one cannot become non-secure (422)."""
+    await _check_write(ctx, principal, level)
+    _check_value(name, value)
+    stored = _encrypt(keyring_for(ctx.settings), level, name, value) if secure else value
+    items = [(name, stored, secure, False)]
+    result = await ctx.store.macros_put(
+        level.scope, level.scope_id, items, updated_by=principal.name
+    )
+    return next(m for m in result if m.name == name)
+
+
+async def delete_macro(ctx: Context, principal: Principal, level: Level, name: str) -> None:
+    """Delete one macro of a level."""
+    await _check_write(ctx, principal, level)
+    await ctx.store.macro_delete(level.scope, level.scope_id, name)
+
+
+async def import_level(
+    ctx: Context, principal: Principal, level: Level, defs: list[MacroDef]
+) -> list[StoredMacro]:
+    """Create or replace the file's macros in one transaction; others are left alone.
+
+    A secure macro without a value (encrypted in the file, or exported by jobyard)
+    is created with an empty value, or keeps its value if it already exists.
+    """
+    await _check_write(ctx, principal, level)
+    ring = keyring_for(ctx.settings) if any(d.secure for d in defs) else None
+    items: list[tuple[str, str, bool, bool]] = []
+    for d in defs:
+        value = d.value or ""
+        _check_value(d.name, value)
+        if d.secure:
+            assert ring is not None
+            items.append((d.name, _encrypt(ring, level, d.name, value), True, d.value is None))
+        else:
+            items.append((d.name, value, False, False))
+    if not items:
+        return await ctx.store.macros_list(level.scope, level.scope_id)
+    return await ctx.store.macros_put(level.scope, level.scope_id, items, updated_by=principal.name)
+
+
+# -- resolution --------------------------------------------------------------------------
+
+
+def _layers(
+    sources: MacroSources, job_macros: dict[str, str], reveal: Any
+) -> dict[str, ResolvedMacro]:
+    """Merge the levels lowest first; ``reveal(level, macro)`` gives a secure macro's value."""
+
+    def table(level: str, rows: list[StoredMacro]) -> list[tuple[str, str, bool]]:
+        return [(m.name, reveal(level, m) if m.secure else m.value, m.secure) for m in rows]
+
+    secure_names = {m.name for m in sources.jobconfig_secure}
+    jobconfig = [(n, v, False) for n, v in sources.jobconfig_plain.items() if n not in secure_names]
+    return resolve(
+        [
+            ("account", table("account", sources.account)),
+            ("template", table("template", sources.template)),
+            ("user", table("user", sources.user)),
+            ("jobconfig", jobconfig + table("jobconfig", sources.jobconfig_secure)),
+            ("job", [(n, v, False) for n, v in job_macros.items()]),
+        ]
+    )
+
+
+async def preview(
+    ctx: Context, principal: Principal, jobconfig_id: int, user: str | None
+) -> tuple[MacroSources, dict[str, ResolvedMacro]]:
+    """What a job of this jobconfig submitted by ``user`` (default: the caller) would get.
+
+    Secure values are ``*****``; another user's private macros only for admins.
+    """
+    await ctx.store.jobconfig_get(jobconfig_id)
+    name = user or principal.name
+    if name != principal.name and not principal.is_admin:
+        raise NotFound(f"user {name!r} does not exist", {"user": name})
+    sources = await ctx.store.macro_sources(jobconfig_id=jobconfig_id, user_name=name)
+    return sources, _layers(sources, {}, lambda _level, _m: MASK)
+
+
+@dataclass(frozen=True, slots=True)
+class JobMacros:
+    """A job's resolved macros: the environment, the secrets to mask, the record to keep."""
+
+    env: dict[str, str]
+    secrets: list[str]
+    record: dict[str, Any]
+
+
+async def resolve_for_job(store: Store, keys: Callable[[], Keyring], job: Job) -> JobMacros:
+    """Resolve and decrypt a job's macros (worker side only), and record where each came from.
+
+    The user level is the submitting user's (``job.submitted_by``; for a scheduled job
+    the jobconfig's owner); the template is the job's, else its jobconfig's. ``keys``
+    loads the keyring, only when the job has a secure macro.
+    """
+    sources = await store.macro_sources(
+        jobconfig_id=job.jobconfig_id, template_id=job.template_id, user_name=job.submitted_by
+    )
+
+    def reveal(level: str, m: StoredMacro) -> str:
+        try:
+            return keys().decrypt(m.value, associated_data(m.scope, m.scope_id, m.name))
+        except SecretError as exc:
+            raise SecretError(
+                f"secure {level} macro {m.name!r} cannot be decrypted: {exc.message}",
+                {"macro": m.name, "level": level},
+            ) from None
+
+    resolved = _layers(sources, dict(job.macros), reveal)
+    record = record_of(resolved)
+    await store.job_set_resolved_macros(job.id, record)
+    env = {name: m.value for name, m in resolved.items()}
+    secrets = sorted({m.value for m in resolved.values() if m.secure and m.value})
+    return JobMacros(env=env, secrets=secrets, record=record)
+
+
+async def job_record(ctx: Context, job_id: int) -> dict[str, Any] | None:
+    """The resolved macros kept on a job (None before its initialization)."""
+    job = await ctx.store.job_get(job_id)
+    return job.resolved_macros
+
+
+async def reencrypt_all(store: Store, ring: Keyring) -> int:
+    """Re-encrypt every secure value with the ring's current key (key rotation)."""
+
+    def transform(m: StoredMacro) -> str:
+        aad = associated_data(m.scope, m.scope_id, m.name)
+        return ring.encrypt(ring.decrypt(m.value, aad), aad)
+
+    return await store.macros_reencrypt(transform)
