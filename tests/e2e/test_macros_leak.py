@@ -153,6 +153,21 @@ def test_secure_values_never_leak(server: RunningServer, tmp_path: Path) -> None
         ok(cli(*args))
     assert "*****" in next(text for name, text in outputs if name == "macros resolved leaky")
 
+    # The audit log names each secure macro that was set, and never holds a value.
+    entries: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "500", **({"cursor": cursor} if cursor else {})}
+        r = api.get("/api/v1/audit", params=params)
+        assert r.status_code == 200, r.text
+        answers.append((f"/api/v1/audit {cursor}", r.text))
+        entries += r.json()["items"]
+        if not (cursor := r.json()["next_cursor"]):
+            break
+    macro_sets = {e["details"]["name"] for e in entries if e["action"] == "macro.set"}
+    assert {"ACC_SECRET", "USER_SECRET", "JC_SECRET"} <= macro_sets, macro_sets
+    assert any(e["action"] == "job.submit" and e["object_id"] == str(job_id) for e in entries)
+
     for where, text in [*answers, *outputs]:
         _assert_clean(where, text)
     for path in sorted(home.rglob("*")):  # database, log files, output files, key files

@@ -75,7 +75,8 @@ async def test_grant_list_revoke_and_their_audit_entries(env: Env) -> None:
     page = by_actor.json()
     assert len(page["items"]) == 1 and page["next_cursor"]
     nxt = await env.client.get(f"{API}/audit", params={"cursor": page["next_cursor"]})
-    assert [e["action"] for e in nxt.json()["items"]] == ["policy.grant"]
+    # then the grant, and before it the creation of alice (user changes are audited too)
+    assert [e["action"] for e in nxt.json()["items"]] == ["policy.grant", "user.create"]
     since = await env.client.get(f"{API}/audit", params={"since": "2999-01-01T00:00:00"})
     assert since.json()["items"] == []
     empty = await env.client.get(f"{API}/audit", params={"object_type": "jobconfig"})
@@ -149,3 +150,44 @@ async def test_cli_policies_and_audit(env: Env) -> None:
     assert [e["action"] for e in one["items"]] == ["policy.revoke"]
     table = await asyncio.to_thread(_cli, env, "audit", "--action", "policy.grant")
     assert "policy.grant" in table and "policy.revoke" not in table
+
+
+async def test_changes_through_the_routes_are_audited_without_values(env: Env) -> None:
+    await _user(env, "bob-audit")
+    async with await _client_of(env, "bob-audit") as client:
+        jc = (
+            await client.post(f"{API}/jobconfigs", json={"name": "au", "command": ["true"]})
+        ).json()
+        base = f"{API}/jobconfigs/{jc['id']}"
+        assert (await client.patch(base, json={"description": "d"})).status_code == 200
+        macro = {"value": "Audit-Secret-77", "secure": True}
+        assert (await client.put(f"{base}/macros/S", json=macro)).status_code == 200
+        sched = {"interval_minutes": 60, "paused": True}
+        s = (await client.post(f"{base}/schedules", json=sched)).json()
+        assert (await client.post(f"{base}/schedules/{s['id']}/resume")).status_code == 200
+        job = (await client.post(f"{base}/run", json={"hold": True})).json()
+        assert (await client.post(f"{API}/jobs/{job['id']}/cancel")).status_code == 200
+        t = (await client.post(f"{API}/templates", json={"name": "au-t"})).json()
+        assert (await client.delete(f"{API}/templates/{t['id']}")).status_code == 204
+        assert (await client.post(f"{API}/tokens", json={"name": "au-tok"})).status_code == 201
+    r = await env.client.get(f"{API}/audit", params={"actor": "bob-audit", "limit": 100})
+    entries = r.json()["items"]
+    assert [e["action"] for e in reversed(entries)] == [
+        "jobconfig.create",
+        "jobconfig.update",
+        "macro.set",
+        "schedule.create",
+        "schedule.resume",
+        "job.submit",
+        "job.cancel",
+        "template.create",
+        "template.delete",
+        "token.create",
+    ]
+    assert all(e["remote_addr"] == "127.0.0.1" for e in entries)
+    macro_set = next(e for e in entries if e["action"] == "macro.set")
+    assert macro_set["object_type"] == "jobconfig" and macro_set["object_id"] == str(jc["id"])
+    assert macro_set["details"] == {
+        "level": "jobconfig", "level_id": jc["id"], "name": "S", "secure": True
+    }  # fmt: skip
+    assert "Audit-Secret-77" not in r.text

@@ -15,7 +15,8 @@ from jobyard.core.validation import (
     check_name,
     check_patch,
 )
-from jobyard.service.context import Context
+from jobyard.service import access
+from jobyard.service.context import Context, Principal
 
 SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(JobConfigSpec))
 #: Fields that may be cleared with null; the others always hold a value.
@@ -102,30 +103,75 @@ async def _validate(ctx: Context, spec: JobConfigSpec) -> None:
     await check_run_target(ctx, spec.package_id, spec.entrypoint, spec.command, spec.template_id)
 
 
-async def create(ctx: Context, spec: JobConfigSpec, *, owner: str | None = None) -> JobConfig:
+async def _require_template_view(
+    ctx: Context, principal: Principal | None, template_id: int | None
+) -> None:
+    """A caller may only name a template it may view (404 otherwise, as if missing)."""
+    if principal is None or template_id is None:
+        return
+    try:
+        template = await ctx.store.template_get(template_id)
+    except NotFound:
+        return  # _validate reports the missing template
+    await access.require(ctx, principal, "view", "templates", template)
+
+
+async def create(
+    ctx: Context,
+    spec: JobConfigSpec,
+    *,
+    owner: str | None = None,
+    principal: Principal | None = None,
+    remote_addr: str | None = None,
+) -> JobConfig:
     """Create a jobconfig after checking that it names something runnable.
 
-    ``owner`` (the creating user) is who its scheduled jobs are submitted by.
+    ``owner`` (the creating user) is who its scheduled jobs are submitted by. With a
+    ``principal`` (an API caller) the template must be viewable by it and the creation
+    is audited; without one (internal callers) neither happens.
     """
+    await _require_template_view(ctx, principal, spec.template_id)
     await _validate(ctx, spec)
-    return await ctx.store.jobconfig_insert(spec, owner=owner)
+    created = await ctx.store.jobconfig_insert(spec, owner=owner)
+    if principal is not None:
+        details = {"name": created.name}
+        await access.record(
+            ctx, principal, "jobconfig.create", "jobconfig", created.id, details, remote_addr
+        )
+    return created
 
 
-async def get(ctx: Context, jobconfig_id: int) -> JobConfig:
-    """Read one jobconfig."""
-    return await ctx.store.jobconfig_get(jobconfig_id)
+async def get(
+    ctx: Context, principal: Principal, jobconfig_id: int, action: str = "view"
+) -> JobConfig:
+    """Read one jobconfig the caller may ``action`` (404 if it may not even view it)."""
+    jobconfig = await ctx.store.jobconfig_get(jobconfig_id)
+    await access.require(ctx, principal, action, "jobconfigs", jobconfig)
+    return jobconfig
 
 
 async def list_(
-    ctx: Context, *, name: str | None, cursor: str | None, limit: int
+    ctx: Context, principal: Principal, *, name: str | None, cursor: str | None, limit: int
 ) -> Page[JobConfig]:
-    """List jobconfigs, or find one by exact name (a page of zero or one)."""
+    """List the jobconfigs the caller may view, or find one by exact name.
+
+    A page may hold fewer than ``limit`` items (those the caller may not view are
+    left out); ``next_cursor`` still says whether more follow.
+    """
+    visible = await access.visible_jobconfig_filter(ctx, principal)
     if name is not None:
         try:
-            return Page(items=[await ctx.store.jobconfig_get_by_name(name)], next_cursor=None)
+            found = await ctx.store.jobconfig_get_by_name(name)
         except NotFound:
             return Page(items=[], next_cursor=None)
-    return await ctx.store.jobconfigs_list(cursor=cursor, limit=limit)
+        if visible is not None and not visible.admits(found.id, found.owner, found.template_id):
+            return Page(items=[], next_cursor=None)
+        return Page(items=[found], next_cursor=None)
+    page = await ctx.store.jobconfigs_list(cursor=cursor, limit=limit)
+    if visible is None:
+        return page
+    items = [j for j in page.items if visible.admits(j.id, j.owner, j.template_id)]
+    return Page(items=items, next_cursor=page.next_cursor)
 
 
 def spec_of(jc: JobConfig) -> JobConfigSpec:
@@ -133,22 +179,63 @@ def spec_of(jc: JobConfig) -> JobConfigSpec:
     return JobConfigSpec(**{k: v for k, v in asdict(jc).items() if k in SPEC_FIELDS})
 
 
-async def replace(ctx: Context, jobconfig_id: int, spec: JobConfigSpec) -> JobConfig:
-    """PUT: every writable field is replaced (unset ones take their defaults)."""
-    await ctx.store.jobconfig_get(jobconfig_id)
-    await _validate(ctx, spec)
-    return await ctx.store.jobconfig_update(jobconfig_id, asdict(spec))
+async def replace(
+    ctx: Context,
+    jobconfig_id: int,
+    spec: JobConfigSpec,
+    *,
+    principal: Principal | None = None,
+    remote_addr: str | None = None,
+) -> JobConfig:
+    """PUT: every writable field is replaced (unset ones take their defaults).
 
-
-async def patch(ctx: Context, jobconfig_id: int, changes: dict[str, Any]) -> JobConfig:
-    """PATCH: only the given fields change; the result must still be valid."""
-    check_patch(changes, SPEC_FIELDS, NULLABLE_FIELDS)
+    With a ``principal`` (an API caller): needs ``edit``, and is audited.
+    """
     current = await ctx.store.jobconfig_get(jobconfig_id)
+    if principal is not None:
+        await access.require(ctx, principal, "edit", "jobconfigs", current)
+        if spec.template_id != current.template_id:
+            await _require_template_view(ctx, principal, spec.template_id)
+    await _validate(ctx, spec)
+    updated = await ctx.store.jobconfig_update(jobconfig_id, asdict(spec))
+    if principal is not None:
+        details = {"fields": sorted(SPEC_FIELDS)}
+        await access.record(
+            ctx, principal, "jobconfig.update", "jobconfig", jobconfig_id, details, remote_addr
+        )
+    return updated
+
+
+async def patch(
+    ctx: Context,
+    principal: Principal,
+    jobconfig_id: int,
+    changes: dict[str, Any],
+    *,
+    remote_addr: str | None = None,
+) -> JobConfig:
+    """PATCH: only the given fields change; the result must still be valid (``edit``)."""
+    current = await get(ctx, principal, jobconfig_id, "edit")
+    check_patch(changes, SPEC_FIELDS, NULLABLE_FIELDS)
     merged = JobConfigSpec(**{**asdict(spec_of(current)), **changes})
+    if merged.template_id != current.template_id:
+        await _require_template_view(ctx, principal, merged.template_id)
     await _validate(ctx, merged)
-    return await ctx.store.jobconfig_update(jobconfig_id, changes)
+    updated = await ctx.store.jobconfig_update(jobconfig_id, changes)
+    details = {"fields": sorted(changes)}
+    await access.record(
+        ctx, principal, "jobconfig.update", "jobconfig", jobconfig_id, details, remote_addr
+    )
+    return updated
 
 
-async def delete(ctx: Context, jobconfig_id: int) -> None:
+async def delete(
+    ctx: Context, principal: Principal, jobconfig_id: int, *, remote_addr: str | None = None
+) -> None:
     """Delete a jobconfig whose jobs have all ended, with their history and files."""
+    current = await get(ctx, principal, jobconfig_id, "delete")
     await ctx.store.jobconfig_delete(jobconfig_id)
+    details = {"name": current.name}
+    await access.record(
+        ctx, principal, "jobconfig.delete", "jobconfig", jobconfig_id, details, remote_addr
+    )

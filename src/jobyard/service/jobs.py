@@ -12,6 +12,7 @@ from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import CANCELLABLE, TERMINAL, JobStatus
 from jobyard.core.models import Job, JobEvent, JobFile, JobFilter, NewJob, Page
 from jobyard.core.validation import check_exit_codes, check_macros, check_name
+from jobyard.service import access
 from jobyard.service.context import Context, Principal
 from jobyard.service.jobconfigs import check_run_target
 from jobyard.service.timeutil import utcnow
@@ -32,12 +33,18 @@ async def run_jobconfig(
     macros: dict[str, str],
     hold: bool = False,
     trigger: str = "api",
+    remote_addr: str | None = None,
 ) -> Job:
     """Submit one job of a jobconfig, with per-job macro overrides.
 
     The store reads the jobconfig (refusing a disabled one) and inserts the job in one
-    transaction: what runs is the jobconfig as it is at submission.
+    transaction: what runs is the jobconfig as it is at submission. An API submission
+    (``trigger="api"``) needs ``execute`` on the jobconfig and is audited as
+    ``job.submit`` (scheduled firings are neither: too many, and the owner's own).
     """
+    if trigger == "api":
+        jobconfig = await ctx.store.jobconfig_get(jobconfig_id)
+        await access.require(ctx, principal, "execute", "jobconfigs", jobconfig)
     check_macros(macros)
     job = await ctx.store.job_submit_for_jobconfig(
         jobconfig_id,
@@ -49,6 +56,9 @@ async def run_jobconfig(
         reason=f"submitted ({trigger})",
     )
     _after_submit(ctx, job)
+    if trigger == "api":
+        details = {"jobconfig_id": jobconfig_id, "macros": sorted(macros), "hold": hold}
+        await access.record(ctx, principal, "job.submit", "job", job.id, details, remote_addr)
     return job
 
 
@@ -90,13 +100,23 @@ async def submit_adhoc(
     return job
 
 
-async def rerun(ctx: Context, principal: Principal, job_id: int) -> Job:
+async def _job_for(ctx: Context, principal: Principal, job_id: int, action: str) -> Job:
+    """The job, if ``principal`` may ``action`` it (404 if it may not even view it)."""
+    job = await ctx.store.job_get(job_id)
+    await access.require_job(ctx, principal, action, job)
+    return job
+
+
+async def rerun(
+    ctx: Context, principal: Principal, job_id: int, *, remote_addr: str | None = None
+) -> Job:
     """Submit a new job repeating an ended one (same program, macros, limits, payload).
 
-    With payload files the new job is created WAITING, gets copies of them, and is
-    released: its history shows WAITING -> SEQUENCED.
+    Needs ``execute`` on the old job. With payload files the new job is created
+    WAITING, gets copies of them, and is released: its history shows
+    WAITING -> SEQUENCED.
     """
-    old = await ctx.store.job_get(job_id)
+    old = await _job_for(ctx, principal, job_id, "execute")
     if old.status not in TERMINAL:
         raise Conflict(
             f"job {job_id} is {old.status}: only an ended job can be rerun",
@@ -129,47 +149,96 @@ async def rerun(ctx: Context, principal: Principal, job_id: int) -> Job:
             )
         job = await ctx.store.job_release(job.id, actor=principal.actor)
     _after_submit(ctx, job)
+    details = {"rerun_of": old.id, "jobconfig_id": old.jobconfig_id}
+    await access.record(ctx, principal, "job.rerun", "job", job.id, details, remote_addr)
     return job
 
 
-async def get(ctx: Context, job_id: int) -> Job:
-    """Read one job."""
-    return await ctx.store.job_get(job_id)
+async def get(ctx: Context, principal: Principal, job_id: int) -> Job:
+    """Read one job the caller may view."""
+    return await _job_for(ctx, principal, job_id, "view")
 
 
-async def list_(ctx: Context, flt: JobFilter, *, cursor: str | None, limit: int) -> Page[Job]:
-    """List jobs newest first."""
-    return await ctx.store.jobs_list(flt, cursor=cursor, limit=limit)
+async def list_(
+    ctx: Context, principal: Principal, flt: JobFilter, *, cursor: str | None, limit: int
+) -> Page[Job]:
+    """List the jobs the caller may view, newest first.
+
+    Those are the jobs of jobconfigs it may view, plus the jobs it submitted (its
+    ad-hoc ones included). A page may hold fewer than ``limit`` items; ``next_cursor``
+    still says whether more follow.
+    """
+    page = await ctx.store.jobs_list(flt, cursor=cursor, limit=limit)
+    visible = await access.visible_jobconfig_filter(ctx, principal)
+    if visible is None:
+        return page
+    admitted: dict[int, bool] = {}
+    items: list[Job] = []
+    for job in page.items:
+        if job.submitted_by is not None and job.submitted_by == visible.owner:
+            items.append(job)
+            continue
+        jc_id = job.jobconfig_id
+        if jc_id is None:
+            continue
+        if jc_id not in admitted:
+            try:
+                jc = await ctx.store.jobconfig_get(jc_id)
+            except NotFound:
+                admitted[jc_id] = False
+            else:
+                admitted[jc_id] = visible.admits(jc.id, jc.owner, jc.template_id)
+        if admitted[jc_id]:
+            items.append(job)
+    return Page(items=items, next_cursor=page.next_cursor)
 
 
-async def events(ctx: Context, job_id: int) -> list[JobEvent]:
-    """The recorded transitions of a job."""
+async def events(ctx: Context, principal: Principal, job_id: int) -> list[JobEvent]:
+    """The recorded transitions of a job the caller may view."""
+    await _job_for(ctx, principal, job_id, "view")
     return await ctx.store.job_events(job_id)
 
 
-async def release(ctx: Context, principal: Principal, job_id: int) -> Job:
-    """WAITING -> SEQUENCED: the job takes its turn."""
+async def release(
+    ctx: Context, principal: Principal, job_id: int, *, remote_addr: str | None = None
+) -> Job:
+    """WAITING -> SEQUENCED: the job takes its turn (``execute``)."""
+    await _job_for(ctx, principal, job_id, "execute")
     job = await ctx.store.job_release(job_id, actor=principal.actor)
     ctx.bus.work_available()
     ctx.bus.job_changed(job_id)
+    await access.record(ctx, principal, "job.release", "job", job_id, None, remote_addr)
     return job
 
 
-async def cancel(ctx: Context, principal: Principal, job_id: int) -> Job:
-    """Cancel a job no worker has acquired yet; it ends CANCELLED with no log."""
+async def cancel(
+    ctx: Context, principal: Principal, job_id: int, *, remote_addr: str | None = None
+) -> Job:
+    """Cancel a job no worker has acquired yet (``execute``); it ends CANCELLED, no log."""
+    await _job_for(ctx, principal, job_id, "execute")
     job = await ctx.store.job_cancel(
         job_id, actor=principal.actor, reason=f"cancelled by {principal.name}"
     )
     ctx.bus.work_available()
     ctx.bus.job_changed(job_id)
+    await access.record(ctx, principal, "job.cancel", "job", job_id, None, remote_addr)
     return job
 
 
 async def abort(
-    ctx: Context, principal: Principal, job_id: int, *, wait_seconds: float
+    ctx: Context,
+    principal: Principal,
+    job_id: int,
+    *,
+    wait_seconds: float,
+    remote_addr: str | None = None,
 ) -> tuple[Job, bool]:
-    """Stop an INITIALIZING/RUNNING job; it ends FAILED. Returns (job, ended)."""
-    current = await ctx.store.job_get(job_id)
+    """Stop an INITIALIZING/RUNNING job (``execute``); it ends FAILED. Returns (job, ended).
+
+    Authorization comes before the state check: a caller without the right gets
+    404/403, never the 409 that would tell it the job's state.
+    """
+    current = await _job_for(ctx, principal, job_id, "execute")
     if current.status in CANCELLABLE:
         raise Conflict(
             f"job {job_id} is {current.status}: no worker runs it yet, cancel it instead",
@@ -178,6 +247,7 @@ async def abort(
     reason = f"aborted by {principal.name}"
     await ctx.store.job_request_abort(job_id, actor=principal.actor, reason=reason)
     ctx.bus.request_abort(job_id, reason)
+    await access.record(ctx, principal, "job.abort", "job", job_id, None, remote_addr)
     job = await wait_until_ended(ctx, job_id, wait_seconds)
     return job, job.status in TERMINAL
 
@@ -202,10 +272,12 @@ def _check_file_name(name: str) -> None:
         )
 
 
-async def add_payload(ctx: Context, job_id: int, name: str, src: Path) -> JobFile:
-    """Attach a payload file to a WAITING job (the job was created with hold)."""
+async def add_payload(
+    ctx: Context, principal: Principal, job_id: int, name: str, src: Path
+) -> JobFile:
+    """Attach a payload file to a WAITING job (created with hold; ``execute``)."""
+    job = await _job_for(ctx, principal, job_id, "execute")
     _check_file_name(name)
-    job = await ctx.store.job_get(job_id)
     if job.status is not JobStatus.WAITING:
         raise Conflict(
             f"job {job_id} is {job.status}: payload files can only be attached while it is "
@@ -221,21 +293,23 @@ async def add_payload(ctx: Context, job_id: int, name: str, src: Path) -> JobFil
     return record
 
 
-async def payloads(ctx: Context, job_id: int) -> list[JobFile]:
-    """The payload files attached to a job."""
-    await ctx.store.job_get(job_id)
+async def payloads(ctx: Context, principal: Principal, job_id: int) -> list[JobFile]:
+    """The payload files attached to a job the caller may view."""
+    await _job_for(ctx, principal, job_id, "view")
     return await ctx.store.job_files_list(job_id, "payload")
 
 
-async def outputs(ctx: Context, job_id: int) -> list[JobFile]:
-    """The output files kept from a job's LOCAL_JOB_OUT_DIR."""
-    await ctx.store.job_get(job_id)
+async def outputs(ctx: Context, principal: Principal, job_id: int) -> list[JobFile]:
+    """The output files kept from the LOCAL_JOB_OUT_DIR of a job the caller may view."""
+    await _job_for(ctx, principal, job_id, "view")
     return await ctx.store.job_files_list(job_id, "output")
 
 
-async def output(ctx: Context, job_id: int, name: str) -> tuple[JobFile, Path]:
-    """One output file and where its bytes are."""
-    for item in await outputs(ctx, job_id):
+async def output(
+    ctx: Context, principal: Principal, job_id: int, name: str
+) -> tuple[JobFile, Path]:
+    """One output file (of a job the caller may view) and where its bytes are."""
+    for item in await outputs(ctx, principal, job_id):
         if item.name == name:
             return item, ctx.blobs.local_path(item.blob_key)
     raise NotFound(f"job {job_id} has no output file {name!r}", {"job_id": job_id})

@@ -8,14 +8,19 @@ from jobyard.blobs.keys import log_key
 from jobyard.core.errors import NotFound
 from jobyard.core.jobs import TERMINAL, JobStatus
 from jobyard.core.models import Job
-from jobyard.service.context import Context
+from jobyard.service import access
+from jobyard.service.context import Context, Principal
 
 FOLLOW_POLL_SECONDS = 0.2
 
 
-async def open_log(ctx: Context, job_id: int) -> tuple[Job, str]:
-    """Return the job and its log key, or ``NotFound`` saying why there is no log."""
+async def open_log(ctx: Context, principal: Principal, job_id: int) -> tuple[Job, str]:
+    """Return the job and its log key, or ``NotFound`` saying why there is no log.
+
+    The caller must be allowed to view the job (404 as for a missing job otherwise).
+    """
     job = await ctx.store.job_get(job_id)
+    await access.require_job(ctx, principal, "view", job)
     if job.status is JobStatus.CANCELLED:
         raise NotFound(
             f"job {job_id} was cancelled before a worker acquired it: cancelled jobs have no log",

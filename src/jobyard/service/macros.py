@@ -30,6 +30,7 @@ from jobyard.core.macros import (
 )
 from jobyard.core.models import Job
 from jobyard.core.validation import check_macros
+from jobyard.service import access
 from jobyard.service.context import Context, Principal
 from jobyard.settings import Settings
 from jobyard.store.protocol import Store
@@ -90,17 +91,51 @@ def _own(principal: Principal, level: Level) -> bool:
     return principal.is_admin or (level.scope == "user" and principal.user_id == level.scope_id)
 
 
+#: The access-policy resource of the levels that belong to an object.
+_RESOURCE = {"template": "templates", "jobconfig": "jobconfigs"}
+
+
+async def _check_object(ctx: Context, principal: Principal, level: Level, action: str) -> None:
+    """Template and jobconfig macros follow the object's permissions (404 if hidden)."""
+    resource = _RESOURCE.get(level.scope)
+    if resource is None:
+        return
+    if resource == "templates":
+        template = await ctx.store.template_get(level.scope_id)
+        await access.require(ctx, principal, action, resource, template)
+    else:
+        jobconfig = await ctx.store.jobconfig_get(level.scope_id)
+        await access.require(ctx, principal, action, resource, jobconfig)
+
+
 async def _check_read(ctx: Context, principal: Principal, level: Level) -> None:
     if level.scope == "user" and not _own(principal, level):
         own_id = await ctx.store.macro_user_id(principal.name)
         if own_id != level.scope_id:
             raise NotFound(f"user {level.scope_id} does not exist", {"user_id": level.scope_id})
+    await _check_object(ctx, principal, level, "view")
 
 
 async def _check_write(ctx: Context, principal: Principal, level: Level) -> None:
     await _check_read(ctx, principal, level)
     if level.scope == "account" and not principal.is_admin:
         raise Forbidden("only admins may change account macros")
+    await _check_object(ctx, principal, level, "edit")
+
+
+async def _audit(
+    ctx: Context,
+    principal: Principal,
+    verb: str,
+    level: Level,
+    details: dict[str, Any],
+    remote_addr: str | None,
+) -> None:
+    """One ``macro.<verb>`` entry: the level and the macro NAMES, never a value."""
+    where = {"level": level.scope, "level_id": level.scope_id}
+    await access.record(
+        ctx, principal, f"macro.{verb}", level.scope, level.scope_id, where | details, remote_addr
+    )
 
 
 def _encrypt(ring: Keyring, level: Level, name: str, value: str) -> str:
@@ -120,7 +155,14 @@ async def list_level(ctx: Context, principal: Principal, level: Level) -> list[S
 
 
 async def set_macro(
-    ctx: Context, principal: Principal, level: Level, name: str, value: str, *, secure: bool
+    ctx: Context,
+    principal: Principal,
+    level: Level,
+    name: str,
+    value: str,
+    *,
+    secure: bool,
+    remote_addr: str | None = None,
 ) -> StoredMacro:
     """Create or replace one macro; a secure one cannot become non-secure (422)."""
     await _check_write(ctx, principal, level)
@@ -130,17 +172,31 @@ async def set_macro(
     result = await ctx.store.macros_put(
         level.scope, level.scope_id, items, updated_by=principal.name
     )
+    await _audit(ctx, principal, "set", level, {"name": name, "secure": secure}, remote_addr)
     return next(m for m in result if m.name == name)
 
 
-async def delete_macro(ctx: Context, principal: Principal, level: Level, name: str) -> None:
+async def delete_macro(
+    ctx: Context,
+    principal: Principal,
+    level: Level,
+    name: str,
+    *,
+    remote_addr: str | None = None,
+) -> None:
     """Delete one macro of a level."""
     await _check_write(ctx, principal, level)
     await ctx.store.macro_delete(level.scope, level.scope_id, name)
+    await _audit(ctx, principal, "delete", level, {"name": name}, remote_addr)
 
 
 async def import_level(
-    ctx: Context, principal: Principal, level: Level, defs: list[MacroDef]
+    ctx: Context,
+    principal: Principal,
+    level: Level,
+    defs: list[MacroDef],
+    *,
+    remote_addr: str | None = None,
 ) -> list[StoredMacro]:
     """Create or replace the file's macros in one transaction; others are left alone.
 
@@ -160,7 +216,12 @@ async def import_level(
             items.append((d.name, value, False, False))
     if not items:
         return await ctx.store.macros_list(level.scope, level.scope_id)
-    return await ctx.store.macros_put(level.scope, level.scope_id, items, updated_by=principal.name)
+    stored = await ctx.store.macros_put(
+        level.scope, level.scope_id, items, updated_by=principal.name
+    )
+    names = [d.name for d in defs]
+    await _audit(ctx, principal, "import", level, {"names": names}, remote_addr)
+    return stored
 
 
 # -- resolution --------------------------------------------------------------------------
@@ -194,7 +255,8 @@ async def preview(
 
     Secure values are ``*****``; another user's private macros only for admins.
     """
-    await ctx.store.jobconfig_get(jobconfig_id)
+    jobconfig = await ctx.store.jobconfig_get(jobconfig_id)
+    await access.require(ctx, principal, "view", "jobconfigs", jobconfig)
     name = user or principal.name
     if name != principal.name and not principal.is_admin:
         raise NotFound(f"user {name!r} does not exist", {"user": name})
@@ -239,9 +301,10 @@ async def resolve_for_job(store: Store, keys: Callable[[], Keyring], job: Job) -
     return JobMacros(env=env, secrets=secrets, record=record)
 
 
-async def job_record(ctx: Context, job_id: int) -> dict[str, Any] | None:
-    """The resolved macros kept on a job (None before its initialization)."""
+async def job_record(ctx: Context, principal: Principal, job_id: int) -> dict[str, Any] | None:
+    """The resolved macros kept on a job the caller may view (None before its start)."""
     job = await ctx.store.job_get(job_id)
+    await access.require_job(ctx, principal, "view", job)
     return job.resolved_macros
 
 

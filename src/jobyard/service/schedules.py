@@ -19,7 +19,8 @@ from jobyard.core.schedules import (
     validate,
 )
 from jobyard.core.validation import check_patch
-from jobyard.service.context import Context
+from jobyard.service import access
+from jobyard.service.context import Context, Principal
 from jobyard.service.timeutil import utcnow
 
 SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(ScheduleSpec))
@@ -58,24 +59,66 @@ def spec_of(schedule: Schedule) -> ScheduleSpec:
     return ScheduleSpec(**{k: v for k, v in asdict(schedule).items() if k in SPEC_FIELDS})
 
 
-async def list_(ctx: Context, jobconfig_id: int) -> list[Schedule]:
-    """The jobconfig's schedules."""
+async def _guard(ctx: Context, principal: Principal | None, jobconfig_id: int, action: str) -> None:
+    """A schedule follows its jobconfig: ``view`` to read it, ``edit`` to change it.
+
+    ``principal`` None: an internal caller (template import, examples), not checked.
+    """
+    if principal is None:
+        return
+    jobconfig = await ctx.store.jobconfig_get(jobconfig_id)
+    await access.require(ctx, principal, action, "jobconfigs", jobconfig)
+
+
+async def _audit(
+    ctx: Context,
+    principal: Principal | None,
+    verb: str,
+    schedule: Schedule | int,
+    jobconfig_id: int,
+    remote_addr: str | None,
+) -> None:
+    if principal is None:
+        return
+    schedule_id = schedule if isinstance(schedule, int) else schedule.id
+    details = {"jobconfig_id": jobconfig_id}
+    await access.record(
+        ctx, principal, f"schedule.{verb}", "schedule", schedule_id, details, remote_addr
+    )
+
+
+async def list_(ctx: Context, principal: Principal, jobconfig_id: int) -> list[Schedule]:
+    """The schedules of a jobconfig the caller may view."""
+    await _guard(ctx, principal, jobconfig_id, "view")
     return await ctx.store.schedules_list(jobconfig_id)
 
 
-async def get(ctx: Context, jobconfig_id: int, schedule_id: int) -> Schedule:
-    """One schedule of a jobconfig."""
+async def get(ctx: Context, principal: Principal, jobconfig_id: int, schedule_id: int) -> Schedule:
+    """One schedule of a jobconfig the caller may view."""
+    await _guard(ctx, principal, jobconfig_id, "view")
     return await ctx.store.schedule_get(jobconfig_id, schedule_id)
 
 
-async def create(ctx: Context, jobconfig_id: int, spec: ScheduleSpec) -> Schedule:
-    """Validate (422 saying what to fix) and store; nothing is stored on bad input."""
+async def create(
+    ctx: Context,
+    jobconfig_id: int,
+    spec: ScheduleSpec,
+    *,
+    principal: Principal | None = None,
+    remote_addr: str | None = None,
+) -> Schedule:
+    """Validate (422 saying what to fix) and store; nothing is stored on bad input.
+
+    With a ``principal`` (an API caller): needs ``edit`` on the jobconfig; audited.
+    """
+    await _guard(ctx, principal, jobconfig_id, "edit")
     now = utcnow()
     spec = _prepare(ctx, spec, now, check_seconds=True)
     created = await ctx.store.schedule_insert(
         jobconfig_id, spec, next_fire_at=first_fire(spec, now)
     )
     ctx.bus.schedules_changed()
+    await _audit(ctx, principal, "create", created, jobconfig_id, remote_addr)
     return created
 
 
@@ -97,21 +140,38 @@ async def _store(
 
 
 async def replace_(
-    ctx: Context, jobconfig_id: int, schedule_id: int, spec: ScheduleSpec
+    ctx: Context,
+    jobconfig_id: int,
+    schedule_id: int,
+    spec: ScheduleSpec,
+    *,
+    principal: Principal | None = None,
+    remote_addr: str | None = None,
 ) -> Schedule:
     """PUT: every writable field is replaced; the next fire time is computed afresh."""
+    await _guard(ctx, principal, jobconfig_id, "edit")
     current = await ctx.store.schedule_get(jobconfig_id, schedule_id)
-    return await _store(ctx, current, spec, retime=True, check_seconds=spec.cron != current.cron)
+    check_seconds = spec.cron != current.cron
+    updated = await _store(ctx, current, spec, retime=True, check_seconds=check_seconds)
+    await _audit(ctx, principal, "update", updated, jobconfig_id, remote_addr)
+    return updated
 
 
 async def patch(
-    ctx: Context, jobconfig_id: int, schedule_id: int, changes: dict[str, Any]
+    ctx: Context,
+    principal: Principal,
+    jobconfig_id: int,
+    schedule_id: int,
+    changes: dict[str, Any],
+    *,
+    remote_addr: str | None = None,
 ) -> Schedule:
     """PATCH: only the given fields change; timing changes re-time the schedule.
 
     Giving ``cron`` to an interval schedule (or ``interval_minutes`` to a cron one)
     switches its kind.
     """
+    await _guard(ctx, principal, jobconfig_id, "edit")
     check_patch(changes, SPEC_FIELDS, NULLABLE_FIELDS, "schedule")
     current = await ctx.store.schedule_get(jobconfig_id, schedule_id)
     merged = asdict(spec_of(current))
@@ -127,26 +187,49 @@ async def patch(
         merged["name"] = None  # a default name follows the expression
     merged.update(changes)
     retime = any(k in TIMING_FIELDS and v != getattr(current, k) for k, v in changes.items())
-    return await _store(
+    updated = await _store(
         ctx,
         current,
         ScheduleSpec(**merged),
         retime=retime,
         check_seconds=merged["cron"] != current.cron,
     )
+    await _audit(ctx, principal, "update", updated, jobconfig_id, remote_addr)
+    return updated
 
 
-async def set_paused(ctx: Context, jobconfig_id: int, schedule_id: int, paused: bool) -> Schedule:
+async def set_paused(
+    ctx: Context,
+    principal: Principal,
+    jobconfig_id: int,
+    schedule_id: int,
+    paused: bool,
+    *,
+    remote_addr: str | None = None,
+) -> Schedule:
     """Pause (no next fire time) or resume (next fire time after now; no catch-up)."""
+    await _guard(ctx, principal, jobconfig_id, "edit")
     current = await ctx.store.schedule_get(jobconfig_id, schedule_id)
     if current.paused == paused:
         return current
-    return await _store(
+    updated = await _store(
         ctx, current, replace(spec_of(current), paused=paused), retime=True, check_seconds=False
     )
+    verb = "pause" if paused else "resume"
+    await _audit(ctx, principal, verb, updated, jobconfig_id, remote_addr)
+    return updated
 
 
-async def delete(ctx: Context, jobconfig_id: int, schedule_id: int) -> None:
+async def delete(
+    ctx: Context,
+    jobconfig_id: int,
+    schedule_id: int,
+    *,
+    principal: Principal | None = None,
+    remote_addr: str | None = None,
+) -> None:
     """Delete a schedule; the jobs it created stay."""
+    await _guard(ctx, principal, jobconfig_id, "edit")
     await ctx.store.schedule_delete(jobconfig_id, schedule_id)
     ctx.bus.schedules_changed()
+    await _audit(ctx, principal, "delete", schedule_id, jobconfig_id, remote_addr)

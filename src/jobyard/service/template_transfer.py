@@ -22,8 +22,8 @@ from jobyard.core.errors import InvalidInput, NotFound
 from jobyard.core.models import JobConfigSpec
 from jobyard.core.schedules import Schedule, ScheduleSpec
 from jobyard.core.templates import Template, TemplateSpec
-from jobyard.service import jobconfigs, schedules, templates
-from jobyard.service.context import Context
+from jobyard.service import access, jobconfigs, schedules, templates
+from jobyard.service.context import Context, Principal
 
 FORMAT = "jobyard.template/1"
 #: Jobconfig fields carried by an export besides name, package and entry point/command.
@@ -76,9 +76,20 @@ def _schedule_json(s: Schedule) -> dict[str, Any]:
     return out
 
 
-async def export(ctx: Context, template_id: int) -> dict[str, Any]:
-    """The template, its jobconfigs and their schedules as a JSON-ready document."""
-    t = await ctx.store.template_get(template_id)
+async def export(
+    ctx: Context, template_id: int, principal: Principal | None = None
+) -> dict[str, Any]:
+    """The template, its jobconfigs and their schedules as a JSON-ready document.
+
+    With a ``principal`` (an API caller): needs ``view`` on the template, and only the
+    jobconfigs it may view are included.
+    """
+    if principal is None:
+        t = await ctx.store.template_get(template_id)
+        children = await ctx.store.template_jobconfigs(template_id)
+    else:
+        t = await templates.get(ctx, principal, template_id)
+        children = await templates.jobconfigs_of(ctx, principal, template_id)
     document: dict[str, Any] = {
         "format": FORMAT,
         "template": {
@@ -90,7 +101,7 @@ async def export(ctx: Context, template_id: int) -> dict[str, Any]:
         },
         "jobconfigs": [],
     }
-    for jc in await ctx.store.template_jobconfigs(template_id):
+    for jc in children:
         item: dict[str, Any] = {
             "name": jc.name,
             "package": await _package_ref(ctx, jc.package_id),
@@ -119,27 +130,38 @@ async def _package_id(ctx: Context, sha256: str | None, where: str) -> int | Non
 
 
 async def _import_template(
-    ctx: Context, spec: TemplateSpec, owner: str | None
+    ctx: Context, spec: TemplateSpec, owner: str | None, principal: Principal | None
 ) -> tuple[Template, str]:
     try:
         current = await ctx.store.template_get_by_name(spec.name)
     except NotFound:
-        return await templates.create(ctx, spec, owner=owner), "created"
+        created = await templates.create(ctx, spec, owner=owner, principal=principal)
+        return created, "created"
     if templates.spec_of(current) == spec:
+        if principal is not None:
+            await access.require(ctx, principal, "view", "templates", current)
         return current, "unchanged"
-    return await templates.replace(ctx, current.id, spec), "updated"
+    return await templates.replace(ctx, current.id, spec, principal=principal), "updated"
 
 
 async def _import_jobconfig(
-    ctx: Context, spec: JobConfigSpec, owner: str | None
+    ctx: Context,
+    spec: JobConfigSpec,
+    owner: str | None,
+    principal: Principal | None,
+    with_schedules: bool,
 ) -> tuple[int, str]:
     try:
         current = await ctx.store.jobconfig_get_by_name(spec.name)
     except NotFound:
-        return (await jobconfigs.create(ctx, spec, owner=owner)).id, "created"
+        created = await jobconfigs.create(ctx, spec, owner=owner, principal=principal)
+        return created.id, "created"
     if jobconfigs.spec_of(current) == spec:
+        if principal is not None:
+            action = "edit" if with_schedules else "view"
+            await access.require(ctx, principal, action, "jobconfigs", current)
         return current.id, "unchanged"
-    return (await jobconfigs.replace(ctx, current.id, spec)).id, "updated"
+    return (await jobconfigs.replace(ctx, current.id, spec, principal=principal)).id, "updated"
 
 
 def _same_schedule(current: Schedule, wanted: ScheduleSpec) -> bool:
@@ -150,28 +172,33 @@ def _same_schedule(current: Schedule, wanted: ScheduleSpec) -> bool:
 
 
 async def _import_schedules(
-    ctx: Context, jobconfig_id: int, wanted: list[ScheduleSpec]
+    ctx: Context, jobconfig_id: int, wanted: list[ScheduleSpec], principal: Principal | None
 ) -> list[dict[str, Any]]:
     existing = {s.name: s for s in await ctx.store.schedules_list(jobconfig_id)}
     report: list[dict[str, Any]] = []
     for spec in wanted:
         current = existing.pop(spec.name or "", None)
         if current is None:
-            created = await schedules.create(ctx, jobconfig_id, spec)
+            created = await schedules.create(ctx, jobconfig_id, spec, principal=principal)
             report.append({"name": created.name, "id": created.id, "action": "created"})
         elif _same_schedule(current, spec):
             report.append({"name": current.name, "id": current.id, "action": "unchanged"})
         else:
-            await schedules.replace_(ctx, jobconfig_id, current.id, spec)
+            await schedules.replace_(ctx, jobconfig_id, current.id, spec, principal=principal)
             report.append({"name": current.name, "id": current.id, "action": "updated"})
     for gone in existing.values():
-        await schedules.delete(ctx, jobconfig_id, gone.id)
+        await schedules.delete(ctx, jobconfig_id, gone.id, principal=principal)
         report.append({"name": gone.name, "id": gone.id, "action": "deleted"})
     return report
 
 
-async def import_(ctx: Context, bundle: Bundle, *, owner: str | None) -> dict[str, Any]:
+async def import_(
+    ctx: Context, bundle: Bundle, *, owner: str | None, principal: Principal | None = None
+) -> dict[str, Any]:
     """Create or update the template and its jobconfigs by name; report what changed.
+
+    With a ``principal`` (an API caller), existing objects need ``edit`` to change
+    (``view`` to be reported unchanged), and each change is audited.
 
     Packages are checked before anything is written; a refusal later on (an invalid
     jobconfig, say) leaves what was written before it in place (the report of a second
@@ -189,16 +216,21 @@ async def import_(ctx: Context, bundle: Bundle, *, owner: str | None) -> dict[st
         for item in bundle.jobconfigs
     ]
     spec = replace(bundle.template, package_id=template_package)
-    template, action = await _import_template(ctx, spec, owner)
+    template, action = await _import_template(ctx, spec, owner, principal)
     report: dict[str, Any] = {
         "template": {"name": template.name, "id": template.id, "action": action},
         "jobconfigs": [],
     }
     for item, package_id in zip(bundle.jobconfigs, packages, strict=True):
         jc_spec = replace(item.spec, package_id=package_id, template_id=template.id)
-        jobconfig_id, jc_action = await _import_jobconfig(ctx, jc_spec, owner)
+        with_schedules = item.schedules is not None
+        jobconfig_id, jc_action = await _import_jobconfig(
+            ctx, jc_spec, owner, principal, with_schedules
+        )
         entry: dict[str, Any] = {"name": jc_spec.name, "id": jobconfig_id, "action": jc_action}
         if item.schedules is not None:
-            entry["schedules"] = await _import_schedules(ctx, jobconfig_id, item.schedules)
+            entry["schedules"] = await _import_schedules(
+                ctx, jobconfig_id, item.schedules, principal
+            )
         report["jobconfigs"].append(entry)
     return report

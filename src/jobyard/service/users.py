@@ -28,6 +28,7 @@ from jobyard.core.errors import (
 from jobyard.core.models import ApiToken, Page
 from jobyard.core.users import LISTED_KINDS, TOKEN_KINDS, Deactivation, User
 from jobyard.core.validation import NAME_RE, check_name
+from jobyard.service import access
 from jobyard.service.auth import forget_cached_tokens, hash_token, new_token
 from jobyard.service.context import Context, Principal
 from jobyard.service.timeutil import utcnow
@@ -151,6 +152,8 @@ async def login(ctx: Context, name: str, password: str, *, address: str | None) 
             max_seconds=BACKOFF_MAX_SECONDS,
             forget_after_seconds=FAILURES_FORGOTTEN_AFTER,
         )
+        if user is not None:  # failures against unknown names are not worth an entry
+            await access.record(ctx, "anonymous", "login.failure", "user", user.id, None, address)
         raise Unauthorized(WRONG_CREDENTIALS)
     assert user is not None  # a hash was verified
     await ctx.store.login_failures_reset(list(keys))
@@ -226,13 +229,22 @@ async def _visible_user(ctx: Context, principal: Principal, user_id: int) -> Use
 
 
 async def create_user(
-    ctx: Context, principal: Principal, *, name: str, role: str, password: str | None
+    ctx: Context,
+    principal: Principal,
+    *,
+    name: str,
+    role: str,
+    password: str | None,
+    remote_addr: str | None = None,
 ) -> User:
     """Create a user (admins only); without a password they can use tokens only."""
     _require_admin(principal, "create users")
     check_name(name, "user name")
     hashed = await hash_password(password) if password is not None else None
-    return await ctx.store.user_create(name=name, role=role, password_hash=hashed)
+    user = await ctx.store.user_create(name=name, role=role, password_hash=hashed)
+    details = {"name": user.name, "role": role, "has_password": password is not None}
+    await access.record(ctx, principal, "user.create", "user", user.id, details, remote_addr)
+    return user
 
 
 async def list_users(
@@ -252,7 +264,12 @@ async def get_user(ctx: Context, principal: Principal, user_id: int) -> User:
 
 
 async def update_user(
-    ctx: Context, principal: Principal, user_id: int, changes: dict[str, Any]
+    ctx: Context,
+    principal: Principal,
+    user_id: int,
+    changes: dict[str, Any],
+    *,
+    remote_addr: str | None = None,
 ) -> User:
     """Change role, password and/or active; a non-admin may only change their own password."""
     user = await _visible_user(ctx, principal, user_id)
@@ -269,14 +286,18 @@ async def update_user(
     if values:
         user = await ctx.store.user_update(user_id, values)
         forget_cached_tokens()  # a changed role applies at once on this server
+        details = {"fields": sorted(k for k in ("role", "password") if k in changes)}
+        await access.record(ctx, principal, "user.update", "user", user_id, details, remote_addr)
     if changes.get("active") is False and user.active:
-        user = (await deactivate_user(ctx, principal, user_id)).user
+        user = (await deactivate_user(ctx, principal, user_id, remote_addr=remote_addr)).user
     elif changes.get("active") is True and not user.active:
-        user = await activate_user(ctx, principal, user_id)
+        user = await activate_user(ctx, principal, user_id, remote_addr=remote_addr)
     return user
 
 
-async def deactivate_user(ctx: Context, principal: Principal, user_id: int) -> Deactivation:
+async def deactivate_user(
+    ctx: Context, principal: Principal, user_id: int, *, remote_addr: str | None = None
+) -> Deactivation:
     """Deactivate a user: tokens revoked, not-started jobs CANCELLED (admins only)."""
     await _visible_user(ctx, principal, user_id)
     _require_admin(principal, "deactivate users")
@@ -288,14 +309,20 @@ async def deactivate_user(ctx: Context, principal: Principal, user_id: int) -> D
         ctx.bus.job_changed(job_id)
     if done.jobs_cancelled:
         ctx.bus.work_available()  # cancelled QUEUED jobs may have promoted others
+    details = {"jobs_cancelled": len(done.jobs_cancelled)}
+    await access.record(ctx, principal, "user.deactivate", "user", user_id, details, remote_addr)
     return done
 
 
-async def activate_user(ctx: Context, principal: Principal, user_id: int) -> User:
+async def activate_user(
+    ctx: Context, principal: Principal, user_id: int, *, remote_addr: str | None = None
+) -> User:
     """Reactivate a user (admins only); they log in again or get new tokens."""
     await _visible_user(ctx, principal, user_id)
     _require_admin(principal, "activate users")
-    return await ctx.store.user_activate(user_id)
+    user = await ctx.store.user_activate(user_id)
+    await access.record(ctx, principal, "user.activate", "user", user_id, None, remote_addr)
+    return user
 
 
 async def me(ctx: Context, principal: Principal) -> User | None:
@@ -336,6 +363,7 @@ async def create_token(
     name: str,
     expires_at: datetime | None,
     expires_in_days: float | None,
+    remote_addr: str | None = None,
 ) -> tuple[ApiToken, str]:
     """Mint a personal token of the caller; returns the record and the value (shown once)."""
     if principal.token_kind == "session":
@@ -359,14 +387,20 @@ async def create_token(
         kind="personal",
         expires_at=expires_at,
     )
+    details = {"name": name, "expires_at": expires_at.isoformat() if expires_at else None}
+    await access.record(ctx, principal, "token.create", "token", token.id, details, remote_addr)
     return token, value
 
 
-async def revoke_token(ctx: Context, principal: Principal, token_id: int) -> ApiToken:
+async def revoke_token(
+    ctx: Context, principal: Principal, token_id: int, *, remote_addr: str | None = None
+) -> ApiToken:
     """Revoke a token of the caller (admins: anyone's); 404 for others' tokens."""
     token = await ctx.store.token_get(token_id)
     if not principal.is_admin and (principal.user_id is None or token.user_id != principal.user_id):
         raise NotFound(f"token {token_id} does not exist", {"token_id": token_id})
     token = await ctx.store.token_revoke(token_id)
     forget_cached_tokens()
+    details = {"name": token.name, "user_id": token.user_id}
+    await access.record(ctx, principal, "token.revoke", "token", token_id, details, remote_addr)
     return token

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import (
@@ -18,6 +18,7 @@ from jobyard.api.dto import (
     RunIn,
     json_response,
 )
+from jobyard.api.routes.access import client_address
 from jobyard.core.models import JobConfigSpec
 from jobyard.core.validation import NAME_RE
 from jobyard.service import jobconfigs, jobs
@@ -38,52 +39,72 @@ def _spec(body: JobConfigIn) -> JobConfigSpec:
 @router.post(
     "", status_code=201, response_model=JobConfigOut, responses={409: {"model": ErrorBody}}
 )
-async def create_jobconfig(body: JobConfigIn, ctx: Ctx, caller: Caller) -> JobConfigOut:
+async def create_jobconfig(
+    body: JobConfigIn, ctx: Ctx, caller: Caller, request: Request
+) -> JobConfigOut:
     """Create a jobconfig (409 if the name is taken); the caller becomes its owner."""
-    return JobConfigOut.of(await jobconfigs.create(ctx, _spec(body), owner=caller.name))
+    created = await jobconfigs.create(
+        ctx,
+        _spec(body),
+        owner=caller.name,
+        principal=caller,
+        remote_addr=client_address(request),
+    )
+    return JobConfigOut.of(created)
 
 
 @router.get("", response_model=JobConfigPage)
 async def list_jobconfigs(
     ctx: Ctx,
+    caller: Caller,
     name: Annotated[str | None, Query(max_length=255, description="Exact name.")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobConfigPage:
-    """List jobconfigs by id, or look one up by its exact name."""
+    """List the jobconfigs the caller may view by id, or look one up by its exact name."""
     if name is not None and not NAME_RE.match(name):
         return JobConfigPage(items=[], next_cursor=None)
-    page = await jobconfigs.list_(ctx, name=name, cursor=cursor, limit=limit)
+    page = await jobconfigs.list_(ctx, caller, name=name, cursor=cursor, limit=limit)
     return JobConfigPage(
         items=[JobConfigOut.of(j) for j in page.items], next_cursor=page.next_cursor
     )
 
 
 @router.get("/{jobconfig_id}", response_model=JobConfigOut)
-async def get_jobconfig(jobconfig_id: JobConfigId, ctx: Ctx) -> JobConfigOut:
+async def get_jobconfig(jobconfig_id: JobConfigId, ctx: Ctx, caller: Caller) -> JobConfigOut:
     """Read one jobconfig."""
-    return JobConfigOut.of(await jobconfigs.get(ctx, jobconfig_id))
+    return JobConfigOut.of(await jobconfigs.get(ctx, caller, jobconfig_id))
 
 
 @router.put("/{jobconfig_id}", response_model=JobConfigOut, responses={409: {"model": ErrorBody}})
-async def replace_jobconfig(jobconfig_id: JobConfigId, body: JobConfigIn, ctx: Ctx) -> JobConfigOut:
+async def replace_jobconfig(
+    jobconfig_id: JobConfigId, body: JobConfigIn, ctx: Ctx, caller: Caller, request: Request
+) -> JobConfigOut:
     """Replace every writable field (omitted ones take their defaults)."""
-    return JobConfigOut.of(await jobconfigs.replace(ctx, jobconfig_id, _spec(body)))
+    updated = await jobconfigs.replace(
+        ctx, jobconfig_id, _spec(body), principal=caller, remote_addr=client_address(request)
+    )
+    return JobConfigOut.of(updated)
 
 
 @router.patch("/{jobconfig_id}", response_model=JobConfigOut, responses={409: {"model": ErrorBody}})
 async def patch_jobconfig(
-    jobconfig_id: JobConfigId, body: JobConfigPatch, ctx: Ctx
+    jobconfig_id: JobConfigId, body: JobConfigPatch, ctx: Ctx, caller: Caller, request: Request
 ) -> JobConfigOut:
     """Change only the given fields."""
     changes = body.model_dump(exclude_unset=True)
-    return JobConfigOut.of(await jobconfigs.patch(ctx, jobconfig_id, changes))
+    updated = await jobconfigs.patch(
+        ctx, caller, jobconfig_id, changes, remote_addr=client_address(request)
+    )
+    return JobConfigOut.of(updated)
 
 
 @router.delete("/{jobconfig_id}", status_code=204, responses={409: {"model": ErrorBody}})
-async def delete_jobconfig(jobconfig_id: JobConfigId, ctx: Ctx) -> Response:
+async def delete_jobconfig(
+    jobconfig_id: JobConfigId, ctx: Ctx, caller: Caller, request: Request
+) -> Response:
     """Delete a jobconfig whose jobs have all ended (409 otherwise)."""
-    await jobconfigs.delete(ctx, jobconfig_id)
+    await jobconfigs.delete(ctx, caller, jobconfig_id, remote_addr=client_address(request))
     return Response(status_code=204)
 
 
@@ -97,9 +118,17 @@ async def run_jobconfig(
     jobconfig_id: JobConfigId,
     ctx: Ctx,
     caller: Caller,
+    request: Request,
     body: Annotated[RunIn | None, Body()] = None,
 ) -> Response:
     """Submit a job of this jobconfig, with optional per-job macros (or on hold)."""
     body = body or RunIn()
-    job = await jobs.run_jobconfig(ctx, caller, jobconfig_id, macros=body.macros, hold=body.hold)
+    job = await jobs.run_jobconfig(
+        ctx,
+        caller,
+        jobconfig_id,
+        macros=body.macros,
+        hold=body.hold,
+        remote_addr=client_address(request),
+    )
     return json_response(JobOut.of(job), 201)

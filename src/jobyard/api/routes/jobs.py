@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from jobyard.api.deps import Caller, Ctx, require_principal
@@ -21,6 +21,7 @@ from jobyard.api.dto import (
     JobPage,
     json_response,
 )
+from jobyard.api.routes.access import client_address
 from jobyard.api.uploads import receive_upload
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import JobFilter
@@ -57,6 +58,7 @@ async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller) -> Response:
 @router.get("", response_model=JobPage)
 async def list_jobs(
     ctx: Ctx,
+    caller: Caller,
     jobconfig_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     status: Annotated[list[JobStatus] | None, Query()] = None,
     submitted_by: Annotated[str | None, Query(max_length=255)] = None,
@@ -65,7 +67,10 @@ async def list_jobs(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
-    """List jobs newest first; filter by jobconfig, status (repeatable), submitter, time."""
+    """List the jobs the caller may view, newest first.
+
+    Filter by jobconfig, status (repeatable), submitter, time.
+    """
     flt = JobFilter(
         jobconfig_id=jobconfig_id,
         statuses=tuple(status) if status else None,
@@ -73,28 +78,28 @@ async def list_jobs(
         created_after=created_after,
         created_before=created_before,
     )
-    page = await jobs.list_(ctx, flt, cursor=cursor, limit=limit)
+    page = await jobs.list_(ctx, caller, flt, cursor=cursor, limit=limit)
     return json_response(
         JobPage(items=[JobOut.of(j) for j in page.items], next_cursor=page.next_cursor)
     )
 
 
 @router.get("/{job_id}", response_model=JobOut)
-async def get_job(job_id: JobId, ctx: Ctx) -> Response:
+async def get_job(job_id: JobId, ctx: Ctx, caller: Caller) -> Response:
     """Read one job."""
-    return json_response(JobOut.of(await jobs.get(ctx, job_id)))
+    return json_response(JobOut.of(await jobs.get(ctx, caller, job_id)))
 
 
 @router.get("/{job_id}/events", response_model=EventList)
-async def job_events(job_id: JobId, ctx: Ctx) -> EventList:
+async def job_events(job_id: JobId, ctx: Ctx, caller: Caller) -> EventList:
     """The job's transitions in order: status, time, actor, reason."""
-    return EventList(items=[EventOut.of(e) for e in await jobs.events(ctx, job_id)])
+    return EventList(items=[EventOut.of(e) for e in await jobs.events(ctx, caller, job_id)])
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=CONFLICT)
-async def cancel_job(job_id: JobId, ctx: Ctx, caller: Caller) -> JobOut:
+async def cancel_job(job_id: JobId, ctx: Ctx, caller: Caller, request: Request) -> JobOut:
     """Cancel a WAITING, SEQUENCED or QUEUED job (409 otherwise)."""
-    return JobOut.of(await jobs.cancel(ctx, caller, job_id))
+    return JobOut.of(await jobs.cancel(ctx, caller, job_id, remote_addr=client_address(request)))
 
 
 @router.post(
@@ -102,23 +107,25 @@ async def cancel_job(job_id: JobId, ctx: Ctx, caller: Caller) -> JobOut:
     response_model=JobOut,
     responses={**CONFLICT, 202: {"model": JobOut, "description": "Still stopping."}},
 )
-async def abort_job(job_id: JobId, ctx: Ctx, caller: Caller) -> JSONResponse:
+async def abort_job(job_id: JobId, ctx: Ctx, caller: Caller, request: Request) -> JSONResponse:
     """Stop an INITIALIZING or RUNNING job; 200 once it ended FAILED, 202 if still stopping."""
     wait = ctx.settings.abort_grace_seconds + 3.0
-    job, ended = await jobs.abort(ctx, caller, job_id, wait_seconds=wait)
+    job, ended = await jobs.abort(
+        ctx, caller, job_id, wait_seconds=wait, remote_addr=client_address(request)
+    )
     return JSONResponse(JobOut.of(job).model_dump(mode="json"), status_code=200 if ended else 202)
 
 
 @router.post("/{job_id}/release", response_model=JobOut, responses=CONFLICT)
-async def release_job(job_id: JobId, ctx: Ctx, caller: Caller) -> JobOut:
+async def release_job(job_id: JobId, ctx: Ctx, caller: Caller, request: Request) -> JobOut:
     """Release a WAITING job: it becomes SEQUENCED and takes its turn."""
-    return JobOut.of(await jobs.release(ctx, caller, job_id))
+    return JobOut.of(await jobs.release(ctx, caller, job_id, remote_addr=client_address(request)))
 
 
 @router.post("/{job_id}/rerun", status_code=201, response_model=JobOut, responses=CONFLICT)
-async def rerun_job(job_id: JobId, ctx: Ctx, caller: Caller) -> JobOut:
+async def rerun_job(job_id: JobId, ctx: Ctx, caller: Caller, request: Request) -> JobOut:
     """Submit a new job repeating an ended one; it points back with ``rerun_of``."""
-    return JobOut.of(await jobs.rerun(ctx, caller, job_id))
+    return JobOut.of(await jobs.rerun(ctx, caller, job_id, remote_addr=client_address(request)))
 
 
 @router.post(
@@ -130,19 +137,21 @@ async def rerun_job(job_id: JobId, ctx: Ctx, caller: Caller) -> JobOut:
 async def add_payload(
     job_id: JobId,
     ctx: Ctx,
+    caller: Caller,
     file: Annotated[UploadFile, File(description="The payload file.")],
     name: Annotated[str | None, Form(max_length=255)] = None,
 ) -> FileOut:
     """Attach a payload file to a WAITING job (create it with hold=true)."""
     async with receive_upload(ctx, file) as (tmp, _size):
-        record = await jobs.add_payload(ctx, job_id, name or file.filename or "payload", tmp)
+        filename = name or file.filename or "payload"
+        record = await jobs.add_payload(ctx, caller, job_id, filename, tmp)
     return FileOut.of(record)
 
 
 @router.get("/{job_id}/payload", response_model=FileList)
-async def list_payload(job_id: JobId, ctx: Ctx) -> FileList:
+async def list_payload(job_id: JobId, ctx: Ctx, caller: Caller) -> FileList:
     """Payload files attached to the job."""
-    return FileList(items=[FileOut.of(f) for f in await jobs.payloads(ctx, job_id)])
+    return FileList(items=[FileOut.of(f) for f in await jobs.payloads(ctx, caller, job_id)])
 
 
 @router.get(
@@ -153,11 +162,12 @@ async def list_payload(job_id: JobId, ctx: Ctx) -> FileList:
 async def job_log(
     job_id: JobId,
     ctx: Ctx,
+    caller: Caller,
     follow: Annotated[bool, Query(description="Stream until the job ends.")] = False,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> StreamingResponse:
     """The job's log (timestamped stdout/stderr lines); ``follow=true`` streams it live."""
-    _job, key = await logs.open_log(ctx, job_id)
+    _job, key = await logs.open_log(ctx, caller, job_id)
     return StreamingResponse(
         logs.stream_log(ctx, job_id, key, offset=offset, follow=follow),
         media_type="text/plain; charset=utf-8",
@@ -166,9 +176,9 @@ async def job_log(
 
 
 @router.get("/{job_id}/outputs", response_model=FileList)
-async def list_outputs(job_id: JobId, ctx: Ctx) -> FileList:
+async def list_outputs(job_id: JobId, ctx: Ctx, caller: Caller) -> FileList:
     """Files the job left in LOCAL_JOB_OUT_DIR."""
-    return FileList(items=[FileOut.of(f) for f in await jobs.outputs(ctx, job_id)])
+    return FileList(items=[FileOut.of(f) for f in await jobs.outputs(ctx, caller, job_id)])
 
 
 @router.get(
@@ -176,9 +186,9 @@ async def list_outputs(job_id: JobId, ctx: Ctx) -> FileList:
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-async def get_output(job_id: JobId, name: str, ctx: Ctx) -> FileResponse:
+async def get_output(job_id: JobId, name: str, ctx: Ctx, caller: Caller) -> FileResponse:
     """Download one output file."""
-    record, path = await jobs.output(ctx, job_id, name)
+    record, path = await jobs.output(ctx, caller, job_id, name)
     return FileResponse(
         path, filename=record.name.rsplit("/", 1)[-1], media_type="application/octet-stream"
     )

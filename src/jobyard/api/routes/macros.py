@@ -34,6 +34,7 @@ from jobyard.api.macro_dto import (
     ResolvedList,
     ResolvedOut,
 )
+from jobyard.api.routes.access import client_address
 from jobyard.core.errors import TooLarge
 from jobyard.core.macros import MAX_DEFINITION_BYTES, export_xml, parse_definitions
 from jobyard.service import macros
@@ -116,13 +117,23 @@ def _add_level(base: str, level_of: LevelOf, tag: str) -> None:
         return json_response(MacroList.of(rows))
 
     async def set_macro(
-        name: MacroName, body: MacroIn, level: Level, ctx: Ctx, caller: Caller
+        name: MacroName, body: MacroIn, level: Level, ctx: Ctx, caller: Caller, request: Request
     ) -> Response:
-        row = await macros.set_macro(ctx, caller, level, name, body.value, secure=body.secure)
+        row = await macros.set_macro(
+            ctx,
+            caller,
+            level,
+            name,
+            body.value,
+            secure=body.secure,
+            remote_addr=client_address(request),
+        )
         return json_response(MacroOut.of(row))
 
-    async def delete_macro(name: MacroName, level: Level, ctx: Ctx, caller: Caller) -> Response:
-        await macros.delete_macro(ctx, caller, level, name)
+    async def delete_macro(
+        name: MacroName, level: Level, ctx: Ctx, caller: Caller, request: Request
+    ) -> Response:
+        await macros.delete_macro(ctx, caller, level, name, remote_addr=client_address(request))
         return Response(status_code=204)
 
     async def export_macros(
@@ -143,7 +154,9 @@ def _add_level(base: str, level_of: LevelOf, tag: str) -> None:
     async def import_macros(request: Request, level: Level, ctx: Ctx, caller: Caller) -> Response:
         data = await _read_definition(request)
         defs = parse_definitions(data, request.headers.get("content-type"))
-        rows = await macros.import_level(ctx, caller, level, defs)
+        rows = await macros.import_level(
+            ctx, caller, level, defs, remote_addr=client_address(request)
+        )
         return json_response(ImportResult(imported=len(defs), items=[MacroOut.of(m) for m in rows]))
 
     for endpoint in (list_macros, set_macro, delete_macro, export_macros, import_macros):
@@ -207,6 +220,7 @@ async def resolved_macros(
 async def job_macros(
     job_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="Job id.")],
     ctx: Ctx,
+    caller: Caller,
 ) -> Response:
     """The macros a job got at initialization and the level of each (secure: null)."""
-    return json_response(JobMacrosOut.of(job_id, await macros.job_record(ctx, job_id)))
+    return json_response(JobMacrosOut.of(job_id, await macros.job_record(ctx, caller, job_id)))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import MAX_ID, ErrorBody, JobConfigOut
+from jobyard.api.routes.access import client_address
 from jobyard.api.template_dto import (
     CloneIn,
     CloneOut,
@@ -32,22 +33,28 @@ TemplateId = Annotated[int, Path(ge=1, le=MAX_ID, description="Template id.")]
 
 
 @router.post("", status_code=201, response_model=TemplateOut, responses={409: {"model": ErrorBody}})
-async def create_template(body: TemplateIn, ctx: Ctx, caller: Caller) -> TemplateOut:
+async def create_template(
+    body: TemplateIn, ctx: Ctx, caller: Caller, request: Request
+) -> TemplateOut:
     """Create a template (409 if the name is taken); the caller becomes its owner."""
-    return TemplateOut.of(await templates.create(ctx, body.spec(), owner=caller.name))
+    created = await templates.create(
+        ctx, body.spec(), owner=caller.name, principal=caller, remote_addr=client_address(request)
+    )
+    return TemplateOut.of(created)
 
 
 @router.get("", response_model=TemplatePage)
 async def list_templates(
     ctx: Ctx,
+    caller: Caller,
     name: Annotated[str | None, Query(max_length=255, description="Exact name.")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TemplatePage:
-    """List templates by id, or look one up by its exact name."""
+    """List the templates the caller may view by id, or look one up by its exact name."""
     if name is not None and not NAME_RE.match(name):
         return TemplatePage(items=[], next_cursor=None)
-    page = await templates.list_(ctx, name=name, cursor=cursor, limit=limit)
+    page = await templates.list_(ctx, caller, name=name, cursor=cursor, limit=limit)
     return TemplatePage(items=[TemplateOut.of(t) for t in page.items], next_cursor=page.next_cursor)
 
 
@@ -58,40 +65,56 @@ async def import_template(body: TemplateExport, ctx: Ctx, caller: Caller) -> Imp
     Packages are named by sha256 and must already be uploaded here. The answer says
     what happened to each object: created, updated, unchanged (schedules: also deleted).
     """
-    report = await template_transfer.import_(ctx, body.bundle(), owner=caller.name)
+    report = await template_transfer.import_(
+        ctx, body.bundle(), owner=caller.name, principal=caller
+    )
     return ImportReport.of(report)
 
 
 @router.get("/{template_id}", response_model=TemplateOut)
-async def get_template(template_id: TemplateId, ctx: Ctx) -> TemplateOut:
+async def get_template(template_id: TemplateId, ctx: Ctx, caller: Caller) -> TemplateOut:
     """Read one template."""
-    return TemplateOut.of(await templates.get(ctx, template_id))
+    return TemplateOut.of(await templates.get(ctx, caller, template_id))
 
 
 @router.put("/{template_id}", response_model=TemplateOut, responses={409: {"model": ErrorBody}})
-async def replace_template(template_id: TemplateId, body: TemplateIn, ctx: Ctx) -> TemplateOut:
+async def replace_template(
+    template_id: TemplateId, body: TemplateIn, ctx: Ctx, caller: Caller, request: Request
+) -> TemplateOut:
     """Replace every writable field (omitted ones take their defaults)."""
-    return TemplateOut.of(await templates.replace(ctx, template_id, body.spec()))
+    updated = await templates.replace(
+        ctx, template_id, body.spec(), principal=caller, remote_addr=client_address(request)
+    )
+    return TemplateOut.of(updated)
 
 
 @router.patch("/{template_id}", response_model=TemplateOut, responses={409: {"model": ErrorBody}})
-async def patch_template(template_id: TemplateId, body: TemplatePatch, ctx: Ctx) -> TemplateOut:
+async def patch_template(
+    template_id: TemplateId, body: TemplatePatch, ctx: Ctx, caller: Caller, request: Request
+) -> TemplateOut:
     """Change only the given fields."""
     changes = body.model_dump(exclude_unset=True)
-    return TemplateOut.of(await templates.patch(ctx, template_id, changes))
+    updated = await templates.patch(
+        ctx, caller, template_id, changes, remote_addr=client_address(request)
+    )
+    return TemplateOut.of(updated)
 
 
 @router.delete("/{template_id}", status_code=204, responses={409: {"model": ErrorBody}})
-async def delete_template(template_id: TemplateId, ctx: Ctx) -> Response:
+async def delete_template(
+    template_id: TemplateId, ctx: Ctx, caller: Caller, request: Request
+) -> Response:
     """Delete a template and its macros (409 while jobconfigs name it)."""
-    await templates.delete(ctx, template_id)
+    await templates.delete(ctx, caller, template_id, remote_addr=client_address(request))
     return Response(status_code=204)
 
 
 @router.get("/{template_id}/jobconfigs", response_model=TemplateJobConfigs)
-async def template_jobconfigs(template_id: TemplateId, ctx: Ctx) -> TemplateJobConfigs:
-    """The jobconfigs that name this template, by id."""
-    items = await templates.jobconfigs_of(ctx, template_id)
+async def template_jobconfigs(
+    template_id: TemplateId, ctx: Ctx, caller: Caller
+) -> TemplateJobConfigs:
+    """The jobconfigs that name this template (those the caller may view), by id."""
+    items = await templates.jobconfigs_of(ctx, caller, template_id)
     return TemplateJobConfigs(items=[JobConfigOut.of(j) for j in items])
 
 
@@ -102,25 +125,27 @@ async def template_jobconfigs(template_id: TemplateId, ctx: Ctx) -> TemplateJobC
     responses={409: {"model": ErrorBody}},
 )
 async def clone_template(
-    template_id: TemplateId, body: CloneIn, ctx: Ctx, caller: Caller
+    template_id: TemplateId, body: CloneIn, ctx: Ctx, caller: Caller, request: Request
 ) -> CloneOut:
     """Copy a template, and with ``with_jobconfigs`` its jobconfigs (renamed
     ``<jobconfig_prefix><name>``, default prefix ``<new name>.``; schedules not copied)."""
     result = await templates.clone(
         ctx,
+        caller,
         template_id,
         name=body.name,
         owner=caller.name,
         with_jobconfigs=body.with_jobconfigs,
         jobconfig_prefix=body.jobconfig_prefix,
+        remote_addr=client_address(request),
     )
     return CloneOut.of(result)
 
 
 @router.get("/{template_id}/export", response_model=TemplateExport)
-async def export_template(template_id: TemplateId, ctx: Ctx) -> TemplateExport:
+async def export_template(template_id: TemplateId, ctx: Ctx, caller: Caller) -> TemplateExport:
     """The template, its jobconfigs and their schedules, for ``POST /templates/import``.
 
     Packages by sha256; no ids that would not transfer; no secure values.
     """
-    return TemplateExport.model_validate(await template_transfer.export(ctx, template_id))
+    return TemplateExport.model_validate(await template_transfer.export(ctx, template_id, caller))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import MAX_ID, ErrorBody
+from jobyard.api.routes.access import client_address
 from jobyard.core.models import ApiToken
 from jobyard.core.users import User
 from jobyard.service import users
@@ -273,10 +274,15 @@ async def list_users(
     dependencies=_AUTHED,
     responses={403: {"model": ErrorBody}, 409: {"model": ErrorBody}},
 )
-async def create_user(body: UserIn, ctx: Ctx, caller: Caller) -> UserOut:
+async def create_user(body: UserIn, ctx: Ctx, caller: Caller, request: Request) -> UserOut:
     """Create a user (admins only)."""
     user = await users.create_user(
-        ctx, caller, name=body.name, role=body.role, password=body.password
+        ctx,
+        caller,
+        name=body.name,
+        role=body.role,
+        password=body.password,
+        remote_addr=client_address(request),
     )
     return UserOut.of(user)
 
@@ -298,10 +304,14 @@ async def get_user(user_id: UserId, ctx: Ctx, caller: Caller) -> UserOut:
     dependencies=_AUTHED,
     responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
 )
-async def patch_user(user_id: UserId, body: UserPatch, ctx: Ctx, caller: Caller) -> UserOut:
+async def patch_user(
+    user_id: UserId, body: UserPatch, ctx: Ctx, caller: Caller, request: Request
+) -> UserOut:
     """Change role, password or active (``"password": null`` removes the password)."""
     changes = body.model_dump(exclude_unset=True)
-    return UserOut.of(await users.update_user(ctx, caller, user_id, changes))
+    return UserOut.of(
+        await users.update_user(ctx, caller, user_id, changes, remote_addr=client_address(request))
+    )
 
 
 @router.post(
@@ -310,9 +320,11 @@ async def patch_user(user_id: UserId, body: UserPatch, ctx: Ctx, caller: Caller)
     dependencies=_AUTHED,
     responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
 )
-async def deactivate_user(user_id: UserId, ctx: Ctx, caller: Caller) -> DeactivationOut:
+async def deactivate_user(
+    user_id: UserId, ctx: Ctx, caller: Caller, request: Request
+) -> DeactivationOut:
     """Deactivate: their tokens are revoked and their not-started jobs end CANCELLED."""
-    done = await users.deactivate_user(ctx, caller, user_id)
+    done = await users.deactivate_user(ctx, caller, user_id, remote_addr=client_address(request))
     return DeactivationOut(
         user=UserOut.of(done.user),
         tokens_revoked=done.tokens_revoked,
@@ -326,9 +338,11 @@ async def deactivate_user(user_id: UserId, ctx: Ctx, caller: Caller) -> Deactiva
     dependencies=_AUTHED,
     responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}},
 )
-async def activate_user(user_id: UserId, ctx: Ctx, caller: Caller) -> UserOut:
+async def activate_user(user_id: UserId, ctx: Ctx, caller: Caller, request: Request) -> UserOut:
     """Reactivate a user (their old tokens stay revoked)."""
-    return UserOut.of(await users.activate_user(ctx, caller, user_id))
+    return UserOut.of(
+        await users.activate_user(ctx, caller, user_id, remote_addr=client_address(request))
+    )
 
 
 # -- personal tokens ---------------------------------------------------------------------
@@ -355,7 +369,7 @@ async def list_tokens(
     dependencies=_AUTHED,
     responses={403: {"model": ErrorBody}},
 )
-async def create_token(body: TokenIn, ctx: Ctx, caller: Caller) -> Response:
+async def create_token(body: TokenIn, ctx: Ctx, caller: Caller, request: Request) -> Response:
     """Mint a personal token; its value is in this answer only."""
     token, value = await users.create_token(
         ctx,
@@ -363,6 +377,7 @@ async def create_token(body: TokenIn, ctx: Ctx, caller: Caller) -> Response:
         name=body.name,
         expires_at=body.expires_at,
         expires_in_days=body.expires_in_days,
+        remote_addr=client_address(request),
     )
     out = NewTokenOut(**TokenOut.of(token).model_dump(), token=value)
     return JSONResponse(
@@ -376,7 +391,7 @@ async def create_token(body: TokenIn, ctx: Ctx, caller: Caller) -> Response:
     dependencies=_AUTHED,
     responses={404: {"model": ErrorBody}},
 )
-async def revoke_token(token_id: TokenId, ctx: Ctx, caller: Caller) -> Response:
+async def revoke_token(token_id: TokenId, ctx: Ctx, caller: Caller, request: Request) -> Response:
     """Revoke one of your tokens (admins: anyone's)."""
-    await users.revoke_token(ctx, caller, token_id)
+    await users.revoke_token(ctx, caller, token_id, remote_addr=client_address(request))
     return Response(status_code=204)
