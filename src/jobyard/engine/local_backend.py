@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from jobyard.blobs.keys import log_key, output_key, package_key
 from jobyard.blobs.protocol import BlobStore
@@ -43,7 +44,6 @@ async def resolve_assignment(
     :func:`jobyard.service.macros.resolve_for_job`: secure ones decrypted here only,
     their values masked in the log; the job record keeps where each came from).
     """
-    session_token = await mint_session_token(store, job)  # issue 4: users (SESSION_ID)
     ctx = await store.job_run_context(job)
     env: dict[str, str] = {}
     argv: list[str] | None = job.command
@@ -70,6 +70,7 @@ async def resolve_assignment(
     if not argv:
         raise InvalidInput("nothing to run: the job has no command and no entry point")
     resolved = await resolve_for_job(store, keys or _no_keyring, job)  # issue 4: macro levels
+    session_token = await initialize_job(store, job, resolved.record)
     env.update(resolved.env)
     return Assignment(
         job=job,
@@ -91,16 +92,19 @@ def _no_keyring() -> Keyring:
     raise SecretError("this worker has no secret key: it cannot decrypt secure macros")
 
 
-async def mint_session_token(store: Store, job: Job) -> str:
-    """The job's SESSION_ID: a token with its submitting user's authority, valid until the
-    job ends (stored hashed). ``Conflict`` (the job ends FAILED) if that user is
-    deactivated; empty when the job has no submitting user.
+async def initialize_job(store: Store, job: Job, record: dict[str, Any]) -> str:
+    """Store the job's macro record and mint its SESSION_ID, in one transaction.
+
+    SESSION_ID is a token with the submitting user's authority, valid until the job ends
+    (stored hashed). ``Conflict`` (the job ends FAILED) if that user is deactivated;
+    empty when the job has no submitting user.
     """
-    if not job.submitted_by:
-        return ""
-    value = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    user = await store.session_token_create(
-        job_id=job.id, user_name=job.submitted_by, token_hash=hash_token(value)
+    value = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) if job.submitted_by else ""
+    user = await store.job_initialize(
+        job.id,
+        resolved=record,
+        user_name=job.submitted_by,
+        token_hash=hash_token(value) if value else None,
     )
     if user is None:
         return ""

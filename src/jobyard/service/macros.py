@@ -274,7 +274,10 @@ class JobMacros:
 
 
 async def resolve_for_job(store: Store, keys: Callable[[], Keyring], job: Job) -> JobMacros:
-    """Resolve and decrypt a job's macros (worker side only), and record where each came from.
+    """Resolve and decrypt a job's macros (worker side only), and where each came from.
+
+    The caller stores ``record`` on the job (``Store.job_initialize``, with its session
+    token, in one transaction).
 
     The user level is the submitting user's (``job.submitted_by``; for a scheduled job
     the jobconfig's owner); the template is the job's, else its jobconfig's. ``keys``
@@ -295,7 +298,6 @@ async def resolve_for_job(store: Store, keys: Callable[[], Keyring], job: Job) -
 
     resolved = _layers(sources, dict(job.macros), reveal)
     record = record_of(resolved)
-    await store.job_set_resolved_macros(job.id, record)
     env = {name: m.value for name, m in resolved.items()}
     secrets = sorted({m.value for m in resolved.values() if m.secure and m.value})
     return JobMacros(env=env, secrets=secrets, record=record)

@@ -501,6 +501,17 @@ class Store(Protocol):
         """Record the macros a job got at initialization (secure values masked)."""
         ...
 
+    async def job_initialize(
+        self,
+        job_id: int,
+        *,
+        resolved: dict[str, Any],
+        user_name: str | None,
+        token_hash: str | None,
+    ) -> User | None:
+        """Session token (active user only) + resolved macro record, in one transaction."""
+        ...
+
     async def macros_reencrypt(self, transform: Callable[[StoredMacro], str]) -> int:
         """Rewrite every secure value as ``transform(macro)`` in one transaction (rotation)."""
         ...

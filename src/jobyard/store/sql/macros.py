@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.macros import SCOPES, MacroSources, StoredMacro
+from jobyard.core.users import User
 from jobyard.store.schema import jobconfigs, jobs, macros, templates, users
 from jobyard.store.sql.base import SqlBase, Tx
 
@@ -82,6 +83,22 @@ class MacrosMixin(SqlBase):
         ``template_id``/``user_name`` default to the jobconfig's template and owner.
         """
         return await self._read(_macro_sources, jobconfig_id, template_id, user_name)
+
+    async def job_initialize(
+        self,
+        job_id: int,
+        *,
+        resolved: dict[str, Any],
+        user_name: str | None,
+        token_hash: str | None,
+    ) -> User | None:
+        """One write when a worker prepares a job: its session token and resolved macros.
+
+        The token (when ``user_name`` and ``token_hash`` are given) is stored only if that
+        user exists and is active; the macro record only if the job may run (no user, or
+        an active one). Returns the user (None: no such user / none given).
+        """
+        return await self._write(_job_initialize, job_id, resolved, user_name, token_hash)
 
     async def job_set_resolved_macros(self, job_id: int, resolved: dict[str, Any]) -> None:
         """Record the macros a job got at initialization (secure values already masked)."""
@@ -258,6 +275,19 @@ def _macro_sources(
         template_id=template_id,
         user_name=user_name,
     )
+
+
+def _job_initialize(
+    tx: Tx, job_id: int, resolved: dict[str, Any], user_name: str | None, token_hash: str | None
+) -> User | None:
+    from jobyard.store.sql.users import _session_token_create
+
+    user = None
+    if user_name and token_hash:
+        user = _session_token_create(tx, job_id, user_name, token_hash)
+    if user is None or user.active:
+        _job_set_resolved(tx, job_id, resolved)
+    return user
 
 
 def _job_set_resolved(tx: Tx, job_id: int, resolved: dict[str, Any]) -> None:
