@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import TERMINAL, JobStatus
 from jobyard.core.models import JobConfig, JobConfigSpec, Page
-from jobyard.store.schema import job_events, job_files, jobconfigs, jobs, packages
+from jobyard.store.schema import job_events, job_files, jobconfigs, jobs
 from jobyard.store.sql.base import (
     SqlBase,
     Tx,
@@ -23,7 +23,7 @@ from jobyard.store.sql.base import (
 )
 from jobyard.store.sql.macros import delete_macros_of
 from jobyard.store.sql.schedules import delete_schedules_of, lock_schedules_of
-from jobyard.store.sql.templates import check_template
+from jobyard.store.sql.templates import check_package, check_template
 from jobyard.store.sql.transitions import lock_jobconfigs, promote
 
 _SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(JobConfigSpec))
@@ -91,19 +91,12 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _check_package(tx: Tx, package_id: int | None) -> None:
-    if package_id is None:
-        return
-    if tx.conn.execute(select(packages.c.id).where(packages.c.id == package_id)).first() is None:
-        raise NotFound(f"package {package_id} does not exist", {"package_id": package_id})
-
-
 def _name_taken(name: str) -> Conflict:
     return Conflict(f"a jobconfig named {name!r} already exists", {"name": name})
 
 
 def _jobconfig_insert(tx: Tx, values: dict[str, Any]) -> JobConfig:
-    _check_package(tx, values.get("package_id"))
+    check_package(tx, values.get("package_id"))
     check_template(tx, values.get("template_id"))
     stmt = (
         insert(jobconfigs)
@@ -133,7 +126,7 @@ def _jobconfig_get_by_name(tx: Tx, name: str) -> JobConfig:
 
 def _jobconfig_update(tx: Tx, jobconfig_id: int, changes: dict[str, Any]) -> JobConfig:
     if "package_id" in changes:
-        _check_package(tx, changes["package_id"])
+        check_package(tx, changes["package_id"])
     if "template_id" in changes:
         check_template(tx, changes["template_id"])
     stmt = (

@@ -111,7 +111,8 @@ def _name_taken(name: str) -> Conflict:
     return Conflict(f"a template named {name!r} already exists", {"name": name})
 
 
-def _check_package(tx: Tx, package_id: int | None) -> None:
+def check_package(tx: Tx, package_id: int | None) -> None:
+    """``NotFound`` for a package id that does not exist (None: nothing to check)."""
     if package_id is None:
         return
     if tx.conn.execute(select(packages.c.id).where(packages.c.id == package_id)).first() is None:
@@ -147,7 +148,7 @@ def _package_by_sha256(tx: Tx, sha256: str) -> Package | None:
 
 
 def _template_insert(tx: Tx, values: dict[str, Any], owner: str | None) -> Template:
-    _check_package(tx, values.get("package_id"))
+    check_package(tx, values.get("package_id"))
     stmt = (
         insert(templates)
         .values(**values, owner=owner, created_at=tx.now, updated_at=tx.now)
@@ -169,7 +170,7 @@ def _template_get_by_name(tx: Tx, name: str) -> Template:
 
 def _template_update(tx: Tx, template_id: int, changes: dict[str, Any]) -> Template:
     if "package_id" in changes:
-        _check_package(tx, changes["package_id"])
+        check_package(tx, changes["package_id"])
     stmt = (
         update(templates)
         .where(templates.c.id == template_id)
