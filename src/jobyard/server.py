@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 
 import uvicorn
@@ -40,6 +41,10 @@ async def serve(settings: Settings, *, example: bool = False) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    sock = _bind(settings.host, settings.port)
+    # The real port (port 0 picks one) is known before anything starts: workers hand
+    # it to jobs as JOBYARD_API_URL.
+    settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     app = create_app(settings, example=example)
     runtime: Runtime = app.state.runtime
     config = uvicorn.Config(
@@ -52,18 +57,27 @@ async def serve(settings: Settings, *, example: bool = False) -> None:
         timeout_graceful_shutdown=max(5, int(settings.abort_grace_seconds) + 5),
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn has no event)
         await asyncio.sleep(0.05)
     if server.started:
-        port = settings.port
-        for srv in server.servers:
-            for sock in srv.sockets:
-                port = sock.getsockname()[1]
-        print(_banner(settings, runtime, f"http://{settings.host}:{port}"), flush=True)
+        print(_banner(settings, runtime, f"http://{settings.host}:{settings.port}"), flush=True)
     await task
     if not server.started:
         sys.exit(1)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the runtime starts (see :func:`serve`)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"error: cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
 
 
 def run_server(settings: Settings, *, example: bool = False) -> None:

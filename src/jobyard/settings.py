@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     )
     pool: str = Field(default="default", description="Worker pool served by local slots.")
     server: str = Field(default="http://127.0.0.1:8080", description="API URL for the CLI.")
+    api_url: str = Field(
+        default="",
+        description="URL jobs reach the API at (JOBYARD_API_URL); empty: http://HOST:PORT.",
+    )
     token: str = Field(default="", description="Bearer token for the CLI.")
 
     lease_seconds: float = Field(default=15.0, gt=0, description="Lease of an acquired job.")
@@ -125,6 +129,20 @@ class Settings(BaseSettings):
     def effective_blobs_dir(self) -> Path:
         """Where blobs live: ``blobs_dir`` or ``home/blobs``."""
         return self.blobs_dir.expanduser().resolve() if self.blobs_dir else self.home / "blobs"
+
+    @property
+    def effective_api_url(self) -> str:
+        """Where a job on a local slot reaches this server's API (``JOBYARD_API_URL``).
+
+        ``api_url`` when set (behind a proxy or TLS); else the listening address, with a
+        wildcard host (``0.0.0.0``, ``::``) replaced by the loopback address.
+        """
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def effective_database_url(self) -> str:

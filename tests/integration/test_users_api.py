@@ -236,12 +236,13 @@ async def test_a_job_of_a_deactivated_user_fails_instead_of_running(env: Env) ->
 SESSION_SCRIPT = """
 import json, os, urllib.request, urllib.error
 def get(path):
-    req = urllib.request.Request(os.environ["API_URL"] + path)
+    req = urllib.request.Request(os.environ["JOBYARD_API_URL"] + path)
     req.add_header("Authorization", "Bearer " + os.environ["SESSION_ID"])
     with urllib.request.urlopen(req) as r:
         return json.load(r)
 jc = get("/api/v1/jobconfigs/" + os.environ["JOB_CONFIG_ID"])
 me = get("/api/v1/me")
+print("api=" + os.environ["JOBYARD_API_URL"])
 print("jobconfig=" + jc["name"])
 print("me=" + me["name"] + "/" + me["token_kind"] + "/" + str(me["job_id"]))
 with open(os.path.join(os.environ["LOCAL_JOB_OUT_DIR"], "session.txt"), "w") as f:
@@ -254,13 +255,12 @@ async def test_session_id_works_during_the_job_only(env: Env) -> None:
     async with _as(env, await _token_of(env, "heidi")) as heidi:
         spec = {"name": "self-aware", "command": [sys.executable, "-c", SESSION_SCRIPT]}
         jc = (await heidi.post("/api/v1/jobconfigs", json=spec)).json()
-        r = await heidi.post(
-            f"/api/v1/jobconfigs/{jc['id']}/run", json={"macros": {"API_URL": env.url}}
-        )
+        r = await heidi.post(f"/api/v1/jobconfigs/{jc['id']}/run", json={})
         assert r.status_code == 201, r.text
         job = await env.wait_status(r.json()["id"])
         log = (await env.client.get(f"/api/v1/jobs/{job['id']}/log")).text
         assert job["status"] == "FINISHED", log
+        assert f"api={env.url}" in log
         assert "jobconfig=self-aware" in log
         assert f"me=heidi/session/{job['id']}" in log
         r = await env.client.get(f"/api/v1/jobs/{job['id']}/outputs/session.txt")

@@ -87,11 +87,15 @@ class RunnerOptions:
     abort_grace_seconds: float = 10.0
     pipe_close_timeout: float = 5.0
     base_env: Mapping[str, str] = field(default_factory=inherited_env)
+    #: JOBYARD_API_URL of the jobs: where their SESSION_ID works.
+    api_url: str = ""
 
     @classmethod
     def from_settings(cls, settings: Any) -> RunnerOptions:
         """Options taken from a ``Settings`` object."""
-        return cls(abort_grace_seconds=settings.abort_grace_seconds)
+        return cls(
+            abort_grace_seconds=settings.abort_grace_seconds, api_url=settings.effective_api_url
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +314,7 @@ class _JobRun:
         for ref in assignment.payload:
             src = await self.backend.payload_path(ref)
             await self.workspace.place_payload(dirs, ref.name, src)
-        self.env = build_env(assignment, dirs, self.options.base_env)
+        self.env = build_env(assignment, dirs, self.options.base_env, self.options.api_url)
 
     async def _open_log(self, secrets: list[str]) -> LogWriter:
         """Create the log file in a thread: file creation can take a millisecond."""
@@ -484,7 +488,9 @@ def _close_opened_log(fut: asyncio.Future[LogWriter]) -> None:
         fut.result().close()
 
 
-def build_env(assignment: Assignment, dirs: JobDirs, base: Mapping[str, str]) -> dict[str, str]:
+def build_env(
+    assignment: Assignment, dirs: JobDirs, base: Mapping[str, str], api_url: str = ""
+) -> dict[str, str]:
     """The child's environment: base, then macros, then execution macros (see module doc)."""
     job = assignment.job
     env = dict(base)
@@ -495,6 +501,7 @@ def build_env(assignment: Assignment, dirs: JobDirs, base: Mapping[str, str]) ->
     env["LOCAL_JOB_SPEC_DIR"] = str(dirs.spec)
     env["LOCAL_JOB_OUT_DIR"] = str(dirs.out)
     env["SESSION_ID"] = assignment.session_token
+    env["JOBYARD_API_URL"] = api_url
     for name, value in env.items():
         if not name or "=" in name or "\x00" in name:
             raise InvalidInput(f"macro name {name!r} cannot be an environment variable")
