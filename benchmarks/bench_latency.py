@@ -26,7 +26,7 @@ def _ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def run(samples: int, warmup: int) -> dict[str, list[float]]:
+def run(samples: int, warmup: int, isolation: str = "auto") -> dict[str, list[float]]:
     """Submit ``warmup + samples`` jobs one by one; return the measured intervals (s)."""
     found: dict[str, list[float]] = {
         "created -> INITIALIZING (acquired)": [],
@@ -34,7 +34,11 @@ def run(samples: int, warmup: int) -> dict[str, list[float]]:
         "created -> ended": [],
         "client: POST /jobs round trip": [],
     }
-    with jobyard_up() as server, httpx.Client(base_url=server.url, headers=server.headers) as c:
+    env = {"JOBYARD_ISOLATION": isolation}
+    with (
+        jobyard_up(env=env) as server,
+        httpx.Client(base_url=server.url, headers=server.headers) as c,
+    ):
         for i in range(warmup + samples):
             t0 = time.perf_counter()
             r = c.post("/api/v1/jobs", json={"command": ["true"]})
@@ -65,20 +69,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument(
+        "--isolation", default="auto", help="job sandbox modes to measure, e.g. auto,none"
+    )
     args = parser.parse_args()
     print(f"bench_latency: {args.samples} samples after {args.warmup} warm-up jobs; {machine()}")
-    found = run(args.samples, args.warmup)
-    rows = []
-    for name, values in found.items():
-        s = summary_ms(values)
-        rows.append([name, s["p50"], s["p90"], s["p99"], s["mean"], s["max"]])
-    header = ["interval", "p50", "p90", "p99", "mean", "max"]
-    print(table("Idle latency (ms), SQLite, default slots", header, rows))
-    p50 = float(summary_ms(found["created -> RUNNING (started)"])["p50"])
-    print(
-        f"\nsubmit -> RUNNING p50 = {p50:.2f} ms; target <= {TARGET_P50_MS:g} ms: "
-        f"{verdict(p50 <= TARGET_P50_MS)}"
-    )
+    for mode in [m.strip() for m in args.isolation.split(",") if m.strip()]:
+        found = run(args.samples, args.warmup, mode)
+        rows = []
+        for name, values in found.items():
+            s = summary_ms(values)
+            rows.append([name, s["p50"], s["p90"], s["p99"], s["mean"], s["max"]])
+        header = ["interval", "p50", "p90", "p99", "mean", "max"]
+        print(table(f"Idle latency (ms), SQLite, default slots, isolation {mode}", header, rows))
+        p50 = float(summary_ms(found["created -> RUNNING (started)"])["p50"])
+        print(
+            f"\nisolation {mode}: submit -> RUNNING p50 = {p50:.2f} ms; target <= "
+            f"{TARGET_P50_MS:g} ms: {verdict(p50 <= TARGET_P50_MS)}"
+        )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,12 @@ went: the server process itself (one Python process: its Python work is bound to
 core by the GIL), the job programs it ran, the load generator (this script), and how
 busy the whole machine was. Target: >= 300 jobs/s end to end.
 
-    .venv/bin/python benchmarks/bench_throughput.py [--jobs 1000] [--concurrency 32]
+``--isolation auto,none`` measures the bursts with workers once per job sandbox mode
+(``JOBYARD_ISOLATION``; ``auto`` is the default: one uid per job as root), one server
+per mode, alternating ``--rounds`` times so that both see the same machine.
+
+    .venv/bin/python benchmarks/bench_throughput.py [--jobs 1000] [--concurrency 32] \
+        [--isolation auto,none] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -204,24 +209,39 @@ async def _warm(server: Server) -> None:
         await _wait_all_ended(client, timeout=60)
 
 
-async def run(count: int, concurrency: int) -> tuple[list[Burst], int]:
-    """The three bursts; returns (results, default slot count)."""
+async def run(
+    count: int, concurrency: int, modes: list[str], rounds: int
+) -> tuple[list[Burst], int]:
+    """The bursts per isolation mode, then without workers; (results, default slots)."""
     results = []
-    with jobyard_up() as server:
-        slots = _slots(server)
-        await _warm(server)
-        adhoc = {"command": ["true"]}
-        results.append(
-            await burst(server, "ad-hoc POST /jobs", "/api/v1/jobs", adhoc, count, concurrency)
-        )
-        async with httpx.AsyncClient(base_url=server.url, headers=server.headers) as client:
-            jc = await client.post(
-                "/api/v1/jobconfigs",
-                json={"name": "burst", "command": ["true"], "max_concurrent": 0},
-            )
-            jc.raise_for_status()
-        run_path = f"/api/v1/jobconfigs/{jc.json()['id']}/run"
-        results.append(await burst(server, "jobconfig .../run", run_path, {}, count, concurrency))
+    slots = -1
+    for round_no in range(1, rounds + 1):
+        for mode in modes:
+            tag = f" [isolation {mode}{f', round {round_no}' if rounds > 1 else ''}]"
+            with jobyard_up(env={"JOBYARD_ISOLATION": mode}) as server:
+                slots = _slots(server)
+                await _warm(server)
+                adhoc = {"command": ["true"]}
+                results.append(
+                    await burst(
+                        server,
+                        "ad-hoc POST /jobs" + tag,
+                        "/api/v1/jobs",
+                        adhoc,
+                        count,
+                        concurrency,
+                    )
+                )
+                async with httpx.AsyncClient(base_url=server.url, headers=server.headers) as client:
+                    jc = await client.post(
+                        "/api/v1/jobconfigs",
+                        json={"name": "burst", "command": ["true"], "max_concurrent": 0},
+                    )
+                    jc.raise_for_status()
+                run_path = f"/api/v1/jobconfigs/{jc.json()['id']}/run"
+                results.append(
+                    await burst(server, "jobconfig .../run" + tag, run_path, {}, count, concurrency)
+                )
     with jobyard_up(workers=0) as server:
         results.append(
             await burst(
@@ -258,6 +278,10 @@ def main() -> None:
         default="lean",
         help="load generator for the submits (httpx costs ~10x more CPU per request)",
     )
+    parser.add_argument(
+        "--isolation", default="auto", help="job sandbox modes to measure, e.g. auto,none"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="alternations of the modes")
     args = parser.parse_args()
     global CLIENT
     CLIENT = args.client
@@ -265,7 +289,8 @@ def main() -> None:
         f"bench_throughput: {args.jobs} jobs per burst, {args.concurrency} concurrent "
         f"submitters ({args.client} client); {machine()}"
     )
-    results, slots = run_loop(run(args.jobs, args.concurrency))
+    modes = [m.strip() for m in args.isolation.split(",") if m.strip()]
+    results, slots = run_loop(run(args.jobs, args.concurrency, modes, args.rounds))
     title = f"Burst throughput, SQLite, {slots} local slots, {args.client} load generator"
     print(table(title, HEADER, [r.row() for r in results]))
     for result in results:

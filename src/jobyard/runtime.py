@@ -29,6 +29,7 @@ from jobyard.service.context import Context
 from jobyard.settings import Settings
 from jobyard.store.factory import open_store
 from jobyard.worker.pool import WorkerPool
+from jobyard.worker.sandbox import IsolationPlan, jobs_root_for, resolve_isolation
 from jobyard.worker.workspace import Workspace
 
 log = logging.getLogger("jobyard.runtime")
@@ -46,8 +47,9 @@ class Runtime:
         self._processes: list[WorkerProcess] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.new_admin_token: str | None = None
-        self._work_root = str(Workspace.from_settings(settings).root)
+        self._work_root = str(Workspace.from_settings(settings).jobs_root)
         self.scheduler: Scheduler | None = None
+        self.isolation: IsolationPlan | None = None
 
     @property
     def ctx(self) -> Context:
@@ -59,7 +61,11 @@ class Runtime:
     async def start(self) -> None:
         """Open the store (migrating it), mint the first token, start workers and sweeps."""
         home = self.settings.home
-        home.mkdir(parents=True, exist_ok=True)
+        plan = self._choose_isolation()
+        jobs_root = jobs_root_for(home, plan) if self.settings.workers > 0 else None
+        if jobs_root is not None:
+            self._work_root = str(jobs_root)
+        secure_home(self.settings, searchable=plan.job_uids and jobs_root is None)
         if not self.settings.secret_key and ensure_key_file(home):  # issue 4: secure macros
             log.info("created the secure-macro key %s (mode 0600)", home / KEY_FILE)
         store = await open_store(self.settings.effective_database_url, migrate=True)
@@ -68,6 +74,7 @@ class Runtime:
         ctx = Context(settings=self.settings, store=store, blobs=blobs, bus=bus)
         self._ctx = ctx
         self.new_admin_token = await auth.ensure_admin_token(ctx)
+        await self._announce_isolation(ctx)
         recovered = await recover_local_orphans(
             store, bus, home=str(home), work_root=self._work_root
         )
@@ -101,6 +108,29 @@ class Runtime:
             self._pool = local_worker_pool(self.settings, store, blobs, bus)
             self._tasks.append(asyncio.create_task(self._pool.run(), name="workers"))
 
+    def _choose_isolation(self) -> IsolationPlan:
+        """Resolve ``isolation`` once, so every worker process sandboxes the same way."""
+        plan = resolve_isolation(self.settings.isolation)
+        self.isolation = plan
+        self.settings = self.settings.model_copy(update={"isolation": plan.mode})
+        return plan
+
+    async def _announce_isolation(self, ctx: Context) -> None:
+        plan = self.isolation
+        if plan is None or self.settings.workers == 0:
+            return
+        if plan.mode != "none":
+            log.info("job isolation: %s (%s)", plan.mode, plan.reason)
+            return
+        several = len((await ctx.store.users_list(cursor=None, limit=2)).items) > 1
+        if several or plan.reason.startswith("auto"):
+            log.warning(
+                "UNSAFE: job isolation is 'none' (%s)%s: any job can read this server's "
+                "files (its key, its database, every log). Set JOBYARD_ISOLATION=auto to "
+                "sandbox jobs.",
+                plan.reason, " and several users can run jobs" if several else "",
+            )  # fmt: skip
+
     async def _worker_died(self, pid: int) -> None:
         """A worker process died: its jobs end FAILED now and their programs are killed."""
         count = await recover_local_orphans(
@@ -131,3 +161,23 @@ class Runtime:
     def admin_token_file(self) -> Path:
         """Where the first admin token lives."""
         return auth.admin_token_path(self.settings)
+
+
+def secure_home(settings: Settings, *, searchable: bool) -> None:
+    """Create the home and make what the server keeps there private to its user.
+
+    Everything is created 0600/0700 from here on (umask 077; job programs get their own
+    umask). The home itself is 0711 when job uids must reach their folders inside it
+    (search only: nothing in it can be listed or read), 0700 otherwise. Existing
+    databases, keys and blob folders of older installs are closed too.
+    """
+    os.umask(0o077)
+    home = settings.home
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(home, 0o711 if searchable else 0o700)
+    for name in ("jobyard.db", "jobyard.db-wal", "jobyard.db-shm", "admin.token", KEY_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(home / name, 0o600)
+    for folder in (settings.effective_blobs_dir, home / "work", home / "work" / "cache"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(folder, 0o700)

@@ -30,6 +30,10 @@ def _banner(settings: Settings, runtime: Runtime, url: str) -> str:
     db = settings.effective_database_url
     lines.append(f"  database:    {db.split('@')[-1] if '@' in db else db}")
     lines.append(f"  workers:     {settings.workers} local slot(s), pool '{settings.pool}'")
+    if runtime.isolation is not None and settings.workers > 0:
+        plan = runtime.isolation
+        warn = "  — UNSAFE: jobs can read this server's files" if plan.mode == "none" else ""
+        lines.append(f"  isolation:   {plan.mode} ({plan.reason}){warn}")
     if runtime.example:
         lines.append("  example:     jobconfig 'hello' loaded — try: jobyard run hello --follow")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
@@ -93,6 +93,27 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=3.0, gt=0, description="Lease renewal period.")
     maintenance_seconds: float = Field(default=2.0, gt=0, description="Sweep period.")
     abort_grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM->SIGKILL wait.")
+
+    isolation: Literal["auto", "uid", "namespace", "none"] = Field(
+        default="auto",
+        description=(
+            "Job sandbox: auto (uid as root, else namespace, else none with a warning), "
+            "uid, namespace, or none (jobs can read the server's files)."
+        ),
+    )
+    isolation_uid_first: int = Field(
+        default=2_000_000_000,
+        ge=1000,
+        le=4_000_000_000,
+        description="First of the uids jobs run as (root workers); no account may use them.",
+    )
+    isolation_uid_count: int = Field(
+        default=65_536, ge=1, description="How many uids from isolation_uid_first jobs may use."
+    )
+    isolation_hide: list[Path] = Field(
+        default_factory=list,
+        description="More host paths a namespace-mode job must not see (JSON list).",
+    )
 
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

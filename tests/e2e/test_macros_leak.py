@@ -11,7 +11,6 @@ server log (stdout and stderr of ``jobyard up``).
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from tests.support.cli import as_json, ok
+from tests.support.jobs import JOB_PYTHON
 from tests.support.server import RunningServer, jobyard_command, server_fixture
 
 server = server_fixture(scope="module", workers=2)
@@ -75,9 +75,7 @@ def test_secure_values_never_leak(server: RunningServer, tmp_path: Path) -> None
         outputs.append((" ".join(args), result.stdout + result.stderr))
         return result
 
-    r = api.post(
-        "/api/v1/jobconfigs", json={"name": "leaky", "command": [sys.executable, "-c", JOB]}
-    )
+    r = api.post("/api/v1/jobconfigs", json={"name": "leaky", "command": [JOB_PYTHON, "-c", JOB]})
     assert r.status_code == 201, r.text
     jc = r.json()["id"]
     ok(cli("macros", "set", "ACC_SECRET", "--secure", "--value-stdin", "--account", stdin=SECRET))

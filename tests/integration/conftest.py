@@ -49,6 +49,22 @@ class Env:
                 raise AssertionError(f"job {job_id} stuck in {job['status']}: {job}")
             await asyncio.sleep(0.02)
 
+    async def wait_log_line(self, job_id: int, prefix: str, timeout: float = 20.0) -> str:
+        """Poll a job's log (through the API) until a line of its output starts with
+        ``prefix``; return the rest of that line. Jobs run sandboxed: their log, outputs
+        and the API are how a test hears from them (not files of the test's folders)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            r = await self.client.get(f"/api/v1/jobs/{job_id}/log")
+            if r.status_code == 200:
+                for line in r.text.splitlines():
+                    parts = line.split(" ", 2)
+                    if len(parts) == 3 and parts[2].startswith(prefix):
+                        return parts[2][len(prefix) :]
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"job {job_id} never printed {prefix!r}: {r.text[-2000:]}")
+            await asyncio.sleep(0.02)
+
     async def run_command(self, command: list[str], **extra: Any) -> dict[str, Any]:
         """Submit an ad-hoc job and return it."""
         r = await self.client.post("/api/v1/jobs", json={"command": command, **extra})

@@ -39,6 +39,7 @@ import httpx
 import pytest
 
 from jobyard.core.jobs import INITIAL, TERMINAL, TRANSITIONS, JobStatus
+from tests.support.jobs import shared_folder
 from tests.support.server import clean_env, free_port, jobyard_command
 
 DEADLINE = 45.0
@@ -216,14 +217,22 @@ class Marks:
 
 
 @pytest.fixture
-def marks(tmp_path: Path) -> Iterator[Marks]:
-    """Marker files; at the end "go" is created so that any program left exits by itself."""
-    found = Marks(tmp_path / "runs.txt", tmp_path / "pids", tmp_path / "go")
-    found.pids.mkdir()
-    try:
-        yield found
-    finally:
-        found.go.touch()
+def marks() -> Iterator[Marks]:
+    """Marker files; at the end "go" is created so that any program left exits by itself.
+
+    They live in a folder every job uid may write (jobs run sandboxed, each as its own
+    uid): the runs file and the pids folder are open to all.
+    """
+    with shared_folder() as shared:
+        found = Marks(shared / "runs.txt", shared / "pids", shared / "go")
+        found.pids.mkdir(mode=0o777)
+        os.chmod(found.pids, 0o777)
+        found.runs.touch(mode=0o666)
+        os.chmod(found.runs, 0o666)
+        try:
+            yield found
+        finally:
+            found.go.touch()
 
 
 class Api:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from pathlib import Path
@@ -49,18 +50,12 @@ async def test_missing_program_fails_with_reason(env: Env) -> None:
     assert done["status_reason"]
 
 
-async def test_jobconfig_jobs_run_one_at_a_time_in_order(env: Env, tmp_path: Path) -> None:
-    trace = tmp_path / "trace.txt"
+async def test_jobconfig_jobs_run_one_at_a_time_in_order(env: Env) -> None:
     r = await env.client.post(
         "/api/v1/jobconfigs",
         json={
             "name": "serial",
-            "command": [
-                "sh",
-                "-c",
-                'echo "start $JOB_ID" >> "$TRACE"; sleep 0.15; echo "end $JOB_ID" >> "$TRACE"',
-            ],
-            "macros": {"TRACE": str(trace)},
+            "command": ["sh", "-c", 'echo "start $JOB_ID"; sleep 0.15; echo "end $JOB_ID"'],
         },
     )
     assert r.status_code == 201, r.text
@@ -71,10 +66,14 @@ async def test_jobconfig_jobs_run_one_at_a_time_in_order(env: Env, tmp_path: Pat
         r = await env.client.post(f"/api/v1/jobconfigs/{jc['id']}/run", json={})
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
+    spans = []
     for job_id in ids:
         assert (await env.wait_status(job_id))["status"] == "FINISHED"
-    expected = [line for i in ids for line in (f"start {i}", f"end {i}")]
-    assert trace.read_text().splitlines() == expected
+        lines = (await env.client.get(f"/api/v1/jobs/{job_id}/log")).text.splitlines()
+        assert [line.split(" ", 2)[2] for line in lines] == [f"start {job_id}", f"end {job_id}"]
+        spans.append((lines[0].split(" ")[0], lines[1].split(" ")[0]))
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end, f"jobs overlapped: {spans}"
 
 
 async def test_unlimited_concurrency_overlaps(env: Env, tmp_path: Path) -> None:
@@ -112,18 +111,10 @@ async def test_cancel_held_job_has_no_log(env: Env) -> None:
     assert [e["status"] for e in events] == ["WAITING", "CANCELLED"]
 
 
-async def test_abort_kills_the_whole_process_group(env: Env, tmp_path: Path) -> None:
-    pidfile = tmp_path / "grandchild.pid"
-    job = await env.run_command(
-        ["sh", "-c", 'sleep 300 & echo $! > "$PIDFILE"; sleep 300'],
-        macros={"PIDFILE": str(pidfile)},
-    )
+async def test_abort_kills_the_whole_process_group(env: Env) -> None:
+    job = await env.run_command(["sh", "-c", 'sleep 300 & echo "pid=$!"; sleep 300'])
     await env.wait_status(job["id"], {"RUNNING"})
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
-    grandchild = int(pidfile.read_text())
+    grandchild = int(await env.wait_log_line(job["id"], "pid="))
     cancel = await env.client.post(f"/api/v1/jobs/{job['id']}/cancel")
     assert cancel.status_code == 409
     r = await env.client.post(f"/api/v1/jobs/{job['id']}/abort")
@@ -154,7 +145,7 @@ def _alive(pid: int) -> bool:
 async def test_hold_payload_release(env: Env) -> None:
     r = await env.client.post(
         "/api/v1/jobconfigs",
-        json={"name": "reader", "command": ["sh", "-c", 'cat "$LOCAL_JOB_SPEC_DIR/data.txt"']},
+        json={"name": "reader", "command": ["sh", "-c", 'cat "$JOB_PAYLOAD_DIR/data.txt"']},
     )
     jc = r.json()
     job = (await env.client.post(f"/api/v1/jobconfigs/{jc['id']}/run", json={"hold": True})).json()

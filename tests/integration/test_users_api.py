@@ -4,7 +4,6 @@ against a real server."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +12,7 @@ import httpx
 from jobyard.store.factory import open_store
 from tests.integration.conftest import Env, ServerFactory
 from tests.store.conftest import new_job
+from tests.support.jobs import JOB_PYTHON
 
 PASSWORD = "correct horse battery"
 
@@ -253,7 +253,7 @@ with open(os.path.join(os.environ["LOCAL_JOB_OUT_DIR"], "session.txt"), "w") as 
 async def test_session_id_works_during_the_job_only(env: Env) -> None:
     await _user(env, "heidi")
     async with _as(env, await _token_of(env, "heidi")) as heidi:
-        spec = {"name": "self-aware", "command": [sys.executable, "-c", SESSION_SCRIPT]}
+        spec = {"name": "self-aware", "command": [JOB_PYTHON, "-c", SESSION_SCRIPT]}
         jc = (await heidi.post("/api/v1/jobconfigs", json=spec)).json()
         r = await heidi.post(f"/api/v1/jobconfigs/{jc['id']}/run", json={})
         assert r.status_code == 201, r.text

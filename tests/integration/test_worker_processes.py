@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import time
-from pathlib import Path
 
 from tests.integration.conftest import ServerFactory
 from tests.integration.test_jobs_api import _alive
@@ -24,21 +23,14 @@ async def test_slots_inside_the_api_process(start_server: ServerFactory) -> None
 
 
 async def test_a_dead_worker_process_is_replaced_and_its_jobs_fail(
-    start_server: ServerFactory, tmp_path: Path
+    start_server: ServerFactory,
 ) -> None:
     env = await start_server(workers=2, worker_processes=1)
-    pidfile = tmp_path / "program.pid"
-    job = await env.run_command(
-        ["sh", "-c", 'echo $$ > "$PIDFILE"; exec sleep 300'], macros={"PIDFILE": str(pidfile)}
-    )
+    job = await env.run_command(["sh", "-c", 'echo "pid=$$"; exec sleep 300'])
     running = await env.wait_status(job["id"], {"RUNNING"})
     worker_pid = int(running["worker_id"].split(":")[1])
     assert worker_pid != os.getpid()
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
-    program = int(pidfile.read_text())
+    program = int(await env.wait_log_line(job["id"], "pid="))
     os.kill(worker_pid, signal.SIGKILL)
     done = await env.wait_status(job["id"], timeout=30)
     assert done["status"] == "FAILED"

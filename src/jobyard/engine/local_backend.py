@@ -31,6 +31,7 @@ from jobyard.worker.logwriter import SecretMasker
 from jobyard.worker.pool import WorkerPool
 from jobyard.worker.protocol import Assignment, PayloadRef
 from jobyard.worker.runner import RunnerOptions
+from jobyard.worker.sandbox import Isolator, hidden_paths, jobs_root_for, resolve_isolation
 from jobyard.worker.workspace import Workspace
 
 
@@ -244,15 +245,29 @@ class LocalBackend:
 def local_worker_pool(
     settings: Settings, store: Store, blobs: BlobStore, bus: Bus, *, slots: int | None = None
 ) -> WorkerPool:
-    """The worker pool of local slots (in the API process or a worker process)."""
+    """The worker pool of local slots (in the API process or a worker process).
+
+    ``settings.isolation`` is normally already resolved by the server (see
+    :meth:`jobyard.runtime.Runtime.start`), so every worker process sandboxes alike.
+    """
+    count = settings.workers if slots is None else slots
+    plan = resolve_isolation(settings.isolation)
+    isolator = Isolator(
+        plan,
+        slots=count,
+        uid_first=settings.isolation_uid_first,
+        uid_count=settings.isolation_uid_count,
+        hidden=hidden_paths(settings, settings.isolation_hide),
+    )
     pool = WorkerPool(
         LocalBackend(settings, store, blobs, bus),
-        workspace=Workspace.from_settings(settings),
-        slots=settings.workers if slots is None else slots,
+        workspace=Workspace.from_settings(settings, jobs_root=jobs_root_for(settings.home, plan)),
+        slots=count,
         pool=settings.pool,
         options=RunnerOptions.from_settings(settings),
         heartbeat_seconds=settings.heartbeat_seconds,
         lease_seconds=settings.lease_seconds,
+        isolator=isolator,
     )
     bus.on_abort(pool.abort)
     return pool

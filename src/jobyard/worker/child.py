@@ -27,16 +27,22 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from jobyard.worker.logwriter import LogWriter
 
+T = TypeVar("T")
 _READ_SIZE = 65536
+#: The mode mask of a job's files: the worker's own (0077) is not the job's business.
+JOB_UMASK = 0o022
 _spawn_pool: ThreadPoolExecutor | None = None
 _spawn_pool_lock = threading.Lock()
+
+#: Runs the spawn inside the spawn thread, e.g. as the job's uid (see sandbox.py).
+Launch = Callable[[Callable[[], "subprocess.Popen[bytes]"]], "subprocess.Popen[bytes]"]
 
 
 def _spawner() -> ThreadPoolExecutor:
@@ -47,16 +53,31 @@ def _spawner() -> ThreadPoolExecutor:
         return _spawn_pool
 
 
-def _popen(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=dict(env),
-        start_new_session=True,
-    )
+async def in_spawn_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a spawn thread: where a job's uid may borrow the thread's credentials.
+
+    Never in the event loop's thread: a credential change resets that thread's
+    parent-death signal, which ties worker processes to the server's life.
+    """
+    return await asyncio.get_running_loop().run_in_executor(_spawner(), fn)
+
+
+def _popen(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], launch: Launch | None
+) -> subprocess.Popen[bytes]:
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+            umask=JOB_UMASK,
+        )
+
+    return spawn() if launch is None else launch(spawn)
 
 
 class Child:
@@ -77,7 +98,8 @@ class Child:
         self._pipes: dict[int, tuple[str, IO[bytes]]] = {}
         self._pidfd: int | None = None
         for stream, pipe in (("out", proc.stdout), ("err", proc.stderr)):
-            assert pipe is not None
+            if pipe is None:  # pragma: no cover - both are always PIPE
+                raise RuntimeError("a job's output pipe is missing")
             fd = pipe.fileno()
             os.set_blocking(fd, False)
             self._pipes[fd] = (stream, pipe)
@@ -86,11 +108,20 @@ class Child:
 
     @classmethod
     async def spawn(
-        cls, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], writer: LogWriter
+        cls,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        writer: LogWriter,
+        launch: Launch | None = None,
     ) -> Child:
-        """Start ``argv`` in ``cwd`` with exactly ``env``; raises ``OSError`` if exec fails."""
+        """Start ``argv`` in ``cwd`` with exactly ``env``; raises ``OSError`` if exec fails.
+
+        ``launch`` wraps the spawn in the spawn thread (to run it as the job's uid).
+        """
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(_spawner(), functools.partial(_popen, argv, cwd, env))
+        fut = loop.run_in_executor(_spawner(), functools.partial(_popen, argv, cwd, env, launch))
         try:
             proc = await asyncio.shield(fut)
         except asyncio.CancelledError:

@@ -32,6 +32,7 @@ import uuid
 from jobyard.core.models import Job
 from jobyard.worker.protocol import WorkerBackend
 from jobyard.worker.runner import JobControl, RunnerOptions, run_acquired_job
+from jobyard.worker.sandbox import Isolator
 from jobyard.worker.workspace import Workspace
 
 _log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class WorkerPool:
         lease_seconds: float | None = None,
         idle_wait_seconds: float = 1.0,
         worker_id: str | None = None,
+        isolator: Isolator | None = None,
     ) -> None:
         if slots < 1:
             raise ValueError("a worker pool needs at least one slot")
@@ -74,6 +76,7 @@ class WorkerPool:
         self.lease_seconds = lease_seconds
         self.idle_wait_seconds = idle_wait_seconds
         self.worker_id = worker_id or new_worker_id()
+        self.isolator = isolator
         self._controls: dict[int, JobControl] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._draining = False
@@ -103,6 +106,8 @@ class WorkerPool:
         """Acquire and run jobs until :meth:`drain` or :meth:`stop`; then return."""
         if self._done is not None:
             raise RuntimeError("WorkerPool.run() can only be called once")
+        if self.isolator is not None:
+            await self.isolator.start()  # a failure here leaves the pool never started
         self._wake = wake = asyncio.Event()
         self._done = asyncio.Event()
         self._last_renewal = time.monotonic()
@@ -138,6 +143,8 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
             await self._heartbeat()
+            if self.isolator is not None:
+                self.isolator.close()
             self._done.set()
 
     def _start(self, job: Job, acquired_at: float) -> None:
@@ -165,12 +172,14 @@ class WorkerPool:
                 options=self.options,
                 control=control,
                 acquired_at=acquired_at,
+                isolator=self.isolator,
             )
         except Exception:  # pragma: no cover - run_acquired_job reports its own errors
             _log.exception("worker %s: job %s crashed", self.worker_id, job.id)
 
     async def _wait_for_work(self) -> None:
-        assert self._wake is not None
+        if self._wake is None:
+            raise RuntimeError("the pool is not running")
         waiter = asyncio.ensure_future(self.backend.wait_for_work(self.idle_wait_seconds))
         woken = asyncio.ensure_future(self._wake.wait())
         try:
@@ -184,7 +193,8 @@ class WorkerPool:
             await self._sleep_unless_woken(self.idle_wait_seconds)
 
     async def _sleep_unless_woken(self, seconds: float) -> None:
-        assert self._wake is not None
+        if self._wake is None:
+            raise RuntimeError("the pool is not running")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 

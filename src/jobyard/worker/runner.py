@@ -3,14 +3,17 @@
 The life of a job on a worker (SPEC §2-3)::
 
     acquired (INITIALIZING)
+      -> a sandbox (see :mod:`jobyard.worker.sandbox`: the job's uid, its namespaces)
       -> backend.prepare (when given a bare job), job folders, package, payload, env
       -> open the log; spawn the program (in a thread, see :mod:`jobyard.worker.child`:
          own session and process group, argv without a shell, stdin = /dev/null)
       -> backend.set_running(pid)                   (RUNNING; False => not ours: kill)
       -> wait for: exit | abort | timeout | lost lease
-      -> SIGKILL the whole group (stragglers), drain the pipes into the log
-      -> backend.store_output for each file of LOCAL_JOB_OUT_DIR
-      -> backend.log_closed -> backend.end -> delete the job folders
+      -> SIGKILL the whole group and every process the sandbox holds (stragglers),
+         drain the pipes into the log
+      -> backend.store_output for each file of LOCAL_JOB_OUT_DIR (checked, see
+         :mod:`jobyard.worker.outputs`; refusals are noted in the log)
+      -> backend.log_closed -> backend.end -> delete the job folders, free the sandbox
 
 The program is spawned *before* ``set_running`` so that ``started_at`` is recorded
 when it really runs; if the job was aborted meanwhile it is stopped right after.
@@ -25,12 +28,14 @@ End statuses:
   download...), ``cannot start program: <why>`` (exec failed), ``worker error: <why>``
   (an unexpected error of the runner after the start).
 
-Stopping (abort, timeout) sends SIGTERM to the process group, waits
+Stopping (abort, timeout) sends SIGTERM to the program's processes, waits
 ``abort_grace_seconds``, then sends SIGKILL to the group. Whatever way the program
-ends, once its main process has exited the group gets SIGKILL too: background
-processes it left behind (``daemon &``) do not outlive the job. A process that left
-the group with ``setsid`` escapes this; if it still holds the output pipes they are
-closed after ``pipe_close_timeout`` seconds so the job can end.
+ends, once its main process has exited the group gets SIGKILL too, and the sandbox
+kills whatever else the job started (every process of its uid; the rest of its pid
+namespace): background processes (``daemon &``, ``setsid``, double forks) do not
+outlive the job. Without a sandbox (isolation ``none``) a process that left the group
+with ``setsid`` escapes; if it still holds the output pipes they are closed after
+``pipe_close_timeout`` seconds so the job can end.
 
 If the lease is lost (the control plane gave the job away) the program is killed and
 nothing is reported: the job is no longer ours. Every other path reports exactly one
@@ -40,7 +45,8 @@ and still tries to report FAILED.
 The child's environment is *clean*: only ``PATH``, ``HOME``, ``LANG``, ``LC_ALL``,
 ``TZ`` of the worker (never ``JOBYARD_*`` or other server secrets), then
 ``PYTHONUNBUFFERED=1`` (so Python programs' logs are live; a macro may override it),
-then the job's macros, then the execution macros, which nothing can override.
+then what the sandbox sets (a private ``HOME`` and ``TMPDIR``), then the job's macros,
+then the execution macros, which nothing can override.
 """
 
 from __future__ import annotations
@@ -61,7 +67,9 @@ from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job
 from jobyard.worker.child import Child
 from jobyard.worker.logwriter import LogWriter
+from jobyard.worker.outputs import collect_outputs
 from jobyard.worker.protocol import Assignment, WorkerBackend
+from jobyard.worker.sandbox import IsolationPlan, Isolator, JobSandbox
 from jobyard.worker.workspace import JobDirs, Workspace
 
 _log = logging.getLogger(__name__)
@@ -145,6 +153,10 @@ class _Stopped(Exception):
     """Raised inside a run when an abort, a timeout or a lost lease interrupts it."""
 
 
+#: Jobs of a runner given no isolator run as the worker's own user (unit tests).
+_UNCONFINED = Isolator(IsolationPlan("none", "no isolator given"))
+
+
 async def run_job(
     assignment: Assignment,
     backend: WorkerBackend,
@@ -154,13 +166,18 @@ async def run_job(
     options: RunnerOptions | None = None,
     control: JobControl | None = None,
     acquired_at: float | None = None,
+    isolator: Isolator | None = None,
 ) -> JobOutcome:
     """Run a prepared job to its end and report it. Never raises (but on cancellation).
 
     ``acquired_at`` is the ``time.monotonic()`` of the acquisition: the timeout counts
-    from there. ``control`` lets the caller abort the job or drop it.
+    from there. ``control`` lets the caller abort the job or drop it. ``isolator``
+    makes its sandbox (none: the job runs as the worker's user).
     """
-    run = _JobRun(assignment.job, backend, worker_id, workspace, options, control, acquired_at)
+    sandbox = (isolator or _UNCONFINED).open_job()
+    run = _JobRun(
+        assignment.job, backend, worker_id, workspace, options, control, acquired_at, sandbox
+    )
     return await run.execute(assignment)
 
 
@@ -173,13 +190,15 @@ async def run_acquired_job(
     options: RunnerOptions | None = None,
     control: JobControl | None = None,
     acquired_at: float | None = None,
+    isolator: Isolator | None = None,
 ) -> JobOutcome:
     """Like :func:`run_job` for a job just acquired: ``backend.prepare`` is part of it.
 
     A ``JobyardError`` from ``prepare`` (unknown entry point, inactive user...) ends
     the job FAILED ``initialization failed: <message>``.
     """
-    run = _JobRun(job, backend, worker_id, workspace, options, control, acquired_at)
+    sandbox = (isolator or _UNCONFINED).open_job()
+    run = _JobRun(job, backend, worker_id, workspace, options, control, acquired_at, sandbox)
     return await run.execute(None)
 
 
@@ -195,6 +214,7 @@ class _JobRun:
         options: RunnerOptions | None,
         control: JobControl | None,
         acquired_at: float | None,
+        sandbox: JobSandbox,
     ) -> None:
         self.job = job
         self.backend = backend
@@ -210,6 +230,7 @@ class _JobRun:
         self.env: dict[str, str] = {}
         self.child: Child | None = None
         self.outcome: JobOutcome | None = None
+        self.sandbox = sandbox
 
     # -- the sequence ----------------------------------------------------------------------
     async def execute(self, assignment: Assignment | None) -> JobOutcome:
@@ -227,21 +248,20 @@ class _JobRun:
             if self.control.requested or self._remaining() == 0:
                 return await self._finish_stopped(None)
             try:
-                await self._spawn()
+                child = await self._spawn()
             except (OSError, ValueError, subprocess.SubprocessError) as exc:
                 return await self._finish(
                     JobStatus.FAILED, None, f"cannot start program: {self._spawn_error(exc)}"
                 )
-            assert self.child is not None
             running = await self.backend.set_running(
-                self.job.id, worker_id=self.worker_id, pid=self.child.pid
+                self.job.id, worker_id=self.worker_id, pid=child.pid
             )
             if not running:
                 self.control.lose()
             return await self._supervise()
         except asyncio.CancelledError:
-            self._kill_group()
-            if self.child is not None:
+            if self.child is not None:  # the rest of the job's processes: in _finish
+                self.child.signal_group(signal.SIGKILL)
                 self.child.release()
             if self.outcome is None:
                 try:
@@ -297,7 +317,10 @@ class _JobRun:
         self.writer = await self._open_log(assignment.secret_values)
         if not assignment.argv or not assignment.argv[0]:
             raise InvalidInput("no command to run")
-        self.dirs = dirs = self.workspace.create_job_dirs(job.id)
+        owner = self.sandbox.owner
+        self.dirs = dirs = self.workspace.create_job_dirs(
+            job.id, owner=owner, private_tmp=self.sandbox.private_tmp
+        )
         if assignment.package_sha256:
             sha = assignment.package_sha256
 
@@ -310,11 +333,13 @@ class _JobRun:
                 kind=assignment.package_kind,
                 filename=assignment.package_filename,
                 fetch=fetch,
+                owner=owner,
             )
         for ref in assignment.payload:
             src = await self.backend.payload_path(ref)
-            await self.workspace.place_payload(dirs, ref.name, src)
-        self.env = build_env(assignment, dirs, self.options.base_env, self.options.api_url)
+            await self.workspace.place_payload(dirs, ref.name, src, owner)
+        base = {**self.options.base_env, **self.sandbox.environment(dirs)}
+        self.env = build_env(assignment, dirs, base, self.options.api_url)
 
     async def _open_log(self, secrets: list[str]) -> LogWriter:
         """Create the log file in a thread: file creation can take a millisecond."""
@@ -329,16 +354,17 @@ class _JobRun:
             fut.add_done_callback(_close_opened_log)
             raise
 
-    async def _spawn(self) -> None:
-        assert self.assignment is not None and self.dirs is not None and self.writer is not None
-        self.child = await Child.spawn(
-            self.assignment.argv, cwd=self.dirs.spec, env=self.env, writer=self.writer
+    async def _spawn(self) -> Child:
+        if self.assignment is None or self.dirs is None or self.writer is None:
+            raise RuntimeError("spawn before initialization")
+        self.child = await self.sandbox.spawn(
+            self.assignment.argv, self.dirs, self.env, self.writer
         )
+        return self.child
 
     def _spawn_error(self, exc: BaseException) -> str:
         message = _describe(exc)
-        assert self.assignment is not None
-        program = self.assignment.argv[0]
+        program = self.assignment.argv[0] if self.assignment is not None else ""
         if (
             isinstance(exc, FileNotFoundError)
             and "/" not in program
@@ -346,11 +372,17 @@ class _JobRun:
             and (self.dirs.spec / program).exists()
         ):
             message += f" (to run the package's own file, write ./{program})"
+        elif isinstance(exc, PermissionError) and self.sandbox.uid is not None:
+            message += (
+                f" (jobs run as uid {self.sandbox.uid}: the program and every folder above it"
+                " must be readable and searchable by others)"
+            )
         return message
 
     async def _supervise(self) -> JobOutcome:
         child = self.child
-        assert child is not None
+        if child is None:
+            raise RuntimeError("supervise before spawn")
         if not self.control.requested:
             await asyncio.wait(
                 (child.exited, self.control.waiter),
@@ -361,7 +393,7 @@ class _JobRun:
         if stopped_by_us:
             grace = 0.0 if self.control.lost else self.options.abort_grace_seconds
             await self._terminate(child, grace)
-        child.signal_group(signal.SIGKILL)  # stragglers: background processes of the program
+        await self._end_processes()  # stragglers: background processes of the program
         await self._drain_pipes(child)
         if stopped_by_us:
             return await self._finish_stopped(child.returncode)
@@ -369,15 +401,17 @@ class _JobRun:
 
     async def _terminate(self, child: Child, grace: float) -> None:
         if grace > 0:
-            child.signal_group(signal.SIGTERM)
+            self.sandbox.stop(child, signal.SIGTERM)
             await asyncio.wait((child.exited,), timeout=grace)
         if not child.exited.done():
             child.signal_group(signal.SIGKILL)
             await child.exited
 
-    def _kill_group(self) -> None:
+    async def _end_processes(self) -> None:
+        """SIGKILL the program's group and everything else its sandbox holds."""
         if self.child is not None:
             self.child.signal_group(signal.SIGKILL)
+        await self.sandbox.collect()
 
     async def _reap(self) -> None:
         """After an unexpected error: kill the group, wait (bounded), release the pipes."""
@@ -400,8 +434,7 @@ class _JobRun:
 
     # -- endings -----------------------------------------------------------------------------
     async def _finish_exited(self, returncode: int | None) -> JobOutcome:
-        assert self.assignment is not None
-        if returncode is None:  # pragma: no cover - exited implies a return code
+        if returncode is None or self.assignment is None:  # pragma: no cover - cannot be
             return await self._finish(JobStatus.FAILED, None, "worker error: no exit status")
         if returncode < 0:
             return await self._finish(
@@ -432,14 +465,14 @@ class _JobRun:
         self.outcome = JobOutcome(status, exit_code, reason, reported)
         writer = self.writer if self.writer is not None or not reported else self._late_writer()
         try:
+            await self._end_processes()  # nothing of the job may touch its folders now
             if reported and self.dirs is not None:
                 await self._store_outputs(self.dirs)
             if writer is not None:
                 if reason is not None and status is not JobStatus.FINISHED:
                     writer.note(reason if status is None else f"{status.value}: {reason}")
                 writer.close()
-            if reported:
-                assert status is not None
+            if status is not None and reported:
                 if writer is not None:
                     await _best_effort(self.backend.log_closed(job_id), "close the log", job_id)
                 self.control.ending = True  # from here on a missing lease is expected
@@ -462,6 +495,7 @@ class _JobRun:
                     await self.workspace.remove_job_dirs(self.dirs)
                 except OSError as exc:
                     _log.warning("job %s: cannot remove its folders: %s", job_id, exc)
+            self.sandbox.close()
         return self.outcome
 
     def _late_writer(self) -> LogWriter | None:
@@ -474,7 +508,11 @@ class _JobRun:
         return self.writer
 
     async def _store_outputs(self, dirs: JobDirs) -> None:
-        for name, path in Workspace.output_files(dirs):
+        scan = collect_outputs(dirs.out, self.sandbox.uid)
+        if self.writer is not None:
+            for note in scan.refused:
+                self.writer.note(note)
+        for name, path in scan.kept:
             try:
                 await self.backend.store_output(self.job.id, name, path)
             except Exception as exc:
@@ -500,6 +538,7 @@ def build_env(
     env["JOB_TEMPLATE_ID"] = "" if assignment.template_id is None else str(assignment.template_id)
     env["LOCAL_JOB_SPEC_DIR"] = str(dirs.spec)
     env["LOCAL_JOB_OUT_DIR"] = str(dirs.out)
+    env["JOB_PAYLOAD_DIR"] = str(dirs.payload)
     env["SESSION_ID"] = assignment.session_token
     env["JOBYARD_API_URL"] = api_url
     for name, value in env.items():

@@ -4,14 +4,25 @@ Layout under ``work_root`` (one per worker host; several worker processes may sh
 it, since job ids are unique and the cache is filled with atomic renames)::
 
     work_root/
-      jobs/<job_id>/          LOCAL_JOB_SPEC_DIR: package copy + payload files; cwd
+      jobs/<job_id>/          LOCAL_JOB_SPEC_DIR: the package copy; the program's cwd
       jobs/<job_id>.out/      LOCAL_JOB_OUT_DIR: files here become output files
+      jobs/<job_id>.payload/  JOB_PAYLOAD_DIR: the payload files
+      jobs/<job_id>.tmp/      HOME and TMPDIR of a sandboxed job (private, removed after)
       cache/<sha256>/         a zip/tar package unpacked once, never modified after
       cache/.tmp-<sha>-<rnd>/ an unpack in progress (renamed into place when complete)
       spare/<pid>-<rnd>-<n>/  empty folders of ended jobs, recycled for the next jobs
 
-The out folder is a *sibling* of the spec folder, not inside it, so a package can
-never shadow or pre-fill it and "every file of LOCAL_JOB_OUT_DIR" is unambiguous.
+The out and payload folders are *siblings* of the spec folder, not inside it: a package
+can never shadow or pre-fill them, "every file of LOCAL_JOB_OUT_DIR" is unambiguous,
+and a payload file can never replace or shadow a package file (a payload named
+``run.sh`` or ``json.py`` next to the package's own files would run the caller's code
+inside someone else's jobconfig).
+
+The jobs folder may live elsewhere than the cache (``jobs_root``): when jobs run as uids
+of their own (:mod:`jobyard.worker.jobuids`), every folder above a job's must be
+searchable by them, while the cache and the rest of the home stay private. A job's
+folders then belong to its uid (mode 0700), and nothing else is reachable: ``jobs/``
+is ``0711`` (no listing), ``cache/`` and ``spare/`` are ``0700``.
 
 Job folders are recycled: an ended job's folder that is empty (the job wrote nothing
 there) is renamed to ``spare/`` and renamed back for a later job, because creating
@@ -46,19 +57,31 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from jobyard.core.errors import InvalidInput
-from jobyard.core.packages import detect_kind, normalize_member_name, sha256_file
+from jobyard.core.packages import detect_kind, normalize_member_name, safe_filename, sha256_file
 from jobyard.core.unpack import place_file, safe_unpack
 
 T = TypeVar("T")
 ArchiveKind = Literal["zip", "tar"]
 
 
+#: (uid, gid) that a job's files belong to; None: the worker's own.
+Owner = tuple[int, int] | None
+
+
 @dataclass(frozen=True, slots=True)
 class JobDirs:
-    """The two folders of one job."""
+    """The folders of one job (``tmp`` only for sandboxed jobs)."""
 
     spec: Path
     out: Path
+    payload: Path
+    tmp: Path | None = None
+
+    @property
+    def all(self) -> tuple[Path, ...]:
+        """Every folder of the job that exists while it runs."""
+        folders = (self.spec, self.out, self.payload)
+        return folders if self.tmp is None else (*folders, self.tmp)
 
 
 class Workspace:
@@ -68,55 +91,78 @@ class Workspace:
         self,
         root: Path,
         *,
+        jobs_root: Path | None = None,
         unpack_max_bytes: int = 2 * 1024**3,
         unpack_max_entries: int = 100_000,
     ) -> None:
         self.root = root
-        self.jobs_root = root / "jobs"
+        self.jobs_root = jobs_root or root / "jobs"
         self.cache_root = root / "cache"
         self.unpack_max_bytes = unpack_max_bytes
         self.unpack_max_entries = unpack_max_entries
         self._filling: dict[str, asyncio.Task[tuple[Literal["file", "tree"], Path]]] = {}
         self._roots_made = False
-        self.spare_root = root / "spare"
+        # Spares are renamed into jobs/: they must be on its file system.
+        self.spare_root = self.jobs_root.with_name("spare")
         self.max_spares = 64
         self._spares: list[Path] = []
         self._spare_prefix = f"{os.getpid()}-{uuid.uuid4().hex[:6]}-"
         self._spare_counter = itertools.count()
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Workspace:
+    def from_settings(cls, settings: Any, *, jobs_root: Path | None = None) -> Workspace:
         """``$JOBYARD_HOME/work`` with the settings' unpack limits."""
         return cls(
             Path(settings.home) / "work",
+            jobs_root=jobs_root,
             unpack_max_bytes=settings.unpack_max_bytes,
             unpack_max_entries=settings.unpack_max_entries,
         )
 
     # -- job folders ---------------------------------------------------------------------
-    def job_dirs(self, job_id: int) -> JobDirs:
+    def job_dirs(self, job_id: int, *, private_tmp: bool = False) -> JobDirs:
         """The folders of ``job_id`` (they may not exist)."""
-        return JobDirs(spec=self.jobs_root / str(job_id), out=self.jobs_root / f"{job_id}.out")
+        base = self.jobs_root
+        return JobDirs(
+            spec=base / str(job_id),
+            out=base / f"{job_id}.out",
+            payload=base / f"{job_id}.payload",
+            tmp=base / f"{job_id}.tmp" if private_tmp else None,
+        )
 
-    def create_job_dirs(self, job_id: int) -> JobDirs:
-        """Create both (empty) folders; leftovers of an earlier crash are removed first.
+    def _make_roots(self, shared: bool) -> None:
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in (self.cache_root, self.spare_root):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Job uids must reach their own folders (search) but list nothing.
+        self.jobs_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.jobs_root, 0o711 if shared else 0o700)
+        if shared and self.jobs_root.parent == self.root:
+            os.chmod(self.root, 0o711)
+        self._roots_made = True
 
-        Empty folders of ended jobs are recycled (renamed) instead of created anew:
-        on some disks creating and removing a directory costs milliseconds, a rename
-        a few microseconds, and this is on every job's path.
+    def create_job_dirs(
+        self, job_id: int, *, owner: Owner = None, private_tmp: bool = False
+    ) -> JobDirs:
+        """Create the (empty) folders; leftovers of an earlier crash are removed first.
+
+        With an ``owner`` the folders belong to the job's uid (mode 0700). Empty folders
+        of ended jobs are recycled (renamed) instead of created anew: on some disks
+        creating and removing a directory costs milliseconds, a rename a few
+        microseconds, and this is on every job's path.
         """
         if not self._roots_made:
-            for folder in (self.jobs_root, self.cache_root, self.spare_root):
-                folder.mkdir(parents=True, exist_ok=True)
-            self._roots_made = True
-        dirs = self.job_dirs(job_id)
-        for folder in (dirs.spec, dirs.out):
+            self._make_roots(shared=owner is not None)
+        dirs = self.job_dirs(job_id, private_tmp=private_tmp)
+        for folder in dirs.all:
             try:
                 self._new_dir(folder)
             except FileNotFoundError:  # jobs/ was removed under us
                 self._roots_made = False
                 self._spares.clear()
-                return self.create_job_dirs(job_id)
+                return self.create_job_dirs(job_id, owner=owner, private_tmp=private_tmp)
+            if owner is not None:
+                os.chown(folder, *owner)
         return dirs
 
     def _new_dir(self, folder: Path) -> None:
@@ -133,15 +179,19 @@ class Workspace:
                 self._spares.append(spare)
                 force_rmtree(folder)
         try:
-            os.mkdir(folder, 0o755)
+            os.mkdir(folder, 0o700)
         except FileExistsError:
             force_rmtree(folder)
-            os.mkdir(folder, 0o755)
+            os.mkdir(folder, 0o700)
 
     async def remove_job_dirs(self, dirs: JobDirs) -> None:
-        """Delete a job's folders: empty ones are kept as spares, others go in a thread."""
+        """Delete a job's folders: empty ones are kept as spares, others go in a thread.
+
+        Call it only once every process of the job has ended: the folders are then
+        nobody's but the worker's, whatever links the job left in them.
+        """
         rest = []
-        for folder in (dirs.spec, dirs.out):
+        for folder in dirs.all:
             try:
                 if self._keep_as_spare(folder):
                     continue
@@ -159,7 +209,8 @@ class Workspace:
         with os.scandir(folder) as entries:
             if next(entries, None) is not None:
                 return False
-        os.chmod(folder, 0o755)  # a job may have changed it
+        os.chown(folder, os.geteuid(), os.getegid())  # a job's uid may own it
+        os.chmod(folder, 0o700)  # a job may have changed it
         spare = self.spare_root / f"{self._spare_prefix}{next(self._spare_counter)}"
         os.rename(folder, spare)
         self._spares.append(spare)
@@ -174,17 +225,19 @@ class Workspace:
         kind: str | None,
         filename: str | None,
         fetch: Callable[[], Awaitable[Path]],
+        owner: Owner = None,
     ) -> None:
         """Lay the package out in the job's spec folder (a copy of the cached tree).
 
         ``fetch`` returns a local file holding the upload (the backend downloads it if
-        needed); it is called only when the cache does not have the package yet.
+        needed); it is called only when the cache does not have the package yet. With
+        an ``owner`` the copy belongs to the job's uid.
         """
         what, path = await self.obtain_package(sha256, kind, fetch)
         if what == "file":
-            await _in_thread(place_file, path, dirs.spec, filename or sha256[:12])
+            await _in_thread(_place_owned_file, path, dirs.spec, filename or sha256[:12], owner)
         else:
-            await _in_thread(_copy_tree, path, dirs.spec)
+            await _in_thread(_copy_tree, path, dirs.spec, owner)
 
     async def obtain_package(
         self, sha256: str, kind: str | None, fetch: Callable[[], Awaitable[Path]]
@@ -254,39 +307,15 @@ class Workspace:
         return cached
 
     # -- payload and outputs ---------------------------------------------------------------
-    async def place_payload(self, dirs: JobDirs, name: str, src: Path) -> Path:
-        """Copy one payload file to ``spec/<name>`` (``name`` may hold ``/``)."""
+    async def place_payload(self, dirs: JobDirs, name: str, src: Path, owner: Owner = None) -> Path:
+        """Copy one payload file to ``JOB_PAYLOAD_DIR/<name>`` (``name`` may hold ``/``)."""
         try:
             rel = normalize_member_name(name)
         except InvalidInput as exc:
             raise InvalidInput(f"payload file name {name!r} is not usable") from exc
         if not rel:
             raise InvalidInput(f"payload file name {name!r} is not usable")
-        return await _in_thread(_copy_payload, dirs.spec, rel, src)
-
-    @staticmethod
-    def output_files(dirs: JobDirs) -> list[tuple[str, Path]]:
-        """Every regular file under the out folder, as ``(relative/name, path)``, sorted.
-
-        Symbolic links are skipped: a job could otherwise hand over a file it merely
-        points at.
-        """
-        found: list[tuple[str, Path]] = []
-        stack = [(dirs.out, "")]
-        while stack:
-            folder, prefix = stack.pop()
-            try:
-                entries = list(os.scandir(folder))
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
-                continue
-            for entry in entries:
-                name = f"{prefix}{entry.name}"
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((Path(entry.path), f"{name}/"))
-                elif entry.is_file(follow_symlinks=False):
-                    found.append((name, Path(entry.path)))
-        found.sort()
-        return found
+        return await _in_thread(_copy_payload, dirs.payload, rel, src, owner)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -307,27 +336,46 @@ async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
         raise
 
 
-def _copy_tree(src: Path, dest: Path) -> None:
+def _copy_tree(src: Path, dest: Path, owner: Owner) -> None:
     shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+    if owner is not None:
+        chown_tree(dest, owner)
 
 
-def _copy_payload(spec: Path, rel: str, src: Path) -> Path:
-    target = spec.joinpath(*rel.split("/"))
-    # Parents must be real folders inside spec: never follow a package's link.
-    cur = spec
+def _place_owned_file(src: Path, dest_dir: Path, name: str, owner: Owner) -> None:
+    place_file(src, dest_dir, name)
+    if owner is not None:
+        os.lchown(dest_dir / safe_filename(name), *owner)
+
+
+def chown_tree(top: Path, owner: tuple[int, int]) -> None:
+    """Give everything under ``top`` (not ``top`` itself) to ``owner``; links not followed."""
+    for folder, dirnames, filenames in os.walk(top):
+        for name in (*dirnames, *filenames):
+            os.lchown(os.path.join(folder, name), *owner)
+
+
+def _copy_payload(base: Path, rel: str, src: Path, owner: Owner) -> Path:
+    target = base.joinpath(*rel.split("/"))
+    # Parents must be real folders inside the payload folder: never follow a link.
+    cur = base
     for part in rel.split("/")[:-1]:
         cur = cur / part
         try:
             st = os.lstat(cur)
         except FileNotFoundError:
             os.mkdir(cur, 0o755)
+            if owner is not None:
+                os.chown(cur, *owner)
             continue
         if not stat.S_ISDIR(st.st_mode):
             raise InvalidInput(f"payload file {rel!r} would be written through {cur.name!r}")
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(target)  # a package file or link of that name is replaced, not followed
+        os.unlink(target)  # a file or link of that name is replaced, not followed
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "wb") as fout, open(src, "rb") as fin:
+        if owner is not None:
+            os.fchown(fout.fileno(), *owner)
         shutil.copyfileobj(fin, fout, 1024 * 1024)
     return target
 

@@ -462,7 +462,12 @@ async def test_payload_files(backend, workspace, options, tmp_path):
         backend,
         workspace,
         options,
-        ["sh", "-c", 'cat in.csv data/x.csv > "$LOCAL_JOB_OUT_DIR/copy"; echo z >> in.csv'],
+        [
+            "sh",
+            "-c",
+            'cd "$JOB_PAYLOAD_DIR" && cat in.csv data/x.csv > "$LOCAL_JOB_OUT_DIR/copy"'
+            ' && echo z >> in.csv && ls -A "$LOCAL_JOB_SPEC_DIR" | wc -l',
+        ],
         payload=[
             PayloadRef("in.csv", "payloads/1/in.csv"),
             PayloadRef("data/x.csv", "payloads/1/in.csv"),
@@ -471,6 +476,51 @@ async def test_payload_files(backend, workspace, options, tmp_path):
     assert outcome.status is JobStatus.FINISHED
     assert backend.outputs[1]["copy"] == b"col\n1\ncol\n1\n"
     assert src.read_bytes() == b"col\n1\n", "the job got a copy"
+    assert ("out", b"0") in log_lines(backend), "payload files stay out of the package folder"
+
+
+async def test_outputs_refused_are_noted_and_odd_names_kept_safely(backend, workspace, options):
+    script = (
+        'cd "$LOCAL_JOB_OUT_DIR" && echo a > "back\\slash" && echo b > "new\nline"'
+        " && printf c > \"$(printf 'bad\\377')\" && echo d > '100%.txt'"
+        " && echo e > twice && ln twice twice2 && ln -s /etc/hostname link && mkfifo fifo"
+    )
+    outcome = await run(backend, workspace, options, ["sh", "-c", script])
+    assert outcome.status is JobStatus.FINISHED
+    assert backend.outputs[1] == {
+        "back%5Cslash": b"a\n",
+        "new%0Aline": b"b\n",
+        "bad%FF": b"c",
+        "100%.txt": b"d\n",
+    }
+    notes = b"\n".join(text for stream, text in log_lines(backend) if stream == "sys")
+    for name, why in [
+        (b"twice", b"a hard link"),
+        (b"twice2", b"a hard link"),
+        (b"link", b"a symbolic link"),
+        (b"fifo", b"a FIFO"),
+    ]:
+        assert b"output file '" + name + b"' not kept: " + why in notes, notes
+
+
+async def test_payload_never_replaces_a_package_file(backend, workspace, options, tmp_path):
+    pkg = make_tgz(tmp_path / "pkg.tgz", {"run.sh": (b"#!/bin/sh\necho package\n", 0o755)})
+    backend.packages[sha256_file(pkg)] = pkg
+    evil = tmp_path / "evil"
+    evil.write_bytes(b"#!/bin/sh\necho caller\n")
+    backend.payloads["k"] = evil
+    outcome = await run(
+        backend,
+        workspace,
+        options,
+        ["./run.sh"],
+        package_sha256=sha256_file(pkg),
+        package_kind="tar",
+        package_filename="pkg.tgz",
+        payload=[PayloadRef("run.sh", "k")],
+    )
+    assert outcome.status is JobStatus.FINISHED
+    assert ("out", b"package") in log_lines(backend)
 
 
 async def test_bad_payload_name(backend, workspace, options, tmp_path):

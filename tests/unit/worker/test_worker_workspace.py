@@ -12,6 +12,7 @@ import pytest
 
 from jobyard.core.errors import InvalidInput
 from jobyard.core.packages import sha256_file
+from jobyard.worker.outputs import collect_outputs
 from jobyard.worker.workspace import Workspace
 
 
@@ -85,7 +86,7 @@ async def test_cache_filled_once_under_concurrency(tmp_path: Path) -> None:
     assert (fresh.spec / "a.txt").read_bytes() == b"A"
 
 
-async def test_payload_never_written_through_package_links(tmp_path: Path) -> None:
+async def test_payload_goes_to_its_own_folder_never_into_the_package(tmp_path: Path) -> None:
     pkg = make_tgz(tmp_path / "p.tgz", {"real/x": b"pkg"}, links={"alias": "real", "f": "real/x"})
     sha = sha256_file(pkg)
     ws = Workspace(tmp_path / "w")
@@ -97,11 +98,15 @@ async def test_payload_never_written_through_package_links(tmp_path: Path) -> No
     await ws.install_package(dirs, sha256=sha, kind=None, filename=None, fetch=fetch)
     src = tmp_path / "payload"
     src.write_bytes(b"payload")
-    with pytest.raises(InvalidInput, match="written through"):
-        await ws.place_payload(dirs, "alias/x", src)
-    await ws.place_payload(dirs, "f", src)  # replaces the link itself
-    assert not (dirs.spec / "f").is_symlink()
+    await ws.place_payload(dirs, "alias/x", src)
+    await ws.place_payload(dirs, "f", src)
+    assert (dirs.payload / "alias" / "x").read_bytes() == b"payload"
+    assert (dirs.payload / "f").read_bytes() == b"payload"
+    assert (dirs.spec / "f").is_symlink(), "the package is untouched"
     assert (dirs.spec / "real" / "x").read_bytes() == b"pkg"
+    os.symlink(dirs.spec, dirs.payload / "link")
+    with pytest.raises(InvalidInput, match="written through"):
+        await ws.place_payload(dirs, "link/x", src)
     for bad in ("../escape", "/abs", "", "a/../../b"):
         with pytest.raises(InvalidInput):
             await ws.place_payload(dirs, bad, src)
@@ -115,5 +120,23 @@ def test_output_files(tmp_path: Path) -> None:
     (dirs.out / "sub" / "deeper" / "a.bin").write_bytes(b"a")
     os.symlink("/etc/hostname", dirs.out / "link")
     os.symlink(dirs.out / "sub", dirs.out / "dirlink")
-    names = [name for name, _ in Workspace.output_files(dirs)]
-    assert names == ["sub/deeper/a.bin", "z.txt"]
+    scan = collect_outputs(dirs.out)
+    assert [name for name, _ in scan.kept] == ["sub/deeper/a.bin", "z.txt"]
+    assert sorted(scan.refused) == [
+        "output file 'dirlink' not kept: a symbolic link",
+        "output file 'link' not kept: a symbolic link",
+    ]
+
+
+def test_job_folders_belong_to_the_job_uid(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "w", jobs_root=tmp_path / "elsewhere" / "jobs")
+    # As root: a uid of the job range; unprivileged, chown can only keep our own.
+    owner = (2_000_000_123,) * 2 if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    dirs = ws.create_job_dirs(4, owner=owner, private_tmp=True)
+    assert dirs.tmp == tmp_path / "elsewhere" / "jobs" / "4.tmp"
+    for folder in dirs.all:
+        st = os.stat(folder)
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (*owner, 0o700)
+    assert os.stat(ws.jobs_root).st_mode & 0o777 == 0o711
+    assert os.stat(ws.cache_root).st_mode & 0o777 == 0o700
+    assert ws.spare_root == tmp_path / "elsewhere" / "spare"
