@@ -26,10 +26,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from tests.support.unprivileged import UserRuntime
 
 #: How long ``jobyard up`` may take to answer ``/healthz``.
 STARTUP_SECONDS = 60.0
@@ -133,8 +136,12 @@ def jobyard_server(
     env: Mapping[str, str] | None = None,
     args: Sequence[str] = (),
     startup_seconds: float = STARTUP_SECONDS,
+    as_user: UserRuntime | None = None,
 ) -> Iterator[RunningServer]:
-    """Run ``jobyard up`` with ``JOBYARD_HOME=home`` on a free port until the block ends."""
+    """Run ``jobyard up`` with ``JOBYARD_HOME=home`` on a free port until the block ends.
+
+    ``as_user``: run it as that unprivileged user (``home`` must be theirs).
+    """
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -147,11 +154,15 @@ def jobyard_server(
             **(env or {}),
         }
     )
+    command = [*jobyard_command(), "up", *args]
+    if as_user is not None:
+        command = as_user.command("up", *args)
+        server_env = as_user.env(server_env, home)
     stdout_path = home.with_name(home.name + ".stdout.log")
     stderr_path = home.with_name(home.name + ".stderr.log")
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(
-            [*jobyard_command(), "up", *args],
+            command,
             env=server_env,
             stdin=subprocess.DEVNULL,
             stdout=out,

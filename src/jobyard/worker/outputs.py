@@ -4,8 +4,8 @@ Every entry is either **kept** (listed and downloadable) or **refused with a lin
 job's log** saying why — never dropped silently:
 
 * a regular file with a single name is kept; in a sandbox it must also belong to the
-  job's uid. Kept files are handed to the worker (owner and mode 0600) before they are
-  moved into the blob store, so nothing of the job's uid remains there;
+  job's uid. Kept files are handed to the worker (its owner, mode 0600) before they are
+  moved into the blob store, so nothing there belongs to a job's uid or is open to others;
 * a symbolic link is refused (the job could otherwise hand over a file it merely
   points at), and so is a hard link (a file with several names: a job could link a file
   it may not read — the server's key — into its out folder and have the worker publish
@@ -104,7 +104,7 @@ def collect_outputs(out: Path, job_uid: int | None = None) -> OutputScan:
             path = Path(os.fsdecode(entry.path))
             if job_uid is not None:
                 os.chown(path, os.geteuid(), os.getegid())
-                os.chmod(path, 0o600)
+            os.chmod(path, 0o600)  # it joins the server's private files
             seen.add(name)
             scan.kept.append((name, path))
     scan.kept.sort()

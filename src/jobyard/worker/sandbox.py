@@ -12,12 +12,13 @@ A job is untrusted code (SPEC §8). Modes (setting ``isolation``):
     uses the thread-credential path of :mod:`jobyard.worker.creds`.
 ``namespace``
     The program runs under bubblewrap (``bwrap``) in new user, mount, pid and IPC
-    namespaces: the host's file system read-only, with the server's home, blobs, work
-    folder, the server user's home folder and ``/tmp``, ``/var/tmp`` replaced by empty
-    private folders, and only the job's own folders bound in, writable; a new ``/proc``
-    shows only the job's processes. When the program ends, the pid namespace ends and
-    every process in it is killed. Works unprivileged (user namespaces); a root worker
-    also switches to a job uid. Costs ~3 ms per job (measured in docs/benchmarks.md).
+    namespaces: the host's file system read-only; the server's home, blobs and work
+    folders, the server user's home folder and ``/run/jobyard`` replaced by empty
+    read-only folders; ``/tmp`` and ``/var/tmp`` empty and private to the job; only the
+    job's own folders bound in, writable; a new ``/proc`` shows only the job's
+    processes. When the program ends, the pid namespace ends and every process in it is
+    killed. Works unprivileged (user namespaces); a root worker also switches to a job
+    uid. Costs a few milliseconds per job (measured in docs/benchmarks.md).
 ``none``
     The program runs as the worker's own user: it can read everything the server can
     (its key, its database, every log). Only for a single trusted user; announced at
@@ -58,8 +59,10 @@ _log = logging.getLogger(__name__)
 Mode = Literal["uid", "namespace", "none"]
 ISOLATION_CHOICES = ("auto", "uid", "namespace", "none")
 BWRAP = "bwrap"
-#: Host folders a namespace job never sees (each replaced by an empty private folder).
-ALWAYS_HIDDEN = ("/tmp", "/var/tmp", "/run/jobyard")
+#: Host folders a namespace job gets empty and private (writable scratch space).
+SCRATCH = ("/tmp", "/var/tmp")
+#: Host folders a namespace job never sees (each replaced by an empty read-only folder).
+ALWAYS_HIDDEN = ("/run/jobyard",)
 
 
 class IsolationError(JobyardError):
@@ -203,13 +206,20 @@ class JobSandbox:
             return list(argv)
         wrapped = [self.plan.bwrap, "--die-with-parent", *_NAMESPACES]
         wrapped += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for path in _existing(self._isolator.hidden):
+        for path in SCRATCH:
+            if os.path.isdir(path):
+                wrapped += ["--tmpfs", path]
+        hidden = _outermost(self._isolator.hidden)
+        for path in hidden:
             if path.is_dir():
                 wrapped += ["--tmpfs", str(path)]
             else:
                 wrapped += ["--ro-bind", "/dev/null", str(path)]
         for folder in dirs.all:
             wrapped += ["--bind", str(folder), str(folder)]
+        for path in hidden:  # after the binds: their mount points are made, nothing more
+            if path.is_dir():
+                wrapped += ["--remount-ro", str(path)]
         return [*wrapped, "--chdir", str(dirs.spec), "--", *argv]
 
     def launcher(self) -> Launch | None:
@@ -294,23 +304,31 @@ def jobs_root_for(home: Path, plan: IsolationPlan) -> Path | None:
     return private_dir(base / f"jobyard-{tag}", 0o711) / "jobs"
 
 
-def _existing(paths: Iterable[Path]) -> list[Path]:
-    found = {p for p in paths if p != Path("/") and os.path.lexists(p)}
-    return sorted(found, key=lambda p: (len(p.parts), str(p)))
+def _outermost(paths: Iterable[Path]) -> list[Path]:
+    """The existing ``paths``, without those inside another one (hidden with it)."""
+    found = sorted(
+        {p for p in paths if p != Path("/") and os.path.lexists(p)},
+        key=lambda p: (len(p.parts), str(p)),
+    )
+    kept: list[Path] = []
+    for path in found:
+        if not any(path.is_relative_to(outer) for outer in kept):
+            kept.append(path)
+    return kept
 
 
 def _group_members(pgid: int, *, skip_parent_of: int) -> list[int]:
     """Pids of process group ``pgid`` but its leader and the leader's direct children."""
     members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    with os.scandir("/proc") as entries:
+        pids = [int(entry.name) for entry in entries if entry.name.isdigit()]
+    for pid in pids:
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
                 fields = fh.read().rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        pid, ppid, pgrp = int(entry.name), int(fields[1]), int(fields[2])
+        ppid, pgrp = int(fields[1]), int(fields[2])
         if pgrp == pgid and pid != pgid and ppid != skip_parent_of:
             members.append(pid)
     return members

@@ -297,6 +297,7 @@ class Workspace:
             max_bytes=self.unpack_max_bytes,
             max_entries=self.unpack_max_entries,
         )
+        _owner_bits_only(tmp)
         try:
             os.rename(tmp, cached)
         except OSError as exc:
@@ -346,6 +347,21 @@ def _place_owned_file(src: Path, dest_dir: Path, name: str, owner: Owner) -> Non
     place_file(src, dest_dir, name)
     if owner is not None:
         os.lchown(dest_dir / safe_filename(name), *owner)
+
+
+def _owner_bits_only(top: Path) -> None:
+    """Keep only the owner's permission bits in an unpacked tree: the cache is private.
+
+    A job's copy belongs to whoever runs it (the worker's user, or the job's uid after
+    :func:`chown_tree`), so the owner bits are all it needs (executables stay so).
+    """
+    for folder, dirnames, filenames in os.walk(top):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(folder, name)
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISLNK(mode):
+                os.chmod(path, stat.S_IMODE(mode) & 0o700)
+    os.chmod(top, 0o700)
 
 
 def chown_tree(top: Path, owner: tuple[int, int]) -> None:
