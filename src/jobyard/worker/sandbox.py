@@ -206,9 +206,9 @@ class JobSandbox:
             return list(argv)
         wrapped = [self.plan.bwrap, "--die-with-parent", *_NAMESPACES]
         wrapped += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for path in SCRATCH:
-            if os.path.isdir(path):
-                wrapped += ["--tmpfs", path]
+        for scratch in SCRATCH:
+            if os.path.isdir(scratch):
+                wrapped += ["--tmpfs", scratch]
         hidden = _outermost(self._isolator.hidden)
         for path in hidden:
             if path.is_dir():
