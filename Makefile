@@ -20,18 +20,21 @@ run: venv
 	JOBYARD_HOME=$${JOBYARD_HOME:-./var} $(BIN)/jobyard up --example
 
 ## system packages the tests need: PostgreSQL server binaries (initdb, pg_ctl) for the
-## store suite; a JDK and Quartz 2.3 (the reference for cron conformance)
+## store suite; a JDK and Quartz 2.3 (the reference for cron conformance); bubblewrap (the
+## namespace job sandbox) and Debian's python3 (a Python every job uid may run)
 system-deps:
 	@missing=""; \
 	if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		missing="$$missing postgresql"; fi; \
 	if ! command -v javac >/dev/null 2>&1; then missing="$$missing openjdk-17-jdk-headless"; fi; \
 	if ! ls /usr/share/java/quartz2*.jar >/dev/null 2>&1; then missing="$$missing libquartz2-java"; fi; \
+	if ! command -v bwrap >/dev/null 2>&1; then missing="$$missing bubblewrap"; fi; \
+	if [ ! -x /usr/bin/python3 ]; then missing="$$missing python3"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing with apt-get:$$missing"; \
 		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	else \
-		echo "System packages for the tests: present (PostgreSQL, JDK, Quartz)"; \
+		echo "System packages for the tests: present (PostgreSQL, JDK, Quartz, bubblewrap, python3)"; \
 	fi
 
 lint: venv
