@@ -15,6 +15,7 @@ import glob
 import itertools
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -69,6 +70,7 @@ class PgCluster:
     root: Path
     port: int
     run_as: str | None
+    password: str = ""
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _reset_sql: str | None = None
 
@@ -78,12 +80,17 @@ class PgCluster:
 
     def url(self, database: str = "postgres") -> str:
         """SQLAlchemy URL of ``database`` (the store rewrites it to psycopg 3)."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def connect(self, database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         """An autocommit admin connection."""
         return psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname=database, autocommit=True
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            password=self.password,
+            dbname=database,
+            autocommit=True,
         )
 
     def _cmd(self, *args: str) -> list[str]:
@@ -184,7 +191,17 @@ def start_cluster() -> PgCluster:
         run_as = "nobody"
         user = pwd.getpwnam(run_as)
         os.chown(root, user.pw_uid, user.pw_gid)
-    cluster = PgCluster(bindir=bindir, root=root, port=free_port(), run_as=run_as)
+    # A password over TCP, as in production: job programs share the host's network, so a
+    # cluster that trusted 127.0.0.1 would be theirs to read and change.
+    password = secrets.token_urlsafe(16)
+    cluster = PgCluster(
+        bindir=bindir, root=root, port=free_port(), run_as=run_as, password=password
+    )
+    pwfile = root / "pwfile"
+    pwfile.write_text(password + "\n")
+    if run_as is not None:
+        user = pwd.getpwnam(run_as)
+        os.chown(pwfile, user.pw_uid, user.pw_gid)
     try:
         cluster.run(
             str(bindir / "initdb"),
@@ -192,7 +209,9 @@ def start_cluster() -> PgCluster:
             str(cluster.datadir),
             "-U",
             "postgres",
-            "--auth=trust",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            f"--pwfile={pwfile}",
             "--encoding=UTF8",
             "--locale=C",
             "--no-sync",
