@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -259,7 +261,10 @@ def _how(name: str, tmp: Path) -> _How:
     if name == "root":
         if os.geteuid() != 0:
             pytest.skip("the uid sandbox needs a root server (CI runs as root)")
-        return _How(None, tmp / "home")
+        # A home whose parents are searchable (unlike pytest's): job folders then live
+        # inside it, and the home itself is searchable by job uids (0711) — the harder
+        # case for the sandbox. (Under pytest's folders they go to /var/tmp instead.)
+        return _How(None, Path(tempfile.mkdtemp(prefix="jobyard-sandbox-", dir="/tmp")) / "home")
     if os.geteuid() != 0:  # already unprivileged: run the server as we are
         return _How(None, tmp / "home")
     runtime = user_runtime()
@@ -291,3 +296,5 @@ def start_sandboxed(name: str, tmp: Path) -> Iterator[Sandboxed]:
         finally:
             admin.close()
             mallory.close()
+    if how.home.parent != tmp:
+        shutil.rmtree(how.home.parent, ignore_errors=True)

@@ -260,7 +260,8 @@ def test_the_home_is_private(sandboxed: Sandboxed) -> None:
             if mode & ~allowed & 0o077:
                 open_to_others.append(f"{oct(mode)} {path}")
     home_mode = stat.S_IMODE(sb.home.stat().st_mode)
-    assert home_mode in (0o700, 0o711), oct(home_mode)
+    # uid: job folders inside the home, which job uids may only pass through.
+    assert home_mode == (0o711 if sb.mode == "uid" else 0o700), oct(home_mode)
     assert not open_to_others, open_to_others
 
 

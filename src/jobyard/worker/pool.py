@@ -145,6 +145,7 @@ class WorkerPool:
             await self._heartbeat()
             if self.isolator is not None:
                 self.isolator.close()
+            self.workspace.tidy()
             self._done.set()
 
     def _start(self, job: Job, acquired_at: float) -> None:

@@ -203,6 +203,21 @@ class Workspace:
         if rest:
             await asyncio.to_thread(_remove_all, rest)
 
+    def tidy(self) -> None:
+        """On shutdown: drop this process's spare folders and every job folder root left
+        empty (another worker process may still use them: then they stay)."""
+        for spare in self._spares:
+            with contextlib.suppress(OSError):
+                os.rmdir(spare)
+        self._spares.clear()
+        self._roots_made = False
+        folders = [self.spare_root, self.jobs_root]
+        if self.jobs_root.parent != self.root:  # a folder of its own (see sandbox.py)
+            folders.append(self.jobs_root.parent)
+        for folder in folders:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
     def _keep_as_spare(self, folder: Path) -> bool:
         if len(self._spares) >= self.max_spares:
             return False
