@@ -264,7 +264,9 @@ def _how(name: str, tmp: Path) -> _How:
         # A home whose parents are searchable (unlike pytest's): job folders then live
         # inside it, and the home itself is searchable by job uids (0711) — the harder
         # case for the sandbox. (Under pytest's folders they go to /var/tmp instead.)
-        return _How(None, Path(tempfile.mkdtemp(prefix="jobyard-sandbox-", dir="/tmp")) / "home")
+        parent = Path(tempfile.mkdtemp(prefix="jobyard-sandbox-", dir="/tmp"))
+        parent.chmod(0o711)  # searchable, as /var/lib is; not listable
+        return _How(None, parent / "home")
     if os.geteuid() != 0:  # already unprivileged: run the server as we are
         return _How(None, tmp / "home")
     runtime = user_runtime()

@@ -17,6 +17,7 @@ gets SIGTERM (then SIGKILL), and its stderr is printed if a test that used it fa
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -160,7 +161,12 @@ def jobyard_server(
         server_env = as_user.env(server_env, home)
     stdout_path = home.with_name(home.name + ".stdout.log")
     stderr_path = home.with_name(home.name + ".stderr.log")
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+    # 0600: the first start prints the admin token.
+    opener = functools.partial(os.open, mode=0o600)
+    with (
+        open(stdout_path, "wb", opener=opener) as out,
+        open(stderr_path, "wb", opener=opener) as err,
+    ):
         process = subprocess.Popen(
             command,
             env=server_env,
