@@ -62,7 +62,7 @@ class Runtime:
         """Open the store (migrating it), mint the first token, start workers and sweeps."""
         home = self.settings.home
         plan = self._choose_isolation()
-        jobs_root = jobs_root_for(home, plan) if self.settings.workers > 0 else None
+        jobs_root = jobs_root_for(home, plan)
         if jobs_root is not None:
             self._work_root = str(jobs_root)
         secure_home(self.settings, searchable=plan.job_uids and jobs_root is None)
@@ -110,6 +110,9 @@ class Runtime:
 
     def _choose_isolation(self) -> IsolationPlan:
         """Resolve ``isolation`` once, so every worker process sandboxes the same way."""
+        if self.settings.workers == 0:
+            self.isolation = IsolationPlan("none", "no local workers: nothing runs here")
+            return self.isolation
         plan = resolve_isolation(self.settings.isolation)
         self.isolation = plan
         self.settings = self.settings.model_copy(update={"isolation": plan.mode})
