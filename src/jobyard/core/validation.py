@@ -19,7 +19,9 @@ EXECUTION_MACROS: frozenset[str] = frozenset(
         "JOB_TEMPLATE_ID",
         "LOCAL_JOB_SPEC_DIR",
         "LOCAL_JOB_OUT_DIR",
+        "JOB_PAYLOAD_DIR",
         "SESSION_ID",
+        "JOBYARD_API_URL",
     }
 )
 

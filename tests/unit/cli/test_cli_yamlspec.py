@@ -61,6 +61,7 @@ jobconfigs:
         "enabled": False,
         "pool": "big",
         "template_id": None,
+        "parameters": [],
     }
     assert second.spec == {**spec_defaults(), "name": "echo", "command": ["sh", "-c", "echo hi"]}
 
@@ -78,6 +79,7 @@ def test_defaults_come_from_the_domain_spec() -> None:
         "description": "",
         "pool": "default",
         "template_id": None,
+        "parameters": [],
     }
 
 
@@ -195,6 +197,7 @@ def test_export_reads_back_as_the_same_jobconfigs() -> None:
             "enabled": False,
             "pool": "default",
             "template_id": None,
+            "parameters": ["DAY", "REGION"],
             "created_at": "2025-01-01T00:00:00Z",
         },
         {**spec_defaults(), "id": 8, "name": "b", "command": ["sh", "-c", "echo 'hi'; exit 0"]},
