@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, Package
@@ -224,6 +224,14 @@ class JobOut(BaseModel):
         description="Users besides the submitter who decided what it runs (snapshot at "
         "submission): its SESSION_ID may only do what all of them may do.",
     )
+
+    @field_validator("definers", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """Scheduled firings store the definers as an SQL array that may hold NULLs."""
+        if isinstance(value, list):
+            return sorted({v for v in value if isinstance(v, str)})
+        return value
 
     @classmethod
     def of(cls, record: Job) -> JobOut:

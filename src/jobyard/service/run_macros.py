@@ -5,16 +5,18 @@ old job's values) override every other level, so they decide what the job's prog
 sees. Whoever may only *execute* a jobconfig must not be able to steer it beyond what
 its editors allowed:
 
+In this order (the first refusal answers):
+
 * caps on count and total bytes (settings ``run_macros_max_count`` and
   ``run_macros_max_bytes``), for everyone;
 * names that steer loaders and interpreters (:data:`jobyard.core.macros.LOADER_MACROS`,
   ``LD_*``...) are refused for everyone: an editor sets them on the jobconfig;
-* a caller with only ``execute`` may set only the jobconfig's ``parameters``; one who
-  may ``edit`` it (owner, admin) may set any other name;
 * a name that is secure at any level the job would get (account, template, the
   submitter's user level, jobconfig) is refused: overriding it would replace the
   secret, and the value would sit in clear on the job record. The answer names the
-  level where it can be changed.
+  level where it can be changed;
+* a caller with only ``execute`` may set only the jobconfig's ``parameters``; one who
+  may ``edit`` it (owner, admin) may set any other name.
 
 A schedule's macros are not run-time macros: they are set by editors, like the
 jobconfig's own. Every check here applies to job tokens (``SESSION_ID``) as well.
@@ -63,14 +65,14 @@ async def check(
         check_no_loader_names(macros, "a jobconfig")
     else:
         check_no_loader_names(macros, f"jobconfig {jobconfig.id}")
-    if jobconfig is not None and parameters_only:
-        await _check_parameters(ctx, principal, macros, jobconfig)
     sources = await ctx.store.macro_sources(
         jobconfig_id=None if jobconfig is None else jobconfig.id,
         template_id=None if jobconfig is None else jobconfig.template_id,
         user_name=submitter,
     )
     _check_secure(macros, sources, jobconfig)
+    if jobconfig is not None and parameters_only:
+        await _check_parameters(ctx, principal, macros, jobconfig)
 
 
 async def _check_parameters(

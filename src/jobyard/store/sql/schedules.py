@@ -380,9 +380,11 @@ def _insert_firings(
     # (the rule of jobyard.core.templates.effective_target).
     t = templates
     # Whose authority bounds the job's SESSION_ID besides the owner's: the definers of
-    # the jobconfig and of its template (NULLs and the owner are skipped when read).
+    # the jobconfig and of its template, the owner left out (a NULL stays in the array:
+    # readers skip it).
     definers = (func.json_build_array if tx.pg else func.json_array)(
-        jc.c.definition_changed_by, t.c.definition_changed_by
+        func.nullif(jc.c.definition_changed_by, jc.c.owner),
+        func.nullif(t.c.definition_changed_by, jc.c.owner),
     )
     inherits = and_(
         t.c.id.is_not(None),
