@@ -426,9 +426,7 @@ ENFORCED: list[Rule] = [
     ),
     Rule("GET", f"{API}/me/macros", any_user(200)),
     Rule("GET", f"{API}/me/macros/export", any_user(200)),
-    Rule(
-        "POST", f"{API}/me/macros/import", any_user(200, job=403), _import(f"{API}/me/macros")
-    ),
+    Rule("POST", f"{API}/me/macros/import", any_user(200, job=403), _import(f"{API}/me/macros")),
     Rule(
         "PUT",
         f"{API}/me/macros/{{name}}",

@@ -205,19 +205,17 @@ REFUSED = {
 
 async def _editor_rewrites_admin_jobconfig(site: Site) -> tuple[Any, Any, Any]:
     """The admin owns jobconfig ``nightly`` (and ``hidden``, ``shared``); eve may only
-    edit ``nightly`` (and execute ``shared``), and rewrites its command into a probe."""
+    edit ``nightly`` (and execute ``shared``), and rewrites its command into a probe.
+    Returns ``nightly`` as created and as eve left it, and ``shared``."""
     jc = await site.jobconfig(site.admin, "nightly")
     hidden = await site.jobconfig(site.admin, "hidden")
     shared = await site.jobconfig(site.admin, "shared")
     eve = await site.user("eve")
     await site.grant("eve", "edit", "jobconfigs", str(jc["id"]))
     await site.grant("eve", "execute", "jobconfigs", str(shared["id"]))
-    assert jc["definition_changed_by"] == "admin"
     calls = _escalations(site, jc["id"], hidden["id"], shared["id"])
     changed = ok(await eve.patch(f"{API}/jobconfigs/{jc['id']}", json={"command": probe(calls)}))
-    assert changed["definition_changed_by"] == "eve"
-    assert changed["definition_changed_at"] is not None
-    return jc, hidden, shared
+    return jc, changed, shared
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -231,12 +229,16 @@ async def test_an_editor_rewriting_an_admin_jobconfig_gains_no_authority(
         overrides["database_url"] = request.getfixturevalue("pg_url")
     site = Site(await start_server(**overrides))
     try:
-        jc, _hidden, shared = await _editor_rewrites_admin_jobconfig(site)
+        jc, changed, shared = await _editor_rewrites_admin_jobconfig(site)
         run = await site.run(site.admin, jc["id"])
-        assert run["definers"] == ["eve"]
         found = await site.results(run["id"])
         assert statuses(found) == REFUSED, found
         assert "SESSION_ID" in found["create_user"][1]
+        # Eve is the definer of what the admin's job ran: its token was bounded by her.
+        assert jc["definition_changed_by"] == "admin"
+        assert changed["definition_changed_by"] == "eve"
+        assert changed["definition_changed_at"] is not None
+        assert run["definers"] == ["eve"]
         # Nothing was made: no user, no policy, no macro, no definition.
         users = ok(await site.admin.get(f"{API}/users"))["items"]
         assert "mallory" not in {u["name"] for u in users}
