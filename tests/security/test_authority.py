@@ -174,6 +174,9 @@ def _escalations(site: Site, jobconfig_id: int, hidden_id: int, shared_id: int) 
         ("run_shared", "POST", f"{API}/jobconfigs/{shared_id}/run", {"hold": True}),
         ("read_own", "GET", f"{API}/jobconfigs/{jobconfig_id}", None),
         ("me", "GET", f"{API}/me", None),
+        # the admin's private macros: eve may not read them, so neither may the job
+        ("private_macros", "GET", f"{API}/me/macros", None),
+        ("preview", "GET", f"{API}/jobconfigs/{jobconfig_id}/macros/resolved", None),
     ]
 
 
@@ -200,6 +203,8 @@ REFUSED = {
     "run_shared": 201,
     "read_own": 200,
     "me": 200,
+    "private_macros": 403,
+    "preview": 403,
 }
 
 

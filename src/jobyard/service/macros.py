@@ -117,8 +117,13 @@ async def _check_object(ctx: Context, principal: Principal, level: Level, action
 async def _check_read(ctx: Context, principal: Principal, level: Level) -> None:
     if level.scope == "user" and not _own(principal, level):
         own_id = await ctx.store.macro_user_id(principal.name)
-        if own_id != level.scope_id or principal.bounded_by:
+        if own_id != level.scope_id:
             raise NotFound(f"user {level.scope_id} does not exist", {"user_id": level.scope_id})
+        if principal.bounded_by:  # a job token whose definers may not read them
+            raise Forbidden(
+                f"this job's SESSION_ID may not read the private macros of user "
+                f"{principal.name!r}: someone else decided what the job runs"
+            )
     await _check_object(ctx, principal, level, "view")
 
 
