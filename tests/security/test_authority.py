@@ -584,6 +584,13 @@ async def test_definers_follow_real_changes_of_what_runs(site: Site) -> None:
     assert t["definition_changed_by"] == "eve"
     job = await site.run(site.admin, jc["id"], hold=True)
     assert job["definers"] == ["eve"]
+    # Template export and import carry the parameters.
+    exported = ok(await site.admin.get(f"{API}/templates/{template['id']}/export"))
+    assert exported["jobconfigs"][0]["parameters"] == ["A"]
+    exported["jobconfigs"][0]["parameters"] = ["Z", "A"]
+    report = ok(await site.admin.post(f"{API}/templates/import", json=exported))
+    assert report["jobconfigs"][0]["action"] == "updated"
+    assert ok(await site.admin.get(base))["parameters"] == ["A", "Z"]
     # Parameters naming what can never be set at run time are refused.
     for name in ("PATH", "SESSION_ID", "LD_AUDIT"):
         r = await site.admin.patch(base, json={"parameters": [name]})

@@ -171,6 +171,7 @@ class JobConfigDoc(_In):
     def item(self) -> BundleJobConfig:
         """The domain form."""
         values = self.model_dump(exclude={"package", "schedules"})
+        values["parameters"] = sorted(set(values["parameters"]))  # as the server keeps them
         return BundleJobConfig(
             spec=JobConfigSpec(**values),
             package_sha256=self.package.sha256 if self.package else None,
