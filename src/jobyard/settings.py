@@ -121,6 +121,14 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(default=512 * 1024**2, gt=0, description="Largest upload.")
     unpack_max_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest expansion.")
     unpack_max_entries: int = Field(default=100_000, gt=0, description="Most archive entries.")
+    run_macros_max_count: int = Field(
+        default=100, ge=0, description="Most run-time macros a job submission may give."
+    )
+    run_macros_max_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="Most bytes (names + values, UTF-8) of a submission's run-time macros.",
+    )
     # issue 4: macros. A plain str (not SecretStr): settings travel to worker processes as
     # JSON, where SecretStr would arrive as "**********". repr=False keeps it out of logs.
     secret_key: str = Field(

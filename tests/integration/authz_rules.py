@@ -102,6 +102,27 @@ class World:
         raise AssertionError(f"job {job_id} did not end")
 
 
+#: A job that prints its SESSION_ID and keeps running (its token lives while it runs).
+HOLDER = ["/bin/sh", "-c", 'echo "SESSION=$SESSION_ID"; exec sleep 3600']
+
+
+async def running_session(world: World, client: httpx.AsyncClient) -> tuple[int, str]:
+    """Start a long job of a new jobconfig of ``client``'s user; its id and SESSION_ID.
+
+    The token is read from the job's log (a job that prints it puts it there).
+    """
+    body = {"name": unique("holder-"), "command": HOLDER}
+    jc = ok(await client.post(f"{API}/jobconfigs", json=body), 201)
+    job = ok(await client.post(f"{API}/jobconfigs/{jc['id']}/run", json={}), 201)
+    for _ in range(1500):
+        log = (await world.admin.get(f"{API}/jobs/{job['id']}/log")).text
+        for line in log.splitlines():
+            if "SESSION=jys_" in line:
+                return int(job["id"]), line.split("SESSION=", 1)[1].strip()
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"job {job['id']} did not print its SESSION_ID")
+
+
 async def login(url: str, name: str) -> str:
     async with httpx.AsyncClient(base_url=url) as anon:
         r = await anon.post(f"{API}/login", json={"name": name, "password": PASSWORD})
@@ -284,9 +305,9 @@ ENFORCED: list[Rule] = [
         with_body(f"{API}/login", {"name": "owner", "password": PASSWORD}),
     ),
     Rule("POST", f"{API}/token/refresh", open_route(200), _refresh),
-    Rule("POST", f"{API}/logout", any_user(204), _logout),
+    Rule("POST", f"{API}/logout", any_user(204, job=403), _logout),
     Rule("GET", f"{API}/me", any_user(200)),
-    Rule("GET", f"{API}/users", any_user(200)),
+    Rule("GET", f"{API}/users", any_user(200, job=403)),
     Rule(
         "POST",
         f"{API}/users",
@@ -297,11 +318,11 @@ ENFORCED: list[Rule] = [
     Rule("PATCH", f"{API}/users/{{user_id}}", admin_only(200), fresh_user("", role="user")),
     Rule("POST", f"{API}/users/{{user_id}}/deactivate", admin_only(200), fresh_user("/deactivate")),
     Rule("POST", f"{API}/users/{{user_id}}/activate", admin_only(200), fresh_user("/activate")),
-    Rule("GET", f"{API}/tokens", any_user(200)),
+    Rule("GET", f"{API}/tokens", any_user(200, job=403)),
     Rule(
         "POST",
         f"{API}/tokens",
-        any_user(201),
+        any_user(201, job=403),
         with_body(f"{API}/tokens", lambda: {"name": unique("t-")}),
     ),
     Rule(
@@ -329,27 +350,28 @@ ENFORCED: list[Rule] = [
     ),
     Rule("GET", f"{API}/audit", admin_only(200)),
     # packages (no owner: any user)
-    Rule("POST", f"{API}/packages", any_user(201), _upload),
+    Rule("POST", f"{API}/packages", any_user(201, job=403), _upload),
     Rule("GET", f"{API}/packages", any_user(200)),
     Rule("GET", f"{API}/packages/{{package_id}}", any_user(200)),
     # creating objects (the caller becomes the owner)
     Rule(
         "POST",
         f"{API}/jobconfigs",
-        any_user(201),
+        any_user(201, job=403),
         with_body(f"{API}/jobconfigs", lambda: {"name": unique("jc-"), "command": ["true"]}),
     ),
     Rule(
         "POST",
         f"{API}/templates",
-        any_user(201),
+        any_user(201, job=403),
         with_body(f"{API}/templates", lambda: {"name": unique("t-"), "command": ["true"]}),
     ),
-    Rule("POST", f"{API}/templates/import", any_user(200), _template_import),
+    Rule("POST", f"{API}/templates/import", any_user(200, job=403), _template_import),
+    # ad-hoc jobs: admins, or users granted execute on adhoc '*' (none of the personas)
     Rule(
         "POST",
         f"{API}/jobs",
-        any_user(201),
+        admin_only(201, others=403),
         with_body(f"{API}/jobs", {"command": ["true"], "hold": True}),
     ),
     # macros: account (read by all, written by admins)
@@ -373,9 +395,17 @@ ENFORCED: list[Rule] = [
         admin_only(204, others=403),
         _macro_delete(f"{API}/macros/account"),
     ),
-    # macros: user level (that user and admins; others 404)
-    Rule("GET", f"{API}/users/{{user_id}}/macros", override(admin_only(200), owner=200)),
-    Rule("GET", f"{API}/users/{{user_id}}/macros/export", override(admin_only(200), owner=200)),
+    # macros: user level (that user and admins; others 404; job tokens read as their user)
+    Rule(
+        "GET",
+        f"{API}/users/{{user_id}}/macros",
+        override(admin_only(200), owner=200, job_admin=200, job_owner=200),
+    ),
+    Rule(
+        "GET",
+        f"{API}/users/{{user_id}}/macros/export",
+        override(admin_only(200), owner=200, job_admin=200, job_owner=200),
+    ),
     Rule(
         "POST",
         f"{API}/users/{{user_id}}/macros/import",
@@ -396,14 +426,14 @@ ENFORCED: list[Rule] = [
     ),
     Rule("GET", f"{API}/me/macros", any_user(200)),
     Rule("GET", f"{API}/me/macros/export", any_user(200)),
-    Rule("POST", f"{API}/me/macros/import", any_user(200), _import(f"{API}/me/macros")),
+    Rule("POST", f"{API}/me/macros/import", any_user(200, job=403), _import(f"{API}/me/macros")),
     Rule(
         "PUT",
         f"{API}/me/macros/{{name}}",
-        any_user(200),
+        any_user(200, job=403),
         with_body(f"{API}/me/macros/M", MACRO_PUT),
     ),
-    Rule("DELETE", f"{API}/me/macros/{{name}}", any_user(204), _me_macro_delete),
+    Rule("DELETE", f"{API}/me/macros/{{name}}", any_user(204, job=403), _me_macro_delete),
     # jobconfigs
     Rule(
         "GET",
@@ -472,7 +502,7 @@ ENFORCED: list[Rule] = [
     Rule(
         "POST",
         f"{TPL}/clone",
-        guarded("view", 201),
+        override(guarded("view", 201), job_admin=403, job_owner=403),  # creates a template
         with_body(f"{TPL}/clone", lambda: {"name": unique("clone-")}),
     ),
     Rule("GET", f"{TPL}/export", guarded("view", 200)),

@@ -9,7 +9,9 @@ to ENFORCED). A route in neither table fails ``test_every_route_has_a_rule``.
 Targets: template T and jobconfig J (child of T) owned by ``owner``; policies:
 ``view``/``execute``/``edit`` personas hold that action on ``jobconfigs template:T``
 and on ``templates T`` (so ``template:<id>`` and id selectors are both exercised).
-Destructive routes get fresh objects per call.
+Destructive routes get fresh objects per call. The job-token personas are the
+SESSION_IDs of two jobs that run for the whole module: one of the admin's, one of the
+owner's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tests.integration.authz_rules import (
     World,
     login,
     ok,
+    running_session,
 )
 from tests.integration.conftest import _QuietServer, free_port
 from tests.support.authz import Persona, Rule, as_params, missing_rules, run_rule, stale_rules
@@ -92,6 +95,10 @@ async def _build(url: str, admin_token: str) -> World:
     ):
         ok(await admin.put(f"{base}/M", json={"value": "v", "secure": False}), 200)
     assert (await world.wait_ended(run["id"]))["status"] == "FINISHED"
+    for persona, who in ((Persona.JOB_ADMIN, admin), (Persona.JOB_OWNER, owner)):
+        job_id, session = await running_session(world, who)
+        world.ids[persona.value] = job_id
+        world.tokens[persona] = session
     await asyncio.sleep(1.1)  # the expiring token is now expired
     return world
 
@@ -99,7 +106,7 @@ async def _build(url: str, admin_token: str) -> World:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     home: Path = tmp_path_factory.mktemp("authz-home")
-    settings = Settings(home=home, port=free_port(), workers=2, heartbeat_seconds=0.5)
+    settings = Settings(home=home, port=free_port(), workers=4, heartbeat_seconds=0.5)
     app = create_app(settings)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
@@ -117,6 +124,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     try:
         yield built
     finally:
+        for persona in (Persona.JOB_ADMIN, Persona.JOB_OWNER):
+            if persona.value in built.ids:
+                await built.admin.post(f"{API}/jobs/{built.ids[persona.value]}/abort")
         for c in (built.admin, built.anon, *built.clients.values()):
             await c.aclose()
         server.should_exit = True

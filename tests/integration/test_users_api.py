@@ -195,6 +195,9 @@ async def test_only_admins_manage_users(env: Env) -> None:
 async def test_deactivation_stops_tokens_and_jobs(start_server: ServerFactory) -> None:
     env = await start_server(workers=0)
     frank = await _user(env, "frank")
+    adhoc = {"action": "execute", "resource": "adhoc", "selector": "*"}
+    r = await env.client.post(f"/api/v1/users/{frank['id']}/policies", json=adhoc)
+    assert r.status_code == 201, r.text
     async with _as(env, await _token_of(env, "frank")) as user:
         held = (await user.post("/api/v1/jobs", json={"command": ["true"], "hold": True})).json()
         queued = (await user.post("/api/v1/jobs", json={"command": ["true"]})).json()

@@ -44,12 +44,18 @@ class Persona(StrEnum):
     EDIT = "edit"  # ... granted edit
     OWNER = "owner"  # the user who owns the target objects
     ADMIN = "admin"
+    JOB_ADMIN = "job_admin"  # the SESSION_ID of a running job of the admin's
+    JOB_OWNER = "job_owner"  # the SESSION_ID of a running job of the owner's
 
 
 PERSONAS: tuple[Persona, ...] = tuple(Persona)
 UNAUTHENTICATED: tuple[Persona, ...] = (Persona.NO_TOKEN, Persona.EXPIRED, Persona.REVOKED)
 #: Authenticated non-admin users that own nothing.
 GRANTEES: tuple[Persona, ...] = (Persona.NO_POLICY, Persona.VIEW, Persona.EXECUTE, Persona.EDIT)
+#: Job tokens (SESSION_ID of a running job): they read and run, never administer.
+JOB_TOKENS: tuple[Persona, ...] = (Persona.JOB_ADMIN, Persona.JOB_OWNER)
+#: What a job token may do on the objects its user may reach: read and run them.
+JOB_ACTIONS: frozenset[str] = frozenset({"view", "execute"})
 #: What each persona was granted (any grant implies view).
 GRANTED: dict[Persona, frozenset[str]] = {
     Persona.NO_POLICY: frozenset(),
@@ -106,10 +112,11 @@ class Rule:
 # -- expectation builders ------------------------------------------------------------
 
 
-def _matrix(unauthenticated: int, others: int, admin: int) -> dict[Persona, int]:
+def _matrix(unauthenticated: int, others: int, admin: int, job: int) -> dict[Persona, int]:
     out = {p: unauthenticated for p in UNAUTHENTICATED}
     out.update({p: others for p in (*GRANTEES, Persona.OWNER)})
     out[Persona.ADMIN] = admin
+    out.update({p: job for p in JOB_TOKENS})
     return out
 
 
@@ -118,23 +125,26 @@ def open_route(ok: int) -> dict[Persona, int]:
     return {p: ok for p in PERSONAS}
 
 
-def any_user(ok: int) -> dict[Persona, int]:
-    """Any valid token: ``ok``; no valid token: 401."""
-    return _matrix(401, ok, ok)
+def any_user(ok: int, job: int | None = None) -> dict[Persona, int]:
+    """Any valid token: ``ok``; no valid token: 401; job tokens ``job`` (default ``ok``:
+    give 403 for routes that administer or create definitions)."""
+    return _matrix(401, ok, ok, ok if job is None else job)
 
 
-def admin_only(ok: int, others: int = 404) -> dict[Persona, int]:
-    """Admins get ``ok``; other users ``others`` (404 by default: nothing to probe)."""
-    return _matrix(401, others, ok)
+def admin_only(ok: int, others: int = 404, job: int = 403) -> dict[Persona, int]:
+    """Admins get ``ok``; other users ``others`` (404 by default: nothing to probe); job
+    tokens 403 (they never administer, an admin's job included)."""
+    return _matrix(401, others, ok, job)
 
 
 def guarded(need: str, ok: int) -> dict[Persona, int]:
     """An object route needing ``need`` (view, edit, delete, execute) on the target.
 
     Owner and admin: ``ok``. A grantee that may not view the target: 404; one that may
-    view it but lacks ``need``: 403; one that has ``need``: ``ok``.
+    view it but lacks ``need``: 403; one that has ``need``: ``ok``. Job tokens (of the
+    owner and of the admin) may view and execute (``ok``), never edit or delete (403).
     """
-    out = _matrix(401, ok, ok)
+    out = _matrix(401, ok, ok, ok if need in JOB_ACTIONS else 403)
     for persona in GRANTEES:
         granted = GRANTED[persona]
         if need in granted:

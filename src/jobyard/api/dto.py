@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, Package
@@ -16,6 +16,15 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Text = Annotated[str, StringConstraints(max_length=10_000)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 MacroMap = dict[Annotated[str, StringConstraints(max_length=128)], Text]
+#: A jobconfig's ``parameters``: macro names a caller with only ``execute`` may set.
+Parameters = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=128)]],
+    Field(
+        max_length=200,
+        description="Macro names a caller with only execute may set at run time "
+        "(editors may set any name).",
+    ),
+]
 ExitCode = Annotated[int, Field(ge=0, le=255)]
 
 
@@ -96,6 +105,7 @@ class JobConfigIn(_RunTargetIn):
     template_id: Id | None = Field(
         default=None, description="Inherit package and entry point/command from this template."
     )
+    parameters: Parameters = []
 
 
 class JobConfigPatch(_In):
@@ -113,6 +123,7 @@ class JobConfigPatch(_In):
     description: Text | None = None
     pool: ShortText | None = None
     template_id: Id | None = None
+    parameters: Parameters | None = None
 
 
 class JobConfigOut(BaseModel):
@@ -132,8 +143,19 @@ class JobConfigOut(BaseModel):
     pool: str
     owner: str | None = Field(description="Who created it; scheduled jobs run as the owner.")
     template_id: int | None = Field(default=None, description="Its template, if any.")
+    parameters: list[str] = Field(
+        default_factory=list,
+        description="Macro names a caller with only execute may set at run time.",
+    )
     created_at: datetime
     updated_at: datetime
+    definition_changed_by: str | None = Field(
+        default=None,
+        description="Who last changed what it runs (package, entry point, command, "
+        "template, plain macros, parameters, schedule macros): its jobs' SESSION_ID may "
+        "do no more than they may.",
+    )
+    definition_changed_at: datetime | None = Field(default=None, description="When.")
 
     @classmethod
     def of(cls, record: JobConfig) -> JobConfigOut:
@@ -197,6 +219,19 @@ class JobOut(BaseModel):
     template_id: int | None = Field(
         default=None, description="Its jobconfig's template when it was created."
     )
+    definers: list[str] | None = Field(
+        default=None,
+        description="Users besides the submitter who decided what it runs (snapshot at "
+        "submission): its SESSION_ID may only do what all of them may do.",
+    )
+
+    @field_validator("definers", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """Scheduled firings store the definers as an SQL array that may hold NULLs."""
+        if isinstance(value, list):
+            return sorted({v for v in value if isinstance(v, str)})
+        return value
 
     @classmethod
     def of(cls, record: Job) -> JobOut:

@@ -12,6 +12,7 @@ from jobyard.api.dto import (
     Id,
     JobConfigOut,
     MacroMap,
+    Parameters,
     ShortText,
     Text,
     _In,
@@ -62,6 +63,12 @@ class TemplateOut(BaseModel):
     owner: str | None = Field(description="Who created it.")
     created_at: datetime
     updated_at: datetime
+    definition_changed_by: str | None = Field(
+        default=None,
+        description="Who last changed what its jobconfigs run (package, entry point, "
+        "command, plain macros): jobs of its jobconfigs may do no more than they may.",
+    )
+    definition_changed_at: datetime | None = Field(default=None, description="When.")
 
     @classmethod
     def of(cls, record: Template) -> TemplateOut:
@@ -150,6 +157,7 @@ class JobConfigDoc(_In):
     entrypoint: ShortText | None = None
     command: Command | None = None
     macros: MacroMap = {}
+    parameters: Parameters = []
     max_concurrent: Annotated[int, Field(ge=0, le=100_000)] = 1
     timeout: Annotated[int, Field(ge=0, le=5_256_000)] = 0
     success_exit_codes: Annotated[list[ExitCode], Field(min_length=1, max_length=256)] = [0]
@@ -163,6 +171,7 @@ class JobConfigDoc(_In):
     def item(self) -> BundleJobConfig:
         """The domain form."""
         values = self.model_dump(exclude={"package", "schedules"})
+        values["parameters"] = sorted(set(values["parameters"]))  # as the server keeps them
         return BundleJobConfig(
             spec=JobConfigSpec(**values),
             package_sha256=self.package.sha256 if self.package else None,

@@ -20,7 +20,8 @@ from jobyard.client import ApiClient, JsonObject, collect_all
 app = typer.Typer(
     name="policies",
     help="Access policies (admins): grant users view, edit, delete or execute on "
-    "jobconfigs and templates by id, '*', or 'template:<id>'.",
+    "jobconfigs and templates by id, '*', or 'template:<id>'; 'execute adhoc *' lets a "
+    "user submit ad-hoc jobs.",
     no_args_is_help=True,
 )
 
@@ -69,7 +70,13 @@ def grant_command(
     action: Annotated[
         str, typer.Argument(help="view, edit, delete or execute.", show_default=False)
     ],
-    resource: Annotated[str, typer.Argument(help="jobconfigs or templates.", show_default=False)],
+    resource: Annotated[
+        str,
+        typer.Argument(
+            help="jobconfigs, templates, or adhoc (ad-hoc jobs: only 'execute' on '*').",
+            show_default=False,
+        ),
+    ],
     selector: Annotated[
         str,
         typer.Argument(

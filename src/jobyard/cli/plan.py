@@ -93,8 +93,8 @@ class PlanItem:
 def normalise(field: str, value: Any) -> Any:
     """The comparable form of a field value, so that equal settings compare equal.
 
-    Exit codes are a set (order and repeats do not matter); a missing description is "";
-    macro values are strings.
+    Exit codes and parameters are sets (order and repeats do not matter); a missing
+    description is ""; macro values are strings.
     """
     if value is None:
         return "" if field == "description" else None
@@ -104,6 +104,8 @@ def normalise(field: str, value: Any) -> Any:
         return {str(k): str(v) for k, v in value.items()}
     if field == "command" and isinstance(value, list | tuple):
         return [str(v) for v in value]
+    if field == "parameters" and isinstance(value, list | tuple):
+        return sorted({str(v) for v in value})
     return value
 
 

@@ -14,6 +14,7 @@
         entrypoint: main      # or command: ["sh", "-c", "echo hi"]
         template: acme        # or template_id: 3; inherits package/entrypoint not set here
         macros: {TARGET: prod}
+        parameters: [DAY]     # macro names callers with only execute may set per run
         max_concurrent: 1
         timeout: 30           # minutes, 0 = none
         success_exit_codes: [0]
@@ -70,6 +71,8 @@ from jobyard.cli.yamlnodes import (
 from jobyard.cli.yamlnodes import (
     SpecError as SpecError,
 )
+from jobyard.core.errors import InvalidInput
+from jobyard.core.macros import check_parameter_names
 from jobyard.core.models import JobConfigSpec
 from jobyard.core.validation import EXECUTION_MACROS, MACRO_RE, NAME_RE
 
@@ -81,6 +84,7 @@ SPEC_FIELDS: tuple[str, ...] = (
     "entrypoint",
     "command",
     "macros",
+    "parameters",
     "max_concurrent",
     "timeout",
     "success_exit_codes",
@@ -121,6 +125,13 @@ def _macro_name(value: str) -> str:
     if value in EXECUTION_MACROS:
         raise ValueError(f"macro {value!r} is set by jobyard for every job and cannot be set")
     return value
+
+
+def _parameters(value: list[str]) -> list[str]:
+    try:
+        return check_parameter_names(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
 
 
 def _name(value: str) -> str:
@@ -206,6 +217,7 @@ class JobConfigModel(_Strict):
     entrypoint: str | None = Field(default=None, min_length=1)
     command: list[str] | None = Field(default=None, min_length=1)
     macros: dict[MacroName, MacroValue] | None = None
+    parameters: Annotated[list[str], AfterValidator(_parameters)] | None = None
     max_concurrent: int | None = Field(default=None, ge=0)
     timeout: int | None = Field(default=None, ge=0)
     success_exit_codes: list[ExitCode] | None = Field(default=None, min_length=1)
@@ -467,7 +479,7 @@ def export_document(
         item: dict[str, Any] = {}
         for f in SPEC_FIELDS:
             value = jc.get(f)
-            if value is None:
+            if value is None or (f == "parameters" and not value):
                 continue
             if f == "template_id" and jc.get("template"):
                 f, value = "template", jc["template"]

@@ -3,6 +3,10 @@
 A policy grants one user one ``action`` on the ``resource`` objects its ``selector``
 matches: an object id, ``*`` (every object of the resource), or ``template:<id>``
 (jobconfigs only: every jobconfig whose template is ``<id>``).
+
+The ``adhoc`` resource has no objects: ``{"action": "execute", "resource": "adhoc",
+"selector": "*"}`` is the one grant it takes, and lets a non-admin submit ad-hoc jobs
+(a command or package of their own choosing, outside any jobconfig).
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from typing import Any
 from jobyard.core.errors import InvalidInput
 
 ACTIONS: tuple[str, ...] = ("view", "edit", "delete", "execute")
-RESOURCES: tuple[str, ...] = ("jobconfigs", "templates")
+RESOURCES: tuple[str, ...] = ("jobconfigs", "templates", "adhoc")
+#: The resource of ad-hoc jobs (``POST /api/v1/jobs``): only ``execute`` on ``*``.
+ADHOC = "adhoc"
 ALL = "*"
 TEMPLATE_PREFIX = "template:"
 #: Largest id a selector may name (the ids are 63-bit integers).
@@ -80,6 +86,14 @@ def check_policy(action: str, resource: str, selector: str) -> tuple[str, str, s
             f"resource {resource!r} is not one of: {', '.join(RESOURCES)}",
             {"resource": resource, "allowed": list(RESOURCES)},
         )
+    if resource == ADHOC:
+        if action != "execute" or selector != ALL:
+            raise InvalidInput(
+                f"the {ADHOC} resource takes only action 'execute' with selector '*' "
+                f"(it has no objects to view, edit or delete); got {action!r} on {selector!r}",
+                {"action": action, "resource": resource, "selector": selector},
+            )
+        return action, resource, selector
     if selector == ALL or _id(selector) is not None:
         return action, resource, selector
     if (

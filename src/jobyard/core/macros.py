@@ -40,7 +40,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from jobyard.core.errors import InvalidInput
-from jobyard.core.validation import check_macros
+from jobyard.core.validation import EXECUTION_MACROS, MACRO_RE, check_macros
 
 LEVELS: tuple[str, ...] = ("account", "template", "user", "jobconfig", "job")
 #: Levels whose macros live in the ``macros`` table (the job level lives on the job).
@@ -49,6 +49,160 @@ SCOPES: frozenset[str] = frozenset({"account", "template", "user", "jobconfig"})
 MASK = "*****"
 #: Largest macro-definition file accepted by import.
 MAX_DEFINITION_BYTES = 1024 * 1024
+
+#: Names that steer how a program is found, loaded or interpreted: which binaries,
+#: shared libraries, modules and start-up files run, and how names resolve. Whoever
+#: sets one decides what code runs, so they are refused as **run-time** macros (the
+#: ``macros`` of a run, for everyone: owners and admins too). A jobconfig or template
+#: may still set them: that is the decision of those who may edit it. ``TMPDIR`` and
+#: the like are not here: they say where to write, not what to run.
+LOADER_MACROS: frozenset[str] = frozenset(
+    {
+        # program lookup and the home folder (user site-packages, rc files live there)
+        "PATH",
+        "HOME",
+        "CDPATH",
+        # glibc: character sets, locales, messages, tunables, name resolution
+        "GCONV_PATH",
+        "LOCPATH",
+        "NLSPATH",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "RES_OPTIONS",
+        "RESOLV_HOST_CONF",
+        # shells
+        "BASH_ENV",
+        "ENV",
+        "IFS",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        # Python
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "PYTHONINSPECT",
+        "PYTHONUSERBASE",
+        "PYTHONEXECUTABLE",
+        "PYTHONBREAKPOINT",
+        "PYTHONPLATLIBDIR",
+        # Perl, Ruby, Node.js, Lua, Tcl, PHP, R
+        "PERL5LIB",
+        "PERL5OPT",
+        "PERLLIB",
+        "PERL5DB",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "LUA_INIT",
+        "LUA_PATH",
+        "LUA_CPATH",
+        "TCLLIBPATH",
+        "PHPRC",
+        "PHP_INI_SCAN_DIR",
+        "R_PROFILE",
+        "R_PROFILE_USER",
+        "R_ENVIRON",
+        "R_ENVIRON_USER",
+        # Java
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "CLASSPATH",
+        # OpenSSL loads engines and providers named by its configuration
+        "OPENSSL_CONF",
+        "OPENSSL_ENGINES",
+        "OPENSSL_MODULES",
+        # git runs helpers named by these
+        "GIT_EXEC_PATH",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_CONFIG_GLOBAL",
+    }
+)
+#: Whole families: the dynamic loader (``LD_PRELOAD``, ``LD_LIBRARY_PATH``, ``LD_AUDIT``
+#: ...) and its macOS twin.
+LOADER_PREFIXES: tuple[str, ...] = ("LD_", "DYLD_")
+#: Most names a jobconfig may declare as ``parameters``.
+MAX_PARAMETERS = 200
+
+
+def steers_loader(name: str) -> bool:
+    """Whether ``name`` is one of :data:`LOADER_MACROS` or of the :data:`LOADER_PREFIXES`."""
+    return name in LOADER_MACROS or name.startswith(LOADER_PREFIXES)
+
+
+def check_parameter_names(names: Iterable[str], field: str = "parameters") -> list[str]:
+    """The ``parameters`` of a jobconfig, checked: macro names a caller with only
+    ``execute`` may set at run time. Sorted, without duplicates.
+
+    Execution macros and loader names can never be set at run time, so declaring one
+    would be a promise the server does not keep: refused (422) saying so.
+    """
+    out = sorted(set(names))
+    if len(out) > MAX_PARAMETERS:
+        raise InvalidInput(
+            f"a jobconfig may declare at most {MAX_PARAMETERS} parameters, got {len(out)}",
+            {"field": field, "limit": MAX_PARAMETERS},
+        )
+    for name in out:
+        if not MACRO_RE.match(name):
+            raise InvalidInput(
+                f"invalid parameter {name!r}: parameters are macro names (letters, digits "
+                "and '_', not starting with a digit)",
+                {"field": field, "macro": name},
+            )
+        if name in EXECUTION_MACROS:
+            raise InvalidInput(
+                f"parameter {name!r} is an execution macro set by jobyard for every job: "
+                "it cannot be a parameter",
+                {"field": field, "macro": name},
+            )
+        if steers_loader(name):
+            raise InvalidInput(
+                f"parameter {name!r} steers how programs are found and loaded, so it is "
+                "never accepted at run time: set it as a jobconfig macro instead",
+                {"field": field, "macro": name},
+            )
+    return out
+
+
+def run_macros_size(macros: Mapping[str, str]) -> int:
+    """What run-time macros weigh against the byte cap: names and values, UTF-8."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in macros.items())
+
+
+def check_run_macro_limits(macros: Mapping[str, str], *, max_count: int, max_bytes: int) -> None:
+    """Run-time macros are capped by count and total bytes (422 beyond, naming the cap)."""
+    if len(macros) > max_count:
+        raise InvalidInput(
+            f"too many run-time macros: {len(macros)} given, at most {max_count} allowed "
+            "(set lasting values on the jobconfig instead)",
+            {"field": "macros", "count": len(macros), "limit": max_count},
+        )
+    size = run_macros_size(macros)
+    if size > max_bytes:
+        raise InvalidInput(
+            f"run-time macros too large: {size} bytes of names and values given, at most "
+            f"{max_bytes} bytes allowed (pass big inputs as a payload file instead)",
+            {"field": "macros", "bytes": size, "limit": max_bytes},
+        )
+
+
+def check_no_loader_names(macros: Iterable[str], where: str = "the jobconfig") -> None:
+    """Refuse (422) run-time macros that steer loaders or interpreters (for everyone)."""
+    bad = sorted(n for n in macros if steers_loader(n))
+    if bad:
+        names = ", ".join(bad)
+        raise InvalidInput(
+            f"{names}: names that steer how programs are found, loaded or interpreted "
+            f"cannot be set at run time; if the program needs a value, set it on {where} "
+            "(someone who may edit it decides)",
+            {"field": "macros", "macros": bad},
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,21 @@ class JobConfigSpec:
     description: str = ""
     pool: str = "default"
     template_id: int | None = None  # inherits package and entry point/command when unset
+    #: Macro names a caller with only ``execute`` may set at run time.
+    parameters: list[str] = field(default_factory=list)
+
+
+#: The fields of a jobconfig that decide what its jobs run: whoever changes one of them
+#: becomes its definer (``definition_changed_by``), and the jobs' SESSION_ID may do no
+#: more than the definer may.
+DEFINITION_FIELDS: tuple[str, ...] = (
+    "package_id",
+    "entrypoint",
+    "command",
+    "template_id",
+    "macros",
+    "parameters",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +91,16 @@ class JobConfig:
     updated_at: datetime
     owner: str | None = None  # who created it; scheduled jobs are submitted as the owner
     template_id: int | None = None  # inherits package, entry point and macros
+    parameters: list[str] = field(default_factory=list)  # names settable with ``execute``
+    #: Who last changed what it runs (:data:`DEFINITION_FIELDS`, its plain macros,
+    #: its schedules' macros), and when. None: nobody known (created internally).
+    definition_changed_by: str | None = None
+    definition_changed_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # A row written before the column existed (or by hand) may hold NULL: no parameters.
+        if self.parameters is None:
+            object.__setattr__(self, "parameters", [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +120,8 @@ class NewJob:
     submitted_by: str | None = None
     rerun_of: int | None = None
     hold: bool = False  # create WAITING instead of SEQUENCED
+    #: Users besides the submitter who decided what it runs (see ``Job.definers``).
+    definers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +160,10 @@ class Job:
     template_id: int | None = None  # its jobconfig's template when it was created
     #: Resolved at initialization: {name: {"level", "secure", "value" (None if secure)}}.
     resolved_macros: dict[str, Any] | None = None
+    #: Snapshot at submission of the users who decided what it runs besides its
+    #: submitter: its jobconfig's and template's definers, and those of the job whose
+    #: SESSION_ID submitted it. Its own SESSION_ID may only do what all of them may do.
+    definers: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,14 @@ class Template:
     owner: str | None
     created_at: datetime
     updated_at: datetime
+    #: Who last changed what its jobconfigs run (:data:`DEFINITION_FIELDS`, its plain
+    #: macros), and when; their authority bounds the SESSION_ID of those jobs.
+    definition_changed_by: str | None = None
+    definition_changed_at: datetime | None = None
+
+
+#: The fields of a template that decide what its jobconfigs run.
+DEFINITION_FIELDS: tuple[str, ...] = ("package_id", "entrypoint", "command")
 
 
 @dataclass(frozen=True, slots=True)

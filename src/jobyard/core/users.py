@@ -44,6 +44,9 @@ class TokenIdentity:
     token: ApiToken
     user: User | None  # None: an unlinked bootstrap token (or its user was removed)
     job_status: str | None  # session tokens: the status of their job (None: no such job)
+    #: Session tokens: the job's definers other than its submitter, each with their user
+    #: record as it is now (None: no such user any more).
+    definers: tuple[tuple[str, User | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jobyard.core.errors import Unauthorized
 from jobyard.core.jobs import TERMINAL, JobStatus
-from jobyard.core.users import TokenIdentity
+from jobyard.core.users import TokenIdentity, User
 from jobyard.service.context import Context, Principal
 from jobyard.service.timeutil import utcnow
 from jobyard.settings import Settings
@@ -124,16 +124,29 @@ def principal_of(found: TokenIdentity | None) -> tuple[Principal, float]:
         raise Unauthorized(f"the user of token {token.name!r} no longer exists")
     if not user.active:
         raise Unauthorized(f"user {user.name!r} is deactivated")
+    bounded_by: tuple[Principal, ...] = ()
     if token.kind == "session":
         ttl = 0.0  # checked on every call: the job may end at any moment, in any process
+        bounded_by = tuple(definer_principal(name, u) for name, u in found.definers)
     principal = Principal(
         name=user.name,
         role=user.role,
         user_id=user.id,
         token_kind=token.kind,
         job_id=token.job_id,
+        bounded_by=bounded_by,
     )
     return principal, ttl
+
+
+def definer_principal(name: str, user: User | None) -> Principal:
+    """A definer of a job as a principal bounding its SESSION_ID.
+
+    Their rights as they are now; a deactivated or deleted definer grants nothing.
+    """
+    if user is None or not user.active:
+        return Principal(name=name, role="user", token_kind="definer", active=False)
+    return Principal(name=user.name, role=user.role, user_id=user.id, token_kind="definer")
 
 
 def forget_cached_tokens() -> None:

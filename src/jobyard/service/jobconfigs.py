@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, fields
+from dataclasses import replace as with_fields
 from typing import Any
 
 from jobyard.core.errors import InvalidInput, NotFound
+from jobyard.core.macros import check_parameter_names
 from jobyard.core.models import JobConfig, JobConfigSpec, Package, Page
 from jobyard.core.templates import RunTarget, effective_target
 from jobyard.core.validation import (
@@ -89,9 +91,11 @@ async def check_run_target(
     return package
 
 
-async def _validate(ctx: Context, spec: JobConfigSpec) -> None:
+async def _validate(ctx: Context, spec: JobConfigSpec) -> JobConfigSpec:
+    """Check a whole spec (422 saying what to fix); returns it with ``parameters`` sorted."""
     check_name(spec.name)
     check_macros(spec.macros)
+    spec = with_fields(spec, parameters=check_parameter_names(spec.parameters))
     check_exit_codes(spec.success_exit_codes)
     check_name(spec.pool, "pool")
     if spec.max_concurrent < 0:
@@ -101,6 +105,7 @@ async def _validate(ctx: Context, spec: JobConfigSpec) -> None:
     if spec.timeout < 0:
         raise InvalidInput("timeout must be ≥ 0 minutes (0 = none)", {"field": "timeout"})
     await check_run_target(ctx, spec.package_id, spec.entrypoint, spec.command, spec.template_id)
+    return spec
 
 
 async def _require_template_view(
@@ -126,12 +131,15 @@ async def create(
 ) -> JobConfig:
     """Create a jobconfig after checking that it names something runnable.
 
-    ``owner`` (the creating user) is who its scheduled jobs are submitted by. With a
-    ``principal`` (an API caller) the template must be viewable by it and the creation
-    is audited; without one (internal callers) neither happens.
+    ``owner`` (the creating user) is who its scheduled jobs are submitted by, and its
+    first definer. With a ``principal`` (an API caller) the template must be viewable
+    by it and the creation is audited; without one (internal callers) neither happens.
+    A job's SESSION_ID creates no jobconfig (403).
     """
+    if principal is not None:
+        access.refuse_job_token(principal, "create jobconfigs")
     await _require_template_view(ctx, principal, spec.template_id)
-    await _validate(ctx, spec)
+    spec = await _validate(ctx, spec)
     created = await ctx.store.jobconfig_insert(spec, owner=owner)
     if principal is not None:
         details = {"name": created.name}
@@ -189,15 +197,20 @@ async def replace(
 ) -> JobConfig:
     """PUT: every writable field is replaced (unset ones take their defaults).
 
-    With a ``principal`` (an API caller): needs ``edit``, and is audited.
+    With a ``principal`` (an API caller): needs ``edit``, and is audited. When what it
+    runs really changes, the caller becomes its definer.
     """
+    if principal is not None:
+        access.refuse_job_token(principal, "change jobconfigs")
     current = await ctx.store.jobconfig_get(jobconfig_id)
     if principal is not None:
         await access.require(ctx, principal, "edit", "jobconfigs", current)
         if spec.template_id != current.template_id:
             await _require_template_view(ctx, principal, spec.template_id)
-    await _validate(ctx, spec)
-    updated = await ctx.store.jobconfig_update(jobconfig_id, asdict(spec))
+    spec = await _validate(ctx, spec)
+    updated = await ctx.store.jobconfig_update(
+        jobconfig_id, asdict(spec), changed_by=None if principal is None else principal.name
+    )
     if principal is not None:
         details = {"fields": sorted(SPEC_FIELDS)}
         await access.record(
@@ -214,14 +227,20 @@ async def patch(
     *,
     remote_addr: str | None = None,
 ) -> JobConfig:
-    """PATCH: only the given fields change; the result must still be valid (``edit``)."""
+    """PATCH: only the given fields change; the result must still be valid (``edit``).
+
+    When what it runs really changes, the caller becomes its definer.
+    """
+    access.refuse_job_token(principal, "change jobconfigs")
     current = await get(ctx, principal, jobconfig_id, "edit")
     check_patch(changes, SPEC_FIELDS, NULLABLE_FIELDS)
     merged = JobConfigSpec(**{**asdict(spec_of(current)), **changes})
     if merged.template_id != current.template_id:
         await _require_template_view(ctx, principal, merged.template_id)
-    await _validate(ctx, merged)
-    updated = await ctx.store.jobconfig_update(jobconfig_id, changes)
+    merged = await _validate(ctx, merged)
+    if "parameters" in changes:
+        changes = {**changes, "parameters": merged.parameters}
+    updated = await ctx.store.jobconfig_update(jobconfig_id, changes, changed_by=principal.name)
     details = {"fields": sorted(changes)}
     await access.record(
         ctx, principal, "jobconfig.update", "jobconfig", jobconfig_id, details, remote_addr
@@ -233,6 +252,7 @@ async def delete(
     ctx: Context, principal: Principal, jobconfig_id: int, *, remote_addr: str | None = None
 ) -> None:
     """Delete a jobconfig whose jobs have all ended, with their history and files."""
+    access.refuse_job_token(principal, "delete jobconfigs")
     current = await get(ctx, principal, jobconfig_id, "delete")
     await ctx.store.jobconfig_delete(jobconfig_id)
     details = {"name": current.name}

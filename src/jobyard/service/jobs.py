@@ -10,9 +10,9 @@ from pathlib import Path
 from jobyard.blobs.keys import payload_key
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import CANCELLABLE, TERMINAL, JobStatus
-from jobyard.core.models import Job, JobEvent, JobFile, JobFilter, NewJob, Page
-from jobyard.core.validation import check_exit_codes, check_macros, check_name
-from jobyard.service import access
+from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, JobFilter, NewJob, Page
+from jobyard.core.validation import check_exit_codes, check_name
+from jobyard.service import access, run_macros
 from jobyard.service.context import Context, Principal
 from jobyard.service.jobconfigs import check_run_target
 from jobyard.service.timeutil import utcnow
@@ -23,6 +23,19 @@ FILE_NAME_RE = re.compile(r"^[^/\\\x00]{1,255}$")
 def _after_submit(ctx: Context, job: Job) -> None:
     if job.status is not JobStatus.WAITING:
         ctx.bus.work_available()
+
+
+def _bound_names(principal: Principal) -> tuple[str, ...]:
+    """Whose authority a job submitted by ``principal`` stays bounded by beyond its own
+    definers: a job token passes on the definers of the job it belongs to."""
+    return tuple(sorted({p.name for p in principal.bounded_by}))
+
+
+def _reason(principal: Principal, what: str) -> str:
+    """The reason of a job's first event; a job token's submission names its job."""
+    if principal.is_job and principal.job_id is not None:
+        return f"{what} by job {principal.job_id}"
+    return what
 
 
 async def run_jobconfig(
@@ -38,14 +51,17 @@ async def run_jobconfig(
     """Submit one job of a jobconfig, with per-job macro overrides.
 
     The store reads the jobconfig (refusing a disabled one) and inserts the job in one
-    transaction: what runs is the jobconfig as it is at submission. An API submission
-    (``trigger="api"``) needs ``execute`` on the jobconfig and is audited as
-    ``job.submit`` (scheduled firings are neither: too many, and the owner's own).
+    transaction: what runs is the jobconfig as it is at submission, and the job records
+    who decided that (its ``definers``). An API submission (``trigger="api"``) needs
+    ``execute`` on the jobconfig and is audited as ``job.submit`` (scheduled firings are
+    neither: too many, and the owner's own). The run-time ``macros`` are checked by
+    :func:`jobyard.service.run_macros.check` (parameters, loader names, secure names,
+    caps); a job token's submission is audited with ``via_job``.
     """
+    jobconfig = await ctx.store.jobconfig_get(jobconfig_id)
     if trigger == "api":
-        jobconfig = await ctx.store.jobconfig_get(jobconfig_id)
         await access.require(ctx, principal, "execute", "jobconfigs", jobconfig)
-    check_macros(macros)
+    await run_macros.check(ctx, principal, macros, jobconfig=jobconfig, submitter=principal.name)
     job = await ctx.store.job_submit_for_jobconfig(
         jobconfig_id,
         macros=dict(macros),
@@ -53,7 +69,8 @@ async def run_jobconfig(
         trigger=trigger,
         submitted_by=principal.name,
         actor=principal.actor,
-        reason=f"submitted ({trigger})",
+        reason=_reason(principal, f"submitted ({trigger})"),
+        definers=_bound_names(principal),
     )
     _after_submit(ctx, job)
     if trigger == "api":
@@ -74,10 +91,17 @@ async def submit_adhoc(
     timeout: int,
     success_exit_codes: list[int],
     pool: str,
+    remote_addr: str | None = None,
 ) -> Job:
-    """Submit a job that belongs to no jobconfig (no concurrency limit applies)."""
+    """Submit a job that belongs to no jobconfig (no concurrency limit applies).
+
+    Needs admin or the policy ``execute`` on ``adhoc`` ``*`` (403 otherwise, saying
+    how to get it); a job token never submits one. Its macros follow the run-time
+    rules for everyone (caps, no loader names, no secure names).
+    """
+    await access.require_adhoc(ctx, principal)
     await check_run_target(ctx, package_id, entrypoint, command)
-    check_macros(macros)
+    await run_macros.check(ctx, principal, macros, jobconfig=None, submitter=principal.name)
     check_exit_codes(success_exit_codes)
     check_name(pool, "pool")
     if timeout < 0:
@@ -97,6 +121,8 @@ async def submit_adhoc(
     )
     job = await ctx.store.job_insert(new, actor=principal.actor, reason="submitted (adhoc)")
     _after_submit(ctx, job)
+    details = {"adhoc": True, "macros": sorted(macros), "hold": hold}
+    await access.record(ctx, principal, "job.submit", "job", job.id, details, remote_addr)
     return job
 
 
@@ -112,9 +138,11 @@ async def rerun(
 ) -> Job:
     """Submit a new job repeating an ended one (same program, macros, limits, payload).
 
-    Needs ``execute`` on the old job. With payload files the new job is created
-    WAITING, gets copies of them, and is released: its history shows
-    WAITING -> SEQUENCED.
+    Needs ``execute`` on the old job (and, for an ad-hoc one, the right to submit
+    ad-hoc jobs). With payload files the new job is created WAITING, gets copies of
+    them, and is released: its history shows WAITING -> SEQUENCED. It keeps the old
+    job's run-time macros (checked again, but for the parameter rule: they were
+    accepted once) and its definers, who decided what it runs.
     """
     old = await _job_for(ctx, principal, job_id, "execute")
     if old.status not in TERMINAL:
@@ -122,6 +150,19 @@ async def rerun(
             f"job {job_id} is {old.status}: only an ended job can be rerun",
             {"status": old.status},
         )
+    jobconfig = None
+    if old.jobconfig_id is None:
+        await access.require_adhoc(ctx, principal)
+    else:
+        jobconfig = await ctx.store.jobconfig_get(old.jobconfig_id)
+    await run_macros.check(
+        ctx,
+        principal,
+        old.macros,
+        jobconfig=jobconfig,
+        submitter=principal.name,
+        parameters_only=False,
+    )
     new = NewJob(
         jobconfig_id=old.jobconfig_id,
         package_id=old.package_id,
@@ -135,11 +176,14 @@ async def rerun(
         trigger="rerun",
         submitted_by=principal.name,
         rerun_of=old.id,
+        definers=(*(old.definers or ()), *_bound_names(principal)),
     )
     payload = await ctx.store.job_files_list(old.id, "payload")
     if payload:
         new = replace(new, hold=True)
-    job = await ctx.store.job_insert(new, actor=principal.actor, reason=f"rerun of job {old.id}")
+    job = await ctx.store.job_insert(
+        new, actor=principal.actor, reason=_reason(principal, f"rerun of job {old.id}")
+    )
     if payload:
         for item in payload:
             key = payload_key(job.id, item.name)
@@ -172,23 +216,24 @@ async def list_(
     visible = await access.visible_jobconfig_filter(ctx, principal)
     if visible is None:
         return page
-    admitted: dict[int, bool] = {}
+    configs: dict[int, JobConfig | None] = {}
     items: list[Job] = []
     for job in page.items:
-        if job.submitted_by is not None and job.submitted_by == visible.owner:
+        if visible.admits_submitter(job.submitted_by):
             items.append(job)
             continue
         jc_id = job.jobconfig_id
-        if jc_id is None:
-            continue
-        if jc_id not in admitted:
-            try:
-                jc = await ctx.store.jobconfig_get(jc_id)
-            except NotFound:
-                admitted[jc_id] = False
-            else:
-                admitted[jc_id] = visible.admits(jc.id, jc.owner, jc.template_id)
-        if admitted[jc_id]:
+        jc = None
+        if jc_id is not None:
+            if jc_id not in configs:
+                try:
+                    configs[jc_id] = await ctx.store.jobconfig_get(jc_id)
+                except NotFound:
+                    configs[jc_id] = None
+            jc = configs[jc_id]
+            if jc is None:
+                continue
+        if visible.admits_job(job.submitted_by, jc):
             items.append(job)
     return Page(items=items, next_cursor=page.next_cursor)
 

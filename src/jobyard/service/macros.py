@@ -5,9 +5,10 @@ Secure values are encrypted here, before the store sees them, and decrypted only
 environment. Nothing else returns, logs or exports a secure value: listings show a
 secure macro by name with value ``None``, previews show ``*****``.
 
-Permissions until access policies arrive: account macros are read by all and written
-by admins; user macros are read and written by that user and admins (others get 404);
-template and jobconfig macros by any authenticated caller.
+Permissions: account macros are read by all and written by admins; user macros are
+read and written by that user and admins (others get 404); template and jobconfig
+macros follow the object's ``view`` and ``edit`` rights. A job's SESSION_ID writes no
+macro at any level (403); what it reads is also bounded by the job's definers.
 """
 
 from __future__ import annotations
@@ -88,7 +89,12 @@ async def me(ctx: Context, principal: Principal) -> Level:
 
 
 def _own(principal: Principal, level: Level) -> bool:
-    return principal.is_admin or (level.scope == "user" and principal.user_id == level.scope_id)
+    """Whether every principal of the caller (a bounded job token: its definers too) is
+    an admin or the user of this user level."""
+    return all(
+        p.active and (p.is_admin or (level.scope == "user" and p.user_id == level.scope_id))
+        for p in principal.everyone
+    )
 
 
 #: The access-policy resource of the levels that belong to an object.
@@ -113,10 +119,16 @@ async def _check_read(ctx: Context, principal: Principal, level: Level) -> None:
         own_id = await ctx.store.macro_user_id(principal.name)
         if own_id != level.scope_id:
             raise NotFound(f"user {level.scope_id} does not exist", {"user_id": level.scope_id})
+        if principal.bounded_by:  # a job token whose definers may not read them
+            raise Forbidden(
+                f"this job's SESSION_ID may not read the private macros of user "
+                f"{principal.name!r}: someone else decided what the job runs"
+            )
     await _check_object(ctx, principal, level, "view")
 
 
 async def _check_write(ctx: Context, principal: Principal, level: Level) -> None:
+    access.refuse_job_token(principal, "change macros")
     await _check_read(ctx, principal, level)
     if level.scope == "account" and not principal.is_admin:
         raise Forbidden("only admins may change account macros")
@@ -186,7 +198,7 @@ async def delete_macro(
 ) -> None:
     """Delete one macro of a level."""
     await _check_write(ctx, principal, level)
-    await ctx.store.macro_delete(level.scope, level.scope_id, name)
+    await ctx.store.macro_delete(level.scope, level.scope_id, name, changed_by=principal.name)
     await _audit(ctx, principal, "delete", level, {"name": name}, remote_addr)
 
 
@@ -258,7 +270,12 @@ async def preview(
     jobconfig = await ctx.store.jobconfig_get(jobconfig_id)
     await access.require(ctx, principal, "view", "jobconfigs", jobconfig)
     name = user or principal.name
-    if name != principal.name and not principal.is_admin:
+    if not _sees_user_level(principal, name):
+        if name == principal.name:  # a bounded job token: its definers may not see them
+            raise Forbidden(
+                f"this job's SESSION_ID may not read the private macros of user {name!r}: "
+                "someone else decided what the job runs"
+            )
         raise NotFound(f"user {name!r} does not exist", {"user": name})
     sources = await ctx.store.macro_sources(jobconfig_id=jobconfig_id, user_name=name)
     return sources, _layers(sources, {}, lambda _level, _m: MASK)
@@ -304,10 +321,30 @@ async def resolve_for_job(store: Store, keys: Callable[[], Keyring], job: Job) -
 
 
 async def job_record(ctx: Context, principal: Principal, job_id: int) -> dict[str, Any] | None:
-    """The resolved macros kept on a job the caller may view (None before its start)."""
+    """The resolved macros kept on a job the caller may view (None before its start).
+
+    Values from the user level are that user's private macros (the submitter's; for a
+    scheduled job the owner's): only that user and admins see them, everyone else gets
+    the name and level with ``value`` None, as for a secure macro.
+    """
     job = await ctx.store.job_get(job_id)
     await access.require_job(ctx, principal, "view", job)
-    return job.resolved_macros
+    record = job.resolved_macros
+    if record is None or _sees_user_level(principal, job.submitted_by):
+        return record
+    return {
+        name: ({**entry, "value": None} if entry.get("level") == "user" else entry)
+        for name, entry in record.items()
+    }
+
+
+def _sees_user_level(principal: Principal, user_name: str | None) -> bool:
+    """Whether the caller (and every principal bounding it) may read ``user_name``'s
+    private macros: that user or an admin."""
+    return all(
+        p.active and (p.is_admin or (user_name is not None and p.name == user_name))
+        for p in principal.everyone
+    )
 
 
 async def reencrypt_all(store: Store, ring: Keyring) -> int:

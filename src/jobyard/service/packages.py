@@ -12,7 +12,8 @@ from jobyard.blobs.keys import package_key
 from jobyard.core import packages as pk
 from jobyard.core.models import Package, Page
 from jobyard.core.unpack import safe_unpack
-from jobyard.service.context import Context
+from jobyard.service import access
+from jobyard.service.context import Context, Principal
 
 
 def _inspect(
@@ -31,8 +32,16 @@ def _inspect(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def upload(ctx: Context, path: Path, filename: str) -> tuple[Package, bool]:
-    """Validate and store an uploaded package; identical content is stored once."""
+async def upload(
+    ctx: Context, path: Path, filename: str, *, principal: Principal | None = None
+) -> tuple[Package, bool]:
+    """Validate and store an uploaded package; identical content is stored once.
+
+    With a ``principal`` (an API caller): a job's SESSION_ID uploads nothing (403), a
+    job token creates no definitions. Internal callers (the example) pass none.
+    """
+    if principal is not None:
+        access.refuse_job_token(principal, "upload packages")
     tmp_root = ctx.settings.home / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     sha, kind, entrypoints = await asyncio.to_thread(

@@ -62,10 +62,13 @@ def spec_of(schedule: Schedule) -> ScheduleSpec:
 async def _guard(ctx: Context, principal: Principal | None, jobconfig_id: int, action: str) -> None:
     """A schedule follows its jobconfig: ``view`` to read it, ``edit`` to change it.
 
-    ``principal`` None: an internal caller (template import, examples), not checked.
+    ``principal`` None: an internal caller (template import, examples), not checked. A
+    job's SESSION_ID changes no schedule (403), whoever its user is.
     """
     if principal is None:
         return
+    if action != "view":
+        access.refuse_job_token(principal, "create or change schedules")
     jobconfig = await ctx.store.jobconfig_get(jobconfig_id)
     await access.require(ctx, principal, action, "jobconfigs", jobconfig)
 
@@ -115,15 +118,26 @@ async def create(
     now = utcnow()
     spec = _prepare(ctx, spec, now, check_seconds=True)
     created = await ctx.store.schedule_insert(
-        jobconfig_id, spec, next_fire_at=first_fire(spec, now)
+        jobconfig_id, spec, next_fire_at=first_fire(spec, now), changed_by=_name(principal)
     )
     ctx.bus.schedules_changed()
     await _audit(ctx, principal, "create", created, jobconfig_id, remote_addr)
     return created
 
 
+def _name(principal: Principal | None) -> str | None:
+    """Who becomes the jobconfig's definer when a schedule's macros change."""
+    return None if principal is None else principal.name
+
+
 async def _store(
-    ctx: Context, current: Schedule, spec: ScheduleSpec, *, retime: bool, check_seconds: bool
+    ctx: Context,
+    current: Schedule,
+    spec: ScheduleSpec,
+    *,
+    retime: bool,
+    check_seconds: bool,
+    principal: Principal | None,
 ) -> Schedule:
     now = utcnow()
     spec = _prepare(ctx, spec, now, check_seconds=check_seconds)
@@ -134,6 +148,7 @@ async def _store(
         spec,
         next_fire_at=next_fire_at,
         expected_version=current.version,
+        changed_by=_name(principal),
     )
     ctx.bus.schedules_changed()
     return updated
@@ -152,7 +167,9 @@ async def replace_(
     await _guard(ctx, principal, jobconfig_id, "edit")
     current = await ctx.store.schedule_get(jobconfig_id, schedule_id)
     check_seconds = spec.cron != current.cron
-    updated = await _store(ctx, current, spec, retime=True, check_seconds=check_seconds)
+    updated = await _store(
+        ctx, current, spec, retime=True, check_seconds=check_seconds, principal=principal
+    )
     await _audit(ctx, principal, "update", updated, jobconfig_id, remote_addr)
     return updated
 
@@ -193,6 +210,7 @@ async def patch(
         ScheduleSpec(**merged),
         retime=retime,
         check_seconds=merged["cron"] != current.cron,
+        principal=principal,
     )
     await _audit(ctx, principal, "update", updated, jobconfig_id, remote_addr)
     return updated
@@ -213,7 +231,12 @@ async def set_paused(
     if current.paused == paused:
         return current
     updated = await _store(
-        ctx, current, replace(spec_of(current), paused=paused), retime=True, check_seconds=False
+        ctx,
+        current,
+        replace(spec_of(current), paused=paused),
+        retime=True,
+        check_seconds=False,
+        principal=principal,
     )
     verb = "pause" if paused else "resume"
     await _audit(ctx, principal, verb, updated, jobconfig_id, remote_addr)

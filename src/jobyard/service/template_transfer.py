@@ -30,6 +30,7 @@ FORMAT = "jobyard.template/1"
 JOBCONFIG_FIELDS = (
     "description",
     "macros",
+    "parameters",
     "max_concurrent",
     "timeout",
     "success_exit_codes",
@@ -202,8 +203,10 @@ async def import_(
 
     Packages are checked before anything is written; a refusal later on (an invalid
     jobconfig, say) leaves what was written before it in place (the report of a second
-    import shows it as ``unchanged``).
+    import shows it as ``unchanged``). A job's SESSION_ID imports nothing (403).
     """
+    if principal is not None:
+        access.refuse_job_token(principal, "import templates")
     names = [item.spec.name for item in bundle.jobconfigs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

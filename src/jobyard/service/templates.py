@@ -76,7 +76,10 @@ async def create(
     principal: Principal | None = None,
     remote_addr: str | None = None,
 ) -> Template:
-    """Create a template; ``owner`` is the creating user (audited with a ``principal``)."""
+    """Create a template; ``owner`` is the creating user (audited with a ``principal``)
+    and its first definer. A job's SESSION_ID creates no template (403)."""
+    if principal is not None:
+        access.refuse_job_token(principal, "create templates")
     await _validate(ctx, spec)
     created = await ctx.store.template_insert(spec, owner=owner)
     await _audit(ctx, principal, "create", created.id, {"name": created.name}, remote_addr)
@@ -130,13 +133,18 @@ async def replace(
 ) -> Template:
     """PUT: every writable field is replaced (unset ones take their defaults).
 
-    With a ``principal`` (an API caller): needs ``edit``, and is audited.
+    With a ``principal`` (an API caller): needs ``edit``, and is audited. When what its
+    jobconfigs run really changes, the caller becomes its definer.
     """
+    if principal is not None:
+        access.refuse_job_token(principal, "change templates")
     current = await ctx.store.template_get(template_id)
     if principal is not None:
         await access.require(ctx, principal, "edit", "templates", current)
     await _validate(ctx, spec)
-    updated = await ctx.store.template_update(template_id, asdict(spec))
+    updated = await ctx.store.template_update(
+        template_id, asdict(spec), changed_by=None if principal is None else principal.name
+    )
     details = {"fields": sorted(SPEC_FIELDS)}
     await _audit(ctx, principal, "update", template_id, details, remote_addr)
     return updated
@@ -151,11 +159,12 @@ async def patch(
     remote_addr: str | None = None,
 ) -> Template:
     """PATCH: only the given fields change; the result must still be valid (``edit``)."""
+    access.refuse_job_token(principal, "change templates")
     current = await get(ctx, principal, template_id, "edit")
     check_patch(changes, SPEC_FIELDS, NULLABLE_FIELDS)
     merged = TemplateSpec(**{**asdict(spec_of(current)), **changes})
     await _validate(ctx, merged)
-    updated = await ctx.store.template_update(template_id, changes)
+    updated = await ctx.store.template_update(template_id, changes, changed_by=principal.name)
     await _audit(ctx, principal, "update", template_id, {"fields": sorted(changes)}, remote_addr)
     return updated
 
@@ -164,6 +173,7 @@ async def delete(
     ctx: Context, principal: Principal, template_id: int, *, remote_addr: str | None = None
 ) -> None:
     """Delete a template (and its macros); 409 while jobconfigs name it (``delete``)."""
+    access.refuse_job_token(principal, "delete templates")
     current = await get(ctx, principal, template_id, "delete")
     await ctx.store.template_delete(template_id)
     await _audit(ctx, principal, "delete", template_id, {"name": current.name}, remote_addr)
@@ -214,7 +224,9 @@ async def clone(
     ``globex.etl``). Copies name the new template, keep every other field, get no
     schedules, and are owned by the caller. All or nothing: a name clash is a 409.
     Needs ``view`` on the template (and, with jobconfigs, on each of them); audited.
+    A job's SESSION_ID clones nothing (403): it creates no definitions.
     """
+    access.refuse_job_token(principal, "clone templates")
     await get(ctx, principal, template_id)
     if with_jobconfigs:
         await require_all_children(ctx, principal, template_id)

@@ -200,7 +200,11 @@ async def refresh(ctx: Context, refresh_token: str) -> TokenPair:
 
 
 async def logout(ctx: Context, principal: Principal, bearer: str, refresh_token: str | None) -> int:
-    """Revoke the calling login token and the given refresh token (of the same user)."""
+    """Revoke the calling login token and the given refresh token (of the same user).
+
+    A job's SESSION_ID is refused (403): it ends with its job.
+    """
+    access.refuse_job_token(principal, "log out: it is revoked when its job ends")
     revoked = 0
     if principal.token_kind == "access":
         revoked += await ctx.store.token_revoke_by_hash(hash_token(bearer)) is not None
@@ -222,7 +226,11 @@ def _require_admin(principal: Principal, what: str) -> None:
 
 
 async def _visible_user(ctx: Context, principal: Principal, user_id: int) -> User:
-    """The user, if the caller may see them (admins: all; others: themselves), else 404."""
+    """The user, if the caller may see them (admins: all; others: themselves), else 404.
+
+    A job's SESSION_ID gets 403 on every user route: job tokens never manage users.
+    """
+    access.refuse_job_token(principal, "read or manage users")
     if not principal.is_admin and principal.user_id != user_id:
         raise NotFound(f"user {user_id} does not exist", {"user_id": user_id})
     return await ctx.store.user_get(user_id)
@@ -238,6 +246,7 @@ async def create_user(
     remote_addr: str | None = None,
 ) -> User:
     """Create a user (admins only); without a password they can use tokens only."""
+    access.refuse_job_token(principal, "create users")
     _require_admin(principal, "create users")
     check_name(name, "user name")
     hashed = await hash_password(password) if password is not None else None
@@ -250,7 +259,8 @@ async def create_user(
 async def list_users(
     ctx: Context, principal: Principal, *, cursor: str | None, limit: int
 ) -> Page[User]:
-    """Every user for admins; only themselves for others."""
+    """Every user for admins; only themselves for others (a job token: 403)."""
+    access.refuse_job_token(principal, "read or manage users")
     if principal.is_admin:
         return await ctx.store.users_list(cursor=cursor, limit=limit)
     if principal.user_id is None or cursor is not None:
@@ -275,8 +285,6 @@ async def update_user(
     user = await _visible_user(ctx, principal, user_id)
     if not principal.is_admin and set(changes) - {"password"}:
         raise Forbidden("only admins may change a user's role or active flag")
-    if principal.token_kind == "session":
-        raise Forbidden("a job's SESSION_ID cannot change users")
     values: dict[str, Any] = {}
     if changes.get("role") is not None:
         values["role"] = changes["role"]
@@ -348,7 +356,8 @@ async def list_tokens(
     ctx: Context, principal: Principal, *, user: str | None, all_kinds: bool
 ) -> list[ApiToken]:
     """Tokens of the caller (or, for admins, of ``user``): personal and admin ones by
-    default, also login and session tokens with ``all_kinds``."""
+    default, also login and session tokens with ``all_kinds``. Not for job tokens."""
+    access.refuse_job_token(principal, "read or manage tokens")
     owner = await _owner_of_listing(ctx, principal, user)
     if owner is None:
         return []
@@ -366,8 +375,7 @@ async def create_token(
     remote_addr: str | None = None,
 ) -> tuple[ApiToken, str]:
     """Mint a personal token of the caller; returns the record and the value (shown once)."""
-    if principal.token_kind == "session":
-        raise Forbidden("a job's SESSION_ID cannot mint tokens that outlive the job")
+    access.refuse_job_token(principal, "mint tokens (they would outlive the job)")
     if principal.user_id is None:
         raise Conflict("this bootstrap token has no user: restart the server to link it")
     if expires_at is not None and expires_in_days is not None:
@@ -396,6 +404,7 @@ async def revoke_token(
     ctx: Context, principal: Principal, token_id: int, *, remote_addr: str | None = None
 ) -> ApiToken:
     """Revoke a token of the caller (admins: anyone's); 404 for others' tokens."""
+    access.refuse_job_token(principal, "read or manage tokens")
     token = await ctx.store.token_get(token_id)
     if not principal.is_admin and (principal.user_id is None or token.user_id != principal.user_id):
         raise NotFound(f"token {token_id} does not exist", {"token_id": token_id})

@@ -90,11 +90,19 @@ class Store(Protocol):
         """Return a jobconfig by its unique name or raise ``NotFound``."""
         ...
 
-    async def jobconfig_update(self, jobconfig_id: int, changes: dict[str, Any]) -> JobConfig:
+    async def jobconfig_update(
+        self, jobconfig_id: int, changes: dict[str, Any], *, changed_by: str | None = None
+    ) -> JobConfig:
         """Apply field changes (keys are :class:`JobConfigSpec` fields) and bump updated_at.
 
         Raising ``max_concurrent`` promotes waiting SEQUENCED jobs in the same transaction.
+        When a field of ``DEFINITION_FIELDS`` really changes, ``changed_by`` becomes the
+        definer (``definition_changed_by``/``_at``), compared in the same transaction.
         """
+        ...
+
+    async def jobconfig_mark_defined(self, jobconfig_id: int, *, changed_by: str | None) -> None:
+        """Record ``changed_by`` as the jobconfig's definer now; ``NotFound``."""
         ...
 
     async def jobconfig_delete(self, jobconfig_id: int) -> None:
@@ -108,9 +116,17 @@ class Store(Protocol):
     # -- jobs: creation and queries ----------------------------------------------
     # -- schedules ---------------------------------------------------------------------
     async def schedule_insert(
-        self, jobconfig_id: int, spec: ScheduleSpec, *, next_fire_at: datetime | None
+        self,
+        jobconfig_id: int,
+        spec: ScheduleSpec,
+        *,
+        next_fire_at: datetime | None,
+        changed_by: str | None = None,
     ) -> Schedule:
-        """Create (spec already validated); ``NotFound`` jobconfig, ``Conflict`` name taken."""
+        """Create (spec already validated); ``NotFound`` jobconfig, ``Conflict`` name taken.
+
+        With macros, ``changed_by`` becomes the jobconfig's definer in the same transaction.
+        """
         ...
 
     async def schedule_get(self, jobconfig_id: int, schedule_id: int) -> Schedule:
@@ -129,8 +145,12 @@ class Store(Protocol):
         *,
         next_fire_at: datetime | None,
         expected_version: int | None = None,
+        changed_by: str | None = None,
     ) -> Schedule:
-        """New writable fields + next fire time, version + 1 (CAS on ``expected_version``)."""
+        """New writable fields + next fire time, version + 1 (CAS on ``expected_version``).
+
+        When its macros change, ``changed_by`` becomes the jobconfig's definer.
+        """
         ...
 
     async def schedule_delete(self, jobconfig_id: int, schedule_id: int) -> None:
@@ -174,11 +194,14 @@ class Store(Protocol):
         submitted_by: str | None,
         actor: str,
         reason: str | None,
+        definers: tuple[str, ...] = (),
     ) -> Job:
         """Snapshot the jobconfig and insert a job of it, in one transaction.
 
         ``NotFound`` for an unknown jobconfig, ``Conflict`` if it is disabled. Otherwise
         as :meth:`job_insert` with what to run, limits and pool taken from the jobconfig.
+        The job's ``definers``: the jobconfig's and its template's definers now, plus
+        ``definers``, without the submitter.
         """
         ...
 
@@ -379,7 +402,11 @@ class Store(Protocol):
         ...
 
     async def token_identity(self, token_hash: str) -> TokenIdentity | None:
-        """A token by hash (revoked and expired ones too), its user and its job's status."""
+        """A token by hash (revoked and expired ones too), its user and its job's status.
+
+        For a session token also its job's definers (other than its user) with their
+        user records as they are now.
+        """
         ...
 
     async def token_get(self, token_id: int) -> ApiToken:
@@ -421,8 +448,14 @@ class Store(Protocol):
         """Return a template by its unique name or raise ``NotFound``."""
         ...
 
-    async def template_update(self, template_id: int, changes: dict[str, Any]) -> Template:
-        """Apply field changes (keys are :class:`TemplateSpec` fields), bump updated_at."""
+    async def template_update(
+        self, template_id: int, changes: dict[str, Any], *, changed_by: str | None = None
+    ) -> Template:
+        """Apply field changes (keys are :class:`TemplateSpec` fields), bump updated_at.
+
+        When package, entry point or command really change, ``changed_by`` becomes the
+        template's definer.
+        """
         ...
 
     async def template_delete(self, template_id: int) -> None:
@@ -472,12 +505,19 @@ class Store(Protocol):
         """Create/replace ``(name, stored value, secure, only_if_new)`` macros of a level.
 
         One transaction; returns the level. ``InvalidInput`` when a secure macro would
-        become non-secure. Jobconfig plain values go to its ``macros`` field.
+        become non-secure. Jobconfig plain values go to its ``macros`` field. On a
+        jobconfig or template, ``updated_by`` becomes its definer when a plain value really
+        changes or a secure one is written.
         """
         ...
 
-    async def macro_delete(self, scope: str, scope_id: int, name: str) -> None:
-        """Delete one macro of a level; ``NotFound`` if it has no such macro."""
+    async def macro_delete(
+        self, scope: str, scope_id: int, name: str, *, changed_by: str | None = None
+    ) -> None:
+        """Delete one macro of a level; ``NotFound`` if it has no such macro.
+
+        On a jobconfig or template, ``changed_by`` becomes its definer.
+        """
         ...
 
     async def macros_delete_of(self, scope: str, scope_id: int) -> int:

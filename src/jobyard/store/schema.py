@@ -131,6 +131,12 @@ jobconfigs = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("owner", String(200), nullable=True),  # 0002; scheduled jobs run as the owner
     Column("template_id", Integer, nullable=True),  # 0003: inherits package/entrypoint/macros
+    # 0004: macro names a caller with only `execute` may set at run time (a JSON list;
+    # NULL is read as the empty list: a JSON server default does not compare on PostgreSQL)
+    Column("parameters", _json(), nullable=True),
+    # 0004: who last changed what it runs, and when (bounds its jobs' SESSION_ID)
+    Column("definition_changed_by", String(200), nullable=True),
+    Column("definition_changed_at", UtcDateTime(), nullable=True),
     Index("ux_jobconfigs_name", "name", unique=True),
     CheckConstraint("max_concurrent >= 0", name="max_concurrent_nonneg"),
     sqlite_autoincrement=True,
@@ -173,6 +179,9 @@ jobs = Table(
     # {name: {"level": "account|template|user|jobconfig|job", "secure": bool, "value": str|None}}
     # (value None for secure ones: never stored in clear).
     Column("resolved_macros", _json(), nullable=True),
+    # 0004: names of the users besides the submitter who decided what it runs (its
+    # jobconfig's and template's definers, and those of the job that submitted it)
+    Column("definers", _json(), nullable=True),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_known"),
     sqlite_autoincrement=True,
 )
@@ -294,6 +303,8 @@ templates = Table(
     Column("owner", String(200), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("definition_changed_by", String(200), nullable=True),  # 0004
+    Column("definition_changed_at", UtcDateTime(), nullable=True),  # 0004
     Index("ux_templates_name", "name", unique=True),
     sqlite_autoincrement=True,
 )

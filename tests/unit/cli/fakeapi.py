@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "pool": "default",
     "template_id": None,
+    "parameters": [],
 }
 
 

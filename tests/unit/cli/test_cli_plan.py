@@ -92,3 +92,12 @@ def test_action_words() -> None:
     assert [a.done for a in Action] == ["created", "updated", "unchanged", "failed", "deleted"]
     assert format_change(FieldChange("description", "", "x y")) == "description: '' → 'x y'"
     assert format_change(FieldChange("enabled", None, False), created=True) == "enabled: false"
+
+
+def test_parameters_compare_as_a_set() -> None:
+    assert plan_jobconfig(
+        desired(parameters=["B", "A"]), current(parameters=["A", "B"])
+    ).action is (Action.UNCHANGED)
+    item = plan_jobconfig(desired(parameters=["A"]), current(parameters=["A", "B"]))
+    assert item.action is Action.UPDATE
+    assert item.changes == (FieldChange("parameters", ["A", "B"], ["A"]),)

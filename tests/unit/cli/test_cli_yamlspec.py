@@ -61,6 +61,7 @@ jobconfigs:
         "enabled": False,
         "pool": "big",
         "template_id": None,
+        "parameters": [],
     }
     assert second.spec == {**spec_defaults(), "name": "echo", "command": ["sh", "-c", "echo hi"]}
 
@@ -78,6 +79,7 @@ def test_defaults_come_from_the_domain_spec() -> None:
         "description": "",
         "pool": "default",
         "template_id": None,
+        "parameters": [],
     }
 
 
@@ -195,6 +197,7 @@ def test_export_reads_back_as_the_same_jobconfigs() -> None:
             "enabled": False,
             "pool": "default",
             "template_id": None,
+            "parameters": ["DAY", "REGION"],
             "created_at": "2025-01-01T00:00:00Z",
         },
         {**spec_defaults(), "id": 8, "name": "b", "command": ["sh", "-c", "echo 'hi'; exit 0"]},
@@ -205,3 +208,29 @@ def test_export_reads_back_as_the_same_jobconfigs() -> None:
     parsed = parse_apply_text(text)
     for item, decl in zip(items, parsed.jobconfigs, strict=True):
         assert decl.spec == {k: item[k] for k in decl.spec}
+
+
+def test_parameters_are_read_sorted_and_refused_when_never_settable() -> None:
+    parsed = parse_apply_text(
+        "jobconfigs:\n  - name: a\n    command: [x]\n    parameters: [DAY, REGION, DAY]\n"
+    )
+    assert parsed.jobconfigs[0].spec["parameters"] == ["DAY", "REGION"]
+    found = problems(
+        "jobconfigs:\n  - name: a\n    command: [x]\n    parameters: [DAY, LD_PRELOAD]\n"
+    )
+    assert found[0].startswith("f.yaml:4: jobconfigs[0].parameters: ")
+    assert "parameter 'LD_PRELOAD' steers how programs are found and loaded" in found[0]
+    found = problems("jobconfigs:\n  - name: a\n    command: [x]\n    parameters: [SESSION_ID]\n")
+    assert "execution macro" in found[0]
+
+
+def test_export_writes_parameters_only_when_there_are_some() -> None:
+    items = [
+        {**spec_defaults(), "id": 1, "name": "a", "command": ["x"], "parameters": ["DAY"]},
+        {**spec_defaults(), "id": 2, "name": "b", "command": ["y"]},
+    ]
+    text = dump_export(items)
+    assert "parameters: [DAY]" in text
+    assert text.count("parameters") == 1
+    parsed = parse_apply_text(text)
+    assert [d.spec["parameters"] for d in parsed.jobconfigs] == [["DAY"], []]

@@ -172,5 +172,5 @@ async def test_throughput_of_trivial_jobs(backend: RecordingBackend, workspace: 
     assert all(e.status is JobStatus.FINISHED for e in backend.ended.values())
     await pool.drain()
     await runner
-    assert list(workspace.jobs_root.iterdir()) == []
+    assert not workspace.jobs_root.exists(), "no job folder left; the emptied root tidied away"
     print(f"{count / elapsed:.0f} trivial jobs/s through the pool (fake control plane)")

@@ -11,25 +11,29 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import MAX_ID, ErrorBody
 from jobyard.core.access import AUDIT_MAX_LIMIT, AuditEntry, Policy
-from jobyard.core.errors import NotFound
 from jobyard.service import access
 
 
 async def _admin_only(request: Request) -> None:
-    """Non-admins get the 404 of a missing route before any parameter is validated."""
-    if not (await require_principal(request)).is_admin:
-        raise NotFound(access.NO_ROUTE)
+    """Non-admins get the 404 of a missing route before any parameter is validated;
+    a job's SESSION_ID gets 403 (whoever its user is)."""
+    access.require_admin_route(await require_principal(request))
 
 
 router = APIRouter(
     tags=["access"],
     dependencies=[Depends(_admin_only)],
-    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={
+        401: {"model": ErrorBody},
+        403: {"model": ErrorBody},
+        404: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+    },
 )
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="User id.")]
 PolicyId = Annotated[int, Path(ge=1, le=MAX_ID, description="Policy id.")]
@@ -50,7 +54,9 @@ class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Literal["view", "edit", "delete", "execute"]
-    resource: Literal["jobconfigs", "templates"]
+    resource: Literal["jobconfigs", "templates", "adhoc"] = Field(
+        description="'adhoc' (ad-hoc jobs) takes only action 'execute' with selector '*'."
+    )
     selector: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 

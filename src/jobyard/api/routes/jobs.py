@@ -37,9 +37,13 @@ JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="Job id.")]
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorBody}}
 
 
-@router.post("", status_code=201, response_model=JobOut)
-async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller) -> Response:
-    """Submit an ad-hoc job: a package + entry point, or a command."""
+@router.post("", status_code=201, response_model=JobOut, responses={403: {"model": ErrorBody}})
+async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller, request: Request) -> Response:
+    """Submit an ad-hoc job: a package + entry point, or a command.
+
+    Needs admin or the policy ``{"action": "execute", "resource": "adhoc", "selector":
+    "*"}``; a job's SESSION_ID cannot submit one.
+    """
     job = await jobs.submit_adhoc(
         ctx,
         caller,
@@ -51,6 +55,7 @@ async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller) -> Response:
         timeout=body.timeout,
         success_exit_codes=body.success_exit_codes,
         pool=body.pool,
+        remote_addr=client_address(request),
     )
     return json_response(JobOut.of(job), 201)
 

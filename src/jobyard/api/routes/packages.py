@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Path, Query, UploadFile
 
-from jobyard.api.deps import Ctx, require_principal
+from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import MAX_ID, ErrorBody, PackageOut, PackagePage
 from jobyard.api.uploads import receive_upload
 from jobyard.service import packages
@@ -27,11 +27,17 @@ router = APIRouter(
 )
 async def upload_package(
     ctx: Ctx,
+    caller: Caller,
     file: Annotated[UploadFile, File(description="zip, tar(.gz|.bz2|.xz) or a single file")],
 ) -> PackageOut:
-    """Upload a package; the same content uploaded twice is stored once (same id)."""
+    """Upload a package; the same content uploaded twice is stored once (same id).
+
+    A job's SESSION_ID cannot upload (403).
+    """
     async with receive_upload(ctx, file) as (tmp, _size):
-        package, _created = await packages.upload(ctx, tmp, file.filename or "package")
+        package, _created = await packages.upload(
+            ctx, tmp, file.filename or "package", principal=caller
+        )
     return PackageOut.of(package)
 
 

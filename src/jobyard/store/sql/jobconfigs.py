@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import TERMINAL, JobStatus
-from jobyard.core.models import JobConfig, JobConfigSpec, Page
+from jobyard.core.models import DEFINITION_FIELDS, JobConfig, JobConfigSpec, Page
 from jobyard.store.schema import job_events, job_files, jobconfigs, jobs
 from jobyard.store.sql.base import (
     SqlBase,
@@ -34,9 +34,13 @@ class JobconfigsMixin(SqlBase):
     """CRUD of jobconfigs; a limit change promotes in the same transaction."""
 
     async def jobconfig_insert(self, spec: JobConfigSpec, *, owner: str | None = None) -> JobConfig:
-        """Create; ``Conflict`` if the name is taken, ``NotFound`` for an unknown package."""
+        """Create; ``Conflict`` if the name is taken, ``NotFound`` for an unknown package.
+
+        The owner (creator) is its first definer (``definition_changed_by``).
+        """
         values = _validate({f: getattr(spec, f) for f in _SPEC_FIELDS})
         values["owner"] = owner
+        values["definition_changed_by"] = owner
         return await self._write(_jobconfig_insert, values)
 
     async def jobconfig_get(self, jobconfig_id: int) -> JobConfig:
@@ -47,17 +51,28 @@ class JobconfigsMixin(SqlBase):
         """Return a jobconfig by its unique name or raise ``NotFound``."""
         return await self._read(_jobconfig_get_by_name, name)
 
-    async def jobconfig_update(self, jobconfig_id: int, changes: dict[str, Any]) -> JobConfig:
+    async def jobconfig_update(
+        self, jobconfig_id: int, changes: dict[str, Any], *, changed_by: str | None = None
+    ) -> JobConfig:
         """Apply field changes and bump updated_at; a new ``max_concurrent`` promotes.
 
-        Unknown keys are ``InvalidInput``; a taken name is ``Conflict``.
+        When a field of ``DEFINITION_FIELDS`` really changes (compared in the same
+        transaction), ``changed_by`` becomes the definer and ``definition_changed_at``
+        the time. Unknown keys are ``InvalidInput``; a taken name is ``Conflict``.
         """
         unknown = sorted(set(changes) - _SPEC_FIELDS)
         if unknown:
             raise InvalidInput(
                 f"unknown jobconfig fields: {', '.join(unknown)}", {"fields": unknown}
             )
-        return await self._write(_jobconfig_update, jobconfig_id, _validate(dict(changes)))
+        return await self._write(
+            _jobconfig_update, jobconfig_id, _validate(dict(changes)), changed_by
+        )
+
+    async def jobconfig_mark_defined(self, jobconfig_id: int, *, changed_by: str | None) -> None:
+        """Record ``changed_by`` as the jobconfig's definer now (its schedules' macros
+        changed: they decide what its scheduled jobs run); ``NotFound``."""
+        await self._write(_mark_defined, jobconfig_id, changed_by)
 
     async def jobconfig_delete(self, jobconfig_id: int) -> None:
         """Delete a jobconfig with its ended jobs, their events and file records.
@@ -88,6 +103,8 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         values["macros"] = dict(values["macros"] or {})
     if "success_exit_codes" in values:
         values["success_exit_codes"] = list(values["success_exit_codes"])
+    if "parameters" in values:
+        values["parameters"] = sorted(set(values["parameters"] or []))
     return values
 
 
@@ -100,7 +117,7 @@ def _jobconfig_insert(tx: Tx, values: dict[str, Any]) -> JobConfig:
     check_template(tx, values.get("template_id"))
     stmt = (
         insert(jobconfigs)
-        .values(**values, created_at=tx.now, updated_at=tx.now)
+        .values(**values, created_at=tx.now, updated_at=tx.now, definition_changed_at=tx.now)
         .returning(*jobconfigs.c)
     )
     try:
@@ -124,15 +141,29 @@ def _jobconfig_get_by_name(tx: Tx, name: str) -> JobConfig:
     return jobconfig_from_row(row)
 
 
-def _jobconfig_update(tx: Tx, jobconfig_id: int, changes: dict[str, Any]) -> JobConfig:
+def defines(current: Any, changes: dict[str, Any], fields: tuple[str, ...]) -> bool:
+    """Whether ``changes`` really change one of ``fields`` of ``current``."""
+    return any(k in changes and changes[k] != getattr(current, k) for k in fields)
+
+
+def _jobconfig_update(
+    tx: Tx, jobconfig_id: int, changes: dict[str, Any], changed_by: str | None
+) -> JobConfig:
     if "package_id" in changes:
         check_package(tx, changes["package_id"])
     if "template_id" in changes:
         check_template(tx, changes["template_id"])
+    values = dict(changes)
+    if any(k in changes for k in DEFINITION_FIELDS):
+        if tx.pg:
+            lock_jobconfigs(tx, [jobconfig_id])  # compare with what nobody else changes now
+        current = read_jobconfig(tx, jobconfig_id)
+        if defines(current, changes, DEFINITION_FIELDS):
+            values.update(definition_changed_by=changed_by, definition_changed_at=tx.now)
     stmt = (
         update(jobconfigs)
         .where(jobconfigs.c.id == jobconfig_id)
-        .values(**changes, updated_at=tx.now)
+        .values(**values, updated_at=tx.now)
         .returning(*jobconfigs.c)
     )
     try:
@@ -145,6 +176,21 @@ def _jobconfig_update(tx: Tx, jobconfig_id: int, changes: dict[str, Any]) -> Job
         # The UPDATE above holds the jobconfig row lock: promotion is serialised.
         promote(tx, jobconfig_id)
     return jobconfig_from_row(row)
+
+
+def mark_jobconfig_defined(tx: Tx, jobconfig_id: int, changed_by: str | None) -> bool:
+    """Set the jobconfig's definer to ``changed_by`` now; False if it does not exist."""
+    done = tx.conn.execute(
+        update(jobconfigs)
+        .where(jobconfigs.c.id == jobconfig_id)
+        .values(definition_changed_by=changed_by, definition_changed_at=tx.now)
+    ).rowcount
+    return bool(done)
+
+
+def _mark_defined(tx: Tx, jobconfig_id: int, changed_by: str | None) -> None:
+    if not mark_jobconfig_defined(tx, jobconfig_id, changed_by):
+        raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
 
 
 def _jobconfig_delete(tx: Tx, jobconfig_id: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,11 +83,17 @@ class JobsMixin(SqlBase):
         submitted_by: str | None,
         actor: str,
         reason: str | None,
+        definers: tuple[str, ...] = (),
     ) -> Job:
-        """Snapshot the jobconfig and insert a job of it, in one transaction."""
+        """Snapshot the jobconfig and insert a job of it, in one transaction.
+
+        The job's ``definers`` are the jobconfig's and its template's definers as they
+        are now, plus the given ones (those of a job whose SESSION_ID submits it),
+        without the submitter.
+        """
         return await self._write(
             _job_submit_for_jobconfig,
-            jobconfig_id, macros, hold, trigger, submitted_by, actor, reason,
+            jobconfig_id, macros, hold, trigger, submitted_by, actor, reason, definers,
         )  # fmt: skip
 
     async def job_get(self, job_id: int) -> Job:
@@ -189,7 +196,10 @@ class JobsMixin(SqlBase):
 _JOBCONFIG_EXISTS = select(jobconfigs.c.id).where(jobconfigs.c.id == bindparam("id"))
 _PACKAGE_EXISTS = select(packages.c.id).where(packages.c.id == bindparam("id"))
 _TEMPLATE_TARGET = select(
-    templates.c.package_id, templates.c.entrypoint, templates.c.command
+    templates.c.package_id,
+    templates.c.entrypoint,
+    templates.c.command,
+    templates.c.definition_changed_by,
 ).where(templates.c.id == bindparam("id"))
 _SET_TEMPLATE = (
     update(jobs)
@@ -223,6 +233,7 @@ _NEW_JOB_COLUMNS = (
     "submitted_by",
     "rerun_of",
     "created_at",
+    "definers",
 )
 _REQUEST_ABORT = (
     update(jobs)
@@ -300,6 +311,11 @@ def _after_sequenced(tx: Tx, job: Job) -> Job:
     return job
 
 
+def definers_of(names: Iterable[str | None], submitted_by: str | None) -> list[str]:
+    """The definers a job records: each name once, sorted, without the submitter."""
+    return sorted({n for n in names if n and n != submitted_by})
+
+
 def _job_insert(tx: Tx, new: NewJob, actor: str, reason: str | None) -> Job:
     _check_refs(tx, new.jobconfig_id, new.package_id)
     status = JobStatus.WAITING if new.hold else JobStatus.SEQUENCED
@@ -317,6 +333,7 @@ def _job_insert(tx: Tx, new: NewJob, actor: str, reason: str | None) -> Job:
         "v_submitted_by": new.submitted_by,
         "v_rerun_of": new.rerun_of,
         "v_created_at": tx.now,
+        "v_definers": definers_of(new.definers, new.submitted_by),
     }
     row = tx.conn.execute(_insert_statement(status, tx.pg), params).one()
     job = job_from_row(row)
@@ -335,6 +352,7 @@ def _job_submit_for_jobconfig(
     submitted_by: str | None,
     actor: str,
     reason: str | None,
+    definers: tuple[str, ...],
 ) -> Job:
     lock_jobconfigs(tx, [jobconfig_id])
     jc = read_jobconfig(tx, jobconfig_id)
@@ -345,10 +363,13 @@ def _job_submit_for_jobconfig(
         )
     target = RunTarget(jc.package_id, jc.entrypoint, jc.command)
     template = None
+    names = [*definers, jc.definition_changed_by]
     if jc.template_id is not None:  # inherits what it does not set itself
         row = tx.conn.execute(_TEMPLATE_TARGET, {"id": jc.template_id}).first()
         template = None if row is None else RunTarget(row[0], row[1], row[2])
         target = effective_target(target, template)
+        if row is not None:
+            names.append(row[3])  # the template decides what its children run too
     new = NewJob(
         jobconfig_id=jc.id,
         package_id=target.package_id,
@@ -361,6 +382,7 @@ def _job_submit_for_jobconfig(
         trigger=trigger,
         submitted_by=submitted_by,
         hold=hold,
+        definers=tuple(definers_of(names, submitted_by)),
     )
     job = _job_insert(tx, new, actor, reason)
     if template is None:

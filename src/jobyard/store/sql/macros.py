@@ -5,6 +5,12 @@ secure) and the *secure* macros of jobconfigs; a jobconfig's plain macros stay i
 ``macros`` JSON field (what ``apply``/``export`` have always used). A name is either
 plain or secure on a jobconfig, never both: setting it secure removes it from the
 field. Secure values arrive here already encrypted; the store never sees a clear one.
+
+A write that changes a jobconfig's or a template's macros changes what its jobs run:
+the writer becomes the object's definer (``definition_changed_by``) in the same
+transaction. Plain values count when they really change; a secure write or delete
+always counts (its old value cannot be compared, and a secret steers a job as much as
+a plain value does).
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from jobyard.core.macros import SCOPES, MacroSources, StoredMacro
 from jobyard.core.users import User
 from jobyard.store.schema import jobconfigs, jobs, macros, templates, users
 from jobyard.store.sql.base import SqlBase, Tx
+
+#: The levels whose macros decide what a job runs, and the table recording the definer.
+_DEFINED: dict[str, Any] = {"jobconfig": jobconfigs, "template": templates}
 
 #: ``(name, stored value, secure, only_if_new)``: with ``only_if_new`` an existing
 #: secure macro keeps its value (imports of secure names without a value).
@@ -63,9 +72,14 @@ class MacrosMixin(SqlBase):
         """
         return await self._write(_macros_put, scope, scope_id, items, updated_by)
 
-    async def macro_delete(self, scope: str, scope_id: int, name: str) -> None:
-        """Delete one macro of a level; ``NotFound`` if it has no such macro."""
-        await self._write(_macro_delete, scope, scope_id, name)
+    async def macro_delete(
+        self, scope: str, scope_id: int, name: str, *, changed_by: str | None = None
+    ) -> None:
+        """Delete one macro of a level; ``NotFound`` if it has no such macro.
+
+        On a jobconfig or template, ``changed_by`` becomes its definer.
+        """
+        await self._write(_macro_delete, scope, scope_id, name, changed_by)
 
     async def macros_delete_of(self, scope: str, scope_id: int) -> int:
         """Delete every table row of one object (its jobconfig, template or user is gone)."""
@@ -167,19 +181,23 @@ def _macros_put(
     if scope == "jobconfig":
         plain = _jobconfig_field(tx, scope_id)[0]
     field_changed = False
+    defining = False
     for name, value, secure, only_if_new in items:
         old = existing.get(name)
         if old is not None and old.secure and not secure:
             raise _demote_refused(name)
         if plain is not None and not secure:
+            defining = defining or plain.get(name) != value
             plain[name] = value
             field_changed = True
             continue
         if plain is not None and name in plain:
             del plain[name]  # a jobconfig name is plain or secure, never both
             field_changed = True
+            defining = True
         if old is not None and only_if_new:
             continue
+        defining = defining or secure or old is None or old.value != value
         values = {"value": value, "secure": secure, "updated_at": tx.now, "updated_by": updated_by}
         if old is None:
             try:  # PostgreSQL: a concurrent insert of the name (SQLite holds the write lock)
@@ -204,10 +222,23 @@ def _macros_put(
             .where(jobconfigs.c.id == scope_id)
             .values(macros=plain, updated_at=tx.now)
         )
+    if defining:
+        _mark_defined(tx, scope, scope_id, updated_by)
     return _macros_list(tx, scope, scope_id)
 
 
-def _macro_delete(tx: Tx, scope: str, scope_id: int, name: str) -> None:
+def _mark_defined(tx: Tx, scope: str, scope_id: int, changed_by: str | None) -> None:
+    """Record ``changed_by`` as the definer of a jobconfig or template whose macros changed."""
+    table = _DEFINED.get(scope)
+    if table is not None:
+        tx.conn.execute(
+            update(table)
+            .where(table.c.id == scope_id)
+            .values(definition_changed_by=changed_by, definition_changed_at=tx.now)
+        )
+
+
+def _macro_delete(tx: Tx, scope: str, scope_id: int, name: str, changed_by: str | None) -> None:
     _check_scope(tx, scope, scope_id)
     gone = tx.conn.execute(
         delete(macros).where(
@@ -226,6 +257,7 @@ def _macro_delete(tx: Tx, scope: str, scope_id: int, name: str) -> None:
             gone += 1
     if not gone:
         raise NotFound(f"{scope} macro {name!r} does not exist", {"macro": name})
+    _mark_defined(tx, scope, scope_id, changed_by)
 
 
 def delete_macros_of(tx: Tx, scope: str, scope_id: int) -> int:

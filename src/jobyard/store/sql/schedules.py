@@ -73,6 +73,7 @@ _FIRE_COLUMNS = (
     "schedule_id",
     "scheduled_for",
     "template_id",
+    "definers",
 )
 
 
@@ -87,10 +88,19 @@ class SchedulesMixin(SqlBase):
     """Schedules of jobconfigs and their firing."""
 
     async def schedule_insert(
-        self, jobconfig_id: int, spec: ScheduleSpec, *, next_fire_at: datetime | None
+        self,
+        jobconfig_id: int,
+        spec: ScheduleSpec,
+        *,
+        next_fire_at: datetime | None,
+        changed_by: str | None = None,
     ) -> Schedule:
-        """Create; ``NotFound`` for an unknown jobconfig, ``Conflict`` for a taken name."""
-        return await self._write(_schedule_insert, jobconfig_id, spec, next_fire_at)
+        """Create; ``NotFound`` for an unknown jobconfig, ``Conflict`` for a taken name.
+
+        A schedule's macros decide what its jobs run like the jobconfig's own: with
+        macros, ``changed_by`` becomes the jobconfig's definer.
+        """
+        return await self._write(_schedule_insert, jobconfig_id, spec, next_fire_at, changed_by)
 
     async def schedule_get(self, jobconfig_id: int, schedule_id: int) -> Schedule:
         """One schedule of this jobconfig, or ``NotFound``."""
@@ -108,14 +118,17 @@ class SchedulesMixin(SqlBase):
         *,
         next_fire_at: datetime | None,
         expected_version: int | None = None,
+        changed_by: str | None = None,
     ) -> Schedule:
         """Store new writable fields and next fire time; bump the version.
 
-        ``expected_version`` makes it a compare-and-set (``Conflict`` if it moved).
+        ``expected_version`` makes it a compare-and-set (``Conflict`` if it moved). When
+        its macros change, ``changed_by`` becomes the jobconfig's definer.
         """
         return await self._write(
-            _schedule_replace, jobconfig_id, schedule_id, spec, next_fire_at, expected_version
-        )
+            _schedule_replace,
+            jobconfig_id, schedule_id, spec, next_fire_at, expected_version, changed_by,
+        )  # fmt: skip
 
     async def schedule_delete(self, jobconfig_id: int, schedule_id: int) -> None:
         """Delete; jobs it created keep their schedule id and fire time."""
@@ -168,8 +181,21 @@ def _missing(jobconfig_id: int, schedule_id: int) -> NotFound:
     )
 
 
+def _mark_defined(tx: Tx, jobconfig_id: int, changed_by: str | None) -> None:
+    """The jobconfig's definer is now ``changed_by`` (its schedules' macros changed)."""
+    tx.conn.execute(
+        update(jobconfigs)
+        .where(jobconfigs.c.id == jobconfig_id)
+        .values(definition_changed_by=changed_by, definition_changed_at=tx.now)
+    )
+
+
 def _schedule_insert(
-    tx: Tx, jobconfig_id: int, spec: ScheduleSpec, next_fire_at: datetime | None
+    tx: Tx,
+    jobconfig_id: int,
+    spec: ScheduleSpec,
+    next_fire_at: datetime | None,
+    changed_by: str | None,
 ) -> Schedule:
     _check_jobconfig(tx, jobconfig_id)
     stmt = (
@@ -188,6 +214,8 @@ def _schedule_insert(
         row = tx.conn.execute(stmt).one()
     except IntegrityError as exc:
         raise _name_taken(spec.name or "") from exc
+    if spec.macros:
+        _mark_defined(tx, jobconfig_id, changed_by)
     return schedule_from_row(row)
 
 
@@ -219,8 +247,10 @@ def _schedule_replace(
     spec: ScheduleSpec,
     next_fire_at: datetime | None,
     expected_version: int | None,
+    changed_by: str | None,
 ) -> Schedule:
     where = [schedules.c.id == schedule_id, schedules.c.jobconfig_id == jobconfig_id]
+    old_macros = tx.conn.execute(select(schedules.c.macros).where(*where)).scalar()
     if expected_version is not None:
         where.append(schedules.c.version == expected_version)
     stmt = (
@@ -245,6 +275,8 @@ def _schedule_replace(
             "read it again and retry",
             {"schedule_id": schedule_id, "version": current.version},
         )
+    if dict(old_macros or {}) != dict(spec.macros):
+        _mark_defined(tx, jobconfig_id, changed_by)
     return schedule_from_row(row)
 
 
@@ -347,6 +379,13 @@ def _insert_firings(
     # A jobconfig naming a template takes what it does not set itself from the template
     # (the rule of jobyard.core.templates.effective_target).
     t = templates
+    # Whose authority bounds the job's SESSION_ID besides the owner's: the definers of
+    # the jobconfig and of its template, the owner left out (a NULL stays in the array:
+    # readers skip it).
+    definers = (func.json_build_array if tx.pg else func.json_array)(
+        func.nullif(jc.c.definition_changed_by, jc.c.owner),
+        func.nullif(t.c.definition_changed_by, jc.c.owner),
+    )
     inherits = and_(
         t.c.id.is_not(None),
         jc.c.package_id.is_(None),
@@ -373,6 +412,7 @@ def _insert_firings(
             s.c.id,
             literal(fire_at, type_=UtcDateTime()),
             t.c.id,
+            definers,
         )
         .select_from(
             s.join(jc, jc.c.id == s.c.jobconfig_id).outerjoin(t, t.c.id == jc.c.template_id)

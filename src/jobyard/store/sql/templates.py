@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.models import JobConfig, Package, Page
-from jobyard.core.templates import CloneResult, Template, TemplateSpec
+from jobyard.core.templates import DEFINITION_FIELDS, CloneResult, Template, TemplateSpec
 from jobyard.store.schema import jobconfigs, macros, packages, templates
 from jobyard.store.sql.base import (
     SqlBase,
@@ -41,14 +41,22 @@ class TemplatesMixin(SqlBase):
         """Return a template by its unique name or raise ``NotFound``."""
         return await self._read(_template_get_by_name, name)
 
-    async def template_update(self, template_id: int, changes: dict[str, Any]) -> Template:
-        """Apply field changes (keys are :class:`TemplateSpec` fields), bump updated_at."""
+    async def template_update(
+        self, template_id: int, changes: dict[str, Any], *, changed_by: str | None = None
+    ) -> Template:
+        """Apply field changes (keys are :class:`TemplateSpec` fields), bump updated_at.
+
+        When what its jobconfigs run really changes (package, entry point, command),
+        ``changed_by`` becomes its definer.
+        """
         unknown = sorted(set(changes) - _SPEC_FIELDS)
         if unknown:
             raise InvalidInput(
                 f"unknown template fields: {', '.join(unknown)}", {"fields": unknown}
             )
-        return await self._write(_template_update, template_id, _validate(dict(changes)))
+        return await self._write(
+            _template_update, template_id, _validate(dict(changes)), changed_by
+        )
 
     async def template_delete(self, template_id: int) -> None:
         """Delete a template and its macros; ``Conflict`` while a jobconfig names it."""
@@ -151,7 +159,14 @@ def _template_insert(tx: Tx, values: dict[str, Any], owner: str | None) -> Templ
     check_package(tx, values.get("package_id"))
     stmt = (
         insert(templates)
-        .values(**values, owner=owner, created_at=tx.now, updated_at=tx.now)
+        .values(
+            **values,
+            owner=owner,
+            created_at=tx.now,
+            updated_at=tx.now,
+            definition_changed_by=owner,
+            definition_changed_at=tx.now,
+        )
         .returning(*templates.c)
     )
     try:
@@ -168,13 +183,26 @@ def _template_get_by_name(tx: Tx, name: str) -> Template:
     return template_from_row(row)
 
 
-def _template_update(tx: Tx, template_id: int, changes: dict[str, Any]) -> Template:
+def _template_update(
+    tx: Tx, template_id: int, changes: dict[str, Any], changed_by: str | None
+) -> Template:
     if "package_id" in changes:
         check_package(tx, changes["package_id"])
+    values = dict(changes)
+    if any(k in changes for k in DEFINITION_FIELDS):
+        current_stmt = select(templates).where(templates.c.id == template_id)
+        if tx.pg:
+            current_stmt = current_stmt.with_for_update()
+        row = tx.conn.execute(current_stmt).first()
+        if row is None:
+            raise _not_found(template_id)
+        current = template_from_row(row)
+        if any(changes[k] != getattr(current, k) for k in DEFINITION_FIELDS if k in changes):
+            values.update(definition_changed_by=changed_by, definition_changed_at=tx.now)
     stmt = (
         update(templates)
         .where(templates.c.id == template_id)
-        .values(**changes, updated_at=tx.now)
+        .values(**values, updated_at=tx.now)
         .returning(*templates.c)
     )
     try:
@@ -271,7 +299,14 @@ def _template_clone(
                 for c in jobconfigs.c
                 if c.name not in ("id", "created_at", "updated_at")
             }
-            row.update(name=prefix + jc.name, template_id=clone.id, owner=owner)
+            # The copy is the cloner's: they own it and are its definer.
+            row.update(
+                name=prefix + jc.name,
+                template_id=clone.id,
+                owner=owner,
+                definition_changed_by=owner,
+                definition_changed_at=tx.now,
+            )
             stmt = (
                 insert(jobconfigs)
                 .values(**row, created_at=tx.now, updated_at=tx.now)

@@ -384,11 +384,17 @@ def _token_identity(tx: Tx, token_hash: str) -> TokenIdentity | None:
         found = tx.conn.execute(select(users).where(users.c.id == token.user_id)).first()
         user = None if found is None else user_from_row(found)
     job_status = None
+    definers: list[tuple[str, User | None]] = []
     if token.job_id is not None:
-        job_status = tx.conn.execute(
-            select(jobs.c.status).where(jobs.c.id == token.job_id)
-        ).scalar()
-    return TokenIdentity(token=token, user=user, job_status=job_status)
+        job = tx.conn.execute(
+            select(jobs.c.status, jobs.c.definers).where(jobs.c.id == token.job_id)
+        ).first()
+        if job is not None:
+            job_status = job[0]
+            own = None if user is None else user.name
+            for name in sorted({n for n in job[1] or () if isinstance(n, str) and n != own}):
+                definers.append((name, _user_find(tx, name)))
+    return TokenIdentity(token=token, user=user, job_status=job_status, definers=tuple(definers))
 
 
 def _token_get(tx: Tx, token_id: int) -> ApiToken:
