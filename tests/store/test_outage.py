@@ -128,6 +128,20 @@ async def test_a_commit_cut_in_flight_is_reported_as_unknown(
     # The store is usable again at once (a fresh connection).
     assert await pg_store.tokens_count() == 0
 
+    # A read has nothing to apply: cut the same way, it is simply run again.
+    runs: list[int] = []
+
+    def read_then_lose_the_connection_once(tx: Tx) -> int:
+        pid = int(tx.conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        runs.append(pid)
+        if len(runs) == 1:
+            with own_cluster.connect(database) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        return int(tx.conn.execute(text("SELECT 41 + 1")).scalar_one()) if len(runs) > 1 else 0
+
+    assert await pg_store._read(read_then_lose_the_connection_once) == 42
+    assert len(runs) == 2 and runs[0] != runs[1]
+
 
 # -- the lease clock (both engines) -------------------------------------------------------
 

@@ -307,6 +307,7 @@ class SqlBase:
         self,
         side: _Side,
         lock_first: bool,
+        read_only: bool,
         fn: Callable[Concatenate[Tx, P], T],
         *args: P.args,
         **kw: P.kwargs,
@@ -315,9 +316,10 @@ class SqlBase:
 
         A connection that broke before the commit was sent (a pooled connection the
         server closed when it restarted) took nothing with it: the transaction is run
-        once more on a fresh connection. Outages that remain become
-        ``DatabaseUnavailable`` (see :mod:`jobyard.store.sql.outage`); a connection that
-        broke during the commit leaves its outcome unknown and is never retried here.
+        once more on a fresh connection, as is a ``read_only`` one whatever the moment.
+        Outages that remain become ``DatabaseUnavailable`` (see
+        :mod:`jobyard.store.sql.outage`); a write whose connection broke during the
+        commit leaves its outcome unknown and is never repeated here.
         """
         attempt = 0
         fresh_retry = True
@@ -340,11 +342,11 @@ class SqlBase:
                     if attempt < _RETRIES and code in _RETRYABLE_PGCODES:
                         continue
                     raise
-                if kind is Outage.LOST and fresh_retry and not committing:
+                if kind is Outage.LOST and fresh_retry and (read_only or not committing):
                     fresh_retry = False
                     continue
                 self._outages.failed(kind, exc)
-                raise unavailable(kind, committing=committing) from exc
+                raise unavailable(kind, committing=committing and not read_only) from exc
             self._outages.succeeded()
             return result
 
@@ -354,14 +356,14 @@ class SqlBase:
         loop = asyncio.get_running_loop()
         if side.executor is not None:
             return await loop.run_in_executor(
-                side.executor, lambda: self._run_sync(side, False, fn, *args, **kw)
+                side.executor, lambda: self._run_sync(side, False, False, fn, *args, **kw)
             )
         # Inline (SQLite): while another process holds the write lock, let this loop's
         # other work run, then try again.
         deadline = loop.time() + _LOCK_WAIT_SECONDS
         while True:
             try:
-                return self._run_sync(side, True, fn, *args, **kw)
+                return self._run_sync(side, True, False, fn, *args, **kw)
             except _Busy:
                 if loop.time() > deadline:
                     error = TimeoutError(
@@ -375,10 +377,10 @@ class SqlBase:
         """Run ``fn(tx, ...)`` as one read-only transaction on the reader side."""
         side = self._reader
         if side.executor is None:
-            return self._run_sync(side, False, fn, *args, **kw)
+            return self._run_sync(side, False, True, fn, *args, **kw)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            side.executor, lambda: self._run_sync(side, False, fn, *args, **kw)
+            side.executor, lambda: self._run_sync(side, False, True, fn, *args, **kw)
         )
 
 
