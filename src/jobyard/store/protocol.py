@@ -14,8 +14,8 @@ promotes SEQUENCED jobs of its jobconfig under a per-jobconfig lock, so the
 Any method raises ``DatabaseUnavailable`` when the database cannot be reached (or
 stays locked) — never a driver error: its ``committed`` says whether a write may have
 taken effect (``None``: the connection broke during the commit). A connection that
-broke before its commit (a stale one after a database restart) is replaced and the
-transaction run again inside the method.
+broke before its commit (a stale one after a database restart), or under a read at any
+moment, is replaced and the transaction run again inside the method.
 """
 
 from __future__ import annotations
