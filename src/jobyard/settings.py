@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=3.0, gt=0, description="Lease renewal period.")
     maintenance_seconds: float = Field(default=2.0, gt=0, description="Sweep period.")
     abort_grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM->SIGKILL wait.")
+    db_retry_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a worker retries a status write, end report or lease renewal "
+        "through a database outage before giving up on it.",
+    )
 
     isolation: Literal["auto", "uid", "namespace", "none"] = Field(
         default="auto",

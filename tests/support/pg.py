@@ -73,6 +73,8 @@ class PgCluster:
     password: str = ""
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _reset_sql: str | None = None
+    #: ``postgres`` options the server was started with (reused by :meth:`start`).
+    options: str = ""
 
     @property
     def datadir(self) -> Path:
@@ -165,6 +167,30 @@ class PgCluster:
         finally:
             self.drop_database(name)
 
+    def _pg_ctl(self, *args: str) -> None:
+        # -l: the server's output goes to the log file, never to our pipes (with a pipe,
+        # `pg_ctl -w` would wait for the server to close it, i.e. forever).
+        self.run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.root / "postgres.log"),
+            *args,
+        )
+
+    def start(self) -> None:
+        """Start the (stopped) server with its options; return once it accepts connections."""
+        self._pg_ctl("-o", self.options, "-w", "-t", "60", "start")
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server but keep the cluster (``pg_ctl stop -m MODE``), for outage tests."""
+        self._pg_ctl("-m", mode, "-w", "-t", "60", "stop")
+
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart -m MODE``: connections are cut, the server comes back."""
+        self._pg_ctl("-o", self.options, "-m", mode, "-w", "-t", "60", "restart")
+
     def stop(self) -> None:
         """Stop the server (immediately: nothing here is worth a checkpoint) and delete it."""
         try:
@@ -216,7 +242,7 @@ def start_cluster() -> PgCluster:
             "--locale=C",
             "--no-sync",
         )
-        options = " ".join(
+        cluster.options = " ".join(
             [
                 f"-p {cluster.port}",
                 "-c listen_addresses=127.0.0.1",
@@ -231,19 +257,7 @@ def start_cluster() -> PgCluster:
                 "-c log_min_messages=warning",
             ]
         )
-        cluster.run(
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(cluster.datadir),
-            "-l",
-            str(root / "postgres.log"),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
+        cluster.start()
     except BaseException:
         cluster.stop()
         raise

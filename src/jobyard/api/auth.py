@@ -10,7 +10,8 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jobyard.core.errors import Unauthorized
+from jobyard.api.errors import unavailable_response
+from jobyard.core.errors import DatabaseUnavailable, Unauthorized
 from jobyard.service.auth import authenticate
 from jobyard.service.context import Context
 
@@ -40,6 +41,9 @@ class AuthMiddleware:
             principal = await authenticate(ctx, header)
         except Unauthorized as exc:
             await _deny(send, exc.message)
+            return
+        except DatabaseUnavailable as exc:  # the token cannot be checked now: not a 500
+            await unavailable_response(exc)(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

@@ -22,6 +22,7 @@ STATUS_OF: list[tuple[type[e.JobyardError], int]] = [
     (e.TooLarge, 413),
     (e.Unauthorized, 401),
     (e.Forbidden, 403),
+    (e.DatabaseUnavailable, 503),
 ]
 
 HTTP_CODES = {
@@ -35,18 +36,40 @@ HTTP_CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
+    503: "unavailable",
 }
 
 
 def error_response(
-    status: int, code: str, message: str, details: dict[str, Any] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    *,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """The one shape of every error answer."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
     return JSONResponse(
         {"error": {"code": code, "message": message, "details": details or {}}},
         status_code=status,
         headers=headers,
+    )
+
+
+def unavailable_response(exc: e.DatabaseUnavailable) -> JSONResponse:
+    """503 ``database_unavailable`` with ``Retry-After``: the request may simply be retried.
+
+    Used by the exception handlers and by middleware that talks to the database before
+    routing (authentication), so an outage never answers 500.
+    """
+    return error_response(
+        503,
+        exc.code,
+        exc.message,
+        exc.details,
+        headers={"Retry-After": str(exc.retry_after)},
     )
 
 
@@ -64,6 +87,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(e.JobyardError)
     async def _domain(_: Request, exc: e.JobyardError) -> JSONResponse:
+        if isinstance(exc, e.DatabaseUnavailable):
+            return unavailable_response(exc)
         for cls, status in STATUS_OF:
             if isinstance(exc, cls):
                 return error_response(status, exc.code, exc.message, exc.details)
@@ -95,5 +120,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, e.DatabaseUnavailable):  # raised in a middleware, before routing
+            return unavailable_response(exc)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", "internal server error; see the server log")

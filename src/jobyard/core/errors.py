@@ -56,3 +56,28 @@ class Forbidden(JobyardError):
     """Valid credentials without the right to do this."""
 
     code = "forbidden"
+
+
+class DatabaseUnavailable(JobyardError):
+    """The database cannot be reached (or stays locked) right now: try again shortly.
+
+    Not a failure of the request itself, so callers answer 503 and workers retry.
+    ``committed`` tells whether a write may have taken effect: ``False`` when it failed
+    before its commit was sent (nothing happened), ``None`` when the connection broke
+    while the commit was in flight (it may or may not have happened, so only an
+    idempotent write may simply be repeated).
+    """
+
+    code = "database_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        committed: bool | None = False,
+        retry_after: int = 2,
+    ) -> None:
+        super().__init__(message, details)
+        self.committed = committed
+        self.retry_after = retry_after

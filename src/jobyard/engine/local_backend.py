@@ -18,10 +18,12 @@ from typing import Any
 from jobyard.blobs.keys import log_key, output_key, package_key
 from jobyard.blobs.protocol import BlobStore
 from jobyard.core.crypto import Keyring, SecretError
-from jobyard.core.errors import Conflict, InvalidInput, NotFound
+from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput, NotFound
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, JobFile, WorkerInfo
+from jobyard.core.users import User
 from jobyard.engine.bus import Bus
+from jobyard.engine.retry import FIRST_PAUSE, MAX_PAUSE, Persistent
 from jobyard.service.auth import SESSION_TOKEN_PREFIX, hash_token
 from jobyard.service.macros import keyring_for, resolve_for_job
 from jobyard.service.timeutil import utcnow
@@ -34,9 +36,16 @@ from jobyard.worker.runner import RunnerOptions
 from jobyard.worker.sandbox import Isolator, hidden_paths, jobs_root_for, resolve_isolation
 from jobyard.worker.workspace import Workspace
 
+#: How long worker calls keep retrying through a database outage when not configured.
+DEFAULT_PATIENCE = 600.0
+
 
 async def resolve_assignment(
-    store: Store, job: Job, keys: Callable[[], Keyring] | None = None
+    store: Store,
+    job: Job,
+    keys: Callable[[], Keyring] | None = None,
+    *,
+    patience: float = DEFAULT_PATIENCE,
 ) -> Assignment:
     """Work out argv, environment, package and payload of an acquired job.
 
@@ -44,8 +53,12 @@ async def resolve_assignment(
     the macro levels account, template, user, jobconfig (as they are now) and job (see
     :func:`jobyard.service.macros.resolve_for_job`: secure ones decrypted here only,
     their values masked in the log; the job record keeps where each came from).
+    Database reads and the initialization write ride out an outage of up to
+    ``patience`` seconds (see :mod:`jobyard.engine.retry`).
     """
-    ctx = await store.job_run_context(job)
+    ctx = await Persistent(f"read the run context of job {job.id}", patience).run(
+        lambda: store.job_run_context(job)
+    )
     env: dict[str, str] = {}
     argv: list[str] | None = job.command
     timeout_minutes = job.timeout
@@ -70,8 +83,10 @@ async def resolve_assignment(
             argv = [f"./{filename}"]
     if not argv:
         raise InvalidInput("nothing to run: the job has no command and no entry point")
-    resolved = await resolve_for_job(store, keys or _no_keyring, job)  # issue 4: macro levels
-    session_token = await initialize_job(store, job, resolved.record)
+    resolved = await Persistent(f"resolve the macros of job {job.id}", patience).run(
+        lambda: resolve_for_job(store, keys or _no_keyring, job)
+    )
+    session_token = await initialize_job(store, job, resolved.record, patience=patience)
     env.update(resolved.env)
     return Assignment(
         job=job,
@@ -93,20 +108,30 @@ def _no_keyring() -> Keyring:
     raise SecretError("this worker has no secret key: it cannot decrypt secure macros")
 
 
-async def initialize_job(store: Store, job: Job, record: dict[str, Any]) -> str:
+async def initialize_job(
+    store: Store, job: Job, record: dict[str, Any], *, patience: float = DEFAULT_PATIENCE
+) -> str:
     """Store the job's macro record and mint its SESSION_ID, in one transaction.
 
     SESSION_ID is a token with the submitting user's authority, valid until the job ends
     (stored hashed). ``Conflict`` (the job ends FAILED) if that user is deactivated;
-    empty when the job has no submitting user.
+    empty when the job has no submitting user. Retried through a database outage; an
+    attempt whose commit went unacknowledged is found by its token before writing again.
     """
     value = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) if job.submitted_by else ""
-    user = await store.job_initialize(
-        job.id,
-        resolved=record,
-        user_name=job.submitted_by,
-        token_hash=hash_token(value) if value else None,
-    )
+    token_hash = hash_token(value) if value else None
+    persistent = Persistent(f"initialize job {job.id}", patience)
+
+    async def attempt() -> User | None:
+        if persistent.unsure and token_hash is not None and job.submitted_by:
+            stored = await store.token_lookup(token_hash)
+            if stored is not None and stored.job_id == job.id:  # the first attempt committed
+                return await store.user_find(job.submitted_by)
+        return await store.job_initialize(
+            job.id, resolved=record, user_name=job.submitted_by, token_hash=token_hash
+        )
+
+    user = await persistent.run(attempt)
     if user is None:
         return ""
     if not user.active:
@@ -124,27 +149,69 @@ class LocalBackend:
         self._bus = bus
         self._started: dict[str, datetime] = {}
         self._maskers: dict[int, SecretMasker] = {}  # issue 4: per job with secure macros
+        self._patience = settings.db_retry_seconds
+        #: Jobs handed to the pool and not reported ended (to tell them from jobs an
+        #: acquisition claimed while its answer was lost).
+        self._handed: set[int] = set()
+        #: The last acquisition failed while its commit was in flight.
+        self._acquire_unsure = False
+        #: The last acquisition found the database unavailable (poll it more often).
+        self._unavailable_pause = 0.0
+
+    def _persistent(self, what: str) -> Persistent:
+        return Persistent(what, self._patience)
 
     async def acquire(self, *, worker_id: str, pool: str, limit: int) -> list[Job]:
         """Claim queued jobs under a lease.
 
         No ``job_changed`` here, nor on RUNNING: waiters care about ends (abort, log
         follow); they re-read the store on a short poll for anything else.
+
+        While the database is unavailable there is no work to claim (an empty answer,
+        and :meth:`wait_for_work` polls every half second at most so work is claimed soon
+        after it is back). If a claim's commit went unacknowledged it may have claimed
+        jobs: the next call first hands over the INITIALIZING jobs this worker holds
+        that were never handed out, so none waits for its lease to expire.
         """
-        return await self._store.job_acquire(
-            worker_id=worker_id,
-            pool=pool,
-            limit=limit,
-            lease_seconds=self._settings.lease_seconds,
-        )
+        try:
+            jobs = await self._recover_claimed(worker_id) if self._acquire_unsure else []
+            if not jobs:
+                jobs = await self._store.job_acquire(
+                    worker_id=worker_id,
+                    pool=pool,
+                    limit=limit,
+                    lease_seconds=self._settings.lease_seconds,
+                )
+        except DatabaseUnavailable as exc:
+            if exc.committed is None:
+                self._acquire_unsure = True
+            self._unavailable_pause = min(max(self._unavailable_pause * 2, FIRST_PAUSE), MAX_PAUSE)
+            return []
+        self._unavailable_pause = 0.0
+        self._handed.update(job.id for job in jobs)
+        return jobs
+
+    async def _recover_claimed(self, worker_id: str) -> list[Job]:
+        held = await self._store.jobs_held_by_workers([worker_id])
+        self._acquire_unsure = False
+        self._handed.intersection_update(job.id for job in held)  # forget lost ones
+        return [
+            job
+            for job in held
+            if job.status is JobStatus.INITIALIZING and job.id not in self._handed
+        ]
 
     async def wait_for_work(self, timeout: float) -> None:
-        """Sleep until something is queued (or the timeout)."""
+        """Sleep until something is queued (or the timeout; shorter during an outage)."""
+        if self._unavailable_pause:
+            timeout = min(timeout, self._unavailable_pause)
         await self._bus.wait_for_work(timeout)
 
     async def prepare(self, job: Job) -> Assignment:
-        """Resolve what to run."""
-        assignment = await resolve_assignment(self._store, job, lambda: keyring_for(self._settings))
+        """Resolve what to run (through database outages, see :func:`resolve_assignment`)."""
+        assignment = await resolve_assignment(
+            self._store, job, lambda: keyring_for(self._settings), patience=self._patience
+        )
         if assignment.secret_values:  # issue 4: output file names are masked too
             self._maskers[job.id] = SecretMasker(assignment.secret_values)
         return assignment
@@ -167,11 +234,24 @@ class LocalBackend:
         """Nothing to upload locally (followers are woken when the job ends)."""
 
     async def set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> bool:
-        """INITIALIZING -> RUNNING; False if the job is not ours any more."""
+        """INITIALIZING -> RUNNING; False if the job is not ours any more.
+
+        Retried through a database outage; when an attempt's commit went unacknowledged
+        and the next one finds the job no longer INITIALIZING, the job is still ours if
+        it is RUNNING on this worker with this pid (the first attempt did it).
+        """
+        persistent = self._persistent(f"mark job {job_id} RUNNING")
         try:
-            await self._store.job_set_running(job_id, worker_id=worker_id, pid=pid)
+            await persistent.run(
+                lambda: self._store.job_set_running(job_id, worker_id=worker_id, pid=pid)
+            )
         except (Conflict, NotFound):
-            return False
+            if not persistent.unsure:
+                return False
+            job = await persistent.run(lambda: self._store.job_get(job_id))
+            return (
+                job.status is JobStatus.RUNNING and job.worker_id == worker_id and (job.pid == pid)
+            )
         return True
 
     async def end(
@@ -183,24 +263,35 @@ class LocalBackend:
         exit_code: int | None,
         reason: str | None,
     ) -> None:
-        """Record the end status; promotion in the same transaction may queue more work."""
+        """Record the end status; promotion in the same transaction may queue more work.
+
+        Retried through a database outage, so a job whose program ended while the
+        database restarted ends as it should once it is back. The write is guarded by
+        status and holder: an attempt repeated after one that did commit finds the job
+        ended and changes nothing (a lost race is ignored the same way).
+        """
         with contextlib.suppress(Conflict, NotFound):
-            await self._store.job_end(
-                job_id,
-                worker_id=worker_id,
-                status=status,
-                exit_code=exit_code,
-                reason=reason,
-                actor=f"worker:{worker_id}",
+            await self._persistent(f"report the end of job {job_id}").run(
+                lambda: self._store.job_end(
+                    job_id,
+                    worker_id=worker_id,
+                    status=status,
+                    exit_code=exit_code,
+                    reason=reason,
+                    actor=f"worker:{worker_id}",
+                )
             )
+        self._handed.discard(job_id)
         self._maskers.pop(job_id, None)
         self._bus.job_changed(job_id)
         self._bus.work_available()
 
     async def renew(self, *, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
-        """Renew leases of held jobs."""
-        return await self._store.leases_renew(
-            worker_id=worker_id, job_ids=job_ids, lease_seconds=self._settings.lease_seconds
+        """Renew leases of held jobs (retried through a database outage: idempotent)."""
+        return await self._persistent(f"renew the leases of {len(job_ids)} job(s)").run(
+            lambda: self._store.leases_renew(
+                worker_id=worker_id, job_ids=job_ids, lease_seconds=self._settings.lease_seconds
+            )
         )
 
     async def store_output(self, job_id: int, name: str, path: Path) -> None:
@@ -210,36 +301,38 @@ class LocalBackend:
             name = masker.mask_text(name)
         key = output_key(job_id, name)
         size = await self._blobs.put_file(key, path, move=True)
-        await self._store.job_file_add(
-            JobFile(
-                job_id=job_id,
-                kind="output",
-                name=name,
-                size=size,
-                blob_key=key,
-                created_at=utcnow(),
-            )
+        record = JobFile(
+            job_id=job_id, kind="output", name=name, size=size, blob_key=key, created_at=utcnow()
+        )
+        # An upsert by (job, kind, name): repeating it after an outage is harmless.
+        await self._persistent(f"record output {name!r} of job {job_id}").run(
+            lambda: self._store.job_file_add(record)
         )
 
     async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> None:
-        """Refresh this worker's row (health in the workers list)."""
+        """Refresh this worker's row (health in the workers list).
+
+        Retried through a short outage only (one heartbeat period): a missed heartbeat
+        costs nothing but a late health mark, and the pool must stay free to stop.
+        """
         now = utcnow()
         started = self._started.setdefault(worker_id, now)
-        await self._store.worker_upsert(
-            WorkerInfo(
-                id=worker_id,
-                name=worker_id,
-                pool=self._settings.pool,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                slots=self._settings.workers,
-                kind="local",
-                started_at=started,
-                heartbeat_at=now,
-                draining=draining,
-                home=str(self._settings.home),
-            )
+        info = WorkerInfo(
+            id=worker_id,
+            name=worker_id,
+            pool=self._settings.pool,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            slots=self._settings.workers,
+            kind="local",
+            started_at=started,
+            heartbeat_at=now,
+            draining=draining,
+            home=str(self._settings.home),
         )
+        await Persistent(
+            f"record the heartbeat of {worker_id}", self._settings.heartbeat_seconds
+        ).run(lambda: self._store.worker_upsert(info))
 
 
 def local_worker_pool(

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 
-from jobyard.core.errors import Conflict, NotFound
+from jobyard.core.errors import Conflict, DatabaseUnavailable, NotFound
 from jobyard.core.jobs import JobStatus
 from jobyard.engine.bus import Bus
 from jobyard.service.timeutil import utcnow
@@ -26,12 +26,17 @@ RESTART_REASON = "worker lost: the server restarted while the job was held"
 PROCESS_DIED_REASON = "worker lost: its worker process died"
 
 
-async def sweep_once(store: Store, bus: Bus) -> tuple[int, int]:
+async def sweep_once(store: Store, bus: Bus, *, interval: float | None = None) -> tuple[int, int]:
     """One pass: fail expired leases, then promote any sequencing left behind.
 
+    ``interval``: how often sweeps run; a longer pause since the last one (the database
+    was unreachable, no server was up) does not count against leases, so jobs whose
+    workers could not renew during an outage are not failed as lost once it is over.
     Returns (jobs failed, jobs promoted).
     """
-    failed = await store.jobs_fail_expired_leases(now=utcnow(), reason=LEASE_LOST_REASON)
+    failed = await store.jobs_fail_expired_leases(
+        now=utcnow(), reason=LEASE_LOST_REASON, sweep_interval=interval
+    )
     for job in failed:
         log.warning("job %s ended FAILED: %s (worker %s)", job.id, LEASE_LOST_REASON, job.worker_id)
         bus.job_changed(job.id)
@@ -50,9 +55,11 @@ async def maintenance_loop(store: Store, bus: Bus, *, holder: str, interval: flo
             if await store.leader_try_acquire(
                 name="maintenance", holder=holder, ttl_seconds=interval * 3
             ):
-                await sweep_once(store, bus)
+                await sweep_once(store, bus, interval=interval)
         except asyncio.CancelledError:
             raise
+        except DatabaseUnavailable as exc:
+            log.debug("maintenance sweep skipped: %s", exc.message)  # the store logs outages
         except Exception:
             log.exception("maintenance sweep failed; retrying")
         await asyncio.sleep(interval)

@@ -18,6 +18,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 
+from jobyard.core.errors import DatabaseUnavailable
 from jobyard.core.schedules import FiringPlanner, FiringRound
 from jobyard.engine.bus import Bus
 from jobyard.service.timeutil import utcnow
@@ -61,6 +62,8 @@ class Scheduler:
                 delay = await self._delay()
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailable:  # the store logs the outage once
+                delay = 1.0
             except Exception:
                 log.exception("scheduler round failed; retrying in 1 s")
                 delay = 1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from jobyard.blobs.keys import log_key
-from jobyard.core.errors import NotFound
+from jobyard.core.errors import DatabaseUnavailable, NotFound
 from jobyard.core.jobs import TERMINAL, JobStatus
 from jobyard.core.models import Job
 from jobyard.service import access
@@ -44,9 +44,17 @@ async def open_log(ctx: Context, principal: Principal, job_id: int) -> tuple[Job
 async def stream_log(
     ctx: Context, job_id: int, key: str, *, offset: int, follow: bool
 ) -> AsyncIterator[bytes]:
-    """Yield the log from ``offset``; with ``follow``, keep going until the job has ended."""
+    """Yield the log from ``offset``; with ``follow``, keep going until the job has ended.
+
+    The log is a file, not a database row: while the database is unavailable a follower
+    keeps receiving what the job writes (the answer has begun, a 503 is no longer
+    possible), and learns that the job ended once the database is back.
+    """
     while True:
-        ended = (await ctx.store.job_get(job_id)).status in TERMINAL if follow else True
+        try:
+            ended = (await ctx.store.job_get(job_id)).status in TERMINAL if follow else True
+        except DatabaseUnavailable:
+            ended = False
         if await ctx.blobs.exists(key):
             async for chunk in ctx.blobs.read_chunks(key, offset=offset):
                 offset += len(chunk)

@@ -10,6 +10,12 @@ lost race instead of overwriting. Each successful move records a :class:`JobEven
 Whenever a job leaves an ACTIVE status, or enters SEQUENCED, the same transaction
 promotes SEQUENCED jobs of its jobconfig under a per-jobconfig lock, so the
 ``max_concurrent`` limit holds with many servers.
+
+Any method raises ``DatabaseUnavailable`` when the database cannot be reached (or
+stays locked) — never a driver error: its ``committed`` says whether a write may have
+taken effect (``None``: the connection broke during the commit). A connection that
+broke before its commit (a stale one after a database restart), or under a read at any
+moment, is replaced and the transaction run again inside the method.
 """
 
 from __future__ import annotations
@@ -289,8 +295,15 @@ class Store(Protocol):
         """
         ...
 
-    async def jobs_fail_expired_leases(self, *, now: datetime, reason: str) -> list[Job]:
-        """End every INITIALIZING/RUNNING job whose lease expired as FAILED (+ promotion)."""
+    async def jobs_fail_expired_leases(
+        self, *, now: datetime, reason: str, sweep_interval: float | None = None
+    ) -> list[Job]:
+        """End every INITIALIZING/RUNNING job whose lease expired as FAILED (+ promotion).
+
+        ``sweep_interval``: the caller sweeps this often. A longer pause since the last
+        sweep (database unreachable, no server up) is not counted against any lease:
+        every held lease is pushed back by it first, in the same transaction.
+        """
         ...
 
     async def jobs_held_by_workers(self, worker_ids: list[str]) -> list[Job]:

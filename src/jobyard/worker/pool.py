@@ -10,7 +10,11 @@ worker``; only the :class:`~jobyard.worker.protocol.WorkerBackend` differs.
   control plane marks ``abort_requested`` is aborted; a job missing from the answer
   (lease lost: the control plane ended it or gave it away) is killed and *not*
   reported. If renewals keep failing for longer than ``lease_seconds``, every held job
-  is dropped the same way, because the control plane will consider it lost.
+  is dropped the same way, because the control plane will consider it lost — unless
+  they fail because the control plane's database is unreachable
+  (``DatabaseUnavailable``): then nobody can sweep leases either, the control plane
+  does not count that time against them, and the jobs keep running; the first renewal
+  that gets through says which of them are still held.
 - **Heartbeats** report the worker's health (running count, draining) on the same beat.
 - :meth:`WorkerPool.abort` stops a job at once (the local control plane calls it so an
   abort does not wait for the next renewal); :meth:`WorkerPool.drain` stops acquiring
@@ -29,6 +33,7 @@ import socket
 import time
 import uuid
 
+from jobyard.core.errors import DatabaseUnavailable
 from jobyard.core.models import Job
 from jobyard.worker.protocol import WorkerBackend
 from jobyard.worker.runner import JobControl, RunnerOptions, run_acquired_job
@@ -224,6 +229,8 @@ class WorkerPool:
             answer = await self.backend.renew(worker_id=self.worker_id, job_ids=held)
         except Exception as exc:
             _log.warning("worker %s: lease renewal failed: %s", self.worker_id, exc)
+            if isinstance(exc, DatabaseUnavailable):
+                return  # unreachable is not lost (see the module docstring)
             if self.lease_seconds is not None and started - self._last_renewal > self.lease_seconds:
                 _log.error("worker %s: leases expired; dropping %d jobs", self.worker_id, len(held))
                 for job_id in held:

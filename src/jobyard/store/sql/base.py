@@ -34,6 +34,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, insert, literal_column
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -41,6 +42,7 @@ from jobyard.core.errors import InvalidInput
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import ApiToken, Job, JobConfig, JobEvent, JobFile, Package, WorkerInfo
 from jobyard.store.schema import job_events, jobs
+from jobyard.store.sql.outage import Outage, OutageLog, classify, unavailable
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -51,6 +53,8 @@ _RETRIES = 3
 
 _SQLITE_READERS = 2
 _PG_THREADS = 4
+#: Seconds to wait for a new PostgreSQL connection before calling the server unreachable.
+_PG_CONNECT_TIMEOUT = 5
 
 
 def utcnow() -> datetime:
@@ -165,13 +169,20 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
         writer = _sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
         reader = _sqlite_engine(url, begin="BEGIN", pool_size=_SQLITE_READERS)
         return writer, reader
+    connect_args: dict[str, Any] = {"options": "-c timezone=UTC"}
+    if "connect_timeout" not in make_url(url).query:
+        # A vanished server (no answer at all, not even a refusal) must not hold a
+        # store thread forever: calls fail with 503 and workers retry instead.
+        connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT
     engine = create_engine(
         url,
         poolclass=QueuePool,
         pool_size=_PG_THREADS,
         max_overflow=2,
-        pool_pre_ping=False,
-        connect_args={"options": "-c timezone=UTC"},
+        # Checkouts are rare (each store thread keeps its connection), so a ping on
+        # checkout is cheap; connections that break in use are replaced in _run_sync.
+        pool_pre_ping=True,
+        connect_args=connect_args,
     )
     return engine, engine
 
@@ -273,6 +284,7 @@ class SqlBase:
             self._reader = _Side(read_engine, 0, "jobyard-sqlite-r")
         self._closed = False
         self._close_lock = threading.Lock()
+        self._outages = OutageLog()
 
     @property
     def dialect(self) -> str:
@@ -295,26 +307,48 @@ class SqlBase:
         self,
         side: _Side,
         lock_first: bool,
+        read_only: bool,
         fn: Callable[Concatenate[Tx, P], T],
         *args: P.args,
         **kw: P.kwargs,
     ) -> T:
+        """Run one transaction; retry serialization failures and stale connections.
+
+        A connection that broke before the commit was sent (a pooled connection the
+        server closed when it restarted) took nothing with it: the transaction is run
+        once more on a fresh connection, as is a ``read_only`` one whatever the moment.
+        Outages that remain become ``DatabaseUnavailable`` (see
+        :mod:`jobyard.store.sql.outage`); a write whose connection broke during the
+        commit leaves its outcome unknown and is never repeated here.
+        """
         attempt = 0
+        fresh_retry = True
         while True:
             attempt += 1
-            conn = side.connection()
-            if lock_first and not _try_begin_immediate(conn.connection.driver_connection):
-                raise _Busy
+            committing = False
             try:
+                conn = side.connection()
+                if lock_first and not _try_begin_immediate(conn.connection.driver_connection):
+                    raise _Busy
                 with conn.begin():
                     tx = Tx(conn, self._pg)
                     result = fn(tx, *args, **kw)
                     tx.flush()
-                return result
-            except DBAPIError as exc:
-                code = getattr(exc.orig, "sqlstate", None)
-                if attempt >= _RETRIES or code not in _RETRYABLE_PGCODES:
+                    committing = True
+            except (DBAPIError, SATimeoutError, TimeoutError) as exc:
+                kind = classify(exc)
+                if kind is None:
+                    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+                    if attempt < _RETRIES and code in _RETRYABLE_PGCODES:
+                        continue
                     raise
+                if kind is Outage.LOST and fresh_retry and (read_only or not committing):
+                    fresh_retry = False
+                    continue
+                self._outages.failed(kind, exc)
+                raise unavailable(kind, committing=committing and not read_only) from exc
+            self._outages.succeeded()
+            return result
 
     async def _write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``fn(tx, ...)`` as one write transaction on the writer side."""
@@ -322,29 +356,31 @@ class SqlBase:
         loop = asyncio.get_running_loop()
         if side.executor is not None:
             return await loop.run_in_executor(
-                side.executor, lambda: self._run_sync(side, False, fn, *args, **kw)
+                side.executor, lambda: self._run_sync(side, False, False, fn, *args, **kw)
             )
         # Inline (SQLite): while another process holds the write lock, let this loop's
         # other work run, then try again.
         deadline = loop.time() + _LOCK_WAIT_SECONDS
         while True:
             try:
-                return self._run_sync(side, True, fn, *args, **kw)
+                return self._run_sync(side, True, False, fn, *args, **kw)
             except _Busy:
                 if loop.time() > deadline:
-                    raise TimeoutError(
+                    error = TimeoutError(
                         f"SQLite write lock not obtained in {_LOCK_WAIT_SECONDS:.0f} s"
-                    ) from None
+                    )
+                    self._outages.failed(Outage.BUSY, error)
+                    raise unavailable(Outage.BUSY, committing=False) from error
                 await asyncio.sleep(0.0002)
 
     async def _read(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``fn(tx, ...)`` as one read-only transaction on the reader side."""
         side = self._reader
         if side.executor is None:
-            return self._run_sync(side, False, fn, *args, **kw)
+            return self._run_sync(side, False, True, fn, *args, **kw)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            side.executor, lambda: self._run_sync(side, False, fn, *args, **kw)
+            side.executor, lambda: self._run_sync(side, False, True, fn, *args, **kw)
         )
 
 

@@ -37,8 +37,8 @@ from jobyard.store.sql.base import (
     status_is,
 )
 from jobyard.store.sql.jobconfigs import read_jobconfig
+from jobyard.store.sql.leases import fail_expired_leases
 from jobyard.store.sql.transitions import (
-    SYSTEM,
     Pick,
     explain_miss,
     lock_for_job,
@@ -58,10 +58,6 @@ def _worker_actor(worker_id: str) -> str:
 
 def _acquire_order(job: Job) -> tuple[int, int]:
     return (-job.priority, job.seq or 0)
-
-
-def _by_id(job: Job) -> int:
-    return job.id
 
 
 class JobsMixin(SqlBase):
@@ -180,9 +176,16 @@ class JobsMixin(SqlBase):
             return {}
         return await self._write(_leases_renew, worker_id, list(job_ids), lease_seconds)
 
-    async def jobs_fail_expired_leases(self, *, now: datetime, reason: str) -> list[Job]:
-        """End every INITIALIZING/RUNNING job whose lease expired as FAILED (+ promotion)."""
-        return await self._write(_jobs_fail_expired_leases, now, reason)
+    async def jobs_fail_expired_leases(
+        self, *, now: datetime, reason: str, sweep_interval: float | None = None
+    ) -> list[Job]:
+        """End every INITIALIZING/RUNNING job whose lease expired as FAILED (+ promotion).
+
+        With ``sweep_interval`` (the sweeper's period), time in which no sweep ran is not
+        counted against leases (see :mod:`jobyard.store.sql.leases`).
+        """
+        failed, _pause = await self._write(fail_expired_leases, now, reason, sweep_interval)
+        return failed
 
     async def jobs_held_by_workers(self, worker_ids: list[str]) -> list[Job]:
         """INITIALIZING/RUNNING jobs held by any of these workers (by id)."""
@@ -255,9 +258,6 @@ _RENEW = (
     )
     .values(lease_expires_at=bindparam("until", type_=UtcDateTime()))
     .returning(jobs.c.id, jobs.c.abort_requested_at)
-)
-_EXPIRED = select(jobs.c.id, jobs.c.jobconfig_id).where(
-    status_in(HELD), jobs.c.lease_expires_at < bindparam("now", type_=UtcDateTime())
 )
 _HELD_BY = (
     select(jobs)
@@ -594,26 +594,6 @@ def _leases_renew(
     until = tx.now + timedelta(seconds=lease_seconds)
     rows = tx.conn.execute(_RENEW, {"ids": job_ids, "holder": worker_id, "until": until})
     return {job_id: aborted is not None for job_id, aborted in rows}
-
-
-def _jobs_fail_expired_leases(tx: Tx, now: datetime, reason: str) -> list[Job]:
-    rows = tx.conn.execute(_EXPIRED, {"now": now}).all()
-    if not rows:
-        return []
-    lock_jobconfigs(tx, (jobconfig_id for _, jobconfig_id in rows))
-    failed = move(
-        tx,
-        to=JobStatus.FAILED,
-        pick=Pick.EXPIRED,
-        params={"ids": [job_id for job_id, _ in rows], "expired_before": now},
-        sets={"ended_at": tx.now, "status_reason": reason},
-        actor=SYSTEM,
-        reason=reason,
-        order=_by_id,
-    )
-    for jobconfig_id in sorted({j.jobconfig_id for j in failed if j.jobconfig_id is not None}):
-        promote(tx, jobconfig_id)
-    return failed
 
 
 def _jobs_held_by_workers(tx: Tx, worker_ids: list[str]) -> list[Job]:
