@@ -47,7 +47,7 @@ class Plane:
 def proxied_url(pg_cluster: PgCluster) -> Iterator[tuple[str, CommitCutter]]:
     with pg_cluster.fresh_database() as url:
         upgrade_database(url)
-        proxy = CommitCutter(pg_cluster.port)
+        proxy = CommitCutter(pg_cluster.port, pg_cluster.password)
         try:
             yield proxy.url(url.rsplit("/", 1)[-1]), proxy
         finally:

@@ -19,10 +19,11 @@ from collections.abc import Iterator
 class CommitCutter:
     """A threaded proxy ``127.0.0.1:<port>`` -> ``127.0.0.1:<target_port>``."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, password: str = "") -> None:
         self.target_port = target_port
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
+        self.password = password
         self._armed = threading.Event()
         self._after: bytes | None = None
         self.cuts = 0
@@ -47,7 +48,7 @@ class CommitCutter:
 
     def url(self, database: str) -> str:
         """A database URL that goes through the proxy."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def close(self) -> None:
         """Stop accepting and close every proxied connection."""

@@ -42,6 +42,7 @@ _REFUSED_FOR_GOOD = (
     "password authentication failed",
     "authentication failed for user",
     "no pg_hba.conf entry",
+    "no password supplied",
     "does not exist",
     "permission denied",
 )
