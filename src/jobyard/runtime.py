@@ -145,10 +145,17 @@ class Runtime:
             log.warning("ended %d job(s) of dead worker process %d as FAILED", count, pid)
 
     async def stop(self) -> None:
-        """Stop workers (running jobs end FAILED with a reason), sweeps, then the store."""
-        if self._pool is not None:
-            await self._pool.stop()
+        """Stop workers (running jobs end FAILED with a reason), sweeps, then the store.
+
+        Slots inside this process get the same bound as worker processes: past it (their
+        end reports retrying through a database outage), their tasks are cancelled.
+        """
         grace = self.settings.abort_grace_seconds + 10
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.stop(), grace)
+            except TimeoutError:
+                log.warning("local slots did not stop within %.0f s; leaving them", grace)
         await asyncio.gather(*(p.stop(grace) for p in self._processes))
         self._processes.clear()
         for task in self._tasks:
