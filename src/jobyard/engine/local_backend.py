@@ -97,11 +97,16 @@ async def initialize_job(store: Store, job: Job, record: dict[str, Any]) -> str:
 
     SESSION_ID is a token with the submitting user's authority, valid until the job ends
     (stored hashed). ``Conflict`` (the job ends FAILED) if that user is deactivated;
-    empty when the job has no submitting user.
+    empty when the job has no submitting user. ``Conflict`` too, with nothing written,
+    when the job is no longer INITIALIZING on the worker that acquired it (lease lost,
+    aborted meanwhile): preparing stops there.
     """
     value = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) if job.submitted_by else ""
+    if job.worker_id is None:
+        raise Conflict(f"job {job.id} was not acquired by a worker: cannot initialize it")
     user = await store.job_initialize(
         job.id,
+        worker_id=job.worker_id,
         resolved=record,
         user_name=job.submitted_by,
         token_hash=hash_token(value) if value else None,
