@@ -155,7 +155,8 @@ async def login(ctx: Context, name: str, password: str, *, address: str | None) 
         if user is not None:  # failures against unknown names are not worth an entry
             await access.record(ctx, "anonymous", "login.failure", "user", user.id, None, address)
         raise Unauthorized(WRONG_CREDENTIALS)
-    assert user is not None  # a hash was verified
+    if user is None:  # cannot happen: a verified hash belongs to a user found above
+        raise Unauthorized(WRONG_CREDENTIALS)
     await ctx.store.login_failures_reset(list(keys))
     return await _mint_pair(ctx, user)
 
