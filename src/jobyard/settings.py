@@ -99,6 +99,11 @@ class Settings(BaseSettings):
 
     upload_max_bytes: int = Field(default=512 * 1024**2, gt=0, description="Largest upload.")
     unpack_max_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest expansion.")
+    unpack_max_ratio: float = Field(
+        default=200.0,
+        ge=1,
+        description="Largest expansion as a multiple of an archive's compressed size.",
+    )
     unpack_max_entries: int = Field(default=100_000, gt=0, description="Most archive entries.")
     # issue 4: macros. A plain str (not SecretStr): settings travel to worker processes as
     # JSON, where SecretStr would arrive as "**********". repr=False keeps it out of logs.
