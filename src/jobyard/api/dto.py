@@ -17,6 +17,8 @@ Text = Annotated[str, StringConstraints(max_length=10_000)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 MacroMap = dict[Annotated[str, StringConstraints(max_length=128)], Text]
 ExitCode = Annotated[int, Field(ge=0, le=255)]
+#: How the ``cursor`` query parameter of every listing is described.
+CURSOR_HELP = "The next_cursor of the previous page; anything else answers 422 invalid_cursor."
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any
 
+from jobyard.core.cursors import decode_cursor
 from jobyard.core.errors import InvalidInput, NotFound
 from jobyard.core.models import JobConfig, JobConfigSpec, Package, Page
 from jobyard.core.templates import RunTarget, effective_target
 from jobyard.core.validation import (
+    NAME_RE,
     check_command,
     check_exit_codes,
     check_macros,
@@ -158,8 +160,11 @@ async def list_(
     A page may hold fewer than ``limit`` items (those the caller may not view are
     left out); ``next_cursor`` still says whether more follow.
     """
+    decode_cursor(cursor)  # a bad cursor is refused also where it is not used
     visible = await access.visible_jobconfig_filter(ctx, principal)
     if name is not None:
+        if not NAME_RE.match(name):
+            return Page(items=[], next_cursor=None)
         try:
             found = await ctx.store.jobconfig_get_by_name(name)
         except NotFound:

@@ -17,6 +17,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from jobyard.core.cursors import decode_cursor
 from jobyard.core.errors import (
     Conflict,
     Forbidden,
@@ -254,7 +255,7 @@ async def list_users(
     """Every user for admins; only themselves for others."""
     if principal.is_admin:
         return await ctx.store.users_list(cursor=cursor, limit=limit)
-    if principal.user_id is None or cursor is not None:
+    if decode_cursor(cursor) is not None or principal.user_id is None:
         return Page([], None)
     return Page([await ctx.store.user_get(principal.user_id)], None)
 
