@@ -48,9 +48,7 @@ async def check_run_target(
         try:
             template = await ctx.store.template_get(template_id)
         except NotFound:
-            raise InvalidInput(
-                f"template {template_id} does not exist", {"field": "template_id"}
-            ) from None
+            raise unknown_template(template_id) from None
         inherited = RunTarget(template.package_id, template.entrypoint, template.command)
         own = RunTarget(package_id, entrypoint, command)
         target = effective_target(own, inherited)
@@ -105,17 +103,26 @@ async def _validate(ctx: Context, spec: JobConfigSpec) -> None:
     await check_run_target(ctx, spec.package_id, spec.entrypoint, spec.command, spec.template_id)
 
 
+def unknown_template(template_id: int) -> InvalidInput:
+    """What naming a template that does not exist, or that the caller may not view, answers.
+
+    One answer for both, so that template ids cannot be probed through jobconfigs.
+    """
+    return InvalidInput(f"template {template_id} does not exist", {"field": "template_id"})
+
+
 async def _require_template_view(
     ctx: Context, principal: Principal | None, template_id: int | None
 ) -> None:
-    """A caller may only name a template it may view (404 otherwise, as if missing)."""
+    """A caller may only name a template it may view (else the answer of a missing one)."""
     if principal is None or template_id is None:
         return
     try:
         template = await ctx.store.template_get(template_id)
     except NotFound:
         return  # _validate reports the missing template
-    await access.require(ctx, principal, "view", "templates", template)
+    if not await access.can(ctx, principal, "view", "templates", template):
+        raise unknown_template(template_id)
 
 
 async def create(
