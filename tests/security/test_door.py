@@ -1,7 +1,8 @@
 """Hostile input at the door, tried as an attacker would against a real ``jobyard up``.
 
 * Bodies are limited before they are read: 200 MB to the open login route, with a
-  length or chunked, is refused at once and the server's peak memory does not move;
+  length or chunked, is refused at once and the server's peak memory does not move
+  (nor for a 200 MB header line or URL);
   JSON bodies stop at 1 MiB, uploads at their own limit counted as bytes arrive, and a
   user gets at most 2 uploads in flight (429 with Retry-After, before the body).
 * A crafted cursor answers 422 ``invalid_cursor`` on every listing that takes one, and
@@ -260,6 +261,40 @@ def test_at_most_two_uploads_in_flight_per_user(
     finally:
         for raw in stalled:
             raw.close()
+
+
+# -- request heads -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["header", "url"])
+def test_endless_request_heads_are_cut_off(server: RunningServer, where: str) -> None:
+    """A header line (or URL) of 200 MB was held in memory before any middleware ran."""
+    peak_before = _proc_status(server.process.pid, "VmHWM")
+    start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " if where == "header" else b"GET /"
+    with RawRequest(server.url) as raw:
+        raw.send(start)
+        finished = raw.stream((b"a" * MB for _ in range(200)), wait=0.01)
+        answer = raw.answer()
+    assert not finished and raw.sent < 16 * MB, f"sent {raw.sent} bytes"
+    assert answer.status in (431, 0), answer  # 0: reset while we were still writing
+    if answer.status:
+        assert answer.error["code"] == "too_large"
+        assert answer.error["details"] == {"limit": 65536}
+    grown = _proc_status(server.process.pid, "VmHWM") - peak_before
+    assert grown < 64 * MB, f"peak RSS grew by {grown / MB:.0f} MB"
+
+
+def test_ordinary_heads_on_a_long_keep_alive_connection_pass(server: RunningServer) -> None:
+    """The bound is per request: 50 requests of 4 KB of headers on one connection."""
+    parts = urlsplit(server.url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        for i in range(50):
+            conn.request("GET", "/healthz", headers={"X-Filler": "f" * 4096, "X-N": str(i)})
+            response = conn.getresponse()
+            assert response.read() and response.status == 200
+    finally:
+        conn.close()
 
 
 # -- cursors -------------------------------------------------------------------------------
