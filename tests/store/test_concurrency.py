@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import queue
+import random
 import threading
 import time
 from collections import Counter
@@ -112,9 +113,17 @@ class _Side:
             self.loop.close()
 
 
-async def _released(barrier: threading.Barrier, call: Callable[[], Awaitable[T]]) -> T | Exception:
-    """Wait for the other side at the barrier, then make the call (its error is returned)."""
+async def _released(
+    barrier: threading.Barrier, call: Callable[[], Awaitable[T]], head_start: float = 0.0
+) -> T | Exception:
+    """Wait for the other side at the barrier, then make the call (its error is returned).
+
+    ``head_start``: seconds to give the other side after the barrier (a sleep, which
+    lets the other side's threads run; a busy wait would hold the GIL and stall them).
+    """
     barrier.wait(timeout=30)
+    if head_start:
+        time.sleep(head_start)  # noqa: ASYNC251 (this loop runs only this call)
     try:
         return await call()
     except Exception as exc:
@@ -126,15 +135,20 @@ async def test_cancel_races_acquire_with_one_winner(store: Store, migrated_store
 
     Each side has its own thread, event loop, store and connections, and both are
     released together by a barrier: each must win sometimes, and every race has
-    exactly one winner.
+    exactly one winner. One side, picked at random, gets a random lead of up to 3 ms
+    (none in about a third of the races): without it the side with the shorter
+    transaction (acquisition on PostgreSQL) wins nearly always.
     """
     canceller, acquirer = _Side(migrated_store_url), _Side(migrated_store_url)
     wins: Counter[str] = Counter()
+    leads = random.Random(RACES)
     try:
         for _ in range(RACES):
             job = await store.job_insert(new_job(), actor="user:a", reason=None)
             assert job.status is JobStatus.QUEUED
             barrier = threading.Barrier(2)
+            lead = max(0.0, leads.uniform(-0.0015, 0.003))
+            cancel_lead, acquire_lead = (lead, 0.0) if leads.random() < 0.5 else (0.0, lead)
             cancel, acquired = await asyncio.gather(
                 canceller.run(
                     _released(
@@ -142,6 +156,7 @@ async def test_cancel_races_acquire_with_one_winner(store: Store, migrated_store
                         lambda job_id=job.id: canceller.store.job_cancel(
                             job_id, actor="user:a", reason="race"
                         ),
+                        acquire_lead,
                     )
                 ),
                 acquirer.run(
@@ -150,6 +165,7 @@ async def test_cancel_races_acquire_with_one_winner(store: Store, migrated_store
                         lambda: acquirer.store.job_acquire(
                             worker_id="w", pool="default", limit=1, lease_seconds=60
                         ),
+                        cancel_lead,
                     )
                 ),
             )
