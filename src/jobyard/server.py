@@ -11,6 +11,7 @@ import uvicorn
 
 from jobyard import __version__
 from jobyard.api.app import create_app
+from jobyard.api.headlimit import HeadLimitedHttpToolsProtocol
 from jobyard.runtime import Runtime
 from jobyard.settings import Settings
 
@@ -59,6 +60,7 @@ async def serve(settings: Settings, *, example: bool = False) -> None:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=max(5, int(settings.abort_grace_seconds) + 5),
+        http=HeadLimitedHttpToolsProtocol,  # request heads are bounded too, not only bodies
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

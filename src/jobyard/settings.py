@@ -125,7 +125,22 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
     upload_max_bytes: int = Field(default=512 * 1024**2, gt=0, description="Largest upload.")
+    upload_max_concurrent: int = Field(
+        default=2,
+        ge=1,
+        description="Uploads one user may send at once to this server; more answer 429.",
+    )
+    max_json_bytes: int = Field(
+        default=1024**2,
+        gt=0,
+        description="Largest request body outside uploads (JSON, macro files); more is 413.",
+    )
     unpack_max_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest expansion.")
+    unpack_max_ratio: float = Field(
+        default=200.0,
+        ge=1,
+        description="Largest expansion as a multiple of an archive's compressed size.",
+    )
     unpack_max_entries: int = Field(default=100_000, gt=0, description="Most archive entries.")
     run_macros_max_count: int = Field(
         default=100, ge=0, description="Most run-time macros a job submission may give."

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import queue
+import random
+import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, text
 
@@ -19,7 +23,8 @@ from tests.support.store_load import drain_worker
 
 PROCESSES = 4
 JOBS = 2000
-TRIALS = 1000
+RACES = 400
+T = TypeVar("T")
 
 
 def _run_workers(url: str) -> dict[str, list[int]]:
@@ -80,18 +85,89 @@ async def test_processes_claim_each_job_exactly_once(
     print("jobs per worker:", {w: len(v) for w, v in sorted(done.items())})
 
 
-async def test_cancel_races_acquire_with_one_winner(store: Store, migrated_store_url: str) -> None:
-    """Two stores (own threads, own connections) race for one QUEUED job, many times."""
-    rival = await open_store(migrated_store_url, migrate=False)
-    wins: Counter[str] = Counter()
+class _Side:
+    """A store on a thread and event loop of its own, so its calls run beside the others'.
+
+    (Two stores on one event loop do not race on SQLite: its transactions run inline,
+    one after the other.)
+    """
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.store: Store = self.call(open_store(url, migrate=False))
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def close(self) -> None:
+        try:
+            self.call(self.store.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=30)
+            self.loop.close()
+
+
+async def _released(
+    barrier: threading.Barrier, call: Callable[[], Awaitable[T]], head_start: float = 0.0
+) -> T | Exception:
+    """Wait for the other side at the barrier, then make the call (its error is returned).
+
+    ``head_start``: seconds to give the other side after the barrier (a sleep, which
+    lets the other side's threads run; a busy wait would hold the GIL and stall them).
+    """
+    barrier.wait(timeout=30)
+    if head_start:
+        time.sleep(head_start)  # noqa: ASYNC251 (this loop runs only this call)
     try:
-        for _ in range(TRIALS):
+        return await call()
+    except Exception as exc:
+        return exc
+
+
+async def test_cancel_races_acquire_with_one_winner(store: Store, migrated_store_url: str) -> None:
+    """A cancel and an acquisition race for one QUEUED job, many times, for real.
+
+    Each side has its own thread, event loop, store and connections, and both are
+    released together by a barrier: each must win sometimes, and every race has
+    exactly one winner. One side, picked at random, gets a random lead of up to 3 ms
+    (none in about a third of the races): without it the side with the shorter
+    transaction (acquisition on PostgreSQL) wins nearly always.
+    """
+    canceller, acquirer = _Side(migrated_store_url), _Side(migrated_store_url)
+    wins: Counter[str] = Counter()
+    leads = random.Random(RACES)
+    try:
+        for _ in range(RACES):
             job = await store.job_insert(new_job(), actor="user:a", reason=None)
             assert job.status is JobStatus.QUEUED
+            barrier = threading.Barrier(2)
+            lead = max(0.0, leads.uniform(-0.0015, 0.003))
+            cancel_lead, acquire_lead = (lead, 0.0) if leads.random() < 0.5 else (0.0, lead)
             cancel, acquired = await asyncio.gather(
-                store.job_cancel(job.id, actor="user:a", reason="race"),
-                rival.job_acquire(worker_id="w", pool="default", limit=1, lease_seconds=60),
-                return_exceptions=True,
+                canceller.run(
+                    _released(
+                        barrier,
+                        lambda job_id=job.id: canceller.store.job_cancel(
+                            job_id, actor="user:a", reason="race"
+                        ),
+                        acquire_lead,
+                    )
+                ),
+                acquirer.run(
+                    _released(
+                        barrier,
+                        lambda: acquirer.store.job_acquire(
+                            worker_id="w", pool="default", limit=1, lease_seconds=60
+                        ),
+                        cancel_lead,
+                    )
+                ),
             )
             final = (await store.job_get(job.id)).status
             events = [e.status for e in await store.job_events(job.id)]
@@ -102,12 +178,14 @@ async def test_cancel_races_acquire_with_one_winner(store: Store, migrated_store
                 assert JobStatus.CANCELLED not in events
                 wins["acquire"] += 1
             else:
-                assert not isinstance(cancel, BaseException), cancel
+                assert not isinstance(cancel, Exception), cancel
                 assert acquired == []
                 assert final is JobStatus.CANCELLED
                 assert JobStatus.INITIALIZING not in events
                 wins["cancel"] += 1
     finally:
-        await rival.close()
-    assert sum(wins.values()) == TRIALS
+        canceller.close()
+        acquirer.close()
     print("race winners:", dict(wins))
+    assert sum(wins.values()) == RACES
+    assert wins["cancel"] > 0 and wins["acquire"] > 0, f"one side never won: {dict(wins)}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from jobyard.core.errors import Conflict
 from jobyard.core.jobs import INITIAL, TRANSITIONS, JobStatus, sources_of
@@ -76,3 +76,44 @@ async def test_transition_guard(store: Store, db: Engine, src: JobStatus, dst: J
     else:
         assert after.status is src
         assert events == [JobStatus.WAITING]
+
+
+#: The write of a job's initialization (resolved macros + SESSION_ID) is allowed only
+#: while the job is INITIALIZING and held by the writing worker.
+INITIALIZE_CASES = [(status, WORKER) for status in JobStatus] + [
+    (JobStatus.INITIALIZING, "another-worker")
+]
+
+
+@pytest.mark.parametrize(
+    ("src", "writer"), INITIALIZE_CASES, ids=[f"{s}-by-{w}" for s, w in INITIALIZE_CASES]
+)
+async def test_initialize_guard(store: Store, db: Engine, src: JobStatus, writer: str) -> None:
+    await store.user_create(name="alice", role="user", password_hash=None)
+    jc = await make_jobconfig(store, max_concurrent=0)
+    job = await store.job_insert(new_job(jc.id, hold=True), actor="user:alice", reason=None)
+    force(db, job.id, src, worker_id=WORKER, seq=job.id)
+    allowed = src is JobStatus.INITIALIZING and writer == WORKER
+    record = {"A": {"level": "job", "secure": False, "value": "1"}}
+
+    try:
+        user = await store.job_initialize(
+            job.id, worker_id=writer, resolved=record, user_name="alice", token_hash="h" * 64
+        )
+    except Conflict as exc:
+        assert exc.details["status"] == src.value
+        assert src.value in exc.message
+        initialized = False
+    else:
+        assert user is not None and user.name == "alice"
+        initialized = True
+
+    assert initialized is allowed, f"{src} by {writer}: initialized={initialized}"
+    after = await store.job_get(job.id)
+    with db.connect() as conn:
+        tokens = conn.execute(
+            text("SELECT count(*) FROM api_tokens WHERE job_id = :id"), {"id": job.id}
+        ).scalar_one()
+    assert after.status is src
+    assert after.resolved_macros == (record if allowed else None)
+    assert tokens == (1 if allowed else 0)

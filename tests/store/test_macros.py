@@ -147,11 +147,13 @@ async def test_sources_of_a_job(store: Store, db: Engine) -> None:
 async def test_resolved_record_and_reencrypt(store: Store) -> None:
     job = await store.job_insert(new_job(), actor="test", reason=None)
     assert job.resolved_macros is None
+    await store.job_acquire(worker_id="w", pool="default", limit=1, lease_seconds=60)
     record = {"A": {"level": "job", "secure": False, "value": "1"}}
-    await store.job_set_resolved_macros(job.id, record)
+    init = {"resolved": record, "user_name": None, "token_hash": None}
+    assert await store.job_initialize(job.id, worker_id="w", **init) is None
     assert (await store.job_get(job.id)).resolved_macros == record
     with pytest.raises(NotFound):
-        await store.job_set_resolved_macros(job.id + 100, record)
+        await store.job_initialize(job.id + 100, worker_id="w", **init)
 
     await store.macros_put(
         "account", 0, [("S1", "old:1", True, False), ("P", "plain", False, False)], updated_by=None

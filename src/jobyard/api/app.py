@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from jobyard import __version__
 from jobyard.api.auth import AuthMiddleware
 from jobyard.api.errors import install_error_handlers
+from jobyard.api.limits import BodyLimitMiddleware
 from jobyard.api.routes import access as access_routes  # issue 4: access helper
 from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
 from jobyard.api.routes import macros as macro_routes
@@ -44,6 +45,9 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    # The last one added runs first: authentication, then the body limits (which need
+    # the caller to count its uploads).
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(AuthMiddleware)
     for module in (
         health,

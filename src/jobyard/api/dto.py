@@ -26,6 +26,8 @@ Parameters = Annotated[
     ),
 ]
 ExitCode = Annotated[int, Field(ge=0, le=255)]
+#: How the ``cursor`` query parameter of every listing is described.
+CURSOR_HELP = "The next_cursor of the previous page; anything else answers 422 invalid_cursor."
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:

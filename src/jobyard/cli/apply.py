@@ -177,7 +177,8 @@ async def _apply_item(api: ApiClient, item: PlanItem) -> PlanItem:
             item = dataclasses.replace(item, jobconfig_id=created.get("id"))
             undo.append(_undo_create(api, int(created["id"])))
         elif item.action is Action.UPDATE and item.desired is not None:
-            assert item.jobconfig_id is not None
+            if item.jobconfig_id is None:
+                raise ValueError(f"plan error: jobconfig {item.name!r} to update has no id")
             await api.jobconfig_replace(item.jobconfig_id, item.desired)
             if item.previous is not None:
                 old = {f: item.previous[f] for f in SPEC_FIELDS if f in item.previous}
@@ -240,7 +241,8 @@ async def _apply_schedule(
         schedule_id = int(created["id"])
         undo.append(lambda: api.schedule_delete(jobconfig_id, schedule_id))
         return dataclasses.replace(item, schedule_id=schedule_id)
-    assert item.schedule_id is not None
+    if item.schedule_id is None:
+        raise ValueError(f"plan error: schedule {item.name!r} to change has no id")
     schedule_id = item.schedule_id
     if item.action is Action.UPDATE and item.body is not None:
         await api.schedule_patch(jobconfig_id, schedule_id, item.body)

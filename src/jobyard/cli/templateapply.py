@@ -69,7 +69,8 @@ async def apply_template(api: ApiClient, item: PlanItem) -> PlanItem:
             created = await api.template_create(item.desired)
             return dataclasses.replace(item, jobconfig_id=int(created["id"]))
         if item.action is Action.UPDATE and item.desired is not None:
-            assert item.jobconfig_id is not None
+            if item.jobconfig_id is None:
+                raise ValueError(f"plan error: template {item.name!r} to update has no id")
             await api.template_replace(item.jobconfig_id, item.desired)
     except ApiError as exc:
         detail = "; ".join(f"{k}: {v}" for k, v in exc.details.items())

@@ -34,6 +34,12 @@ class InvalidInput(JobyardError):
     code = "invalid_input"
 
 
+class InvalidCursor(InvalidInput):
+    """A page cursor that does not decode to a position this server could have written."""
+
+    code = "invalid_cursor"
+
+
 class UnsafePackage(InvalidInput):
     """An archive entry would escape the workspace or break a limit."""
 

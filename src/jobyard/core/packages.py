@@ -10,14 +10,19 @@ Pure: this module imports nothing of jobyard beyond :mod:`jobyard.core`.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import io
 import lzma
 import re
 import tarfile
 import tomllib
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from types import TracebackType
 from typing import IO, Any, Literal
 
 from jobyard.core.errors import InvalidInput, TooLarge, UnsafePackage
@@ -36,6 +41,9 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENTRYPOINT_KEYS = frozenset({"command", "env", "timeout"})
 #: First bytes of a file that is run directly (script with a shebang, ELF binary).
 EXEC_MAGIC = (b"#!", b"\x7fELF")
+#: Most decompressed bytes read to recognise a tar archive (its first header, with any
+#: extended header before it).
+DETECT_MAX_BYTES = 1024 * 1024
 
 
 # -- hashing and detection -----------------------------------------------------------
@@ -68,10 +76,103 @@ def detect_kind(path: Path) -> PackageKind:
             return "file"
         return "zip"
     try:
-        with tarfile.open(path, "r|*") as tf:
+        with (
+            TarStream(path, check=_detect_bound) as stream,
+            tarfile.open(fileobj=stream, mode="r|") as tf,
+        ):
             return "tar" if tf.next() is not None else "file"
     except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error, ValueError):
         return "file"
+
+
+def _detect_bound(total: int) -> None:
+    if total > DETECT_MAX_BYTES:
+        raise TooLarge(
+            f"the first header of this tar archive is larger than {DETECT_MAX_BYTES} bytes",
+            {"limit": DETECT_MAX_BYTES},
+        )
+
+
+# -- tar streams -----------------------------------------------------------------------
+
+
+_Source = IO[bytes] | gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile
+
+
+def _decompressing(raw: IO[bytes]) -> _Source:
+    """``raw`` itself, or a decompressing reader when it starts like gzip, bzip2 or xz.
+
+    The formats and magic numbers are those tarfile's ``r|*`` mode recognises.
+    """
+    head = raw.read(10)
+    raw.seek(0)
+    if head.startswith(b"\x1f\x8b\x08"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
+        return bz2.BZ2File(raw)
+    if head.startswith((b"\x5d\x00\x00\x80", b"\xfd7zXZ")):
+        return lzma.LZMAFile(raw)
+    return raw
+
+
+class TarStream(io.RawIOBase):
+    """The decompressed bytes of a tar file, for ``tarfile.open(fileobj=..., mode="r|")``.
+
+    Why not tarfile's own ``r|*``: it decompresses each block of input in one call, and
+    a block of xz holding zeros expands to hundreds of megabytes at once. The standard
+    decompressing readers used here never return more than asked. ``check(total)`` is
+    called after every read with the number of decompressed bytes so far, and raises to
+    stop reading (a bound on expansion, enforced while decompressing). Decompression
+    errors surface as :class:`tarfile.ReadError`.
+    """
+
+    def __init__(self, path: Path, *, check: Callable[[int], None] | None = None) -> None:
+        super().__init__()
+        self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 (closed by close())
+        try:
+            self._source = _decompressing(self._raw)
+        except BaseException:
+            self._raw.close()
+            raise
+        self._check = check
+        self.total = 0
+
+    def readable(self) -> bool:
+        """Always: this is a reader."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` with the next decompressed bytes; 0 at the end."""
+        view = memoryview(buffer).cast("B")
+        try:
+            data = self._source.read(len(view))
+        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+            raise tarfile.ReadError(f"cannot decompress: {exc}") from exc
+        view[: len(data)] = data
+        self.total += len(data)
+        if self._check is not None:
+            self._check(self.total)
+        return len(data)
+
+    def close(self) -> None:
+        """Close the decompressor and the file."""
+        if not self.closed:
+            try:
+                self._source.close()
+                self._raw.close()
+            finally:
+                super().close()
+
+    def __enter__(self) -> TarStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 # -- names -----------------------------------------------------------------------------
@@ -209,7 +310,7 @@ def read_manifest(path: Path, kind: PackageKind) -> dict[str, dict[str, Any]]:
                             data = _read_limited(f)
                         break
         else:
-            with tarfile.open(path, "r|*") as tf:
+            with TarStream(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tf:
                 for member in tf:
                     if member.isreg() and _root_manifest(member.name):
                         member_file = tf.extractfile(member)

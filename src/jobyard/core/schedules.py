@@ -184,8 +184,7 @@ def validate(spec: ScheduleSpec, *, allow_seconds: bool) -> ScheduleSpec:
                 "server setting scheduler.allow_seconds",
                 {"field": "cron"},
             )
-    else:
-        assert spec.interval_minutes is not None
+    elif spec.interval_minutes is not None:  # exactly one of the two (checked above)
         check_interval(spec.interval_minutes)
     start_at = spec.start_at
     if start_at is not None:
@@ -237,7 +236,11 @@ def default_name(cron: str | None, interval_minutes: int | None) -> str:
     """The name a schedule gets when none is given: its expression or ``every 1h30m``."""
     if cron is not None:
         return " ".join(cron.split())
-    assert interval_minutes is not None
+    if interval_minutes is None:
+        raise InvalidInput(
+            "give exactly one of 'cron' (a Quartz expression) and 'every' (an interval)",
+            {"field": "cron"},
+        )
     return f"every {format_every(interval_minutes)}"
 
 
@@ -257,7 +260,8 @@ def next_after(
     if cron is not None:
         found = parse_cron(cron).next_after(after, _zone(timezone))
         return found.astimezone(UTC) if found is not None else None
-    assert interval_minutes is not None and anchor is not None
+    if interval_minutes is None or anchor is None:
+        raise ValueError("an interval schedule needs its interval and its anchor (start_at)")
     if after < anchor:
         return anchor
     period = timedelta(minutes=interval_minutes)
@@ -283,7 +287,8 @@ def plan_firing(
     seconds-level cron found a little late).
     """
     first = schedule.next_fire_at
-    assert first is not None and first <= now
+    if first is None or first > now:
+        raise ValueError(f"schedule {schedule.id} is not due at {now.isoformat()}")
     if now - first > grace:
         missed = 1
         last = first
@@ -347,7 +352,8 @@ class FiringPlanner:
 
     def plan(self, schedule: Timed, now: datetime) -> FiringPlan:
         """:func:`plan_firing`, using (and dropping) the cached following fire time."""
-        assert schedule.next_fire_at is not None
+        if schedule.next_fire_at is None:
+            raise ValueError(f"schedule {schedule.id} has no next fire time to plan")
         following = self._following.pop(
             (schedule.id, schedule.version, schedule.next_fire_at), None
         )

@@ -15,9 +15,16 @@ destination directory it creates itself, and refuses (raising
 - device files, FIFOs and other special entries;
 - more than ``max_entries`` entries.
 
-The unpacked size is counted on the bytes actually written, not on the headers, so
-zip bombs and lying headers stop at ``max_bytes`` with
-:class:`~jobyard.core.errors.TooLarge`. On any failure the destination is removed.
+Expansion is bounded by size **and by ratio**: an archive may unpack to at most
+``max_bytes``, and at most ``max_ratio`` times its own (compressed) size (never less
+than :data:`RATIO_FLOOR_BYTES`, so small packages are not refused for compressing
+well). The unpacked size is counted on the bytes actually written, not on the
+headers, so zip bombs and lying headers stop at the bound with
+:class:`~jobyard.core.errors.TooLarge`; a size declared above it (zip directory, tar
+header) is refused before anything is decompressed. A tar stream is also bounded as
+it is decompressed (the unpacked bytes plus :data:`TAR_HEADER_ALLOWANCE` per entry):
+data that is never written (huge extended headers, skipped bytes) cannot make it
+decompress gigabytes either. On any failure the destination is removed.
 Only the executable bit of file modes is kept (files become 0755 or 0644,
 directories 0755): no setuid, no read-only trees a cleanup cannot delete.
 
@@ -45,9 +52,47 @@ from jobyard.core.packages import (
     CHUNK_BYTES,
     EXEC_MAGIC,
     PackageKind,
+    TarStream,
     normalize_member_name,
     safe_filename,
 )
+
+#: Default of ``max_ratio``: how many times its own size an archive may expand to.
+DEFAULT_MAX_RATIO = 200.0
+#: The ratio never limits an archive to less than this (small packages compress well).
+RATIO_FLOOR_BYTES = 16 * 1024**2
+#: Decompressed tar bytes allowed per entry beyond its content: its header, an extended
+#: (pax or GNU long name) header, and padding to 512-byte blocks.
+TAR_HEADER_ALLOWANCE = 8 * 1024
+#: Decompressed tar bytes allowed after the last entry (end blocks, record padding).
+TAR_TRAILER_ALLOWANCE = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ExpansionLimit:
+    """How many bytes an archive of ``compressed`` bytes may unpack to, and why."""
+
+    max_bytes: int
+    max_ratio: float | None
+    compressed: int
+
+    @property
+    def bytes(self) -> int:
+        """The bound: ``max_bytes``, or less when the ratio allows less."""
+        if self.max_ratio is None:
+            return self.max_bytes
+        by_ratio = max(RATIO_FLOOR_BYTES, int(self.max_ratio * self.compressed))
+        return min(self.max_bytes, by_ratio)
+
+    def describe(self) -> str:
+        """The bound in words, naming the ratio when it is what limits."""
+        if self.bytes < self.max_bytes:
+            return (
+                f"{self.bytes} bytes ({self.max_ratio:g} times the archive's "
+                f"{self.compressed} bytes)"
+            )
+        return f"{self.max_bytes} bytes"
+
 
 # -- unpacking -------------------------------------------------------------------------
 
@@ -69,6 +114,7 @@ def unpack_package(
     filename: str,
     max_bytes: int,
     max_entries: int,
+    max_ratio: float | None = DEFAULT_MAX_RATIO,
 ) -> UnpackStats:
     """Lay a package out in ``dest`` (which must not exist yet): unpack or place the file."""
     if kind == "file":
@@ -79,7 +125,9 @@ def unpack_package(
             shutil.rmtree(dest, ignore_errors=True)
             raise
         return UnpackStats(entries=1, files=1, bytes=size)
-    return safe_unpack(src, dest, kind, max_bytes=max_bytes, max_entries=max_entries)
+    return safe_unpack(
+        src, dest, kind, max_bytes=max_bytes, max_entries=max_entries, max_ratio=max_ratio
+    )
 
 
 def place_file(src: Path, dest_dir: Path, filename: str) -> int:
@@ -110,17 +158,19 @@ def safe_unpack(
     *,
     max_bytes: int,
     max_entries: int,
+    max_ratio: float | None = DEFAULT_MAX_RATIO,
     should_stop: Callable[[], bool] | None = None,
 ) -> UnpackStats:
     """Unpack a zip or tar archive into ``dest``, which this function creates.
 
-    See the module docstring for what is refused. ``dest``'s parent must exist and
-    ``dest`` must not; on any error ``dest`` is removed again. ``should_stop`` is
-    polled between entries so a caller in another thread can interrupt a long unpack
-    (raises :class:`InterruptedError`).
+    See the module docstring for what is refused; ``max_ratio`` None: no ratio bound.
+    ``dest``'s parent must exist and ``dest`` must not; on any error ``dest`` is
+    removed again. ``should_stop`` is polled between entries so a caller in another
+    thread can interrupt a long unpack (raises :class:`InterruptedError`).
     """
+    limit = ExpansionLimit(max_bytes, max_ratio, os.stat(archive).st_size)
     os.mkdir(dest, 0o755)
-    unpacker = _Unpacker(dest, max_bytes=max_bytes, max_entries=max_entries)
+    unpacker = _Unpacker(dest, limit=limit, max_entries=max_entries)
     try:
         if kind == "zip":
             _unpack_zip(archive, unpacker, should_stop)
@@ -147,7 +197,7 @@ def _unpack_zip(archive: Path, u: _Unpacker, should_stop: Callable[[], bool] | N
         if declared > u.max_bytes:
             raise TooLarge(
                 f"archive declares {declared} bytes unpacked, more than the limit of "
-                f"{u.max_bytes} bytes",
+                f"{u.limit.describe()}",
                 {"limit": u.max_bytes},
             )
         for info in infos:
@@ -174,7 +224,10 @@ def _unpack_zip(archive: Path, u: _Unpacker, should_stop: Callable[[], bool] | N
 
 
 def _unpack_tar(archive: Path, u: _Unpacker, should_stop: Callable[[], bool] | None) -> None:
-    with tarfile.open(archive, "r|*") as tf:
+    with (
+        TarStream(archive, check=u.check_stream) as stream,
+        tarfile.open(fileobj=stream, mode="r|") as tf,
+    ):
         for member in tf:
             if should_stop is not None and should_stop():
                 raise InterruptedError("unpack interrupted")
@@ -214,10 +267,11 @@ def _type_name(ftype: int) -> str:
 class _Unpacker:
     """Writes validated entries under ``dest``; never follows a link while writing."""
 
-    def __init__(self, dest: Path, *, max_bytes: int, max_entries: int) -> None:
+    def __init__(self, dest: Path, *, limit: ExpansionLimit, max_entries: int) -> None:
         self.dest = dest
         self.dest_fs = os.fspath(dest)
-        self.max_bytes = max_bytes
+        self.limit = limit
+        self.max_bytes = limit.bytes
         self.max_entries = max_entries
         self.entries = 0
         self.files = 0
@@ -241,9 +295,19 @@ class _Unpacker:
     def oversize(self, name: str) -> None:
         raise TooLarge(
             f"archive entry {name!r} makes the unpacked size exceed the limit of "
-            f"{self.max_bytes} bytes",
+            f"{self.limit.describe()}",
             {"entry": name, "limit": self.max_bytes},
         )
+
+    def check_stream(self, total: int) -> None:
+        """Stop decompressing a tar stream that outgrows its entries (see the module doc)."""
+        allowed = self.max_bytes + TAR_HEADER_ALLOWANCE * (self.entries + 1) + TAR_TRAILER_ALLOWANCE
+        if total > allowed:
+            raise TooLarge(
+                f"archive expands beyond the limit of {self.limit.describe()}: its tar "
+                f"stream passed {allowed} bytes after {self.entries} entries",
+                {"limit": self.max_bytes},
+            )
 
     # -- paths ---------------------------------------------------------------------
     def _path(self, rel: str) -> str:

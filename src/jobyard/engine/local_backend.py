@@ -115,11 +115,16 @@ async def initialize_job(
 
     SESSION_ID is a token with the submitting user's authority, valid until the job ends
     (stored hashed). ``Conflict`` (the job ends FAILED) if that user is deactivated;
-    empty when the job has no submitting user. Retried through a database outage; an
+    empty when the job has no submitting user. ``Conflict`` too, with nothing written,
+    when the job is no longer INITIALIZING on the worker that acquired it (lease lost,
+    aborted meanwhile): preparing stops there. Retried through a database outage; an
     attempt whose commit went unacknowledged is found by its token before writing again.
     """
     value = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) if job.submitted_by else ""
     token_hash = hash_token(value) if value else None
+    worker_id = job.worker_id
+    if worker_id is None:
+        raise Conflict(f"job {job.id} was not acquired by a worker: cannot initialize it")
     persistent = Persistent(f"initialize job {job.id}", patience)
 
     async def attempt() -> User | None:
@@ -128,7 +133,11 @@ async def initialize_job(
             if stored is not None and stored.job_id == job.id:  # the first attempt committed
                 return await store.user_find(job.submitted_by)
         return await store.job_initialize(
-            job.id, resolved=record, user_name=job.submitted_by, token_hash=token_hash
+            job.id,
+            worker_id=worker_id,
+            resolved=record,
+            user_name=job.submitted_by,
+            token_hash=token_hash,
         )
 
     user = await persistent.run(attempt)

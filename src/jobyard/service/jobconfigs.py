@@ -6,11 +6,13 @@ from dataclasses import asdict, fields
 from dataclasses import replace as with_fields
 from typing import Any
 
+from jobyard.core.cursors import decode_cursor
 from jobyard.core.errors import InvalidInput, NotFound
 from jobyard.core.macros import check_parameter_names
 from jobyard.core.models import JobConfig, JobConfigSpec, Package, Page
 from jobyard.core.templates import RunTarget, effective_target
 from jobyard.core.validation import (
+    NAME_RE,
     check_command,
     check_exit_codes,
     check_macros,
@@ -48,9 +50,7 @@ async def check_run_target(
         try:
             template = await ctx.store.template_get(template_id)
         except NotFound:
-            raise InvalidInput(
-                f"template {template_id} does not exist", {"field": "template_id"}
-            ) from None
+            raise unknown_template(template_id) from None
         inherited = RunTarget(template.package_id, template.entrypoint, template.command)
         own = RunTarget(package_id, entrypoint, command)
         target = effective_target(own, inherited)
@@ -108,17 +108,26 @@ async def _validate(ctx: Context, spec: JobConfigSpec) -> JobConfigSpec:
     return spec
 
 
+def unknown_template(template_id: int) -> InvalidInput:
+    """What naming a template that does not exist, or that the caller may not view, answers.
+
+    One answer for both, so that template ids cannot be probed through jobconfigs.
+    """
+    return InvalidInput(f"template {template_id} does not exist", {"field": "template_id"})
+
+
 async def _require_template_view(
     ctx: Context, principal: Principal | None, template_id: int | None
 ) -> None:
-    """A caller may only name a template it may view (404 otherwise, as if missing)."""
+    """A caller may only name a template it may view (else the answer of a missing one)."""
     if principal is None or template_id is None:
         return
     try:
         template = await ctx.store.template_get(template_id)
     except NotFound:
         return  # _validate reports the missing template
-    await access.require(ctx, principal, "view", "templates", template)
+    if not await access.can(ctx, principal, "view", "templates", template):
+        raise unknown_template(template_id)
 
 
 async def create(
@@ -166,8 +175,11 @@ async def list_(
     A page may hold fewer than ``limit`` items (those the caller may not view are
     left out); ``next_cursor`` still says whether more follow.
     """
+    decode_cursor(cursor)  # a bad cursor is refused also where it is not used
     visible = await access.visible_jobconfig_filter(ctx, principal)
     if name is not None:
+        if not NAME_RE.match(name):
+            return Page(items=[], next_cursor=None)
         try:
             found = await ctx.store.jobconfig_get_by_name(name)
         except NotFound:

@@ -216,13 +216,13 @@ async def import_level(
     is created with an empty value, or keeps its value if it already exists.
     """
     await _check_write(ctx, principal, level)
-    ring = keyring_for(ctx.settings) if any(d.secure for d in defs) else None
+    ring: Keyring | None = None  # loaded for the first secure macro only
     items: list[tuple[str, str, bool, bool]] = []
     for d in defs:
         value = d.value or ""
         _check_value(d.name, value)
         if d.secure:
-            assert ring is not None
+            ring = ring or keyring_for(ctx.settings)
             items.append((d.name, _encrypt(ring, level, d.name, value), True, d.value is None))
         else:
             items.append((d.name, value, False, False))

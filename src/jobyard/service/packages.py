@@ -14,19 +14,31 @@ from jobyard.core.models import Package, Page
 from jobyard.core.unpack import safe_unpack
 from jobyard.service import access
 from jobyard.service.context import Context, Principal
+from jobyard.settings import Settings
 
 
 def _inspect(
-    path: Path, filename: str, tmp_root: Path, max_bytes: int, max_entries: int
+    path: Path, tmp_root: Path, settings: Settings
 ) -> tuple[str, str, dict[str, dict[str, Any]]]:
-    """Hash, detect the kind, and for archives unpack safely to validate every entry."""
+    """Hash, detect the kind, and for archives unpack safely to validate every entry.
+
+    The trial unpack is bounded by size, ratio and entries (it stops as soon as one is
+    crossed) and its folder is removed before returning, whatever happened.
+    """
     sha = pk.sha256_file(path)
     kind = pk.detect_kind(path)
     if kind == "file":
         return sha, kind, {}
     scratch = Path(tempfile.mkdtemp(prefix="inspect-", dir=tmp_root))
     try:
-        safe_unpack(path, scratch / "pkg", kind, max_bytes=max_bytes, max_entries=max_entries)
+        safe_unpack(
+            path,
+            scratch / "pkg",
+            kind,
+            max_bytes=settings.unpack_max_bytes,
+            max_entries=settings.unpack_max_entries,
+            max_ratio=settings.unpack_max_ratio,
+        )
         return sha, kind, pk.read_manifest(path, kind)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -44,14 +56,7 @@ async def upload(
         access.refuse_job_token(principal, "upload packages")
     tmp_root = ctx.settings.home / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
-    sha, kind, entrypoints = await asyncio.to_thread(
-        _inspect,
-        path,
-        filename,
-        tmp_root,
-        ctx.settings.unpack_max_bytes,
-        ctx.settings.unpack_max_entries,
-    )
+    sha, kind, entrypoints = await asyncio.to_thread(_inspect, path, tmp_root, ctx.settings)
     key = package_key(sha)
     if not await ctx.blobs.exists(key):
         await ctx.blobs.put_file(key, path)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from jobyard.core.errors import InvalidInput, NotFound
+from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.models import JobConfigSpec
 from jobyard.core.schedules import Schedule, ScheduleSpec
 from jobyard.core.templates import Template, TemplateSpec
@@ -130,6 +130,15 @@ async def _package_id(ctx: Context, sha256: str | None, where: str) -> int | Non
     return package.id
 
 
+def name_taken(kind: str, name: str) -> Conflict:
+    """What creating a ``kind`` under a name that exists answers (the store's wording).
+
+    An import meeting an object of that name that the caller may not view answers
+    this, never naming its id: the name is the caller's own input.
+    """
+    return Conflict(f"a {kind} named {name!r} already exists", {"name": name})
+
+
 async def _import_template(
     ctx: Context, spec: TemplateSpec, owner: str | None, principal: Principal | None
 ) -> tuple[Template, str]:
@@ -138,6 +147,8 @@ async def _import_template(
     except NotFound:
         created = await templates.create(ctx, spec, owner=owner, principal=principal)
         return created, "created"
+    if principal is not None and not await access.can(ctx, principal, "view", "templates", current):
+        raise name_taken("template", spec.name)
     if templates.spec_of(current) == spec:
         if principal is not None:
             await access.require(ctx, principal, "view", "templates", current)
@@ -157,6 +168,10 @@ async def _import_jobconfig(
     except NotFound:
         created = await jobconfigs.create(ctx, spec, owner=owner, principal=principal)
         return created.id, "created"
+    if principal is not None and not await access.can(
+        ctx, principal, "view", "jobconfigs", current
+    ):
+        raise name_taken("jobconfig", spec.name)
     if jobconfigs.spec_of(current) == spec:
         if principal is not None:
             action = "edit" if with_schedules else "view"

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any
 
+from jobyard.core.cursors import decode_cursor
 from jobyard.core.errors import Forbidden, InvalidInput, NotFound
 from jobyard.core.models import JobConfig, Page
 from jobyard.core.templates import CloneResult, Template, TemplateSpec
-from jobyard.core.validation import check_command, check_name, check_patch
+from jobyard.core.validation import NAME_RE, check_command, check_name, check_patch
 from jobyard.service import access
 from jobyard.service.context import Context, Principal
 
@@ -102,8 +103,11 @@ async def list_(
 
     A page may hold fewer than ``limit`` items; ``next_cursor`` says whether more follow.
     """
+    decode_cursor(cursor)  # a bad cursor is refused also where it is not used
     visible = await access.visible_template_filter(ctx, principal)
     if name is not None:
+        if not NAME_RE.match(name):
+            return Page(items=[], next_cursor=None)
         try:
             found = await ctx.store.template_get_by_name(name)
         except NotFound:

@@ -17,6 +17,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from jobyard.core.cursors import decode_cursor
 from jobyard.core.errors import (
     Conflict,
     Forbidden,
@@ -155,7 +156,8 @@ async def login(ctx: Context, name: str, password: str, *, address: str | None) 
         if user is not None:  # failures against unknown names are not worth an entry
             await access.record(ctx, "anonymous", "login.failure", "user", user.id, None, address)
         raise Unauthorized(WRONG_CREDENTIALS)
-    assert user is not None  # a hash was verified
+    if user is None:  # cannot happen: a verified hash belongs to a user found above
+        raise Unauthorized(WRONG_CREDENTIALS)
     await ctx.store.login_failures_reset(list(keys))
     return await _mint_pair(ctx, user)
 
@@ -263,7 +265,7 @@ async def list_users(
     access.refuse_job_token(principal, "read or manage users")
     if principal.is_admin:
         return await ctx.store.users_list(cursor=cursor, limit=limit)
-    if principal.user_id is None or cursor is not None:
+    if decode_cursor(cursor) is not None or principal.user_id is None:
         return Page([], None)
     return Page([await ctx.store.user_get(principal.user_id)], None)
 

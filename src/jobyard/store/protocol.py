@@ -550,19 +550,21 @@ class Store(Protocol):
         """
         ...
 
-    async def job_set_resolved_macros(self, job_id: int, resolved: dict[str, Any]) -> None:
-        """Record the macros a job got at initialization (secure values masked)."""
-        ...
-
     async def job_initialize(
         self,
         job_id: int,
         *,
+        worker_id: str,
         resolved: dict[str, Any],
         user_name: str | None,
         token_hash: str | None,
     ) -> User | None:
-        """Session token (active user only) + resolved macro record, in one transaction."""
+        """Session token (active user only) + resolved macro record, in one transaction.
+
+        Only while the job is INITIALIZING and held by ``worker_id`` (``Conflict``
+        otherwise, ``NotFound`` for an unknown job): a worker that lost the job changes
+        nothing.
+        """
         ...
 
     async def macros_reencrypt(self, transform: Callable[[StoredMacro], str]) -> int:

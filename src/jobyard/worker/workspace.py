@@ -58,7 +58,7 @@ from typing import Any, Literal, TypeVar
 
 from jobyard.core.errors import InvalidInput
 from jobyard.core.packages import detect_kind, normalize_member_name, safe_filename, sha256_file
-from jobyard.core.unpack import place_file, safe_unpack
+from jobyard.core.unpack import DEFAULT_MAX_RATIO, place_file, safe_unpack
 
 T = TypeVar("T")
 ArchiveKind = Literal["zip", "tar"]
@@ -94,12 +94,14 @@ class Workspace:
         jobs_root: Path | None = None,
         unpack_max_bytes: int = 2 * 1024**3,
         unpack_max_entries: int = 100_000,
+        unpack_max_ratio: float | None = DEFAULT_MAX_RATIO,
     ) -> None:
         self.root = root
         self.jobs_root = jobs_root or root / "jobs"
         self.cache_root = root / "cache"
         self.unpack_max_bytes = unpack_max_bytes
         self.unpack_max_entries = unpack_max_entries
+        self.unpack_max_ratio = unpack_max_ratio
         self._filling: dict[str, asyncio.Task[tuple[Literal["file", "tree"], Path]]] = {}
         self._roots_made = False
         # Spares are renamed into jobs/: they must be on its file system.
@@ -117,6 +119,7 @@ class Workspace:
             jobs_root=jobs_root,
             unpack_max_bytes=settings.unpack_max_bytes,
             unpack_max_entries=settings.unpack_max_entries,
+            unpack_max_ratio=settings.unpack_max_ratio,
         )
 
     # -- job folders ---------------------------------------------------------------------
@@ -311,6 +314,7 @@ class Workspace:
             kind,
             max_bytes=self.unpack_max_bytes,
             max_entries=self.unpack_max_entries,
+            max_ratio=self.unpack_max_ratio,
         )
         _owner_bits_only(tmp)
         try:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from jobyard.api.deps import Caller, Ctx, require_principal
-from jobyard.api.dto import MAX_ID, ErrorBody
+from jobyard.api.dto import CURSOR_HELP, MAX_ID, ErrorBody
 from jobyard.core.access import AUDIT_MAX_LIMIT, AuditEntry, Policy
 from jobyard.service import access
 
@@ -176,7 +176,7 @@ async def list_audit(
     object_id: Annotated[str | None, Query(max_length=200)] = None,
     since: Annotated[datetime | None, Query(description="At or after (ISO 8601).")] = None,
     until: Annotated[datetime | None, Query(description="Before (ISO 8601).")] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(description=CURSOR_HELP)] = None,
     limit: Annotated[int, Query(ge=1, le=AUDIT_MAX_LIMIT)] = 100,
 ) -> AuditPage:
     """Who did what to which object, when and from where; newest first (admins)."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import (
+    CURSOR_HELP,
     MAX_ID,
     ErrorBody,
     JobConfigIn,
@@ -20,7 +21,6 @@ from jobyard.api.dto import (
 )
 from jobyard.api.routes.access import client_address
 from jobyard.core.models import JobConfigSpec
-from jobyard.core.validation import NAME_RE
 from jobyard.service import jobconfigs, jobs
 
 router = APIRouter(
@@ -58,12 +58,10 @@ async def list_jobconfigs(
     ctx: Ctx,
     caller: Caller,
     name: Annotated[str | None, Query(max_length=255, description="Exact name.")] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(description=CURSOR_HELP)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobConfigPage:
     """List the jobconfigs the caller may view by id, or look one up by its exact name."""
-    if name is not None and not NAME_RE.match(name):
-        return JobConfigPage(items=[], next_cursor=None)
     page = await jobconfigs.list_(ctx, caller, name=name, cursor=cursor, limit=limit)
     return JobConfigPage(
         items=[JobConfigOut.of(j) for j in page.items], next_cursor=page.next_cursor

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import (
+    CURSOR_HELP,
     MAX_ID,
     AdhocJobIn,
     ErrorBody,
@@ -69,7 +70,7 @@ async def list_jobs(
     submitted_by: Annotated[str | None, Query(max_length=255)] = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(description=CURSOR_HELP)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     """List the jobs the caller may view, newest first.

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Path, Query, UploadFile
 
 from jobyard.api.deps import Caller, Ctx, require_principal
-from jobyard.api.dto import MAX_ID, ErrorBody, PackageOut, PackagePage
+from jobyard.api.dto import CURSOR_HELP, MAX_ID, ErrorBody, PackageOut, PackagePage
 from jobyard.api.uploads import receive_upload
 from jobyard.service import packages
 
@@ -44,7 +44,7 @@ async def upload_package(
 @router.get("", response_model=PackagePage)
 async def list_packages(
     ctx: Ctx,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(description=CURSOR_HELP)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> PackagePage:
     """List packages newest first."""

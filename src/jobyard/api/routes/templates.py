@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from jobyard.api.deps import Caller, Ctx, require_principal
-from jobyard.api.dto import MAX_ID, ErrorBody, JobConfigOut
+from jobyard.api.dto import CURSOR_HELP, MAX_ID, ErrorBody, JobConfigOut
 from jobyard.api.routes.access import client_address
 from jobyard.api.template_dto import (
     CloneIn,
@@ -20,7 +20,6 @@ from jobyard.api.template_dto import (
     TemplatePage,
     TemplatePatch,
 )
-from jobyard.core.validation import NAME_RE
 from jobyard.service import template_transfer, templates
 
 router = APIRouter(
@@ -48,12 +47,10 @@ async def list_templates(
     ctx: Ctx,
     caller: Caller,
     name: Annotated[str | None, Query(max_length=255, description="Exact name.")] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(description=CURSOR_HELP)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TemplatePage:
     """List the templates the caller may view by id, or look one up by its exact name."""
-    if name is not None and not NAME_RE.match(name):
-        return TemplatePage(items=[], next_cursor=None)
     page = await templates.list_(ctx, caller, name=name, cursor=cursor, limit=limit)
     return TemplatePage(items=[TemplateOut.of(t) for t in page.items], next_cursor=page.next_cursor)
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from jobyard.api.deps import Caller, Ctx, require_principal
-from jobyard.api.dto import MAX_ID, ErrorBody
+from jobyard.api.dto import CURSOR_HELP, MAX_ID, ErrorBody
 from jobyard.api.routes.access import client_address
 from jobyard.core.models import ApiToken
 from jobyard.core.users import User
@@ -259,7 +259,7 @@ def _me(caller: Principal, user: User | None) -> MeOut:
 async def list_users(
     ctx: Ctx,
     caller: Caller,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(description=CURSOR_HELP)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> UserPage:
     """Every user (admins); only yourself (others)."""

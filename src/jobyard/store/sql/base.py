@@ -21,8 +21,6 @@ inside a held lock). One code path for both engines.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import sqlite3
 import threading
 import time
@@ -38,6 +36,8 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.elements import ColumnElement
 
+from jobyard.core.cursors import decode_cursor as decode_cursor  # store modules import it here
+from jobyard.core.cursors import encode_cursor as encode_cursor
 from jobyard.core.errors import InvalidInput
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import ApiToken, Job, JobConfig, JobEvent, JobFile, Package, WorkerInfo
@@ -407,27 +407,7 @@ def status_is(status: JobStatus, table: Any = jobs) -> ColumnElement[bool]:
     return status_in((status,), table)
 
 
-# -- cursors ---------------------------------------------------------------------------
-
-
-def encode_cursor(last_id: int) -> str:
-    """An opaque cursor for "after this id" (URL-safe base64 of ``id:<n>``)."""
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int | None:
-    """The id a cursor points after; ``InvalidInput`` for anything we did not make."""
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, number = raw.partition(":")
-        value = int(number)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidInput("invalid cursor", {"cursor": cursor}) from None
-    if prefix != "id" or value < 0 or not number.isdigit():
-        raise InvalidInput("invalid cursor", {"cursor": cursor})
-    return value
+# -- pages -----------------------------------------------------------------------------
 
 
 def check_limit(limit: int) -> int:

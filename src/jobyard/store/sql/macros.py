@@ -22,10 +22,12 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
+from jobyard.core.jobs import JobStatus
 from jobyard.core.macros import SCOPES, MacroSources, StoredMacro
 from jobyard.core.users import User
 from jobyard.store.schema import jobconfigs, jobs, macros, templates, users
-from jobyard.store.sql.base import SqlBase, Tx
+from jobyard.store.sql.base import SqlBase, Tx, status_is
+from jobyard.store.sql.transitions import explain_miss
 
 #: The levels whose macros decide what a job runs, and the table recording the definer.
 _DEFINED: dict[str, Any] = {"jobconfig": jobconfigs, "template": templates}
@@ -102,21 +104,23 @@ class MacrosMixin(SqlBase):
         self,
         job_id: int,
         *,
+        worker_id: str,
         resolved: dict[str, Any],
         user_name: str | None,
         token_hash: str | None,
     ) -> User | None:
         """One write when a worker prepares a job: its session token and resolved macros.
 
-        The token (when ``user_name`` and ``token_hash`` are given) is stored only if that
-        user exists and is active; the macro record only if the job may run (no user, or
-        an active one). Returns the user (None: no such user / none given).
+        Guarded like a status write: only while the job is INITIALIZING and held by
+        ``worker_id``; otherwise nothing is written and ``Conflict`` (``NotFound`` for an
+        unknown job) says why. The token (when ``user_name`` and ``token_hash`` are
+        given) is stored only if that user exists and is active; the macro record only if
+        the job may run (no user, or an active one). Returns the user (None: no such
+        user / none given).
         """
-        return await self._write(_job_initialize, job_id, resolved, user_name, token_hash)
-
-    async def job_set_resolved_macros(self, job_id: int, resolved: dict[str, Any]) -> None:
-        """Record the macros a job got at initialization (secure values already masked)."""
-        await self._write(_job_set_resolved, job_id, resolved)
+        return await self._write(
+            _job_initialize, job_id, worker_id, resolved, user_name, token_hash
+        )
 
     async def macros_reencrypt(self, transform: Callable[[StoredMacro], str]) -> int:
         """Rewrite every secure value as ``transform(macro)`` in one transaction; the count."""
@@ -310,24 +314,27 @@ def _macro_sources(
 
 
 def _job_initialize(
-    tx: Tx, job_id: int, resolved: dict[str, Any], user_name: str | None, token_hash: str | None
+    tx: Tx,
+    job_id: int,
+    worker_id: str,
+    resolved: dict[str, Any],
+    user_name: str | None,
+    token_hash: str | None,
 ) -> User | None:
     from jobyard.store.sql.users import _session_token_create
 
     user = None
     if user_name and token_hash:
         user = _session_token_create(tx, job_id, user_name, token_hash)
-    if user is None or user.active:
-        _job_set_resolved(tx, job_id, resolved)
+    # The guarded UPDATE runs whether or not the record is written, so a job that is no
+    # longer this worker's refuses the whole write (the token above is rolled back).
+    record = resolved if user is None or user.active else jobs.c.resolved_macros
+    held = (
+        (jobs.c.id == job_id) & status_is(JobStatus.INITIALIZING) & (jobs.c.worker_id == worker_id)
+    )
+    if not tx.conn.execute(update(jobs).where(held).values(resolved_macros=record)).rowcount:
+        raise explain_miss(tx, job_id, "record its initialization", worker_id=worker_id)
     return user
-
-
-def _job_set_resolved(tx: Tx, job_id: int, resolved: dict[str, Any]) -> None:
-    done = tx.conn.execute(
-        update(jobs).where(jobs.c.id == job_id).values(resolved_macros=resolved)
-    ).rowcount
-    if not done:
-        raise NotFound(f"job {job_id} does not exist", {"job_id": job_id})
 
 
 def _macros_reencrypt(tx: Tx, transform: Callable[[StoredMacro], str]) -> int:

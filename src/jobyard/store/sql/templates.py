@@ -220,16 +220,15 @@ def _template_delete(tx: Tx, template_id: int) -> None:
         stmt = stmt.with_for_update()
     if tx.conn.execute(stmt).first() is None:
         raise _not_found(template_id)
+    # The count only: the caller may not be allowed to see which jobconfigs they are.
     users = tx.conn.execute(
-        select(func.count(), func.min(jobconfigs.c.id)).where(
-            jobconfigs.c.template_id == template_id
-        )
-    ).one()
-    if users[0]:
+        select(func.count()).where(jobconfigs.c.template_id == template_id)
+    ).scalar_one()
+    if users:
         raise Conflict(
-            f"template {template_id} is used by {users[0]} jobconfig(s) (jobconfig {users[1]} "
-            "among them): point them elsewhere or delete them first",
-            {"template_id": template_id, "jobconfigs": users[0], "jobconfig_id": users[1]},
+            f"template {template_id} is used by {users} jobconfig(s): point them elsewhere "
+            "or delete them first",
+            {"template_id": template_id, "jobconfigs": users},
         )
     tx.conn.execute(
         delete(macros).where(macros.c.scope == "template", macros.c.scope_id == template_id)
