@@ -107,7 +107,9 @@ async def test_an_initialization_whose_answer_was_lost_is_not_repeated(plane: Pl
     job = await plane.store.job_insert(
         new_job(submitted_by="admin"), actor="user:admin", reason=None
     )
-    await plane.store.job_acquire(worker_id=WORKER, pool="default", limit=1, lease_seconds=60)
+    [job] = await plane.store.job_acquire(
+        worker_id=WORKER, pool="default", limit=1, lease_seconds=60
+    )
     plane.proxy.arm()
     token = await initialize_job(plane.store, job, {"A": {"level": "job", "value": "1"}})
     assert plane.proxy.cuts == 1
