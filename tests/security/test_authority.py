@@ -488,6 +488,43 @@ async def test_a_viewer_of_a_job_does_not_see_the_submitters_private_macros(site
         assert own["DAVE_PRIVATE"]["value"] == "dave-only"
 
 
+async def test_a_job_shaped_by_someone_else_gets_no_private_macros_of_its_submitter(
+    site: Site,
+) -> None:
+    bob = await site.user("bob")
+    eve = await site.user("eve")
+    ok(await bob.put(f"{API}/me/macros/BOB_PLAIN", json={"value": "bob-plain"}))
+    secure = {"value": "bob-secret-value", "secure": True}
+    ok(await bob.put(f"{API}/me/macros/BOB_SECRET", json=secure))
+    # Prints the values reversed: masking would not hide them.
+    show = (
+        "import os; print('plain=' + os.environ.get('BOB_PLAIN', '-')[::-1]); "
+        "print('secret=' + os.environ.get('BOB_SECRET', '-')[::-1])"
+    )
+    eves = await site.jobconfig(eve, "eves", command=[PYTHON, "-c", show])
+    admins = await site.jobconfig(site.admin, "admins", command=[PYTHON, "-c", show])
+    for jc in (eves, admins):
+        await site.grant("bob", "execute", "jobconfigs", str(jc["id"]))
+    bobs = await site.jobconfig(bob, "bobs", command=[PYTHON, "-c", show])
+
+    async def run_as_bob(jobconfig_id: int) -> tuple[str, Any]:
+        job = await site.run(bob, jobconfig_id)
+        assert (await site.ended(job["id"]))["status"] == "FINISHED"
+        log = (await site.admin.get(f"{API}/jobs/{job['id']}/log")).text
+        record = ok(await site.admin.get(f"{API}/jobs/{job['id']}/macros"))["items"]
+        return log, {m["name"] for m in record}
+
+    log, names = await run_as_bob(eves["id"])
+    assert "plain=-" in log and "secret=-" in log, log
+    assert "eulav-terces-bob" not in log and "nialp-bob" not in log
+    assert "user-level macros of bob not given to this job" in log and "eve" in log
+    assert not names & {"BOB_PLAIN", "BOB_SECRET"}
+    for trusted in (admins, bobs):  # shaped by an admin, or by bob himself: they are his
+        log, names = await run_as_bob(trusted["id"])
+        assert "plain=nialp-bob" in log and "secret=eulav-terces-bob" in log, log
+        assert {"BOB_PLAIN", "BOB_SECRET"} <= names
+
+
 # -- ad-hoc jobs ------------------------------------------------------------------------
 
 

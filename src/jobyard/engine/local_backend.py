@@ -101,6 +101,7 @@ async def resolve_assignment(
         secret_values=resolved.secrets,
         template_id=job.template_id,
         session_token=session_token,
+        notes=resolved.notes,
     )
 
 

@@ -14,8 +14,8 @@ macro at any level (403); what it reads is also bounded by the job's definers.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from jobyard.core.crypto import Keyring, SecretError, associated_data
@@ -288,6 +288,8 @@ class JobMacros:
     env: dict[str, str]
     secrets: list[str]
     record: dict[str, Any]
+    #: What the job's log should say about its macros (a level withheld, and why).
+    notes: list[str] = field(default_factory=list)
 
 
 async def resolve_for_job(store: Store, keys: Callable[[], Keyring], job: Job) -> JobMacros:
@@ -297,11 +299,24 @@ async def resolve_for_job(store: Store, keys: Callable[[], Keyring], job: Job) -
     token, in one transaction).
 
     The user level is the submitting user's (``job.submitted_by``; for a scheduled job
-    the jobconfig's owner); the template is the job's, else its jobconfig's. ``keys``
-    loads the keyring, only when the job has a secure macro.
+    the jobconfig's owner) — private values that only that user and admins may read. A
+    job whose program was decided by someone else (``job.definers``, other than admins)
+    does not get them: that someone could print them. The template is the job's, else its
+    jobconfig's. ``keys`` loads the keyring, only when the job has a secure macro.
     """
+    user_name = job.submitted_by
+    notes = []
+    if user_name and job.definers:
+        untrusted = await _untrusted_definers(store, job.definers)
+        if untrusted:
+            notes.append(
+                f"user-level macros of {user_name} not given to this job: what it runs was "
+                f"last decided by {', '.join(untrusted)}, who may not read them (pass a value "
+                "as a run-time parameter instead)"
+            )
+            user_name = None
     sources = await store.macro_sources(
-        jobconfig_id=job.jobconfig_id, template_id=job.template_id, user_name=job.submitted_by
+        jobconfig_id=job.jobconfig_id, template_id=job.template_id, user_name=user_name
     )
 
     def reveal(level: str, m: StoredMacro) -> str:
@@ -317,7 +332,17 @@ async def resolve_for_job(store: Store, keys: Callable[[], Keyring], job: Job) -
     record = record_of(resolved)
     env = {name: m.value for name, m in resolved.items()}
     secrets = sorted({m.value for m in resolved.values() if m.secure and m.value})
-    return JobMacros(env=env, secrets=secrets, record=record)
+    return JobMacros(env=env, secrets=secrets, record=record, notes=notes)
+
+
+async def _untrusted_definers(store: Store, definers: Iterable[str]) -> list[str]:
+    """The definers who are not active admins (admins may read every user's macros)."""
+    untrusted = []
+    for name in definers:
+        user = await store.user_find(name)
+        if user is None or not user.active or user.role != "admin":
+            untrusted.append(name)
+    return untrusted
 
 
 async def job_record(ctx: Context, principal: Principal, job_id: int) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ class Assignment:
     template_id: int | None = None
     session_token: str = ""
     secret_values: list[str] = field(default_factory=list)  # masked in logs
+    notes: list[str] = field(default_factory=list)  # for the job's log, before it runs
 
 
 class WorkerBackend(Protocol):

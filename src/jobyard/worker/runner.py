@@ -315,6 +315,8 @@ class _JobRun:
         self.assignment = assignment
         self._apply_timeout(assignment)
         self.writer = await self._open_log(assignment.secret_values)
+        for note in assignment.notes:
+            self.writer.note(note)
         if not assignment.argv or not assignment.argv[0]:
             raise InvalidInput("no command to run")
         owner = self.sandbox.owner
