@@ -335,10 +335,10 @@ async def resolve_for_job(store: Store, keys: Callable[[], Keyring], job: Job) -
     return JobMacros(env=env, secrets=secrets, record=record, notes=notes)
 
 
-async def _untrusted_definers(store: Store, definers: Iterable[str]) -> list[str]:
+async def _untrusted_definers(store: Store, definers: Iterable[str | None]) -> list[str]:
     """The definers who are not active admins (admins may read every user's macros)."""
     untrusted = []
-    for name in definers:
+    for name in sorted({n for n in definers if isinstance(n, str) and n}):  # NULLs: skipped
         user = await store.user_find(name)
         if user is None or not user.active or user.role != "admin":
             untrusted.append(name)
