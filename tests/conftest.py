@@ -3,6 +3,7 @@
 * ``pg_cluster`` (session): a throwaway PostgreSQL cluster (see ``tests/support/pg.py``);
   started on first use, stopped at the end. Missing binaries FAIL the test, they do
   not skip it: ``make test`` installs them.
+* ``own_cluster`` (module): a cluster of the module's own, to restart and stop at will.
 * ``pg_url`` / ``sqlite_url``: a fresh, empty database per test.
 * ``store_url``: the same, parametrized over ``sqlite`` and ``postgresql``.
 * ``migrated_store_url``: like ``store_url`` but already at the head revision and empty
@@ -29,6 +30,19 @@ ENGINES = [
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """One PostgreSQL cluster for the whole session."""
+    try:
+        cluster = start_cluster()
+    except PostgresMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL cluster of the test module's own, which it may restart and stop."""
     try:
         cluster = start_cluster()
     except PostgresMissing as exc:

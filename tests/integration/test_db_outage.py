@@ -24,20 +24,10 @@ import pytest
 
 from jobyard.store.sql import base as store_base
 from tests.integration.conftest import TERMINAL, Env, ServerFactory
-from tests.support.pg import PgCluster, start_cluster
+from tests.support.pg import PgCluster
 
 #: The programs of the jobs: short, exit 0, no file of the test's (jobs may be sandboxed).
 SHORT = 0.3
-
-
-@pytest.fixture(scope="module")
-def own_cluster() -> Iterator[PgCluster]:
-    """A PostgreSQL cluster this module restarts and stops."""
-    cluster = start_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

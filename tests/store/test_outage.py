@@ -23,17 +23,7 @@ from jobyard.store.schema import jobs
 from jobyard.store.sql import SqlStore
 from jobyard.store.sql.base import Tx
 from tests.store.conftest import make_jobconfig, new_job
-from tests.support.pg import PgCluster, start_cluster
-
-
-@pytest.fixture(scope="module")
-def own_cluster() -> Iterator[PgCluster]:
-    """A PostgreSQL cluster this module may restart and stop at will."""
-    cluster = start_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+from tests.support.pg import PgCluster
 
 
 @pytest.fixture
