@@ -83,7 +83,7 @@ class CommitCutter:
             if self._armed.is_set() and b"COMMIT" in data and (seen or self._after is None):
                 cut.set()  # from now on nothing goes back to the client
                 self._armed.clear()
-                server.sendall(data)
+                _send(server, data)
                 time.sleep(0.3)  # the server reads and commits before it sees us leave
                 self.cuts += 1
                 _close(client)
@@ -91,7 +91,8 @@ class CommitCutter:
                 return
             if b"COMMIT" in data or b"ROLLBACK" in data:
                 seen = False
-            server.sendall(data)
+            if not _send(server, data):
+                break
         _close(server)
 
     @staticmethod
@@ -99,11 +100,18 @@ class CommitCutter:
         for data in _chunks(server):
             if cut.is_set():
                 continue
-            try:
-                client.sendall(data)
-            except OSError:
+            if not _send(client, data):
                 break
         _close(client)
+
+
+def _send(sock: socket.socket, data: bytes) -> bool:
+    """Forward ``data``; False once the socket is gone (the proxy is closing, or the peer)."""
+    try:
+        sock.sendall(data)
+    except OSError:
+        return False
+    return True
 
 
 def _chunks(sock: socket.socket) -> Iterator[bytes]:
