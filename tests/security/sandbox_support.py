@@ -31,7 +31,7 @@ TERMINAL = {"FINISHED", "ERROR", "FAILED", "CANCELLED"}
 
 #: The attacker's program: ``python3 -c ATTACK <what>`` with inputs in its environment.
 ATTACK = r"""
-import json, os, signal, socket, sys, time, urllib.request
+import json, os, signal, socket, sys, time, urllib.error, urllib.request
 
 def report(kind, target, ok, detail=""):
     line = {"kind": kind, "target": str(target), "ok": ok, "detail": str(detail)[:200]}
@@ -156,6 +156,18 @@ elif what == "legit":
     host, port = api.split("//")[1].rsplit(":", 1)
     with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
         report("network", api, True)
+elif what == "api":
+    api, token = os.environ["JOBYARD_API_URL"], os.environ["SESSION_ID"]
+    for method, path, body in json.loads(os.environ["CALLS"]):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(api + path, data=data, method=method)
+        req.add_header("Authorization", "Bearer " + token)
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as answer:
+                report("api", f"{method} {path}", True, answer.status)
+        except urllib.error.HTTPError as exc:
+            report("api", f"{method} {path}", False, exc.code)
 elif what == "victim":
     with open(os.path.join(os.environ["LOCAL_JOB_SPEC_DIR"], "victim-secret.txt"), "w") as fh:
         fh.write("victim data")

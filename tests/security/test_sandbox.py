@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.security.sandbox_support import Sandboxed, start_sandboxed
+from tests.security.sandbox_support import ATTACK, Sandboxed, start_sandboxed
+from tests.support.jobs import JOB_PYTHON
 
 
 @pytest.fixture(scope="module", params=["root", "unprivileged"])
@@ -244,6 +245,42 @@ def test_a_legitimate_job_keeps_what_it_needs(sandboxed: Sandboxed) -> None:
     }, sb.log(job_id)
     r = sb.mallory.get(f"/api/v1/jobs/{job_id}/outputs/result.txt")
     assert r.status_code == 200 and r.text == "made by the job\n"
+
+
+def test_editing_an_admins_jobconfig_gives_its_job_no_admin_rights(sandboxed: Sandboxed) -> None:
+    """Finding 2 in this mode: mallory may only edit the admin's jobconfig; she makes it
+    use its SESSION_ID to administer; the admin runs it; every attempt is refused."""
+    sb = sandboxed
+    require_sandbox(sb)
+    r = sb.admin.post("/api/v1/jobconfigs", json={"name": "admins-etl", "command": ["/bin/true"]})
+    assert r.status_code == 201, r.text
+    jc = r.json()["id"]
+    users = sb.admin.get("/api/v1/users").json()["items"]
+    mallory_id = next(u["id"] for u in users if u["name"] == "mallory")
+    grant = {"action": "edit", "resource": "jobconfigs", "selector": str(jc)}
+    r = sb.admin.post(f"/api/v1/users/{mallory_id}/policies", json=grant)
+    assert r.status_code == 201, r.text
+    calls = [
+        ["POST", "/api/v1/users", {"name": "mallory2", "role": "admin", "password": "x" * 12}],
+        ["POST", f"/api/v1/users/{mallory_id}/policies", {**grant, "action": "execute"}],
+        ["PUT", "/api/v1/macros/account/OWNED", {"value": "yes"}],
+        ["POST", "/api/v1/tokens", {"name": "kept"}],
+        ["GET", "/api/v1/audit", None],
+        ["POST", "/api/v1/jobconfigs", {"name": "evil", "command": ["/bin/true"]}],
+        ["POST", "/api/v1/jobs", {"command": ["/bin/true"]}],
+    ]
+    command = [JOB_PYTHON, "-c", ATTACK, "api"]
+    change = {"command": command, "macros": {"CALLS": json.dumps(calls)}}
+    r = sb.mallory.patch(f"/api/v1/jobconfigs/{jc}", json=change)
+    assert r.status_code == 200, r.text
+    job = sb.wait(sb.run(sb.admin, jc))
+    assert job["status"] == "FINISHED", sb.log(job["id"])
+    results = sb.results(job["id"])
+    assert len(results) == len(calls), sb.log(job["id"])
+    _no_success(results, "api")
+    assert {int(r["detail"]) for r in results} <= {403, 404}, results
+    names = {u["name"] for u in sb.admin.get("/api/v1/users").json()["items"]}
+    assert "mallory2" not in names
 
 
 def test_the_home_is_private(sandboxed: Sandboxed) -> None:
