@@ -181,6 +181,12 @@ class Settings(BaseSettings):
         return self.blobs_dir.expanduser().resolve() if self.blobs_dir else self.home / "blobs"
 
     @property
+    def config_files(self) -> list[Path]:
+        """The TOML settings file this process read (``JOBYARD_CONFIG``), if any."""
+        config_file = os.environ.get("JOBYARD_CONFIG")
+        return [Path(config_file)] if config_file else []
+
+    @property
     def effective_api_url(self) -> str:
         """Where a job on a local slot reaches this server's API (``JOBYARD_API_URL``).
 

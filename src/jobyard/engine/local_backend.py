@@ -259,9 +259,7 @@ class LocalBackend:
             if not persistent.unsure:
                 return False
             job = await persistent.run(lambda: self._store.job_get(job_id))
-            return (
-                job.status is JobStatus.RUNNING and job.worker_id == worker_id and (job.pid == pid)
-            )
+            return job.status is JobStatus.RUNNING and job.worker_id == worker_id and job.pid == pid
         return True
 
     async def end(
@@ -360,7 +358,14 @@ def local_worker_pool(
         slots=count,
         uid_first=settings.isolation_uid_first,
         uid_count=settings.isolation_uid_count,
-        hidden=hidden_paths(settings, settings.isolation_hide),
+        hidden=hidden_paths(
+            [
+                settings.home,
+                settings.effective_blobs_dir,
+                *settings.config_files,
+                *settings.isolation_hide,
+            ]
+        ),
     )
     pool = WorkerPool(
         LocalBackend(settings, store, blobs, bus),

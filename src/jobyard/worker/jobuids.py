@@ -73,11 +73,6 @@ class JobUids:
         self._locks: dict[int, int] = {}
         self._free: list[int] = []
 
-    @property
-    def reserved(self) -> list[int]:
-        """Every uid this process holds."""
-        return sorted(self._locks)
-
     def reserve(self, wanted: int) -> list[int]:
         """Lock ``wanted`` more uids of the range (the lowest free ones) and return them."""
         private_dir(self.lock_dir)

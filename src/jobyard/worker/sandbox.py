@@ -334,20 +334,13 @@ def _group_members(pgid: int, *, skip_parent_of: int) -> list[int]:
     return members
 
 
-def hidden_paths(settings: object, extra: Iterable[Path] = ()) -> tuple[Path, ...]:
-    """What a namespace job must not see: the server's folders and its user's home."""
+def hidden_paths(server_paths: Iterable[Path]) -> tuple[Path, ...]:
+    """What a namespace job must not see: ``server_paths`` (the server's home, blobs,
+    settings file...), ``/run/jobyard`` and the home folder of the server's user."""
     paths = [Path(p) for p in ALWAYS_HIDDEN]
-    home = getattr(settings, "home", None)
-    blobs = getattr(settings, "effective_blobs_dir", None)
-    for path in (home, blobs):
-        if isinstance(path, Path):
-            paths.append(path)
+    paths.extend(Path(p).resolve() for p in server_paths)
     with contextlib.suppress(KeyError):
         user_home = Path(pwd.getpwuid(os.geteuid()).pw_dir)
         if user_home != Path("/"):
             paths.append(user_home)
-    config = os.environ.get("JOBYARD_CONFIG")
-    if config:
-        paths.append(Path(config).resolve())
-    paths.extend(Path(p).resolve() for p in extra)
     return tuple(paths)
