@@ -6,26 +6,28 @@ calls (no HTTP), and wakes API waiters through the in-process bus.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from jobyard.blobs.keys import log_key, output_key, package_key
 from jobyard.blobs.protocol import BlobStore
+from jobyard.core.claims import Claim, EndReport, RunningReport
 from jobyard.core.crypto import Keyring, SecretError
-from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput, NotFound
+from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput
 from jobyard.core.jobs import JobStatus
-from jobyard.core.models import Job, JobFile, WorkerInfo
+from jobyard.core.models import Job, JobFile, Package, WorkerInfo
 from jobyard.core.users import User
 from jobyard.engine.bus import Bus
+from jobyard.engine.reporter import Reporter
 from jobyard.engine.retry import FIRST_PAUSE, MAX_PAUSE, Persistent
 from jobyard.service.auth import SESSION_TOKEN_PREFIX, hash_token
-from jobyard.service.macros import keyring_for, resolve_for_job
+from jobyard.service.macros import JobMacros, keyring_for, resolve_claimed, resolve_for_job
 from jobyard.service.timeutil import utcnow
 from jobyard.settings import Settings
 from jobyard.store.protocol import Store
@@ -59,15 +61,30 @@ async def resolve_assignment(
     ctx = await Persistent(f"read the run context of job {job.id}", patience).run(
         lambda: store.job_run_context(job)
     )
+    if job.package_id is not None and ctx.package is None:
+        raise InvalidInput(f"package {job.package_id} no longer exists")
+    what = _what_to_run(job, ctx.package)
+    resolved = await Persistent(f"resolve the macros of job {job.id}", patience).run(
+        lambda: resolve_for_job(store, keys or _no_keyring, job)
+    )
+    session_token = await initialize_job(store, job, resolved.record, patience=patience)
+    return _assignment(job, what, ctx.payload, resolved, session_token)
+
+
+@dataclass(frozen=True, slots=True)
+class _WhatToRun:
+    argv: list[str]
+    env: dict[str, str]
+    timeout_minutes: int
+    package: Package | None
+
+
+def _what_to_run(job: Job, package: Package | None) -> _WhatToRun:
+    """The program (argv), the entry point's environment and timeout of a job."""
     env: dict[str, str] = {}
     argv: list[str] | None = job.command
     timeout_minutes = job.timeout
-    sha = kind = filename = None
-    if job.package_id is not None:
-        package = ctx.package
-        if package is None:
-            raise InvalidInput(f"package {job.package_id} no longer exists")
-        sha, kind, filename = package.sha256, package.kind, package.filename
+    if package is not None:
         entry_name = job.entrypoint
         if entry_name is None and argv is None and len(package.entrypoints) == 1:
             entry_name = next(iter(package.entrypoints))
@@ -79,30 +96,50 @@ async def resolve_assignment(
             env.update(entry.get("env") or {})
             if not timeout_minutes and entry.get("timeout"):
                 timeout_minutes = int(entry["timeout"])
-        elif argv is None and kind == "file":
-            argv = [f"./{filename}"]
+        elif argv is None and package.kind == "file":
+            argv = [f"./{package.filename}"]
     if not argv:
         raise InvalidInput("nothing to run: the job has no command and no entry point")
-    resolved = await Persistent(f"resolve the macros of job {job.id}", patience).run(
-        lambda: resolve_for_job(store, keys or _no_keyring, job)
-    )
-    session_token = await initialize_job(store, job, resolved.record, patience=patience)
-    env.update(resolved.env)
+    return _WhatToRun(argv, env, timeout_minutes, package)
+
+
+def _assignment(
+    job: Job,
+    what: _WhatToRun,
+    payload: list[JobFile],
+    resolved: JobMacros,
+    session_token: str,
+) -> Assignment:
+    package = what.package
     return Assignment(
         job=job,
-        argv=argv,
-        env=env,
-        package_sha256=sha,
-        package_kind=kind,
-        package_filename=filename,
-        payload=[PayloadRef(name=f.name, blob_key=f.blob_key) for f in ctx.payload],
-        timeout_seconds=timeout_minutes * 60.0 if timeout_minutes else None,
+        argv=what.argv,
+        env={**what.env, **resolved.env},
+        package_sha256=None if package is None else package.sha256,
+        package_kind=None if package is None else package.kind,
+        package_filename=None if package is None else package.filename,
+        payload=[PayloadRef(name=f.name, blob_key=f.blob_key) for f in payload],
+        timeout_seconds=what.timeout_minutes * 60.0 if what.timeout_minutes else None,
         success_exit_codes=frozenset(job.success_exit_codes),
         secret_values=resolved.secrets,
         template_id=job.template_id,
         session_token=session_token,
         notes=resolved.notes,
     )
+
+
+def _claimed_assignment(
+    claim: Claim, token: str, keys: Callable[[], Keyring]
+) -> tuple[Assignment, dict[str, Any]]:
+    """The assignment of a claimed job (no database call) and its macro record."""
+    job = claim.job
+    if job.package_id is not None and claim.package is None:
+        raise InvalidInput(f"package {job.package_id} no longer exists")
+    if job.submitted_by and claim.submitter is not None and not claim.submitter.active:
+        raise Conflict(f"submitting user {claim.submitter.name} is deactivated")
+    what = _what_to_run(job, claim.package)
+    resolved = resolve_claimed(claim, keys)
+    return _assignment(job, what, claim.payload, resolved, token), resolved.record
 
 
 def _no_keyring() -> Keyring:
@@ -167,6 +204,11 @@ class LocalBackend:
         self._acquire_unsure = False
         #: The last acquisition found the database unavailable (poll it more often).
         self._unavailable_pause = 0.0
+        #: Claimed jobs not prepared yet: their run context and SESSION_ID value.
+        self._claims: dict[int, tuple[Claim, str]] = {}
+        #: Macro records of prepared jobs, written with their RUNNING status.
+        self._records: dict[int, dict[str, Any]] = {}
+        self._reporter = Reporter(store, patience=self._patience)
 
     def _persistent(self, what: str) -> Persistent:
         return Persistent(what, self._patience)
@@ -186,12 +228,7 @@ class LocalBackend:
         try:
             jobs = await self._recover_claimed(worker_id) if self._acquire_unsure else []
             if not jobs:
-                jobs = await self._store.job_acquire(
-                    worker_id=worker_id,
-                    pool=pool,
-                    limit=limit,
-                    lease_seconds=self._settings.lease_seconds,
-                )
+                jobs = await self._claim(worker_id, pool, limit)
         except DatabaseUnavailable as exc:
             if exc.committed is None:
                 self._acquire_unsure = True
@@ -200,6 +237,25 @@ class LocalBackend:
         self._unavailable_pause = 0.0
         self._handed.update(job.id for job in jobs)
         return jobs
+
+    async def _claim(self, worker_id: str, pool: str, limit: int) -> list[Job]:
+        """Claim jobs with their run context; their SESSION_IDs are minted here, stored
+        (hashed) by the claim for the jobs that get one."""
+        if limit <= 0:
+            return []
+        values = [SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(limit)]
+        by_hash = {hash_token(value): value for value in values}
+        claims = await self._store.job_claim(
+            worker_id=worker_id,
+            pool=pool,
+            limit=limit,
+            lease_seconds=self._settings.lease_seconds,
+            token_hashes=list(by_hash),
+        )
+        for claim in claims:
+            token = by_hash[claim.token_hash] if claim.token_hash is not None else ""
+            self._claims[claim.job.id] = (claim, token)
+        return [claim.job for claim in claims]
 
     async def _recover_claimed(self, worker_id: str) -> list[Job]:
         held = await self._store.jobs_held_by_workers([worker_id])
@@ -217,11 +273,18 @@ class LocalBackend:
             timeout = min(timeout, self._unavailable_pause)
         await self._bus.wait_for_work(timeout)
 
+    def _keyring(self) -> Keyring:
+        return keyring_for(self._settings)
+
     async def prepare(self, job: Job) -> Assignment:
-        """Resolve what to run (through database outages, see :func:`resolve_assignment`)."""
-        assignment = await resolve_assignment(
-            self._store, job, lambda: keyring_for(self._settings), patience=self._patience
-        )
+        """What to run: from the job's claim (no database call), or for a job whose claim
+        was recovered, read now (through database outages, see :func:`resolve_assignment`)."""
+        claimed = self._claims.pop(job.id, None)
+        keys = self._keyring
+        if claimed is None:  # a job whose claim's answer was lost: read its context now
+            assignment = await resolve_assignment(self._store, job, keys, patience=self._patience)
+        else:
+            assignment, self._records[job.id] = _claimed_assignment(*claimed, keys)
         if assignment.secret_values:  # issue 4: output file names are masked too
             self._maskers[job.id] = SecretMasker(assignment.secret_values)
         return assignment
@@ -244,23 +307,18 @@ class LocalBackend:
         """Nothing to upload locally (followers are woken when the job ends)."""
 
     async def set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> bool:
-        """INITIALIZING -> RUNNING; False if the job is not ours any more.
+        """INITIALIZING -> RUNNING (now: the program was just started), with the job's
+        macro record; False if the job is not ours any more.
 
-        Retried through a database outage; when an attempt's commit went unacknowledged
-        and the next one finds the job no longer INITIALIZING, the job is still ours if
-        it is RUNNING on this worker with this pid (the first attempt did it).
+        Written with the other reports of this process (see :mod:`jobyard.engine.reporter`),
+        through database outages; a repetition after a commit whose answer was lost is
+        recognised by worker and pid.
         """
-        persistent = self._persistent(f"mark job {job_id} RUNNING")
-        try:
-            await persistent.run(
-                lambda: self._store.job_set_running(job_id, worker_id=worker_id, pid=pid)
-            )
-        except (Conflict, NotFound):
-            if not persistent.unsure:
-                return False
-            job = await persistent.run(lambda: self._store.job_get(job_id))
-            return job.status is JobStatus.RUNNING and job.worker_id == worker_id and job.pid == pid
-        return True
+        report = RunningReport(
+            job_id=job_id, pid=pid, started_at=utcnow(), resolved=self._records.pop(job_id, None)
+        )
+        outcome = await self._reporter.report(worker_id, report)
+        return outcome.moved
 
     async def end(
         self,
@@ -273,22 +331,22 @@ class LocalBackend:
     ) -> None:
         """Record the end status; promotion in the same transaction may queue more work.
 
-        Retried through a database outage, so a job whose program ended while the
-        database restarted ends as it should once it is back. The write is guarded by
-        status and holder: an attempt repeated after one that did commit finds the job
-        ended and changes nothing (a lost race is ignored the same way).
+        Written with the other reports of this process, through database outages, so a
+        job whose program ended while the database restarted ends as it should once it
+        is back. The write is guarded by status and holder: an attempt repeated after one
+        that did commit finds the job ended and changes nothing (a lost race is ignored
+        the same way).
         """
-        with contextlib.suppress(Conflict, NotFound):
-            await self._persistent(f"report the end of job {job_id}").run(
-                lambda: self._store.job_end(
-                    job_id,
-                    worker_id=worker_id,
-                    status=status,
-                    exit_code=exit_code,
-                    reason=reason,
-                    actor=f"worker:{worker_id}",
-                )
-            )
+        self._claims.pop(job_id, None)
+        self._records.pop(job_id, None)
+        report = EndReport(
+            job_id=job_id,
+            status=status,
+            exit_code=exit_code,
+            reason=reason,
+            actor=f"worker:{worker_id}",
+        )
+        await self._reporter.report(worker_id, report)
         self._handed.discard(job_id)
         self._maskers.pop(job_id, None)
         self._bus.job_changed(job_id)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobyard.core.claims import Claim
 from jobyard.core.crypto import Keyring, SecretError, associated_data
 from jobyard.core.errors import Forbidden, InvalidInput, NotFound
 from jobyard.core.macros import (
@@ -309,16 +310,33 @@ async def resolve_for_job(store: Store, keys: Callable[[], Keyring], job: Job) -
     if user_name and job.definers:
         untrusted = await _untrusted_definers(store, job.definers)
         if untrusted:
-            notes.append(
-                f"user-level macros of {user_name} not given to this job: what it runs was "
-                f"last decided by {', '.join(untrusted)}, who may not read them (pass a value "
-                "as a run-time parameter instead)"
-            )
+            notes.append(_withheld_note(user_name, untrusted))
             user_name = None
     sources = await store.macro_sources(
         jobconfig_id=job.jobconfig_id, template_id=job.template_id, user_name=user_name
     )
+    return _resolve_sources(sources, job, keys, notes)
 
+
+def resolve_claimed(claim: Claim, keys: Callable[[], Keyring]) -> JobMacros:
+    """:func:`resolve_for_job` for a claimed job: its macro levels came with the claim."""
+    notes = []
+    if claim.withheld_by and claim.job.submitted_by:
+        notes.append(_withheld_note(claim.job.submitted_by, claim.withheld_by))
+    return _resolve_sources(claim.sources, claim.job, keys, notes)
+
+
+def _withheld_note(user_name: str, untrusted: Iterable[str]) -> str:
+    return (
+        f"user-level macros of {user_name} not given to this job: what it runs was "
+        f"last decided by {', '.join(untrusted)}, who may not read them (pass a value "
+        "as a run-time parameter instead)"
+    )
+
+
+def _resolve_sources(
+    sources: MacroSources, job: Job, keys: Callable[[], Keyring], notes: list[str]
+) -> JobMacros:
     def reveal(level: str, m: StoredMacro) -> str:
         try:
             return keys().decrypt(m.value, associated_data(m.scope, m.scope_id, m.name))

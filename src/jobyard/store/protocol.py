@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from jobyard.core.access import AuditEntry, AuditFilter, Policy  # issue 4: access helper
+from jobyard.core.access import AuditEntry, AuditFilter, AuditNote, Policy  # issue 4: access helper
 from jobyard.core.jobs import JobStatus
 from jobyard.core.macros import MacroSources, StoredMacro  # issue 4: macros
 from jobyard.core.models import (
@@ -44,9 +44,10 @@ from jobyard.core.models import (
 from jobyard.core.schedules import FiringPlanner, FiringRound, Schedule, ScheduleSpec
 from jobyard.core.templates import CloneResult, Template, TemplateSpec
 from jobyard.core.users import Deactivation, TokenIdentity, User
+from jobyard.store.protocol_claims import ClaimStore
 
 
-class Store(Protocol):
+class Store(ClaimStore, Protocol):
     """All persistence of jobyard. See the module docstring for the rules."""
 
     # -- lifecycle ---------------------------------------------------------------
@@ -183,10 +184,13 @@ class Store(Protocol):
         ...
 
     # -- jobs ----------------------------------------------------------------------------
-    async def job_insert(self, new: NewJob, *, actor: str, reason: str | None) -> Job:
+    async def job_insert(
+        self, new: NewJob, *, actor: str, reason: str | None, audit: AuditNote | None = None
+    ) -> Job:
         """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx.
 
-        The returned job reflects the promotion (it may already be QUEUED).
+        The returned job reflects the promotion (it may already be QUEUED). ``audit`` is
+        written about the new job in the same transaction.
         """
         ...
 
@@ -201,8 +205,10 @@ class Store(Protocol):
         actor: str,
         reason: str | None,
         definers: tuple[str, ...] = (),
+        audit: AuditNote | None = None,
     ) -> Job:
-        """Snapshot the jobconfig and insert a job of it, in one transaction.
+        """Snapshot the jobconfig and insert a job of it, in one transaction (with
+        ``audit`` about the new job, when given).
 
         ``NotFound`` for an unknown jobconfig, ``Conflict`` if it is disabled. Otherwise
         as :meth:`job_insert` with what to run, limits and pool taken from the jobconfig.

@@ -7,7 +7,7 @@ The life of a job on a worker (SPEC §2-3)::
       -> backend.prepare (when given a bare job), job folders, package, payload, env
       -> open the log; spawn the program (in a thread, see :mod:`jobyard.worker.child`:
          own session and process group, argv without a shell, stdin = /dev/null)
-      -> backend.set_running(pid)                   (RUNNING; False => not ours: kill)
+      -> backend.set_running(pid), not awaited       (RUNNING; False => not ours: kill)
       -> wait for: exit | abort | timeout | lost lease
       -> SIGKILL the whole group and every process the sandbox holds (stragglers),
          drain the pipes into the log
@@ -253,11 +253,13 @@ class _JobRun:
                 return await self._finish(
                     JobStatus.FAILED, None, f"cannot start program: {self._spawn_error(exc)}"
                 )
-            running = await self.backend.set_running(
-                self.job.id, worker_id=self.worker_id, pid=child.pid
+            # RUNNING is recorded while the program runs: the backend may write it with
+            # other reports (even with this job's end); if the job is not ours any more
+            # the answer stops it like a lost lease.
+            running = asyncio.ensure_future(
+                self.backend.set_running(self.job.id, worker_id=self.worker_id, pid=child.pid)
             )
-            if not running:
-                self.control.lose()
+            running.add_done_callback(self._running_answered)
             return await self._supervise()
         except asyncio.CancelledError:
             if self.child is not None:  # the rest of the job's processes: in _finish
@@ -275,6 +277,16 @@ class _JobRun:
             _log.exception("job %s: unexpected runner error", self.job.id)
             await self._reap()
             return await self._finish(JobStatus.FAILED, None, f"worker error: {_describe(exc)}")
+
+    def _running_answered(self, answer: asyncio.Future[bool]) -> None:
+        if answer.cancelled():
+            return
+        error = answer.exception()
+        if error is not None:
+            _log.warning("job %s: cannot record RUNNING: %s", self.job.id, error)
+            self.control.lose()  # nobody can tell whether the job is still ours
+        elif not answer.result():
+            self.control.lose()
 
     async def _interruptible(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` until done, abort/lost, or the deadline; raise _Stopped if cut."""

@@ -213,13 +213,20 @@ class Tx:
         self.now = utcnow()
         self._events: list[dict[str, Any]] = []
 
-    def event(self, job_id: int, status: JobStatus, actor: str, reason: str | None) -> None:
-        """Record that ``job_id`` entered ``status`` now."""
+    def event(
+        self,
+        job_id: int,
+        status: JobStatus,
+        actor: str,
+        reason: str | None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record that ``job_id`` entered ``status`` now (or ``at``, when it is known)."""
         self._events.append(
             {
                 "job_id": job_id,
                 "status": status.value,
-                "at": self.now,
+                "at": self.now if at is None else at,
                 "actor": actor,
                 "reason": reason,
             }

@@ -368,3 +368,51 @@ def _queue(tx: Tx, pick: Pick, params: dict[str, Any]) -> list[Job]:
 
 def _by_seq(job: Job) -> int:
     return job.seq or 0
+
+
+# -- single-row moves of the job path --------------------------------------------------
+
+
+@functools.cache
+def _held_move_statement(to: JobStatus, sets: tuple[str, ...]) -> Update:
+    """The guarded UPDATE of one held job, answering only ``(id, jobconfig_id)``."""
+    values: dict[str, Any] = {"status": to.value}
+    values.update({col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in sets})
+    return (
+        update(jobs)
+        .where(
+            jobs.c.id == bindparam("job_id"),
+            status_in(sources_of(to)),
+            jobs.c.worker_id == bindparam("p_worker_id"),
+        )
+        .values(**values)
+        .returning(jobs.c.id, jobs.c.jobconfig_id)
+    )
+
+
+def move_held(
+    tx: Tx,
+    job_id: int,
+    *,
+    to: JobStatus,
+    worker_id: str,
+    sets: dict[str, Any],
+    actor: str,
+    reason: str | None,
+    at: Any = None,
+) -> tuple[bool, int | None]:
+    """:func:`move` of one job held by ``worker_id``, without reading the row back.
+
+    The same guard (``status IN sources_of(to)`` and the holder); one event when it
+    moved (at ``at`` when given, else the transaction's clock). Returns ``(moved,
+    jobconfig_id)``; the worker's batched reports use it, where decoding every column of
+    every job would cost more than the write.
+    """
+    bound = {f"v_{col}": value for col, value in sets.items()}
+    bound["job_id"] = job_id
+    bound["p_worker_id"] = worker_id
+    row = tx.conn.execute(_held_move_statement(to, tuple(sorted(sets))), bound).first()
+    if row is None:
+        return False, None
+    tx.event(job_id, to, actor, reason, at)
+    return True, row[1]

@@ -1,0 +1,76 @@
+"""What a worker gets when it claims jobs, and what it reports back, in batches.
+
+The job path writes as little as it can: a claim moves jobs QUEUED -> INITIALIZING *and*
+reads everything needed to run them (package, payload files, every macro level, the
+submitting user, the users who defined what runs) *and* stores their session tokens,
+all in one transaction. Afterwards a worker process reports RUNNING and end statuses
+of many jobs in one transaction (:class:`RunningReport`, :class:`EndReport`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jobyard.core.jobs import JobStatus
+from jobyard.core.macros import MacroSources
+from jobyard.core.models import Job, JobFile, Package
+from jobyard.core.users import User
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One claimed job (INITIALIZING, held by the claiming worker) and its run context."""
+
+    job: Job
+    #: The job's package (None: no package, or it was deleted meanwhile).
+    package: Package | None
+    payload: list[JobFile]
+    #: Every macro level, as stored (secure values still encrypted). The user level is
+    #: empty when it was withheld (see ``withheld_by``).
+    sources: MacroSources
+    #: The submitting user as it is now (None: the job has none, or it is gone).
+    submitter: User | None
+    #: Hash of the session token stored for the job (None: none was stored, because the
+    #: job has no active submitting user).
+    token_hash: str | None
+    #: Definers of the job who are not active admins: because of them the submitter's
+    #: private user-level macros are not given to it (empty: nothing withheld).
+    withheld_by: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningReport:
+    """INITIALIZING -> RUNNING of a held job, with what was resolved to run it.
+
+    ``started_at`` is when the program was started (the worker's clock, kept between
+    the job's acquisition and the write); ``resolved`` is the macro record to keep on the
+    job (None: keep what is stored).
+    """
+
+    job_id: int
+    pid: int | None
+    started_at: datetime
+    resolved: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndReport:
+    """A held job ending FINISHED, ERROR or FAILED."""
+
+    job_id: int
+    status: JobStatus
+    exit_code: int | None
+    reason: str | None
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOutcome:
+    """What one report did: ``moved`` False when the job was not (any more) the
+    reporter's to move; ``error`` then says why (the message of a Conflict/NotFound)."""
+
+    job_id: int
+    moved: bool
+    error: str | None = None

@@ -1,0 +1,348 @@
+"""The worker's side of the job path in as few transactions as possible.
+
+* :meth:`ClaimsMixin.job_claim`: QUEUED -> INITIALIZING of up to ``limit`` jobs, their
+  run context (package, payload files, every macro level, users) read in bulk, and
+  their session tokens stored — one transaction for a whole batch.
+* :meth:`ClaimsMixin.jobs_report`: RUNNING and end reports of many held jobs, and the
+  promotions the ends allow — one transaction for a whole batch.
+
+Both keep every guard of the single-job calls (status sources, the holder); see
+:mod:`jobyard.store.sql.transitions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, bindparam, insert, or_, select
+
+from jobyard.core.claims import Claim, EndReport, ReportOutcome, RunningReport
+from jobyard.core.jobs import JobStatus
+from jobyard.core.macros import MacroSources, StoredMacro
+from jobyard.core.models import Job
+from jobyard.core.users import User
+from jobyard.store.schema import api_tokens, job_files, jobconfigs, jobs, macros, packages, users
+from jobyard.store.sql.base import (
+    SqlBase,
+    Tx,
+    job_file_from_row,
+    package_from_row,
+)
+from jobyard.store.sql.jobs import job_acquire_tx
+from jobyard.store.sql.transitions import lock_jobconfigs, move_held, promote
+from jobyard.store.sql.users import user_from_row
+
+_ENDINGS = frozenset({JobStatus.FINISHED, JobStatus.ERROR, JobStatus.FAILED})
+
+
+class ClaimsMixin(SqlBase):
+    """Batched claims and reports of worker processes (see the module docstring)."""
+
+    async def job_claim(
+        self,
+        *,
+        worker_id: str,
+        pool: str,
+        limit: int,
+        lease_seconds: float,
+        token_hashes: Sequence[str],
+    ) -> list[Claim]:
+        """Claim up to ``limit`` QUEUED jobs of ``pool`` with everything to run them.
+
+        ``token_hashes`` (at least ``limit`` of them, each unused) are the hashes of the
+        session tokens the worker minted: the n-th claimed job with an active submitting
+        user gets the n-th hash, stored as its SESSION_ID token (valid until it ends).
+        """
+        if limit <= 0:
+            return []
+        if len(token_hashes) < limit:
+            raise ValueError("job_claim needs a token hash for every job it may claim")
+        return await self._write(
+            _job_claim, worker_id, pool, limit, lease_seconds, list(token_hashes)
+        )
+
+    async def jobs_report(
+        self,
+        *,
+        worker_id: str,
+        running: Sequence[RunningReport] = (),
+        ended: Sequence[EndReport] = (),
+    ) -> list[ReportOutcome]:
+        """Record RUNNING and end statuses of jobs held by ``worker_id``, in one transaction.
+
+        RUNNING reports come first (a job may have both). Each is guarded like the
+        single-job calls; one that does not apply any more (lease lost, aborted and
+        ended, ...) is answered ``moved=False`` with the reason, without failing the
+        others. A RUNNING report found already applied (the job is RUNNING on this worker
+        with this pid: a repeated attempt after a commit whose answer was lost) counts as
+        moved. Ends promote the waiting jobs of their jobconfigs in the same transaction.
+        Outcomes come in the order of the reports (RUNNING ones first).
+        """
+        for end in ended:
+            if JobStatus(end.status) not in _ENDINGS:
+                raise ValueError(f"a job ends FINISHED, ERROR or FAILED, not {end.status}")
+        if not running and not ended:
+            return []
+        return await self._write(_jobs_report, worker_id, list(running), list(ended))
+
+
+# -- claims ------------------------------------------------------------------------------
+
+_PACKAGES = select(packages).where(packages.c.id.in_(bindparam("ids", expanding=True)))
+_PAYLOADS = (
+    select(job_files)
+    .where(job_files.c.job_id.in_(bindparam("ids", expanding=True)), job_files.c.kind == "payload")
+    .order_by(job_files.c.job_id, job_files.c.name)
+)
+_JOBCONFIGS = select(
+    jobconfigs.c.id, jobconfigs.c.macros, jobconfigs.c.template_id, jobconfigs.c.owner
+).where(jobconfigs.c.id.in_(bindparam("ids", expanding=True)))
+_USERS = select(users).where(users.c.name.in_(bindparam("names", expanding=True)))
+_MACRO_COLUMNS = (
+    macros.c.scope,
+    macros.c.scope_id,
+    macros.c.name,
+    macros.c.value,
+    macros.c.secure,
+    macros.c.updated_at,
+    macros.c.updated_by,
+)
+_LEVEL_ROWS = (
+    select(*_MACRO_COLUMNS)
+    .where(
+        or_(
+            and_(macros.c.scope == "account", macros.c.scope_id == 0),
+            and_(
+                macros.c.scope == "template",
+                macros.c.scope_id.in_(bindparam("templates", expanding=True)),
+            ),
+            and_(
+                macros.c.scope == "jobconfig",
+                macros.c.scope_id.in_(bindparam("jobconfigs", expanding=True)),
+                macros.c.secure.is_(True),
+            ),
+            and_(
+                macros.c.scope == "user",
+                macros.c.scope_id.in_(bindparam("users", expanding=True)),
+            ),
+        )
+    )
+    .order_by(macros.c.name)
+)
+_INSERT_SESSION = insert(api_tokens)
+
+
+def _job_claim(
+    tx: Tx,
+    worker_id: str,
+    pool: str,
+    limit: int,
+    lease_seconds: float,
+    token_hashes: list[str],
+) -> list[Claim]:
+    claimed = job_acquire_tx(tx, worker_id, pool, limit, lease_seconds)
+    return claim_details(tx, claimed, token_hashes) if claimed else []
+
+
+def _ids(values: Iterable[int | None]) -> list[int]:
+    return sorted({v for v in values if v is not None})
+
+
+def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[Claim]:
+    """Everything needed to run ``claimed`` (held by the caller), read in bulk, and
+    their session tokens stored (see :meth:`ClaimsMixin.job_claim`)."""
+    ids = [job.id for job in claimed]
+    package_ids = _ids(job.package_id for job in claimed)
+    found_packages = {}
+    if package_ids:
+        for row in tx.conn.execute(_PACKAGES, {"ids": package_ids}):
+            package = package_from_row(row)
+            found_packages[package.id] = package
+    payloads: dict[int, list[Any]] = {}
+    for row in tx.conn.execute(_PAYLOADS, {"ids": ids}):
+        file = job_file_from_row(row)
+        payloads.setdefault(file.job_id, []).append(file)
+    jobconfig_rows = {}
+    jobconfig_ids = _ids(job.jobconfig_id for job in claimed)
+    if jobconfig_ids:
+        for jc_id, plain, template_id, owner in tx.conn.execute(
+            _JOBCONFIGS, {"ids": jobconfig_ids}
+        ):
+            jobconfig_rows[jc_id] = (dict(plain or {}), template_id, owner)
+    names: set[str] = set()
+    for job in claimed:
+        names.update(
+            n for n in (job.submitted_by, *(job.definers or ())) if isinstance(n, str) and n
+        )
+        if job.jobconfig_id in jobconfig_rows:
+            names.add(jobconfig_rows[job.jobconfig_id][2])
+    known: dict[str, User] = {}
+    if names:
+        for row in tx.conn.execute(_USERS, {"names": sorted(n for n in names if n)}):
+            user = user_from_row(row)
+            known[user.name] = user
+
+    plans = []
+    for job in claimed:
+        plain, template_id, owner = jobconfig_rows.get(job.jobconfig_id, ({}, None, None))
+        template_id = job.template_id if job.template_id is not None else template_id
+        withheld = []
+        if job.submitted_by and job.definers:
+            withheld = sorted(
+                {
+                    name
+                    for name in job.definers or ()
+                    if isinstance(name, str) and name and not _trusted(known.get(name))
+                }
+            )
+        # The user level: the submitter's (a job without one: its jobconfig's owner's);
+        # nobody's when a definer who may not read it decided what the job runs.
+        user_name = None if withheld else (job.submitted_by or owner)
+        plans.append((job, plain, template_id, user_name, withheld))
+
+    user_ids = _ids(
+        known[name].id for _job, _p, _t, name, _w in plans if name is not None and name in known
+    )
+    levels: dict[tuple[str, int], list[StoredMacro]] = {}
+    params = {
+        "templates": _ids(t for _j, _p, t, _u, _w in plans),
+        "jobconfigs": jobconfig_ids,
+        "users": user_ids,
+    }
+    for row in tx.conn.execute(_LEVEL_ROWS, params):
+        macro = StoredMacro(*row)
+        levels.setdefault((macro.scope, macro.scope_id), []).append(macro)
+
+    hashes = iter(token_hashes)
+    sessions = []
+    claims = []
+    for job, plain, template_id, user_name, withheld in plans:
+        submitter = known.get(job.submitted_by) if job.submitted_by else None
+        token_hash = None
+        if submitter is not None and submitter.active:
+            token_hash = next(hashes)
+            sessions.append(
+                {
+                    "name": f"session of job {job.id}",
+                    "token_hash": token_hash,
+                    "role": submitter.role,
+                    "created_at": tx.now,
+                    "revoked": False,
+                    "user_id": submitter.id,
+                    "kind": "session",
+                    "job_id": job.id,
+                }
+            )
+        level_user = known.get(user_name) if user_name is not None else None
+        sources = MacroSources(
+            account=levels.get(("account", 0), []),
+            template=levels.get(("template", template_id), []) if template_id is not None else [],
+            user=levels.get(("user", level_user.id), []) if level_user is not None else [],
+            jobconfig_plain=plain,
+            jobconfig_secure=(
+                levels.get(("jobconfig", job.jobconfig_id), [])
+                if job.jobconfig_id is not None
+                else []
+            ),
+            template_id=template_id,
+            user_name=user_name,
+        )
+        claims.append(
+            Claim(
+                job=job,
+                package=found_packages.get(job.package_id) if job.package_id else None,
+                payload=payloads.get(job.id, []),
+                sources=sources,
+                submitter=submitter,
+                token_hash=token_hash,
+                withheld_by=withheld,
+            )
+        )
+    if sessions:
+        tx.conn.execute(_INSERT_SESSION, sessions)
+    return claims
+
+
+def _trusted(user: User | None) -> bool:
+    """Active admins may read every user's macros: what they decide withholds nothing."""
+    return user is not None and user.active and user.role == "admin"
+
+
+# -- reports -----------------------------------------------------------------------------
+
+_JOBCONFIGS_OF = select(jobs.c.jobconfig_id).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+_STATE_OF = select(jobs.c.status, jobs.c.worker_id, jobs.c.pid).where(
+    jobs.c.id == bindparam("job_id")
+)
+
+
+def _jobs_report(
+    tx: Tx, worker_id: str, running: list[RunningReport], ended: list[EndReport]
+) -> list[ReportOutcome]:
+    if tx.pg and ended:
+        # Jobconfig locks before job rows (the lock order of every promoting transaction).
+        ids = [end.job_id for end in ended]
+        lock_jobconfigs(tx, (row[0] for row in tx.conn.execute(_JOBCONFIGS_OF, {"ids": ids})))
+    actor = f"worker:{worker_id}"
+    outcomes = []
+    for report in running:
+        started_at = min(report.started_at, tx.now)
+        sets: dict[str, Any] = {"started_at": started_at, "pid": report.pid}
+        if report.resolved is not None:
+            sets["resolved_macros"] = report.resolved
+        moved, _jc = move_held(
+            tx,
+            report.job_id,
+            to=JobStatus.RUNNING,
+            worker_id=worker_id,
+            sets=sets,
+            actor=actor,
+            reason=None,
+            at=started_at,
+        )
+        outcomes.append(_outcome(tx, report.job_id, moved, worker_id, report.pid, "run it"))
+    to_promote: set[int] = set()
+    for end in ended:
+        status = JobStatus(end.status)
+        moved, jobconfig_id = move_held(
+            tx,
+            end.job_id,
+            to=status,
+            worker_id=worker_id,
+            sets={"ended_at": tx.now, "exit_code": end.exit_code, "status_reason": end.reason},
+            actor=end.actor,
+            reason=end.reason,
+        )
+        if moved and jobconfig_id is not None:
+            to_promote.add(jobconfig_id)
+        outcomes.append(_outcome(tx, end.job_id, moved, worker_id, None, f"end it {status.value}"))
+    for jobconfig_id in sorted(to_promote):
+        promote(tx, jobconfig_id)
+    return outcomes
+
+
+def _outcome(
+    tx: Tx, job_id: int, moved: bool, worker_id: str, pid: int | None, action: str
+) -> ReportOutcome:
+    if moved:
+        return ReportOutcome(job_id, True)
+    row = tx.conn.execute(_STATE_OF, {"job_id": job_id}).first()
+    if row is None:
+        return ReportOutcome(job_id, False, f"job {job_id} does not exist")
+    status, holder, stored_pid = row
+    if (
+        pid is not None
+        and status == JobStatus.RUNNING.value
+        and holder == worker_id
+        and stored_pid == pid
+    ):
+        return ReportOutcome(job_id, True)  # an earlier attempt of this very report
+    if holder != worker_id:
+        return ReportOutcome(
+            job_id, False, f"job {job_id} is {status} on worker {holder}: cannot {action}"
+        )
+    return ReportOutcome(job_id, False, f"job {job_id} is {status}: cannot {action}")
+
+
+__all__ = ["ClaimsMixin", "claim_details"]
