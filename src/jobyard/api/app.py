@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from jobyard import __version__
 from jobyard.api.auth import AuthMiddleware
 from jobyard.api.errors import install_error_handlers
+from jobyard.api.hotpath import HotPathMiddleware
 from jobyard.api.limits import BodyLimitMiddleware
 from jobyard.api.routes import access as access_routes  # issue 4: access helper
 from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
@@ -46,18 +47,20 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
     app.state.runtime = runtime
     install_error_handlers(app)
     # The last one added runs first: authentication, then the body limits (which need
-    # the caller to count its uploads).
+    # the caller to count its uploads), then the job path's submit routes.
+    app.add_middleware(HotPathMiddleware)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(AuthMiddleware)
+    # Routes are matched in order: the job path's (submit, run a jobconfig) come first.
     for module in (
+        jobs,
+        jobconfigs,
         health,
         packages,
-        jobconfigs,
         template_routes,
         user_routes,
         macro_routes,
         schedules,
-        jobs,
         cron,
         access_routes,
     ):

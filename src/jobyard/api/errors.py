@@ -73,6 +73,16 @@ def unavailable_response(exc: e.DatabaseUnavailable) -> JSONResponse:
     )
 
 
+def domain_response(exc: e.JobyardError) -> JSONResponse:
+    """The answer to a domain error: its status from :data:`STATUS_OF` (else 400)."""
+    if isinstance(exc, e.DatabaseUnavailable):
+        return unavailable_response(exc)
+    for cls, status in STATUS_OF:
+        if isinstance(exc, cls):
+            return error_response(status, exc.code, exc.message, exc.details)
+    return error_response(400, exc.code, exc.message, exc.details)
+
+
 def _validation_message(errors: list[dict[str, Any]]) -> str:
     parts = []
     for err in errors[:5]:
@@ -87,12 +97,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(e.JobyardError)
     async def _domain(_: Request, exc: e.JobyardError) -> JSONResponse:
-        if isinstance(exc, e.DatabaseUnavailable):
-            return unavailable_response(exc)
-        for cls, status in STATUS_OF:
-            if isinstance(exc, cls):
-                return error_response(status, exc.code, exc.message, exc.details)
-        return error_response(400, exc.code, exc.message, exc.details)
+        return domain_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

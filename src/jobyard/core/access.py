@@ -56,6 +56,18 @@ class AuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditNote:
+    """An audit entry to write in the same transaction as the change it records, about
+    the object that change creates (its id is known only there)."""
+
+    actor: str
+    action: str
+    object_type: str
+    details: dict[str, Any] | None
+    remote_addr: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditFilter:
     """What ``audit_list`` keeps: every given field must match (``action``: a prefix)."""
 

@@ -43,7 +43,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from jobyard.core.access import ADHOC, ALL, TEMPLATE_PREFIX, AuditEntry, AuditFilter, Policy
+from jobyard.core.access import (
+    ADHOC,
+    ALL,
+    TEMPLATE_PREFIX,
+    AuditEntry,
+    AuditFilter,
+    AuditNote,
+    Policy,
+)
 from jobyard.core.errors import Forbidden, NotFound
 from jobyard.core.models import Job, Page
 from jobyard.service.context import Context, Principal
@@ -463,8 +471,7 @@ async def record(
     ``macro.set``...). ``details`` must never hold a secure value: pass macro NAMES.
     A change made with a job's SESSION_ID records that job as ``details.via_job``.
     """
-    if isinstance(principal, Principal) and principal.is_job and principal.job_id is not None:
-        details = {**(details or {}), "via_job": principal.job_id}
+    details = _with_job(principal, details)
     try:
         await ctx.store.audit_insert(
             actor=actor_of(principal),
@@ -476,6 +483,32 @@ async def record(
         )
     except Exception:  # the audited change is done: do not fail it afterwards
         log.exception("could not record audit entry %s %s %s", action, object_type, object_id)
+
+
+def _with_job(
+    principal: Principal | str | None, details: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    if isinstance(principal, Principal) and principal.is_job and principal.job_id is not None:
+        return {**(details or {}), "via_job": principal.job_id}
+    return details
+
+
+def audit_note(
+    principal: Principal | str | None,
+    action: str,
+    object_type: str,
+    details: Mapping[str, Any] | None = None,
+    remote_addr: str | None = None,
+) -> AuditNote:
+    """An audit entry (see :func:`record`) for the store to write in the transaction that
+    creates the object it is about."""
+    return AuditNote(
+        actor=actor_of(principal),
+        action=action,
+        object_type=object_type,
+        details=scrub(_with_job(principal, details)),
+        remote_addr=remote_addr,
+    )
 
 
 def _aware(value: datetime | None) -> datetime | None:

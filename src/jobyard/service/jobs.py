@@ -62,6 +62,10 @@ async def run_jobconfig(
     if trigger == "api":
         await access.require(ctx, principal, "execute", "jobconfigs", jobconfig)
     await run_macros.check(ctx, principal, macros, jobconfig=jobconfig, submitter=principal.name)
+    audit = None
+    if trigger == "api":
+        details = {"jobconfig_id": jobconfig_id, "macros": sorted(macros), "hold": hold}
+        audit = access.audit_note(principal, "job.submit", "job", details, remote_addr)
     job = await ctx.store.job_submit_for_jobconfig(
         jobconfig_id,
         macros=dict(macros),
@@ -71,11 +75,9 @@ async def run_jobconfig(
         actor=principal.actor,
         reason=_reason(principal, f"submitted ({trigger})"),
         definers=_bound_names(principal),
+        audit=audit,
     )
     _after_submit(ctx, job)
-    if trigger == "api":
-        details = {"jobconfig_id": jobconfig_id, "macros": sorted(macros), "hold": hold}
-        await access.record(ctx, principal, "job.submit", "job", job.id, details, remote_addr)
     return job
 
 
@@ -119,10 +121,12 @@ async def submit_adhoc(
         submitted_by=principal.name,
         hold=hold,
     )
-    job = await ctx.store.job_insert(new, actor=principal.actor, reason="submitted (adhoc)")
-    _after_submit(ctx, job)
     details = {"adhoc": True, "macros": sorted(macros), "hold": hold}
-    await access.record(ctx, principal, "job.submit", "job", job.id, details, remote_addr)
+    audit = access.audit_note(principal, "job.submit", "job", details, remote_addr)
+    job = await ctx.store.job_insert(
+        new, actor=principal.actor, reason="submitted (adhoc)", audit=audit
+    )
+    _after_submit(ctx, job)
     return job
 
 

@@ -12,7 +12,14 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from jobyard.core.access import AUDIT_MAX_LIMIT, AuditEntry, AuditFilter, Policy, check_policy
+from jobyard.core.access import (
+    AUDIT_MAX_LIMIT,
+    AuditEntry,
+    AuditFilter,
+    AuditNote,
+    Policy,
+    check_policy,
+)
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.models import Page
 from jobyard.store.schema import audit, policies, users
@@ -93,15 +100,15 @@ class AccessMixin(SqlBase):
         at: datetime | None = None,
     ) -> None:
         """Append one audit entry (one INSERT; ``at`` defaults to the store's clock)."""
-        row = {
-            "at": at,
-            "actor": actor[:200],
-            "action": action[:64],
-            "object_type": object_type[:32],
-            "object_id": None if object_id is None else object_id[:200],
-            "details": details,
-            "remote_addr": None if remote_addr is None else remote_addr[:64],
-        }
+        row = audit_row(
+            actor=actor,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            details=details,
+            remote_addr=remote_addr,
+            at=at,
+        )
         await self._write(_audit_insert, row)
 
     async def audit_list(
@@ -163,6 +170,43 @@ def _policy_delete(tx: Tx, user_id: int, policy_id: int) -> Policy:
             {"user_id": user_id, "policy_id": policy_id},
         )
     return _policy(row)
+
+
+def audit_row(
+    *,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str | None,
+    details: dict[str, Any] | None,
+    remote_addr: str | None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """An ``audit`` row, its texts cut to their column sizes."""
+    return {
+        "at": at,
+        "actor": actor[:200],
+        "action": action[:64],
+        "object_type": object_type[:32],
+        "object_id": None if object_id is None else object_id[:200],
+        "details": details,
+        "remote_addr": None if remote_addr is None else remote_addr[:64],
+    }
+
+
+def audit_note_insert(tx: Tx, note: AuditNote, object_id: int | str) -> None:
+    """Write ``note`` about the object ``object_id`` inside the caller's transaction."""
+    _audit_insert(
+        tx,
+        audit_row(
+            actor=note.actor,
+            action=note.action,
+            object_type=note.object_type,
+            object_id=str(object_id),
+            details=note.details,
+            remote_addr=note.remote_addr,
+        ),
+    )
 
 
 def _audit_insert(tx: Tx, row: dict[str, Any]) -> None:

@@ -20,11 +20,13 @@ from sqlalchemy import (
     update,
 )
 
+from jobyard.core.access import AuditNote
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import ABORTABLE, HELD, JobStatus
 from jobyard.core.models import Actor, Job, JobEvent, JobFilter, NewJob, Page
 from jobyard.core.templates import RunTarget, effective_target
 from jobyard.store.schema import UtcDateTime, job_events, jobconfigs, jobs, packages, templates
+from jobyard.store.sql.access import audit_note_insert
 from jobyard.store.sql.base import (
     SqlBase,
     Tx,
@@ -65,9 +67,14 @@ class JobsMixin(SqlBase):
 
     # -- creation and queries --------------------------------------------------------
 
-    async def job_insert(self, new: NewJob, *, actor: str, reason: str | None) -> Job:
-        """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx."""
-        return await self._write(_job_insert, new, actor, reason)
+    async def job_insert(
+        self, new: NewJob, *, actor: str, reason: str | None, audit: AuditNote | None = None
+    ) -> Job:
+        """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx.
+
+        ``audit``, when given, is written about the new job in the same transaction.
+        """
+        return await self._write(_job_insert, new, actor, reason, audit)
 
     async def job_submit_for_jobconfig(
         self,
@@ -80,6 +87,7 @@ class JobsMixin(SqlBase):
         actor: str,
         reason: str | None,
         definers: tuple[str, ...] = (),
+        audit: AuditNote | None = None,
     ) -> Job:
         """Snapshot the jobconfig and insert a job of it, in one transaction.
 
@@ -89,7 +97,7 @@ class JobsMixin(SqlBase):
         """
         return await self._write(
             _job_submit_for_jobconfig,
-            jobconfig_id, macros, hold, trigger, submitted_by, actor, reason, definers,
+            jobconfig_id, macros, hold, trigger, submitted_by, actor, reason, definers, audit,
         )  # fmt: skip
 
     async def job_get(self, job_id: int) -> Job:
@@ -125,7 +133,7 @@ class JobsMixin(SqlBase):
         """Claim up to ``limit`` QUEUED jobs of ``pool`` (priority desc, seq asc)."""
         if limit <= 0:
             return []
-        return await self._write(_job_acquire, worker_id, pool, limit, lease_seconds)
+        return await self._write(job_acquire_tx, worker_id, pool, limit, lease_seconds)
 
     async def job_set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> Job:
         """INITIALIZING -> RUNNING for the holding worker; sets started_at and pid."""
@@ -316,7 +324,9 @@ def definers_of(names: Iterable[str | None], submitted_by: str | None) -> list[s
     return sorted({n for n in names if n and n != submitted_by})
 
 
-def _job_insert(tx: Tx, new: NewJob, actor: str, reason: str | None) -> Job:
+def _job_insert(
+    tx: Tx, new: NewJob, actor: str, reason: str | None, audit: AuditNote | None = None
+) -> Job:
     _check_refs(tx, new.jobconfig_id, new.package_id)
     status = JobStatus.WAITING if new.hold else JobStatus.SEQUENCED
     params = {
@@ -338,6 +348,8 @@ def _job_insert(tx: Tx, new: NewJob, actor: str, reason: str | None) -> Job:
     row = tx.conn.execute(_insert_statement(status, tx.pg), params).one()
     job = job_from_row(row)
     tx.event(job.id, status, actor, reason)
+    if audit is not None:
+        audit_note_insert(tx, audit, job.id)
     if status is JobStatus.SEQUENCED:
         job = _after_sequenced(tx, job)
     return job
@@ -353,6 +365,7 @@ def _job_submit_for_jobconfig(
     actor: str,
     reason: str | None,
     definers: tuple[str, ...],
+    audit: AuditNote | None,
 ) -> Job:
     lock_jobconfigs(tx, [jobconfig_id])
     jc = read_jobconfig(tx, jobconfig_id)
@@ -384,7 +397,7 @@ def _job_submit_for_jobconfig(
         hold=hold,
         definers=tuple(definers_of(names, submitted_by)),
     )
-    job = _job_insert(tx, new, actor, reason)
+    job = _job_insert(tx, new, actor, reason, audit)
     if template is None:
         return job
     params = {"job_id": job.id, "tid": jc.template_id}
@@ -513,7 +526,10 @@ def _job_cancel(tx: Tx, job_id: int, actor: str, reason: str | None) -> Job:
     return job
 
 
-def _job_acquire(tx: Tx, worker_id: str, pool: str, limit: int, lease_seconds: float) -> list[Job]:
+def job_acquire_tx(
+    tx: Tx, worker_id: str, pool: str, limit: int, lease_seconds: float
+) -> list[Job]:
+    """QUEUED -> INITIALIZING of up to ``limit`` jobs of ``pool`` (acquisition order)."""
     return move(
         tx,
         to=JobStatus.INITIALIZING,

@@ -1,0 +1,164 @@
+"""The two submit routes of the job path, answered without FastAPI's per-request work.
+
+``POST /api/v1/jobs`` and ``POST /api/v1/jobconfigs/{id}/run`` are called once per job.
+Measured under a burst, FastAPI's routing, dependency resolution and route wrappers cost
+more CPU than the submission itself (about 0.6 of the 1.1 ms a submit took). This
+middleware, placed after authentication and the body limits, answers a well-formed
+request of either route itself, with the same request models, the same service call,
+the same response model and the same error answers as the routes.
+
+Anything it is not sure of goes on to FastAPI unchanged, with the body it read replayed:
+another content type, a path parameter that does not parse as an id, a body that is not
+JSON or does not validate. Every validation answer (400/422) is therefore FastAPI's own.
+The routes stay registered: they document the API and answer whatever this passes on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobyard.api.dto import MAX_ID, AdhocJobIn, JobOut, RunIn, json_response
+from jobyard.api.errors import domain_response
+from jobyard.core.errors import JobyardError
+from jobyard.core.models import Job
+from jobyard.service import jobs
+from jobyard.service.context import Context, Principal
+
+_JOBS = "/api/v1/jobs"
+_RUN_PREFIX = "/api/v1/jobconfigs/"
+_RUN_SUFFIX = "/run"
+
+
+class HotPathMiddleware:
+    """See the module docstring."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        jobconfig_id = None
+        if path != _JOBS:
+            jobconfig_id = _run_target(path)
+            if jobconfig_id is None:
+                await self.app(scope, receive, send)
+                return
+        principal = scope.get("state", {}).get("principal")
+        if not isinstance(principal, Principal) or not _json_or_none(scope):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        model = _parse(body, RunIn if jobconfig_id is not None else AdhocJobIn)
+        if model is None:  # FastAPI answers it (and every error of its kind)
+            await self.app(scope, _replay(body, receive), send)
+            return
+        ctx: Context = scope["app"].state.ctx
+        client = scope.get("client")
+        remote_addr = client[0] if client else None
+        try:
+            job = await _submit(ctx, principal, jobconfig_id, model, remote_addr)
+        except JobyardError as exc:
+            await domain_response(exc)(scope, receive, send)
+            return
+        await json_response(JobOut.of(job), 201)(scope, receive, send)
+
+
+def _run_target(path: str) -> int | None:
+    """The jobconfig id of ``/api/v1/jobconfigs/{id}/run`` (plain decimal, in range)."""
+    if not (path.startswith(_RUN_PREFIX) and path.endswith(_RUN_SUFFIX)):
+        return None
+    digits = path[len(_RUN_PREFIX) : -len(_RUN_SUFFIX)]
+    if not digits.isascii() or not digits.isdigit() or digits.startswith("0"):
+        return None
+    if len(digits) > 19 or not 1 <= int(digits) <= MAX_ID:
+        return None
+    return int(digits)
+
+
+def _json_or_none(scope: Scope) -> bool:
+    """True for ``Content-Type: application/json`` (any parameters) or none at all."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json"
+    return True
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _parse(body: bytes, model: type[BaseModel]) -> Any:
+    """The validated body (an empty run body is the default one); None: not sure."""
+    if not body:
+        return RunIn() if model is RunIn else None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the already-read body over once, then the real one."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _submit(
+    ctx: Context,
+    principal: Principal,
+    jobconfig_id: int | None,
+    model: Any,
+    remote_addr: str | None,
+) -> Job:
+    if jobconfig_id is not None:
+        return await jobs.run_jobconfig(
+            ctx,
+            principal,
+            jobconfig_id,
+            macros=model.macros,
+            hold=model.hold,
+            remote_addr=remote_addr,
+        )
+    return await jobs.submit_adhoc(
+        ctx,
+        principal,
+        package_id=model.package_id,
+        entrypoint=model.entrypoint,
+        command=model.command,
+        macros=model.macros,
+        hold=model.hold,
+        timeout=model.timeout,
+        success_exit_codes=model.success_exit_codes,
+        pool=model.pool,
+        remote_addr=remote_addr,
+    )
