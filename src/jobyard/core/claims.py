@@ -9,6 +9,7 @@ of many jobs in one transaction (:class:`RunningReport`, :class:`EndReport`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -74,3 +75,22 @@ class ReportOutcome:
     job_id: int
     moved: bool
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Claim up to ``limit`` QUEUED jobs of ``pool`` (see ``Store.job_claim``)."""
+
+    pool: str
+    limit: int
+    lease_seconds: float
+    #: Hashes of minted session tokens, at least ``limit`` of them.
+    token_hashes: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAnswer:
+    """What one batched write did: an outcome per report, and the jobs it claimed."""
+
+    outcomes: list[ReportOutcome]
+    claims: list[Claim] = field(default_factory=list)

@@ -17,7 +17,7 @@ from typing import Any
 
 from jobyard.blobs.keys import log_key, output_key, package_key
 from jobyard.blobs.protocol import BlobStore
-from jobyard.core.claims import Claim, EndReport, RunningReport
+from jobyard.core.claims import Claim, ClaimRequest, EndReport, RunningReport
 from jobyard.core.crypto import Keyring, SecretError
 from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput
 from jobyard.core.jobs import JobStatus
@@ -208,7 +208,7 @@ class LocalBackend:
         self._claims: dict[int, tuple[Claim, str]] = {}
         #: Macro records of prepared jobs, written with their RUNNING status.
         self._records: dict[int, dict[str, Any]] = {}
-        self._reporter = Reporter(store, patience=self._patience)
+        self._reporter = Reporter(store, patience=self._patience, orphaned=self._orphaned)
 
     def _persistent(self, what: str) -> Persistent:
         return Persistent(what, self._patience)
@@ -245,17 +245,23 @@ class LocalBackend:
             return []
         values = [SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(limit)]
         by_hash = {hash_token(value): value for value in values}
-        claims = await self._store.job_claim(
-            worker_id=worker_id,
+        request = ClaimRequest(
             pool=pool,
             limit=limit,
             lease_seconds=self._settings.lease_seconds,
             token_hashes=list(by_hash),
         )
+        claims = await self._reporter.claim(worker_id, request)
         for claim in claims:
             token = by_hash[claim.token_hash] if claim.token_hash is not None else ""
             self._claims[claim.job.id] = (claim, token)
         return [claim.job for claim in claims]
+
+    def _orphaned(self, claims: list[Claim]) -> None:
+        """Jobs claimed for an acquisition that was abandoned: the next one hands them
+        over (read anew, see :meth:`_recover_claimed`)."""
+        if claims:
+            self._acquire_unsure = True
 
     async def _recover_claimed(self, worker_id: str) -> list[Job]:
         held = await self._store.jobs_held_by_workers([worker_id])
@@ -298,10 +304,9 @@ class LocalBackend:
         return self._blobs.local_path(ref.blob_key)
 
     def log_path(self, job_id: int) -> Path:
-        """The log file is written straight into the blob folder."""
-        path = self._blobs.local_path(log_key(job_id))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        """The log file is written straight into the blob folder (the writer creates
+        its folder when it is missing)."""
+        return self._blobs.local_path(log_key(job_id))
 
     async def log_closed(self, job_id: int) -> None:
         """Nothing to upload locally (followers are woken when the job ends)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from jobyard.core.claims import Claim, EndReport, ReportOutcome, RunningReport
+from jobyard.core.claims import Claim, ClaimRequest, EndReport, ReportAnswer, RunningReport
 
 
 class ClaimStore(Protocol):
@@ -35,8 +35,10 @@ class ClaimStore(Protocol):
         worker_id: str,
         running: Sequence[RunningReport] = (),
         ended: Sequence[EndReport] = (),
-    ) -> list[ReportOutcome]:
-        """Record RUNNING, then end statuses of held jobs (+ promotion); one outcome each.
+        claim: ClaimRequest | None = None,
+    ) -> ReportAnswer:
+        """Record RUNNING, then end statuses of held jobs (+ promotion); one outcome each;
+        then, with ``claim``, claim jobs as :meth:`job_claim` does — one transaction.
 
         A report that does not apply any more answers ``moved=False`` without failing
         the others; a RUNNING report already applied (same worker, same pid) is moved.

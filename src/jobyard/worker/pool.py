@@ -97,6 +97,11 @@ class WorkerPool:
         return len(self._tasks)
 
     @property
+    def occupied(self) -> int:
+        """Slots in use: held jobs, but for those only reporting their end."""
+        return sum(1 for control in self._controls.values() if not control.released)
+
+    @property
     def held_job_ids(self) -> list[int]:
         """Ids of the jobs this worker holds."""
         return list(self._tasks)
@@ -122,7 +127,7 @@ class WorkerPool:
         try:
             while not self._draining:
                 wake.clear()
-                free = self.slots - len(self._tasks)
+                free = self.slots - self.occupied
                 if free <= 0:
                     await wake.wait()
                     continue
@@ -154,13 +159,17 @@ class WorkerPool:
             self._done.set()
 
     def _start(self, job: Job, acquired_at: float) -> None:
-        control = JobControl()
+        control = JobControl(on_release=self._released)
         if self._stop_reason is not None:  # acquired while stopping: end it at once
             control.abort(self._stop_reason)
         self._controls[job.id] = control
         task = asyncio.create_task(self._run_one(job, control, acquired_at), name=f"job-{job.id}")
         self._tasks[job.id] = task
         task.add_done_callback(functools.partial(self._forget, job.id))
+
+    def _released(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     def _forget(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._tasks.pop(job_id, None)

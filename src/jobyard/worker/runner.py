@@ -13,7 +13,8 @@ The life of a job on a worker (SPEC §2-3)::
          drain the pipes into the log
       -> backend.store_output for each file of LOCAL_JOB_OUT_DIR (checked, see
          :mod:`jobyard.worker.outputs`; refusals are noted in the log)
-      -> backend.log_closed -> backend.end -> delete the job folders, free the sandbox
+      -> delete the job folders, free the sandbox, free the slot
+      -> backend.log_closed -> backend.end
 
 The program is spawned *before* ``set_running`` so that ``started_at`` is recorded
 when it really runs; if the job was aborted meanwhile it is stopped right after.
@@ -57,7 +58,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -119,12 +120,23 @@ class JobOutcome:
 class JobControl:
     """The pool's handle on a running job: abort it, or drop it after a lost lease."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_release: Callable[[], None] | None = None) -> None:
         self._waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.reason: str | None = None
         self.lost = False
         #: Set once the end is being reported: lease renewals stop caring about the job.
         self.ending = False
+        #: Set once the job holds nothing of its slot any more (its processes are gone,
+        #: its folders and sandbox given back); only its end report may still be pending.
+        self.released = False
+        self._on_release = on_release
+
+    def release(self) -> None:
+        """The slot is free for another job (called once, before the end is reported)."""
+        if not self.released:
+            self.released = True
+            if self._on_release is not None:
+                self._on_release()
 
     @property
     def requested(self) -> bool:
@@ -356,17 +368,9 @@ class _JobRun:
         self.env = build_env(assignment, dirs, base, self.options.api_url)
 
     async def _open_log(self, secrets: list[str]) -> LogWriter:
-        """Create the log file in a thread: file creation can take a millisecond."""
-
-        def open_log() -> LogWriter:
-            return LogWriter(self.backend.log_path(self.job.id), secrets=secrets)
-
-        fut = asyncio.get_running_loop().run_in_executor(None, open_log)
-        try:
-            return await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            fut.add_done_callback(_close_opened_log)
-            raise
+        """Create the log file, on the event loop: a file creation costs microseconds on
+        the disks measured, a thread hop more (see docs/benchmarks.md)."""
+        return LogWriter(self.backend.log_path(self.job.id), secrets=secrets)
 
     async def _spawn(self) -> Child:
         if self.assignment is None or self.dirs is None or self.writer is None:
@@ -486,21 +490,6 @@ class _JobRun:
                 if reason is not None and status is not JobStatus.FINISHED:
                     writer.note(reason if status is None else f"{status.value}: {reason}")
                 writer.close()
-            if status is not None and reported:
-                if writer is not None:
-                    await _best_effort(self.backend.log_closed(job_id), "close the log", job_id)
-                self.control.ending = True  # from here on a missing lease is expected
-                await _best_effort(
-                    self.backend.end(
-                        job_id,
-                        worker_id=self.worker_id,
-                        status=status,
-                        exit_code=exit_code,
-                        reason=reason,
-                    ),
-                    "report its end",
-                    job_id,
-                )
         finally:
             if writer is not None:
                 writer.close()
@@ -510,6 +499,24 @@ class _JobRun:
                 except OSError as exc:
                     _log.warning("job %s: cannot remove its folders: %s", job_id, exc)
             self.sandbox.close()
+            self.control.ending = True  # from here on a missing lease is expected
+            # The slot is free while the end is reported: its next job's claim can
+            # share the end's commit (see jobyard.engine.reporter).
+            self.control.release()
+        if status is not None and reported:
+            if writer is not None:
+                await _best_effort(self.backend.log_closed(job_id), "close the log", job_id)
+            await _best_effort(
+                self.backend.end(
+                    job_id,
+                    worker_id=self.worker_id,
+                    status=status,
+                    exit_code=exit_code,
+                    reason=reason,
+                ),
+                "report its end",
+                job_id,
+            )
         return self.outcome
 
     def _late_writer(self) -> LogWriter | None:
@@ -533,11 +540,6 @@ class _JobRun:
                 _log.warning("job %s: cannot keep output %r: %s", self.job.id, name, exc)
                 if self.writer is not None:
                     self.writer.note(f"could not keep output file {name!r}: {_describe(exc)}")
-
-
-def _close_opened_log(fut: asyncio.Future[LogWriter]) -> None:
-    if not fut.cancelled() and fut.exception() is None:
-        fut.result().close()
 
 
 def build_env(

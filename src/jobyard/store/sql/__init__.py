@@ -14,12 +14,14 @@ from jobyard.store.sql.jobs import JobsMixin
 from jobyard.store.sql.macros import MacrosMixin
 from jobyard.store.sql.misc import MiscMixin
 from jobyard.store.sql.schedules import SchedulesMixin
+from jobyard.store.sql.submits import SubmitsMixin
 from jobyard.store.sql.templates import TemplatesMixin
 from jobyard.store.sql.users import UsersMixin
 
 
 class SqlStore(
     JobsMixin,
+    SubmitsMixin,
     ClaimsMixin,
     JobconfigsMixin,
     SchedulesMixin,

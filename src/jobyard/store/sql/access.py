@@ -196,8 +196,7 @@ def audit_row(
 
 def audit_note_insert(tx: Tx, note: AuditNote, object_id: int | str) -> None:
     """Write ``note`` about the object ``object_id`` inside the caller's transaction."""
-    _audit_insert(
-        tx,
+    tx.audit(
         audit_row(
             actor=note.actor,
             action=note.action,
@@ -205,7 +204,8 @@ def audit_note_insert(tx: Tx, note: AuditNote, object_id: int | str) -> None:
             object_id=str(object_id),
             details=note.details,
             remote_addr=note.remote_addr,
-        ),
+            at=tx.now,
+        )
     )
 
 

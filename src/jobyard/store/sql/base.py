@@ -41,7 +41,7 @@ from jobyard.core.cursors import encode_cursor as encode_cursor
 from jobyard.core.errors import InvalidInput
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import ApiToken, Job, JobConfig, JobEvent, JobFile, Package, WorkerInfo
-from jobyard.store.schema import job_events, jobs
+from jobyard.store.schema import audit, job_events, jobs
 from jobyard.store.sql.outage import Outage, OutageLog, classify, unavailable
 
 T = TypeVar("T")
@@ -196,22 +196,33 @@ def make_sync_engine(url: str) -> Engine:
 
 
 _INSERT_EVENTS = insert(job_events)
+_INSERT_AUDIT = insert(audit)
 
 
 class Tx:
     """One transaction: its connection, its clock, and the job events to record.
 
-    Events are buffered and written with one multi-row INSERT just before commit, in
-    the order they were recorded (so their ids order them per job).
+    Events (and audit rows) are buffered and written with one multi-row INSERT each
+    just before commit, in the order they were recorded (so their ids order them).
+
+    ``promote_later``: set while a transaction carries several submissions (see
+    :mod:`jobyard.store.sql.submits`); the jobconfigs (``None``: ad-hoc jobs) whose
+    SEQUENCED jobs are to be promoted once, at its end, instead of after each insert.
     """
 
-    __slots__ = ("_events", "conn", "now", "pg")
+    __slots__ = ("_audit", "_events", "conn", "now", "pg", "promote_later")
 
     def __init__(self, conn: Connection, pg: bool) -> None:
         self.conn = conn
         self.pg = pg
         self.now = utcnow()
         self._events: list[dict[str, Any]] = []
+        self._audit: list[dict[str, Any]] = []
+        self.promote_later: set[int | None] | None = None
+
+    def audit(self, row: dict[str, Any]) -> None:
+        """Record an ``audit`` row (written with the others before commit)."""
+        self._audit.append(row)
 
     def event(
         self,
@@ -233,10 +244,13 @@ class Tx:
         )
 
     def flush(self) -> None:
-        """Write the buffered events (called by the runner before commit)."""
+        """Write the buffered events and audit rows (called by the runner before commit)."""
         if self._events:
             self.conn.execute(_INSERT_EVENTS, self._events)
             self._events.clear()
+        if self._audit:
+            self.conn.execute(_INSERT_AUDIT, self._audit)
+            self._audit.clear()
 
 
 class _Side:

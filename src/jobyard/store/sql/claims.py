@@ -17,7 +17,14 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select
 
-from jobyard.core.claims import Claim, EndReport, ReportOutcome, RunningReport
+from jobyard.core.claims import (
+    Claim,
+    ClaimRequest,
+    EndReport,
+    ReportAnswer,
+    ReportOutcome,
+    RunningReport,
+)
 from jobyard.core.jobs import JobStatus
 from jobyard.core.macros import MacroSources, StoredMacro
 from jobyard.core.models import Job
@@ -68,7 +75,8 @@ class ClaimsMixin(SqlBase):
         worker_id: str,
         running: Sequence[RunningReport] = (),
         ended: Sequence[EndReport] = (),
-    ) -> list[ReportOutcome]:
+        claim: ClaimRequest | None = None,
+    ) -> ReportAnswer:
         """Record RUNNING and end statuses of jobs held by ``worker_id``, in one transaction.
 
         RUNNING reports come first (a job may have both). Each is guarded like the
@@ -78,13 +86,19 @@ class ClaimsMixin(SqlBase):
         with this pid: a repeated attempt after a commit whose answer was lost) counts as
         moved. Ends promote the waiting jobs of their jobconfigs in the same transaction.
         Outcomes come in the order of the reports (RUNNING ones first).
+
+        ``claim`` then claims jobs as :meth:`job_claim` does, in the same transaction
+        (a worker process reports the ends of some slots and fills others in one commit;
+        jobs the ends promoted can be claimed at once).
         """
         for end in ended:
             if JobStatus(end.status) not in _ENDINGS:
                 raise ValueError(f"a job ends FINISHED, ERROR or FAILED, not {end.status}")
-        if not running and not ended:
-            return []
-        return await self._write(_jobs_report, worker_id, list(running), list(ended))
+        if claim is not None and len(claim.token_hashes) < claim.limit:
+            raise ValueError("a claim needs a token hash for every job it may claim")
+        if not running and not ended and (claim is None or claim.limit <= 0):
+            return ReportAnswer([])
+        return await self._write(_jobs_report, worker_id, list(running), list(ended), claim)
 
 
 # -- claims ------------------------------------------------------------------------------
@@ -278,8 +292,12 @@ _STATE_OF = select(jobs.c.status, jobs.c.worker_id, jobs.c.pid).where(
 
 
 def _jobs_report(
-    tx: Tx, worker_id: str, running: list[RunningReport], ended: list[EndReport]
-) -> list[ReportOutcome]:
+    tx: Tx,
+    worker_id: str,
+    running: list[RunningReport],
+    ended: list[EndReport],
+    claim: ClaimRequest | None,
+) -> ReportAnswer:
     if tx.pg and ended:
         # Jobconfig locks before job rows (the lock order of every promoting transaction).
         ids = [end.job_id for end in ended]
@@ -319,7 +337,12 @@ def _jobs_report(
         outcomes.append(_outcome(tx, end.job_id, moved, worker_id, None, f"end it {status.value}"))
     for jobconfig_id in sorted(to_promote):
         promote(tx, jobconfig_id)
-    return outcomes
+    claims = []
+    if claim is not None and claim.limit > 0:
+        claims = _job_claim(
+            tx, worker_id, claim.pool, claim.limit, claim.lease_seconds, list(claim.token_hashes)
+        )
+    return ReportAnswer(outcomes, claims)
 
 
 def _outcome(

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Insert,
     Select,
     Text,
     bindparam,
     func,
-    insert,
     select,
     union_all,
     update,
 )
 
-from jobyard.core.access import AuditNote
-from jobyard.core.errors import Conflict, InvalidInput, NotFound
+from jobyard.core.errors import InvalidInput, NotFound
 from jobyard.core.jobs import ABORTABLE, HELD, JobStatus
-from jobyard.core.models import Actor, Job, JobEvent, JobFilter, NewJob, Page
-from jobyard.core.templates import RunTarget, effective_target
-from jobyard.store.schema import UtcDateTime, job_events, jobconfigs, jobs, packages, templates
-from jobyard.store.sql.access import audit_note_insert
+from jobyard.core.models import Actor, Job, JobEvent, JobFilter, Page
+from jobyard.store.schema import UtcDateTime, job_events, jobs
 from jobyard.store.sql.base import (
     SqlBase,
     Tx,
@@ -38,7 +31,6 @@ from jobyard.store.sql.base import (
     status_in,
     status_is,
 )
-from jobyard.store.sql.jobconfigs import read_jobconfig
 from jobyard.store.sql.leases import fail_expired_leases
 from jobyard.store.sql.transitions import (
     Pick,
@@ -46,7 +38,6 @@ from jobyard.store.sql.transitions import (
     lock_for_job,
     lock_jobconfigs,
     move,
-    next_seq_expression,
     promote,
     queue_one,
 )
@@ -66,39 +57,6 @@ class JobsMixin(SqlBase):
     """Job rows and their status model. All status writes go through ``transitions``."""
 
     # -- creation and queries --------------------------------------------------------
-
-    async def job_insert(
-        self, new: NewJob, *, actor: str, reason: str | None, audit: AuditNote | None = None
-    ) -> Job:
-        """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx.
-
-        ``audit``, when given, is written about the new job in the same transaction.
-        """
-        return await self._write(_job_insert, new, actor, reason, audit)
-
-    async def job_submit_for_jobconfig(
-        self,
-        jobconfig_id: int,
-        *,
-        macros: dict[str, str],
-        hold: bool,
-        trigger: str,
-        submitted_by: str | None,
-        actor: str,
-        reason: str | None,
-        definers: tuple[str, ...] = (),
-        audit: AuditNote | None = None,
-    ) -> Job:
-        """Snapshot the jobconfig and insert a job of it, in one transaction.
-
-        The job's ``definers`` are the jobconfig's and its template's definers as they
-        are now, plus the given ones (those of a job whose SESSION_ID submits it),
-        without the submitter.
-        """
-        return await self._write(
-            _job_submit_for_jobconfig,
-            jobconfig_id, macros, hold, trigger, submitted_by, actor, reason, definers, audit,
-        )  # fmt: skip
 
     async def job_get(self, job_id: int) -> Job:
         """Return a job or raise ``NotFound``."""
@@ -204,20 +162,6 @@ class JobsMixin(SqlBase):
 
 # -- prebuilt statements (construction is the expensive part of a Core statement) ------
 
-_JOBCONFIG_EXISTS = select(jobconfigs.c.id).where(jobconfigs.c.id == bindparam("id"))
-_PACKAGE_EXISTS = select(packages.c.id).where(packages.c.id == bindparam("id"))
-_TEMPLATE_TARGET = select(
-    templates.c.package_id,
-    templates.c.entrypoint,
-    templates.c.command,
-    templates.c.definition_changed_by,
-).where(templates.c.id == bindparam("id"))
-_SET_TEMPLATE = (
-    update(jobs)
-    .where(jobs.c.id == bindparam("job_id"))
-    .values(template_id=bindparam("tid"))
-    .returning(*jobs.c)
-)
 _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _EVENTS_OF_JOB = (
     select(
@@ -229,22 +173,6 @@ _EVENTS_OF_JOB = (
     )
     .where(job_events.c.job_id == bindparam("job_id"))
     .order_by(job_events.c.id)
-)
-_NEW_JOB_COLUMNS = (
-    "jobconfig_id",
-    "package_id",
-    "entrypoint",
-    "command",
-    "macros",
-    "timeout",
-    "success_exit_codes",
-    "pool",
-    "priority",
-    "trigger",
-    "submitted_by",
-    "rerun_of",
-    "created_at",
-    "definers",
 )
 _REQUEST_ABORT = (
     update(jobs)
@@ -277,131 +205,16 @@ _WITH_SEQUENCED = select(jobs.c.jobconfig_id).where(status_is(JobStatus.SEQUENCE
 _BRANCHES = {status: jobs.alias(f"b_{status.value.lower()}") for status in JobStatus}
 
 
-@functools.cache
-def _insert_statement(status: JobStatus, pg: bool) -> Insert:
-    values: dict[str, Any] = {
-        col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in _NEW_JOB_COLUMNS
-    }
-    values["status"] = status.value
-    if status is JobStatus.SEQUENCED:
-        values["seq"] = next_seq_expression(pg)
-        values["sequenced_at"] = bindparam("v_created_at", type_=UtcDateTime())
-    return insert(jobs).values(**values).returning(*jobs.c)
-
-
 # -- transaction bodies (run in the executor thread) -----------------------------------
 
 
-def _check_refs(tx: Tx, jobconfig_id: int | None, package_id: int | None) -> None:
-    """``NotFound`` naming the first unknown reference (and, on PostgreSQL, lock it)."""
-    if jobconfig_id is not None:
-        if tx.pg:
-            found = bool(lock_jobconfigs(tx, [jobconfig_id]))
-        else:
-            found = tx.conn.execute(_JOBCONFIG_EXISTS, {"id": jobconfig_id}).first() is not None
-        if not found:
-            raise NotFound(
-                f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id}
-            )
-    if (
-        package_id is not None
-        and tx.conn.execute(_PACKAGE_EXISTS, {"id": package_id}).first() is None
-    ):
-        raise NotFound(f"package {package_id} does not exist", {"package_id": package_id})
-
-
-def _after_sequenced(tx: Tx, job: Job) -> Job:
+def after_sequenced(tx: Tx, job: Job) -> Job:
     """Promote after ``job`` entered SEQUENCED; return ``job`` as it is afterwards."""
     promoted = queue_one(tx, job.id) if job.jobconfig_id is None else promote(tx, job.jobconfig_id)
     for moved in promoted:
         if moved.id == job.id:
             return moved
     return job
-
-
-def definers_of(names: Iterable[str | None], submitted_by: str | None) -> list[str]:
-    """The definers a job records: each name once, sorted, without the submitter."""
-    return sorted({n for n in names if n and n != submitted_by})
-
-
-def _job_insert(
-    tx: Tx, new: NewJob, actor: str, reason: str | None, audit: AuditNote | None = None
-) -> Job:
-    _check_refs(tx, new.jobconfig_id, new.package_id)
-    status = JobStatus.WAITING if new.hold else JobStatus.SEQUENCED
-    params = {
-        "v_jobconfig_id": new.jobconfig_id,
-        "v_package_id": new.package_id,
-        "v_entrypoint": new.entrypoint,
-        "v_command": list(new.command) if new.command is not None else None,
-        "v_macros": dict(new.macros),
-        "v_timeout": new.timeout,
-        "v_success_exit_codes": list(new.success_exit_codes),
-        "v_pool": new.pool,
-        "v_priority": new.priority,
-        "v_trigger": new.trigger,
-        "v_submitted_by": new.submitted_by,
-        "v_rerun_of": new.rerun_of,
-        "v_created_at": tx.now,
-        "v_definers": definers_of(new.definers, new.submitted_by),
-    }
-    row = tx.conn.execute(_insert_statement(status, tx.pg), params).one()
-    job = job_from_row(row)
-    tx.event(job.id, status, actor, reason)
-    if audit is not None:
-        audit_note_insert(tx, audit, job.id)
-    if status is JobStatus.SEQUENCED:
-        job = _after_sequenced(tx, job)
-    return job
-
-
-def _job_submit_for_jobconfig(
-    tx: Tx,
-    jobconfig_id: int,
-    macros: dict[str, str],
-    hold: bool,
-    trigger: str,
-    submitted_by: str | None,
-    actor: str,
-    reason: str | None,
-    definers: tuple[str, ...],
-    audit: AuditNote | None,
-) -> Job:
-    lock_jobconfigs(tx, [jobconfig_id])
-    jc = read_jobconfig(tx, jobconfig_id)
-    if not jc.enabled:
-        raise Conflict(
-            f"jobconfig {jc.id} ({jc.name}) is disabled: enable it before running jobs",
-            {"jobconfig_id": jc.id},
-        )
-    target = RunTarget(jc.package_id, jc.entrypoint, jc.command)
-    template = None
-    names = [*definers, jc.definition_changed_by]
-    if jc.template_id is not None:  # inherits what it does not set itself
-        row = tx.conn.execute(_TEMPLATE_TARGET, {"id": jc.template_id}).first()
-        template = None if row is None else RunTarget(row[0], row[1], row[2])
-        target = effective_target(target, template)
-        if row is not None:
-            names.append(row[3])  # the template decides what its children run too
-    new = NewJob(
-        jobconfig_id=jc.id,
-        package_id=target.package_id,
-        entrypoint=target.entrypoint,
-        command=target.command,
-        macros=dict(macros),
-        timeout=jc.timeout,
-        success_exit_codes=list(jc.success_exit_codes),
-        pool=jc.pool,
-        trigger=trigger,
-        submitted_by=submitted_by,
-        hold=hold,
-        definers=tuple(definers_of(names, submitted_by)),
-    )
-    job = _job_insert(tx, new, actor, reason, audit)
-    if template is None:
-        return job
-    params = {"job_id": job.id, "tid": jc.template_id}
-    return job_from_row(tx.conn.execute(_SET_TEMPLATE, params).one())
 
 
 def _job_get(tx: Tx, job_id: int) -> Job:
@@ -508,7 +321,7 @@ def _job_release(tx: Tx, job_id: int, actor: str) -> Job:
     job = _single(
         tx, job_id, JobStatus.SEQUENCED, {"sequenced_at": tx.now}, actor, None, new_seq=True
     )
-    return _after_sequenced(tx, job)
+    return after_sequenced(tx, job)
 
 
 def _job_cancel(tx: Tx, job_id: int, actor: str, reason: str | None) -> Job:

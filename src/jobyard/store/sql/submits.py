@@ -1,0 +1,294 @@
+"""Creating jobs: a submission snapshots what to run, and submissions share commits.
+
+``job_insert`` (ad-hoc jobs, reruns) and ``job_submit_for_jobconfig`` are the first
+write of every job. Submissions that arrive while the event loop is busy (a burst of
+API requests) are written together: one transaction carries them all, each promoted
+once at its end (``Tx.promote_later``), and each caller gets its own job back. A
+batch that fails (one bad reference, one disabled jobconfig) is rolled back and its
+submissions are written one by one, so one caller's error is never another's. On
+PostgreSQL a batch takes its jobconfig locks in id order, like every other transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Insert, bindparam, insert, select, update
+
+from jobyard.core.access import AuditNote
+from jobyard.core.errors import Conflict, DatabaseUnavailable, NotFound
+from jobyard.core.jobs import JobStatus
+from jobyard.core.models import Job, NewJob
+from jobyard.core.templates import RunTarget, effective_target
+from jobyard.store.schema import UtcDateTime, jobconfigs, jobs, packages, templates
+from jobyard.store.sql.access import audit_note_insert
+from jobyard.store.sql.base import SqlBase, Tx, job_from_row
+from jobyard.store.sql.jobconfigs import read_jobconfig
+from jobyard.store.sql.jobs import after_sequenced
+from jobyard.store.sql.transitions import lock_jobconfigs, next_seq_expression, promote
+
+#: A submission: the transaction body writing one job, and its arguments.
+_Body = Callable[..., Job]
+
+
+@dataclass(slots=True)
+class _Submission:
+    body: _Body
+    args: tuple[Any, ...]
+    #: Jobconfig id (0 for ad-hoc): batches take jobconfig locks in this order.
+    order: int
+    answer: asyncio.Future[Job]
+
+
+class SubmitsMixin(SqlBase):
+    """Job creation with shared commits (see the module docstring)."""
+
+    async def job_insert(
+        self, new: NewJob, *, actor: str, reason: str | None, audit: AuditNote | None = None
+    ) -> Job:
+        """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx.
+
+        ``audit``, when given, is written about the new job in the same transaction.
+        """
+        return await self._submit(_job_insert, (new, actor, reason, audit), new.jobconfig_id)
+
+    async def job_submit_for_jobconfig(
+        self,
+        jobconfig_id: int,
+        *,
+        macros: dict[str, str],
+        hold: bool,
+        trigger: str,
+        submitted_by: str | None,
+        actor: str,
+        reason: str | None,
+        definers: tuple[str, ...] = (),
+        audit: AuditNote | None = None,
+    ) -> Job:
+        """Snapshot the jobconfig and insert a job of it, in one transaction.
+
+        The job's ``definers`` are the jobconfig's and its template's definers as they
+        are now, plus the given ones (those of a job whose SESSION_ID submits it),
+        without the submitter.
+        """
+        args = (jobconfig_id, macros, hold, trigger, submitted_by, actor, reason, definers, audit)
+        return await self._submit(_job_submit_for_jobconfig, args, jobconfig_id)
+
+    async def _submit(self, body: _Body, args: tuple[Any, ...], jobconfig_id: int | None) -> Job:
+        loop = asyncio.get_running_loop()
+        queue: list[_Submission] | None = self.__dict__.get("_submissions")
+        submission = _Submission(body, args, jobconfig_id or 0, loop.create_future())
+        if queue is None:
+            self.__dict__["_submissions"] = queue = [submission]
+            writer = loop.create_task(self._write_submissions(), name="jobyard-submissions")
+            self.__dict__["_submission_writer"] = writer  # a task needs a reference
+        else:
+            queue.append(submission)
+        return await submission.answer
+
+    async def _write_submissions(self) -> None:
+        """Write what was submitted until now (this task starts on the loop's next turn)."""
+        batch: list[_Submission] = self.__dict__.pop("_submissions")
+        if len(batch) > 1:
+            batch.sort(key=lambda s: s.order)
+            calls = [(s.body, s.args) for s in batch]
+            try:
+                jobs_ = await self._write(_submit_many, calls)
+            except DatabaseUnavailable as exc:  # the same for each of them
+                for submission in batch:
+                    _settle(submission.answer, error=exc)
+                return
+            except Exception:  # one of them is refused: each on its own, below
+                pass
+            else:
+                for submission, job in zip(batch, jobs_, strict=True):
+                    _settle(submission.answer, job=job)
+                return
+        for submission in batch:
+            try:
+                job = await self._write(submission.body, *submission.args)
+            except Exception as exc:
+                _settle(submission.answer, error=exc)
+            else:
+                _settle(submission.answer, job=job)
+
+
+def _settle(
+    answer: asyncio.Future[Job], *, job: Job | None = None, error: BaseException | None = None
+) -> None:
+    if answer.done():  # the caller was cancelled meanwhile
+        return
+    if error is not None:
+        answer.set_exception(error)
+    elif job is not None:
+        answer.set_result(job)
+
+
+def _submit_many(tx: Tx, calls: list[tuple[_Body, tuple[Any, ...]]]) -> list[Job]:
+    """Several submissions in one transaction; their promotions once, at the end."""
+    tx.promote_later = set()
+    created = [body(tx, *args) for body, args in calls]
+    moved: dict[int, Job] = {}
+    for jobconfig_id in sorted(tx.promote_later, key=lambda i: -1 if i is None else i):
+        moved.update((job.id, job) for job in promote(tx, jobconfig_id))
+    tx.promote_later = None
+    return [moved.get(job.id, job) for job in created]
+
+
+# -- prebuilt statements ------------------------------------------------------------------
+
+_JOBCONFIG_EXISTS = select(jobconfigs.c.id).where(jobconfigs.c.id == bindparam("id"))
+_PACKAGE_EXISTS = select(packages.c.id).where(packages.c.id == bindparam("id"))
+_TEMPLATE_TARGET = select(
+    templates.c.package_id,
+    templates.c.entrypoint,
+    templates.c.command,
+    templates.c.definition_changed_by,
+).where(templates.c.id == bindparam("id"))
+_SET_TEMPLATE = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(template_id=bindparam("tid"))
+    .returning(*jobs.c)
+)
+_NEW_JOB_COLUMNS = (
+    "jobconfig_id",
+    "package_id",
+    "entrypoint",
+    "command",
+    "macros",
+    "timeout",
+    "success_exit_codes",
+    "pool",
+    "priority",
+    "trigger",
+    "submitted_by",
+    "rerun_of",
+    "created_at",
+    "definers",
+)
+
+
+@functools.cache
+def _insert_statement(status: JobStatus, pg: bool) -> Insert:
+    values: dict[str, Any] = {
+        col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in _NEW_JOB_COLUMNS
+    }
+    values["status"] = status.value
+    if status is JobStatus.SEQUENCED:
+        values["seq"] = next_seq_expression(pg)
+        values["sequenced_at"] = bindparam("v_created_at", type_=UtcDateTime())
+    return insert(jobs).values(**values).returning(*jobs.c)
+
+
+# -- transaction bodies ---------------------------------------------------------------------
+
+
+def _check_refs(tx: Tx, jobconfig_id: int | None, package_id: int | None) -> None:
+    """``NotFound`` naming the first unknown reference (and, on PostgreSQL, lock it)."""
+    if jobconfig_id is not None:
+        if tx.pg:
+            found = bool(lock_jobconfigs(tx, [jobconfig_id]))
+        else:
+            found = tx.conn.execute(_JOBCONFIG_EXISTS, {"id": jobconfig_id}).first() is not None
+        if not found:
+            raise NotFound(
+                f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id}
+            )
+    if (
+        package_id is not None
+        and tx.conn.execute(_PACKAGE_EXISTS, {"id": package_id}).first() is None
+    ):
+        raise NotFound(f"package {package_id} does not exist", {"package_id": package_id})
+
+
+def definers_of(names: Iterable[str | None], submitted_by: str | None) -> list[str]:
+    """The definers a job records: each name once, sorted, without the submitter."""
+    return sorted({n for n in names if n and n != submitted_by})
+
+
+def _job_insert(
+    tx: Tx, new: NewJob, actor: str, reason: str | None, audit: AuditNote | None = None
+) -> Job:
+    _check_refs(tx, new.jobconfig_id, new.package_id)
+    status = JobStatus.WAITING if new.hold else JobStatus.SEQUENCED
+    params = {
+        "v_jobconfig_id": new.jobconfig_id,
+        "v_package_id": new.package_id,
+        "v_entrypoint": new.entrypoint,
+        "v_command": list(new.command) if new.command is not None else None,
+        "v_macros": dict(new.macros),
+        "v_timeout": new.timeout,
+        "v_success_exit_codes": list(new.success_exit_codes),
+        "v_pool": new.pool,
+        "v_priority": new.priority,
+        "v_trigger": new.trigger,
+        "v_submitted_by": new.submitted_by,
+        "v_rerun_of": new.rerun_of,
+        "v_created_at": tx.now,
+        "v_definers": definers_of(new.definers, new.submitted_by),
+    }
+    row = tx.conn.execute(_insert_statement(status, tx.pg), params).one()
+    job = job_from_row(row)
+    tx.event(job.id, status, actor, reason)
+    if audit is not None:
+        audit_note_insert(tx, audit, job.id)
+    if status is JobStatus.SEQUENCED:
+        if tx.promote_later is not None:
+            tx.promote_later.add(job.jobconfig_id)
+        else:
+            job = after_sequenced(tx, job)
+    return job
+
+
+def _job_submit_for_jobconfig(
+    tx: Tx,
+    jobconfig_id: int,
+    macros: dict[str, str],
+    hold: bool,
+    trigger: str,
+    submitted_by: str | None,
+    actor: str,
+    reason: str | None,
+    definers: tuple[str, ...],
+    audit: AuditNote | None,
+) -> Job:
+    lock_jobconfigs(tx, [jobconfig_id])
+    jc = read_jobconfig(tx, jobconfig_id)
+    if not jc.enabled:
+        raise Conflict(
+            f"jobconfig {jc.id} ({jc.name}) is disabled: enable it before running jobs",
+            {"jobconfig_id": jc.id},
+        )
+    target = RunTarget(jc.package_id, jc.entrypoint, jc.command)
+    template = None
+    names = [*definers, jc.definition_changed_by]
+    if jc.template_id is not None:  # inherits what it does not set itself
+        row = tx.conn.execute(_TEMPLATE_TARGET, {"id": jc.template_id}).first()
+        template = None if row is None else RunTarget(row[0], row[1], row[2])
+        target = effective_target(target, template)
+        if row is not None:
+            names.append(row[3])  # the template decides what its children run too
+    new = NewJob(
+        jobconfig_id=jc.id,
+        package_id=target.package_id,
+        entrypoint=target.entrypoint,
+        command=target.command,
+        macros=dict(macros),
+        timeout=jc.timeout,
+        success_exit_codes=list(jc.success_exit_codes),
+        pool=jc.pool,
+        trigger=trigger,
+        submitted_by=submitted_by,
+        hold=hold,
+        definers=tuple(definers_of(names, submitted_by)),
+    )
+    job = _job_insert(tx, new, actor, reason, audit)
+    if template is None:
+        return job
+    params = {"job_id": job.id, "tid": jc.template_id}
+    return job_from_row(tx.conn.execute(_SET_TEMPLATE, params).one())

@@ -1,0 +1,307 @@
+"""The worker's batched path: claims with their run context, grouped reports, grouped submits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from jobyard.core.access import AuditFilter, AuditNote
+from jobyard.core.claims import Claim, ClaimRequest, EndReport, RunningReport
+from jobyard.core.errors import NotFound
+from jobyard.core.jobs import TRANSITIONS, JobStatus
+from jobyard.core.models import Job, JobConfigSpec, JobFile, NewJob
+from jobyard.store.factory import open_store
+from jobyard.store.protocol import Store
+from tests.store.conftest import force, make_jobconfig, new_job
+
+WORKER = "host:1:w"
+S = JobStatus
+
+
+def _hashes(n: int, tag: str = "h") -> list[str]:
+    return [f"{tag}{i:063d}" for i in range(n)]
+
+
+async def _claim(
+    store: Store, limit: int = 10, worker: str = WORKER, tag: str = "h"
+) -> list[Claim]:
+    return await store.job_claim(
+        worker_id=worker,
+        pool="default",
+        limit=limit,
+        lease_seconds=60,
+        token_hashes=_hashes(limit, tag),
+    )
+
+
+async def test_a_claim_carries_everything_to_run_the_job(store: Store) -> None:
+    alice = await store.user_create(name="alice", role="user", password_hash=None)
+    package, _ = await store.package_insert(
+        sha256="a" * 64,
+        filename="p.zip",
+        size=1,
+        kind="zip",
+        entrypoints={"main": {"command": ["x"]}},
+    )
+    jc = await store.jobconfig_insert(
+        JobConfigSpec(name="jc", package_id=package.id, macros={"PLAIN": "p"}, max_concurrent=0),
+        owner="alice",
+    )
+    await store.macros_put("account", 0, [("ACC", "a", False, False)], updated_by=None)
+    await store.macros_put("user", alice.id, [("MINE", "m", False, False)], updated_by=None)
+    await store.macros_put("jobconfig", jc.id, [("SEC", "enc", True, False)], updated_by=None)
+    held = await store.job_submit_for_jobconfig(
+        jc.id, macros={}, hold=True, trigger="api", submitted_by="alice", actor="user:alice",
+        reason=None,
+    )  # fmt: skip
+    await store.job_file_add(
+        JobFile(held.id, "payload", "in.csv", 3, f"payload/{held.id}/in.csv", datetime.now(UTC))
+    )
+    await store.job_release(held.id, actor="user:alice")
+    adhoc = await store.job_insert(new_job(), actor="user:alice", reason=None)
+
+    claims = await _claim(store)
+
+    assert [c.job.id for c in claims] == [held.id, adhoc.id]
+    first, second = claims
+    assert first.job.status is S.INITIALIZING and first.job.worker_id == WORKER
+    assert first.package == package
+    assert [(f.name, f.blob_key) for f in first.payload] == [
+        ("in.csv", f"payload/{held.id}/in.csv")
+    ]
+    assert first.sources.jobconfig_plain == {"PLAIN": "p"}
+    assert [m.name for m in first.sources.jobconfig_secure] == ["SEC"]
+    assert [m.name for m in first.sources.account] == ["ACC"]
+    assert [m.name for m in first.sources.user] == ["MINE"]
+    assert first.submitter is not None and first.submitter.name == "alice"
+    assert second.package is None and second.payload == []
+    assert second.sources.jobconfig_plain == {} and second.sources.jobconfig_secure == []
+    assert [m.name for m in second.sources.user] == ["MINE"]
+    # Each got its own session token, stored in the same transaction.
+    hashes = [c.token_hash for c in claims]
+    assert len(set(hashes)) == 2 and None not in hashes
+    for claim in claims:
+        token = await store.token_lookup(claim.token_hash or "")
+        assert token is not None and token.job_id == claim.job.id and token.kind == "session"
+    events = [e.status for e in await store.job_events(adhoc.id)]
+    assert events == [S.SEQUENCED, S.QUEUED, S.INITIALIZING]
+    assert await _claim(store) == []
+
+
+async def test_no_token_for_a_deactivated_or_unknown_submitter(store: Store) -> None:
+    bob = await store.user_create(name="bob", role="user", password_hash=None)
+    await store.user_create(name="admin2", role="admin", password_hash=None)
+    await store.user_deactivate(bob.id, actor="test")
+    by_bob = await store.job_insert(new_job(submitted_by="bob"), actor="user:bob", reason=None)
+    by_ghost = await store.job_insert(new_job(submitted_by="ghost"), actor="x", reason=None)
+
+    claims = {c.job.id: c for c in await _claim(store)}
+
+    bob_now = claims[by_bob.id].submitter
+    assert bob_now is not None and bob_now.active is False
+    assert claims[by_bob.id].token_hash is None
+    assert claims[by_ghost.id].submitter is None and claims[by_ghost.id].token_hash is None
+    assert await store.tokens_list(user_id=None, kinds=("session",)) == []
+
+
+async def test_a_withheld_user_level_falls_back_to_nobody(store: Store, db: Engine) -> None:
+    alice = await store.user_create(name="alice", role="user", password_hash=None)
+    await store.user_create(name="carol", role="user", password_hash=None)
+    await store.macros_put("user", alice.id, [("MINE", "m", False, False)], updated_by=None)
+    jc = await store.jobconfig_insert(JobConfigSpec(name="jc", command=["x"]), owner="alice")
+    job = await store.job_submit_for_jobconfig(
+        jc.id,
+        macros={},
+        hold=False,
+        trigger="api",
+        submitted_by="alice",
+        actor="user:alice",
+        reason=None,
+        definers=("carol",),
+    )
+    assert job.definers == ["carol"]
+
+    [claim] = await _claim(store)
+
+    assert claim.withheld_by == ["carol"]
+    assert claim.sources.user == [] and claim.sources.user_name is None
+
+
+async def test_running_and_end_in_one_report_and_the_promotion(store: Store) -> None:
+    jc = await make_jobconfig(store, max_concurrent=1)
+    first = await store.job_insert(new_job(jc.id), actor="t", reason=None)
+    second = await store.job_insert(new_job(jc.id), actor="t", reason=None)
+    assert (await store.job_get(second.id)).status is S.SEQUENCED
+    [claim] = await _claim(store)
+    started = datetime.now(UTC) - timedelta(milliseconds=3)
+    record = {"A": {"level": "job", "secure": False, "value": "1"}}
+
+    answer = await store.jobs_report(
+        worker_id=WORKER,
+        running=[RunningReport(first.id, 4242, started, record)],
+        ended=[EndReport(first.id, S.FINISHED, 0, None, f"worker:{WORKER}")],
+        claim=ClaimRequest("default", 2, 60, _hashes(2, "c")),
+    )
+    outcomes = answer.outcomes
+
+    assert [(o.job_id, o.moved) for o in outcomes] == [(first.id, True), (first.id, True)]
+    assert claim.job.id == first.id
+    done = await store.job_get(first.id)
+    assert (done.status, done.pid, done.exit_code, done.resolved_macros) == (
+        S.FINISHED, 4242, 0, record,
+    )  # fmt: skip
+    assert done.started_at == started
+    events = await store.job_events(first.id)
+    assert [e.status for e in events][-3:] == [S.INITIALIZING, S.RUNNING, S.FINISHED]
+    assert events[-2].at == started
+    # The end promoted the next job, and the claim of the same transaction took it.
+    assert [c.job.id for c in answer.claims] == [second.id]
+    assert (await store.job_get(second.id)).status is S.INITIALIZING
+    assert [e.status for e in await store.job_events(second.id)] == [
+        S.SEQUENCED, S.QUEUED, S.INITIALIZING,
+    ]  # fmt: skip
+
+
+async def test_a_repeated_running_report_counts_once(store: Store) -> None:
+    job = await store.job_insert(new_job(), actor="t", reason=None)
+    await _claim(store)
+    report = RunningReport(job.id, 77, datetime.now(UTC))
+    assert (await store.jobs_report(worker_id=WORKER, running=[report])).outcomes[0].moved
+    again = (await store.jobs_report(worker_id=WORKER, running=[report])).outcomes
+    assert again[0].moved, "the same worker and pid: an earlier attempt of this report"
+    other_pid = await store.jobs_report(
+        worker_id=WORKER, running=[RunningReport(job.id, 78, datetime.now(UTC))]
+    )
+    assert not other_pid.outcomes[0].moved
+    assert [e.status for e in await store.job_events(job.id)].count(S.RUNNING) == 1
+
+
+REPORTS = [(status, kind) for status in JobStatus for kind in ("running", "end")]
+
+
+@pytest.mark.parametrize(("src", "kind"), REPORTS, ids=[f"{s}-{k}" for s, k in REPORTS])
+async def test_report_guards(store: Store, db: Engine, src: JobStatus, kind: str) -> None:
+    jc = await make_jobconfig(store, max_concurrent=0)
+    job = await store.job_insert(new_job(jc.id, hold=True), actor="t", reason=None)
+    force(db, job.id, src, worker_id=WORKER, seq=job.id, pid=None)
+    dst = S.RUNNING if kind == "running" else S.ERROR
+    now = datetime.now(UTC)
+    running = [RunningReport(job.id, 9, now)] if kind == "running" else []
+    ended = [EndReport(job.id, S.ERROR, 3, "exit code 3", "w")] if kind == "end" else []
+
+    [mine] = (await store.jobs_report(worker_id=WORKER, running=running, ended=ended)).outcomes
+    [theirs] = (
+        await store.jobs_report(worker_id="someone-else", running=running, ended=ended)
+    ).outcomes
+
+    allowed = dst in TRANSITIONS[src]
+    assert mine.moved is allowed, f"{src} -> {dst}"
+    assert theirs.moved is False
+    after = await store.job_get(job.id)
+    assert after.status is (dst if allowed else src)
+    if not allowed:
+        assert mine.error is not None and src.value in mine.error
+    assert theirs.error is not None
+
+
+async def test_racing_claimers_claim_each_job_once(store: Store, migrated_store_url: str) -> None:
+    for _ in range(120):
+        await store.job_insert(new_job(), actor="t", reason=None)
+    others = [await open_store(migrated_store_url, migrate=False) for _ in range(2)]
+    try:
+        claimers = [store, *others]
+
+        async def claim_all(index: int, s: Store) -> list[int]:
+            got: list[int] = []
+            rounds = 0
+            while True:
+                claims = await _claim(s, 7, f"w{index}", f"{index}r{rounds}-")
+                rounds += 1
+                if not claims:
+                    return got
+                got.extend(c.job.id for c in claims)
+                assert all(c.job.worker_id == f"w{index}" for c in claims)
+
+        results = await asyncio.gather(*(claim_all(i, s) for i, s in enumerate(claimers)))
+    finally:
+        for other in others:
+            await other.close()
+    claimed = [job_id for got in results for job_id in got]
+    assert len(claimed) == 120 and len(set(claimed)) == 120
+
+
+async def test_submissions_made_together_each_get_their_own_answer(store: Store) -> None:
+    limited = await make_jobconfig(store, "limited", max_concurrent=2)
+    unlimited = await make_jobconfig(store, "unlimited", max_concurrent=0)
+    disabled = await store.jobconfig_insert(JobConfigSpec(name="off", command=["x"], enabled=False))
+    note = AuditNote("user:alice", "job.submit", "job", {"adhoc": True}, "10.0.0.1")
+
+    def run(jc_id: int) -> Coroutine[Any, Any, Job]:
+        return store.job_submit_for_jobconfig(
+            jc_id, macros={}, hold=False, trigger="api", submitted_by="alice",
+            actor="user:alice", reason="submitted (api)", audit=note,
+        )  # fmt: skip
+
+    calls = [
+        store.job_insert(new_job(), actor="user:alice", reason="adhoc", audit=note),
+        run(limited.id),
+        run(unlimited.id),
+        run(limited.id),
+        store.job_insert(new_job(hold=True), actor="user:alice", reason="held"),
+        run(disabled.id),
+        run(limited.id),
+        run(unlimited.id),
+        store.job_insert(new_job(), actor="user:alice", reason="adhoc", audit=note),
+    ]
+    answers = await asyncio.gather(*calls, return_exceptions=True)
+
+    refused = [a for a in answers if isinstance(a, Exception)]
+    assert len(refused) == 1 and "disabled" in str(refused[0])
+    jobs_ = [a for a in answers if isinstance(a, Job)]
+    by_id = {j.id: j for j in jobs_}
+    assert len(by_id) == 8
+    for job in jobs_:
+        stored = await store.job_get(job.id)
+        assert stored.status is job.status, "the answer is the job as committed"
+    statuses = [j.status for j in jobs_]
+    assert statuses.count(S.WAITING) == 1
+    limited_jobs = sorted(j.id for j in jobs_ if j.jobconfig_id == limited.id)
+    assert [by_id[i].status for i in limited_jobs] == [S.QUEUED, S.QUEUED, S.SEQUENCED]
+    assert all(j.status is S.QUEUED for j in jobs_ if j.jobconfig_id == unlimited.id)
+    assert all(
+        j.status is S.QUEUED for j in jobs_ if j.jobconfig_id is None and j.status != S.WAITING
+    )
+    for job in jobs_:
+        events = [e.status for e in await store.job_events(job.id)]
+        expected = {
+            S.WAITING: [S.WAITING],
+            S.SEQUENCED: [S.SEQUENCED],
+            S.QUEUED: [S.SEQUENCED, S.QUEUED],
+        }[job.status]
+        assert events == expected
+    audited = (await store.audit_list(AuditFilter(action="job.submit"), limit=100)).items
+    assert sorted(int(a.object_id or 0) for a in audited) == sorted(
+        j.id for j in jobs_ if j.status is not S.WAITING
+    )
+    assert all(a.remote_addr == "10.0.0.1" for a in audited)
+
+
+async def test_a_bad_reference_in_a_batch_fails_only_its_submission(store: Store) -> None:
+    good = new_job()
+    bad = NewJob(
+        jobconfig_id=None, package_id=999_999, entrypoint=None, command=None, macros={},
+        timeout=0, success_exit_codes=[0], submitted_by="alice",
+    )  # fmt: skip
+    answers = await asyncio.gather(
+        store.job_insert(good, actor="t", reason=None),
+        store.job_insert(bad, actor="t", reason=None),
+        store.job_insert(good, actor="t", reason=None),
+        return_exceptions=True,
+    )
+    assert isinstance(answers[1], NotFound) and "package 999999" in answers[1].message
+    assert [a.status for a in (answers[0], answers[2])] == [S.QUEUED, S.QUEUED]  # type: ignore[union-attr]
