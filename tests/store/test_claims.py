@@ -305,3 +305,21 @@ async def test_a_bad_reference_in_a_batch_fails_only_its_submission(store: Store
     )
     assert isinstance(answers[1], NotFound) and "package 999999" in answers[1].message
     assert [a.status for a in (answers[0], answers[2])] == [S.QUEUED, S.QUEUED]  # type: ignore[union-attr]
+
+
+async def test_a_repeated_batch_with_running_and_end_applies_each_once(store: Store) -> None:
+    """A batch repeated after a lost commit answer: RUNNING was already written."""
+    job = await store.job_insert(new_job(), actor="t", reason=None)
+    await _claim(store)
+    started = datetime.now(UTC)
+    running = RunningReport(job.id, 31, started)
+    assert (await store.jobs_report(worker_id=WORKER, running=[running])).outcomes[0].moved
+    end = EndReport(job.id, S.ERROR, 2, "exit code 2", f"worker:{WORKER}")
+
+    answer = await store.jobs_report(worker_id=WORKER, running=[running], ended=[end])
+
+    assert [o.moved for o in answer.outcomes] == [True, True]
+    done = await store.job_get(job.id)
+    assert (done.status, done.exit_code, done.status_reason) == (S.ERROR, 2, "exit code 2")
+    statuses = [e.status for e in await store.job_events(job.id)]
+    assert statuses == [S.SEQUENCED, S.QUEUED, S.INITIALIZING, S.RUNNING, S.ERROR]

@@ -25,7 +25,7 @@ from jobyard.core.claims import (
     ReportOutcome,
     RunningReport,
 )
-from jobyard.core.jobs import JobStatus
+from jobyard.core.jobs import TRANSITIONS, JobStatus
 from jobyard.core.macros import MacroSources, StoredMacro
 from jobyard.core.models import Job
 from jobyard.core.users import User
@@ -35,9 +35,15 @@ from jobyard.store.sql.base import (
     Tx,
     job_file_from_row,
     package_from_row,
+    status_is,
 )
 from jobyard.store.sql.jobs import job_acquire_tx
-from jobyard.store.sql.transitions import lock_jobconfigs, move_held, promote
+from jobyard.store.sql.transitions import (
+    lock_jobconfigs,
+    move_held,
+    move_held_through,
+    promote,
+)
 from jobyard.store.sql.users import user_from_row
 
 _ENDINGS = frozenset({JobStatus.FINISHED, JobStatus.ERROR, JobStatus.FAILED})
@@ -96,8 +102,14 @@ class ClaimsMixin(SqlBase):
                 raise ValueError(f"a job ends FINISHED, ERROR or FAILED, not {end.status}")
         if claim is not None and len(claim.token_hashes) < claim.limit:
             raise ValueError("a claim needs a token hash for every job it may claim")
-        if not running and not ended and (claim is None or claim.limit <= 0):
-            return ReportAnswer([])
+        if not running and not ended:
+            if claim is None or claim.limit <= 0:
+                return ReportAnswer([])
+            # A claim alone: look without the write lock first (idle workers all wake
+            # on a submit; only one finds the job, the others should not queue for the
+            # lock behind it).
+            if not await self._read(_any_queued, claim.pool):
+                return ReportAnswer([])
         return await self._write(_jobs_report, worker_id, list(running), list(ended), claim)
 
 
@@ -166,7 +178,6 @@ def _ids(values: Iterable[int | None]) -> list[int]:
 def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[Claim]:
     """Everything needed to run ``claimed`` (held by the caller), read in bulk, and
     their session tokens stored (see :meth:`ClaimsMixin.job_claim`)."""
-    ids = [job.id for job in claimed]
     package_ids = _ids(job.package_id for job in claimed)
     found_packages = {}
     if package_ids:
@@ -174,9 +185,15 @@ def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[C
             package = package_from_row(row)
             found_packages[package.id] = package
     payloads: dict[int, list[Any]] = {}
-    for row in tx.conn.execute(_PAYLOADS, {"ids": ids}):
-        file = job_file_from_row(row)
-        payloads.setdefault(file.job_id, []).append(file)
+    # Payload files are attached only to WAITING jobs; a job created SEQUENCED (the
+    # common case) was never WAITING: its sequencing time is its creation time.
+    may_have_payload = [
+        job.id for job in claimed if job.sequenced_at is None or job.sequenced_at != job.created_at
+    ]
+    if may_have_payload:
+        for row in tx.conn.execute(_PAYLOADS, {"ids": may_have_payload}):
+            file = job_file_from_row(row)
+            payloads.setdefault(file.job_id, []).append(file)
     jobconfig_rows = {}
     jobconfig_ids = _ids(job.jobconfig_id for job in claimed)
     if jobconfig_ids:
@@ -291,6 +308,15 @@ _STATE_OF = select(jobs.c.status, jobs.c.worker_id, jobs.c.pid).where(
 )
 
 
+_ANY_QUEUED = (
+    select(jobs.c.id).where(status_is(JobStatus.QUEUED), jobs.c.pool == bindparam("pool")).limit(1)
+)
+
+
+def _any_queued(tx: Tx, pool: str) -> bool:
+    return tx.conn.execute(_ANY_QUEUED, {"pool": pool}).first() is not None
+
+
 def _jobs_report(
     tx: Tx,
     worker_id: str,
@@ -304,11 +330,35 @@ def _jobs_report(
         lock_jobconfigs(tx, (row[0] for row in tx.conn.execute(_JOBCONFIGS_OF, {"ids": ids})))
     actor = f"worker:{worker_id}"
     outcomes = []
+    to_promote: set[int] = set()
+    ends = {end.job_id: end for end in ended}
+    done_ends: dict[int, ReportOutcome] = {}
     for report in running:
         started_at = min(report.started_at, tx.now)
         sets: dict[str, Any] = {"started_at": started_at, "pid": report.pid}
         if report.resolved is not None:
             sets["resolved_macros"] = report.resolved
+        end = ends.get(report.job_id)
+        if end is not None and JobStatus(end.status) in TRANSITIONS[JobStatus.RUNNING]:
+            # A short job: RUNNING and its end in one statement (both events kept).
+            moved, jobconfig_id = move_held_through(
+                tx,
+                report.job_id,
+                through=JobStatus.RUNNING,
+                to=JobStatus(end.status),
+                worker_id=worker_id,
+                sets={**sets, **_end_sets(tx, end)},
+                actor=actor,
+                to_actor=end.actor,
+                reason=end.reason,
+                through_at=started_at,
+            )
+            if moved:
+                if jobconfig_id is not None:
+                    to_promote.add(jobconfig_id)
+                outcomes.append(ReportOutcome(report.job_id, True))
+                done_ends[end.job_id] = ReportOutcome(end.job_id, True)
+                continue
         moved, _jc = move_held(
             tx,
             report.job_id,
@@ -320,15 +370,17 @@ def _jobs_report(
             at=started_at,
         )
         outcomes.append(_outcome(tx, report.job_id, moved, worker_id, report.pid, "run it"))
-    to_promote: set[int] = set()
     for end in ended:
+        if end.job_id in done_ends:
+            outcomes.append(done_ends[end.job_id])
+            continue
         status = JobStatus(end.status)
         moved, jobconfig_id = move_held(
             tx,
             end.job_id,
             to=status,
             worker_id=worker_id,
-            sets={"ended_at": tx.now, "exit_code": end.exit_code, "status_reason": end.reason},
+            sets=_end_sets(tx, end),
             actor=end.actor,
             reason=end.reason,
         )
@@ -343,6 +395,10 @@ def _jobs_report(
             tx, worker_id, claim.pool, claim.limit, claim.lease_seconds, list(claim.token_hashes)
         )
     return ReportAnswer(outcomes, claims)
+
+
+def _end_sets(tx: Tx, end: EndReport) -> dict[str, Any]:
+    return {"ended_at": tx.now, "exit_code": end.exit_code, "status_reason": end.reason}
 
 
 def _outcome(

@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Text
 
 from jobyard.core.errors import Conflict, NotFound
-from jobyard.core.jobs import ACTIVE, HELD, JobStatus, sources_of
+from jobyard.core.jobs import ACTIVE, HELD, TRANSITIONS, JobStatus, sources_of
 from jobyard.core.models import Actor, Job
 from jobyard.store.schema import UtcDateTime, job_events, job_seq, jobconfigs, jobs
 from jobyard.store.sql.base import Tx, job_from_row, status_in, status_is, utcnow
@@ -415,4 +415,57 @@ def move_held(
     if row is None:
         return False, None
     tx.event(job_id, to, actor, reason, at)
+    return True, row[1]
+
+
+@functools.cache
+def _held_move_through_statement(
+    through: JobStatus, to: JobStatus, sets: tuple[str, ...]
+) -> Update:
+    """The guarded UPDATE of one held job passing ``through`` a status into ``to``."""
+    if to not in TRANSITIONS[through]:
+        raise ValueError(f"no move from {through} into {to}")
+    values: dict[str, Any] = {"status": to.value}
+    values.update({col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in sets})
+    return (
+        update(jobs)
+        .where(
+            jobs.c.id == bindparam("job_id"),
+            status_in(sources_of(through)),
+            jobs.c.worker_id == bindparam("p_worker_id"),
+        )
+        .values(**values)
+        .returning(jobs.c.id, jobs.c.jobconfig_id)
+    )
+
+
+def move_held_through(
+    tx: Tx,
+    job_id: int,
+    *,
+    through: JobStatus,
+    to: JobStatus,
+    worker_id: str,
+    sets: dict[str, Any],
+    actor: str,
+    to_actor: str,
+    reason: str | None,
+    through_at: Any,
+) -> tuple[bool, int | None]:
+    """Two moves of one held job in one statement: into ``through``, then into ``to``.
+
+    Guarded like the first move (``status IN sources_of(through)`` and the holder);
+    ``to`` must be allowed after ``through``. Records both events (``through`` at
+    ``through_at`` by ``actor``, ``to`` now by ``to_actor``), as the two moves would. The
+    worker's reports use it when a short job's RUNNING and end are written together.
+    """
+    bound = {f"v_{col}": value for col, value in sets.items()}
+    bound["job_id"] = job_id
+    bound["p_worker_id"] = worker_id
+    stmt = _held_move_through_statement(through, to, tuple(sorted(sets)))
+    row = tx.conn.execute(stmt, bound).first()
+    if row is None:
+        return False, None
+    tx.event(job_id, through, actor, None, through_at)
+    tx.event(job_id, to, to_actor, reason)
     return True, row[1]
