@@ -43,6 +43,9 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry looks up the global providers on every
+        # request; jobyard exports no traces, metrics or logs through it.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
     install_error_handlers(app)

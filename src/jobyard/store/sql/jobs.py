@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    Integer,
     Select,
     Text,
     bindparam,
@@ -224,32 +227,35 @@ def _job_get(tx: Tx, job_id: int) -> Job:
     return job_from_row(row)
 
 
-def _filter_conditions(table: Any, flt: JobFilter, after: int | None) -> list[ColumnElement[bool]]:
+#: Filters of a listing, in the order of the shape key of :func:`_list_shape`.
+_LIST_FILTERS = ("jobconfig_id", "submitted_by", "created_after", "created_before", "after")
+
+
+def _filter_conditions(table: Any, present: tuple[bool, ...]) -> list[ColumnElement[bool]]:
+    """The conditions of the filters that are ``present`` (values bound at execution)."""
+    jobconfig_id, submitted_by, created_after, created_before, after = present
     conds: list[ColumnElement[bool]] = []
-    if flt.jobconfig_id is not None:
-        conds.append(table.c.jobconfig_id == flt.jobconfig_id)
-    if flt.submitted_by is not None:
-        conds.append(table.c.submitted_by == flt.submitted_by)
-    if flt.created_after is not None:
-        conds.append(table.c.created_at >= flt.created_after)
-    if flt.created_before is not None:
-        conds.append(table.c.created_at < flt.created_before)
-    if after is not None:
-        conds.append(table.c.id < after)
+    if jobconfig_id:
+        conds.append(table.c.jobconfig_id == bindparam("f_jobconfig_id"))
+    if submitted_by:
+        conds.append(table.c.submitted_by == bindparam("f_submitted_by"))
+    if created_after:
+        conds.append(table.c.created_at >= bindparam("f_created_after", type_=UtcDateTime()))
+    if created_before:
+        conds.append(table.c.created_at < bindparam("f_created_before", type_=UtcDateTime()))
+    if after:
+        conds.append(table.c.id < bindparam("f_after"))
     return conds
 
 
-def jobs_list_statement(flt: JobFilter, after: int | None, limit: int) -> Select[Any] | None:
-    """The listing query (``None`` when the filter cannot match): newest first, limit + 1.
-
-    Public for the query-plan tests: history size must not change how it is executed.
-    """
-    statuses = None if flt.statuses is None else sorted({JobStatus(s) for s in flt.statuses})
-    if statuses is not None and not statuses:
-        return None
+@functools.cache
+def _list_shape(statuses: tuple[JobStatus, ...] | None, present: tuple[bool, ...]) -> Select[Any]:
+    """The listing query of one shape (which statuses, which filters), built once: a
+    monitoring client polling the list must not pay the construction every time."""
+    limit: BindParameter[int] = bindparam("f_limit", type_=Integer())
     stmt: Select[Any]
     if statuses is None or len(statuses) == 1:
-        conds = _filter_conditions(jobs, flt, after)
+        conds = _filter_conditions(jobs, present)
         if statuses:
             conds.append(jobs.c.status == statuses[0].value)
         stmt = select(jobs).where(*conds)
@@ -261,21 +267,50 @@ def jobs_list_statement(flt: JobFilter, after: int | None, limit: int) -> Select
             j = _BRANCHES[status]
             branch = (
                 select(j.c.id)
-                .where(*_filter_conditions(j, flt, after), j.c.status == status.value)
+                .where(*_filter_conditions(j, present), j.c.status == status.value)
                 .order_by(j.c.id.desc())
-                .limit(limit + 1)
+                .limit(limit)
                 .subquery()
             )
             branches.append(select(branch.c.id))
         stmt = select(jobs).where(jobs.c.id.in_(union_all(*branches)))
-    return stmt.order_by(jobs.c.id.desc()).limit(limit + 1)
+    return stmt.order_by(jobs.c.id.desc()).limit(limit)
+
+
+def _list_query(
+    flt: JobFilter, after: int | None, limit: int
+) -> tuple[Select[Any], dict[str, Any]] | None:
+    statuses = None if flt.statuses is None else sorted({JobStatus(s) for s in flt.statuses})
+    if statuses is not None and not statuses:
+        return None
+    values = {
+        "jobconfig_id": flt.jobconfig_id,
+        "submitted_by": flt.submitted_by,
+        "created_after": flt.created_after,
+        "created_before": flt.created_before,
+        "after": after,
+    }
+    present = tuple(values[name] is not None for name in _LIST_FILTERS)
+    shape = _list_shape(None if statuses is None else tuple(statuses), present)
+    params = {f"f_{name}": value for name, value in values.items() if value is not None}
+    params["f_limit"] = limit + 1
+    return shape, params
+
+
+def jobs_list_statement(flt: JobFilter, after: int | None, limit: int) -> Select[Any] | None:
+    """The listing query (``None`` when the filter cannot match): newest first, limit + 1.
+
+    Public for the query-plan tests: history size must not change how it is executed.
+    """
+    query = _list_query(flt, after, limit)
+    return None if query is None else query[0].params(query[1])
 
 
 def _jobs_list(tx: Tx, flt: JobFilter, after: int | None, limit: int) -> Page[Job]:
-    stmt = jobs_list_statement(flt, after, limit)
-    if stmt is None:
+    query = _list_query(flt, after, limit)
+    if query is None:
         return Page([], None)
-    items = [job_from_row(row) for row in tx.conn.execute(stmt)]
+    items = [job_from_row(row) for row in tx.conn.execute(*query)]
     if len(items) > limit:
         items = items[:limit]
         return Page(items, encode_cursor(items[-1].id))
