@@ -105,10 +105,10 @@ class ClaimsMixin(SqlBase):
         if not running and not ended:
             if claim is None or claim.limit <= 0:
                 return ReportAnswer([])
-            # A claim alone: look without the write lock first (idle workers all wake
-            # on a submit; only one finds the job, the others should not queue for the
-            # lock behind it).
-            if not await self._read(_any_queued, claim.pool):
+            # A claim alone on SQLite: look without the database's write lock first
+            # (idle workers all wake on a submit; only one finds the job, the others
+            # should not queue for the lock behind it). PostgreSQL claims lock rows only.
+            if not self._pg and not await self._read(_any_queued, claim.pool):
                 return ReportAnswer([])
         return await self._write(_jobs_report, worker_id, list(running), list(ended), claim)
 
