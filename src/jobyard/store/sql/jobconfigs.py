@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
@@ -127,15 +127,20 @@ def _jobconfig_insert(tx: Tx, values: dict[str, Any]) -> JobConfig:
     return jobconfig_from_row(row)
 
 
+_JOBCONFIG_BY_ID = select(jobconfigs).where(jobconfigs.c.id == bindparam("jc_id"))
+_JOBCONFIG_BY_NAME = select(jobconfigs).where(jobconfigs.c.name == bindparam("jc_name"))
+
+
 def read_jobconfig(tx: Tx, jobconfig_id: int) -> JobConfig:
-    row = tx.conn.execute(select(jobconfigs).where(jobconfigs.c.id == jobconfig_id)).first()
+    """The jobconfig, or ``NotFound`` (a prebuilt statement: every jobconfig run reads it)."""
+    row = tx.conn.execute(_JOBCONFIG_BY_ID, {"jc_id": jobconfig_id}).first()
     if row is None:
         raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
     return jobconfig_from_row(row)
 
 
 def _jobconfig_get_by_name(tx: Tx, name: str) -> JobConfig:
-    row = tx.conn.execute(select(jobconfigs).where(jobconfigs.c.name == name)).first()
+    row = tx.conn.execute(_JOBCONFIG_BY_NAME, {"jc_name": name}).first()
     if row is None:
         raise NotFound(f"jobconfig {name!r} does not exist", {"name": name})
     return jobconfig_from_row(row)

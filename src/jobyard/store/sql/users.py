@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -184,14 +184,18 @@ def _missing_user(user_id: int) -> NotFound:
 
 
 def _user_get(tx: Tx, user_id: int) -> User:
-    row = tx.conn.execute(select(users).where(users.c.id == user_id)).first()
+    row = tx.conn.execute(_USER_BY_ID, {"user_id": user_id}).first()
     if row is None:
         raise _missing_user(user_id)
     return user_from_row(row)
 
 
+_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
+_USER_BY_NAME = select(users).where(users.c.name == bindparam("user_name"))
+
+
 def _user_find(tx: Tx, name: str) -> User | None:
-    row = tx.conn.execute(select(users).where(users.c.name == name)).first()
+    row = tx.conn.execute(_USER_BY_NAME, {"user_name": name}).first()
     return None if row is None else user_from_row(row)
 
 
