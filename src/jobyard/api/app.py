@@ -12,6 +12,7 @@ from jobyard.api.auth import AuthMiddleware
 from jobyard.api.errors import install_error_handlers
 from jobyard.api.limits import BodyLimitMiddleware
 from jobyard.api.routes import access as access_routes  # issue 4: access helper
+from jobyard.api.routes import admin as admin_routes
 from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
 from jobyard.api.routes import macros as macro_routes
 from jobyard.api.routes import templates as template_routes
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
         jobs,
         cron,
         access_routes,
+        admin_routes,
     ):
         app.include_router(module.router)
     return app

@@ -12,6 +12,7 @@ from jobyard.store.sql.jobconfigs import JobconfigsMixin
 from jobyard.store.sql.jobs import JobsMixin
 from jobyard.store.sql.macros import MacrosMixin
 from jobyard.store.sql.misc import MiscMixin
+from jobyard.store.sql.retention import RetentionMixin
 from jobyard.store.sql.schedules import SchedulesMixin
 from jobyard.store.sql.templates import TemplatesMixin
 from jobyard.store.sql.users import UsersMixin
@@ -26,6 +27,7 @@ class SqlStore(
     MacrosMixin,
     MiscMixin,
     AccessMixin,
+    RetentionMixin,
 ):
     """The store over one database URL. Build it with :func:`jobyard.store.factory.open_store`."""
 
