@@ -253,4 +253,3 @@ def _delete_batch(paths: list[Path], folders: list[Path], dry_run: bool) -> tupl
         if not dry_run:
             shutil.rmtree(folder, ignore_errors=True)
     return files, size
-

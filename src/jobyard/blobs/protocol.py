@@ -65,4 +65,3 @@ class BlobStore(Protocol):
         ``dry_run`` removes nothing and answers what would go.
         """
         ...
-

@@ -132,8 +132,7 @@ def _check_retention(spec: JobConfigSpec) -> None:
         )
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
         raise InvalidInput(
-            "retention.max_jobs must be an integer ≥ 0 (0 = no limit) or null "
-            "(the global setting)",
+            "retention.max_jobs must be an integer ≥ 0 (0 = no limit) or null (the global setting)",
             {"field": "retention.max_jobs"},
         )
 

@@ -69,9 +69,7 @@ class RetentionMixin(SqlBase):
         limit), or ended before ``ended_before`` (None: no age limit). Jobs that have not
         ended are never listed.
         """
-        return await self._read(
-            _jobs_purgeable, jobconfig_id, keep, ended_before, after_id, limit
-        )
+        return await self._read(_jobs_purgeable, jobconfig_id, keep, ended_before, after_id, limit)
 
     async def jobs_purge(self, job_ids: list[int], *, dry_run: bool = False) -> JobsPurged:
         """Delete these jobs if ended, with their events, file records and session tokens.
@@ -141,11 +139,7 @@ def _jobs_purgeable(
         # The newest ended job beyond the keep: it and every older ended job go.
         # A range of the partial index ix_jobs_ended, read backwards; no sort.
         threshold = tx.conn.execute(
-            select(jobs.c.id)
-            .where(of_jc, ended)
-            .order_by(jobs.c.id.desc())
-            .offset(keep)
-            .limit(1)
+            select(jobs.c.id).where(of_jc, ended).order_by(jobs.c.id.desc()).offset(keep).limit(1)
         ).scalar()
         if threshold is not None:
             rows = tx.conn.execute(
