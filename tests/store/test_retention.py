@@ -8,6 +8,7 @@ jobconfig, a template) or freshly uploaded stay; a dry run changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from jobyard.blobs.keys import log_key, output_key, package_key, payload_key
 from jobyard.blobs.local import LocalBlobStore
 from jobyard.core.errors import NotFound
 from jobyard.core.jobs import TERMINAL, JobStatus
-from jobyard.core.models import JobConfigSpec, JobFile, NewJob
+from jobyard.core.models import JobConfigSpec, JobFile
 from jobyard.core.templates import TemplateSpec
 from jobyard.engine.retention import Retention, drop_package_blob, remove_jobconfig_leftovers
 from jobyard.settings import RetentionSettings
@@ -60,7 +61,7 @@ async def _job(
     """A job of ``jobconfig_id`` forced to ``status``, created/ended ``days_ago``."""
     new = new_job(jobconfig_id)
     if package_id is not None:
-        new = NewJob(**{**_fields(new), "package_id": package_id, "command": None})
+        new = dataclasses.replace(new, package_id=package_id, command=None)
     job = await store.job_insert(new, actor="user:alice", reason=None)
     force(db, job.id, status)
     if days_ago:
@@ -68,10 +69,6 @@ async def _job(
     elif status in TERMINAL:
         _set_times(db, job.id, datetime.now(UTC))
     return job.id
-
-
-def _fields(new: NewJob) -> dict[str, object]:
-    return {f: getattr(new, f) for f in new.__dataclass_fields__}
 
 
 async def _ids(store: Store, jobconfig_id: int | None = None) -> set[int]:
