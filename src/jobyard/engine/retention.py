@@ -119,8 +119,10 @@ class Retention:
                     break
                 purged = await self.store.jobs_purge(ids, dry_run=report.dry_run)
                 await delete_job_blobs(self.blobs, purged, report)
-                if report.dry_run:
-                    after = ids[-1]  # nothing was deleted: page on
+                if report.dry_run or not purged.job_ids:
+                    # Nothing was deleted (a dry run, or another server took them):
+                    # page on rather than list the same ids again.
+                    after = ids[-1]
                 await asyncio.sleep(BATCH_PAUSE_SECONDS)
 
     # -- audit ---------------------------------------------------------------------------
