@@ -8,7 +8,9 @@ writes an audit row and the audit log is bounded by age, not by count). The back
 bounded: a submitter waits for the job submitted ``--backlog`` jobs earlier to end.
 
 Every ``--sample`` jobs it records the database size (file + WAL + shared memory), the
-blobs folder and the work folder, and per ``--window`` jobs the submit latency
+blobs folder and the work folder (bytes of the files + 4 KiB per file or folder, so a
+growing number of empty log files shows too; ``--output`` makes each job write a log
+line and an output file), and per ``--window`` jobs the submit latency
 p50/p99. Verdicts: after the first cycle (jobconfigs x keep jobs, plus one window) the
 sizes stop growing (the last sample within 10 % + 1 MiB of the largest after the first
 cycle); the last window's p99 within 20 % of the first's.
@@ -28,13 +30,16 @@ from _common import LeanClient, Server, jobyard_up, machine, percentile, run_loo
 
 
 def _size(path: Path) -> int:
+    """Bytes under ``path``: files, plus 4 KiB per file or folder (an empty log file
+    still costs an inode and a directory entry, so growth in numbers shows too)."""
     if path.is_file():
         return path.stat().st_size
     total = 0
-    for top, _dirs, names in os.walk(path):
+    for top, dirs, names in os.walk(path):
+        total += 4096 * len(dirs)
         for name in names:
             try:
-                total += os.lstat(os.path.join(top, name)).st_size
+                total += os.lstat(os.path.join(top, name)).st_size + 4096
             except OSError:
                 continue
     return total
@@ -53,7 +58,7 @@ async def _soak(server: Server, args: argparse.Namespace) -> int:
     async with LeanClient(server.url, server.token, args.concurrency) as api:
         ids = []
         for n in range(args.jobconfigs):
-            body = {"name": f"soak-{n}", "command": ["true"], "max_concurrent": 0}
+            body = {"name": f"soak-{n}", "command": args.command, "max_concurrent": 0}
             status, answer = await api.request("POST", "/api/v1/jobconfigs", body)
             if status != 201:
                 raise RuntimeError(f"create jobconfig: {status} {answer}")
@@ -167,7 +172,17 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=10_000, help="jobs between size samples")
     parser.add_argument("--backlog", type=int, default=2000, help="most jobs not yet ended")
     parser.add_argument("--interval", type=float, default=2.0, help="purge interval, s")
+    parser.add_argument(
+        "--output",
+        action="store_true",
+        help="jobs write a log line and an output file (blobs to purge) instead of `true`",
+    )
     args = parser.parse_args()
+    args.command = (
+        ["/bin/sh", "-c", 'echo soak line; echo out > "$LOCAL_JOB_OUT_DIR/o.txt"']
+        if args.output
+        else ["true"]
+    )
     env = {
         "JOBYARD_RETENTION__MAX_JOBS_PER_JOBCONFIG": str(args.keep),
         "JOBYARD_RETENTION__INTERVAL_SECONDS": str(args.interval),
