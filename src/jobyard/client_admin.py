@@ -216,6 +216,10 @@ class AdminCalls:
         """``DELETE /users/{id}/policies/{pid}`` (204)."""
         await self._send("DELETE", f"{API}/users/{user_id}/policies/{policy_id}")
 
+    async def purge(self, *, dry_run: bool = False) -> JsonObject:
+        """``POST /admin/purge``: run a retention pass now (admins); counts of what went."""
+        return await self._json("POST", f"{API}/admin/purge", json={"dry_run": dry_run})
+
     async def audit_list(
         self,
         *,

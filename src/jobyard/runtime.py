@@ -26,6 +26,7 @@ from jobyard.engine.maintenance import (
 from jobyard.engine.scheduler import Scheduler
 from jobyard.service import auth
 from jobyard.service.context import Context
+from jobyard.service.retention import retention_of
 from jobyard.settings import Settings
 from jobyard.store.factory import open_store
 from jobyard.worker.pool import WorkerPool
@@ -92,6 +93,11 @@ class Runtime:
                 name="maintenance",
             )
         )
+        if self.settings.retention.enabled:
+            purger = retention_of(ctx)
+            self._tasks.append(
+                asyncio.create_task(purger.loop(holder=self.server_id), name="retention")
+            )
         if self.settings.scheduler.enabled:
             self.scheduler = Scheduler(store, bus, self.settings.scheduler)
             self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))

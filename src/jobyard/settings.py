@@ -60,6 +60,45 @@ class AuthSettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    """``[retention]`` in the TOML file; ``JOBYARD_RETENTION__<FIELD>`` in the environment.
+
+    Ended jobs (with their events, logs, outputs, payloads and session tokens), audit
+    rows and unreferenced package blobs are purged by a background pass so that a
+    long-running server stops growing. A jobconfig's own ``retention`` overrides the
+    job limits for its jobs.
+    """
+
+    max_age_days: float = Field(
+        default=30, ge=0, description="Ended jobs older than this are purged (0 = keep forever)."
+    )
+    max_jobs_per_jobconfig: int = Field(
+        default=10_000,
+        ge=0,
+        description="Ended jobs kept per jobconfig, newest first (0 = no limit).",
+    )
+    audit_days: float = Field(
+        default=365, ge=0, description="Audit rows older than this are purged (0 = keep forever)."
+    )
+    blob_grace_hours: float = Field(
+        default=24,
+        ge=0,
+        description="Unreferenced package blobs (and orphan files) older than this are purged.",
+    )
+    batch_size: int = Field(
+        default=200, ge=1, le=10_000, description="Rows deleted per purge transaction."
+    )
+    interval_seconds: float = Field(
+        default=300, gt=0, description="How often the background purge pass runs."
+    )
+    enabled: bool = Field(default=True, description="Run the background purge pass here.")
+    package_cache_max_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=0,
+        description="Bound of each worker host's unpacked-package cache (LRU; 0 = no bound).",
+    )
+
+
 class Settings(BaseSettings):
     """Every tunable of a jobyard process. Env prefix ``JOBYARD_``; file via ``JOBYARD_CONFIG``."""
 
@@ -123,6 +162,7 @@ class Settings(BaseSettings):
 
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     upload_max_bytes: int = Field(default=512 * 1024**2, gt=0, description="Largest upload.")
     upload_max_concurrent: int = Field(

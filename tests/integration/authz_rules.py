@@ -349,6 +349,13 @@ ENFORCED: list[Rule] = [
         _policy_to_revoke,
     ),
     Rule("GET", f"{API}/audit", admin_only(200)),
+    # retention: a purge pass now (a dry run here: the matrix's objects must stay)
+    Rule(
+        "POST",
+        f"{API}/admin/purge",
+        admin_only(200, others=403),
+        with_body(f"{API}/admin/purge", {"dry_run": True}),
+    ),
     # packages (no owner: any user)
     Rule("POST", f"{API}/packages", any_user(201, job=403), _upload),
     Rule("GET", f"{API}/packages", any_user(200)),

@@ -13,6 +13,7 @@ from jobyard.api.errors import install_error_handlers
 from jobyard.api.hotpath import HotPathMiddleware
 from jobyard.api.limits import BodyLimitMiddleware
 from jobyard.api.routes import access as access_routes  # issue 4: access helper
+from jobyard.api.routes import admin as admin_routes
 from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
 from jobyard.api.routes import macros as macro_routes
 from jobyard.api.routes import templates as template_routes
@@ -66,6 +67,7 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
         schedules,
         cron,
         access_routes,
+        admin_routes,
     ):
         app.include_router(module.router)
     return app

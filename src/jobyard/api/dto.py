@@ -97,6 +97,28 @@ class _RunTargetIn(_In):
     pool: ShortText = "default"
 
 
+class RetentionIn(_In):
+    """A jobconfig's own retention of its ended jobs; null fields: the global settings."""
+
+    max_age_days: Annotated[float, Field(ge=0, le=1_000_000)] | None = Field(
+        default=None,
+        description="Ended jobs older than this many days are purged (0 = keep forever; "
+        "null = retention.max_age_days).",
+    )
+    max_jobs: Annotated[int, Field(ge=0, le=1_000_000_000)] | None = Field(
+        default=None,
+        description="Newest ended jobs kept (0 = no limit; null = "
+        "retention.max_jobs_per_jobconfig).",
+    )
+
+
+class RetentionOut(BaseModel):
+    """A jobconfig's retention overrides (null: the global setting applies)."""
+
+    max_age_days: float | None = None
+    max_jobs: int | None = None
+
+
 class JobConfigIn(_RunTargetIn):
     """Body of create (POST) and replace (PUT) of a jobconfig."""
 
@@ -108,6 +130,9 @@ class JobConfigIn(_RunTargetIn):
         default=None, description="Inherit package and entry point/command from this template."
     )
     parameters: Parameters = []
+    retention: RetentionIn | None = Field(
+        default=None, description="Retention overrides of its ended jobs (null: global)."
+    )
 
 
 class JobConfigPatch(_In):
@@ -126,6 +151,10 @@ class JobConfigPatch(_In):
     pool: ShortText | None = None
     template_id: Id | None = None
     parameters: Parameters | None = None
+    retention: RetentionIn | None = Field(
+        default=None,
+        description="The fields given change (null resets both to the global settings).",
+    )
 
 
 class JobConfigOut(BaseModel):
@@ -158,11 +187,19 @@ class JobConfigOut(BaseModel):
         "do no more than they may.",
     )
     definition_changed_at: datetime | None = Field(default=None, description="When.")
+    retention: RetentionOut = Field(
+        default_factory=RetentionOut,
+        description="Retention overrides of its ended jobs (null fields: the global settings).",
+    )
 
     @classmethod
     def of(cls, record: JobConfig) -> JobConfigOut:
-        """Build from the domain record (same field names)."""
-        return cls.model_validate(record, from_attributes=True)
+        """Build from the domain record (same field names; retention nested)."""
+        out = cls.model_validate(record, from_attributes=True)
+        out.retention = RetentionOut(
+            max_age_days=record.retention_max_age_days, max_jobs=record.retention_max_jobs
+        )
+        return out
 
 
 class JobConfigPage(BaseModel):

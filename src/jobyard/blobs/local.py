@@ -195,3 +195,61 @@ class LocalBlobStore:
             else:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+    # -- retention -------------------------------------------------------------------
+    async def touch(self, key: str) -> bool:
+        """Set the blob's modification time to now (a re-upload: its grace starts again)."""
+        try:
+            os.utime(self.local_path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    async def modified_at(self, key: str) -> float | None:
+        """The blob's modification time, or None when absent."""
+        try:
+            return self.local_path(key).stat().st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    async def rename(self, src: str, dst: str) -> bool:
+        """``os.replace`` one blob file to another key (same folder tree: atomic)."""
+        target = self.local_path(dst)
+        try:
+            os.replace(self.local_path(src), target)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    async def delete_batch(
+        self, keys: list[str], prefixes: list[str], *, dry_run: bool = False
+    ) -> tuple[int, int]:
+        """Delete files by key and folders by ``prefix/`` in one thread; (files, bytes)."""
+        paths = [self.local_path(k) for k in keys]
+        folders = [self._root.joinpath(*key_parts(p.rstrip("/"))) for p in prefixes]
+        return await asyncio.to_thread(_delete_batch, paths, folders, dry_run)
+
+
+def _delete_batch(paths: list[Path], folders: list[Path], dry_run: bool) -> tuple[int, int]:
+    files = size = 0
+    for path in paths:
+        try:
+            size += path.stat().st_size
+            if not dry_run:
+                path.unlink()
+            files += 1
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    for folder in folders:
+        try:
+            walk = list(os.walk(folder))
+        except OSError:
+            continue
+        for top, _dirs, names in walk:
+            for name in names:
+                with contextlib.suppress(OSError):
+                    size += os.lstat(os.path.join(top, name)).st_size
+                    files += 1
+        if not dry_run:
+            shutil.rmtree(folder, ignore_errors=True)
+    return files, size

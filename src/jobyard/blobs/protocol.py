@@ -44,3 +44,24 @@ class BlobStore(Protocol):
     async def delete_prefix(self, prefix: str) -> None:
         """Delete every blob under ``prefix`` (retention, jobconfig deletion)."""
         ...
+
+    async def touch(self, key: str) -> bool:
+        """Mark ``key`` as just used (its modification time: now); False when absent."""
+        ...
+
+    async def modified_at(self, key: str) -> float | None:
+        """When ``key`` was last written or touched (epoch seconds), or None when absent."""
+        ...
+
+    async def rename(self, src: str, dst: str) -> bool:
+        """Move a blob to another key atomically; False when ``src`` is absent."""
+        ...
+
+    async def delete_batch(
+        self, keys: list[str], prefixes: list[str], *, dry_run: bool = False
+    ) -> tuple[int, int]:
+        """Delete blobs by key and by folder prefix in one go; ``(files, bytes)`` removed.
+
+        ``dry_run`` removes nothing and answers what would go.
+        """
+        ...

@@ -14,6 +14,7 @@ from jobyard.cli import users as users_cli
 from jobyard.cli.apply import apply_command, export_command
 from jobyard.cli.context import CliState
 from jobyard.cli.login import login_command, logout_command
+from jobyard.cli.purge import purge_command
 from jobyard.cli.run import run_command
 from jobyard.cli.server import db_app, keys_app, up_command
 
@@ -83,6 +84,7 @@ app.add_typer(templates_cli.app)
 app.add_typer(macros.app)
 app.add_typer(access_cli.app)
 app.command("audit")(access_cli.audit_command)
+app.command("purge")(purge_command)
 
 
 def main() -> None:

@@ -96,6 +96,9 @@ def normalise(field: str, value: Any) -> Any:
     Exit codes and parameters are sets (order and repeats do not matter); a missing
     description is ""; macro values are strings.
     """
+    if field == "retention":
+        given = value if isinstance(value, Mapping) else {}
+        return {k: given.get(k) for k in ("max_age_days", "max_jobs")}
     if value is None:
         return "" if field == "description" else None
     if field == "success_exit_codes" and isinstance(value, list | tuple):

@@ -21,6 +21,9 @@
         enabled: true
         description: "..."
         pool: default
+        retention:            # optional; a field left out: the server's retention setting
+          max_jobs: 1000      # newest ended jobs kept (0 = no limit)
+          max_age_days: 7     # ended jobs older than this go (0 = keep forever)
         schedules:            # optional; see jobyard.cli.schedulespec
           - cron: "0 0 2 * * ?"
             timezone: Europe/Berlin
@@ -28,8 +31,10 @@
 
 The file is the whole truth about the jobconfigs it names: a field left out means its
 default, so deleting a line from the file resets that field on the next apply.
-The same goes for ``schedules``, with one exception: a jobconfig without the key keeps
-the schedules it has (with the key, those not listed are deleted).
+The same goes for ``schedules`` and ``retention``, with one exception: a jobconfig
+without the key keeps the schedules (retention overrides) it has; with the key, the
+schedules not listed are deleted (the retention fields not given become null: the
+server's settings).
 Validation reports every problem at once, each with ``file:line``.
 """
 
@@ -91,13 +96,25 @@ SPEC_FIELDS: tuple[str, ...] = (
     "enabled",
     "pool",
     "template_id",
+    "retention",
 )
+
+#: ``retention`` of a jobconfig that sets no override (the server's settings apply).
+NO_RETENTION: dict[str, Any] = {"max_age_days": None, "max_jobs": None}
+
+
+def full_retention(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Both retention fields, None where not set: a file's whole truth about them."""
+    value = value or {}
+    return {k: value.get(k) for k in NO_RETENTION}
 
 
 def spec_defaults() -> dict[str, Any]:
     """The value each writable field takes when a file leaves it out (from ``JobConfigSpec``)."""
     defaults: dict[str, Any] = {}
     for f in dataclasses.fields(JobConfigSpec):
+        if f.name.startswith("retention_"):
+            continue  # files and the API nest them as ``retention``
         if f.default is not dataclasses.MISSING:
             defaults[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
@@ -206,6 +223,13 @@ class ScheduleModel(_Strict):
         )
 
 
+class RetentionModel(_Strict):
+    """``retention`` of a jobconfig: overrides of the server's retention settings."""
+
+    max_age_days: float | None = Field(default=None, ge=0)
+    max_jobs: int | None = Field(default=None, ge=0)
+
+
 class JobConfigModel(_Strict):
     """One item of ``jobconfigs``; unset fields take the defaults of ``JobConfigSpec``."""
 
@@ -224,6 +248,7 @@ class JobConfigModel(_Strict):
     enabled: bool | None = None
     description: str | None = None
     pool: str | None = Field(default=None, min_length=1)
+    retention: RetentionModel | None = None
     schedules: list[ScheduleModel] | None = None
 
     @model_validator(mode="after")
@@ -377,6 +402,9 @@ def _to_apply_file(
             )
         values = jc.model_dump(exclude_none=True, exclude={"package", "schedules", "template"})
         spec = {f: values.get(f, defaults.get(f)) for f in SPEC_FIELDS}
+        spec.pop("retention", None)
+        if "retention" in jc.model_fields_set:
+            spec["retention"] = full_retention(values.get("retention"))
         schedules = _schedules(jc, root, index, problems)
         decl = JobConfigDecl(jc.name, spec, jc.package, line, schedules, jc.template)
         jobconfigs.append(decl)
@@ -440,6 +468,8 @@ def _allowed_keys(loc: Sequence[Any]) -> list[str]:
         return list(ApplyFileModel.model_fields)
     if loc[0] == "jobconfigs" and depth > 4 and loc[2] == "schedules":
         return list(ScheduleModel.model_fields)
+    if loc[0] == "jobconfigs" and depth > 3 and loc[2] == "retention":
+        return list(RetentionModel.model_fields)
     if loc[0] == "jobconfigs":
         return list(JobConfigModel.model_fields)
     if loc[0] == "templates":
@@ -481,6 +511,10 @@ def export_document(
             value = jc.get(f)
             if value is None or (f == "parameters" and not value):
                 continue
+            if f == "retention":
+                value = {k: v for k, v in full_retention(value).items() if v is not None}
+                if not value:
+                    continue
             if f == "template_id" and jc.get("template"):
                 f, value = "template", jc["template"]
             item[f] = dict(value) if isinstance(value, Mapping) else value

@@ -56,6 +56,9 @@ class JobConfigSpec:
     template_id: int | None = None  # inherits package and entry point/command when unset
     #: Macro names a caller with only ``execute`` may set at run time.
     parameters: list[str] = field(default_factory=list)
+    #: Retention of its ended jobs; None: the global ``retention`` settings.
+    retention_max_age_days: float | None = None
+    retention_max_jobs: int | None = None
 
 
 #: The fields of a jobconfig that decide what its jobs run: whoever changes one of them
@@ -96,6 +99,9 @@ class JobConfig:
     #: its schedules' macros), and when. None: nobody known (created internally).
     definition_changed_by: str | None = None
     definition_changed_at: datetime | None = None
+    #: Retention overrides (see :class:`JobConfigSpec`); None: the global settings.
+    retention_max_age_days: float | None = None
+    retention_max_jobs: int | None = None
 
     def __post_init__(self) -> None:
         # A row written before the column existed (or by hand) may hold NULL: no parameters.

@@ -19,12 +19,22 @@ from jobyard.core.validation import (
     check_name,
     check_patch,
 )
+from jobyard.engine.retention import remove_jobconfig_leftovers
 from jobyard.service import access
 from jobyard.service.context import Context, Principal
 
 SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(JobConfigSpec))
 #: Fields that may be cleared with null; the others always hold a value.
-NULLABLE_FIELDS: frozenset[str] = frozenset({"package_id", "entrypoint", "command", "template_id"})
+NULLABLE_FIELDS: frozenset[str] = frozenset(
+    {
+        "package_id",
+        "entrypoint",
+        "command",
+        "template_id",
+        "retention_max_age_days",
+        "retention_max_jobs",
+    }
+)
 
 
 async def check_run_target(
@@ -104,8 +114,27 @@ async def _validate(ctx: Context, spec: JobConfigSpec) -> JobConfigSpec:
         )
     if spec.timeout < 0:
         raise InvalidInput("timeout must be ≥ 0 minutes (0 = none)", {"field": "timeout"})
+    _check_retention(spec)
     await check_run_target(ctx, spec.package_id, spec.entrypoint, spec.command, spec.template_id)
     return spec
+
+
+def _check_retention(spec: JobConfigSpec) -> None:
+    """Retention overrides are numbers ≥ 0 (an integer for ``max_jobs``) or null."""
+    age, count = spec.retention_max_age_days, spec.retention_max_jobs
+    if age is not None and (
+        isinstance(age, bool) or not isinstance(age, int | float) or not 0 <= age < float("inf")
+    ):
+        raise InvalidInput(
+            "retention.max_age_days must be a number of days ≥ 0 (0 = keep forever) or null "
+            "(the global setting)",
+            {"field": "retention.max_age_days"},
+        )
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise InvalidInput(
+            "retention.max_jobs must be an integer ≥ 0 (0 = no limit) or null (the global setting)",
+            {"field": "retention.max_jobs"},
+        )
 
 
 def unknown_template(template_id: int) -> InvalidInput:
@@ -263,10 +292,15 @@ async def patch(
 async def delete(
     ctx: Context, principal: Principal, jobconfig_id: int, *, remote_addr: str | None = None
 ) -> None:
-    """Delete a jobconfig whose jobs have all ended, with their history and files."""
+    """Delete a jobconfig whose jobs have all ended, with their history and files.
+
+    Its jobs' logs, outputs and payloads go with it, and so do the packages it and
+    its jobs used when nothing else uses them (no blob is left behind).
+    """
     access.refuse_job_token(principal, "delete jobconfigs")
     current = await get(ctx, principal, jobconfig_id, "delete")
-    await ctx.store.jobconfig_delete(jobconfig_id)
+    removed = await ctx.store.jobconfig_delete(jobconfig_id)
+    await remove_jobconfig_leftovers(ctx.store, ctx.blobs, removed)
     details = {"name": current.name}
     await access.record(
         ctx, principal, "jobconfig.delete", "jobconfig", jobconfig_id, details, remote_addr

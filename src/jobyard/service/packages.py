@@ -58,13 +58,20 @@ async def upload(
     tmp_root.mkdir(parents=True, exist_ok=True)
     sha, kind, entrypoints = await asyncio.to_thread(_inspect, path, tmp_root, ctx.settings)
     key = package_key(sha)
-    if not await ctx.blobs.exists(key):
+    # Touching an existing blob restarts its grace period: the retention pass leaves
+    # an unreferenced package alone while its blob is newer than blob_grace_hours.
+    if not await ctx.blobs.touch(key):
         await ctx.blobs.put_file(key, path)
     size = path.stat().st_size
     safe_name = Path(filename).name or "package"
-    return await ctx.store.package_insert(
+    recorded = await ctx.store.package_insert(
         sha256=sha, filename=safe_name, size=size, kind=kind, entrypoints=entrypoints
     )
+    # A purge may have removed the blob between the touch and the insert (it puts a
+    # blob back only for rows it sees): make sure the recorded package has its content.
+    if not await ctx.blobs.exists(key):
+        await ctx.blobs.put_file(key, path)
+    return recorded
 
 
 async def get(ctx: Context, package_id: int) -> Package:

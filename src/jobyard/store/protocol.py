@@ -41,6 +41,7 @@ from jobyard.core.models import (
     RunContext,
     WorkerInfo,
 )
+from jobyard.core.retention import JobconfigKey, JobconfigRemoved, JobsPurged
 from jobyard.core.schedules import FiringPlanner, FiringRound, Schedule, ScheduleSpec
 from jobyard.core.templates import CloneResult, Template, TemplateSpec
 from jobyard.core.users import Deactivation, TokenIdentity, User
@@ -112,8 +113,12 @@ class Store(ClaimStore, Protocol):
         """Record ``changed_by`` as the jobconfig's definer now; ``NotFound``."""
         ...
 
-    async def jobconfig_delete(self, jobconfig_id: int) -> None:
-        """Delete a jobconfig and its ended jobs; ``Conflict`` while any job has not ended."""
+    async def jobconfig_delete(self, jobconfig_id: int) -> JobconfigRemoved:
+        """Delete a jobconfig and its ended jobs; ``Conflict`` while any job has not ended.
+
+        Its jobs go with their events, file records and session tokens; the answer
+        names their blobs and the packages they used (the caller deletes those next).
+        """
         ...
 
     async def jobconfigs_list(self, *, cursor: str | None, limit: int) -> Page[JobConfig]:
@@ -618,4 +623,59 @@ class Store(ClaimStore, Protocol):
         self, flt: AuditFilter, *, cursor: str | None = None, limit: int = 100
     ) -> Page[AuditEntry]:
         """Audit entries matching ``flt``, newest first (cursor pagination); limit 1..500."""
+        ...
+
+    # -- retention -------------------------------------------------------------------
+    async def retention_overrides(self) -> list[tuple[int, float | None, int | None]]:
+        """``(jobconfig id, max_age_days, max_jobs)`` of every jobconfig (None: global)."""
+        ...
+
+    async def jobs_purgeable(
+        self,
+        jobconfig_id: JobconfigKey,
+        *,
+        keep: int,
+        ended_before: datetime | None,
+        after_id: int = 0,
+        limit: int,
+    ) -> list[int]:
+        """Ids (ascending, > ``after_id``) of ended jobs of one jobconfig past their keep.
+
+        ``jobconfig_id`` None: ad-hoc jobs. Past the keep: older than the ``keep`` newest
+        ended jobs (0: no count limit) or ended before ``ended_before`` (None: no age
+        limit). Jobs that have not ended are never listed.
+        """
+        ...
+
+    async def jobs_purge(self, job_ids: list[int], *, dry_run: bool = False) -> JobsPurged:
+        """Delete these jobs if ended, with events, file records and session tokens (one tx).
+
+        Returns what went and the blob keys of their files (deleted by the caller after
+        the commit). ``dry_run`` changes nothing and answers what would go.
+        """
+        ...
+
+    async def audit_purge(self, *, before: datetime, limit: int, dry_run: bool = False) -> int:
+        """Delete up to ``limit`` audit rows older than ``before``; the count.
+
+        ``dry_run``: how many rows are older than ``before`` (nothing deleted).
+        """
+        ...
+
+    async def packages_purgeable(self, *, created_before: datetime, limit: int) -> list[Package]:
+        """Packages no jobconfig, template or job refers to, created before the time."""
+        ...
+
+    async def packages_purge(
+        self, package_ids: list[int], *, created_before: datetime | None
+    ) -> list[Package]:
+        """Delete these packages if still unreferenced (and old enough); the deleted ones."""
+        ...
+
+    async def jobs_existing(self, job_ids: list[int]) -> set[int]:
+        """Which of these job ids still exist (the orphan-file sweep)."""
+        ...
+
+    async def packages_existing(self, sha256s: list[str]) -> set[str]:
+        """Which of these package hashes have a package row (the orphan-file sweep)."""
         ...

@@ -11,7 +11,9 @@ Index choices follow the hot paths:
 * sequencing: ``(jobconfig_id, status, seq)`` (count ACTIVE, oldest SEQUENCED first);
 * listing: ``(jobconfig_id, status, id)``, ``(status, id)``, ``(created_at)``,
   ``(jobconfig_id, created_at)``: newest-first pages read an index range backwards;
-* leases: partial ``(lease_expires_at) WHERE status IN ('INITIALIZING', 'RUNNING')``.
+* leases: partial ``(lease_expires_at) WHERE status IN ('INITIALIZING', 'RUNNING')``;
+* retention: partial ``(jobconfig_id, id) WHERE status IN (<ended>)``: the ended jobs
+  of a jobconfig, oldest first, without touching the live ones.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -38,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from jobyard.core.jobs import HELD, JobStatus
+from jobyard.core.jobs import HELD, TERMINAL, JobStatus
 
 #: Naming convention so constraint names are identical on both engines and in migrations.
 NAMING_CONVENTION: dict[str, str] = {
@@ -97,6 +100,7 @@ job_seq = Sequence("jobs_seq_seq", metadata=metadata)
 
 _STATUS_VALUES = ", ".join(f"'{s.value}'" for s in JobStatus)
 _HELD_VALUES = ", ".join(f"'{s.value}'" for s in sorted(HELD))
+_ENDED_VALUES = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
 
 packages = Table(
     "packages",
@@ -137,6 +141,9 @@ jobconfigs = Table(
     # 0004: who last changed what it runs, and when (bounds its jobs' SESSION_ID)
     Column("definition_changed_by", String(200), nullable=True),
     Column("definition_changed_at", UtcDateTime(), nullable=True),
+    # 0005: retention overrides of its ended jobs (NULL: the global setting)
+    Column("retention_max_age_days", Float, nullable=True),
+    Column("retention_max_jobs", Integer, nullable=True),
     Index("ux_jobconfigs_name", "name", unique=True),
     CheckConstraint("max_concurrent >= 0", name="max_concurrent_nonneg"),
     sqlite_autoincrement=True,
@@ -207,6 +214,23 @@ Index(
     sqlite_where=text(f"status IN ({_HELD_VALUES})"),
 )
 
+#: Retention (0005): a jobconfig's ended jobs by id (count, keep the newest N, oldest first).
+Index(
+    "ix_jobs_ended",
+    jobs.c.jobconfig_id,
+    jobs.c.id,
+    postgresql_where=text(f"status IN ({_ENDED_VALUES})"),
+    sqlite_where=text(f"status IN ({_ENDED_VALUES})"),
+)
+
+#: Retention (0005): is a package still used by some job? (jobs of a command have none)
+Index(
+    "ix_jobs_package_id",
+    jobs.c.package_id,
+    postgresql_where=text("package_id IS NOT NULL"),
+    sqlite_where=text("package_id IS NOT NULL"),
+)
+
 #: A firing is never run twice: one job at most per (schedule, nominal fire time).
 Index(
     "ux_jobs_schedule_firing",
@@ -263,6 +287,7 @@ api_tokens = Table(
     Column("job_id", BigInteger, nullable=True),  # 0003: a session token's job
     Index("ux_api_tokens_token_hash", "token_hash", unique=True),
     Index("ix_api_tokens_user_id", "user_id"),
+    Index("ix_api_tokens_job_id", "job_id"),  # 0005: purged with their job
     sqlite_autoincrement=True,
 )
 

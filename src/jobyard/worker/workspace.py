@@ -35,8 +35,12 @@ deletes its files cannot corrupt the cache for the next job. Single-file package
 skip the cache (placing the file is already one copy). Jobs without a package cost
 two ``mkdir`` calls and, at the end, two ``rmdir`` calls.
 
-The cache is not pruned automatically yet: delete ``cache/`` while no job runs to
-reclaim the space (entries are re-created on demand).
+The cache is bounded (``retention.package_cache_max_bytes``; 0 = unbounded): after a
+new tree is added, the least recently used trees (by their folder's modification time,
+touched at each use) are removed until the cache fits. A tree being copied into a job
+is held with a shared ``flock``; eviction takes the lock exclusively without waiting
+and skips a tree it cannot lock, so no running job's copy loses its source, in this
+process or another sharing the folder. An evicted tree is re-created on demand.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import functools
 import itertools
 import os
@@ -95,8 +100,11 @@ class Workspace:
         unpack_max_bytes: int = 2 * 1024**3,
         unpack_max_entries: int = 100_000,
         unpack_max_ratio: float | None = DEFAULT_MAX_RATIO,
+        cache_max_bytes: int = 0,
     ) -> None:
         self.root = root
+        self.cache_max_bytes = cache_max_bytes
+        self._tree_sizes: dict[str, int] = {}
         self.jobs_root = jobs_root or root / "jobs"
         self.cache_root = root / "cache"
         self.unpack_max_bytes = unpack_max_bytes
@@ -120,6 +128,7 @@ class Workspace:
             unpack_max_bytes=settings.unpack_max_bytes,
             unpack_max_entries=settings.unpack_max_entries,
             unpack_max_ratio=settings.unpack_max_ratio,
+            cache_max_bytes=settings.retention.package_cache_max_bytes,
         )
 
     # -- job folders ---------------------------------------------------------------------
@@ -251,11 +260,15 @@ class Workspace:
         needed); it is called only when the cache does not have the package yet. With
         an ``owner`` the copy belongs to the job's uid.
         """
-        what, path = await self.obtain_package(sha256, kind, fetch)
-        if what == "file":
-            await _in_thread(_place_owned_file, path, dirs.spec, filename or sha256[:12], owner)
-        else:
-            await _in_thread(_copy_tree, path, dirs.spec, owner)
+        for _attempt in range(3):
+            what, path = await self.obtain_package(sha256, kind, fetch)
+            if what == "file":
+                await _in_thread(_place_owned_file, path, dirs.spec, filename or sha256[:12], owner)
+                return
+            if await _in_thread(_copy_locked_tree, path, dirs.spec, owner):
+                return
+            # Evicted between the lookup and the lock: obtain it again.
+        raise InvalidInput(f"package {sha256} kept leaving the cache while being copied")
 
     async def obtain_package(
         self, sha256: str, kind: str | None, fetch: Callable[[], Awaitable[Path]]
@@ -269,8 +282,11 @@ class Workspace:
         """
         if kind != "file":
             cached = self.cache_root / sha256
-            if cached.is_dir():
+            try:
+                os.utime(cached)  # last use: the LRU order of the bound
                 return "tree", cached
+            except (FileNotFoundError, NotADirectoryError):
+                pass
         task = self._filling.get(sha256)
         if task is None:
             task = asyncio.create_task(self._obtain(sha256, kind, fetch), name=f"pkg-{sha256}")
@@ -317,6 +333,7 @@ class Workspace:
             max_ratio=self.unpack_max_ratio,
         )
         _owner_bits_only(tmp)
+        self._tree_sizes[sha256] = _tree_size(tmp)
         try:
             os.rename(tmp, cached)
         except OSError as exc:
@@ -324,7 +341,40 @@ class Workspace:
                 force_rmtree(tmp)
                 raise
             force_rmtree(tmp)  # another process won the race; its tree is identical
+        if self.cache_max_bytes > 0:
+            self.prune_cache(keep=sha256)
         return cached
+
+    def prune_cache(self, *, keep: str | None = None) -> int:
+        """Remove least recently used trees until the cache fits its bound; bytes freed.
+
+        ``keep`` (the tree just added) is never removed, nor a tree some job is being
+        copied from (its shared lock is held). Blocking: call it from a thread.
+        """
+        entries = []
+        try:
+            with os.scandir(self.cache_root) as it:
+                for entry in it:
+                    if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                        continue
+                    size = self._tree_sizes.get(entry.name)
+                    if size is None:
+                        size = self._tree_sizes[entry.name] = _tree_size(Path(entry.path))
+                    entries.append((entry.stat(follow_symlinks=False).st_mtime, entry.name, size))
+        except FileNotFoundError:
+            return 0
+        total = sum(size for _, _, size in entries)
+        freed = 0
+        for _mtime, name, size in sorted(entries):
+            if total <= self.cache_max_bytes:
+                break
+            if name == keep:
+                continue
+            if _evict(self.cache_root, name):
+                self._tree_sizes.pop(name, None)
+                total -= size
+                freed += size
+        return freed
 
     # -- payload and outputs ---------------------------------------------------------------
     async def place_payload(self, dirs: JobDirs, name: str, src: Path, owner: Owner = None) -> Path:
@@ -360,6 +410,59 @@ def _copy_tree(src: Path, dest: Path, owner: Owner) -> None:
     shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
     if owner is not None:
         chown_tree(dest, owner)
+
+
+def _copy_locked_tree(src: Path, dest: Path, owner: Owner) -> bool:
+    """Copy a cached tree under its shared lock; False if it was evicted first."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            # Evicted (renamed away) between the open and the lock: not ours any more.
+            if os.stat(src).st_ino != os.fstat(fd).st_ino:
+                return False
+        except FileNotFoundError:
+            return False
+        _copy_tree(src, dest, owner)
+        return True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _evict(cache_root: Path, name: str) -> bool:
+    """Remove one cached tree unless a copy holds it; True when removed."""
+    path = cache_root / name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a job is being copied from it
+        doomed = cache_root / f".evict-{name[:16]}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(path, doomed)
+        except OSError:
+            return False
+    finally:
+        os.close(fd)
+    force_rmtree(doomed)
+    return True
+
+
+def _tree_size(top: Path) -> int:
+    """Bytes of the files under ``top`` (links not followed)."""
+    total = 0
+    for folder, _dirnames, filenames in os.walk(top):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
 
 
 def _place_owned_file(src: Path, dest_dir: Path, name: str, owner: Owner) -> None:

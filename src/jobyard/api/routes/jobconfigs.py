@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
@@ -33,7 +33,25 @@ JobConfigId = Annotated[int, Path(ge=1, le=MAX_ID, description="Jobconfig id.")]
 
 
 def _spec(body: JobConfigIn) -> JobConfigSpec:
-    return JobConfigSpec(**body.model_dump())
+    values = body.model_dump()
+    retention = values.pop("retention") or {}
+    return JobConfigSpec(
+        **values,
+        retention_max_age_days=retention.get("max_age_days"),
+        retention_max_jobs=retention.get("max_jobs"),
+    )
+
+
+def _patch_changes(body: JobConfigPatch) -> dict[str, Any]:
+    """The PATCH body as spec fields: ``retention`` spreads over its two columns."""
+    changes = body.model_dump(exclude_unset=True)
+    if "retention" in changes:
+        retention = changes.pop("retention")
+        if retention is None:
+            changes.update(retention_max_age_days=None, retention_max_jobs=None)
+        else:
+            changes.update({f"retention_{k}": v for k, v in retention.items()})
+    return changes
 
 
 @router.post(
@@ -90,7 +108,7 @@ async def patch_jobconfig(
     jobconfig_id: JobConfigId, body: JobConfigPatch, ctx: Ctx, caller: Caller, request: Request
 ) -> JobConfigOut:
     """Change only the given fields."""
-    changes = body.model_dump(exclude_unset=True)
+    changes = _patch_changes(body)
     updated = await jobconfigs.patch(
         ctx, caller, jobconfig_id, changes, remote_addr=client_address(request)
     )

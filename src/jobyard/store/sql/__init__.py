@@ -13,6 +13,7 @@ from jobyard.store.sql.jobconfigs import JobconfigsMixin
 from jobyard.store.sql.jobs import JobsMixin
 from jobyard.store.sql.macros import MacrosMixin
 from jobyard.store.sql.misc import MiscMixin
+from jobyard.store.sql.retention import RetentionMixin
 from jobyard.store.sql.schedules import SchedulesMixin
 from jobyard.store.sql.submits import SubmitsMixin
 from jobyard.store.sql.templates import TemplatesMixin
@@ -30,6 +31,7 @@ class SqlStore(
     MacrosMixin,
     MiscMixin,
     AccessMixin,
+    RetentionMixin,
 ):
     """The store over one database URL. Build it with :func:`jobyard.store.factory.open_store`."""
 

@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import TERMINAL, JobStatus
 from jobyard.core.models import DEFINITION_FIELDS, JobConfig, JobConfigSpec, Page
-from jobyard.store.schema import job_events, job_files, jobconfigs, jobs
+from jobyard.core.retention import JobconfigRemoved, JobsPurged
+from jobyard.store.schema import jobconfigs, jobs
 from jobyard.store.sql.base import (
     SqlBase,
     Tx,
@@ -22,6 +23,7 @@ from jobyard.store.sql.base import (
     status_in,
 )
 from jobyard.store.sql.macros import delete_macros_of
+from jobyard.store.sql.retention import delete_job_rows
 from jobyard.store.sql.schedules import delete_schedules_of, lock_schedules_of
 from jobyard.store.sql.templates import check_package, check_template
 from jobyard.store.sql.transitions import lock_jobconfigs, promote
@@ -74,12 +76,13 @@ class JobconfigsMixin(SqlBase):
         changed: they decide what its scheduled jobs run); ``NotFound``."""
         await self._write(_mark_defined, jobconfig_id, changed_by)
 
-    async def jobconfig_delete(self, jobconfig_id: int) -> None:
-        """Delete a jobconfig with its ended jobs, their events and file records.
+    async def jobconfig_delete(self, jobconfig_id: int) -> JobconfigRemoved:
+        """Delete a jobconfig with its ended jobs, their events, file records and tokens.
 
         ``Conflict`` while any of its jobs has not ended (the caller cancels or waits).
+        Returns the blobs to delete next and the packages it and its jobs used.
         """
-        await self._write(_jobconfig_delete, jobconfig_id)
+        return await self._write(_jobconfig_delete, jobconfig_id)
 
     async def jobconfigs_list(self, *, cursor: str | None, limit: int) -> Page[JobConfig]:
         """Ordered by id ascending, cursor-paginated."""
@@ -97,6 +100,12 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     for key in ("max_concurrent", "timeout"):
         if key in values and (not isinstance(values[key], int) or values[key] < 0):
             raise InvalidInput(f"{key} must be an integer >= 0", {key: values[key]})
+    for key, kind in (("retention_max_jobs", int), ("retention_max_age_days", (int, float))):
+        value = values.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, kind) or value < 0
+        ):
+            raise InvalidInput(f"{key} must be a number >= 0 or null", {key: value})
     if values.get("command") is not None:
         values["command"] = list(values["command"])
     if "macros" in values:
@@ -198,7 +207,7 @@ def _mark_defined(tx: Tx, jobconfig_id: int, changed_by: str | None) -> None:
         raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
 
 
-def _jobconfig_delete(tx: Tx, jobconfig_id: int) -> None:
+def _jobconfig_delete(tx: Tx, jobconfig_id: int) -> JobconfigRemoved:
     # Schedules first: firing locks schedules, then jobconfigs (one lock order).
     lock_schedules_of(tx, jobconfig_id)
     if tx.pg:
@@ -224,10 +233,32 @@ def _jobconfig_delete(tx: Tx, jobconfig_id: int) -> None:
     delete_schedules_of(tx, jobconfig_id)
     delete_macros_of(tx, "jobconfig", jobconfig_id)
     its_jobs = select(jobs.c.id).where(jobs.c.jobconfig_id == jobconfig_id)
-    tx.conn.execute(delete(job_files).where(job_files.c.job_id.in_(its_jobs)))
-    tx.conn.execute(delete(job_events).where(job_events.c.job_id.in_(its_jobs)))
-    tx.conn.execute(delete(jobs).where(jobs.c.jobconfig_id == jobconfig_id))
+    job_ids = [r[0] for r in tx.conn.execute(its_jobs.order_by(jobs.c.id))]
+    used = {
+        r[0]
+        for r in tx.conn.execute(
+            select(jobs.c.package_id)
+            .where(jobs.c.jobconfig_id == jobconfig_id, jobs.c.package_id.is_not(None))
+            .distinct()
+        )
+    }
+    own = tx.conn.execute(
+        select(jobconfigs.c.package_id).where(jobconfigs.c.id == jobconfig_id)
+    ).scalar()
+    if own is not None:
+        used.add(own)
+    purged = JobsPurged([], 0, 0, [], 0)
+    for start in range(0, len(job_ids), 500):
+        batch = delete_job_rows(tx, job_ids[start : start + 500])
+        purged = JobsPurged(
+            purged.job_ids + batch.job_ids,
+            purged.events + batch.events,
+            purged.tokens + batch.tokens,
+            purged.file_keys + batch.file_keys,
+            purged.file_bytes + batch.file_bytes,
+        )
     tx.conn.execute(delete(jobconfigs).where(jobconfigs.c.id == jobconfig_id))
+    return JobconfigRemoved(jobs=purged, package_ids=sorted(used))
 
 
 def _jobconfigs_list(tx: Tx, after: int | None, limit: int) -> Page[JobConfig]:
