@@ -124,13 +124,13 @@ class Result:
 # -- processes ---------------------------------------------------------------------------
 
 
-def _stop_group(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+def _stop_group(process: subprocess.Popen[bytes], sig: int, grace: float) -> None:
     """Stop ``process`` with ``sig``, then kill whatever is left of its session."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=20)
+            process.wait(timeout=grace)
     # The process led its own session: its group holds its children (prefork children,
     # RQ work horses, the program of a job); nothing else of ours is in it.
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -146,6 +146,7 @@ def _spawn(
     *,
     env: dict[str, str] | None = None,
     sig: int = signal.SIGTERM,
+    grace: float = 20,
     stdout: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     err = stack.enter_context(log.open("wb"))
@@ -159,7 +160,7 @@ def _spawn(
         stderr=err,
         start_new_session=True,
     )
-    stack.callback(_stop_group, process, sig)
+    stack.callback(_stop_group, process, sig, grace)
     return process
 
 
@@ -317,10 +318,15 @@ def measure_peer(system: str, args: argparse.Namespace, round_no: int, slots: in
         url = f"redis://127.0.0.1:{port}/0"
         env = {**os.environ, "PEERS_REDIS_URL": url, "PYTHONPATH": str(HERE)}
         log = folder / "worker.log"
-        # Celery's warm shutdown is SIGTERM; RQ's pool stops its workers on SIGINT.
-        sig = signal.SIGINT if system == "rq" else signal.SIGTERM
+        # Celery's warm shutdown (SIGTERM) takes a few seconds. RQ's workers finish their
+        # blocking dequeue first (minutes): once the client is done nothing is left to
+        # finish, so after 2 s they are killed.
         worker = _spawn(
-            stack, _worker_command(system, args.peers_python, port, slots), log, env=env, sig=sig
+            stack,
+            _worker_command(system, args.peers_python, port, slots),
+            log,
+            env=env,
+            grace=2 if system == "rq" else 20,
         )
         if system == "rq":
             ready = lambda: _resp_int(port, "SCARD", "rq:workers:peers") >= slots  # noqa: E731
@@ -548,6 +554,9 @@ def main() -> int:
         help="Python of the venv holding Celery and RQ (make bench-peers creates it)",
     )
     args = parser.parse_args()
+    # Absolute (not resolved: a venv's python is a symlink that must keep its venv path),
+    # since the workers and the client run with this folder as their working directory.
+    args.peers_python = str(Path(args.peers_python).absolute())
     systems = _split(args.systems, SYSTEMS, "systems")
     engines = _split(args.engines, ENGINES, "engines")
     plan = _plan(systems, engines)
@@ -605,4 +614,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # Every ``with`` block has unwound by now: processes stopped, folders removed.
+        print("\nbench_peers: interrupted; its processes and folders are cleaned up", flush=True)
+        sys.exit(130)
