@@ -256,7 +256,7 @@ def measure_jobyard(engine: str, args: argparse.Namespace, round_no: int, pg: An
                 args.clients,
             )
         )
-    if burst.span_s is None or not burst.statuses.startswith("FINISHED="):
+    if burst.span_s is None or burst.statuses != f"FINISHED={burst.jobs}":
         raise RuntimeError(f"jobyard burst did not run every job: {burst.statuses}")
     return Result(
         key=f"jobyard:{engine}",
