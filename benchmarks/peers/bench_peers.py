@@ -492,13 +492,17 @@ def report(results: list[Result], args: argparse.Namespace, slots: int) -> None:
 
 
 def _medians(results: list[Result]) -> None:
-    print("\nmedians over the rounds:")
-    for key, label in LABELS.items():
+    print("\nmedians over the rounds (ratios: of the medians, to the tuned Celery's):")
+    medians: dict[str, tuple[float, float]] = {}
+    for key in LABELS:
         mine = [r for r in results if r.key == key]
         if mine:
             rate = statistics.median(r.rate for r in mine)
-            p50 = statistics.median(r.p50_ms() for r in mine)
-            print(f"  {label}: burst {rate:.0f} jobs/s; idle p50 {p50:.2f} ms")
+            medians[key] = (rate, statistics.median(r.p50_ms() for r in mine))
+    reference = medians.get("celery")
+    for key, (rate, p50) in medians.items():
+        ratios = f" ({rate / reference[0]:.2f}x, {p50 / reference[1]:.2f}x)" if reference else ""
+        print(f"  {LABELS[key]}: burst {rate:.0f} jobs/s; idle p50 {p50:.2f} ms{ratios}")
 
 
 # -- main ----------------------------------------------------------------------------------
