@@ -42,13 +42,12 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -62,7 +61,6 @@ if str(BENCHMARKS) not in sys.path:  # the sibling scripts and their _common
 import bench_latency  # noqa: E402
 import bench_throughput  # noqa: E402
 from _common import (  # noqa: E402
-    free_port,
     jobyard_up,
     machine,
     percentile,
@@ -70,6 +68,7 @@ from _common import (  # noqa: E402
     table,
     verdict,
 )
+from _procs import redis_server, resp_int, spawn, wait_for  # noqa: E402
 
 from jobyard.settings import _default_workers  # noqa: E402
 
@@ -119,120 +118,6 @@ class Result:
     def p50_ms(self, values: Sequence[float] | None = None) -> float:
         """Median of ``values`` (default: submit -> started) in ms."""
         return percentile(self.started if values is None else values, 50) * 1000
-
-
-# -- processes ---------------------------------------------------------------------------
-
-
-def _stop_group(process: subprocess.Popen[bytes], sig: int, grace: float) -> None:
-    """Stop ``process`` with ``sig``, then kill whatever is left of its session."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
-    # The process led its own session: its group holds its children (prefork children,
-    # RQ work horses, the program of a job); nothing else of ours is in it.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-
-
-def _spawn(
-    stack: contextlib.ExitStack,
-    cmd: list[str],
-    log: Path,
-    *,
-    env: dict[str, str] | None = None,
-    sig: int = signal.SIGTERM,
-    grace: float = 20,
-    stdout: Path | None = None,
-) -> subprocess.Popen[bytes]:
-    err = stack.enter_context(log.open("wb"))
-    out = stack.enter_context(stdout.open("wb")) if stdout is not None else err
-    process = subprocess.Popen(
-        cmd,
-        cwd=HERE,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=err,
-        start_new_session=True,
-    )
-    stack.callback(_stop_group, process, sig, grace)
-    return process
-
-
-def _resp(port: int, *args: str) -> bytes:
-    """One Redis command over a fresh connection; the raw first reply line."""
-    payload = f"*{len(args)}\r\n".encode() + b"".join(
-        f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args
-    )
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-        sock.sendall(payload)
-        reply = b""
-        while not reply.endswith(b"\r\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.strip()
-
-
-def _resp_int(port: int, *args: str) -> int:
-    reply = _resp(port, *args)
-    if not reply.startswith(b":"):
-        raise RuntimeError(f"redis answered {reply!r} to {args}")
-    return int(reply[1:])
-
-
-def _wait_for(what: str, check: Any, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"{what}: exited with {process.returncode}:\n"
-                + log.read_text(errors="replace")[-3000:]
-            )
-        with contextlib.suppress(OSError, RuntimeError):
-            if check():
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"{what}: not ready within 60 s:\n" + log.read_text(errors="replace")[-3000:]
-            )
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def redis_server(stack: contextlib.ExitStack, folder: Path) -> Iterator[int]:
-    """``redis-server`` on a free loopback port, its files in ``folder``, no persistence."""
-    port = free_port()
-    log = folder / "redis.log"
-    process = _spawn(
-        stack,
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(folder),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-        ],
-        log,
-    )
-    _wait_for("redis-server", lambda: _resp(port, "PING") == b"+PONG", process, log)
-    yield port
 
 
 # -- one system, once ----------------------------------------------------------------------
@@ -321,7 +206,7 @@ def measure_peer(system: str, args: argparse.Namespace, round_no: int, slots: in
         # Celery's warm shutdown (SIGTERM) takes a few seconds. RQ's workers finish their
         # blocking dequeue first (minutes): once the client is done nothing is left to
         # finish, so after 2 s they are killed.
-        worker = _spawn(
+        worker = spawn(
             stack,
             _worker_command(system, args.peers_python, port, slots),
             log,
@@ -329,16 +214,16 @@ def measure_peer(system: str, args: argparse.Namespace, round_no: int, slots: in
             grace=2 if system == "rq" else 20,
         )
         if system == "rq":
-            ready = lambda: _resp_int(port, "SCARD", "rq:workers:peers") >= slots  # noqa: E731
+            ready = lambda: resp_int(port, "SCARD", "rq:workers:peers") >= slots  # noqa: E731
         else:
             children = 4 if system == "celery4" else slots
             ready = lambda: (  # noqa: E731
-                _resp_int(port, "LLEN", "peers:celery:ready") >= 1
-                and _resp_int(port, "LLEN", "peers:celery:children") >= children
+                resp_int(port, "LLEN", "peers:celery:ready") >= 1
+                and resp_int(port, "LLEN", "peers:celery:children") >= children
             )
-        _wait_for(f"{system} worker", ready, worker, log)
+        wait_for(f"{system} worker", ready, worker, log)
         client_log = folder / "client.err"
-        client = _spawn(
+        client = spawn(
             stack,
             [
                 args.peers_python,
