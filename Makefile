@@ -3,9 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt venv system-deps bench clean
+.PHONY: run test lint fmt venv system-deps bench bench-peers peers-deps clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -53,5 +55,28 @@ test: venv system-deps lint
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
+## the peers' own venv (Celery with Redis, RQ): apart from .venv, so that the two stacks
+## never share packages
+$(PEERS_STAMP): benchmarks/peers/requirements.txt
+	$(PY) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q -r benchmarks/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
+## Debian's redis-server (the broker of Celery and RQ) when it is missing
+peers-deps:
+	@if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then \
+		echo "Installing with apt-get: redis-server"; \
+		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+			apt-get install -y -q --no-install-recommends redis-server; \
+	else \
+		echo "System packages for the peer benchmark: present (redis-server)"; \
+	fi
+
+## make bench-peers: jobyard against Celery + Redis and RQ, same workload, one run
+## (ARGS="--rounds 3" etc. passes flags to the driver)
+bench-peers: venv peers-deps $(PEERS_STAMP)
+	$(BIN)/python benchmarks/peers/bench_peers.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) var .pytest_cache .mypy_cache .ruff_cache

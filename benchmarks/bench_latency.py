@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 
 import httpx
-from _common import TERMINAL, jobyard_up, machine, summary_ms, table, verdict
+from _common import TERMINAL, Server, jobyard_up, machine, summary_ms, table, verdict
 
 TARGET_P50_MS = 10.0
 
@@ -28,17 +28,19 @@ def _ts(value: str) -> float:
 
 def run(samples: int, warmup: int, isolation: str = "auto") -> dict[str, list[float]]:
     """Submit ``warmup + samples`` jobs one by one; return the measured intervals (s)."""
+    with jobyard_up(env={"JOBYARD_ISOLATION": isolation}) as server:
+        return sample(server, samples, warmup)
+
+
+def sample(server: Server, samples: int, warmup: int) -> dict[str, list[float]]:
+    """The measurement of :func:`run` on a running server (also used by the peer benchmark)."""
     found: dict[str, list[float]] = {
         "created -> INITIALIZING (acquired)": [],
         "created -> RUNNING (started)": [],
         "created -> ended": [],
         "client: POST /jobs round trip": [],
     }
-    env = {"JOBYARD_ISOLATION": isolation}
-    with (
-        jobyard_up(env=env) as server,
-        httpx.Client(base_url=server.url, headers=server.headers) as c,
-    ):
+    with httpx.Client(base_url=server.url, headers=server.headers) as c:
         for i in range(warmup + samples):
             t0 = time.perf_counter()
             r = c.post("/api/v1/jobs", json={"command": ["true"]})
