@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+#: Seconds between telling the first worker process about new work and the others.
+WAKE_STAGGER = 0.002
+
 
 class Bus:
     """Events for queued work, job changes and abort requests."""
@@ -19,14 +22,38 @@ class Bus:
         self._job_waiters: dict[int, list[asyncio.Event]] = {}
         self._abort_handlers: list[Callable[[int, str], bool]] = []
         self._work_listeners: list[Callable[[], None]] = []
+        self._work_turn = 0
+        self._work_delayed: set[int] = set()
         self._schedules = asyncio.Event()
 
     # -- work available --------------------------------------------------------
     def work_available(self) -> None:
-        """Tell idle workers that a job may have been queued."""
+        """Tell idle workers that a job may have been queued.
+
+        Listeners (worker processes) are told in turn: one at once, the others
+        :data:`WAKE_STAGGER` later, the first one changing each time. Idle processes all
+        wake on a submit but only one gets the job; the others, woken a moment after it
+        claimed it, find nothing queued without queueing for the database's write lock
+        behind its claim. One whose slots are all busy makes the job wait that moment.
+        """
         self._work.set()
-        for listener in self._work_listeners:
-            listener()
+        listeners = self._work_listeners
+        if not listeners:
+            return
+        first = self._work_turn % len(listeners)
+        self._work_turn += 1
+        listeners[first]()
+        if len(listeners) == 1:
+            return
+        loop = asyncio.get_running_loop()
+        for index, listener in enumerate(listeners):
+            if index != first and index not in self._work_delayed:
+                self._work_delayed.add(index)
+                loop.call_later(WAKE_STAGGER, self._wake_later, index, listener)
+
+    def _wake_later(self, index: int, listener: Callable[[], None]) -> None:
+        self._work_delayed.discard(index)
+        listener()
 
     def on_work(self, listener: Callable[[], None]) -> None:
         """Also call ``listener`` on :meth:`work_available` (worker processes)."""

@@ -311,7 +311,14 @@ class LocalBackend:
     async def log_closed(self, job_id: int) -> None:
         """Nothing to upload locally (followers are woken when the job ends)."""
 
-    async def set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> bool:
+    async def set_running(
+        self,
+        job_id: int,
+        *,
+        worker_id: str,
+        pid: int | None,
+        started_at: datetime | None = None,
+    ) -> bool:
         """INITIALIZING -> RUNNING (now: the program was just started), with the job's
         macro record; False if the job is not ours any more.
 
@@ -320,7 +327,10 @@ class LocalBackend:
         recognised by worker and pid.
         """
         report = RunningReport(
-            job_id=job_id, pid=pid, started_at=utcnow(), resolved=self._records.pop(job_id, None)
+            job_id=job_id,
+            pid=pid,
+            started_at=started_at or utcnow(),
+            resolved=self._records.pop(job_id, None),
         )
         outcome = await self._reporter.report(worker_id, report)
         return outcome.moved

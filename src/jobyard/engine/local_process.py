@@ -106,14 +106,14 @@ class WorkerProcess:
         return True
 
     def wake(self) -> None:
-        """Forward a wake-up, coalescing bursts into one message per loop turn."""
+        """Forward a wake-up now; more in the same loop turn are one message."""
         if not self._wake_pending:
             self._wake_pending = True
-            asyncio.get_running_loop().call_soon(self._flush_wake)
+            self._send({"op": "wake"})
+            asyncio.get_running_loop().call_soon(self._wake_sent)
 
-    def _flush_wake(self) -> None:
+    def _wake_sent(self) -> None:
         self._wake_pending = False
-        self._send({"op": "wake"})
 
     def abort(self, job_id: int, reason: str) -> bool:
         """Ask the child to stop ``job_id`` now (it ignores jobs it does not hold)."""

@@ -27,6 +27,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -64,7 +65,9 @@ async def in_spawn_thread(fn: Callable[[], T]) -> T:
 
 def _popen(
     argv: Sequence[str], cwd: Path, env: Mapping[str, str], launch: Launch | None
-) -> subprocess.Popen[bytes]:
+) -> tuple[subprocess.Popen[bytes], float]:
+    """The started program and when it started (``time.time()`` once exec succeeded)."""
+
     def spawn() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             list(argv),
@@ -77,7 +80,8 @@ def _popen(
             umask=JOB_UMASK,
         )
 
-    return spawn() if launch is None else launch(spawn)
+    proc = spawn() if launch is None else launch(spawn)
+    return proc, time.time()
 
 
 class Child:
@@ -88,10 +92,14 @@ class Child:
     processes it started still hold them.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], writer: LogWriter) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], writer: LogWriter, started_at: float | None = None
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self.proc = proc
         self.pid = proc.pid
+        #: When the program started (``time.time()``), taken in the spawning thread.
+        self.started_at = time.time() if started_at is None else started_at
         self.writer = writer
         self.exited: asyncio.Future[None] = self._loop.create_future()
         self.closed: asyncio.Future[None] = self._loop.create_future()
@@ -123,12 +131,12 @@ class Child:
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(_spawner(), functools.partial(_popen, argv, cwd, env, launch))
         try:
-            proc = await asyncio.shield(fut)
+            proc, started_at = await asyncio.shield(fut)
         except asyncio.CancelledError:
             # The spawn may still succeed in its thread: never leave that program behind.
             fut.add_done_callback(_discard_spawned)
             raise
-        return cls(proc, writer)
+        return cls(proc, writer, started_at)
 
     @property
     def returncode(self) -> int | None:
@@ -211,11 +219,11 @@ class Child:
                 threading.Thread(target=self.proc.wait, daemon=True).start()
 
 
-def _discard_spawned(fut: asyncio.Future[subprocess.Popen[bytes]]) -> None:
+def _discard_spawned(fut: asyncio.Future[tuple[subprocess.Popen[bytes], float]]) -> None:
     """Kill a program whose spawn completed after its job was cancelled."""
     if fut.cancelled() or fut.exception() is not None:
         return
-    proc = fut.result()
+    proc, _started_at = fut.result()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     for pipe in (proc.stdout, proc.stderr):

@@ -8,6 +8,7 @@ remote one (``jobyard worker --server URL``) will speak HTTP. The runner code in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -73,8 +74,16 @@ class WorkerBackend(Protocol):
         """Called once the log file is complete (a remote worker uploads it here)."""
         ...
 
-    async def set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> bool:
-        """INITIALIZING -> RUNNING; False if the job is no longer ours (do not run it)."""
+    async def set_running(
+        self,
+        job_id: int,
+        *,
+        worker_id: str,
+        pid: int | None,
+        started_at: datetime | None = None,
+    ) -> bool:
+        """INITIALIZING -> RUNNING (the program started at ``started_at``, default now);
+        False if the job is no longer ours (do not run it)."""
         ...
 
     async def end(

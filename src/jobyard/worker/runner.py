@@ -60,6 +60,7 @@ import subprocess
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -268,8 +269,11 @@ class _JobRun:
             # RUNNING is recorded while the program runs: the backend may write it with
             # other reports (even with this job's end); if the job is not ours any more
             # the answer stops it like a lost lease.
+            started_at = datetime.fromtimestamp(child.started_at, UTC)
             running = asyncio.ensure_future(
-                self.backend.set_running(self.job.id, worker_id=self.worker_id, pid=child.pid)
+                self.backend.set_running(
+                    self.job.id, worker_id=self.worker_id, pid=child.pid, started_at=started_at
+                )
             )
             running.add_done_callback(self._running_answered)
             return await self._supervise()

@@ -162,7 +162,9 @@ class RecordingBackend:
     async def log_closed(self, job_id: int) -> None:
         self.calls.append(("log_closed", job_id))
 
-    async def set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> bool:
+    async def set_running(
+        self, job_id: int, *, worker_id: str, pid: int | None, started_at: datetime | None = None
+    ) -> bool:
         self.calls.append(("set_running", job_id))
         if not self.allow_running:
             return False
