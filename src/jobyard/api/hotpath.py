@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard.api.dto import MAX_ID, AdhocJobIn, JobOut, RunIn, json_response
 from jobyard.api.errors import domain_response
+from jobyard.api.routes.jobs import submit_adhoc_body
 from jobyard.core.errors import JobyardError
 from jobyard.core.models import Job
 from jobyard.service import jobs
@@ -149,16 +150,4 @@ async def _submit(
             hold=model.hold,
             remote_addr=remote_addr,
         )
-    return await jobs.submit_adhoc(
-        ctx,
-        principal,
-        package_id=model.package_id,
-        entrypoint=model.entrypoint,
-        command=model.command,
-        macros=model.macros,
-        hold=model.hold,
-        timeout=model.timeout,
-        success_exit_codes=model.success_exit_codes,
-        pool=model.pool,
-        remote_addr=remote_addr,
-    )
+    return await submit_adhoc_body(ctx, principal, model, remote_addr)

@@ -9,7 +9,7 @@ of many jobs in one transaction (:class:`RunningReport`, :class:`EndReport`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -86,6 +86,15 @@ class ClaimRequest:
     lease_seconds: float
     #: Hashes of minted session tokens, at least ``limit`` of them.
     token_hashes: Sequence[str]
+    #: How many slots the claimer has free *now* (None: just ``limit``). A claim written
+    #: with others (see jobyard.engine.reporter) takes up to that many, so slots freed
+    #: while it waited are filled by the same commit; never more than ``token_hashes``.
+    free_now: Callable[[], int] | None = field(default=None, compare=False)
+
+    def effective_limit(self) -> int:
+        """``limit``, or more when more slots are free by now (bounded by the tokens)."""
+        limit = self.limit if self.free_now is None else max(self.limit, self.free_now())
+        return min(limit, len(self.token_hashes))
 
 
 @dataclass(frozen=True, slots=True)

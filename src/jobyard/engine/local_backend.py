@@ -213,7 +213,14 @@ class LocalBackend:
     def _persistent(self, what: str) -> Persistent:
         return Persistent(what, self._patience)
 
-    async def acquire(self, *, worker_id: str, pool: str, limit: int) -> list[Job]:
+    async def acquire(
+        self,
+        *,
+        worker_id: str,
+        pool: str,
+        limit: int,
+        free_now: Callable[[], int] | None = None,
+    ) -> list[Job]:
         """Claim queued jobs under a lease.
 
         No ``job_changed`` here, nor on RUNNING: waiters care about ends (abort, log
@@ -228,7 +235,7 @@ class LocalBackend:
         try:
             jobs = await self._recover_claimed(worker_id) if self._acquire_unsure else []
             if not jobs:
-                jobs = await self._claim(worker_id, pool, limit)
+                jobs = await self._claim(worker_id, pool, limit, free_now)
         except DatabaseUnavailable as exc:
             if exc.committed is None:
                 self._acquire_unsure = True
@@ -238,18 +245,24 @@ class LocalBackend:
         self._handed.update(job.id for job in jobs)
         return jobs
 
-    async def _claim(self, worker_id: str, pool: str, limit: int) -> list[Job]:
+    async def _claim(
+        self, worker_id: str, pool: str, limit: int, free_now: Callable[[], int] | None
+    ) -> list[Job]:
         """Claim jobs with their run context; their SESSION_IDs are minted here, stored
-        (hashed) by the claim for the jobs that get one."""
+        (hashed) by the claim for the jobs that get one. With ``free_now`` the claim may
+        take as many jobs as slots are free when it is written (up to this process's
+        slots)."""
         if limit <= 0:
             return []
-        values = [SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(limit)]
+        most = max(limit, self._settings.workers) if free_now is not None else limit
+        values = [SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(most)]
         by_hash = {hash_token(value): value for value in values}
         request = ClaimRequest(
             pool=pool,
             limit=limit,
             lease_seconds=self._settings.lease_seconds,
             token_hashes=list(by_hash),
+            free_now=free_now,
         )
         claims = await self._reporter.claim(worker_id, request)
         for claim in claims:

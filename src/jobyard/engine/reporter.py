@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -125,7 +126,20 @@ class Reporter:
         ended = [p for p in items if isinstance(p.item, EndReport)]
         claims = [p for p in items if isinstance(p.item, ClaimRequest)]
         reports = [*running, *ended]
-        request = _merged([p.item for p in claims if isinstance(p.item, ClaimRequest)])
+        # One claimer's free slots can be counted once only: with several claims in a
+        # batch (several pools' workers), each takes what it asked for.
+        limits = [
+            (p.item.effective_limit() if len(claims) == 1 else p.item.limit)
+            for p in claims
+            if isinstance(p.item, ClaimRequest)
+        ]
+        request = _merged(
+            [
+                dataclasses.replace(p.item, limit=limit)
+                for p, limit in zip(claims, limits, strict=True)
+                if isinstance(p.item, ClaimRequest)
+            ]
+        )
 
         def write(claim: ClaimRequest | None) -> Any:
             return self._store.jobs_report(
@@ -159,9 +173,9 @@ class Reporter:
         for pending, outcome in zip(reports, answer.outcomes, strict=True):
             _settle(pending, outcome)
         given = 0
-        for pending in claims:
+        for pending, limit in zip(claims, limits, strict=False):
             if isinstance(pending.item, ClaimRequest):
-                share = answer.claims[given : given + pending.item.limit]
+                share = answer.claims[given : given + limit]
                 given += len(share)
                 if pending.answer.done() and share and self._orphaned is not None:
                     self._orphaned(share)

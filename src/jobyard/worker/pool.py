@@ -133,7 +133,10 @@ class WorkerPool:
                     continue
                 try:
                     jobs = await self.backend.acquire(
-                        worker_id=self.worker_id, pool=self.pool, limit=free
+                        worker_id=self.worker_id,
+                        pool=self.pool,
+                        limit=free,
+                        free_now=self._free_now,
                     )
                 except Exception as exc:
                     _log.warning("worker %s: acquire failed: %s", self.worker_id, exc)
@@ -166,6 +169,9 @@ class WorkerPool:
         task = asyncio.create_task(self._run_one(job, control, acquired_at), name=f"job-{job.id}")
         self._tasks[job.id] = task
         task.add_done_callback(functools.partial(self._forget, job.id))
+
+    def _free_now(self) -> int:
+        return 0 if self._draining else max(self.slots - self.occupied, 0)
 
     def _released(self) -> None:
         if self._wake is not None:

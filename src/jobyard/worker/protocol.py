@@ -7,6 +7,7 @@ remote one (``jobyard worker --server URL``) will speak HTTP. The runner code in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,8 +47,19 @@ class Assignment:
 class WorkerBackend(Protocol):
     """Control-plane calls of a worker."""
 
-    async def acquire(self, *, worker_id: str, pool: str, limit: int) -> list[Job]:
-        """Claim up to ``limit`` QUEUED jobs (-> INITIALIZING, leased to this worker)."""
+    async def acquire(
+        self,
+        *,
+        worker_id: str,
+        pool: str,
+        limit: int,
+        free_now: Callable[[], int] | None = None,
+    ) -> list[Job]:
+        """Claim up to ``limit`` QUEUED jobs (-> INITIALIZING, leased to this worker).
+
+        ``free_now`` tells how many slots are free at any moment: a backend that writes
+        the claim a little later may claim that many instead (slots freed meanwhile).
+        """
         ...
 
     async def wait_for_work(self, timeout: float) -> None:

@@ -124,7 +124,14 @@ class RecordingBackend:
         return [name for name, jid in self.calls if jid == job_id]
 
     # -- WorkerBackend ---------------------------------------------------------------
-    async def acquire(self, *, worker_id: str, pool: str, limit: int) -> list[Job]:
+    async def acquire(
+        self,
+        *,
+        worker_id: str,
+        pool: str,
+        limit: int,
+        free_now: Callable[[], int] | None = None,
+    ) -> list[Job]:
         taken, self.queue = self.queue[:limit], self.queue[limit:]
         for job in taken:
             self.held.add(job.id)

@@ -25,8 +25,9 @@ from jobyard.api.dto import (
 from jobyard.api.routes.access import client_address
 from jobyard.api.uploads import receive_upload
 from jobyard.core.jobs import JobStatus
-from jobyard.core.models import JobFilter
+from jobyard.core.models import Job, JobFilter
 from jobyard.service import jobs, logs
+from jobyard.service.context import Context, Principal
 
 router = APIRouter(
     prefix="/api/v1/jobs",
@@ -45,7 +46,15 @@ async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller, request: Reques
     Needs admin or the policy ``{"action": "execute", "resource": "adhoc", "selector":
     "*"}``; a job's SESSION_ID cannot submit one.
     """
-    job = await jobs.submit_adhoc(
+    job = await submit_adhoc_body(ctx, caller, body, client_address(request))
+    return json_response(JobOut.of(job), 201)
+
+
+async def submit_adhoc_body(
+    ctx: Context, caller: Principal, body: AdhocJobIn, remote_addr: str | None
+) -> Job:
+    """The service call of ``POST /jobs`` (shared with :mod:`jobyard.api.hotpath`)."""
+    return await jobs.submit_adhoc(
         ctx,
         caller,
         package_id=body.package_id,
@@ -56,9 +65,8 @@ async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller, request: Reques
         timeout=body.timeout,
         success_exit_codes=body.success_exit_codes,
         pool=body.pool,
-        remote_addr=client_address(request),
+        remote_addr=remote_addr,
     )
-    return json_response(JobOut.of(job), 201)
 
 
 @router.get("", response_model=JobPage)

@@ -38,6 +38,7 @@ from jobyard.store.sql.base import (
     status_is,
 )
 from jobyard.store.sql.jobs import job_acquire_tx
+from jobyard.store.sql.macros import MACRO_COLUMNS
 from jobyard.store.sql.transitions import (
     lock_jobconfigs,
     move_held,
@@ -125,17 +126,8 @@ _JOBCONFIGS = select(
     jobconfigs.c.id, jobconfigs.c.macros, jobconfigs.c.template_id, jobconfigs.c.owner
 ).where(jobconfigs.c.id.in_(bindparam("ids", expanding=True)))
 _USERS = select(users).where(users.c.name.in_(bindparam("names", expanding=True)))
-_MACRO_COLUMNS = (
-    macros.c.scope,
-    macros.c.scope_id,
-    macros.c.name,
-    macros.c.value,
-    macros.c.secure,
-    macros.c.updated_at,
-    macros.c.updated_by,
-)
 _LEVEL_ROWS = (
-    select(*_MACRO_COLUMNS)
+    select(*MACRO_COLUMNS)
     .where(
         or_(
             and_(macros.c.scope == "account", macros.c.scope_id == 0),

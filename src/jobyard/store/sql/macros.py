@@ -36,7 +36,8 @@ _DEFINED: dict[str, Any] = {"jobconfig": jobconfigs, "template": templates}
 #: secure macro keeps its value (imports of secure names without a value).
 MacroWrite = tuple[str, str, bool, bool]
 
-_COLUMNS = (
+#: The columns of a macro row, in :class:`StoredMacro` field order.
+MACRO_COLUMNS = (
     macros.c.scope,
     macros.c.scope_id,
     macros.c.name,
@@ -145,7 +146,7 @@ def _check_scope(tx: Tx, scope: str, scope_id: int) -> None:
 
 def _level_rows(tx: Tx, scope: str, scope_id: int) -> list[StoredMacro]:
     stmt = (
-        select(*_COLUMNS)
+        select(*MACRO_COLUMNS)
         .where(macros.c.scope == scope, macros.c.scope_id == scope_id)
         .order_by(macros.c.name)
     )
@@ -338,7 +339,7 @@ def _job_initialize(
 
 
 def _macros_reencrypt(tx: Tx, transform: Callable[[StoredMacro], str]) -> int:
-    stmt = select(macros.c.id, *_COLUMNS).where(macros.c.secure.is_(True))
+    stmt = select(macros.c.id, *MACRO_COLUMNS).where(macros.c.secure.is_(True))
     if tx.pg:
         stmt = stmt.with_for_update()
     count = 0

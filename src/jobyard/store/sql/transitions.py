@@ -374,20 +374,42 @@ def _by_seq(job: Job) -> int:
 
 
 @functools.cache
-def _held_move_statement(to: JobStatus, sets: tuple[str, ...]) -> Update:
-    """The guarded UPDATE of one held job, answering only ``(id, jobconfig_id)``."""
+def _held_move_statement(
+    to: JobStatus, sets: tuple[str, ...], through: JobStatus | None = None
+) -> Update:
+    """The guarded UPDATE of one held job (passing ``through`` a status on the way, when
+    given), answering only ``(id, jobconfig_id)``."""
+    first = to if through is None else through
+    if through is not None and to not in TRANSITIONS[through]:
+        raise ValueError(f"no move from {through} into {to}")
     values: dict[str, Any] = {"status": to.value}
     values.update({col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in sets})
     return (
         update(jobs)
         .where(
             jobs.c.id == bindparam("job_id"),
-            status_in(sources_of(to)),
+            status_in(sources_of(first)),
             jobs.c.worker_id == bindparam("p_worker_id"),
         )
         .values(**values)
         .returning(jobs.c.id, jobs.c.jobconfig_id)
     )
+
+
+def _held_move(
+    tx: Tx,
+    job_id: int,
+    worker_id: str,
+    to: JobStatus,
+    sets: dict[str, Any],
+    through: JobStatus | None = None,
+) -> tuple[bool, int | None]:
+    bound = {f"v_{col}": value for col, value in sets.items()}
+    bound["job_id"] = job_id
+    bound["p_worker_id"] = worker_id
+    stmt = _held_move_statement(to, tuple(sorted(sets)), through)
+    row = tx.conn.execute(stmt, bound).first()
+    return (False, None) if row is None else (True, row[1])
 
 
 def move_held(
@@ -408,35 +430,10 @@ def move_held(
     jobconfig_id)``; the worker's batched reports use it, where decoding every column of
     every job would cost more than the write.
     """
-    bound = {f"v_{col}": value for col, value in sets.items()}
-    bound["job_id"] = job_id
-    bound["p_worker_id"] = worker_id
-    row = tx.conn.execute(_held_move_statement(to, tuple(sorted(sets))), bound).first()
-    if row is None:
-        return False, None
-    tx.event(job_id, to, actor, reason, at)
-    return True, row[1]
-
-
-@functools.cache
-def _held_move_through_statement(
-    through: JobStatus, to: JobStatus, sets: tuple[str, ...]
-) -> Update:
-    """The guarded UPDATE of one held job passing ``through`` a status into ``to``."""
-    if to not in TRANSITIONS[through]:
-        raise ValueError(f"no move from {through} into {to}")
-    values: dict[str, Any] = {"status": to.value}
-    values.update({col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in sets})
-    return (
-        update(jobs)
-        .where(
-            jobs.c.id == bindparam("job_id"),
-            status_in(sources_of(through)),
-            jobs.c.worker_id == bindparam("p_worker_id"),
-        )
-        .values(**values)
-        .returning(jobs.c.id, jobs.c.jobconfig_id)
-    )
+    moved, jobconfig_id = _held_move(tx, job_id, worker_id, to, sets)
+    if moved:
+        tx.event(job_id, to, actor, reason, at)
+    return moved, jobconfig_id
 
 
 def move_held_through(
@@ -459,13 +456,8 @@ def move_held_through(
     ``through_at`` by ``actor``, ``to`` now by ``to_actor``), as the two moves would. The
     worker's reports use it when a short job's RUNNING and end are written together.
     """
-    bound = {f"v_{col}": value for col, value in sets.items()}
-    bound["job_id"] = job_id
-    bound["p_worker_id"] = worker_id
-    stmt = _held_move_through_statement(through, to, tuple(sorted(sets)))
-    row = tx.conn.execute(stmt, bound).first()
-    if row is None:
-        return False, None
-    tx.event(job_id, through, actor, None, through_at)
-    tx.event(job_id, to, to_actor, reason)
-    return True, row[1]
+    moved, jobconfig_id = _held_move(tx, job_id, worker_id, to, sets, through)
+    if moved:
+        tx.event(job_id, through, actor, None, through_at)
+        tx.event(job_id, to, to_actor, reason)
+    return moved, jobconfig_id
