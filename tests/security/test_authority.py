@@ -525,6 +525,29 @@ async def test_a_job_shaped_by_someone_else_gets_no_private_macros_of_its_submit
         assert {"BOB_PLAIN", "BOB_SECRET"} <= names
 
 
+async def test_an_editor_of_the_submitters_own_jobconfig_gets_none_of_their_macros(
+    site: Site,
+) -> None:
+    """The level withheld from the submitter must not come back as the owner's own: here
+    the owner IS the submitter, and an editor decided what the job runs."""
+    bob = await site.user("bob")
+    eve = await site.user("eve")
+    ok(await bob.put(f"{API}/me/macros/BOB_PLAIN", json={"value": "bob-plain"}))
+    bobs = await site.jobconfig(bob, "bobs-shared", command=["/bin/sh", "-c", "true"])
+    await site.grant("eve", "edit", "jobconfigs", str(bobs["id"]))
+    show = "import os; print('plain=' + os.environ.get('BOB_PLAIN', '-')[::-1])"
+    ok(await eve.patch(f"{API}/jobconfigs/{bobs['id']}", json={"command": [PYTHON, "-c", show]}))
+
+    job = await site.run(bob, bobs["id"])
+
+    assert (await site.ended(job["id"]))["status"] == "FINISHED"
+    log = (await site.admin.get(f"{API}/jobs/{job['id']}/log")).text
+    assert "plain=-" in log and "nialp-bob" not in log, log
+    assert "user-level macros of bob not given to this job" in log
+    record = ok(await site.admin.get(f"{API}/jobs/{job['id']}/macros"))["items"]
+    assert "BOB_PLAIN" not in {m["name"] for m in record}
+
+
 # -- ad-hoc jobs ------------------------------------------------------------------------
 
 
