@@ -30,7 +30,7 @@ class AdminCalls:
     async def _page(self, path: str, params: httpx.QueryParams) -> Page:
         raise NotImplementedError
 
-    # -- users, login and tokens (issue 4: users helper) ---------------------------------
+    # -- users, login and tokens ----------------------------------------------------
 
     async def login(self, name: str, password: str) -> JsonObject:
         """``POST /login``: an access token and a refresh token (no bearer needed)."""
@@ -90,7 +90,7 @@ class AdminCalls:
         """Revoke a token."""
         await self._send("DELETE", f"{API}/tokens/{token_id}")
 
-    # -- templates (issue 4: templates helper) ------------------------------------------
+    # -- templates ----------------------------------------------------------------
 
     async def template_create(self, spec: Mapping[str, Any]) -> JsonObject:
         """``POST /templates``: create a template (201)."""
@@ -149,7 +149,7 @@ class AdminCalls:
         """``POST /templates/import``: create or update by name; the report of what changed."""
         return await self._json("POST", f"{API}/templates/import", json=dict(document))
 
-    # -- macros (issue 4: macros helper) ------------------------------------------------
+    # -- macros ---------------------------------------------------------------
 
     async def macros_list(self, base: str) -> list[JsonObject]:
         """``GET <level>/macros``: a level's macros (secure ones with value null)."""
@@ -198,7 +198,7 @@ class AdminCalls:
                 return None
             cursor = page.next_cursor
 
-    # -- access policies and the audit log (issue 4: access helper) ---------------------
+    # -- access policies and the audit log ---------------------------------------
 
     async def policies_list(self, user_id: int) -> list[JsonObject]:
         """``GET /users/{id}/policies``: a user's access policies (admins)."""

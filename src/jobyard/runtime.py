@@ -67,7 +67,7 @@ class Runtime:
         if jobs_root is not None:
             self._work_root = str(jobs_root)
         secure_home(self.settings, searchable=plan.job_uids and jobs_root is None)
-        if not self.settings.secret_key and ensure_key_file(home):  # issue 4: secure macros
+        if not self.settings.secret_key and ensure_key_file(home):  # secure macros need a key
             log.info("created the secure-macro key %s (mode 0600)", home / KEY_FILE)
         store = await open_store(self.settings.effective_database_url, migrate=True)
         blobs = LocalBlobStore(self.settings.effective_blobs_dir)

@@ -190,7 +190,7 @@ class Settings(BaseSettings):
         ge=0,
         description="Most bytes (names + values, UTF-8) of a submission's run-time macros.",
     )
-    # issue 4: macros. A plain str (not SecretStr): settings travel to worker processes as
+    # Secure macros. A plain str (not SecretStr): settings travel to worker processes as
     # JSON, where SecretStr would arrive as "**********". repr=False keeps it out of logs.
     secret_key: str = Field(
         default="",

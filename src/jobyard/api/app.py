@@ -12,7 +12,7 @@ from jobyard.api.auth import AuthMiddleware
 from jobyard.api.errors import install_error_handlers
 from jobyard.api.hotpath import HotPathMiddleware
 from jobyard.api.limits import BodyLimitMiddleware
-from jobyard.api.routes import access as access_routes  # issue 4: access helper
+from jobyard.api.routes import access as access_routes
 from jobyard.api.routes import admin as admin_routes
 from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
 from jobyard.api.routes import macros as macro_routes

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from jobyard import __version__
-from jobyard.cli import access as access_cli  # issue 4: access helper
+from jobyard.cli import access as access_cli
 from jobyard.cli import cron, jobconfigs, jobs, macros, packages, schedules
 from jobyard.cli import templates as templates_cli
 from jobyard.cli import users as users_cli

@@ -195,7 +195,7 @@ class LocalBackend:
         self._blobs = blobs
         self._bus = bus
         self._started: dict[str, datetime] = {}
-        self._maskers: dict[int, SecretMasker] = {}  # issue 4: per job with secure macros
+        self._maskers: dict[int, SecretMasker] = {}  # jobs with secure macros only
         self._patience = settings.db_retry_seconds
         #: Jobs handed to the pool and not reported ended (to tell them from jobs an
         #: acquisition claimed while its answer was lost).
@@ -304,7 +304,7 @@ class LocalBackend:
             assignment = await resolve_assignment(self._store, job, keys, patience=self._patience)
         else:
             assignment, self._records[job.id] = _claimed_assignment(*claimed, keys)
-        if assignment.secret_values:  # issue 4: output file names are masked too
+        if assignment.secret_values:  # output file names are masked too
             self._maskers[job.id] = SecretMasker(assignment.secret_values)
         return assignment
 
@@ -390,7 +390,7 @@ class LocalBackend:
 
     async def store_output(self, job_id: int, name: str, path: Path) -> None:
         """Move a file of LOCAL_JOB_OUT_DIR into the blob store and record it."""
-        masker = self._maskers.get(job_id)  # issue 4: a secure value never names a file
+        masker = self._maskers.get(job_id)  # a secure value never names a file
         if masker is not None:
             name = masker.mask_text(name)
         key = output_key(job_id, name)

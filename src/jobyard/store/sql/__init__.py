@@ -7,7 +7,7 @@ One class, composed of one mixin per concept; the engine differences live in
 
 from __future__ import annotations
 
-from jobyard.store.sql.access import AccessMixin  # issue 4: access helper
+from jobyard.store.sql.access import AccessMixin
 from jobyard.store.sql.claims import ClaimsMixin
 from jobyard.store.sql.jobconfigs import JobconfigsMixin
 from jobyard.store.sql.jobs import JobsMixin

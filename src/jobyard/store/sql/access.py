@@ -1,4 +1,4 @@
-"""Access policies and the audit log (issue 4: access helper).
+"""Access policies and the audit log.
 
 Policies are few per user and read on every authorization decision (cached by
 :mod:`jobyard.service.access`); audit rows are written on every change, so
