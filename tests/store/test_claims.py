@@ -30,13 +30,8 @@ def _hashes(n: int, tag: str = "h") -> list[str]:
 async def _claim(
     store: Store, limit: int = 10, worker: str = WORKER, tag: str = "h"
 ) -> list[Claim]:
-    return await store.job_claim(
-        worker_id=worker,
-        pool="default",
-        limit=limit,
-        lease_seconds=60,
-        token_hashes=_hashes(limit, tag),
-    )
+    request = ClaimRequest("default", limit, 60, _hashes(limit, tag))
+    return (await store.jobs_report(worker_id=worker, claim=request)).claims
 
 
 async def test_a_claim_carries_everything_to_run_the_job(store: Store) -> None:

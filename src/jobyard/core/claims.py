@@ -79,7 +79,7 @@ class ReportOutcome:
 
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
-    """Claim up to ``limit`` QUEUED jobs of ``pool`` (see ``Store.job_claim``)."""
+    """Claim up to ``limit`` QUEUED jobs of ``pool`` (see ``Store.jobs_report``)."""
 
     pool: str
     limit: int

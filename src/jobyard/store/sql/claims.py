@@ -1,10 +1,11 @@
 """The worker's side of the job path in as few transactions as possible.
 
-* :meth:`ClaimsMixin.job_claim`: QUEUED -> INITIALIZING of up to ``limit`` jobs, their
-  run context (package, payload files, every macro level, users) read in bulk, and
-  their session tokens stored — one transaction for a whole batch.
-* :meth:`ClaimsMixin.jobs_report`: RUNNING and end reports of many held jobs, and the
-  promotions the ends allow — one transaction for a whole batch.
+:meth:`ClaimsMixin.jobs_report`, one transaction for a whole batch of a worker process:
+
+* RUNNING and end reports of many held jobs, and the promotions the ends allow;
+* a claim: QUEUED -> INITIALIZING of up to ``limit`` jobs, their run context (package,
+  payload files, every macro level, users) read in bulk, and their session tokens
+  stored.
 
 Both keep every guard of the single-job calls (status sources, the holder); see
 :mod:`jobyard.store.sql.transitions`.
@@ -53,29 +54,6 @@ _ENDINGS = frozenset({JobStatus.FINISHED, JobStatus.ERROR, JobStatus.FAILED})
 class ClaimsMixin(SqlBase):
     """Batched claims and reports of worker processes (see the module docstring)."""
 
-    async def job_claim(
-        self,
-        *,
-        worker_id: str,
-        pool: str,
-        limit: int,
-        lease_seconds: float,
-        token_hashes: Sequence[str],
-    ) -> list[Claim]:
-        """Claim up to ``limit`` QUEUED jobs of ``pool`` with everything to run them.
-
-        ``token_hashes`` (at least ``limit`` of them, each unused) are the hashes of the
-        session tokens the worker minted: the n-th claimed job with an active submitting
-        user gets the n-th hash, stored as its SESSION_ID token (valid until it ends).
-        """
-        if limit <= 0:
-            return []
-        if len(token_hashes) < limit:
-            raise ValueError("job_claim needs a token hash for every job it may claim")
-        return await self._write(
-            _job_claim, worker_id, pool, limit, lease_seconds, list(token_hashes)
-        )
-
     async def jobs_report(
         self,
         *,
@@ -94,9 +72,11 @@ class ClaimsMixin(SqlBase):
         moved. Ends promote the waiting jobs of their jobconfigs in the same transaction.
         Outcomes come in the order of the reports (RUNNING ones first).
 
-        ``claim`` then claims jobs as :meth:`job_claim` does, in the same transaction
-        (a worker process reports the ends of some slots and fills others in one commit;
-        jobs the ends promoted can be claimed at once).
+        ``claim`` then claims up to ``claim.limit`` QUEUED jobs of its pool (priority
+        desc, seq asc) under a lease, with their run context, in the same transaction (a
+        worker process reports the ends of some slots and fills others in one commit;
+        jobs the ends promoted can be claimed at once). The n-th claimed job with an
+        active submitting user gets ``claim.token_hashes[n]`` as its SESSION_ID token.
         """
         for end in ended:
             if JobStatus(end.status) not in _ENDINGS:
@@ -169,7 +149,7 @@ def _ids(values: Iterable[int | None]) -> list[int]:
 
 def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[Claim]:
     """Everything needed to run ``claimed`` (held by the caller), read in bulk, and
-    their session tokens stored (see :meth:`ClaimsMixin.job_claim`)."""
+    their session tokens stored (see :meth:`ClaimsMixin.jobs_report`)."""
     package_ids = _ids(job.package_id for job in claimed)
     found_packages = {}
     if package_ids:
