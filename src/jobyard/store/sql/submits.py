@@ -47,6 +47,11 @@ class _Submission:
 class SubmitsMixin(SqlBase):
     """Job creation with shared commits (see the module docstring)."""
 
+    #: Submissions waiting for the next shared commit (None: none, no writer scheduled).
+    _submissions: list[_Submission] | None = None
+    #: The task writing them (kept referenced while it runs).
+    _submission_writer: asyncio.Task[None] | None = None
+
     async def job_insert(
         self, new: NewJob, *, actor: str, reason: str | None, audit: AuditNote | None = None
     ) -> Job:
@@ -80,19 +85,19 @@ class SubmitsMixin(SqlBase):
 
     async def _submit(self, body: _Body, args: tuple[Any, ...], jobconfig_id: int | None) -> Job:
         loop = asyncio.get_running_loop()
-        queue: list[_Submission] | None = self.__dict__.get("_submissions")
+        queue = self._submissions
         submission = _Submission(body, args, jobconfig_id or 0, loop.create_future())
         if queue is None:
-            self.__dict__["_submissions"] = queue = [submission]
+            self._submissions = queue = [submission]
             writer = loop.create_task(self._write_submissions(), name="jobyard-submissions")
-            self.__dict__["_submission_writer"] = writer  # a task needs a reference
+            self._submission_writer = writer
         else:
             queue.append(submission)
         return await submission.answer
 
     async def _write_submissions(self) -> None:
         """Write what was submitted until now (this task starts on the loop's next turn)."""
-        batch: list[_Submission] = self.__dict__.pop("_submissions")
+        batch, self._submissions = self._submissions or [], None
         if len(batch) > 1:
             batch.sort(key=lambda s: s.order)
             calls = [(s.body, s.args) for s in batch]
