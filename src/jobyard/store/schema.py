@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from jobyard.core.jobs import HELD, TERMINAL, JobStatus
+from jobyard.core.jobs import HELD, JobStatus
 
 #: Naming convention so constraint names are identical on both engines and in migrations.
 NAMING_CONVENTION: dict[str, str] = {
@@ -100,7 +100,6 @@ job_seq = Sequence("jobs_seq_seq", metadata=metadata)
 
 _STATUS_VALUES = ", ".join(f"'{s.value}'" for s in JobStatus)
 _HELD_VALUES = ", ".join(f"'{s.value}'" for s in sorted(HELD))
-_ENDED_VALUES = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
 
 packages = Table(
     "packages",
@@ -215,12 +214,14 @@ Index(
 )
 
 #: Retention (0005): a jobconfig's ended jobs by id (count, keep the newest N, oldest first).
+#: Partial on ``ended_at`` (set by every end), not on the status: a listing filtered by
+#: an end status must not mistake this (jobconfig, id) index for its (status, id) one.
 Index(
     "ix_jobs_ended",
     jobs.c.jobconfig_id,
     jobs.c.id,
-    postgresql_where=text(f"status IN ({_ENDED_VALUES})"),
-    sqlite_where=text(f"status IN ({_ENDED_VALUES})"),
+    postgresql_where=text("ended_at IS NOT NULL"),
+    sqlite_where=text("ended_at IS NOT NULL"),
 )
 
 #: Retention (0005): is a package still used by some job? (jobs of a command have none)

@@ -133,7 +133,8 @@ def _jobs_purgeable(
     limit: int,
 ) -> list[int]:
     of_jc = _of_jobconfig(jobconfig_id)
-    ended = status_in(TERMINAL)
+    # Both conditions: the status is the rule, ``ended_at`` the partial index's predicate.
+    ended = status_in(TERMINAL) & jobs.c.ended_at.is_not(None)
     found: set[int] = set()
     if keep > 0:
         # The newest ended job beyond the keep: it and every older ended job go.
