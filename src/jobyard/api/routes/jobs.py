@@ -13,6 +13,7 @@ from jobyard.api.dto import (
     CURSOR_HELP,
     MAX_ID,
     AdhocJobIn,
+    EffectiveTimeoutOut,
     ErrorBody,
     EventList,
     EventOut,
@@ -100,8 +101,11 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut)
 async def get_job(job_id: JobId, ctx: Ctx, caller: Caller) -> Response:
-    """Read one job."""
-    return json_response(JobOut.of(await jobs.get(ctx, caller, job_id)))
+    """Read one job, with the timeout the worker enforces for it (``effective_timeout``)."""
+    job, timeout = await jobs.show(ctx, caller, job_id)
+    out = JobOut.of(job)
+    out.effective_timeout = EffectiveTimeoutOut.of(timeout)
+    return json_response(out)
 
 
 @router.get("/{job_id}/events", response_model=EventList)
