@@ -161,29 +161,29 @@ def _add_level(base: str, level_of: LevelOf, tag: str) -> None:
 
     for endpoint in (list_macros, set_macro, delete_macro, export_macros, import_macros):
         endpoint.__annotations__["level"] = Annotated[Level, Depends(level_of)]
-    what = f"{tag} macros"
+    what = "your own macros" if tag == "my" else f"the {tag} macros"
     router.add_api_route(
         base, list_macros, methods=["GET"], response_model=MacroList,
-        name=f"list_{tag}_macros", summary=f"List the {what} (secure ones without value).",
+        name=f"list_{tag}_macros", summary=f"List {what} (secure ones without value).",
     )  # fmt: skip
     router.add_api_route(
         f"{base}/export", export_macros, methods=["GET"], response_model=MacroDefs,
         name=f"export_{tag}_macros",
-        summary=f"Export the {what} as JSON or XML (secure ones without value).",
+        summary=f"Export {what} as JSON or XML (secure ones without value).",
     )  # fmt: skip
     router.add_api_route(
         f"{base}/import", import_macros, methods=["POST"], response_model=ImportResult,
         name=f"import_{tag}_macros", openapi_extra=_IMPORT_BODY,
         responses={413: {"model": ErrorBody}},
-        summary=f"Import a JSON or XML macro-definition file into the {what}.",
+        summary=f"Import a JSON or XML macro-definition file into {what}.",
     )  # fmt: skip
     router.add_api_route(
         f"{base}/{{name}}", set_macro, methods=["PUT"], response_model=MacroOut,
-        name=f"set_{tag}_macro", summary=f"Create or replace one of the {what}.",
+        name=f"set_{tag}_macro", summary=f"Create or replace one of {what}.",
     )  # fmt: skip
     router.add_api_route(
         f"{base}/{{name}}", delete_macro, methods=["DELETE"], status_code=204,
-        name=f"delete_{tag}_macro", summary=f"Delete one of the {what}.",
+        name=f"delete_{tag}_macro", summary=f"Delete one of {what}.",
     )  # fmt: skip
 
 
