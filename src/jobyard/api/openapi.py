@@ -11,11 +11,13 @@ route file, so each status has one description and one example body)::
   route sets none) — the one-line title Swagger UI and ReDoc list;
 - the ``bearerAuth`` security scheme, required by every operation but the open ones
   (:data:`jobyard.api.auth.OPEN_PATHS`), so "Authorize" in Swagger UI sends the token;
-- answers every authenticated route can give without the route's doing: 401 (the
-  door refuses the token) and 503 (the database is unreachable);
+- answers routes give without declaring them: 401 on every authenticated route (the
+  door refuses the token) and 503 on every route that reads the database (all but
+  :data:`NO_DATABASE`);
 - every error answer uses the :class:`~jobyard.api.dto.ErrorBody` envelope with an
   example, including the 422 that FastAPI would otherwise describe with its own
-  ``HTTPValidationError`` shape, which jobyard never answers.
+  ``HTTPValidationError`` shape, which jobyard never answers;
+- the example bodies of :data:`jobyard.api.examples.EXAMPLES` on their schemas.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from jobyard.api.dto import ErrorBody
+from jobyard.api.examples import EXAMPLES
 
 #: The name of the security scheme in the document ("Authorize" in Swagger UI).
 SECURITY_SCHEME = "bearerAuth"
@@ -158,7 +161,11 @@ def _error_ref() -> dict[str, Any]:
     return {"$ref": "#/components/schemas/ErrorBody"}
 
 
-def _complete_operation(op: dict[str, Any], *, open_route: bool) -> None:
+#: Routes that answer without the database (no 503 to document).
+NO_DATABASE: frozenset[str] = frozenset({"/healthz"})
+
+
+def _complete_operation(op: dict[str, Any], *, open_route: bool, database: bool) -> None:
     """Security, the door's 401 and the outage's 503, and the envelope on every error."""
     responses: dict[str, Any] = op.setdefault("responses", {})
     if open_route:
@@ -166,7 +173,8 @@ def _complete_operation(op: dict[str, Any], *, open_route: bool) -> None:
     else:
         op["security"] = [{SECURITY_SCHEME: []}]
         responses.setdefault("401", {})
-    responses.setdefault("503", {})
+    if database:
+        responses.setdefault("503", {})
     for status, answer in responses.items():
         if not status.isdigit() or int(status) < 400:
             continue
@@ -216,7 +224,10 @@ def build_openapi(app: FastAPI, open_paths: frozenset[str]) -> dict[str, Any]:
     schema["security"] = [{SECURITY_SCHEME: []}]
     for path, operations in schema.get("paths", {}).items():
         for op in operations.values():
-            _complete_operation(op, open_route=path in open_paths)
+            _complete_operation(op, open_route=path in open_paths, database=path not in NO_DATABASE)
+    for name, example in EXAMPLES.items():
+        if name in schemas and "examples" not in schemas[name]:
+            schemas[name]["examples"] = [example]
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     return schema
