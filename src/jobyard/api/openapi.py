@@ -50,12 +50,11 @@ ERROR_EXAMPLES: dict[int, tuple[str, str, str, dict[str, Any]]] = {
         {},
     ),
     403: (
-        "The caller may see the object but not do this to it; the message says what "
-        "grant or role is needed.",
+        "The caller may view the object but not do this to it (or the action needs an "
+        "admin); the message says which right is missing.",
         "forbidden",
-        "needs the policy 'execute' on jobconfig 'orders-etl' (ask an admin: jobyard "
-        "policies grant ...)",
-        {},
+        "you may view jobconfig 3 but not execute it",
+        {"jobconfig_id": 3, "action": "execute"},
     ),
     404: (
         "No such object, or one the caller may not view (the two answers are identical).",

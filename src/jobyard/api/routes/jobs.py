@@ -14,7 +14,6 @@ from jobyard.api.dto import (
     MAX_ID,
     AdhocJobIn,
     EffectiveTimeoutOut,
-    ErrorBody,
     EventList,
     EventOut,
     FileList,
@@ -23,6 +22,7 @@ from jobyard.api.dto import (
     JobPage,
     json_response,
 )
+from jobyard.api.openapi import errors
 from jobyard.api.routes.access import client_address
 from jobyard.api.uploads import receive_upload
 from jobyard.core.jobs import JobStatus
@@ -34,13 +34,14 @@ router = APIRouter(
     prefix="/api/v1/jobs",
     tags=["jobs"],
     dependencies=[Depends(require_principal)],
-    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=errors(401, 404, 422),
 )
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="Job id.")]
-CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorBody}}
+#: What acting on a job may answer besides the router's 401/404/422.
+CONFLICT: dict[int | str, dict[str, Any]] = errors(403, 409)
 
 
-@router.post("", status_code=201, response_model=JobOut, responses={403: {"model": ErrorBody}})
+@router.post("", status_code=201, response_model=JobOut, responses=errors(403))
 async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller, request: Request) -> Response:
     """Submit an ad-hoc job: a package + entry point, or a command.
 
@@ -150,7 +151,7 @@ async def rerun_job(job_id: JobId, ctx: Ctx, caller: Caller, request: Request) -
     "/{job_id}/payload",
     status_code=201,
     response_model=FileOut,
-    responses={**CONFLICT, 413: {"model": ErrorBody}},
+    responses=errors(403, 409, 413),
 )
 async def add_payload(
     job_id: JobId,
