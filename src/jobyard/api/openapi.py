@@ -73,8 +73,8 @@ ERROR_EXAMPLES: dict[int, tuple[str, str, str, dict[str, Any]]] = {
         "The upload or body is larger than the server accepts (see the limits in "
         "docs/security.md).",
         "too_large",
-        "upload exceeds the limit of 1073741824 bytes (JOBYARD_UPLOAD_MAX_BYTES)",
-        {"limit": 1073741824},
+        "upload exceeds the limit of 536870912 bytes (JOBYARD_UPLOAD_MAX_BYTES)",
+        {"limit": 536870912},
     ),
     422: (
         "A field is missing or out of range; the message names the field and the rule.",
