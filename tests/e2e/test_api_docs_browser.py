@@ -110,7 +110,9 @@ def test_swagger_ui_try_it_out_runs_a_jobconfig(browser: Browser, server: Runnin
 
     page, watch = _open(browser, server)
     page.goto(f"{server.url}/docs")
-    expect(page.locator(".swagger-ui .info .title")).to_contain_text("jobyard")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+        "jobyard", timeout=UI_TIMEOUT_MS
+    )
 
     # Authorize with the admin token (the bearerAuth scheme of the document).
     page.locator(".auth-wrapper button.authorize").click()
@@ -141,6 +143,7 @@ def test_swagger_ui_try_it_out_runs_a_jobconfig(browser: Browser, server: Runnin
 def test_redoc_renders_offline(browser: Browser, server: RunningServer) -> None:
     page, watch = _open(browser, server)
     page.goto(f"{server.url}/redoc")
-    expect(page.locator("h1").first).to_contain_text("jobyard")
-    expect(page.get_by_text("Submit a job of this jobconfig").first).to_be_attached()
+    expect(page.locator("h1").first).to_contain_text("jobyard", timeout=UI_TIMEOUT_MS)
+    run = page.get_by_text("Submit a job of this jobconfig").first
+    expect(run).to_be_attached(timeout=UI_TIMEOUT_MS)
     watch.check()
