@@ -23,7 +23,8 @@ run: venv
 
 ## system packages the tests need: PostgreSQL server binaries (initdb, pg_ctl) for the
 ## store suite; a JDK and Quartz 2.3 (the reference for cron conformance); bubblewrap (the
-## namespace job sandbox) and Debian's python3 (a Python every job uid may run)
+## namespace job sandbox), Debian's python3 (a Python every job uid may run) and Debian's
+## chromium (the browser test of /docs and /redoc drives it through Playwright)
 system-deps:
 	@missing=""; \
 	if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
@@ -32,11 +33,12 @@ system-deps:
 	if ! ls /usr/share/java/quartz2*.jar >/dev/null 2>&1; then missing="$$missing libquartz2-java"; fi; \
 	if ! command -v bwrap >/dev/null 2>&1; then missing="$$missing bubblewrap"; fi; \
 	if [ ! -x /usr/bin/python3 ]; then missing="$$missing python3"; fi; \
+	if [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing with apt-get:$$missing"; \
 		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	else \
-		echo "System packages for the tests: present (PostgreSQL, JDK, Quartz, bubblewrap, python3)"; \
+		echo "System packages for the tests: present (PostgreSQL, JDK, Quartz, bubblewrap, python3, chromium)"; \
 	fi
 
 lint: venv

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from jobyard.api.docs import ASSETS as DOC_ASSETS
 from tests.support.authz import (
     Call,
     Persona,
@@ -297,7 +298,9 @@ MACRO_PUT = {"value": "v2", "secure": False}
 ENFORCED: list[Rule] = [
     Rule("GET", "/healthz", open_route(200)),
     Rule("GET", "/readyz", open_route(200)),
-    Rule("GET", f"{API}/openapi.json", any_user(200)),
+    Rule("GET", f"{API}/openapi.json", open_route(200)),
+    # /docs, /redoc and the files they load: open, like the document they show.
+    *(Rule("GET", path, open_route(200)) for path in DOC_ASSETS),
     Rule(
         "POST",
         f"{API}/login",

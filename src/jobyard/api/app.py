@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from jobyard import __version__
-from jobyard.api.auth import AuthMiddleware
+from jobyard.api import docs as docs_pages
+from jobyard.api.auth import OPEN_PATHS, AuthMiddleware
 from jobyard.api.errors import install_error_handlers
 from jobyard.api.hotpath import HotPathMiddleware
 from jobyard.api.limits import BodyLimitMiddleware
+from jobyard.api.openapi import DESCRIPTION, install_openapi, summarize
 from jobyard.api.routes import access as access_routes
 from jobyard.api.routes import admin as admin_routes
 from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
@@ -39,7 +41,7 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
     app = FastAPI(
         title="jobyard",
         version=__version__,
-        description="Self-hosted job execution manager: packages, jobconfigs, jobs, logs.",
+        description=DESCRIPTION,
         openapi_url="/api/v1/openapi.json",
         docs_url=None,
         redoc_url=None,
@@ -68,6 +70,8 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
         cron,
         access_routes,
         admin_routes,
+        docs_pages,
     ):
-        app.include_router(module.router)
+        app.include_router(summarize(module.router))
+    install_openapi(app, OPEN_PATHS)
     return app

@@ -10,14 +10,23 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from jobyard.api.docs import ASSETS
 from jobyard.api.errors import unavailable_response
 from jobyard.core.errors import DatabaseUnavailable, Unauthorized
 from jobyard.service.auth import authenticate
 from jobyard.service.context import Context
 
-#: The only routes answered without a token (login hands tokens out).
+#: The only routes answered without a token: health, login (it hands tokens out), and
+#: the API's description (the OpenAPI document and the pages that show it).
 OPEN_PATHS: frozenset[str] = frozenset(
-    {"/healthz", "/readyz", "/api/v1/login", "/api/v1/token/refresh"}
+    {
+        "/healthz",
+        "/readyz",
+        "/api/v1/login",
+        "/api/v1/token/refresh",
+        "/api/v1/openapi.json",
+        *ASSETS,
+    }
 )
 
 

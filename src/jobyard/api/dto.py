@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, Package
+from jobyard.core.runplan import EffectiveTimeout, TimeoutSource
 
 MAX_ID = 2**63 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
@@ -222,6 +223,24 @@ class AdhocJobIn(_RunTargetIn):
     hold: bool = False
 
 
+class EffectiveTimeoutOut(BaseModel):
+    """The timeout a job runs under, in minutes, and which setting decided it."""
+
+    minutes: int = Field(description="Minutes from acquisition to stop; 0 = no timeout.")
+    source: TimeoutSource = Field(
+        description="'jobconfig' (its timeout at submission), 'job' (an ad-hoc job's own), "
+        "'entrypoint' (the package manifest's entry point), 'none'."
+    )
+    entrypoint: str | None = Field(
+        default=None, description="The manifest entry point, when source is 'entrypoint'."
+    )
+
+    @classmethod
+    def of(cls, record: EffectiveTimeout) -> EffectiveTimeoutOut:
+        """Build from the domain record (same field names)."""
+        return cls.model_validate(record, from_attributes=True)
+
+
 class JobOut(BaseModel):
     """A job."""
 
@@ -262,6 +281,12 @@ class JobOut(BaseModel):
         default=None,
         description="Users besides the submitter who decided what it runs (snapshot at "
         "submission): its SESSION_ID may only do what all of them may do.",
+    )
+    effective_timeout: EffectiveTimeoutOut | None = Field(
+        default=None,
+        description="The timeout the worker enforces and where it comes from "
+        "(GET /api/v1/jobs/{id} only; null elsewhere). `timeout` is the job's own "
+        "setting, 0 when its jobconfig sets none.",
     )
 
     @field_validator("definers", mode="before")

@@ -23,6 +23,7 @@ from jobyard.cli.render import (
     jobs_table,
     outputs_table,
     status_text,
+    timeout_text,
 )
 from jobyard.client import ApiClient, ApiError, JsonObject, Page, collect_all
 from jobyard.core.jobs import JobStatus
@@ -198,8 +199,9 @@ def show_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = Fals
     if json_output:
         state.print_json({"job": details.job, "events": details.events, "outputs": details.outputs})
         return
-    extra = [k for k in details.job if k not in JOB_FIELDS]
-    state.out.print(fields_table(details.job, [*JOB_FIELDS, *extra], title=f"job {job_id}"))
+    shown = {**details.job, "timeout": timeout_text(details.job)}
+    extra = [k for k in details.job if k not in JOB_FIELDS and k != "effective_timeout"]
+    state.out.print(fields_table(shown, [*JOB_FIELDS, *extra], title=f"job {job_id}"))
     state.out.print()
     state.out.print(events_table(details.events))
     if details.outputs:

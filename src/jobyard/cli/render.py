@@ -100,6 +100,27 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def timeout_text(job: Mapping[str, Any]) -> str:
+    """The timeout a job runs under and where it comes from, e.g. ``1 min (entry point
+    'main' of the package manifest)``; the job's own ``timeout`` when the server did not
+    say (an older server)."""
+    effective = job.get("effective_timeout")
+    if not isinstance(effective, Mapping):
+        own = job.get("timeout") or 0
+        return f"{own} min" if own else "none"
+    minutes = int(effective.get("minutes") or 0)
+    source = effective.get("source")
+    if not minutes:
+        return "none"
+    if source == "entrypoint":
+        where = f"entry point {effective.get('entrypoint')!r} of the package manifest"
+    elif source == "jobconfig":
+        where = "jobconfig"
+    else:
+        where = "set on the job"
+    return f"{minutes} min ({where})"
+
+
 def fields_table(obj: Mapping[str, Any], fields: Sequence[str], *, title: str = "") -> Table:
     """Two columns, field and value, for one object."""
     table = Table.grid(padding=(0, 2))

@@ -22,6 +22,7 @@ from jobyard.core.crypto import Keyring, SecretError
 from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, JobFile, Package, WorkerInfo
+from jobyard.core.runplan import chosen_entrypoint, effective_timeout
 from jobyard.core.users import User
 from jobyard.engine.bus import Bus
 from jobyard.engine.reporter import Reporter
@@ -80,27 +81,26 @@ class _WhatToRun:
 
 
 def _what_to_run(job: Job, package: Package | None) -> _WhatToRun:
-    """The program (argv), the entry point's environment and timeout of a job."""
+    """The program (argv), the entry point's environment and timeout of a job.
+
+    The entry point and the timeout come from :mod:`jobyard.core.runplan`, the rule
+    the API shows as the job's ``effective_timeout``.
+    """
     env: dict[str, str] = {}
     argv: list[str] | None = job.command
-    timeout_minutes = job.timeout
     if package is not None:
-        entry_name = job.entrypoint
-        if entry_name is None and argv is None and len(package.entrypoints) == 1:
-            entry_name = next(iter(package.entrypoints))
+        entry_name = chosen_entrypoint(job, package)
         if entry_name is not None:
             entry = package.entrypoints.get(entry_name)
             if entry is None:
                 raise InvalidInput(f"package {package.id} has no entry point {entry_name!r}")
             argv = list(entry["command"])
             env.update(entry.get("env") or {})
-            if not timeout_minutes and entry.get("timeout"):
-                timeout_minutes = int(entry["timeout"])
         elif argv is None and package.kind == "file":
             argv = [f"./{package.filename}"]
     if not argv:
         raise InvalidInput("nothing to run: the job has no command and no entry point")
-    return _WhatToRun(argv, env, timeout_minutes, package)
+    return _WhatToRun(argv, env, effective_timeout(job, package).minutes, package)
 
 
 def _assignment(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,7 @@ from jobyard.blobs.keys import payload_key
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import CANCELLABLE, TERMINAL, JobStatus
 from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, JobFilter, NewJob, Page
+from jobyard.core.runplan import EffectiveTimeout, effective_timeout
 from jobyard.core.validation import check_exit_codes, check_name
 from jobyard.service import access, run_macros
 from jobyard.service.context import Context, Principal
@@ -205,6 +207,22 @@ async def rerun(
 async def get(ctx: Context, principal: Principal, job_id: int) -> Job:
     """Read one job the caller may view."""
     return await _job_for(ctx, principal, job_id, "view")
+
+
+async def show(ctx: Context, principal: Principal, job_id: int) -> tuple[Job, EffectiveTimeout]:
+    """Read one job the caller may view, with the timeout the worker enforces for it.
+
+    The job's own ``timeout`` is 0 when its jobconfig sets none, yet its manifest entry
+    point may set one: the answer resolves it with the worker's own rule
+    (:func:`jobyard.core.runplan.effective_timeout`) so callers see what will apply.
+    A package since purged counts as none (its job has ended or cannot start).
+    """
+    job = await _job_for(ctx, principal, job_id, "view")
+    package = None
+    if job.timeout <= 0 and job.package_id is not None:
+        with contextlib.suppress(NotFound):
+            package = await ctx.store.package_get(job.package_id)
+    return job, effective_timeout(job, package)
 
 
 async def list_(

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from jobyard.api.deps import Caller, Ctx, require_principal
-from jobyard.api.dto import CURSOR_HELP, MAX_ID, ErrorBody
+from jobyard.api.dto import CURSOR_HELP, MAX_ID
+from jobyard.api.openapi import errors
 from jobyard.core.access import AUDIT_MAX_LIMIT, AuditEntry, Policy
 from jobyard.service import access
 
@@ -28,12 +29,7 @@ async def _admin_only(request: Request) -> None:
 router = APIRouter(
     tags=["access"],
     dependencies=[Depends(_admin_only)],
-    responses={
-        401: {"model": ErrorBody},
-        403: {"model": ErrorBody},
-        404: {"model": ErrorBody},
-        422: {"model": ErrorBody},
-    },
+    responses=errors(401, 403, 404, 422),
 )
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="User id.")]
 PolicyId = Annotated[int, Path(ge=1, le=MAX_ID, description="Policy id.")]
@@ -134,7 +130,7 @@ async def list_policies(user_id: UserId, ctx: Ctx, caller: Caller) -> PolicyList
     "/api/v1/users/{user_id}/policies",
     status_code=201,
     response_model=PolicyOut,
-    responses={409: {"model": ErrorBody}},
+    responses=errors(409),
 )
 async def grant_policy(
     user_id: UserId, body: PolicyIn, request: Request, ctx: Ctx, caller: Caller

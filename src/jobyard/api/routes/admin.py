@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobyard.api.deps import Caller, Ctx, require_principal
-from jobyard.api.dto import ErrorBody
+from jobyard.api.openapi import errors
 from jobyard.api.routes.access import client_address
 from jobyard.service import retention
 
@@ -20,7 +20,7 @@ router = APIRouter(
     prefix="/api/v1/admin",
     tags=["admin"],
     dependencies=[Depends(require_principal)],
-    responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=errors(401, 403, 422),
 )
 
 

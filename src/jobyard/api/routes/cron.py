@@ -8,14 +8,14 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from jobyard.api.deps import require_principal
-from jobyard.api.dto import ErrorBody
+from jobyard.api.openapi import errors
 from jobyard.core.cron.preview import DEFAULT_COUNT, DEFAULT_TZ, MAX_COUNT, iso, preview
 
 router = APIRouter(
     prefix="/api/v1/cron",
     tags=["cron"],
     dependencies=[Depends(require_principal)],
-    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=errors(401, 422),
 )
 
 

@@ -10,7 +10,6 @@ from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import (
     CURSOR_HELP,
     MAX_ID,
-    ErrorBody,
     JobConfigIn,
     JobConfigOut,
     JobConfigPage,
@@ -19,6 +18,7 @@ from jobyard.api.dto import (
     RunIn,
     json_response,
 )
+from jobyard.api.openapi import errors
 from jobyard.api.routes.access import client_address
 from jobyard.core.models import JobConfigSpec
 from jobyard.service import jobconfigs, jobs
@@ -27,7 +27,7 @@ router = APIRouter(
     prefix="/api/v1/jobconfigs",
     tags=["jobconfigs"],
     dependencies=[Depends(require_principal)],
-    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=errors(401, 404, 422),
 )
 JobConfigId = Annotated[int, Path(ge=1, le=MAX_ID, description="Jobconfig id.")]
 
@@ -54,9 +54,7 @@ def _patch_changes(body: JobConfigPatch) -> dict[str, Any]:
     return changes
 
 
-@router.post(
-    "", status_code=201, response_model=JobConfigOut, responses={409: {"model": ErrorBody}}
-)
+@router.post("", status_code=201, response_model=JobConfigOut, responses=errors(403, 409))
 async def create_jobconfig(
     body: JobConfigIn, ctx: Ctx, caller: Caller, request: Request
 ) -> JobConfigOut:
@@ -92,7 +90,7 @@ async def get_jobconfig(jobconfig_id: JobConfigId, ctx: Ctx, caller: Caller) -> 
     return JobConfigOut.of(await jobconfigs.get(ctx, caller, jobconfig_id))
 
 
-@router.put("/{jobconfig_id}", response_model=JobConfigOut, responses={409: {"model": ErrorBody}})
+@router.put("/{jobconfig_id}", response_model=JobConfigOut, responses=errors(403, 409))
 async def replace_jobconfig(
     jobconfig_id: JobConfigId, body: JobConfigIn, ctx: Ctx, caller: Caller, request: Request
 ) -> JobConfigOut:
@@ -103,7 +101,7 @@ async def replace_jobconfig(
     return JobConfigOut.of(updated)
 
 
-@router.patch("/{jobconfig_id}", response_model=JobConfigOut, responses={409: {"model": ErrorBody}})
+@router.patch("/{jobconfig_id}", response_model=JobConfigOut, responses=errors(403, 409))
 async def patch_jobconfig(
     jobconfig_id: JobConfigId, body: JobConfigPatch, ctx: Ctx, caller: Caller, request: Request
 ) -> JobConfigOut:
@@ -115,7 +113,7 @@ async def patch_jobconfig(
     return JobConfigOut.of(updated)
 
 
-@router.delete("/{jobconfig_id}", status_code=204, responses={409: {"model": ErrorBody}})
+@router.delete("/{jobconfig_id}", status_code=204, responses=errors(403, 409))
 async def delete_jobconfig(
     jobconfig_id: JobConfigId, ctx: Ctx, caller: Caller, request: Request
 ) -> Response:
@@ -128,7 +126,7 @@ async def delete_jobconfig(
     "/{jobconfig_id}/run",
     status_code=201,
     response_model=JobOut,
-    responses={409: {"model": ErrorBody}},
+    responses=errors(403, 409),
 )
 async def run_jobconfig(
     jobconfig_id: JobConfigId,

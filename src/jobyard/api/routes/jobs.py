@@ -13,7 +13,7 @@ from jobyard.api.dto import (
     CURSOR_HELP,
     MAX_ID,
     AdhocJobIn,
-    ErrorBody,
+    EffectiveTimeoutOut,
     EventList,
     EventOut,
     FileList,
@@ -22,6 +22,7 @@ from jobyard.api.dto import (
     JobPage,
     json_response,
 )
+from jobyard.api.openapi import errors
 from jobyard.api.routes.access import client_address
 from jobyard.api.uploads import receive_upload
 from jobyard.core.jobs import JobStatus
@@ -33,13 +34,14 @@ router = APIRouter(
     prefix="/api/v1/jobs",
     tags=["jobs"],
     dependencies=[Depends(require_principal)],
-    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=errors(401, 404, 422),
 )
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="Job id.")]
-CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorBody}}
+#: What acting on a job may answer besides the router's 401/404/422.
+CONFLICT: dict[int | str, dict[str, Any]] = errors(403, 409)
 
 
-@router.post("", status_code=201, response_model=JobOut, responses={403: {"model": ErrorBody}})
+@router.post("", status_code=201, response_model=JobOut, responses=errors(403))
 async def submit_job(body: AdhocJobIn, ctx: Ctx, caller: Caller, request: Request) -> Response:
     """Submit an ad-hoc job: a package + entry point, or a command.
 
@@ -100,8 +102,11 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut)
 async def get_job(job_id: JobId, ctx: Ctx, caller: Caller) -> Response:
-    """Read one job."""
-    return json_response(JobOut.of(await jobs.get(ctx, caller, job_id)))
+    """Read one job, with the timeout the worker enforces for it (``effective_timeout``)."""
+    job, timeout = await jobs.show(ctx, caller, job_id)
+    out = JobOut.of(job)
+    out.effective_timeout = EffectiveTimeoutOut.of(timeout)
+    return json_response(out)
 
 
 @router.get("/{job_id}/events", response_model=EventList)
@@ -146,7 +151,7 @@ async def rerun_job(job_id: JobId, ctx: Ctx, caller: Caller, request: Request) -
     "/{job_id}/payload",
     status_code=201,
     response_model=FileOut,
-    responses={**CONFLICT, 413: {"model": ErrorBody}},
+    responses=errors(403, 409, 413),
 )
 async def add_payload(
     job_id: JobId,

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from jobyard.api.deps import Caller, Ctx, require_principal
-from jobyard.api.dto import ErrorBody, json_response
+from jobyard.api.dto import json_response
 from jobyard.api.macro_dto import (
     ImportResult,
     JobMacrosOut,
@@ -34,6 +34,7 @@ from jobyard.api.macro_dto import (
     ResolvedList,
     ResolvedOut,
 )
+from jobyard.api.openapi import errors
 from jobyard.api.routes.access import client_address
 from jobyard.core.errors import TooLarge
 from jobyard.core.macros import MAX_DEFINITION_BYTES, export_xml, parse_definitions
@@ -44,12 +45,7 @@ MAX_OBJECT_ID = 2**31 - 1
 router = APIRouter(
     tags=["macros"],
     dependencies=[Depends(require_principal)],
-    responses={
-        401: {"model": ErrorBody},
-        403: {"model": ErrorBody},
-        404: {"model": ErrorBody},
-        422: {"model": ErrorBody},
-    },
+    responses=errors(401, 403, 404, 422),
 )
 MacroName = Annotated[str, Path(min_length=1, max_length=128, description="Macro name.")]
 LevelOf = Callable[..., Awaitable[Level]]
@@ -161,29 +157,29 @@ def _add_level(base: str, level_of: LevelOf, tag: str) -> None:
 
     for endpoint in (list_macros, set_macro, delete_macro, export_macros, import_macros):
         endpoint.__annotations__["level"] = Annotated[Level, Depends(level_of)]
-    what = f"{tag} macros"
+    what = "your own macros" if tag == "my" else f"the {tag} macros"
     router.add_api_route(
         base, list_macros, methods=["GET"], response_model=MacroList,
-        name=f"list_{tag}_macros", summary=f"List the {what} (secure ones without value).",
+        name=f"list_{tag}_macros", summary=f"List {what} (secure ones without value).",
     )  # fmt: skip
     router.add_api_route(
         f"{base}/export", export_macros, methods=["GET"], response_model=MacroDefs,
         name=f"export_{tag}_macros",
-        summary=f"Export the {what} as JSON or XML (secure ones without value).",
+        summary=f"Export {what} as JSON or XML (secure ones without value).",
     )  # fmt: skip
     router.add_api_route(
         f"{base}/import", import_macros, methods=["POST"], response_model=ImportResult,
         name=f"import_{tag}_macros", openapi_extra=_IMPORT_BODY,
-        responses={413: {"model": ErrorBody}},
-        summary=f"Import a JSON or XML macro-definition file into the {what}.",
+        responses=errors(413),
+        summary=f"Import a JSON or XML macro-definition file into {what}.",
     )  # fmt: skip
     router.add_api_route(
         f"{base}/{{name}}", set_macro, methods=["PUT"], response_model=MacroOut,
-        name=f"set_{tag}_macro", summary=f"Create or replace one of the {what}.",
+        name=f"set_{tag}_macro", summary=f"Create or replace one of {what}.",
     )  # fmt: skip
     router.add_api_route(
         f"{base}/{{name}}", delete_macro, methods=["DELETE"], status_code=204,
-        name=f"delete_{tag}_macro", summary=f"Delete one of the {what}.",
+        name=f"delete_{tag}_macro", summary=f"Delete one of {what}.",
     )  # fmt: skip
 
 

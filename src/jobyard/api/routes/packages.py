@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Path, Query, UploadFile
 
 from jobyard.api.deps import Caller, Ctx, require_principal
-from jobyard.api.dto import CURSOR_HELP, MAX_ID, ErrorBody, PackageOut, PackagePage
+from jobyard.api.dto import CURSOR_HELP, MAX_ID, PackageOut, PackagePage
+from jobyard.api.openapi import errors
 from jobyard.api.uploads import receive_upload
 from jobyard.service import packages
 
@@ -15,7 +16,7 @@ router = APIRouter(
     prefix="/api/v1/packages",
     tags=["packages"],
     dependencies=[Depends(require_principal)],
-    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=errors(401, 422),
 )
 
 
@@ -23,7 +24,7 @@ router = APIRouter(
     "",
     status_code=201,
     response_model=PackageOut,
-    responses={400: {"model": ErrorBody}, 413: {"model": ErrorBody}},
+    responses=errors(400, 403, 413),
 )
 async def upload_package(
     ctx: Ctx,
@@ -52,7 +53,7 @@ async def list_packages(
     return PackagePage(items=[PackageOut.of(p) for p in page.items], next_cursor=page.next_cursor)
 
 
-@router.get("/{package_id}", response_model=PackageOut, responses={404: {"model": ErrorBody}})
+@router.get("/{package_id}", response_model=PackageOut, responses=errors(404))
 async def get_package(package_id: Annotated[int, Path(ge=1, le=MAX_ID)], ctx: Ctx) -> PackageOut:
     """Read one package."""
     return PackageOut.of(await packages.get(ctx, package_id))

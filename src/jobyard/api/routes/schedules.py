@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from jobyard.api.deps import Caller, Ctx, require_principal
-from jobyard.api.dto import MAX_ID, ErrorBody
+from jobyard.api.dto import MAX_ID
+from jobyard.api.openapi import errors
 from jobyard.api.routes.access import client_address
 from jobyard.api.schedule_dto import ScheduleIn, ScheduleList, ScheduleOut, SchedulePatch
 from jobyard.service import schedules
@@ -16,11 +17,11 @@ router = APIRouter(
     prefix="/api/v1/jobconfigs/{jobconfig_id}/schedules",
     tags=["schedules"],
     dependencies=[Depends(require_principal)],
-    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=errors(401, 404, 422),
 )
 JobConfigId = Annotated[int, Path(ge=1, le=MAX_ID, description="Jobconfig id.")]
 ScheduleId = Annotated[int, Path(ge=1, le=MAX_ID, description="Schedule id.")]
-_CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorBody}}
+_CONFLICT: dict[int | str, dict[str, Any]] = errors(403, 409)
 
 
 @router.get("", response_model=ScheduleList)
@@ -86,7 +87,7 @@ async def patch_schedule(
     return ScheduleOut.of(changed)
 
 
-@router.delete("/{schedule_id}", status_code=204)
+@router.delete("/{schedule_id}", status_code=204, responses=errors(403))
 async def delete_schedule(
     jobconfig_id: JobConfigId, schedule_id: ScheduleId, ctx: Ctx, caller: Caller, request: Request
 ) -> Response:

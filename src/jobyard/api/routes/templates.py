@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from jobyard.api.deps import Caller, Ctx, require_principal
-from jobyard.api.dto import CURSOR_HELP, MAX_ID, ErrorBody, JobConfigOut
+from jobyard.api.dto import CURSOR_HELP, MAX_ID, JobConfigOut
+from jobyard.api.openapi import errors
 from jobyard.api.routes.access import client_address
 from jobyard.api.template_dto import (
     CloneIn,
@@ -26,12 +27,12 @@ router = APIRouter(
     prefix="/api/v1/templates",
     tags=["templates"],
     dependencies=[Depends(require_principal)],
-    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=errors(401, 404, 422),
 )
 TemplateId = Annotated[int, Path(ge=1, le=MAX_ID, description="Template id.")]
 
 
-@router.post("", status_code=201, response_model=TemplateOut, responses={409: {"model": ErrorBody}})
+@router.post("", status_code=201, response_model=TemplateOut, responses=errors(403, 409))
 async def create_template(
     body: TemplateIn, ctx: Ctx, caller: Caller, request: Request
 ) -> TemplateOut:
@@ -55,7 +56,7 @@ async def list_templates(
     return TemplatePage(items=[TemplateOut.of(t) for t in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/import", response_model=ImportReport, responses={409: {"model": ErrorBody}})
+@router.post("/import", response_model=ImportReport, responses=errors(403, 409))
 async def import_template(body: TemplateExport, ctx: Ctx, caller: Caller) -> ImportReport:
     """Create or update a template and its jobconfigs (and schedules) by name.
 
@@ -74,7 +75,7 @@ async def get_template(template_id: TemplateId, ctx: Ctx, caller: Caller) -> Tem
     return TemplateOut.of(await templates.get(ctx, caller, template_id))
 
 
-@router.put("/{template_id}", response_model=TemplateOut, responses={409: {"model": ErrorBody}})
+@router.put("/{template_id}", response_model=TemplateOut, responses=errors(403, 409))
 async def replace_template(
     template_id: TemplateId, body: TemplateIn, ctx: Ctx, caller: Caller, request: Request
 ) -> TemplateOut:
@@ -85,7 +86,7 @@ async def replace_template(
     return TemplateOut.of(updated)
 
 
-@router.patch("/{template_id}", response_model=TemplateOut, responses={409: {"model": ErrorBody}})
+@router.patch("/{template_id}", response_model=TemplateOut, responses=errors(403, 409))
 async def patch_template(
     template_id: TemplateId, body: TemplatePatch, ctx: Ctx, caller: Caller, request: Request
 ) -> TemplateOut:
@@ -97,7 +98,7 @@ async def patch_template(
     return TemplateOut.of(updated)
 
 
-@router.delete("/{template_id}", status_code=204, responses={409: {"model": ErrorBody}})
+@router.delete("/{template_id}", status_code=204, responses=errors(403, 409))
 async def delete_template(
     template_id: TemplateId, ctx: Ctx, caller: Caller, request: Request
 ) -> Response:
@@ -119,7 +120,7 @@ async def template_jobconfigs(
     "/{template_id}/clone",
     status_code=201,
     response_model=CloneOut,
-    responses={409: {"model": ErrorBody}},
+    responses=errors(403, 409),
 )
 async def clone_template(
     template_id: TemplateId, body: CloneIn, ctx: Ctx, caller: Caller, request: Request

@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from jobyard.api.deps import Caller, Ctx, require_principal
-from jobyard.api.dto import CURSOR_HELP, MAX_ID, ErrorBody
+from jobyard.api.dto import CURSOR_HELP, MAX_ID
+from jobyard.api.openapi import errors
 from jobyard.api.routes.access import client_address
 from jobyard.core.models import ApiToken
 from jobyard.core.users import User
@@ -24,7 +25,7 @@ from jobyard.service.context import Principal
 
 router = APIRouter(
     tags=["users"],
-    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=errors(401, 422),
 )
 _AUTHED = [Depends(require_principal)]
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="User id.")]
@@ -206,7 +207,7 @@ def _too_many(exc: users.TooManyAttempts) -> JSONResponse:
 @router.post(
     "/api/v1/login",
     response_model=TokenPairOut,
-    responses={429: {"model": ErrorBody, "description": "Too many failed logins."}},
+    responses=errors(429),
 )
 async def login(body: LoginIn, request: Request, ctx: Ctx) -> Response:
     """Log in with a name and password: a short-lived access token and a refresh token."""
@@ -272,7 +273,7 @@ async def list_users(
     status_code=201,
     response_model=UserOut,
     dependencies=_AUTHED,
-    responses={403: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+    responses=errors(403, 409),
 )
 async def create_user(body: UserIn, ctx: Ctx, caller: Caller, request: Request) -> UserOut:
     """Create a user (admins only)."""
@@ -291,7 +292,7 @@ async def create_user(body: UserIn, ctx: Ctx, caller: Caller, request: Request) 
     "/api/v1/users/{user_id}",
     response_model=UserOut,
     dependencies=_AUTHED,
-    responses={404: {"model": ErrorBody}},
+    responses=errors(404),
 )
 async def get_user(user_id: UserId, ctx: Ctx, caller: Caller) -> UserOut:
     """One user (a non-admin: only themselves)."""
@@ -302,7 +303,7 @@ async def get_user(user_id: UserId, ctx: Ctx, caller: Caller) -> UserOut:
     "/api/v1/users/{user_id}",
     response_model=UserOut,
     dependencies=_AUTHED,
-    responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+    responses=errors(403, 404, 409),
 )
 async def patch_user(
     user_id: UserId, body: UserPatch, ctx: Ctx, caller: Caller, request: Request
@@ -318,7 +319,7 @@ async def patch_user(
     "/api/v1/users/{user_id}/deactivate",
     response_model=DeactivationOut,
     dependencies=_AUTHED,
-    responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+    responses=errors(403, 404, 409),
 )
 async def deactivate_user(
     user_id: UserId, ctx: Ctx, caller: Caller, request: Request
@@ -336,7 +337,7 @@ async def deactivate_user(
     "/api/v1/users/{user_id}/activate",
     response_model=UserOut,
     dependencies=_AUTHED,
-    responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+    responses=errors(403, 404),
 )
 async def activate_user(user_id: UserId, ctx: Ctx, caller: Caller, request: Request) -> UserOut:
     """Reactivate a user (their old tokens stay revoked)."""
@@ -367,7 +368,7 @@ async def list_tokens(
     status_code=201,
     response_model=NewTokenOut,
     dependencies=_AUTHED,
-    responses={403: {"model": ErrorBody}},
+    responses=errors(403),
 )
 async def create_token(body: TokenIn, ctx: Ctx, caller: Caller, request: Request) -> Response:
     """Mint a personal token; its value is in this answer only."""
@@ -389,7 +390,7 @@ async def create_token(body: TokenIn, ctx: Ctx, caller: Caller, request: Request
     "/api/v1/tokens/{token_id}",
     status_code=204,
     dependencies=_AUTHED,
-    responses={404: {"model": ErrorBody}},
+    responses=errors(404),
 )
 async def revoke_token(token_id: TokenId, ctx: Ctx, caller: Caller, request: Request) -> Response:
     """Revoke one of your tokens (admins: anyone's)."""

@@ -1,0 +1,308 @@
+"""Example bodies shown in ``/docs`` and ``/redoc``, by the name of their schema.
+
+Kept beside the models rather than inside them so that one file holds every example
+(easy to review as a whole) and a model file gains no noise. :mod:`jobyard.api.openapi`
+puts each under its schema's ``examples`` (Swagger UI fills "Try it out" with the
+first); ``tests/integration/test_api_docs.py`` validates every one against its schema,
+so an example that drifts from its model fails the tests. A new route adds the examples
+of its request and response schemas here (or ``json_schema_extra`` on its model).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_AT = "2026-01-05T09:30:00Z"
+_SHA = "9f2c4be8f6b1a4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9"
+
+JOB: dict[str, Any] = {
+    "id": 17,
+    "jobconfig_id": 3,
+    "package_id": 2,
+    "entrypoint": "main",
+    "command": None,
+    "macros": {"TARGET": "eu"},
+    "status": "FINISHED",
+    "status_reason": None,
+    "exit_code": 0,
+    "trigger": "api",
+    "submitted_by": "alice",
+    "rerun_of": None,
+    "worker_id": "host-a/1",
+    "pool": "default",
+    "priority": 0,
+    "timeout": 0,
+    "success_exit_codes": [0],
+    "created_at": _AT,
+    "sequenced_at": _AT,
+    "queued_at": _AT,
+    "acquired_at": _AT,
+    "started_at": _AT,
+    "ended_at": "2026-01-05T09:30:04Z",
+    "abort_requested_at": None,
+    "schedule_id": None,
+    "scheduled_for": None,
+    "template_id": None,
+    "definers": [],
+    "effective_timeout": {"minutes": 30, "source": "entrypoint", "entrypoint": "main"},
+}
+
+JOBCONFIG: dict[str, Any] = {
+    "id": 3,
+    "name": "orders-etl",
+    "description": "Nightly load of the orders export",
+    "package_id": 2,
+    "entrypoint": "main",
+    "command": None,
+    "macros": {"TARGET": "eu"},
+    "max_concurrent": 1,
+    "timeout": 0,
+    "success_exit_codes": [0],
+    "enabled": True,
+    "pool": "default",
+    "owner": "alice",
+    "template_id": None,
+    "parameters": ["TARGET"],
+    "created_at": _AT,
+    "updated_at": _AT,
+    "definition_changed_by": "alice",
+    "definition_changed_at": _AT,
+    "retention": {"max_age_days": None, "max_jobs": None},
+}
+
+PACKAGE: dict[str, Any] = {
+    "id": 2,
+    "sha256": _SHA,
+    "filename": "etl.zip",
+    "size": 48213,
+    "kind": "zip",
+    "entrypoints": ["main", "report"],
+    "created_at": _AT,
+}
+
+TEMPLATE: dict[str, Any] = {
+    "id": 1,
+    "name": "etl",
+    "description": "What every ETL jobconfig runs",
+    "package_id": 2,
+    "entrypoint": "main",
+    "command": None,
+    "owner": "alice",
+    "created_at": _AT,
+    "updated_at": _AT,
+    "definition_changed_by": "alice",
+    "definition_changed_at": _AT,
+}
+
+USER: dict[str, Any] = {
+    "id": 2,
+    "name": "alice",
+    "role": "user",
+    "active": True,
+    "has_password": True,
+    "created_at": _AT,
+    "updated_at": _AT,
+}
+
+SCHEDULE: dict[str, Any] = {
+    "id": 5,
+    "jobconfig_id": 3,
+    "name": "nightly",
+    "kind": "cron",
+    "cron": "0 30 2 * * ?",
+    "every": None,
+    "interval_minutes": None,
+    "start_at": None,
+    "timezone": "Europe/Paris",
+    "misfire_policy": "fire_once",
+    "paused": False,
+    "macros": {},
+    "description": "",
+    "next_fire_at": "2026-01-06T01:30:00Z",
+    "next_fire_at_local": "2026-01-06T02:30:00+01:00",
+    "last_fire_at": None,
+    "last_result": None,
+    "version": 1,
+    "created_at": _AT,
+    "updated_at": _AT,
+}
+
+MACRO: dict[str, Any] = {
+    "name": "DB_URL",
+    "value": None,
+    "secure": True,
+    "level": "jobconfig",
+    "updated_at": _AT,
+    "updated_by": "alice",
+}
+
+#: Schema name -> its example.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    # Request bodies
+    "AdhocJobIn": {"command": ["/bin/sh", "-c", "echo hello"], "timeout": 5},
+    "RunIn": {"macros": {"TARGET": "eu"}, "hold": False},
+    "JobConfigIn": {
+        "name": "orders-etl",
+        "package_id": 2,
+        "entrypoint": "main",
+        "macros": {"TARGET": "eu"},
+        "parameters": ["TARGET"],
+        "timeout": 30,
+        "max_concurrent": 1,
+    },
+    "JobConfigPatch": {"timeout": 45, "enabled": False},
+    "TemplateIn": {"name": "etl", "package_id": 2, "entrypoint": "main"},
+    "TemplatePatch": {"description": "What every ETL jobconfig runs"},
+    "CloneIn": {"name": "etl-v2", "with_jobconfigs": True},
+    "TemplateExport": {
+        "format": "jobyard.template/1",
+        "template": {"name": "etl", "package": {"sha256": _SHA}, "entrypoint": "main"},
+        "jobconfigs": [
+            {
+                "name": "orders-etl",
+                "macros": {"TARGET": "eu"},
+                "schedules": [{"name": "nightly", "cron": "0 30 2 * * ?"}],
+            }
+        ],
+    },
+    "LoginIn": {"name": "alice", "password": "correct horse battery staple"},
+    "RefreshIn": {"refresh_token": "jy_8Qm2Lk..."},
+    "LogoutIn": {"refresh_token": "jy_8Qm2Lk..."},
+    "UserIn": {"name": "alice", "role": "user", "password": "correct horse battery staple"},
+    "UserPatch": {"role": "admin"},
+    "TokenIn": {"name": "ci", "expires_in_days": 90},
+    "MacroIn": {"value": "postgresql://etl@db/orders", "secure": True},
+    "MacroDefs": {
+        "macros": [
+            {"name": "TARGET", "value": "eu", "secure": False},
+            {"name": "DB_URL", "value": None, "secure": True},
+        ]
+    },
+    "ScheduleIn": {"name": "nightly", "cron": "0 30 2 * * ?", "timezone": "Europe/Paris"},
+    "SchedulePatch": {"paused": True},
+    "PolicyIn": {"action": "execute", "resource": "jobconfigs", "selector": "3"},
+    "PurgeIn": {"dry_run": True},
+    # Answers
+    "JobOut": JOB,
+    "JobConfigOut": JOBCONFIG,
+    "PackageOut": PACKAGE,
+    "TemplateOut": TEMPLATE,
+    "UserOut": USER,
+    "ScheduleOut": SCHEDULE,
+    "MacroOut": MACRO,
+    "EventOut": {"status": "RUNNING", "at": _AT, "actor": "worker host-a/1", "reason": None},
+    "FileOut": {"name": "totals.json", "size": 512, "created_at": _AT},
+    "Health": {"status": "ok", "version": "0.1.0"},
+    "TokenPairOut": {
+        "access_token": "jy_Xr4Tn...",
+        "refresh_token": "jy_8Qm2Lk...",
+        "token_type": "bearer",
+        "expires_in": 900,
+        "refresh_expires_in": 1209600,
+    },
+    "NewTokenOut": {
+        "id": 9,
+        "name": "ci",
+        "kind": "personal",
+        "user_id": 2,
+        "role": "user",
+        "created_at": _AT,
+        "expires_at": "2026-04-05T09:30:00Z",
+        "revoked": False,
+        "job_id": None,
+        "token": "jy_Q3vWp...",
+    },
+    "MeOut": {
+        "name": "alice",
+        "role": "user",
+        "user": USER,
+        "token_kind": "personal",
+        "job_id": None,
+    },
+    "CronNextOut": {
+        "expr": "0 30 2 * * ?",
+        "tz": "Europe/Paris",
+        "next": ["2026-01-06T01:30:00Z", "2026-01-07T01:30:00Z"],
+    },
+    "PolicyOut": {
+        "id": 4,
+        "user_id": 2,
+        "action": "execute",
+        "resource": "jobconfigs",
+        "selector": "3",
+        "created_at": _AT,
+    },
+    "PurgeOut": {
+        "dry_run": True,
+        "jobs": 120,
+        "events": 600,
+        "tokens": 120,
+        "log_files": 120,
+        "files": 8,
+        "packages": 1,
+        "blobs": 129,
+        "bytes": 5242880,
+        "audit_rows": 0,
+        "orphans": 0,
+    },
+    "ImportReport": {
+        "template": {"name": "etl", "id": 1, "action": "updated", "schedules": None},
+        "jobconfigs": [
+            {
+                "name": "orders-etl",
+                "id": 3,
+                "action": "created",
+                "schedules": [{"name": "nightly", "id": 5, "action": "created"}],
+            }
+        ],
+    },
+    "CloneOut": {
+        "template": {**TEMPLATE, "id": 2, "name": "etl-v2"},
+        "jobconfigs": [{**JOBCONFIG, "id": 8, "name": "etl-v2.orders-etl", "template_id": 2}],
+        "secure_macros_skipped": {"etl-v2.orders-etl": ["DB_URL"]},
+    },
+    "TokenOut": {
+        "id": 9,
+        "name": "ci",
+        "kind": "personal",
+        "user_id": 2,
+        "role": "user",
+        "created_at": _AT,
+        "expires_at": "2026-04-05T09:30:00Z",
+        "revoked": False,
+        "job_id": None,
+    },
+    "ResolvedOut": {"name": "DB_URL", "value": "*****", "level": "jobconfig", "secure": True},
+    "ResolvedList": {
+        "jobconfig_id": 3,
+        "template_id": None,
+        "user": "alice",
+        "items": [
+            {"name": "TARGET", "value": "eu", "level": "jobconfig", "secure": False},
+            {"name": "DB_URL", "value": "*****", "level": "jobconfig", "secure": True},
+        ],
+    },
+    "JobMacrosOut": {
+        "job_id": 17,
+        "resolved": True,
+        "items": [
+            {"name": "TARGET", "value": "eu", "level": "job", "secure": False},
+            {"name": "DB_URL", "value": None, "level": "jobconfig", "secure": True},
+        ],
+    },
+    "AuditOut": {
+        "id": 311,
+        "at": _AT,
+        "actor": "alice",
+        "action": "job.submit",
+        "object_type": "job",
+        "object_id": "17",
+        "details": {"jobconfig_id": 3, "macros": ["TARGET"], "hold": False},
+        "remote_addr": "192.0.2.10",
+    },
+    "DeactivationOut": {
+        "user": {**USER, "active": False},
+        "tokens_revoked": 2,
+        "jobs_cancelled": [21],
+    },
+}
