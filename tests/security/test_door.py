@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from jobyard.api.app import create_app
+from jobyard.runtime import Runtime
 from jobyard.settings import Settings
 from tests.support.bombs import ZERO_BLOCK, xz_tar_of_zeros
 from tests.support.rawhttp import (
@@ -311,7 +312,7 @@ BAD_CURSORS = {
 
 def _listings() -> list[str]:
     """Every GET route of the API that takes a ``cursor`` (from the OpenAPI document)."""
-    document = create_app(Settings(workers=0)).openapi()
+    document = create_app(Runtime(Settings(workers=0))).openapi()
     found = []
     for path, operations in document["paths"].items():
         get = operations.get("get", {})
