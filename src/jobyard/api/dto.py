@@ -64,18 +64,16 @@ class PackageOut(BaseModel):
     entrypoints: list[str]
     created_at: datetime
 
+    @field_validator("entrypoints", mode="before")
+    @classmethod
+    def _entrypoint_names(cls, value: Any) -> Any:
+        """The record maps entry-point names to their definitions: only the names, sorted."""
+        return sorted(value) if isinstance(value, dict) else value
+
     @classmethod
     def of(cls, p: Package) -> PackageOut:
         """Build from the domain record."""
-        return cls(
-            id=p.id,
-            sha256=p.sha256,
-            filename=p.filename,
-            size=p.size,
-            kind=p.kind,
-            entrypoints=sorted(p.entrypoints),
-            created_at=p.created_at,
-        )
+        return cls.model_validate(p, from_attributes=True)
 
 
 class PackagePage(BaseModel):
