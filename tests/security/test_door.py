@@ -166,7 +166,7 @@ def test_login_body_limit_is_answered_with_413(server: RunningServer, chunked: b
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_json_bodies_stop_at_one_mib(server: RunningServer, mallory: str, chunked: bool) -> None:
-    """A 300 MB body used to be parsed before its 422."""
+    """A body is cut off at its route's limit: a 300 MB one is never parsed whole."""
     path = f"{API}/jobconfigs"
     with RawRequest(server.url) as raw:
         if chunked:
