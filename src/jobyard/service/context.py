@@ -8,7 +8,6 @@ service layer imports nothing of ``jobyard.engine``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -19,6 +18,7 @@ from jobyard.core.retention import JobconfigRemoved, PurgeReport
 from jobyard.settings import Settings
 from jobyard.store.protocol import Store
 
+_monotonic = time.monotonic
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -64,28 +64,24 @@ class TtlCache(Generic[K, V]):
     one dictionary read and a clock comparison: it is on the path of every request.
     """
 
-    __slots__ = ("_clock", "_entries", "_max")
+    __slots__ = ("_entries", "_max")
 
-    def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, max_entries: int = 10_000) -> None:
         self._entries: dict[K, tuple[V, float]] = {}
         self._max = max_entries
-        self._clock = clock
 
     def get(self, key: K) -> V | None:
         """The value kept for ``key``, or None when there is none or it has expired."""
         entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[1] > self._clock():
+        if entry is not None and entry[1] > _monotonic():
             return entry[0]
-        self._entries.pop(key, None)
         return None
 
     def put(self, key: K, value: V, ttl: float) -> None:
         """Keep ``value`` for ``ttl`` seconds (everything is dropped when full)."""
         if len(self._entries) >= self._max:
             self._entries.clear()
-        self._entries[key] = (value, self._clock() + ttl)
+        self._entries[key] = (value, _monotonic() + ttl)
 
     def forget(self, key: K | None = None) -> None:
         """Drop one entry, or all of them with no key."""
