@@ -74,7 +74,6 @@ def create_app(services: Services) -> FastAPI:
         # request; jobyard exports no traces, metrics or logs through it.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.state.services = services
     install_error_handlers(app)
     # The last one added runs first: authentication, then the body limits (which need
     # the caller to count its uploads), then the job path's submit routes.
