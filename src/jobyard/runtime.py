@@ -23,10 +23,10 @@ from jobyard.engine.maintenance import (
     maintenance_loop,
     recover_local_orphans,
 )
+from jobyard.engine.retention import Retention
 from jobyard.engine.scheduler import Scheduler
 from jobyard.service import auth
 from jobyard.service.context import Context
-from jobyard.service.retention import retention_of
 from jobyard.settings import Settings
 from jobyard.store.factory import open_store
 from jobyard.worker.pool import WorkerPool
@@ -44,6 +44,7 @@ class Runtime:
         self.example = example
         self.server_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._ctx: Context | None = None
+        self._bus = Bus()
         self._pool: WorkerPool | None = None
         self._processes: list[WorkerProcess] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -71,8 +72,11 @@ class Runtime:
             log.info("created the secure-macro key %s (mode 0600)", home / KEY_FILE)
         store = await open_store(self.settings.effective_database_url, migrate=True)
         blobs = LocalBlobStore(self.settings.effective_blobs_dir)
-        bus = Bus()
-        ctx = Context(settings=self.settings, store=store, blobs=blobs, bus=bus)
+        bus = self._bus
+        retention = Retention(store, blobs, self.settings.retention)
+        ctx = Context(
+            settings=self.settings, store=store, blobs=blobs, bus=bus, retention=retention
+        )
         self._ctx = ctx
         self.new_admin_token = await auth.ensure_admin_token(ctx)
         await self._announce_isolation(ctx)
@@ -94,9 +98,8 @@ class Runtime:
             )
         )
         if self.settings.retention.enabled:
-            purger = retention_of(ctx)
             self._tasks.append(
-                asyncio.create_task(purger.loop(holder=self.server_id), name="retention")
+                asyncio.create_task(retention.loop(holder=self.server_id), name="retention")
             )
         if self.settings.scheduler.enabled:
             self.scheduler = Scheduler(store, bus, self.settings.scheduler)
@@ -143,7 +146,7 @@ class Runtime:
     async def _worker_died(self, pid: int) -> None:
         """A worker process died: its jobs end FAILED now and their programs are killed."""
         count = await recover_local_orphans(
-            self.ctx.store, self.ctx.bus, home=str(self.settings.home),
+            self.ctx.store, self._bus, home=str(self.settings.home),
             work_root=self._work_root, dead_pids={pid},
             reason=PROCESS_DIED_REASON,
         )  # fmt: skip

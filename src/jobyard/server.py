@@ -50,8 +50,8 @@ async def serve(settings: Settings, *, example: bool = False) -> None:
     # The real port (port 0 picks one) is known before anything starts: workers hand
     # it to jobs as JOBYARD_API_URL.
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
-    app = create_app(settings, example=example)
-    runtime: Runtime = app.state.runtime
+    runtime = Runtime(settings, example=example)
+    app = create_app(runtime)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -337,7 +337,7 @@ ENFORCED: list[Rule] = [
         any_user(200),
         with_body(f"{API}/cron/next", params={"expr": "0 0 12 * * ?"}),
     ),
-    # access policies and audit (issue 4: access helper)
+    # access policies and the audit log
     Rule("GET", f"{API}/users/{{user_id}}/policies", admin_only(200)),
     Rule(
         "POST",

@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 
 from jobyard.api.app import create_app
+from jobyard.runtime import Runtime
 from jobyard.settings import Settings
 
 TERMINAL = {"FINISHED", "ERROR", "FAILED", "CANCELLED"}
@@ -99,7 +100,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         }
         values.update(overrides)
         settings = Settings(**values)
-        app = create_app(settings)
+        app = create_app(Runtime(settings))
         config = uvicorn.Config(
             app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
         )

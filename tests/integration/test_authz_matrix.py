@@ -26,6 +26,7 @@ import pytest_asyncio
 import uvicorn
 
 from jobyard.api.app import create_app
+from jobyard.runtime import Runtime
 from jobyard.settings import Settings
 from tests.integration.authz_rules import (
     API,
@@ -107,7 +108,7 @@ async def _build(url: str, admin_token: str) -> World:
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     home: Path = tmp_path_factory.mktemp("authz-home")
     settings = Settings(home=home, port=free_port(), workers=4, heartbeat_seconds=0.5)
-    app = create_app(settings)
+    app = create_app(Runtime(settings))
     config = uvicorn.Config(
         app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
     )
@@ -134,7 +135,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 
 
 async def test_every_route_has_a_rule(tmp_path: Path) -> None:
-    app = create_app(Settings(home=tmp_path))
+    app = create_app(Runtime(Settings(home=tmp_path)))
     assert missing_rules(app, RULES) == [], "declare a rule for every route"
     assert stale_rules(app, RULES) == []
 

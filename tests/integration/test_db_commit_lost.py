@@ -18,9 +18,9 @@ import pytest
 from jobyard.blobs.local import LocalBlobStore
 from jobyard.core.jobs import JobStatus as S
 from jobyard.core.models import Job
+from jobyard.core.tokens import hash_token
 from jobyard.engine.bus import Bus
 from jobyard.engine.local_backend import LocalBackend, initialize_job
-from jobyard.service.auth import hash_token
 from jobyard.settings import Settings
 from jobyard.store.factory import open_store, upgrade_database
 from jobyard.store.protocol import Store

@@ -39,6 +39,7 @@ from schemathesis.checks import CheckContext, not_a_server_error
 from schemathesis.core.failures import Failure
 
 from jobyard.api.app import create_app
+from jobyard.runtime import Runtime
 from jobyard.settings import Settings
 from tests.support.server import free_port
 
@@ -59,7 +60,7 @@ def _load_schema() -> Any:
     (``schemathesis.pytest.from_fixture`` would let the running server serve it, but
     schemathesis 4.32 reads a private pytest attribute that pytest 9 removed.)
     """
-    document = create_app(Settings(workers=0)).openapi()
+    document = create_app(Runtime(Settings(workers=0))).openapi()
     loaded = schemathesis.openapi.from_dict(document)
     loaded.config.generation.update(
         modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
@@ -116,7 +117,10 @@ def _running_server(home: Path) -> Iterator[tuple[str, str]]:
     settings_ = Settings(home=home, port=free_port(), workers=0, maintenance_seconds=0.5)
     server = _ThreadServer(
         uvicorn.Config(
-            create_app(settings_), host="127.0.0.1", port=settings_.port, log_level="critical"
+            create_app(Runtime(settings_)),
+            host="127.0.0.1",
+            port=settings_.port,
+            log_level="critical",
         )
     )
     thread = threading.Thread(target=server.run, name="fuzz-server", daemon=True)

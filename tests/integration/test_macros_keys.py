@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 from jobyard.core.crypto import KEY_FILE, Keyring, associated_data, ensure_key_file
-from jobyard.service.macros import forget_keyrings
 from jobyard.store.factory import open_store
 from tests.integration.conftest import ServerFactory
 from tests.support.server import clean_env, jobyard_command
@@ -54,7 +53,6 @@ async def test_rotate_then_run(tmp_path: Path, start_server: ServerFactory) -> N
         await store.close()
     assert Keyring.key_id_of(row.value) == new.current_id
 
-    forget_keyrings()
     env = await start_server(home=home)
     job = await env.run_command(["sh", "-c", 'echo "$S" | rev'])
     job = await env.wait_status(job["id"])

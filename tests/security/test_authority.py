@@ -1,5 +1,5 @@
-"""Least authority for what runs inside a job, tried as an attacker would (issue 8,
-findings 2-4), against real servers.
+"""Least authority for what runs inside a job, tried as an attacker would, against real
+servers.
 
 The escalations run from INSIDE real jobs: a probe script run by ``/usr/bin/python3``
 calls the API at ``$JOBYARD_API_URL`` with ``Authorization: Bearer $SESSION_ID`` and

@@ -171,12 +171,8 @@ class FakeStore:
 
 
 def ctx_of(store: FakeStore) -> Context:
-    return Context(settings=None, store=store, blobs=None, bus=None)  # type: ignore[arg-type]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    access.forget_policies()
+    """A context of its own, hence a policy cache of its own."""
+    return Context(settings=None, store=store, blobs=None, bus=None, retention=None)  # type: ignore[arg-type]
 
 
 async def test_require_answers_404_when_invisible_and_403_when_only_visible() -> None:
@@ -228,7 +224,7 @@ async def test_policy_cache_is_dropped_on_change() -> None:
     assert not await access.can(ctx, ALICE, "view", "jobconfigs", Obj(10, None))
     store.policies.append(grant("view", "10"))
     assert not await access.can(ctx, ALICE, "view", "jobconfigs", Obj(10, None))  # cached
-    access.forget_policies(ALICE.user_id)
+    access.forget_policies(ctx, ALICE.user_id)
     assert await access.can(ctx, ALICE, "view", "jobconfigs", Obj(10, None))
     assert await access.policies_of(ctx, ROOT) == ()
     assert await access.visible_jobconfig_filter(ctx, ROOT) is None

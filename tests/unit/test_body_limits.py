@@ -21,6 +21,7 @@ from jobyard.api.limits import (
     BodyLimitMiddleware,
     is_upload,
 )
+from jobyard.runtime import Runtime
 from jobyard.service.context import Principal
 from jobyard.settings import Settings
 
@@ -183,7 +184,7 @@ async def test_a_third_upload_of_one_user_is_refused_before_its_body() -> None:
 
 def test_every_multipart_route_is_an_upload_route() -> None:
     """A new route receiving files must get the upload limit, not the JSON one."""
-    document = create_app(Settings(workers=0)).openapi()
+    document = create_app(Runtime(Settings(workers=0))).openapi()
     multipart = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():

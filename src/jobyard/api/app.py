@@ -1,9 +1,15 @@
-"""The ASGI application factory."""
+"""The ASGI application factory.
+
+The API builds nothing of the running system: the runtime (``jobyard.runtime.Runtime``)
+owns the store, the workers and the background loops, and is handed to
+:func:`create_app`, whose lifespan only starts and stops it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI
 
@@ -20,23 +26,43 @@ from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedul
 from jobyard.api.routes import macros as macro_routes
 from jobyard.api.routes import templates as template_routes
 from jobyard.api.routes import users as user_routes
+from jobyard.service.context import Context
 from jobyard.settings import Settings
 
 
-def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
-    """Build the API; its lifespan starts the runtime (store, workers, maintenance)."""
-    from jobyard.runtime import Runtime
+class Services(Protocol):
+    """What the API needs of the system it serves (``jobyard.runtime.Runtime`` is one).
 
-    runtime = Runtime(settings, example=example)
+    ``ctx`` is read once, after :meth:`start`: every request reaches the use cases and
+    this server's caches through that one reference.
+    """
+
+    @property
+    def settings(self) -> Settings:
+        """The server's settings (body limits are read from them)."""
+
+    @property
+    def ctx(self) -> Context:
+        """The use-case context (valid after :meth:`start`)."""
+
+    async def start(self) -> None:
+        """Open the store and start workers and background loops."""
+
+    async def stop(self) -> None:
+        """Stop what :meth:`start` started."""
+
+
+def create_app(services: Services) -> FastAPI:
+    """The API over ``services``; its lifespan starts them and stops them."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
-        app.state.ctx = runtime.ctx
+        await services.start()
+        app.state.ctx = services.ctx
         try:
             yield
         finally:
-            await runtime.stop()
+            await services.stop()
 
     app = FastAPI(
         title="jobyard",
@@ -50,12 +76,11 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
         # request; jobyard exports no traces, metrics or logs through it.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.state.runtime = runtime
     install_error_handlers(app)
     # The last one added runs first: authentication, then the body limits (which need
     # the caller to count its uploads), then the job path's submit routes.
     app.add_middleware(HotPathMiddleware)
-    app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.add_middleware(BodyLimitMiddleware, settings=services.settings)
     app.add_middleware(AuthMiddleware)
     # Routes are matched in order: the job path's (submit, run a jobconfig) come first.
     for module in (

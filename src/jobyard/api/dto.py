@@ -6,7 +6,15 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, Package
@@ -65,18 +73,16 @@ class PackageOut(BaseModel):
     entrypoints: list[str]
     created_at: datetime
 
+    @field_validator("entrypoints", mode="before")
+    @classmethod
+    def _entrypoint_names(cls, value: Any) -> Any:
+        """The record maps entry-point names to their definitions: only the names, sorted."""
+        return sorted(value) if isinstance(value, dict) else value
+
     @classmethod
     def of(cls, p: Package) -> PackageOut:
         """Build from the domain record."""
-        return cls(
-            id=p.id,
-            sha256=p.sha256,
-            filename=p.filename,
-            size=p.size,
-            kind=p.kind,
-            entrypoints=sorted(p.entrypoints),
-            created_at=p.created_at,
-        )
+        return cls.model_validate(p, from_attributes=True)
 
 
 class PackagePage(BaseModel):
@@ -193,14 +199,24 @@ class JobConfigOut(BaseModel):
         description="Retention overrides of its ended jobs (null fields: the global settings).",
     )
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _nest_retention(
+        cls, data: Any, handler: ModelWrapValidatorHandler[JobConfigOut]
+    ) -> JobConfigOut:
+        """The record keeps its retention overrides flat (``retention_max_age_days``,
+        ``retention_max_jobs``); the answer nests them (also inside other answers)."""
+        out = handler(data)
+        if isinstance(data, JobConfig):
+            out.retention = RetentionOut(
+                max_age_days=data.retention_max_age_days, max_jobs=data.retention_max_jobs
+            )
+        return out
+
     @classmethod
     def of(cls, record: JobConfig) -> JobConfigOut:
         """Build from the domain record (same field names; retention nested)."""
-        out = cls.model_validate(record, from_attributes=True)
-        out.retention = RetentionOut(
-            max_age_days=record.retention_max_age_days, max_jobs=record.retention_max_jobs
-        )
-        return out
+        return cls.model_validate(record, from_attributes=True)
 
 
 class JobConfigPage(BaseModel):

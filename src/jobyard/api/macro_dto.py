@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from jobyard.core.macros import ResolvedMacro, StoredMacro
 
@@ -27,21 +27,22 @@ class MacroOut(BaseModel):
     name: str
     value: str | None
     secure: bool
-    level: str
+    #: The stored record calls it ``scope``.
+    level: str = Field(validation_alias=AliasChoices("level", "scope"))
     updated_at: datetime | None = None
     updated_by: str | None = None
+
+    @model_validator(mode="after")
+    def _hide_secure_value(self) -> MacroOut:
+        """A secure macro is listed by name only: its (encrypted) value never leaves."""
+        if self.secure:
+            self.value = None
+        return self
 
     @classmethod
     def of(cls, m: StoredMacro) -> MacroOut:
         """Build from the stored record, hiding a secure value."""
-        return cls(
-            name=m.name,
-            value=None if m.secure else m.value,
-            secure=m.secure,
-            level=m.scope,
-            updated_at=m.updated_at,
-            updated_by=m.updated_by,
-        )
+        return cls.model_validate(m, from_attributes=True)
 
 
 class MacroList(BaseModel):
@@ -87,7 +88,7 @@ class ResolvedOut(BaseModel):
     @classmethod
     def of(cls, m: ResolvedMacro) -> ResolvedOut:
         """Build from a resolved macro (the caller masks secure values first)."""
-        return cls(name=m.name, value=m.value, level=m.level, secure=m.secure)
+        return cls.model_validate(m, from_attributes=True)
 
 
 class ResolvedList(BaseModel):

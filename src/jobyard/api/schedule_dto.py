@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from jobyard.api.dto import MacroMap, Text, _In
 from jobyard.core.errors import InvalidInput
@@ -131,7 +138,8 @@ class ScheduleOut(BaseModel):
     name: str
     kind: Literal["cron", "interval"]
     cron: str | None
-    every: EveryOut | None
+    #: Derived from the record's ``interval_minutes`` (see :meth:`_split_interval`).
+    every: EveryOut | None = Field(validation_alias=AliasChoices("every", "interval_minutes"))
     interval_minutes: int | None
     start_at: datetime | None
     timezone: str
@@ -140,44 +148,37 @@ class ScheduleOut(BaseModel):
     macros: dict[str, str]
     description: str
     next_fire_at: datetime | None = Field(description="UTC; null when paused or exhausted.")
-    next_fire_at_local: datetime | None = Field(description="The same, in 'timezone'.")
+    next_fire_at_local: datetime | None = Field(
+        description="The same, in 'timezone'.",
+        # Derived from the record's ``next_fire_at`` (see :meth:`_in_zone`).
+        validation_alias=AliasChoices("next_fire_at_local", "next_fire_at"),
+    )
     last_fire_at: datetime | None
     last_result: str | None = Field(description="What the last firing did, and when.")
     version: int
     created_at: datetime
     updated_at: datetime
 
+    @field_validator("every", mode="before")
+    @classmethod
+    def _split_interval(cls, value: Any) -> Any:
+        """The record's ``interval_minutes`` as hours and minutes."""
+        if isinstance(value, int):
+            return EveryOut(hours=value // 60, minutes=value % 60)
+        return value
+
+    @field_validator("next_fire_at_local")
+    @classmethod
+    def _in_zone(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        """The next fire time in the schedule's own zone (``timezone`` is validated first)."""
+        from jobyard.core.zones import parse_zone
+
+        return value.astimezone(parse_zone(info.data["timezone"])) if value else None
+
     @classmethod
     def of(cls, s: Schedule) -> ScheduleOut:
         """Build from the domain record."""
-        from jobyard.core.zones import parse_zone
-
-        every = None
-        if s.interval_minutes is not None:
-            every = EveryOut(hours=s.interval_minutes // 60, minutes=s.interval_minutes % 60)
-        local = s.next_fire_at.astimezone(parse_zone(s.timezone)) if s.next_fire_at else None
-        return cls(
-            id=s.id,
-            jobconfig_id=s.jobconfig_id,
-            name=s.name,
-            kind="cron" if s.cron is not None else "interval",
-            cron=s.cron,
-            every=every,
-            interval_minutes=s.interval_minutes,
-            start_at=s.start_at,
-            timezone=s.timezone,
-            misfire_policy=s.misfire_policy.value,
-            paused=s.paused,
-            macros=s.macros,
-            description=s.description,
-            next_fire_at=s.next_fire_at,
-            next_fire_at_local=local,
-            last_fire_at=s.last_fire_at,
-            last_result=s.last_result,
-            version=s.version,
-            created_at=s.created_at,
-            updated_at=s.updated_at,
-        )
+        return cls.model_validate(s, from_attributes=True)
 
 
 class ScheduleList(BaseModel):

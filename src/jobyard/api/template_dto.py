@@ -112,11 +112,7 @@ class CloneOut(BaseModel):
     @classmethod
     def of(cls, result: CloneResult) -> CloneOut:
         """Build from the domain record."""
-        return cls(
-            template=TemplateOut.of(result.template),
-            jobconfigs=[JobConfigOut.of(j) for j in result.jobconfigs],
-            secure_macros_skipped=result.secure_macros_skipped,
-        )
+        return cls.model_validate(result, from_attributes=True)
 
 
 # -- export / import ------------------------------------------------------------------

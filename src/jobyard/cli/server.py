@@ -90,7 +90,7 @@ def rotate_command(ctx: typer.Context) -> None:
     import asyncio
 
     from jobyard.core.crypto import SecretError, commit_new_key, stage_new_key
-    from jobyard.service.macros import forget_keyrings, reencrypt_all
+    from jobyard.service.macros import reencrypt_all
     from jobyard.store.factory import open_store
 
     async def rotate() -> tuple[str, str, int]:
@@ -101,7 +101,6 @@ def rotate_command(ctx: typer.Context) -> None:
         finally:
             await store.close()
         commit_new_key(settings.home, rotation)
-        forget_keyrings()
         return rotation.old_id, rotation.new_id, count
 
     try:

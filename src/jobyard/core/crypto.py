@@ -202,6 +202,32 @@ class Keyring:
             self.current_id = fresh.current_id
 
 
+class Keyrings:
+    """Keyrings loaded once and kept, by home and environment key.
+
+    One per owner (a server's :class:`~jobyard.service.context.Context`, a worker
+    process), never one per module: two servers in one process keep their own.
+    """
+
+    def __init__(self) -> None:
+        self._rings: dict[tuple[str, str], Keyring] = {}
+        self._lock = threading.Lock()
+
+    def get(self, home: Path, env_key: str = "") -> Keyring:
+        """The keyring of ``home`` (loaded on first use; it reloads on unknown key ids)."""
+        cache_key = (str(home), env_key)
+        with self._lock:
+            ring = self._rings.get(cache_key)
+            if ring is None:
+                ring = self._rings[cache_key] = Keyring.load(home, env_key)
+            return ring
+
+    def clear(self) -> None:
+        """Forget the loaded keyrings: the next :meth:`get` reads the key files again."""
+        with self._lock:
+            self._rings.clear()
+
+
 def _older_keys(home: Path) -> Iterator[tuple[str, bytes]]:
     if not home.is_dir():
         return

@@ -30,7 +30,7 @@ file or URL is ever read.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -262,6 +262,33 @@ def resolve(
         for name, value, secure in items:
             out[name] = ResolvedMacro(name=name, value=value, level=level, secure=secure)
     return out
+
+
+def layer_sources(
+    sources: MacroSources,
+    job_macros: Mapping[str, str],
+    reveal: Callable[[str, StoredMacro], str],
+) -> dict[str, ResolvedMacro]:
+    """Merge a job's macro levels lowest first (account, template, user, jobconfig, job).
+
+    ``reveal(level, macro)`` gives a secure macro's value: its plaintext for the worker,
+    a mask for previews. A jobconfig macro stored secure hides its plain twin.
+    """
+
+    def table(level: str, rows: list[StoredMacro]) -> list[tuple[str, str, bool]]:
+        return [(m.name, reveal(level, m) if m.secure else m.value, m.secure) for m in rows]
+
+    secure_names = {m.name for m in sources.jobconfig_secure}
+    jobconfig = [(n, v, False) for n, v in sources.jobconfig_plain.items() if n not in secure_names]
+    return resolve(
+        [
+            ("account", table("account", sources.account)),
+            ("template", table("template", sources.template)),
+            ("user", table("user", sources.user)),
+            ("jobconfig", jobconfig + table("jobconfig", sources.jobconfig_secure)),
+            ("job", [(n, v, False) for n, v in job_macros.items()]),
+        ]
+    )
 
 
 def record_of(resolved: Mapping[str, ResolvedMacro]) -> dict[str, Any]:

@@ -23,13 +23,13 @@ from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, JobFile, Package, WorkerInfo
 from jobyard.core.runplan import chosen_entrypoint, effective_timeout
+from jobyard.core.timeutil import utcnow
+from jobyard.core.tokens import SESSION_TOKEN_PREFIX, hash_token
 from jobyard.core.users import User
 from jobyard.engine.bus import Bus
+from jobyard.engine.jobmacros import JobMacros, keyring_for, resolve_claimed, resolve_for_job
 from jobyard.engine.reporter import Reporter
 from jobyard.engine.retry import FIRST_PAUSE, MAX_PAUSE, Persistent
-from jobyard.service.auth import SESSION_TOKEN_PREFIX, hash_token
-from jobyard.service.macros import JobMacros, keyring_for, resolve_claimed, resolve_for_job
-from jobyard.service.timeutil import utcnow
 from jobyard.settings import Settings
 from jobyard.store.protocol import Store
 from jobyard.worker.logwriter import SecretMasker

@@ -15,8 +15,8 @@ import socket
 
 from jobyard.core.errors import Conflict, DatabaseUnavailable, NotFound
 from jobyard.core.jobs import JobStatus
+from jobyard.core.timeutil import utcnow
 from jobyard.engine.bus import Bus
-from jobyard.service.timeutil import utcnow
 from jobyard.store.protocol import Store
 
 log = logging.getLogger("jobyard.maintenance")

@@ -31,7 +31,7 @@ from jobyard.blobs.keys import job_prefixes, log_key, package_key
 from jobyard.blobs.protocol import BlobStore
 from jobyard.core.errors import DatabaseUnavailable
 from jobyard.core.retention import JobconfigRemoved, JobsPurged, PurgeReport, keep_rule
-from jobyard.service.timeutil import utcnow
+from jobyard.core.timeutil import utcnow
 from jobyard.settings import RetentionSettings
 from jobyard.store.protocol import Store
 
@@ -62,6 +62,10 @@ class Retention:
             if not dry_run:
                 await self._sweep_orphans(report, now)
             return report
+
+    async def remove_jobconfig_leftovers(self, removed: JobconfigRemoved) -> PurgeReport:
+        """After a jobconfig's deletion: see :func:`remove_jobconfig_leftovers`."""
+        return await remove_jobconfig_leftovers(self.store, self.blobs, removed)
 
     async def loop(self, *, holder: str) -> None:
         """Run a pass every ``interval_seconds`` while this server holds the leadership."""

@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 
 from jobyard.core.errors import DatabaseUnavailable
 from jobyard.core.schedules import FiringPlanner, FiringRound
+from jobyard.core.timeutil import utcnow
 from jobyard.engine.bus import Bus
-from jobyard.service.timeutil import utcnow
 from jobyard.settings import SchedulerSettings
 from jobyard.store.protocol import Store
 

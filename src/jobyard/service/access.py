@@ -37,7 +37,6 @@ like secrets (``value``, ``password``, ``token``, ``secret``...) are replaced by
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,8 +59,6 @@ log = logging.getLogger("jobyard.audit")
 
 #: How long a user's policies are trusted without reading them again.
 POLICY_CACHE_SECONDS = 5.0
-_CACHE_MAX = 10_000
-_CACHE: dict[int, tuple[tuple[Policy, ...], float]] = {}
 
 #: What each granted action allows (besides itself): any grant allows ``view``.
 IMPLIES: dict[str, frozenset[str]] = {
@@ -247,23 +244,17 @@ async def policies_of(ctx: Context, principal: Principal) -> tuple[Policy, ...]:
     user_id = principal.user_id
     if principal.is_admin or user_id is None:
         return ()
-    now = time.monotonic()
-    cached = _CACHE.get(user_id)
-    if cached is not None and cached[1] > now:
-        return cached[0]
+    cached = ctx.policies.get(user_id)
+    if cached is not None:
+        return cached
     found = tuple(await ctx.store.policies_for_user(user_id))
-    if len(_CACHE) >= _CACHE_MAX:
-        _CACHE.clear()
-    _CACHE[user_id] = (found, now + POLICY_CACHE_SECONDS)
+    ctx.policies.put(user_id, found, POLICY_CACHE_SECONDS)
     return found
 
 
-def forget_policies(user_id: int | None = None) -> None:
-    """Drop cached policies (of one user, or all): call after every policy change."""
-    if user_id is None:
-        _CACHE.clear()
-    else:
-        _CACHE.pop(user_id, None)
+def forget_policies(ctx: Context, user_id: int | None = None) -> None:
+    """Drop this server's cached policies (of one user, or all): after every policy change."""
+    ctx.policies.forget(user_id)
 
 
 async def _can_one(
@@ -585,7 +576,7 @@ async def grant(
     policy = await ctx.store.policy_insert(
         user_id, action=action, resource=resource, selector=selector
     )
-    forget_policies(user_id)
+    forget_policies(ctx, user_id)
     details = {"user_id": user_id, "action": action, "resource": resource, "selector": selector}
     await record(ctx, principal, "policy.grant", "policy", policy.id, details, remote_addr)
     return policy
@@ -602,7 +593,7 @@ async def revoke(
     """Revoke a policy (admins only; 404 for others); audited as ``policy.revoke``."""
     _admin_or_404(principal, user_id)
     policy = await ctx.store.policy_delete(user_id, policy_id)
-    forget_policies(user_id)
+    forget_policies(ctx, user_id)
     details = {
         "user_id": user_id,
         "action": policy.action,

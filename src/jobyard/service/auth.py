@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
-import time
 from pathlib import Path
 
 from jobyard.core.errors import Unauthorized
 from jobyard.core.jobs import TERMINAL, JobStatus
+from jobyard.core.timeutil import utcnow
+from jobyard.core.tokens import TOKEN_PREFIX, hash_token
 from jobyard.core.users import TokenIdentity, User
 from jobyard.service.context import Context, Principal
-from jobyard.service.timeutil import utcnow
 from jobyard.settings import Settings
 
-TOKEN_PREFIX = "jy_"
-#: SESSION_ID values (job-scoped tokens) are told apart at a glance.
-SESSION_TOKEN_PREFIX = "jys_"
 #: A verified token is trusted this long without asking the database again; a token
 #: revoked on another server stops working at most this much later.
 TOKEN_CACHE_SECONDS = 5.0
-_CACHE_MAX = 10_000
-_CACHE: dict[str, tuple[Principal, float]] = {}
-
-
-def hash_token(token: str) -> str:
-    """Tokens are 256-bit random strings, so a plain SHA-256 is a safe, fast verifier."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def new_token() -> str:
@@ -78,17 +67,13 @@ async def authenticate(ctx: Context, authorization: str | None) -> Principal:
     and session tokens of jobs that have ended.
     """
     digest = hash_token(_bearer(authorization))
-    now = time.monotonic()
-    cached = _CACHE.get(digest)
-    if cached is not None and cached[1] > now:
-        return cached[0]
-    _CACHE.pop(digest, None)
+    cached = ctx.tokens.get(digest)
+    if cached is not None:
+        return cached
     found = await ctx.store.token_identity(digest)
     principal, ttl = principal_of(found)
     if ttl > 0:
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.clear()
-        _CACHE[digest] = (principal, now + ttl)
+        ctx.tokens.put(digest, principal, ttl)
     return principal
 
 
@@ -149,6 +134,7 @@ def definer_principal(name: str, user: User | None) -> Principal:
     return Principal(name=user.name, role=user.role, user_id=user.id, token_kind="definer")
 
 
-def forget_cached_tokens() -> None:
-    """Drop cached verifications (call after revoking a token or deactivating a user)."""
-    _CACHE.clear()
+def forget_cached_tokens(ctx: Context) -> None:
+    """Drop this server's cached verifications (after revoking a token or deactivating a
+    user); other servers notice within :data:`TOKEN_CACHE_SECONDS`."""
+    ctx.tokens.forget()

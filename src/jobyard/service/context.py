@@ -1,13 +1,94 @@
-"""What every use case receives: settings and the adapters, built once by the server."""
+"""What every use case receives: settings, the adapters and the engine's ports.
+
+The runtime builds one :class:`Context` per server; use cases reach the engine only
+through the protocols below (the engine's ``Bus`` and ``Retention`` fit them), so the
+service layer imports nothing of ``jobyard.engine``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 from jobyard.blobs.protocol import BlobStore
-from jobyard.engine.bus import Bus
+from jobyard.core.access import Policy
+from jobyard.core.crypto import Keyrings
+from jobyard.core.retention import JobconfigRemoved, PurgeReport
 from jobyard.settings import Settings
 from jobyard.store.protocol import Store
+
+_monotonic = time.monotonic
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Bus(Protocol):
+    """In-process wake-ups a use case sends or waits on (``jobyard.engine.bus.Bus``)."""
+
+    def work_available(self) -> None:
+        """Tell idle workers that a job may have been queued."""
+
+    def job_changed(self, job_id: int) -> None:
+        """Wake everyone waiting on ``job_id``."""
+
+    async def wait_job(self, job_id: int, timeout: float) -> None:
+        """Return when ``job_id`` changes or after ``timeout`` seconds."""
+
+    def request_abort(self, job_id: int, reason: str) -> bool:
+        """Ask local workers to stop ``job_id`` now; False if none of them holds it."""
+
+    def schedules_changed(self) -> None:
+        """Tell the scheduler that a schedule was created, changed or deleted."""
+
+
+class Purger(Protocol):
+    """The retention runner of a server (``jobyard.engine.retention.Retention``).
+
+    One per server, so on-demand and background passes take turns instead of purging
+    the same rows side by side.
+    """
+
+    async def purge(self, *, dry_run: bool = False) -> PurgeReport:
+        """Run one purge pass (``dry_run``: report what would go, change nothing)."""
+
+    async def remove_jobconfig_leftovers(self, removed: JobconfigRemoved) -> PurgeReport:
+        """After a jobconfig's deletion: its jobs' blobs and the packages only it used."""
+
+
+class TtlCache(Generic[K, V]):
+    """Values trusted for a while without asking the database again, bounded in size.
+
+    Each server keeps its own (in its :class:`Context`): two servers in one process,
+    perhaps on different databases, never answer from each other's entries. ``get`` is
+    one dictionary read and a clock comparison: it is on the path of every request.
+    """
+
+    __slots__ = ("_entries", "_max")
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: dict[K, tuple[V, float]] = {}
+        self._max = max_entries
+
+    def get(self, key: K) -> V | None:
+        """The value kept for ``key``, or None when there is none or it has expired."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] > _monotonic():
+            return entry[0]
+        return None
+
+    def put(self, key: K, value: V, ttl: float) -> None:
+        """Keep ``value`` for ``ttl`` seconds (everything is dropped when full)."""
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[key] = (value, _monotonic() + ttl)
+
+    def forget(self, key: K | None = None) -> None:
+        """Drop one entry, or all of them with no key."""
+        if key is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +139,16 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """The adapters a use case may touch."""
+    """The adapters a use case may touch, and what its server remembers between calls."""
 
     settings: Settings
     store: Store
     blobs: BlobStore
     bus: Bus
+    retention: Purger
+    #: Verified tokens by digest (see :data:`jobyard.service.auth.TOKEN_CACHE_SECONDS`).
+    tokens: TtlCache[str, Principal] = field(default_factory=TtlCache)
+    #: Access policies by user id (see :data:`jobyard.service.access.POLICY_CACHE_SECONDS`).
+    policies: TtlCache[int, tuple[Policy, ...]] = field(default_factory=TtlCache)
+    #: Secure-macro keyrings (loaded on first use).
+    keyrings: Keyrings = field(default_factory=Keyrings)

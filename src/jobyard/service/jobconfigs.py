@@ -19,7 +19,6 @@ from jobyard.core.validation import (
     check_name,
     check_patch,
 )
-from jobyard.engine.retention import remove_jobconfig_leftovers
 from jobyard.service import access
 from jobyard.service.context import Context, Principal
 
@@ -300,7 +299,7 @@ async def delete(
     access.refuse_job_token(principal, "delete jobconfigs")
     current = await get(ctx, principal, jobconfig_id, "delete")
     removed = await ctx.store.jobconfig_delete(jobconfig_id)
-    await remove_jobconfig_leftovers(ctx.store, ctx.blobs, removed)
+    await ctx.retention.remove_jobconfig_leftovers(removed)
     details = {"name": current.name}
     await access.record(
         ctx, principal, "jobconfig.delete", "jobconfig", jobconfig_id, details, remote_addr

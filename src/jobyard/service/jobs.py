@@ -13,11 +13,11 @@ from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import CANCELLABLE, TERMINAL, JobStatus
 from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, JobFilter, NewJob, Page
 from jobyard.core.runplan import EffectiveTimeout, effective_timeout
+from jobyard.core.timeutil import utcnow
 from jobyard.core.validation import check_exit_codes, check_name
 from jobyard.service import access, run_macros
 from jobyard.service.context import Context, Principal
 from jobyard.service.jobconfigs import check_run_target
-from jobyard.service.timeutil import utcnow
 
 FILE_NAME_RE = re.compile(r"^[^/\\\x00]{1,255}$")
 

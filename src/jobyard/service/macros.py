@@ -1,8 +1,8 @@
 """Macro use cases: list, set, delete, import and export per level; resolution for a job.
 
 Secure values are encrypted here, before the store sees them, and decrypted only in
-:func:`resolve_for_job`, which the worker backend calls to build the job's
-environment. Nothing else returns, logs or exports a secure value: listings show a
+:func:`jobyard.engine.jobmacros.resolve_for_job`, which the worker backend calls to build
+the job's environment. Nothing else returns, logs or exports a secure value: listings show a
 secure macro by name with value ``None``, previews show ``*****``.
 
 Permissions: account macros are read by all and written by admins; user macros are
@@ -13,13 +13,10 @@ macro at any level (403); what it reads is also bounded by the job's definers.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from jobyard.core.claims import Claim
-from jobyard.core.crypto import Keyring, SecretError, associated_data
+from jobyard.core.crypto import Keyring, associated_data
 from jobyard.core.errors import Forbidden, InvalidInput, NotFound
 from jobyard.core.macros import (
     MASK,
@@ -27,37 +24,21 @@ from jobyard.core.macros import (
     MacroSources,
     ResolvedMacro,
     StoredMacro,
-    record_of,
-    resolve,
+    layer_sources,
 )
-from jobyard.core.models import Job
 from jobyard.core.validation import check_macros
 from jobyard.service import access
 from jobyard.service.context import Context, Principal
-from jobyard.settings import Settings
 from jobyard.store.protocol import Store
 
 #: Longest macro value accepted (bytes of UTF-8 are checked by the DTO as characters).
 MAX_VALUE = 10_000
 
-_KEYRINGS: dict[tuple[str, str], Keyring] = {}
-_KEYRINGS_LOCK = threading.Lock()
 
-
-def keyring_for(settings: Settings) -> Keyring:
-    """The keyring of this home (loaded once per process; reloads on unknown key ids)."""
-    cache_key = (str(settings.home), settings.secret_key)
-    with _KEYRINGS_LOCK:
-        ring = _KEYRINGS.get(cache_key)
-        if ring is None:
-            ring = _KEYRINGS[cache_key] = Keyring.load(settings.home, settings.secret_key)
-        return ring
-
-
-def forget_keyrings() -> None:
-    """Drop loaded keyrings (after a rotation in this process; tests)."""
-    with _KEYRINGS_LOCK:
-        _KEYRINGS.clear()
+def keyring_for(ctx: Context) -> Keyring:
+    """The keyring of this server's home (loaded once by its context, see
+    :class:`~jobyard.core.crypto.Keyrings`)."""
+    return ctx.keyrings.get(ctx.settings.home, ctx.settings.secret_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +161,7 @@ async def set_macro(
     """Create or replace one macro; a secure one cannot become non-secure (422)."""
     await _check_write(ctx, principal, level)
     _check_value(name, value)
-    stored = _encrypt(keyring_for(ctx.settings), level, name, value) if secure else value
+    stored = _encrypt(keyring_for(ctx), level, name, value) if secure else value
     items = [(name, stored, secure, False)]
     result = await ctx.store.macros_put(
         level.scope, level.scope_id, items, updated_by=principal.name
@@ -223,7 +204,7 @@ async def import_level(
         value = d.value or ""
         _check_value(d.name, value)
         if d.secure:
-            ring = ring or keyring_for(ctx.settings)
+            ring = ring or keyring_for(ctx)
             items.append((d.name, _encrypt(ring, level, d.name, value), True, d.value is None))
         else:
             items.append((d.name, value, False, False))
@@ -238,27 +219,6 @@ async def import_level(
 
 
 # -- resolution --------------------------------------------------------------------------
-
-
-def _layers(
-    sources: MacroSources, job_macros: dict[str, str], reveal: Any
-) -> dict[str, ResolvedMacro]:
-    """Merge the levels lowest first; ``reveal(level, macro)`` gives a secure macro's value."""
-
-    def table(level: str, rows: list[StoredMacro]) -> list[tuple[str, str, bool]]:
-        return [(m.name, reveal(level, m) if m.secure else m.value, m.secure) for m in rows]
-
-    secure_names = {m.name for m in sources.jobconfig_secure}
-    jobconfig = [(n, v, False) for n, v in sources.jobconfig_plain.items() if n not in secure_names]
-    return resolve(
-        [
-            ("account", table("account", sources.account)),
-            ("template", table("template", sources.template)),
-            ("user", table("user", sources.user)),
-            ("jobconfig", jobconfig + table("jobconfig", sources.jobconfig_secure)),
-            ("job", [(n, v, False) for n, v in job_macros.items()]),
-        ]
-    )
 
 
 async def preview(
@@ -279,88 +239,7 @@ async def preview(
             )
         raise NotFound(f"user {name!r} does not exist", {"user": name})
     sources = await ctx.store.macro_sources(jobconfig_id=jobconfig_id, user_name=name)
-    return sources, _layers(sources, {}, lambda _level, _m: MASK)
-
-
-@dataclass(frozen=True, slots=True)
-class JobMacros:
-    """A job's resolved macros: the environment, the secrets to mask, the record to keep."""
-
-    env: dict[str, str]
-    secrets: list[str]
-    record: dict[str, Any]
-    #: What the job's log should say about its macros (a level withheld, and why).
-    notes: list[str] = field(default_factory=list)
-
-
-async def resolve_for_job(store: Store, keys: Callable[[], Keyring], job: Job) -> JobMacros:
-    """Resolve and decrypt a job's macros (worker side only), and where each came from.
-
-    The caller stores ``record`` on the job (``Store.job_initialize``, with its session
-    token, in one transaction).
-
-    The user level is the submitting user's (``job.submitted_by``; for a scheduled job
-    the jobconfig's owner) — private values that only that user and admins may read. A
-    job whose program was decided by someone else (``job.definers``, other than admins)
-    does not get them: that someone could print them. The template is the job's, else its
-    jobconfig's. ``keys`` loads the keyring, only when the job has a secure macro.
-    """
-    user_name = job.submitted_by
-    notes = []
-    if user_name and job.definers:
-        untrusted = await _untrusted_definers(store, job.definers)
-        if untrusted:
-            notes.append(_withheld_note(user_name, untrusted))
-            user_name = None
-    sources = await store.macro_sources(
-        jobconfig_id=job.jobconfig_id, template_id=job.template_id, user_name=user_name
-    )
-    return _resolve_sources(sources, job, keys, notes)
-
-
-def resolve_claimed(claim: Claim, keys: Callable[[], Keyring]) -> JobMacros:
-    """:func:`resolve_for_job` for a claimed job: its macro levels came with the claim."""
-    notes = []
-    if claim.withheld_by and claim.job.submitted_by:
-        notes.append(_withheld_note(claim.job.submitted_by, claim.withheld_by))
-    return _resolve_sources(claim.sources, claim.job, keys, notes)
-
-
-def _withheld_note(user_name: str, untrusted: Iterable[str]) -> str:
-    return (
-        f"user-level macros of {user_name} not given to this job: what it runs was "
-        f"last decided by {', '.join(untrusted)}, who may not read them (pass a value "
-        "as a run-time parameter instead)"
-    )
-
-
-def _resolve_sources(
-    sources: MacroSources, job: Job, keys: Callable[[], Keyring], notes: list[str]
-) -> JobMacros:
-    def reveal(level: str, m: StoredMacro) -> str:
-        try:
-            return keys().decrypt(m.value, associated_data(m.scope, m.scope_id, m.name))
-        except SecretError as exc:
-            raise SecretError(
-                f"secure {level} macro {m.name!r} cannot be decrypted: {exc.message}",
-                {"macro": m.name, "level": level},
-            ) from None
-
-    resolved = _layers(sources, dict(job.macros), reveal)
-    record = record_of(resolved)
-    env = {name: m.value for name, m in resolved.items()}
-    secrets = sorted({m.value for m in resolved.values() if m.secure and m.value})
-    return JobMacros(env=env, secrets=secrets, record=record, notes=notes)
-
-
-async def _untrusted_definers(store: Store, definers: Iterable[str | None]) -> list[str]:
-    """The definers who are not active admins (admins may read every user's macros)."""
-    untrusted = []
-    for name in sorted({n for n in definers if isinstance(n, str) and n}):  # NULLs: skipped
-        user = await store.user_find(name)
-        if user is None or not user.active or user.role != "admin":
-            untrusted.append(name)
-    return untrusted
+    return sources, layer_sources(sources, {}, lambda _level, _m: MASK)
 
 
 async def job_record(ctx: Context, principal: Principal, job_id: int) -> dict[str, Any] | None:

@@ -18,10 +18,10 @@ from jobyard.core.schedules import (
     next_after,
     validate,
 )
+from jobyard.core.timeutil import utcnow
 from jobyard.core.validation import check_patch
 from jobyard.service import access
 from jobyard.service.context import Context, Principal
-from jobyard.service.timeutil import utcnow
 
 SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(ScheduleSpec))
 #: Fields whose change moves the next fire time.

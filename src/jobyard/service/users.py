@@ -27,12 +27,13 @@ from jobyard.core.errors import (
     Unauthorized,
 )
 from jobyard.core.models import ApiToken, Page
+from jobyard.core.timeutil import utcnow
+from jobyard.core.tokens import hash_token
 from jobyard.core.users import LISTED_KINDS, TOKEN_KINDS, Deactivation, User
 from jobyard.core.validation import NAME_RE, check_name
 from jobyard.service import access
-from jobyard.service.auth import forget_cached_tokens, hash_token, new_token
+from jobyard.service.auth import forget_cached_tokens, new_token
 from jobyard.service.context import Context, Principal
-from jobyard.service.timeutil import utcnow
 from jobyard.settings import Settings
 
 #: Failed logins before backoff starts: per user name, and per client address (higher:
@@ -215,7 +216,7 @@ async def logout(ctx: Context, principal: Principal, bearer: str, refresh_token:
         found = await ctx.store.token_identity(digest)
         if found is not None and found.token.user_id == principal.user_id:
             revoked += await ctx.store.token_revoke_by_hash(digest, kind="refresh") is not None
-    forget_cached_tokens()
+    forget_cached_tokens(ctx)
     return revoked
 
 
@@ -295,7 +296,7 @@ async def update_user(
         values["password_hash"] = await hash_password(password) if password is not None else None
     if values:
         user = await ctx.store.user_update(user_id, values)
-        forget_cached_tokens()  # a changed role applies at once on this server
+        forget_cached_tokens(ctx)  # a changed role applies at once on this server
         details = {"fields": sorted(k for k in ("role", "password") if k in changes)}
         await access.record(ctx, principal, "user.update", "user", user_id, details, remote_addr)
     if changes.get("active") is False and user.active:
@@ -314,7 +315,7 @@ async def deactivate_user(
     if principal.user_id == user_id:
         raise Conflict("you cannot deactivate yourself")
     done = await ctx.store.user_deactivate(user_id, actor=principal.actor)
-    forget_cached_tokens()
+    forget_cached_tokens(ctx)
     for job_id in done.jobs_cancelled:
         ctx.bus.job_changed(job_id)
     if done.jobs_cancelled:
@@ -411,7 +412,7 @@ async def revoke_token(
     if not principal.is_admin and (principal.user_id is None or token.user_id != principal.user_id):
         raise NotFound(f"token {token_id} does not exist", {"token_id": token_id})
     token = await ctx.store.token_revoke(token_id)
-    forget_cached_tokens()
+    forget_cached_tokens(ctx)
     details = {"name": token.name, "user_id": token.user_id}
     await access.record(ctx, principal, "token.revoke", "token", token_id, details, remote_addr)
     return token

@@ -69,14 +69,7 @@ class PolicyOut(BaseModel):
     @classmethod
     def of(cls, p: Policy) -> PolicyOut:
         """Build from the domain record."""
-        return cls(
-            id=p.id,
-            user_id=p.user_id,
-            action=p.action,
-            resource=p.resource,
-            selector=p.selector,
-            created_at=p.created_at,
-        )
+        return cls.model_validate(p, from_attributes=True)
 
 
 class PolicyList(BaseModel):
@@ -100,16 +93,7 @@ class AuditOut(BaseModel):
     @classmethod
     def of(cls, e: AuditEntry) -> AuditOut:
         """Build from the domain record."""
-        return cls(
-            id=e.id,
-            at=e.at,
-            actor=e.actor,
-            action=e.action,
-            object_type=e.object_type,
-            object_id=e.object_id,
-            details=e.details,
-            remote_addr=e.remote_addr,
-        )
+        return cls.model_validate(e, from_attributes=True)
 
 
 class AuditPage(BaseModel):

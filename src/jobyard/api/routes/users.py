@@ -70,12 +70,7 @@ class TokenPairOut(BaseModel):
     @classmethod
     def of(cls, pair: users.TokenPair) -> TokenPairOut:
         """Build from the service record."""
-        return cls(
-            access_token=pair.access_token,
-            refresh_token=pair.refresh_token,
-            expires_in=pair.expires_in,
-            refresh_expires_in=pair.refresh_expires_in,
-        )
+        return cls.model_validate(pair, from_attributes=True)
 
 
 class UserIn(_In):
@@ -108,15 +103,7 @@ class UserOut(BaseModel):
     @classmethod
     def of(cls, u: User) -> UserOut:
         """Build from the domain record."""
-        return cls(
-            id=u.id,
-            name=u.name,
-            role=u.role,
-            active=u.active,
-            has_password=u.has_password,
-            created_at=u.created_at,
-            updated_at=u.updated_at,
-        )
+        return cls.model_validate(u, from_attributes=True)
 
 
 class UserPage(BaseModel):
@@ -168,17 +155,7 @@ class TokenOut(BaseModel):
     @classmethod
     def of(cls, t: ApiToken) -> TokenOut:
         """Build from the domain record."""
-        return cls(
-            id=t.id,
-            name=t.name,
-            kind=t.kind,
-            user_id=t.user_id,
-            role=t.role,
-            created_at=t.created_at,
-            expires_at=t.expires_at,
-            revoked=t.revoked,
-            job_id=t.job_id,
-        )
+        return cls.model_validate(t, from_attributes=True)
 
 
 class NewTokenOut(TokenOut):

@@ -10,14 +10,17 @@ from __future__ import annotations
 from jobyard.store.sql.access import AccessMixin
 from jobyard.store.sql.claims import ClaimsMixin
 from jobyard.store.sql.jobconfigs import JobconfigsMixin
+from jobyard.store.sql.jobfiles import JobFilesMixin
 from jobyard.store.sql.jobs import JobsMixin
 from jobyard.store.sql.macros import MacrosMixin
-from jobyard.store.sql.misc import MiscMixin
+from jobyard.store.sql.packages import PackagesMixin
 from jobyard.store.sql.retention import RetentionMixin
 from jobyard.store.sql.schedules import SchedulesMixin
 from jobyard.store.sql.submits import SubmitsMixin
 from jobyard.store.sql.templates import TemplatesMixin
+from jobyard.store.sql.tokens import TokensMixin
 from jobyard.store.sql.users import UsersMixin
+from jobyard.store.sql.workers import WorkersMixin
 
 
 class SqlStore(
@@ -29,7 +32,10 @@ class SqlStore(
     UsersMixin,
     TemplatesMixin,
     MacrosMixin,
-    MiscMixin,
+    PackagesMixin,
+    JobFilesMixin,
+    TokensMixin,
+    WorkersMixin,
     AccessMixin,
     RetentionMixin,
 ):

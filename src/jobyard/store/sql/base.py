@@ -29,7 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, literal_column
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, literal_column
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
@@ -479,3 +481,8 @@ def token_from_row(row: Sequence[Any]) -> ApiToken:
 def worker_from_row(row: Sequence[Any]) -> WorkerInfo:
     """Map a ``workers`` row."""
     return WorkerInfo(*row)
+
+
+def upsert(tx: Tx, table: Table) -> Any:
+    """The dialect's INSERT with ``ON CONFLICT`` support (same API on both engines)."""
+    return pg_insert(table) if tx.pg else sqlite_insert(table)

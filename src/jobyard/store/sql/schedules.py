@@ -337,7 +337,7 @@ _DUE = (
 )
 _DUE_PG = _DUE.with_for_update(skip_locked=True)
 _JOBCONFIGS_BY_ID = select(jobconfigs).where(jobconfigs.c.id.in_(bindparam("ids", expanding=True)))
-#: issue 4: a deactivated owner's schedules fire no job.
+#: Owners among these names who are deactivated: their schedules fire no job.
 _INACTIVE_OWNERS = select(users_table.c.name).where(
     users_table.c.name.in_(bindparam("names", expanding=True)), users_table.c.active.is_(False)
 )

@@ -24,7 +24,7 @@ from jobyard.store.sql.base import (
     status_in,
     token_from_row,
 )
-from jobyard.store.sql.misc import TOKEN_COLUMNS
+from jobyard.store.sql.tokens import TOKEN_COLUMNS
 from jobyard.store.sql.transitions import Pick, lock_jobconfigs, move, promote
 
 #: Jobs that have not been acquired yet: a deactivated user's ones are cancelled.

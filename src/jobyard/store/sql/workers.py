@@ -1,0 +1,72 @@
+"""Workers' records (heartbeats) and leader election among replicas."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import or_, select
+
+from jobyard.core.models import WorkerInfo
+from jobyard.store.schema import leaders, workers
+from jobyard.store.sql.base import SqlBase, Tx, upsert, worker_from_row
+
+
+class WorkersMixin(SqlBase):
+    """Who runs jobs, and which replica leads a background task."""
+
+    async def worker_upsert(self, info: WorkerInfo) -> None:
+        """Register a worker or refresh its record (heartbeat, draining, ...)."""
+        await self._write(_worker_upsert, info)
+
+    async def workers_list(self) -> list[WorkerInfo]:
+        """Every known worker, by id."""
+        return await self._read(_workers_list)
+
+    async def leader_try_acquire(self, *, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take or keep the leadership ``name`` for ``ttl_seconds``; False if another holds it.
+
+        One compare-and-set statement: insert, or take over when the row is ours or has
+        expired. Safe with any number of replicas on both engines.
+        """
+        return await self._write(_leader_try_acquire, name, holder, ttl_seconds)
+
+
+# -- transaction bodies ------------------------------------------------------------------
+
+
+def _worker_upsert(tx: Tx, info: WorkerInfo) -> None:
+    values = {
+        "id": info.id,
+        "name": info.name,
+        "pool": info.pool,
+        "host": info.host,
+        "pid": info.pid,
+        "slots": info.slots,
+        "kind": info.kind,
+        "started_at": info.started_at,
+        "heartbeat_at": info.heartbeat_at,
+        "draining": info.draining,
+        "home": info.home,
+    }
+    stmt = upsert(tx, workers).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[workers.c.id],
+        set_={k: getattr(stmt.excluded, k) for k in values if k != "id"},
+    )
+    tx.conn.execute(stmt)
+
+
+def _workers_list(tx: Tx) -> list[WorkerInfo]:
+    return [worker_from_row(row) for row in tx.conn.execute(select(workers).order_by(workers.c.id))]
+
+
+def _leader_try_acquire(tx: Tx, name: str, holder: str, ttl_seconds: float) -> bool:
+    stmt = upsert(tx, leaders).values(
+        name=name, holder=holder, expires_at=tx.now + timedelta(seconds=ttl_seconds)
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[leaders.c.name],
+        set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
+        where=or_(leaders.c.holder == stmt.excluded.holder, leaders.c.expires_at < tx.now),
+    ).returning(leaders.c.holder)
+    return tx.conn.execute(stmt).first() is not None
