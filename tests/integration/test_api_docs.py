@@ -16,10 +16,11 @@ import pytest
 from jobyard.api.app import create_app
 from jobyard.api.auth import OPEN_PATHS
 from jobyard.api.docs import ASSETS, CONTENT_SECURITY_POLICY, STATIC
+from jobyard.runtime import Runtime
 from jobyard.settings import Settings
 from tests.integration.conftest import Env
 
-DOCUMENT: dict[str, Any] = create_app(Settings(workers=0)).openapi()
+DOCUMENT: dict[str, Any] = create_app(Runtime(Settings(workers=0))).openapi()
 SCHEMAS: dict[str, Any] = DOCUMENT["components"]["schemas"]
 OPERATIONS = [
     (method.upper(), path, op)
