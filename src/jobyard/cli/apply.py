@@ -28,7 +28,7 @@ from rich.text import Text
 
 from jobyard.cli.archive import prepared_package
 from jobyard.cli.context import EXIT_API, EXIT_INPUT, CliState, state_of
-from jobyard.cli.plan import (
+from jobyard.service.apply.plan import (
     Action,
     PendingPackage,
     PlanItem,
@@ -48,8 +48,8 @@ from jobyard.cli.templateapply import (
     templates_for_export,
     templates_table,
 )
-from jobyard.cli.yamlnodes import SpecError
-from jobyard.cli.yamlspec import (
+from jobyard.service.apply.nodes import SpecError
+from jobyard.service.apply.document import (
     SPEC_FIELDS,
     ApplyFile,
     JobConfigDecl,

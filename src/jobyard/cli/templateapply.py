@@ -16,9 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from jobyard.cli.context import CliFailure
-from jobyard.cli.plan import Action, PendingPackage, PlanItem, format_change, plan_template
-from jobyard.cli.templatespec import TEMPLATE_FIELDS, PendingTemplate
-from jobyard.cli.yamlspec import ApplyFile
+from jobyard.service.apply.plan import Action, PendingPackage, PlanItem, format_change, plan_template
+from jobyard.service.apply.templatespec import TEMPLATE_FIELDS, PendingTemplate
+from jobyard.service.apply.document import ApplyFile
 from jobyard.client import ApiClient, ApiError, JsonObject
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from jobyard.cli.yamlnodes import Problem, line_at
+from jobyard.service.apply.nodes import Problem, line_at
 from jobyard.core.validation import NAME_RE
 
 #: The writable fields of a template, in the order files show them, with defaults.
@@ -86,7 +86,7 @@ class TemplateDecl:
 
 def templates_of(
     models: Iterable[TemplateModel] | None,
-    root: yaml.Node,
+    root: yaml.Node | None,
     packages: set[str],
     problems: list[Problem],
 ) -> list[TemplateDecl]:
