@@ -14,6 +14,7 @@ from jobyard.api.hotpath import HotPathMiddleware
 from jobyard.api.limits import BodyLimitMiddleware
 from jobyard.api.routes import access as access_routes
 from jobyard.api.routes import admin as admin_routes
+from jobyard.api.routes import apply as apply_routes
 from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
 from jobyard.api.routes import macros as macro_routes
 from jobyard.api.routes import templates as template_routes
@@ -68,6 +69,7 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
         cron,
         access_routes,
         admin_routes,
+        apply_routes,
     ):
         app.include_router(module.router)
     return app

@@ -58,15 +58,10 @@ from pydantic import (
     model_validator,
 )
 
-from jobyard.service.apply.schedulespec import (
-    ScheduleDecl,
-    default_name,
-    every_minutes,
-    export_schedule,
-    normalise_cron,
-    start_at_text,
-)
-from jobyard.service.apply.templatespec import TemplateDecl, TemplateModel, export_templates, templates_of
+from jobyard.core.errors import InvalidInput
+from jobyard.core.macros import check_parameter_names
+from jobyard.core.models import JobConfigSpec
+from jobyard.core.validation import EXECUTION_MACROS, MACRO_RE, NAME_RE
 from jobyard.service.apply.nodes import (
     Problem,
     duplicate_keys,
@@ -77,10 +72,20 @@ from jobyard.service.apply.nodes import (
 from jobyard.service.apply.nodes import (
     SpecError as SpecError,
 )
-from jobyard.core.errors import InvalidInput
-from jobyard.core.macros import check_parameter_names
-from jobyard.core.models import JobConfigSpec
-from jobyard.core.validation import EXECUTION_MACROS, MACRO_RE, NAME_RE
+from jobyard.service.apply.schedulespec import (
+    ScheduleDecl,
+    default_name,
+    every_minutes,
+    export_schedule,
+    normalise_cron,
+    start_at_text,
+)
+from jobyard.service.apply.templatespec import (
+    TemplateDecl,
+    TemplateModel,
+    export_templates,
+    templates_of,
+)
 
 #: A package's content hash as the server writes it.
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -297,6 +302,11 @@ class ApplyFileModel(_Strict):
     jobconfigs: list[JobConfigModel] | None = None
 
 
+def document_schema() -> dict[str, Any]:
+    """The JSON Schema of a document (what ``GET /api/v1/apply`` answers)."""
+    return ApplyFileModel.model_json_schema()
+
+
 # -- parsed form ----------------------------------------------------------------------
 
 
@@ -419,9 +429,7 @@ def _to_apply_file(
             if not path.is_absolute():
                 path = base / path
             if check_paths and not path.exists():
-                problems.append(
-                    Problem(f"path {pkg.path!r} does not exist ({path})", line, name)
-                )
+                problems.append(Problem(f"path {pkg.path!r} does not exist ({path})", line, name))
         packages[name] = PackageDecl(name, path, line, pkg.sha256, pkg.path)
 
     templates = templates_of(model.templates, root, set(packages), problems)
@@ -541,17 +549,34 @@ _ExportDumper.add_representer(list, _represent_list)
 
 
 def export_document(
-    jobconfigs: Iterable[Mapping[str, Any]], templates: Iterable[Mapping[str, Any]] = ()
+    jobconfigs: Iterable[Mapping[str, Any]],
+    templates: Iterable[Mapping[str, Any]] = (),
+    packages: Mapping[int, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The apply-file form of jobconfigs as the API returns them (packages by ``package_id``).
+    """The apply-file form of jobconfigs as the API returns them.
 
     A jobconfig's ``schedules`` (a list the caller adds to the API object) are written
     when there are any; its ``template`` (a name the caller adds) replaces ``template_id``,
-    and ``templates`` (as the API returns them) come first.
+    and ``templates`` (as the API returns them) come first. ``packages`` (id -> name and
+    sha256) writes those packages by name (``package: NAME`` and a ``packages`` section
+    giving each one's sha256); a package not in it stays a ``package_id``.
     """
+    packages = packages or {}
     document: dict[str, Any] = {}
-    if templates := export_templates(templates):
-        document["templates"] = templates
+    used: dict[str, dict[str, str]] = {}
+
+    def by_name(item: dict[str, Any]) -> dict[str, Any]:
+        package_id = item.get("package_id")
+        if not isinstance(package_id, int) or package_id not in packages:
+            return item
+        name, sha256 = packages[package_id]
+        used[name] = {"sha256": sha256}
+        return {
+            ("package" if k == "package_id" else k): (name if k == "package_id" else v)
+            for k, v in item.items()
+        }
+
+    exported_templates = [by_name(t) for t in export_templates(templates)]
     items: list[dict[str, Any]] = []
     for jc in jobconfigs:
         item: dict[str, Any] = {}
@@ -569,20 +594,29 @@ def export_document(
         schedules = jc.get("schedules")
         if schedules:
             item["schedules"] = [export_schedule(s) for s in schedules]
-        items.append(item)
+        items.append(by_name(item))
+    if used:
+        document["packages"] = dict(sorted(used.items()))
+    if exported_templates:
+        document["templates"] = exported_templates
     document["jobconfigs"] = items
     return document
 
 
-def dump_export(
-    jobconfigs: Iterable[Mapping[str, Any]], templates: Iterable[Mapping[str, Any]] = ()
-) -> str:
-    """YAML text that ``jobyard apply`` reads back as exactly these jobconfigs (and templates)."""
+def dump_yaml(document: Mapping[str, Any]) -> str:
+    """An apply document as YAML text (block style, short scalar lists in flow style)."""
     return yaml.dump(
-        export_document(jobconfigs, templates),
+        dict(document),
         Dumper=_ExportDumper,
         sort_keys=False,
         default_flow_style=False,
         allow_unicode=True,
         width=100,
     )
+
+
+def dump_export(
+    jobconfigs: Iterable[Mapping[str, Any]], templates: Iterable[Mapping[str, Any]] = ()
+) -> str:
+    """YAML text that ``jobyard apply`` reads back as exactly these jobconfigs (and templates)."""
+    return dump_yaml(export_document(jobconfigs, templates))

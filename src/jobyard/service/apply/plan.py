@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from jobyard.service.apply.document import SPEC_FIELDS, spec_defaults
 from jobyard.service.apply.schedulespec import (
     SCHEDULE_DEFAULTS,
     ScheduleDecl,
@@ -23,7 +24,6 @@ from jobyard.service.apply.schedulespec import (
     normalise_cron,
 )
 from jobyard.service.apply.templatespec import TEMPLATE_DEFAULTS, TEMPLATE_FIELDS
-from jobyard.service.apply.document import SPEC_FIELDS, spec_defaults
 
 
 class Action(StrEnum):

@@ -24,8 +24,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from jobyard.service.apply.nodes import Problem, line_at
 from jobyard.core.validation import NAME_RE
+from jobyard.service.apply.nodes import Problem, line_at
 
 #: The writable fields of a template, in the order files show them, with defaults.
 TEMPLATE_FIELDS: tuple[str, ...] = ("name", "description", "package_id", "entrypoint", "command")
