@@ -8,10 +8,9 @@ both plan nothing; the export of what was applied applies as a no-op (through bo
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +48,10 @@ def cli(server: RunningServer, tmp_path: Path) -> Cli:
 
 
 @pytest.fixture
-def api(server: RunningServer) -> httpx.Client:
+def api(server: RunningServer) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {server.token}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
-        yield client  # type: ignore[misc]
+        yield client
 
 
 def copy_fixture(tmp_path: Path, name: str) -> Path:
