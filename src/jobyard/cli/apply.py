@@ -30,9 +30,9 @@ from jobyard.cli.context import EXIT_API, EXIT_INPUT, CliFailure, CliState, stat
 from jobyard.client import ApiClient, ApiError, JsonObject
 from jobyard.service.apply.document import (
     ApplyFile,
-    dump_export,
     load_apply_file,
 )
+from jobyard.service.apply.exportform import dump_export
 from jobyard.service.apply.nodes import Problem, SpecError, line_at, loc_of
 from jobyard.service.apply.report import ApplyReport, report_json
 

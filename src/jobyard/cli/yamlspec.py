@@ -8,11 +8,11 @@ from jobyard.service.apply.document import (
     JobConfigDecl,
     PackageDecl,
     SpecError,
-    dump_export,
     load_apply_file,
     parse_apply_text,
     spec_defaults,
 )
+from jobyard.service.apply.exportform import dump_export
 
 __all__ = [
     "SPEC_FIELDS",

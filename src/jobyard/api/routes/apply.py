@@ -21,11 +21,11 @@ from jobyard.service.apply.document import (
     ApplyFile,
     SpecError,
     document_schema,
-    dump_yaml,
     parse_apply_data,
     parse_apply_text,
 )
 from jobyard.service.apply.export import export
+from jobyard.service.apply.exportform import dump_yaml
 from jobyard.service.apply.report import report_json
 from jobyard.service.apply.run import apply_document, document_error
 

@@ -14,7 +14,7 @@ from jobyard.core.errors import NotFound
 from jobyard.core.models import JobConfig
 from jobyard.core.validation import NAME_RE
 from jobyard.service import jobconfigs, schedules, templates
-from jobyard.service.apply.document import export_document
+from jobyard.service.apply.exportform import export_document
 from jobyard.service.apply.run import jobconfig_view, schedule_view, template_view
 from jobyard.service.context import Context, Principal
 

@@ -22,11 +22,10 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from jobyard.core.errors import InvalidInput, JobyardError, NotFound
+from jobyard.core.errors import Forbidden, InvalidInput, JobyardError, NotFound
 from jobyard.core.models import JobConfig, JobConfigSpec
 from jobyard.core.schedules import Schedule, ScheduleSpec
 from jobyard.core.templates import Template, TemplateSpec
-from jobyard.engine.retention import remove_jobconfig_leftovers
 from jobyard.service import access, jobconfigs, schedules, templates
 from jobyard.service.apply.document import SPEC_FIELDS, ApplyFile, JobConfigDecl
 from jobyard.service.apply.nodes import Problem, SpecError
@@ -378,14 +377,14 @@ class _Writer:
                 created = await templates.create(
                     ctx, spec, owner=who.name, principal=who, remote_addr=self.remote_addr
                 )
-                self.undo.append(lambda: ctx.store.template_delete(created.id))
+                self.undo.append(self._delete_template(created.id))
                 return dataclasses.replace(item, jobconfig_id=created.id)
             template_id = int(item.jobconfig_id or 0)
             before = templates.spec_of(await ctx.store.template_get(template_id))
             await templates.replace(
                 ctx, template_id, spec, principal=who, remote_addr=self.remote_addr
             )
-            self.undo.append(lambda: templates.replace(ctx, template_id, before))
+            self.undo.append(lambda: templates.replace(ctx, template_id, before, principal=who))
         except JobyardError as exc:
             raise _Refused("template", item.name, _reason(exc)) from exc
         return item
@@ -411,7 +410,9 @@ class _Writer:
                 await jobconfigs.replace(
                     ctx, jobconfig_id, spec, principal=who, remote_addr=self.remote_addr
                 )
-                self.undo.append(lambda: jobconfigs.replace(ctx, jobconfig_id, before))
+                self.undo.append(
+                    lambda: jobconfigs.replace(ctx, jobconfig_id, before, principal=who)
+                )
             done: dict[str, SchedulePlanItem] = {}
             writes = [s for s in item.schedules or () if s.action in (Action.CREATE, Action.UPDATE)]
             deletes = [s for s in item.schedules or () if s.action is Action.DELETE]
@@ -428,9 +429,36 @@ class _Writer:
         return item
 
     def _delete_jobconfig(self, jobconfig_id: int) -> Undo:
+        """Delete a jobconfig this apply created (audited as the caller's).
+
+        Not through the delete use case: that needs ``delete`` (the caller's own creation
+        is taken back regardless) and purges the packages nothing else uses, which
+        would drop the package just pushed for this apply.
+        """
+
         async def undo() -> None:
-            removed = await self.ctx.store.jobconfig_delete(jobconfig_id)
-            await remove_jobconfig_leftovers(self.ctx.store, self.ctx.blobs, removed)
+            await self.ctx.store.jobconfig_delete(jobconfig_id)
+            details = {"reason": "apply refused"}
+            await access.record(
+                self.ctx,
+                self.principal,
+                "jobconfig.delete",
+                "jobconfig",
+                jobconfig_id,
+                details,
+                self.remote_addr,
+            )
+
+        return undo
+
+    def _delete_template(self, template_id: int) -> Undo:
+        """Delete a template this apply created (as :meth:`_delete_jobconfig`)."""
+
+        async def undo() -> None:
+            try:
+                await templates.delete(self.ctx, self.principal, template_id)
+            except (Forbidden, NotFound):
+                await self.ctx.store.template_delete(template_id)
 
         return undo
 
@@ -441,7 +469,7 @@ class _Writer:
             created = await schedules.create(
                 ctx, jobconfig_id, spec, principal=who, remote_addr=addr
             )
-            self.undo.append(lambda: schedules.delete(ctx, jobconfig_id, created.id))
+            self.undo.append(lambda: schedules.delete(ctx, jobconfig_id, created.id, principal=who))
             return dataclasses.replace(item, schedule_id=created.id)
         schedule_id = int(item.schedule_id or 0)
         if item.action is Action.UPDATE and item.body is not None:
@@ -451,7 +479,7 @@ class _Writer:
             )
 
             async def put_back() -> None:
-                await schedules.replace_(ctx, jobconfig_id, schedule_id, before)
+                await schedules.replace_(ctx, jobconfig_id, schedule_id, before, principal=who)
 
             self.undo.append(put_back)
         elif item.action is Action.DELETE:
@@ -463,7 +491,7 @@ class _Writer:
             except NotFound:
                 return item  # already gone is what was wanted
             spec = schedules.spec_of(before_delete)
-            self.undo.append(lambda: schedules.create(ctx, jobconfig_id, spec))
+            self.undo.append(lambda: schedules.create(ctx, jobconfig_id, spec, principal=who))
         return item
 
     async def roll_back(self) -> None:
