@@ -134,3 +134,35 @@ def test_api_and_cli_plan_alike_and_export_applies_as_a_no_op(
     assert actions(as_json(cli("apply", "-f", str(out), "--json"))) == {"unchanged"}
     as_json_export = api.get(f"{API}/export", params=[("name", names[0]), ("format", "json")])
     assert as_json_export.json()["jobconfigs"][0]["name"] == names[0]
+
+
+def test_cli_pushes_only_what_the_server_lacks(cli: Cli, tmp_path: Path) -> None:
+    path = copy_fixture(tmp_path, "packaged.yaml")
+    (path.parent / "etl" / "extra.txt").write_text(f"bytes of {tmp_path.name}\n")  # new sha256
+    text = path.read_text().replace("fx-etl", "push-etl")
+    path.write_text(text)
+
+    def states(*extra: str) -> list[str]:
+        report = as_json(cli("apply", "-f", str(path), "--json", *extra))
+        return [p["state"] for p in report["packages"]]
+
+    assert states("--dry-run") == ["new"]
+    assert states() == ["pushed"]
+    assert states() == ["unchanged"]  # the same bytes are not pushed again
+    shown = ok(cli("apply", "-f", str(path))).stdout
+    assert "unchanged" in shown and "pushed" not in shown
+
+
+def test_cli_shows_the_servers_problems_at_their_line(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "orphan.yaml"
+    path.write_text(
+        "jobconfigs:\n"
+        "  - name: line-ok\n"
+        "    command: [x]\n"
+        "  # the next one names a template that exists nowhere\n"
+        "  - name: line-orphan\n"
+        "    template: nowhere\n"
+    )
+    result = ok(cli("apply", "-f", str(path)), 5)
+    assert f"{path}:5: jobconfigs[1]: no template named 'nowhere'" in result.stderr
+    ok(cli("jobconfigs", "show", "line-ok"), 4)  # nothing was applied
