@@ -1,7 +1,7 @@
-"""What ``jobyard apply`` would do: desired jobconfigs against the server's, as pure data.
+"""What an apply would do: desired jobconfigs against the server's, as pure data.
 
 No I/O here, so the decision "create, update or leave alone, and which fields change"
-is tested on its own, and ``--dry-run`` shows exactly what a real apply would do. The
+is tested on its own, and a dry run shows exactly what a real apply would do. The
 same goes for the schedules of a jobconfig, matched by name: create, update (a PATCH of
 the fields that differ), delete (not in the file), or leave alone; and for the templates
 of the file, by name, like jobconfigs.
