@@ -483,8 +483,8 @@ class _Writer:
 
             self.undo.append(put_back)
         elif item.action is Action.DELETE:
-            before_delete = await ctx.store.schedule_get(jobconfig_id, schedule_id)
             try:
+                before_delete = await ctx.store.schedule_get(jobconfig_id, schedule_id)
                 await schedules.delete(
                     ctx, jobconfig_id, schedule_id, principal=who, remote_addr=addr
                 )
