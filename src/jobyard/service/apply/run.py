@@ -22,7 +22,13 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from jobyard.core.errors import Forbidden, InvalidInput, JobyardError, NotFound
+from jobyard.core.errors import (
+    DatabaseUnavailable,
+    Forbidden,
+    InvalidInput,
+    JobyardError,
+    NotFound,
+)
 from jobyard.core.models import JobConfig, JobConfigSpec
 from jobyard.core.schedules import Schedule, ScheduleSpec
 from jobyard.core.templates import Template, TemplateSpec
@@ -288,6 +294,9 @@ async def apply_document(
             await writer.roll_back()
             failed = _mark_failed(report, refused)
             raise _refusal(failed) from None
+        except Exception:  # the database went away, say: put back what can be, then say so
+            await writer.roll_back()
+            raise
     return dataclasses.replace(report, templates=done_templates, items=done)
 
 
@@ -386,6 +395,8 @@ class _Writer:
             )
             self.undo.append(lambda: templates.replace(ctx, template_id, before, principal=who))
         except JobyardError as exc:
+            if isinstance(exc, DatabaseUnavailable):
+                raise  # an outage is no refusal: the caller gets a 503 and applies again
             raise _Refused("template", item.name, _reason(exc)) from exc
         return item
 
@@ -421,6 +432,8 @@ class _Writer:
                 done[sched.name] = await self._schedule(int(item.jobconfig_id or 0), sched)
             step = None
         except JobyardError as exc:
+            if isinstance(exc, DatabaseUnavailable):
+                raise
             raise _Refused("jobconfig", item.name, _reason(exc), step) from exc
         if item.schedules is not None:
             item = dataclasses.replace(
