@@ -48,28 +48,40 @@ jobconfigs:
       - every: 1h
       - cron: "0 0 25 * * ?"
 """
+    # what the server would refuse shows in the plan already
     planned = await _apply(env.client, document, dry_run=True)
     assert planned.status_code == 200, planned.text
-    assert [j["action"] for j in planned.json()["jobconfigs"]] == ["create", "update", "create"]
+    report = planned.json()
+    assert [j["action"] for j in report["jobconfigs"]] == ["create", "update", "failed"]
+    three = report["jobconfigs"][2]
+    assert "Hour values must be between 0 and 23" in three["error"]
+    assert [s["action"] for s in three["schedules"]] == ["create", "failed"]
 
     r = await _apply(env.client, document)
     assert r.status_code == 422, r.text
     error = r.json()["error"]
     assert error["code"] == "apply_refused"
     assert "nothing was applied" in error["message"] and "an-three" in error["message"]
-    report = error["details"]["report"]
+    assert error["details"]["report"]["rolled_back"] is True
+    assert await _jobconfig(env.client, "an-one") is None
+
+    # a refusal only the write finds (a pool name): the writes before it are put back
+    late = document.replace('"0 0 25 * * ?"', '"0 0 23 * * ?"') + "    pool: not a pool!\n"
+    planned = await _apply(env.client, late, dry_run=True)
+    assert {j["action"] for j in planned.json()["jobconfigs"]} == {"create", "update"}
+    r = await _apply(env.client, late)
+    assert r.status_code == 422, r.text
+    report = r.json()["error"]["details"]["report"]
     assert report["rolled_back"] is True
-    three = report["jobconfigs"][2]
-    assert three["action"] == "failed" and "Hour values must be between 0 and 23" in three["error"]
-    assert [s["action"] for s in three["schedules"]] == ["create", "failed"]
-    # every write before the refusal was put back
+    assert [j["action"] for j in report["jobconfigs"]] == ["create", "update", "failed"]
+    assert "pool" in report["jobconfigs"][2]["error"]
     assert await _jobconfig(env.client, "an-one") is None
     assert await _jobconfig(env.client, "an-three") is None
     two = await _jobconfig(env.client, "an-two")
     assert two is not None and two["timeout"] == 5
     assert (await env.client.get(f"{API}/jobconfigs/{two['id']}/schedules")).json()["items"] == []
 
-    fixed = document.replace('"0 0 25 * * ?"', '"0 0 23 * * ?"')
+    fixed = late.replace("    pool: not a pool!\n", "")
     r = await _apply(env.client, fixed)
     assert r.status_code == 200, r.text
     assert [j["action"] for j in r.json()["jobconfigs"]] == ["created", "updated", "created"]

@@ -52,7 +52,9 @@ async def test_an_invisible_jobconfig_stays_invisible(env: Env) -> None:
         plan = await bob.post(f"{API}/apply", params={"dry_run": "true"}, json=document)
         assert plan.status_code == 200, plan.text
         (item,) = plan.json()["jobconfigs"]
-        assert item["action"] == "create" and item["id"] is None
+        # refused as creating that name is refused, without the object's id or fields
+        assert item["action"] == "failed" and item["id"] is None
+        assert item["error"].startswith("a jobconfig named 'hidden-etl' already exists")
         assert SECRET not in plan.text and f'"id":{hidden["id"]}' not in plan.text
 
         refused = await bob.post(f"{API}/apply", json=document)

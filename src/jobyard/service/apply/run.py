@@ -19,7 +19,6 @@ import dataclasses
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 
 from jobyard.core.errors import (
@@ -31,7 +30,7 @@ from jobyard.core.errors import (
 )
 from jobyard.core.models import JobConfig, JobConfigSpec
 from jobyard.core.schedules import Schedule, ScheduleSpec
-from jobyard.core.templates import Template, TemplateSpec
+from jobyard.core.templates import RunTarget, Template, TemplateSpec
 from jobyard.service import access, jobconfigs, schedules, templates
 from jobyard.service.apply.document import SPEC_FIELDS, ApplyFile, JobConfigDecl
 from jobyard.service.apply.nodes import Problem, SpecError
@@ -44,6 +43,7 @@ from jobyard.service.apply.plan import (
     plan_schedules,
     plan_template,
 )
+from jobyard.service.apply.precheck import precheck, reason_of, schedule_values
 from jobyard.service.apply.report import ApplyReport, PackageResult, report_json
 from jobyard.service.apply.templatespec import PendingTemplate
 from jobyard.service.context import Context, Principal
@@ -219,7 +219,16 @@ async def plan_document(
         elif item.jobconfig_id is None:
             refs[item.name] = PendingTemplate(item.name)
 
-    items = [await _plan_jobconfig(ctx, principal, decl, ids, refs) for decl in doc.jobconfigs]
+    targets = {
+        t.name: RunTarget(
+            t.desired.get("package_id"), t.desired.get("entrypoint"), t.desired.get("command")
+        )
+        for t in template_items
+        if t.desired is not None
+    }
+    items = [
+        await _plan_jobconfig(ctx, principal, decl, ids, refs, targets) for decl in doc.jobconfigs
+    ]
     return ApplyReport(packages, items, dry_run=dry_run, templates=template_items)
 
 
@@ -229,6 +238,7 @@ async def _plan_jobconfig(
     decl: JobConfigDecl,
     packages: Mapping[str, int | PendingPackage],
     refs: Mapping[str, int | PendingTemplate | None],
+    targets: Mapping[str, RunTarget],
 ) -> PlanItem:
     desired: dict[str, Any] = dict(decl.spec)
     if decl.package is not None:
@@ -247,7 +257,7 @@ async def _plan_jobconfig(
     ):
         return _refused(item, "jobconfig")
     if decl.schedules is None:
-        return item
+        return await precheck(ctx, principal, item, {}, targets)
     existing: list[Schedule] = []
     if current is not None:
         existing = await schedules.list_(ctx, principal, current.id)
@@ -261,7 +271,7 @@ async def _plan_jobconfig(
         and not await access.can(ctx, principal, "edit", "jobconfigs", current)
     ):
         return _refused(item, "jobconfig")
-    return item
+    return await precheck(ctx, principal, item, {s.id: s for s in existing}, targets)
 
 
 async def apply_document(
@@ -342,25 +352,6 @@ class _Refused(Exception):
         self.error = f"schedule {schedule!r} refused: {reason}" if schedule else reason
 
 
-def _reason(exc: JobyardError) -> str:
-    detail = "; ".join(f"{k}: {v}" for k, v in exc.details.items())
-    return f"{exc.message} ({exc.code})" + (f" {detail}" if detail else "")
-
-
-def _schedule_values(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A schedule body of the plan as spec fields (``start_at`` text becomes a time)."""
-    values = dict(body)
-    start = values.get("start_at")
-    if isinstance(start, str):
-        try:
-            values["start_at"] = datetime.fromisoformat(start)
-        except ValueError:
-            raise InvalidInput(
-                f"start_at {start!r} is not an ISO 8601 date-time", {"field": "start_at"}
-            ) from None
-    return values
-
-
 class _Writer:
     """The writes of one apply, with what puts each back."""
 
@@ -397,7 +388,7 @@ class _Writer:
         except JobyardError as exc:
             if isinstance(exc, DatabaseUnavailable):
                 raise  # an outage is no refusal: the caller gets a 503 and applies again
-            raise _Refused("template", item.name, _reason(exc)) from exc
+            raise _Refused("template", item.name, reason_of(exc)) from exc
         return item
 
     async def jobconfig(self, item: PlanItem, template_ids: Mapping[str, int | None]) -> PlanItem:
@@ -434,7 +425,7 @@ class _Writer:
         except JobyardError as exc:
             if isinstance(exc, DatabaseUnavailable):
                 raise
-            raise _Refused("jobconfig", item.name, _reason(exc), step) from exc
+            raise _Refused("jobconfig", item.name, reason_of(exc), step) from exc
         if item.schedules is not None:
             item = dataclasses.replace(
                 item, schedules=tuple(done.get(s.name, s) for s in item.schedules)
@@ -478,7 +469,7 @@ class _Writer:
     async def _schedule(self, jobconfig_id: int, item: SchedulePlanItem) -> SchedulePlanItem:
         ctx, who, addr = self.ctx, self.principal, self.remote_addr
         if item.action is Action.CREATE and item.body is not None:
-            spec = ScheduleSpec(**_schedule_values(item.body))
+            spec = ScheduleSpec(**schedule_values(item.body))
             created = await schedules.create(
                 ctx, jobconfig_id, spec, principal=who, remote_addr=addr
             )
@@ -488,7 +479,7 @@ class _Writer:
         if item.action is Action.UPDATE and item.body is not None:
             before = schedules.spec_of(await ctx.store.schedule_get(jobconfig_id, schedule_id))
             await schedules.patch(
-                ctx, who, jobconfig_id, schedule_id, _schedule_values(item.body), remote_addr=addr
+                ctx, who, jobconfig_id, schedule_id, schedule_values(item.body), remote_addr=addr
             )
 
             async def put_back() -> None:
