@@ -166,3 +166,21 @@ def test_cli_shows_the_servers_problems_at_their_line(cli: Cli, tmp_path: Path) 
     result = ok(cli("apply", "-f", str(path)), 5)
     assert f"{path}:5: jobconfigs[1]: no template named 'nowhere'" in result.stderr
     ok(cli("jobconfigs", "show", "line-ok"), 4)  # nothing was applied
+
+
+def test_export_over_the_applied_file_gives_it_back(cli: Cli, tmp_path: Path) -> None:
+    path = copy_fixture(tmp_path, "packaged.yaml")
+    path.write_text(path.read_text().replace("fx-etl", "over-etl"))
+    ok(cli("apply", "-f", str(path)))
+
+    ok(cli("export", "-o", str(path), "over-etl", "over-etl-report"))
+    exported = yaml.safe_load(path.read_text())
+    assert exported["packages"] == {"etl": {"path": "./etl"}}  # as the file wrote it
+    assert {j["package"] for j in exported["jobconfigs"]} == {"etl"}
+    report = as_json(cli("apply", "-f", str(path), "--json"))
+    assert actions(report) == {"unchanged"}
+    assert [p["state"] for p in report["packages"]] == ["unchanged"]
+
+    elsewhere = tmp_path / "elsewhere.yaml"  # a new file: packages by name and sha256
+    ok(cli("export", "-o", str(elsewhere), "over-etl"))
+    assert "sha256:" in elsewhere.read_text() and "path:" not in elsewhere.read_text()

@@ -27,6 +27,7 @@ from jobyard.cli.applylocal import apply_file, fetch_for_export
 from jobyard.cli.applyreport import report_from_json, report_tables, summary
 from jobyard.cli.archive import prepared_package
 from jobyard.cli.context import EXIT_API, EXIT_INPUT, CliFailure, CliState, state_of
+from jobyard.cli.exportpaths import keep_package_paths
 from jobyard.client import ApiClient, ApiError, JsonObject
 from jobyard.service.apply.document import (
     ApplyFile,
@@ -218,13 +219,18 @@ def export_command(
     ] = None,
 ) -> None:
     """Write jobconfigs (with their schedules, the templates they name and the packages
-    they use, by name and sha256) as an apply file; applying it is a no-op."""
+    they use, by name and sha256) as an apply file; applying it is a no-op.
+
+    Over an existing apply file (`-o jobs.yaml`), packages whose bytes are those of a
+    `path` of that file keep its name and path.
+    """
     state = state_of(ctx)
     text, count = state.call(lambda api: _export(api, list(names or [])))
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    text = keep_package_paths(text, output)
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
