@@ -197,6 +197,29 @@ class ApiClient(AdminCalls):
         """``GET /packages/{id}``."""
         return await self._json("GET", f"{API}/packages/{package_id}")
 
+    async def package_find(self, sha256: str) -> JsonObject | None:
+        """``GET /packages?sha256=``: the package with these bytes, or None."""
+        page = await self._page(f"{API}/packages", httpx.QueryParams(sha256=sha256))
+        return page.items[0] if page.items else None
+
+    # -- configuration as code --------------------------------------------------------
+
+    async def apply_schema(self) -> JsonObject:
+        """``GET /apply``: the JSON Schema of apply documents (404 on an older server)."""
+        return await self._json("GET", f"{API}/apply")
+
+    async def apply(self, document: Mapping[str, Any], *, dry_run: bool) -> JsonObject:
+        """``POST /apply``: apply a document (JSON form), or answer its plan."""
+        params = httpx.QueryParams(dry_run="true" if dry_run else "false")
+        return await self._json("POST", f"{API}/apply", json=dict(document), params=params)
+
+    async def export(self, names: Sequence[str]) -> str:
+        """``GET /export``: the YAML document of the named jobconfigs (all when none)."""
+        pairs: list[tuple[str, str | int | float | bool | None]] = [("name", n) for n in names]
+        params = httpx.QueryParams([*pairs, ("format", "yaml")])
+        response = await self._send("GET", f"{API}/export", params=params)
+        return response.text
+
     # -- jobconfigs -------------------------------------------------------------------
 
     async def jobconfig_create(self, spec: Mapping[str, Any]) -> JsonObject:

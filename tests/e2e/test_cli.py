@@ -166,7 +166,9 @@ def test_export_then_apply_is_a_no_op(cli: Cli, tmp_path: Path) -> None:
     exported = tmp_path / "exported.yaml"
     ok(cli("export", "-o", str(exported), "ex-ok", "ex-fail"))
     text = exported.read_text()
-    assert "package_id:" in text and "ex-ok" in text and "ex-fail" in text
+    assert "ex-ok" in text and "ex-fail" in text
+    # packages by name, with the sha256 of the bytes the server holds
+    assert "package_id:" not in text and "package: " in text and "sha256: " in text
     assert jobconfig_actions(cli("apply", "-f", str(exported), "--json")) == {
         "ex-ok": "unchanged",
         "ex-fail": "unchanged",

@@ -256,7 +256,8 @@ async def _template_import(world: World, _: Persona) -> Call:
 
 
 async def _upload(world: World, _: Persona) -> Call:
-    files = {"file": (unique("f-") + ".sh", b"echo hi\n", "application/octet-stream")}
+    name = unique("f-")  # new bytes each time: the same bytes again answer 200
+    files = {"file": (name + ".sh", f"echo {name}\n".encode(), "application/octet-stream")}
     return Call(path=f"{API}/packages", files=files)
 
 
@@ -284,6 +285,23 @@ def hides_target(key: str) -> Callable[[World, Persona, httpx.Response], None]:
         assert (target in ids) == visible, f"listing shows {key} {target}: {target in ids}"
 
     return check
+
+
+async def _run_by_name(world: World, _: Persona) -> Call:
+    jc = await world.fresh_jobconfig()
+    return Call(path=f"{API}/jobconfigs/by-name/{jc['name']}/run", json={"hold": True})
+
+
+async def _apply(world: World, _: Persona) -> Call:
+    document = {"jobconfigs": [{"name": unique("applied-"), "command": ["true"]}]}
+    return Call(path=f"{API}/apply", json=document)
+
+
+def _export_hides(world: World, persona: Persona, response: httpx.Response) -> None:
+    """The export names the target jobconfig only to personas that may view it."""
+    shown = f"name: {world.ids['jobconfig_name']}\n" in response.text
+    visible = persona not in (Persona.NO_POLICY,)
+    assert shown == visible, f"export shows the target: {shown}"
 
 
 # -- the rule tables -----------------------------------------------------------------
@@ -457,6 +475,16 @@ ENFORCED: list[Rule] = [
     Rule("PATCH", JC, guarded("edit", 200), on_fresh_jobconfig(description="x")),
     Rule("DELETE", JC, guarded("delete", 204), on_fresh_jobconfig()),
     Rule("POST", f"{JC}/run", guarded("execute", 201), on_fresh_jobconfig("/run", hold=True)),
+    Rule(
+        "POST",
+        f"{API}/jobconfigs/by-name/{{name}}/run",
+        guarded("execute", 201),
+        _run_by_name,
+    ),
+    # configuration as code: a document applies what the caller may edit
+    Rule("GET", f"{API}/apply", any_user(200)),
+    Rule("POST", f"{API}/apply", any_user(200, job=403), _apply),
+    Rule("GET", f"{API}/export", any_user(200), with_body(f"{API}/export"), check=_export_hides),
     # jobs (a job follows its jobconfig)
     Rule(
         "GET",

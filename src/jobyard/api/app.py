@@ -22,6 +22,7 @@ from jobyard.api.limits import BodyLimitMiddleware
 from jobyard.api.openapi import DESCRIPTION, install_openapi, summarize
 from jobyard.api.routes import access as access_routes
 from jobyard.api.routes import admin as admin_routes
+from jobyard.api.routes import apply as apply_routes
 from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
 from jobyard.api.routes import macros as macro_routes
 from jobyard.api.routes import templates as template_routes
@@ -95,6 +96,7 @@ def create_app(services: Services) -> FastAPI:
         cron,
         access_routes,
         admin_routes,
+        apply_routes,
         docs_pages,
     ):
         app.include_router(summarize(module.router))

@@ -13,8 +13,8 @@ from rich.markup import escape
 from jobyard.cli.context import state_of
 from jobyard.cli.lookup import resolve_jobconfig
 from jobyard.cli.render import fields_table, jobconfigs_table
-from jobyard.cli.yamlspec import SPEC_FIELDS
 from jobyard.client import ApiClient, JsonObject, collect_all
+from jobyard.service.apply.document import SPEC_FIELDS
 
 app = typer.Typer(
     name="jobconfigs",

@@ -1,4 +1,5 @@
-"""The templates part of ``jobyard apply`` and ``jobyard export``.
+"""The templates part of ``jobyard apply`` and ``jobyard export`` against a server
+without ``/api/v1/apply`` (see :mod:`jobyard.cli.applylocal`), and their report table.
 
 Apply writes the file's templates (by name: create, replace, or leave alone) after
 pushing packages and before any jobconfig, then resolves each jobconfig's
@@ -10,19 +11,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
 from jobyard.cli.context import CliFailure
-from jobyard.cli.plan import Action, PendingPackage, PlanItem, format_change, plan_template
-from jobyard.cli.templatespec import TEMPLATE_FIELDS, PendingTemplate
-from jobyard.cli.yamlspec import ApplyFile
 from jobyard.client import ApiClient, ApiError, JsonObject
+from jobyard.service.apply.document import ApplyFile
+from jobyard.service.apply.plan import (
+    Action,
+    PlanItem,
+    format_change,
+    plan_template,
+)
+from jobyard.service.apply.templatespec import TEMPLATE_FIELDS, PendingTemplate
 
 if TYPE_CHECKING:
-    from jobyard.cli.apply import PackageResult
+    from jobyard.service.apply.report import PackageResult
 
 #: What a jobconfig's ``template`` resolves to: an id, a template still to be created
 #: (dry run), or ``None`` when writing the template failed.
@@ -113,11 +119,6 @@ def templates_table(
             changes = "\n".join(format_change(c, created=created) for c in item.changes)
         table.add_row(Text(item.name), Text(label, style=styles[item.action]), Text(changes))
     return table
-
-
-def jsonable(value: Any) -> Any:
-    """Placeholders of a dry run as text; anything else as it is."""
-    return str(value) if isinstance(value, PendingPackage | PendingTemplate) else value
 
 
 async def templates_for_export(

@@ -83,6 +83,32 @@ async def run_jobconfig(
     return job
 
 
+async def run_jobconfig_named(
+    ctx: Context,
+    principal: Principal,
+    name: str,
+    *,
+    macros: dict[str, str],
+    hold: bool = False,
+    remote_addr: str | None = None,
+) -> Job:
+    """:func:`run_jobconfig` of the jobconfig with this name, in one call.
+
+    A name that no jobconfig has, or whose jobconfig the caller may not view, answers
+    the same 404 (``no jobconfig named …``): names cannot be probed this way.
+    """
+    missing = NotFound(f"no jobconfig named {name!r}", {"name": name})
+    try:
+        jobconfig = await ctx.store.jobconfig_get_by_name(name)
+    except NotFound:
+        raise missing from None
+    if not await access.can(ctx, principal, "view", "jobconfigs", jobconfig):
+        raise missing
+    return await run_jobconfig(
+        ctx, principal, jobconfig.id, macros=macros, hold=hold, remote_addr=remote_addr
+    )
+
+
 async def submit_adhoc(
     ctx: Context,
     principal: Principal,

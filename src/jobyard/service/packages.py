@@ -79,6 +79,12 @@ async def get(ctx: Context, package_id: int) -> Package:
     return await ctx.store.package_get(package_id)
 
 
-async def list_(ctx: Context, *, cursor: str | None, limit: int) -> Page[Package]:
-    """List packages newest first."""
+async def list_(
+    ctx: Context, *, cursor: str | None, limit: int, sha256: str | None = None
+) -> Page[Package]:
+    """List packages newest first; with ``sha256``, the one package of those bytes (if any),
+    so a client pushes only what the server does not hold yet."""
+    if sha256 is not None:
+        found = await ctx.store.package_get_by_sha256(sha256)
+        return Page(items=[found] if found is not None else [], next_cursor=None)
     return await ctx.store.packages_list(cursor=cursor, limit=limit)

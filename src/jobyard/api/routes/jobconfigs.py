@@ -123,6 +123,38 @@ async def delete_jobconfig(
 
 
 @router.post(
+    "/by-name/{name}/run",
+    status_code=201,
+    response_model=JobOut,
+    summary="Run a jobconfig given by name",
+    responses=errors(403, 404, 409),
+)
+async def run_jobconfig_by_name(
+    name: Annotated[str, Path(min_length=1, max_length=128, description="Jobconfig name.")],
+    ctx: Ctx,
+    caller: Caller,
+    request: Request,
+    body: Annotated[RunIn | None, Body()] = None,
+) -> Response:
+    """Submit a job of the jobconfig with this name (no id lookup first); as
+    ``POST /jobconfigs/{id}/run``. A missing name, or one the caller may not view: 404.
+
+    A separate ``by-name`` segment, since a name may be all digits (``2024``) and
+    ``/jobconfigs/{id}`` reads digits as an id.
+    """
+    body = body or RunIn()
+    job = await jobs.run_jobconfig_named(
+        ctx,
+        caller,
+        name,
+        macros=body.macros,
+        hold=body.hold,
+        remote_addr=client_address(request),
+    )
+    return json_response(JobOut.of(job), 201)
+
+
+@router.post(
     "/{jobconfig_id}/run",
     status_code=201,
     response_model=JobOut,

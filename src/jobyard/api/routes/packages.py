@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Path, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Path, Query, Response, UploadFile
 
 from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import CURSOR_HELP, MAX_ID, PackageOut, PackagePage
@@ -24,21 +24,28 @@ router = APIRouter(
     "",
     status_code=201,
     response_model=PackageOut,
-    responses=errors(400, 403, 413),
+    responses={
+        200: {"model": PackageOut, "description": "These bytes were already stored: that package."},
+        **errors(400, 403, 413),
+    },
 )
 async def upload_package(
     ctx: Ctx,
     caller: Caller,
+    response: Response,
     file: Annotated[UploadFile, File(description="zip, tar(.gz|.bz2|.xz) or a single file")],
 ) -> PackageOut:
-    """Upload a package; the same content uploaded twice is stored once (same id).
+    """Upload a package: 201 with a new package, or 200 with the existing one when the
+    same bytes (sha256) were pushed before (same id; nothing new is stored).
 
     A job's SESSION_ID cannot upload (403).
     """
     async with receive_upload(ctx, file) as (tmp, _size):
-        package, _created = await packages.upload(
+        package, created = await packages.upload(
             ctx, tmp, file.filename or "package", principal=caller
         )
+    if not created:
+        response.status_code = 200
     return PackageOut.of(package)
 
 
@@ -47,9 +54,16 @@ async def list_packages(
     ctx: Ctx,
     cursor: Annotated[str | None, Query(description=CURSOR_HELP)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    sha256: Annotated[
+        str | None,
+        Query(
+            pattern="^[0-9a-f]{64}$",
+            description="Only the package with these bytes (none or one item).",
+        ),
+    ] = None,
 ) -> PackagePage:
-    """List packages newest first."""
-    page = await packages.list_(ctx, cursor=cursor, limit=limit)
+    """List packages newest first, or find the one with a sha256 (has it been pushed?)."""
+    page = await packages.list_(ctx, cursor=cursor, limit=limit, sha256=sha256)
     return PackagePage(items=[PackageOut.of(p) for p in page.items], next_cursor=page.next_cursor)
 
 

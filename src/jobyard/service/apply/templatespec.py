@@ -24,8 +24,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from jobyard.cli.yamlnodes import Problem, line_at
 from jobyard.core.validation import NAME_RE
+from jobyard.service.apply.nodes import Problem, line_at
 
 #: The writable fields of a template, in the order files show them, with defaults.
 TEMPLATE_FIELDS: tuple[str, ...] = ("name", "description", "package_id", "entrypoint", "command")
@@ -86,7 +86,7 @@ class TemplateDecl:
 
 def templates_of(
     models: Iterable[TemplateModel] | None,
-    root: yaml.Node,
+    root: yaml.Node | None,
     packages: set[str],
     problems: list[Problem],
 ) -> list[TemplateDecl]:

@@ -1,10 +1,11 @@
 """Where things are in a YAML document: problems of an apply file with their ``file:line``.
 
-Shared by :mod:`jobyard.cli.yamlspec` and :mod:`jobyard.cli.templatespec`.
+Shared by :mod:`jobyard.service.apply.document` and :mod:`jobyard.service.apply.templatespec`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,8 +76,10 @@ def node_at(root: yaml.Node, loc: Sequence[Any]) -> tuple[yaml.Node, bool]:
     return node, True
 
 
-def key_node(root: yaml.Node, loc: Sequence[Any]) -> yaml.Node | None:
+def key_node(root: yaml.Node | None, loc: Sequence[Any]) -> yaml.Node | None:
     """The key node of the last element of ``loc`` (for unknown keys)."""
+    if root is None:
+        return None
     parent, found = node_at(root, loc[:-1])
     if found and isinstance(parent, yaml.MappingNode):
         for key, _value in parent.value:
@@ -85,12 +88,17 @@ def key_node(root: yaml.Node, loc: Sequence[Any]) -> yaml.Node | None:
     return None
 
 
-def line_at(root: yaml.Node, loc: Sequence[Any]) -> int | None:
+def line_at(root: yaml.Node | None, loc: Sequence[Any]) -> int | None:
+    """The line of the node at ``loc`` (or of its deepest ancestor); None without a tree
+    (a document that came as JSON)."""
+    if root is None:
+        return None
     node, _found = node_at(root, loc)
     return node.start_mark.line + 1
 
 
 def where_text(loc: Sequence[Any]) -> str:
+    """``jobconfigs[0].schedules[1]``: a path into the document, as problems name it."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -98,3 +106,11 @@ def where_text(loc: Sequence[Any]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def loc_of(where: str) -> list[str | int]:
+    """The path of :func:`where_text` back as keys and indexes (to find its line in a file)."""
+    return [int(index) if index else key for key, index in _PART.findall(where)]

@@ -1,0 +1,1 @@
+echo "hello $TARGET from job $JOB_ID $1"
