@@ -139,6 +139,12 @@ MACRO: dict[str, Any] = {
 #: Schema name -> its example.
 EXAMPLES: dict[str, dict[str, Any]] = {
     # Request bodies
+    "ApplyDocument": {
+        "packages": {"etl": {"sha256": _SHA}},
+        "jobconfigs": [
+            {"name": "nightly-etl", "package": "etl", "entrypoint": "main", "timeout": 30}
+        ],
+    },
     "AdhocJobIn": {"command": ["/bin/sh", "-c", "echo hello"], "timeout": 5},
     "RunIn": {"macros": {"TARGET": "eu"}, "hold": False},
     "JobConfigIn": {

@@ -31,6 +31,7 @@ from fastapi.routing import APIRoute
 
 from jobyard.api.dto import ErrorBody
 from jobyard.api.examples import EXAMPLES
+from jobyard.service.apply.document import ApplyFileModel
 
 #: The name of the security scheme in the document ("Authorize" in Swagger UI).
 SECURITY_SCHEME = "bearerAuth"
@@ -208,11 +209,13 @@ def build_openapi(app: FastAPI, open_paths: frozenset[str]) -> dict[str, Any]:
     )
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    if "ErrorBody" not in schemas:  # every route declares some; keep the ref valid anyway
-        schemas["ErrorBody"] = ErrorBody.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-        schemas.update(schemas["ErrorBody"].pop("$defs", {}))
+    # Models a route reads by hand (not through a FastAPI body parameter) but documents
+    # by reference: ErrorBody (every route declares some; keep the ref valid anyway) and
+    # the apply document, whose route also takes YAML.
+    for name, model in (("ErrorBody", ErrorBody), ("ApplyDocument", ApplyFileModel)):
+        if name not in schemas:
+            schemas[name] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schemas[name].pop("$defs", {}))
     components["securitySchemes"] = {
         SECURITY_SCHEME: {
             "type": "http",

@@ -106,7 +106,7 @@ async def apply_schema() -> JSONResponse:
                     "example": "packages:\n  etl: {sha256: 0123…}\njobconfigs:\n"
                     "  - name: nightly-etl\n    package: etl\n    entrypoint: main\n",
                 },
-                "application/json": {"schema": {"type": "object"}},
+                "application/json": {"schema": {"$ref": "#/components/schemas/ApplyDocument"}},
             },
         }
     },
