@@ -29,7 +29,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, literal_column
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    literal_column,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -45,6 +54,7 @@ from jobyard.core.jobs import JobStatus
 from jobyard.core.models import ApiToken, Job, JobConfig, JobEvent, JobFile, Package, WorkerInfo
 from jobyard.store.schema import audit, job_events, jobs
 from jobyard.store.sql.outage import Outage, OutageLog, classify, unavailable
+from jobyard.store.sql.prepared import Prepared
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -197,8 +207,14 @@ def make_sync_engine(url: str) -> Engine:
 # -- transactions ----------------------------------------------------------------------
 
 
-_INSERT_EVENTS = insert(job_events)
-_INSERT_AUDIT = insert(audit)
+_EVENT_COLUMNS = ("job_id", "status", "at", "actor", "reason")
+_AUDIT_COLUMNS = tuple(c.name for c in audit.c if c.name != "id")
+_INSERT_EVENTS = Prepared(
+    insert(job_events).values({c: bindparam(c, type_=job_events.c[c].type) for c in _EVENT_COLUMNS})
+)
+_INSERT_AUDIT = Prepared(
+    insert(audit).values({c: bindparam(c, type_=audit.c[c].type) for c in _AUDIT_COLUMNS})
+)
 
 
 class Tx:
@@ -248,10 +264,11 @@ class Tx:
     def flush(self) -> None:
         """Write the buffered events and audit rows (called by the runner before commit)."""
         if self._events:
-            self.conn.execute(_INSERT_EVENTS, self._events)
+            _INSERT_EVENTS.many(self.conn, self._events)
             self._events.clear()
         if self._audit:
-            self.conn.execute(_INSERT_AUDIT, self._audit)
+            rows = [{c: row.get(c) for c in _AUDIT_COLUMNS} for row in self._audit]
+            _INSERT_AUDIT.many(self.conn, rows)
             self._audit.clear()
 
 

@@ -40,6 +40,7 @@ from jobyard.store.sql.base import (
 )
 from jobyard.store.sql.jobs import job_acquire_tx
 from jobyard.store.sql.macros import MACRO_COLUMNS
+from jobyard.store.sql.prepared import Prepared
 from jobyard.store.sql.transitions import (
     lock_jobconfigs,
     move_held,
@@ -96,17 +97,19 @@ class ClaimsMixin(SqlBase):
 
 # -- claims ------------------------------------------------------------------------------
 
-_PACKAGES = select(packages).where(packages.c.id.in_(bindparam("ids", expanding=True)))
-_PAYLOADS = (
+_PACKAGES = Prepared(select(packages).where(packages.c.id.in_(bindparam("ids", expanding=True))))
+_PAYLOADS = Prepared(
     select(job_files)
     .where(job_files.c.job_id.in_(bindparam("ids", expanding=True)), job_files.c.kind == "payload")
-    .order_by(job_files.c.job_id, job_files.c.name)
+    .order_by(job_files.c.job_id, job_files.c.name),
 )
-_JOBCONFIGS = select(
-    jobconfigs.c.id, jobconfigs.c.macros, jobconfigs.c.template_id, jobconfigs.c.owner
-).where(jobconfigs.c.id.in_(bindparam("ids", expanding=True)))
-_USERS = select(users).where(users.c.name.in_(bindparam("names", expanding=True)))
-_LEVEL_ROWS = (
+_JOBCONFIGS = Prepared(
+    select(
+        jobconfigs.c.id, jobconfigs.c.macros, jobconfigs.c.template_id, jobconfigs.c.owner
+    ).where(jobconfigs.c.id.in_(bindparam("ids", expanding=True))),
+)
+_USERS = Prepared(select(users).where(users.c.name.in_(bindparam("names", expanding=True))))
+_LEVEL_ROWS = Prepared(
     select(*MACRO_COLUMNS)
     .where(
         or_(
@@ -126,9 +129,23 @@ _LEVEL_ROWS = (
             ),
         )
     )
-    .order_by(macros.c.name)
+    .order_by(macros.c.name),
 )
-_INSERT_SESSION = insert(api_tokens)
+_SESSION_COLUMNS = (
+    "name",
+    "token_hash",
+    "role",
+    "created_at",
+    "revoked",
+    "user_id",
+    "kind",
+    "job_id",
+)
+_INSERT_SESSION = Prepared(
+    insert(api_tokens).values(
+        {c: bindparam(c, type_=api_tokens.c[c].type) for c in _SESSION_COLUMNS}
+    )
+)
 
 
 def _job_claim(
@@ -153,7 +170,7 @@ def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[C
     package_ids = _ids(job.package_id for job in claimed)
     found_packages = {}
     if package_ids:
-        for row in tx.conn.execute(_PACKAGES, {"ids": package_ids}):
+        for row in _PACKAGES.fetch(tx.conn, {"ids": package_ids}):
             package = package_from_row(row)
             found_packages[package.id] = package
     payloads: dict[int, list[Any]] = {}
@@ -163,15 +180,13 @@ def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[C
         job.id for job in claimed if job.sequenced_at is None or job.sequenced_at != job.created_at
     ]
     if may_have_payload:
-        for row in tx.conn.execute(_PAYLOADS, {"ids": may_have_payload}):
+        for row in _PAYLOADS.fetch(tx.conn, {"ids": may_have_payload}):
             file = job_file_from_row(row)
             payloads.setdefault(file.job_id, []).append(file)
     jobconfig_rows = {}
     jobconfig_ids = _ids(job.jobconfig_id for job in claimed)
     if jobconfig_ids:
-        for jc_id, plain, template_id, owner in tx.conn.execute(
-            _JOBCONFIGS, {"ids": jobconfig_ids}
-        ):
+        for jc_id, plain, template_id, owner in _JOBCONFIGS.fetch(tx.conn, {"ids": jobconfig_ids}):
             jobconfig_rows[jc_id] = (dict(plain or {}), template_id, owner)
     names: set[str] = set()
     for job in claimed:
@@ -182,7 +197,7 @@ def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[C
             names.add(jobconfig_rows[job.jobconfig_id][2])
     known: dict[str, User] = {}
     if names:
-        for row in tx.conn.execute(_USERS, {"names": sorted(n for n in names if n)}):
+        for row in _USERS.fetch(tx.conn, {"names": sorted(n for n in names if n)}):
             user = user_from_row(row)
             known[user.name] = user
 
@@ -213,7 +228,7 @@ def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[C
         "jobconfigs": jobconfig_ids,
         "users": user_ids,
     }
-    for row in tx.conn.execute(_LEVEL_ROWS, params):
+    for row in _LEVEL_ROWS.fetch(tx.conn, params):
         macro = StoredMacro(*row)
         levels.setdefault((macro.scope, macro.scope_id), []).append(macro)
 
@@ -263,7 +278,7 @@ def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[C
             )
         )
     if sessions:
-        tx.conn.execute(_INSERT_SESSION, sessions)
+        _INSERT_SESSION.many(tx.conn, sessions)
     return claims
 
 
@@ -274,19 +289,21 @@ def _trusted(user: User | None) -> bool:
 
 # -- reports -----------------------------------------------------------------------------
 
-_JOBCONFIGS_OF = select(jobs.c.jobconfig_id).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
-_STATE_OF = select(jobs.c.status, jobs.c.worker_id, jobs.c.pid).where(
-    jobs.c.id == bindparam("job_id")
+_JOBCONFIGS_OF = Prepared(
+    select(jobs.c.jobconfig_id).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+)
+_STATE_OF = Prepared(
+    select(jobs.c.status, jobs.c.worker_id, jobs.c.pid).where(jobs.c.id == bindparam("job_id"))
 )
 
 
-_ANY_QUEUED = (
+_ANY_QUEUED = Prepared(
     select(jobs.c.id).where(status_is(JobStatus.QUEUED), jobs.c.pool == bindparam("pool")).limit(1)
 )
 
 
 def _any_queued(tx: Tx, pool: str) -> bool:
-    return tx.conn.execute(_ANY_QUEUED, {"pool": pool}).first() is not None
+    return _ANY_QUEUED.first(tx.conn, {"pool": pool}) is not None
 
 
 def _jobs_report(
@@ -299,7 +316,7 @@ def _jobs_report(
     if tx.pg and ended:
         # Jobconfig locks before job rows (the lock order of every promoting transaction).
         ids = [end.job_id for end in ended]
-        lock_jobconfigs(tx, (row[0] for row in tx.conn.execute(_JOBCONFIGS_OF, {"ids": ids})))
+        lock_jobconfigs(tx, (row[0] for row in _JOBCONFIGS_OF.fetch(tx.conn, {"ids": ids})))
     actor = f"worker:{worker_id}"
     outcomes = []
     to_promote: set[int] = set()
@@ -378,7 +395,7 @@ def _outcome(
 ) -> ReportOutcome:
     if moved:
         return ReportOutcome(job_id, True)
-    row = tx.conn.execute(_STATE_OF, {"job_id": job_id}).first()
+    row = _STATE_OF.first(tx.conn, {"job_id": job_id})
     if row is None:
         return ReportOutcome(job_id, False, f"job {job_id} does not exist")
     status, holder, stored_pid = row

@@ -23,6 +23,7 @@ from jobyard.store.sql.base import (
     status_in,
 )
 from jobyard.store.sql.macros import delete_macros_of
+from jobyard.store.sql.prepared import Prepared
 from jobyard.store.sql.retention import delete_job_rows
 from jobyard.store.sql.schedules import delete_schedules_of, lock_schedules_of
 from jobyard.store.sql.templates import check_package, check_template
@@ -136,13 +137,13 @@ def _jobconfig_insert(tx: Tx, values: dict[str, Any]) -> JobConfig:
     return jobconfig_from_row(row)
 
 
-_JOBCONFIG_BY_ID = select(jobconfigs).where(jobconfigs.c.id == bindparam("jc_id"))
+_JOBCONFIG_BY_ID = Prepared(select(jobconfigs).where(jobconfigs.c.id == bindparam("jc_id")))
 _JOBCONFIG_BY_NAME = select(jobconfigs).where(jobconfigs.c.name == bindparam("jc_name"))
 
 
 def read_jobconfig(tx: Tx, jobconfig_id: int) -> JobConfig:
     """The jobconfig, or ``NotFound`` (a prebuilt statement: every jobconfig run reads it)."""
-    row = tx.conn.execute(_JOBCONFIG_BY_ID, {"jc_id": jobconfig_id}).first()
+    row = _JOBCONFIG_BY_ID.first(tx.conn, {"jc_id": jobconfig_id})
     if row is None:
         raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
     return jobconfig_from_row(row)

@@ -29,6 +29,7 @@ from jobyard.store.sql.access import audit_note_insert
 from jobyard.store.sql.base import SqlBase, Tx, job_from_row
 from jobyard.store.sql.jobconfigs import read_jobconfig
 from jobyard.store.sql.jobs import after_sequenced
+from jobyard.store.sql.prepared import Prepared
 from jobyard.store.sql.transitions import lock_jobconfigs, next_seq_expression, promote
 
 #: A submission: the transaction body writing one job, and its arguments.
@@ -146,15 +147,17 @@ def _submit_many(tx: Tx, calls: list[tuple[_Body, tuple[Any, ...]]]) -> list[Job
 
 # -- prebuilt statements ------------------------------------------------------------------
 
-_JOBCONFIG_EXISTS = select(jobconfigs.c.id).where(jobconfigs.c.id == bindparam("id"))
-_PACKAGE_EXISTS = select(packages.c.id).where(packages.c.id == bindparam("id"))
-_TEMPLATE_TARGET = select(
-    templates.c.package_id,
-    templates.c.entrypoint,
-    templates.c.command,
-    templates.c.definition_changed_by,
-).where(templates.c.id == bindparam("id"))
-_SET_TEMPLATE = (
+_JOBCONFIG_EXISTS = Prepared(select(jobconfigs.c.id).where(jobconfigs.c.id == bindparam("id")))
+_PACKAGE_EXISTS = Prepared(select(packages.c.id).where(packages.c.id == bindparam("id")))
+_TEMPLATE_TARGET = Prepared(
+    select(
+        templates.c.package_id,
+        templates.c.entrypoint,
+        templates.c.command,
+        templates.c.definition_changed_by,
+    ).where(templates.c.id == bindparam("id"))
+)
+_SET_TEMPLATE = Prepared(
     update(jobs)
     .where(jobs.c.id == bindparam("job_id"))
     .values(template_id=bindparam("tid"))
@@ -179,6 +182,10 @@ _NEW_JOB_COLUMNS = (
 
 
 @functools.cache
+def _insert_prepared(status: JobStatus, pg: bool) -> Prepared:
+    return Prepared(_insert_statement(status, pg))
+
+
 def _insert_statement(status: JobStatus, pg: bool) -> Insert:
     values: dict[str, Any] = {
         col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in _NEW_JOB_COLUMNS
@@ -199,15 +206,12 @@ def _check_refs(tx: Tx, jobconfig_id: int | None, package_id: int | None) -> Non
         if tx.pg:
             found = bool(lock_jobconfigs(tx, [jobconfig_id]))
         else:
-            found = tx.conn.execute(_JOBCONFIG_EXISTS, {"id": jobconfig_id}).first() is not None
+            found = _JOBCONFIG_EXISTS.first(tx.conn, {"id": jobconfig_id}) is not None
         if not found:
             raise NotFound(
                 f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id}
             )
-    if (
-        package_id is not None
-        and tx.conn.execute(_PACKAGE_EXISTS, {"id": package_id}).first() is None
-    ):
+    if package_id is not None and _PACKAGE_EXISTS.first(tx.conn, {"id": package_id}) is None:
         raise NotFound(f"package {package_id} does not exist", {"package_id": package_id})
 
 
@@ -237,8 +241,8 @@ def _job_insert(
         "v_created_at": tx.now,
         "v_definers": definers_of(new.definers, new.submitted_by),
     }
-    row = tx.conn.execute(_insert_statement(status, tx.pg), params).one()
-    job = job_from_row(row)
+    rows = _insert_prepared(status, tx.pg).fetch(tx.conn, params)
+    job = job_from_row(rows[0])
     tx.event(job.id, status, actor, reason)
     if audit is not None:
         audit_note_insert(tx, audit, job.id)
@@ -273,7 +277,7 @@ def _job_submit_for_jobconfig(
     template = None
     names = [*definers, jc.definition_changed_by]
     if jc.template_id is not None:  # inherits what it does not set itself
-        row = tx.conn.execute(_TEMPLATE_TARGET, {"id": jc.template_id}).first()
+        row = _TEMPLATE_TARGET.first(tx.conn, {"id": jc.template_id})
         template = None if row is None else RunTarget(row[0], row[1], row[2])
         target = effective_target(target, template)
         if row is not None:
@@ -296,4 +300,7 @@ def _job_submit_for_jobconfig(
     if template is None:
         return job
     params = {"job_id": job.id, "tid": jc.template_id}
-    return job_from_row(tx.conn.execute(_SET_TEMPLATE, params).one())
+    rows = _SET_TEMPLATE.fetch(tx.conn, params)
+    if not rows:
+        raise NotFound(f"job {job.id} does not exist", {"job_id": job.id})
+    return job_from_row(rows[0])

@@ -26,6 +26,7 @@ from jobyard.core.jobs import ACTIVE, HELD, TRANSITIONS, JobStatus, sources_of
 from jobyard.core.models import Actor, Job
 from jobyard.store.schema import UtcDateTime, job_events, job_seq, jobconfigs, jobs
 from jobyard.store.sql.base import Tx, job_from_row, status_in, status_is, utcnow
+from jobyard.store.sql.prepared import Prepared
 
 SYSTEM = Actor.SYSTEM.value
 
@@ -135,6 +136,13 @@ def _move_statement(
     return update(jobs).where(*where).values(**values).returning(*jobs.c)
 
 
+@functools.cache
+def _move_prepared(
+    to: JobStatus, pick: Pick, sets: tuple[str, ...], new_seq: bool, by_worker: bool, pg: bool
+) -> Prepared:
+    return Prepared(_move_statement(to, pick, sets, new_seq, by_worker, pg))
+
+
 def move(
     tx: Tx,
     *,
@@ -156,12 +164,12 @@ def move(
     ``(to, now, actor, reason)`` for each. RETURNING order is unspecified, so ``order``
     (a sort key) fixes the order of the answer and of the events.
     """
-    stmt = _move_statement(to, pick, tuple(sorted(sets)), new_seq, worker_id is not None, tx.pg)
+    stmt = _move_prepared(to, pick, tuple(sorted(sets)), new_seq, worker_id is not None, tx.pg)
     bound = dict(params)
     bound.update({f"v_{col}": value for col, value in sets.items()})
     if worker_id is not None:
         bound["p_worker_id"] = worker_id
-    moved = [job_from_row(row) for row in tx.conn.execute(stmt, bound)]
+    moved = [job_from_row(row) for row in stmt.fetch(tx.conn, bound)]
     if order is not None and len(moved) > 1:
         moved.sort(key=order)
     for job in moved:
@@ -259,13 +267,13 @@ def explain_miss(tx: Tx, job_id: int, action: str, *, worker_id: str | None = No
 # -- locking ---------------------------------------------------------------------------
 
 
-_LOCK_JOBCONFIGS = (
+_LOCK_JOBCONFIGS = Prepared(
     select(jobconfigs.c.id)
     .where(jobconfigs.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(jobconfigs.c.id)
-    .with_for_update()
+    .with_for_update(),
 )
-_JOBCONFIG_OF_JOB = select(jobs.c.jobconfig_id).where(jobs.c.id == bindparam("job_id"))
+_JOBCONFIG_OF_JOB = Prepared(select(jobs.c.jobconfig_id).where(jobs.c.id == bindparam("job_id")))
 
 
 def lock_jobconfigs(tx: Tx, jobconfig_ids: Iterable[int | None]) -> set[int]:
@@ -278,7 +286,7 @@ def lock_jobconfigs(tx: Tx, jobconfig_ids: Iterable[int | None]) -> set[int]:
     wanted = sorted({i for i in jobconfig_ids if i is not None})
     if not wanted or not tx.pg:
         return set(wanted)
-    locked = {row[0] for row in tx.conn.execute(_LOCK_JOBCONFIGS, {"ids": wanted})}
+    locked = {row[0] for row in _LOCK_JOBCONFIGS.fetch(tx.conn, {"ids": wanted})}
     # Read the clock again once the locks are ours: the times this transaction records
     # (ended_at, queued_at) then follow the order in which jobconfig slots changed hands.
     tx.now = utcnow()
@@ -293,30 +301,35 @@ def lock_for_job(tx: Tx, job_id: int) -> None:
     """
     if not tx.pg:
         return
-    jobconfig_id = tx.conn.execute(_JOBCONFIG_OF_JOB, {"job_id": job_id}).scalar()
+    found = _JOBCONFIG_OF_JOB.first(tx.conn, {"job_id": job_id})
+    jobconfig_id = None if found is None else found[0]
     if jobconfig_id is not None:
         lock_jobconfigs(tx, [jobconfig_id])
 
 
 # -- promotion -------------------------------------------------------------------------
 
-_SLOTS = select(
-    jobconfigs.c.max_concurrent,
-    select(_WAITING.c.id)
-    .where(
-        _WAITING.c.jobconfig_id == bindparam("jobconfig_id"),
-        status_is(JobStatus.SEQUENCED, _WAITING),
-    )
-    .exists(),
-).where(jobconfigs.c.id == bindparam("jobconfig_id"))
+_SLOTS = Prepared(
+    select(
+        jobconfigs.c.max_concurrent,
+        select(_WAITING.c.id)
+        .where(
+            _WAITING.c.jobconfig_id == bindparam("jobconfig_id"),
+            status_is(JobStatus.SEQUENCED, _WAITING),
+        )
+        .exists(),
+    ).where(jobconfigs.c.id == bindparam("jobconfig_id"))
+)
 
 #: ACTIVE jobs of a jobconfig, counted no further than its limit: the cost of a
 #: promotion stays bounded by ``max_concurrent``, not by how many jobs are queued.
-_ACTIVE_UP_TO_LIMIT = select(func.count()).select_from(
-    select(_ACTIVE.c.id)
-    .where(_ACTIVE.c.jobconfig_id == bindparam("jobconfig_id"), status_in(ACTIVE, _ACTIVE))
-    .limit(bindparam("cap"))
-    .subquery()
+_ACTIVE_UP_TO_LIMIT = Prepared(
+    select(func.count()).select_from(
+        select(_ACTIVE.c.id)
+        .where(_ACTIVE.c.jobconfig_id == bindparam("jobconfig_id"), status_in(ACTIVE, _ACTIVE))
+        .limit(bindparam("cap"))
+        .subquery()
+    )
 )
 
 
@@ -330,7 +343,7 @@ def promote(tx: Tx, jobconfig_id: int | None) -> list[Job]:
     """
     if jobconfig_id is None:
         return _queue(tx, Pick.SEQUENCED_ADHOC, {})
-    row = tx.conn.execute(_SLOTS, {"jobconfig_id": jobconfig_id}).first()
+    row = _SLOTS.first(tx.conn, {"jobconfig_id": jobconfig_id})
     if row is None:
         raise NotFound(f"jobconfig {jobconfig_id} does not exist", {"jobconfig_id": jobconfig_id})
     limit, has_waiting = row
@@ -338,9 +351,8 @@ def promote(tx: Tx, jobconfig_id: int | None) -> list[Job]:
         return []
     if not limit:
         return _queue(tx, Pick.ALL_SEQUENCED_OF_JOBCONFIG, {"p_jobconfig_id": jobconfig_id})
-    n_active = tx.conn.execute(
-        _ACTIVE_UP_TO_LIMIT, {"jobconfig_id": jobconfig_id, "cap": limit}
-    ).scalar_one()
+    counted = _ACTIVE_UP_TO_LIMIT.first(tx.conn, {"jobconfig_id": jobconfig_id, "cap": limit})
+    n_active = 0 if counted is None else counted[0]
     free = limit - n_active
     if free <= 0:
         return []
@@ -396,6 +408,13 @@ def _held_move_statement(
     )
 
 
+@functools.cache
+def _held_move_prepared(
+    to: JobStatus, sets: tuple[str, ...], through: JobStatus | None
+) -> Prepared:
+    return Prepared(_held_move_statement(to, sets, through))
+
+
 def _held_move(
     tx: Tx,
     job_id: int,
@@ -407,8 +426,8 @@ def _held_move(
     bound = {f"v_{col}": value for col, value in sets.items()}
     bound["job_id"] = job_id
     bound["p_worker_id"] = worker_id
-    stmt = _held_move_statement(to, tuple(sorted(sets)), through)
-    row = tx.conn.execute(stmt, bound).first()
+    stmt = _held_move_prepared(to, tuple(sorted(sets)), through)
+    row = stmt.first(tx.conn, bound)
     return (False, None) if row is None else (True, row[1])
 
 

@@ -1,0 +1,144 @@
+"""Prepared statements answer exactly what SQLAlchemy's own execution answers (both engines)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from jobyard.store.schema import api_tokens, jobconfigs, jobs, macros, users
+from jobyard.store.sql.prepared import Prepared
+
+from .conftest import make_jobconfig, new_job
+
+_MACROS_OF = (
+    select(macros.c.scope, macros.c.scope_id, macros.c.name, macros.c.secure, macros.c.updated_at)
+    .where(
+        macros.c.scope == "jobconfig",
+        macros.c.scope_id.in_(bindparam("ids", expanding=True)),
+        macros.c.name.in_(bindparam("names", expanding=True)),
+    )
+    .order_by(macros.c.scope_id, macros.c.name)
+)
+
+
+async def test_rows_match_sqlalchemy_for_every_column_type(store, db: Engine) -> None:
+    jc = await make_jobconfig(store, "prep")
+    job = await store.job_insert(new_job(jc.id), actor="t", reason=None)
+    whole_job = select(jobs).where(jobs.c.id == bindparam("id"))
+    whole_jc = select(jobconfigs).where(jobconfigs.c.id == bindparam("id"))
+    with db.begin() as conn:
+        for stmt, params in ((whole_job, {"id": job.id}), (whole_jc, {"id": jc.id})):
+            expected = [tuple(row) for row in conn.execute(stmt, params)]
+            assert expected, "the arrangement has rows to compare"
+            assert Prepared(stmt).fetch(conn, params) == expected
+        # JSON, datetimes and booleans came back decoded, as SQLAlchemy decodes them.
+        row = Prepared(whole_job).first(conn, {"id": job.id})
+        assert row is not None
+        assert row[list(jobs.c.keys()).index("macros")] == {"A": "1"}
+        assert isinstance(row[list(jobs.c.keys()).index("created_at")], datetime)
+
+
+async def test_list_parameters_of_any_length_and_defaults(store, db: Engine) -> None:
+    jcs = [await make_jobconfig(store, f"p{i}") for i in range(3)]
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with db.begin() as conn:
+        for jc in jcs:
+            for name, secure in (("A", False), ("B", True)):
+                conn.execute(
+                    insert(macros).values(
+                        scope="jobconfig",
+                        scope_id=jc.id,
+                        name=name,
+                        value="v",
+                        secure=secure,
+                        updated_at=at,
+                        updated_by="t",
+                    )
+                )
+    prepared = Prepared(_MACROS_OF)
+    with db.begin() as conn:
+        for ids, names in (
+            ([], ["A"]),
+            ([jcs[0].id], ["A", "B"]),
+            ([j.id for j in jcs], ["B"]),
+            ([jcs[2].id, jcs[0].id], []),
+            ([jcs[1].id], ["A", "B"]),  # a length seen before: the cached compilation
+        ):
+            params = {"ids": ids, "names": names}
+            expected = [tuple(row) for row in conn.execute(_MACROS_OF, params)]
+            assert prepared.fetch(conn, params) == expected
+        got = prepared.fetch(conn, {"ids": [jcs[1].id], "names": ["B"]})
+        assert got == [("jobconfig", jcs[1].id, "B", True, at)]
+
+
+async def test_writes_returning_and_many(store, db: Engine) -> None:
+    a = await store.job_insert(new_job(None), actor="t", reason=None)
+    b = await store.job_insert(new_job(None), actor="t", reason=None)
+    set_pid = Prepared(
+        update(jobs)
+        .where(jobs.c.id == bindparam("job_id"), jobs.c.status == "QUEUED")
+        .values(pid=bindparam("v_pid"), lease_expires_at=bindparam("v_until"))
+        .returning(jobs.c.id, jobs.c.pid, jobs.c.lease_expires_at)
+    )
+    until = datetime.now(UTC) + timedelta(minutes=5)
+    with db.begin() as conn:
+        assert set_pid.fetch(conn, {"job_id": a.id, "v_pid": 7, "v_until": until}) == [
+            (a.id, 7, until)
+        ]
+        assert set_pid.first(conn, {"job_id": 10**9, "v_pid": 7, "v_until": until}) is None
+        columns = ("name", "token_hash", "role", "created_at", "revoked", "kind", "job_id")
+        tokens = Prepared(
+            insert(api_tokens).values(
+                {c: bindparam(c, type_=api_tokens.c[c].type) for c in columns}
+            )
+        )
+        rows = [
+            {
+                "name": f"session of job {job_id}",
+                "token_hash": f"hash-{job_id}",
+                "role": "user",
+                "created_at": until,
+                "revoked": False,
+                "kind": "session",
+                "job_id": job_id,
+            }
+            for job_id in (a.id, b.id)
+        ]
+        tokens.many(conn, rows)
+        stored = conn.execute(
+            select(api_tokens.c.token_hash, api_tokens.c.revoked, api_tokens.c.created_at)
+            .where(api_tokens.c.kind == "session")
+            .order_by(api_tokens.c.job_id)
+        ).all()
+        assert [tuple(r) for r in stored] == [
+            (f"hash-{a.id}", False, until),
+            (f"hash-{b.id}", False, until),
+        ]
+
+
+async def test_driver_errors_are_sqlalchemy_errors(store, db: Engine) -> None:
+    await store.users_bootstrap(None)
+    columns = ("name", "password_hash", "role", "active", "created_at", "updated_at")
+    add_user = Prepared(
+        insert(users).values({c: bindparam(c, type_=users.c[c].type) for c in columns})
+    )
+    now = datetime.now(UTC)
+    row = {
+        "name": "dup",
+        "password_hash": None,
+        "role": "user",
+        "active": True,
+        "created_at": now,
+        "updated_at": now,
+    }
+    with db.connect() as conn:
+        with conn.begin():
+            add_user.many(conn, [row])
+        with pytest.raises(IntegrityError), conn.begin():
+            add_user.fetch(conn, row)  # the unique name, through the driver: SQLAlchemy's error
+        # The connection is still usable afterwards.
+        with conn.begin():
+            assert conn.execute(select(users.c.name).where(users.c.name == "dup")).scalar() == "dup"
