@@ -54,7 +54,7 @@ async def resolve_assignment(
 
     Macro precedence (lowest first): the entry point's ``env`` from the manifest, then
     the macro levels account, template, user, jobconfig (as they are now) and job (see
-    :func:`jobyard.service.macros.resolve_for_job`: secure ones decrypted here only,
+    :func:`jobyard.engine.jobmacros.resolve_for_job`: secure ones decrypted here only,
     their values masked in the log; the job record keeps where each came from).
     Database reads and the initialization write ride out an outage of up to
     ``patience`` seconds (see :mod:`jobyard.engine.retry`).
