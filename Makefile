@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## make run: install into .venv and start server + local workers on SQLite under ./var
+## (exec: the server replaces the recipe's shell, so a SIGTERM sent to it reaches it
+## directly, and its exit code — 0 after a graceful stop — is make's)
 run: venv
-	JOBYARD_HOME=$${JOBYARD_HOME:-./var} $(BIN)/jobyard up --example
+	JOBYARD_HOME=$${JOBYARD_HOME:-./var} exec $(BIN)/jobyard up --example
 
 ## system packages the tests need: PostgreSQL server binaries (initdb, pg_ctl) for the
 ## store suite; a JDK and Quartz 2.3 (the reference for cron conformance); bubblewrap (the

@@ -23,22 +23,32 @@ from rich.markup import escape
 from jobyard.cli import credentials
 from jobyard.client import ApiClient, ApiError, ServerUnreachable
 from jobyard.core.jobs import JobStatus
+from jobyard.core.serverurl import read_server_url, server_url_path
 from jobyard.settings import Settings
 
 T = TypeVar("T")
 
+# The exit codes of every command, one meaning each (docs/cli.md lists them).
 EXIT_OK = 0
-#: ``run --follow``: the program ran and reported failure.
-EXIT_JOB_ERROR = 1
-#: ``run --follow``: the platform could not carry the job to an end (abort, timeout, lost worker).
-#: Usage errors (bad options) also exit 2, as in every Click/Typer program.
-EXIT_JOB_FAILED = 2
-#: ``run --follow``: the job was cancelled before it ran.
-EXIT_JOB_CANCELLED = 3
-#: The server refused a request or could not be reached.
+#: Reserved for a failure of the CLI itself (an uncaught exception prints a traceback).
+EXIT_CLI_BUG = 1
+#: Usage error: an unknown option, a missing or malformed argument (Typer/Click's code).
+EXIT_USAGE = 2
+#: The server answered with an error (refused the request: 4xx/5xx) or an answer the
+#: CLI cannot use.
 EXIT_API = 4
-#: A local input is wrong (YAML file, path): nothing was sent.
+#: A local input is wrong (YAML file, path, a file that would be overwritten): nothing
+#: was sent, or nothing was written.
 EXIT_INPUT = 5
+#: The server could not be reached (refused connection, timeout, DNS).
+EXIT_UNREACHABLE = 6
+#: ``run --follow``, ``jobs log -f``: the program ran and reported failure (ERROR).
+EXIT_JOB_ERROR = 10
+#: ``run --follow``: the platform could not carry the job to an end (FAILED: abort,
+#: timeout, lost worker).
+EXIT_JOB_FAILED = 11
+#: ``run --follow``: the job was cancelled before it ran (CANCELLED).
+EXIT_JOB_CANCELLED = 12
 #: Interrupted by Ctrl-C (128 + SIGINT), the shell convention.
 EXIT_INTERRUPTED = 130
 
@@ -51,7 +61,8 @@ _STATUS_EXIT: dict[JobStatus, int] = {
 
 
 def exit_code_for_status(status: str) -> int:
-    """The exit code of a followed job: 0 only for FINISHED; 4 for a status that is not an end."""
+    """The exit code of a followed job: 0 only for FINISHED; 4 for a status that is not an end
+    (the server answered something the CLI cannot use)."""
     try:
         return _STATUS_EXIT.get(JobStatus(status), EXIT_API)
     except ValueError:
@@ -98,8 +109,22 @@ class CliState:
 
     @property
     def server(self) -> str:
-        """The API URL: ``--server``, else ``JOBYARD_SERVER``, else the local default."""
-        return (self.server_option or self.settings().server).rstrip("/")
+        """The API URL: ``--server``, else ``JOBYARD_SERVER``, else the URL a local
+        ``jobyard up`` wrote to ``$JOBYARD_HOME/server.url``, else the default."""
+        return self.server_and_source[0]
+
+    @property
+    def server_and_source(self) -> tuple[str, str]:
+        """The API URL and where it came from (said when the server cannot be reached)."""
+        if self.server_option:
+            return self.server_option.rstrip("/"), "--server"
+        settings = self.settings()
+        if "server" in settings.model_fields_set:
+            return settings.server.rstrip("/"), "JOBYARD_SERVER"
+        written = read_server_url(settings.home)
+        if written:
+            return written, str(server_url_path(settings.home))
+        return settings.server.rstrip("/"), "the default"
 
     @property
     def token(self) -> str:
@@ -150,6 +175,12 @@ class CliState:
         for key, value in exc.details.items():
             shown = value if isinstance(value, str) else json.dumps(value, default=str)
             self.err.print(f"  [dim]{escape(str(key))}:[/] {escape(shown)}")
+        if exc.status == 403 and exc.details.get("required_role") == "admin":
+            command = " ".join(click_command_path())
+            self.err.print(
+                f"  [dim]hint: `{escape(command)}` needs an admin: use an admin's token "
+                "(--token or JOBYARD_TOKEN, or `jobyard login` as an admin)[/]"
+            )
         if exc.status == 401:
             self.err.print(
                 "  [dim]hint: pass --token or set JOBYARD_TOKEN "
@@ -158,14 +189,19 @@ class CliState:
         raise typer.Exit(EXIT_API)
 
     def unreachable(self, exc: ServerUnreachable) -> NoReturn:
-        """Print why the server could not be reached and exit 4."""
+        """Print why the server could not be reached, and whence its URL, and exit 6."""
         if exc.refused:
             message = f"cannot reach jobyard at {exc.url}: is `jobyard up` running?"
         else:
             reason = str(exc.cause) or type(exc.cause).__name__
             message = f"cannot reach jobyard at {exc.url}: {reason}"
         self.err.print(f"[bold red]error:[/] [red]{escape(message)}[/]")
-        raise typer.Exit(EXIT_API)
+        source = self.server_and_source[1]
+        self.err.print(
+            f"  [dim]the URL came from {escape(source)}; set JOBYARD_SERVER (or --server) "
+            "to the URL `jobyard up` printed, or JOBYARD_HOME to its data folder[/]"
+        )
+        raise typer.Exit(EXIT_UNREACHABLE)
 
     def fail(self, message: str, exit_code: int = EXIT_INPUT) -> NoReturn:
         """Print a local error and exit with ``exit_code``."""
@@ -189,3 +225,11 @@ def state_of(ctx: typer.Context) -> CliState:
 def home_token_path(home: Path) -> Path:
     """Where ``jobyard up`` writes the admin token, and where the CLI looks for it."""
     return home / "admin.token"
+
+
+def click_command_path() -> list[str]:
+    """The words of the running command (``jobyard policies list``), for messages."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return ctx.command_path.split() if ctx is not None else ["jobyard"]
