@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
+import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from jobyard.cli import credentials
+from jobyard.cli.render import table_as_tsv
 from jobyard.client import ApiClient, ApiError, ServerUnreachable
 from jobyard.core.jobs import JobStatus
 from jobyard.core.serverurl import read_server_url, server_url_path
@@ -78,17 +82,96 @@ class CliFailure(Exception):
         self.exit_code = exit_code
 
 
+#: What ``--output`` accepts: Rich tables, tab-separated lines (``--plain``), or JSON.
+OUTPUT_FORMATS = ("table", "plain", "json")
+#: Width of a console that is not a terminal: rows are never cut or wrapped when piped.
+PIPE_WIDTH = 100_000
+
+
+class TableConsole(Console):
+    """A console that prints Rich tables tab-separated when ``plain`` is set (``--plain``)."""
+
+    plain: bool = False
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """Print as Rich does, except tables in plain mode (one TSV line per row)."""
+        if self.plain and objects and all(isinstance(o, Table) for o in objects):
+            for table in objects:
+                for line in table_as_tsv(table):
+                    self.file.write(line + "\n")
+            self.file.flush()
+            return
+        super().print(*objects, **kwargs)
+
+
+def make_console(*, stderr: bool = False) -> TableConsole:
+    """A console for stdout or stderr: terminal width on a terminal, unbounded when piped."""
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    return TableConsole(
+        stderr=stderr, highlight=False, soft_wrap=True, width=None if terminal else PIPE_WIDTH
+    )
+
+
+def _output_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        state_of(ctx).set_output(value)
+    return value
+
+
+def _plain_option(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        state_of(ctx).set_output("plain")
+    return value
+
+
+def _json_option(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    # Given options are processed before absent ones, so a ``--output json`` given
+    # anywhere on the line is known here even when ``--json`` itself is absent.
+    if value:
+        state_of(ctx).set_output("json")
+    return bool(value) or state_of(ctx).output == "json"
+
+
+#: ``--output table|plain|json`` of every list and show command.
+OutputOpt = Annotated[
+    Literal["table", "plain", "json"] | None,
+    typer.Option(
+        "--output",
+        help="table (default), plain (tab-separated, no styles) or json.",
+        callback=_output_option,
+        show_default=False,
+    ),
+]
+#: ``--plain``: the same as ``--output plain``.
+PlainFlag = Annotated[
+    bool,
+    typer.Option("--plain", help="Same as --output plain (tab-separated).", callback=_plain_option),
+]
+#: ``--json``: the same as ``--output json``.
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Same as --output json.", callback=_json_option)
+]
+
+
 @dataclass
 class CliState:
     """Global options and lazily built settings, shared by every command through ``ctx.obj``."""
 
     server_option: str | None = None
     token_option: str | None = None
-    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
-    err: Console = field(
-        default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
-    )
+    out: TableConsole = field(default_factory=make_console)
+    err: TableConsole = field(default_factory=lambda: make_console(stderr=True))
+    output: str = "table"
     _settings: Settings | None = None
+
+    def set_output(self, value: str) -> None:
+        """Choose the output format (table, plain or json) of this invocation."""
+        self.output = value
+        self.out.plain = value == "plain"
 
     def settings(self, **overrides: Any) -> Settings:
         """The settings from ``JOBYARD_*`` (and the TOML file), with ``overrides`` winning."""
@@ -213,7 +296,7 @@ class CliState:
         typer.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
-def state_of(ctx: typer.Context) -> CliState:
+def state_of(ctx: click.Context) -> CliState:
     """The :class:`CliState` of this invocation (created by the root callback)."""
     obj = ctx.find_root().obj
     if not isinstance(obj, CliState):
