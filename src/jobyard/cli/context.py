@@ -296,7 +296,7 @@ class CliState:
         typer.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
-def state_of(ctx: click.Context) -> CliState:
+def state_of(ctx: typer.Context | click.Context) -> CliState:
     """The :class:`CliState` of this invocation (created by the root callback)."""
     obj = ctx.find_root().obj
     if not isinstance(obj, CliState):
