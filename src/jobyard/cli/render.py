@@ -106,7 +106,7 @@ def new_table(*, title: str = "") -> Table:
     On a terminal it fits the width; piped, the console is as wide as the longest row
     (see ``context.make_console``), and ``--plain`` prints it tab-separated instead.
     """
-    table = new_table()
+    table = Table(box=None, pad_edge=False, header_style="bold")
     if title:
         table.title = title
         table.title_justify = "left"

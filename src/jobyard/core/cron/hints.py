@@ -21,7 +21,7 @@ _QUESTION = "use '?' in day-of-month or day-of-week (Quartz needs one of them un
 def mistake_hint(expression: str, problem: str) -> str:
     """A sentence saying how to fix ``expression`` refused for ``problem``, or ``""``."""
     fields = expression.split()
-    if len(fields) == 5 and problem.startswith("Unexpected end of expression"):
+    if len(fields) == 5:  # whatever Quartz tripped on first (a month of 0, the missing day)
         suggestion = _from_unix(fields)
         return (
             "Quartz cron starts with seconds (second minute hour day-of-month month "
