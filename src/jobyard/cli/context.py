@@ -166,6 +166,8 @@ class CliState:
     out: TableConsole = field(default_factory=make_console)
     err: TableConsole = field(default_factory=lambda: make_console(stderr=True))
     output: str = "table"
+    #: The running command (``jobyard policies list``), for messages.
+    command_path: str = "jobyard"
     _settings: Settings | None = None
 
     def set_output(self, value: str) -> None:
@@ -259,7 +261,7 @@ class CliState:
             shown = value if isinstance(value, str) else json.dumps(value, default=str)
             self.err.print(f"  [dim]{escape(str(key))}:[/] {escape(shown)}")
         if exc.status == 403 and exc.details.get("required_role") == "admin":
-            command = " ".join(click_command_path())
+            command = self.command_path
             self.err.print(
                 f"  [dim]hint: `{escape(command)}` needs an admin: use an admin's token "
                 "(--token or JOBYARD_TOKEN, or `jobyard login` as an admin)[/]"
@@ -302,17 +304,11 @@ def state_of(ctx: typer.Context | click.Context) -> CliState:
     if not isinstance(obj, CliState):
         obj = CliState()
         ctx.find_root().obj = obj
+    if ctx.parent is not None:  # a command, not the root: remembered for messages
+        obj.command_path = ctx.command_path
     return obj
 
 
 def home_token_path(home: Path) -> Path:
     """Where ``jobyard up`` writes the admin token, and where the CLI looks for it."""
     return home / "admin.token"
-
-
-def click_command_path() -> list[str]:
-    """The words of the running command (``jobyard policies list``), for messages."""
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    return ctx.command_path.split() if ctx is not None else ["jobyard"]
