@@ -21,17 +21,18 @@ def server_url_path(home: Path) -> Path:
 
 
 def write_server_url(home: Path, url: str) -> None:
-    """Record ``url`` atomically (a reader never sees half a line); mode 0644.
+    """Record ``url`` atomically (a reader never sees half a line); mode 0600.
 
-    The URL is not a secret (the banner prints it); readable by all so that another
-    local user of the same home can find the port, the token staying 0600.
+    The URL is no secret (the banner prints it, jobs get it), but everything in the home
+    is private to the server's user (job uids may only pass through it): the CLI that
+    reads it runs as that user, as it does to read the admin token.
     """
     path = server_url_path(home)
     tmp = path.with_name(f".{SERVER_URL_FILE}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, f"{url}\n".encode())
-        os.fchmod(fd, 0o644)
+        os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
     os.replace(tmp, path)

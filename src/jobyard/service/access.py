@@ -566,7 +566,7 @@ async def audit_list(
 # -- policy management (admins) ----------------------------------------------------------
 
 
-def _admin_or_404(principal: Principal, user_id: int) -> None:
+def _admin_only(principal: Principal, user_id: int) -> None:
     """Admins only (403 otherwise, before the user is looked up: no id can be probed)."""
     del user_id  # the refusal never depends on which user was named
     require_admin_route(principal)
@@ -574,7 +574,7 @@ def _admin_or_404(principal: Principal, user_id: int) -> None:
 
 async def list_policies(ctx: Context, principal: Principal, user_id: int) -> list[Policy]:
     """A user's policies (admins only; 403 for others)."""
-    _admin_or_404(principal, user_id)
+    _admin_only(principal, user_id)
     return await ctx.store.policies_list(user_id)
 
 
@@ -589,7 +589,7 @@ async def grant(
     remote_addr: str | None = None,
 ) -> Policy:
     """Grant a policy (admins only; 403 for others); audited as ``policy.grant``."""
-    _admin_or_404(principal, user_id)
+    _admin_only(principal, user_id)
     policy = await ctx.store.policy_insert(
         user_id, action=action, resource=resource, selector=selector
     )
@@ -608,7 +608,7 @@ async def revoke(
     remote_addr: str | None = None,
 ) -> Policy:
     """Revoke a policy (admins only; 403 for others); audited as ``policy.revoke``."""
-    _admin_or_404(principal, user_id)
+    _admin_only(principal, user_id)
     policy = await ctx.store.policy_delete(user_id, policy_id)
     forget_policies(user_id)
     details = {
