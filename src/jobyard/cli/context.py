@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
-import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -116,19 +115,19 @@ def make_console(*, stderr: bool = False) -> TableConsole:
     )
 
 
-def _output_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def _output_option(ctx: typer.Context, param: Any, value: str | None) -> str | None:
     if value is not None:
         state_of(ctx).set_output(value)
     return value
 
 
-def _plain_option(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+def _plain_option(ctx: typer.Context, param: Any, value: bool) -> bool:
     if value:
         state_of(ctx).set_output("plain")
     return value
 
 
-def _json_option(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+def _json_option(ctx: typer.Context, param: Any, value: bool) -> bool:
     # Given options are processed before absent ones, so a ``--output json`` given
     # anywhere on the line is known here even when ``--json`` itself is absent.
     if value:
@@ -298,7 +297,7 @@ class CliState:
         typer.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
-def state_of(ctx: typer.Context | click.Context) -> CliState:
+def state_of(ctx: typer.Context) -> CliState:
     """The :class:`CliState` of this invocation (created by the root callback)."""
     obj = ctx.find_root().obj
     if not isinstance(obj, CliState):

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from typing import Any
+
+import typer
 
 from jobyard.cli.context import PIPE_WIDTH, CliState, TableConsole
+from jobyard.cli.main import app
 from jobyard.cli.render import jobs_table, new_table
 
 
@@ -58,3 +63,29 @@ def test_output_choices_set_the_state() -> None:
     assert state.out.plain and state.output == "plain"
     state.set_output("json")
     assert not state.out.plain and state.output == "json"
+
+
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every leaf command's path (Typer builds on its own copy of Click: duck typing)."""
+    for name, command in group.commands.items():
+        path = (*prefix, name)
+        if hasattr(command, "commands"):
+            yield from _commands(command, path)
+        else:
+            yield path
+
+
+def test_every_list_and_show_command_has_the_three_output_options() -> None:
+    root: Any = typer.main.get_command(app)
+    checked = []
+    for path in _commands(root):
+        if path[-1] not in {"list", "show", "me", "outputs", "resolved"} and path != ("audit",):
+            continue
+        command = root
+        for name in path:
+            command = command.commands[name]
+        options = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        assert {"--output", "--plain", "--json"} <= options, (path, options)
+        checked.append(" ".join(path))
+    assert len(checked) >= 15, checked
+    assert {"jobs list", "schedules show", "policies list", "audit", "users me"} <= set(checked)
