@@ -238,12 +238,13 @@ def test_make_run_stopped_by_a_signal_exits_0(tmp_path: Path, signum: int) -> No
 
 
 def test_the_quick_start_commands_are_what_this_test_types() -> None:
-    """The commands above are keyed by the README's text: a README change shows here."""
-    assert readme_quickstart_commands() == [
+    """The checks above are keyed by the README's text: a README change shows here.
+    Commands added to the quick start are run (and must exit 0) without a change here."""
+    assert set(readme_quickstart_commands()) >= {
         ".venv/bin/jobyard run hello --follow",
         ".venv/bin/jobyard jobs list",
         ".venv/bin/jobyard jobs show 1",
         ".venv/bin/jobyard schedules list hello",
         ".venv/bin/jobyard cron next '0 0 7 ? * MON-FRI' --tz Europe/Paris --count 3",
-    ]
+    }
     assert shlex.split(readme_quickstart_commands()[-1])[3] == "0 0 7 ? * MON-FRI"
