@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pty
 import re
+import select
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,3 +250,67 @@ def test_the_quick_start_commands_are_what_this_test_types() -> None:
         ".venv/bin/jobyard cron next '0 0 7 ? * MON-FRI' --tz Europe/Paris --count 3",
     }
     assert shlex.split(readme_quickstart_commands()[-1])[3] == "0 0 7 ? * MON-FRI"
+
+
+def _session_members(sid: int) -> list[int]:
+    """Processes of session ``sid`` (job control puts the server in a group of its own)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:  # after "pid (comm)": state ppid pgrp session
+                members.append(int(entry.name))
+    return members
+
+
+def test_make_run_in_a_terminal_stopped_by_ctrl_c_exits_0(tmp_path: Path) -> None:
+    """A real terminal (a pseudo-terminal): Ctrl-C is typed, the terminal signals its
+    foreground job. The server stops gracefully and make exits 0, without "Interrupt"."""
+    checkout = make_checkout(tmp_path / "jobyard")
+    env = {**clean_shell_env(), "JOBYARD_PORT": str(free_port()), "JOBYARD_WORKERS": "1"}
+    pid, fd = pty.fork()  # the child leads a new session with the terminal as its own
+    if pid == 0:  # pragma: no cover - the child becomes make
+        os.chdir(checkout)
+        os.execvpe("make", ["make", "run"], env)
+    output = bytearray()
+
+    def read_until(done: Callable[[], bool], seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not done() and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: every process of the terminal has closed it
+                    return
+                if not chunk:
+                    return
+                output.extend(chunk)
+
+    status: list[int] = []
+
+    def exited() -> bool:
+        if not status:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status.append(os.waitstatus_to_exitcode(code))
+        return bool(status)
+
+    try:
+        read_until(lambda: b"example:" in output or exited(), STARTUP_SECONDS)
+        assert b"jobyard 0" in output and not status, output.decode(errors="replace")
+        os.write(fd, b"\x03")  # Ctrl-C
+        read_until(exited, STOP_SECONDS)
+        assert exited(), output.decode(errors="replace")
+    finally:
+        if not status:
+            for member in _session_members(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(member, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    text = output.decode(errors="replace")
+    assert status == [0], text
+    assert "Interrupt" not in text and "Error" not in text, text
