@@ -305,10 +305,11 @@ def test_make_run_in_a_terminal_stopped_by_ctrl_c_exits_0(tmp_path: Path) -> Non
         read_until(exited, STOP_SECONDS)
         assert exited(), output.decode(errors="replace")
     finally:
+        # whatever is left of the session (a server make left behind, or make itself)
+        for member in _session_members(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(member, signal.SIGKILL)
         if not status:
-            for member in _session_members(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(member, signal.SIGKILL)
             os.waitpid(pid, 0)
         os.close(fd)
     text = output.decode(errors="replace")
