@@ -276,17 +276,23 @@ def test_make_run_in_a_terminal_stopped_by_ctrl_c_exits_0(tmp_path: Path) -> Non
         os.execvpe("make", ["make", "run"], env)
     output = bytearray()
 
+    closed = False
+
     def read_until(done: Callable[[], bool], seconds: float) -> None:
+        """Collect the terminal's output until ``done()`` or the deadline."""
+        nonlocal closed
         deadline = time.monotonic() + seconds
         while not done() and time.monotonic() < deadline:
+            if closed:  # nothing more to read: wait for the processes to end
+                time.sleep(0.1)
+                continue
             ready, _, _ = select.select([fd], [], [], 0.2)
             if ready:
                 try:
                     chunk = os.read(fd, 65536)
                 except OSError:  # EIO: every process of the terminal has closed it
-                    return
-                if not chunk:
-                    return
+                    chunk = b""
+                closed = not chunk
                 output.extend(chunk)
 
     status: list[int] = []
