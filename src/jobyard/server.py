@@ -105,7 +105,12 @@ async def serve(settings: Settings, *, example: bool = False) -> None:
         await asyncio.sleep(0.05)
     url = client_url(settings)
     if server.started:
-        write_server_url(settings.home, url)
+        try:
+            write_server_url(settings.home, url)
+        except OSError as exc:  # the CLI then needs JOBYARD_SERVER; the server runs on
+            logging.getLogger("jobyard.server").warning(
+                "cannot write %s: %s", server_url_path(settings.home), exc
+            )
         print(_banner(settings, runtime, url), flush=True)
     try:
         await task
