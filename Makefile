@@ -18,8 +18,17 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## make run: install into .venv and start server + local workers on SQLite under ./var
+## A graceful stop exits 0 and so does make:
+## - in a terminal, job control (set -m) makes the server the terminal's foreground job:
+##   Ctrl-C reaches the server alone, not make (which would report "Interrupt" and die
+##   of the signal whatever the server did);
+## - otherwise the server replaces the recipe's shell (exec), so a SIGTERM sent to make's
+##   child reaches the server itself, and its exit code is make's.
 run: venv
-	JOBYARD_HOME=$${JOBYARD_HOME:-./var} $(BIN)/jobyard up --example
+	@echo "JOBYARD_HOME=$${JOBYARD_HOME:-./var} $(BIN)/jobyard up --example"
+	@export JOBYARD_HOME="$${JOBYARD_HOME:-./var}"; \
+	if [ -t 0 ]; then set -m; $(BIN)/jobyard up --example; \
+	else exec $(BIN)/jobyard up --example; fi
 
 ## system packages the tests need: PostgreSQL server binaries (initdb, pg_ctl) for the
 ## store suite; a JDK and Quartz 2.3 (the reference for cron conformance); bubblewrap (the

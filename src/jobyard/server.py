@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import sys
+from pathlib import Path
 
 import uvicorn
 
 from jobyard import __version__
 from jobyard.api.app import create_app
 from jobyard.api.headlimit import HeadLimitedHttpToolsProtocol
+from jobyard.core.serverurl import remove_server_url, server_url_path, write_server_url
 from jobyard.runtime import Runtime
 from jobyard.settings import Settings
+
+#: Where a CLI looks without JOBYARD_SERVER, and the home without JOBYARD_HOME.
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+DEFAULT_HOME = "./var"
 
 
 def _banner(settings: Settings, runtime: Runtime, url: str) -> str:
@@ -37,7 +44,31 @@ def _banner(settings: Settings, runtime: Runtime, url: str) -> str:
         lines.append(f"  isolation:   {plan.mode} ({plan.reason}){warn}")
     if runtime.example:
         lines.append("  example:     jobconfig 'hello' loaded — try: jobyard run hello --follow")
+    lines.append(f"  CLI:         finds this server through {server_url_path(settings.home)}")
+    exports = _exports(settings, url)
+    if exports:
+        lines.append("               from another folder or machine, first:")
+        lines.extend(f"               {line}" for line in exports)
     return "\n".join(lines)
+
+
+def _exports(settings: Settings, url: str) -> list[str]:
+    """The ``export`` lines a CLI elsewhere needs when this server is not at the defaults."""
+    lines = []
+    if url != DEFAULT_SERVER:
+        lines.append(f"export JOBYARD_SERVER={url}")
+    if settings.home != Path(DEFAULT_HOME).resolve():
+        lines.append(f"export JOBYARD_HOME={settings.home}")
+    return lines
+
+
+def client_url(settings: Settings) -> str:
+    """The URL a CLI on this host uses: the listening address, a wildcard host made loopback."""
+    return settings.model_copy(update={"api_url": ""}).effective_api_url
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """Stand-in handler for SIGINT/SIGTERM outside uvicorn's own (see :func:`serve`)."""
 
 
 async def serve(settings: Settings, *, example: bool = False) -> None:
@@ -63,12 +94,28 @@ async def serve(settings: Settings, *, example: bool = False) -> None:
         http=HeadLimitedHttpToolsProtocol,  # request heads are bounded too, not only bodies
     )
     server = uvicorn.Server(config)
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises that signal with the
+    # handlers it found: with the defaults the process would die of SIGTERM (exit 143,
+    # "make: *** Error 143") after a clean stop. These handlers make the re-raise a no-op,
+    # so a graceful stop exits 0.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _ignore_signal)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn has no event)
         await asyncio.sleep(0.05)
+    url = client_url(settings)
     if server.started:
-        print(_banner(settings, runtime, f"http://{settings.host}:{settings.port}"), flush=True)
-    await task
+        try:
+            write_server_url(settings.home, url)
+        except OSError as exc:  # the CLI then needs JOBYARD_SERVER; the server runs on
+            logging.getLogger("jobyard.server").warning(
+                "cannot write %s: %s", server_url_path(settings.home), exc
+            )
+        print(_banner(settings, runtime, url), flush=True)
+    try:
+        await task
+    finally:
+        remove_server_url(settings.home, url)
     if not server.started:
         sys.exit(1)
 

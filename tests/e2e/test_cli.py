@@ -221,8 +221,8 @@ def test_run_follow_finished(cli: Cli, applied: str) -> None:
     assert "exit code 0" in result.stderr
 
 
-def test_run_follow_error_exits_1(cli: Cli, applied: str) -> None:
-    result = ok(cli("run", f"{applied}-fail", "-f"), 1)
+def test_run_follow_error_exits_10(cli: Cli, applied: str) -> None:
+    result = ok(cli("run", f"{applied}-fail", "-f"), 10)
     assert "oops" in result.stdout
     assert "ERROR" in result.stderr
     assert "exit code 3" in result.stderr
@@ -292,7 +292,7 @@ def test_follow_of_a_held_job_that_gets_cancelled_exits_3(
         if follower.poll() is None:
             follower.kill()
             follower.wait()
-    assert follower.returncode == 3, err
+    assert follower.returncode == 12, err
     assert "CANCELLED" in err
 
 
@@ -336,7 +336,7 @@ def test_abort_while_following_exits_2(server: RunningServer, cli: Cli, applied:
         if follower.poll() is None:
             follower.kill()
             follower.wait()
-    assert follower.returncode == 2, err
+    assert follower.returncode == 11, err
     assert "started" in out and "never" not in out
     assert "FAILED" in err
     assert job_json(cli, job_id)["status"] == "FAILED"

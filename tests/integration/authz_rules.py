@@ -356,20 +356,20 @@ ENFORCED: list[Rule] = [
         with_body(f"{API}/cron/next", params={"expr": "0 0 12 * * ?"}),
     ),
     # access policies and the audit log
-    Rule("GET", f"{API}/users/{{user_id}}/policies", admin_only(200)),
+    Rule("GET", f"{API}/users/{{user_id}}/policies", admin_only(200, others=403)),
     Rule(
         "POST",
         f"{API}/users/{{user_id}}/policies",
-        admin_only(201),
+        admin_only(201, others=403),
         with_body(f"{API}/users/{{user_id}}/policies", _grant_body),
     ),
     Rule(
         "DELETE",
         f"{API}/users/{{user_id}}/policies/{{policy_id}}",
-        admin_only(204),
+        admin_only(204, others=403),
         _policy_to_revoke,
     ),
-    Rule("GET", f"{API}/audit", admin_only(200)),
+    Rule("GET", f"{API}/audit", admin_only(200, others=403)),
     # retention: a purge pass now (a dry run here: the matrix's objects must stay)
     Rule(
         "POST",

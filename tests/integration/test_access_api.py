@@ -101,20 +101,27 @@ async def test_bodies_are_validated_saying_what_is_allowed(env: Env) -> None:
     assert r.status_code == 422
 
 
-async def test_non_admins_get_404_even_for_bad_parameters(env: Env) -> None:
+async def test_non_admins_get_403_admin_required_even_for_bad_parameters(env: Env) -> None:
+    """Admin-only routes say an admin is needed (not "no such route"), with one answer
+    whatever the parameters or the user id, so nothing can be probed through them."""
     alice = await _user(env, "alice")
+    answers = []
     async with await _client_of(env, "alice") as client:
         for method, path, kwargs in [
             ("GET", f"{API}/users/{alice['id']}/policies", {}),
+            ("GET", f"{API}/users/9999/policies", {}),
             ("POST", f"{API}/users/{alice['id']}/policies", {"json": {"action": "nope"}}),
             ("DELETE", f"{API}/users/{alice['id']}/policies/1", {}),
             ("GET", f"{API}/audit", {}),
             ("GET", f"{API}/audit", {"params": {"limit": "many"}}),
         ]:
             r = await client.request(method, path, **kwargs)
-            assert r.status_code == 404, (method, path, r.text)
-            missing = await client.get(f"{API}/no-such-route")
-            assert r.json()["error"]["message"] == missing.json()["error"]["message"]
+            assert r.status_code == 403, (method, path, r.text)
+            answers.append(r.json())
+    error = answers[0]["error"]
+    assert error["code"] == "forbidden" and error["details"] == {"required_role": "admin"}
+    assert "admins only" in error["message"]
+    assert all(a == answers[0] for a in answers), answers
 
 
 def _cli(env: Env, *args: str) -> Any:

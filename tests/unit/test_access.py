@@ -257,8 +257,9 @@ async def test_record_scrubs_secrets_and_never_raises(caplog: pytest.LogCaptureF
 
 async def test_audit_listing_is_for_admins_and_filters_are_normalized() -> None:
     ctx = ctx_of(FakeStore([]))
-    with pytest.raises(NotFound):
+    with pytest.raises(Forbidden) as refused:
         await access.audit_list(ctx, ALICE, AuditFilter(), cursor=None, limit=10)
+    assert refused.value.details == {"required_role": "admin"}
     flt = access.audit_filter(actor="alice", action="", since=datetime(2026, 1, 1))
     assert flt.actor == "user:alice" and flt.action is None and flt.since == NOW
     assert access.audit_filter(actor="scheduler").actor == "scheduler"
@@ -268,11 +269,11 @@ async def test_audit_listing_is_for_admins_and_filters_are_normalized() -> None:
 
 async def test_policy_management_is_for_admins_only() -> None:
     ctx = ctx_of(FakeStore([]))
-    with pytest.raises(NotFound):
+    with pytest.raises(Forbidden):
         await access.list_policies(ctx, ALICE, 1)
-    with pytest.raises(NotFound):
+    with pytest.raises(Forbidden):
         await access.grant(ctx, ALICE, 1, action="view", resource="jobconfigs", selector="*")
-    with pytest.raises(NotFound):
+    with pytest.raises(Forbidden):
         await access.revoke(ctx, ALICE, 1, 1)
 
 

@@ -12,28 +12,29 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from jobyard.cli.context import state_of
-from jobyard.cli.render import format_time
+from jobyard.cli.context import JsonFlag, OutputOpt, PlainFlag, state_of
+from jobyard.cli.lookup import parse_id, resolve_jobconfig
+from jobyard.cli.render import format_time, new_table
+from jobyard.cli.templates import resolve_template
 from jobyard.cli.users import resolve_user
 from jobyard.client import ApiClient, JsonObject, collect_all
 
 app = typer.Typer(
     name="policies",
     help="Access policies (admins): grant users view, edit, delete or execute on "
-    "jobconfigs and templates by id, '*', or 'template:<id>'; 'execute adhoc *' lets a "
-    "user submit ad-hoc jobs.",
+    "jobconfigs and templates by name or id, '*', or 'template:<name or id>'; "
+    "'execute adhoc *' lets a user submit ad-hoc jobs.",
     no_args_is_help=True,
 )
 
 UserRef = Annotated[str, typer.Argument(help="User name or id.", show_default=False)]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def policies_table(items: Iterable[JsonObject]) -> Table:
     """A listing of policies."""
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table()
     for column in ("ID", "ACTION", "RESOURCE", "SELECTOR", "CREATED"):
         table.add_column(column)
     for p in items:
@@ -48,7 +49,13 @@ def policies_table(items: Iterable[JsonObject]) -> Table:
 
 
 @app.command("list")
-def list_command(ctx: typer.Context, user: UserRef, json_output: JsonFlag = False) -> None:
+def list_command(
+    ctx: typer.Context,
+    user: UserRef,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """List a user's policies."""
     state = state_of(ctx)
 
@@ -80,18 +87,22 @@ def grant_command(
     selector: Annotated[
         str,
         typer.Argument(
-            help="An id, '*' (all), or for jobconfigs 'template:<id>'.", show_default=False
+            help="A name or id, '*' (all), or for jobconfigs 'template:<name or id>'.",
+            show_default=False,
         ),
     ],
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Grant USER the ACTION on the RESOURCE objects matching SELECTOR (any action implies view)."""
     state = state_of(ctx)
 
     async def work(api: ApiClient) -> JsonObject:
         found = await resolve_user(api, user)
+        resolved = await resolve_selector(api, resource, selector)
         return await api.policy_grant(
-            int(found["id"]), action=action, resource=resource, selector=selector
+            int(found["id"]), action=action, resource=resource, selector=resolved
         )
 
     policy = state.call(work)
@@ -102,6 +113,31 @@ def grant_command(
             f"granted policy {policy.get('id')}: {escape(user)} may {policy.get('action')} "
             f"{policy.get('resource')} {escape(str(policy.get('selector')))}"
         )
+
+
+async def resolve_selector(api: ApiClient, resource: str, selector: str) -> str:
+    """A selector as the API takes it: names of jobconfigs and templates become ids.
+
+    ``*``, ids and ``template:<id>`` pass unchanged; ``NAME`` (of a jobconfig or a
+    template, after the resource) and ``template:NAME`` are looked up, like every other
+    command that takes a name or an id. Other resources (``adhoc``) pass unchanged and
+    the server says what it accepts.
+    """
+    text = selector.strip()
+    if text == "*":
+        return text
+    kind, sep, rest = text.partition(":")
+    if sep and kind == "template" and resource == "jobconfigs":
+        if parse_id(rest) is not None:
+            return text
+        return f"template:{(await resolve_template(api, rest))['id']}"
+    if sep or parse_id(text) is not None:
+        return text
+    if resource == "jobconfigs":
+        return str((await resolve_jobconfig(api, text))["id"])
+    if resource == "templates":
+        return str((await resolve_template(api, text))["id"])
+    return text
 
 
 @app.command("revoke")
@@ -151,7 +187,7 @@ def parse_object(value: str | None) -> tuple[str | None, str | None]:
 
 def audit_table(items: Iterable[JsonObject]) -> Table:
     """A listing of audit entries."""
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table()
     for column in ("ID", "AT", "ACTOR", "ACTION", "OBJECT", "FROM", "DETAILS"):
         table.add_column(column)
     for e in items:
@@ -198,6 +234,8 @@ def audit_command(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many.", min=1)] = 50,
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Who did what to which object, when and from where; newest first (admins)."""
     state = state_of(ctx)

@@ -17,12 +17,11 @@ from typing import IO, Annotated, Any, NoReturn
 import typer
 from rich.markup import escape
 
-from jobyard.cli.context import state_of
+from jobyard.cli.context import EXIT_USAGE, state_of
 from jobyard.core.cron.preview import DEFAULT_COUNT, DEFAULT_TZ, MAX_COUNT, iso, preview
 from jobyard.core.errors import InvalidInput
 
 #: Bad input (expression, zone, after, count, arguments): the usual usage-error code.
-EXIT_USAGE = 2
 
 BATCH_KEYS = ("expr", "after", "tz", "count")
 

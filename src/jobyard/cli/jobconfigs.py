@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from jobyard.cli.context import state_of
+from jobyard.cli.context import JsonFlag, OutputOpt, PlainFlag, state_of
 from jobyard.cli.lookup import resolve_jobconfig
 from jobyard.cli.render import fields_table, jobconfigs_table
 from jobyard.client import ApiClient, JsonObject, collect_all
@@ -25,7 +25,6 @@ app = typer.Typer(
 JOBCONFIG_FIELDS = ("id", *SPEC_FIELDS, "created_at", "updated_at")
 
 ConfigRef = Annotated[str, typer.Argument(help="Jobconfig name or id.", show_default=False)]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
 
 
 async def all_jobconfigs(api: ApiClient) -> list[JsonObject]:
@@ -34,7 +33,12 @@ async def all_jobconfigs(api: ApiClient) -> list[JsonObject]:
 
 
 @app.command("list")
-def list_command(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+def list_command(
+    ctx: typer.Context,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """List every jobconfig."""
     state = state_of(ctx)
     items = state.call(all_jobconfigs)
@@ -47,7 +51,13 @@ def list_command(ctx: typer.Context, json_output: JsonFlag = False) -> None:
 
 
 @app.command("show")
-def show_command(ctx: typer.Context, config: ConfigRef, json_output: JsonFlag = False) -> None:
+def show_command(
+    ctx: typer.Context,
+    config: ConfigRef,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """Show one jobconfig."""
     state = state_of(ctx)
     item = state.call(lambda api: resolve_jobconfig(api, config))

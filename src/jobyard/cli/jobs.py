@@ -14,7 +14,15 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from jobyard.cli.context import CliState, state_of
+from jobyard.cli.context import (
+    EXIT_INPUT,
+    CliFailure,
+    CliState,
+    JsonFlag,
+    OutputOpt,
+    PlainFlag,
+    state_of,
+)
 from jobyard.cli.follow import follow_and_report
 from jobyard.cli.lookup import jobconfig_names, resolve_jobconfig
 from jobyard.cli.render import (
@@ -62,7 +70,6 @@ JOB_FIELDS = (
 )
 
 JobId = Annotated[int, typer.Argument(help="Job id.", min=1, show_default=False)]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
 
 
 def _statuses(values: list[str] | None) -> list[str]:
@@ -144,6 +151,8 @@ def list_command(
     ] = None,
     all_pages: Annotated[bool, typer.Option("--all", help="Fetch every page.")] = False,
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """List jobs, newest first."""
     state = state_of(ctx)
@@ -192,7 +201,13 @@ async def job_details(api: ApiClient, job_id: int) -> JobDetails:
 
 
 @app.command("show")
-def show_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = False) -> None:
+def show_command(
+    ctx: typer.Context,
+    job_id: JobId,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """Show a job's fields, its status history and its output files."""
     state = state_of(ctx)
     details = state.call(lambda api: job_details(api, job_id))
@@ -228,13 +243,25 @@ def _transition(
 
 
 @app.command("cancel")
-def cancel_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = False) -> None:
+def cancel_command(
+    ctx: typer.Context,
+    job_id: JobId,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """Cancel a job that no worker has acquired yet (WAITING, SEQUENCED or QUEUED)."""
     _transition(ctx, json_output, "cancelled", lambda api: api.job_cancel(job_id))
 
 
 @app.command("abort")
-def abort_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = False) -> None:
+def abort_command(
+    ctx: typer.Context,
+    job_id: JobId,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """Stop a job a worker is running (INITIALIZING or RUNNING); it ends FAILED."""
     state = state_of(ctx)
     result = state.call(lambda api: api.job_abort(job_id))
@@ -250,13 +277,25 @@ def abort_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = Fal
 
 
 @app.command("release")
-def release_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = False) -> None:
+def release_command(
+    ctx: typer.Context,
+    job_id: JobId,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """Release a job created on hold (WAITING) so that it runs."""
     _transition(ctx, json_output, "released", lambda api: api.job_release(job_id))
 
 
 @app.command("rerun")
-def rerun_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = False) -> None:
+def rerun_command(
+    ctx: typer.Context,
+    job_id: JobId,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """Submit a new job that repeats this one (same jobconfig, macros and payload)."""
     state = state_of(ctx)
     job = state.call(lambda api: api.job_rerun(job_id))
@@ -290,7 +329,13 @@ def log_command(
 
 
 @app.command("outputs")
-def outputs_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = False) -> None:
+def outputs_command(
+    ctx: typer.Context,
+    job_id: JobId,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """List a job's output files (what its program left in LOCAL_JOB_OUT_DIR)."""
     state = state_of(ctx)
     items = state.call(lambda api: api.job_outputs(job_id))
@@ -302,10 +347,14 @@ def outputs_command(ctx: typer.Context, job_id: JobId, json_output: JsonFlag = F
         state.out.print(outputs_table(items))
 
 
-async def download_output(api: ApiClient, job_id: int, name: str, dest: Path | None) -> int:
+async def download_output(
+    api: ApiClient, job_id: int, name: str, dest: Path | None, *, force: bool = False
+) -> int:
     """Save output ``name`` of the job to ``dest`` (stdout when ``None``); return its size.
 
-    The file appears only once complete: bytes go to ``dest.part`` first.
+    The file appears only once complete: bytes go to ``dest.part`` first. An existing
+    ``dest`` is replaced only with ``force``; without it the complete file is linked
+    into place, which fails if ``dest`` appeared meanwhile (nothing is overwritten).
     """
     if dest is None:
         out = sys.stdout.buffer
@@ -320,10 +369,20 @@ async def download_output(api: ApiClient, job_id: int, name: str, dest: Path | N
     try:
         with partial.open("wb") as sink:
             size = await api.job_output_download(job_id, name, sink.write)
-        os.replace(partial, dest)
+        if force:
+            os.replace(partial, dest)
+        else:
+            try:
+                os.link(partial, dest)
+            except FileExistsError:
+                raise CliFailure(_exists_message(dest), EXIT_INPUT) from None
     finally:
         partial.unlink(missing_ok=True)
     return size
+
+
+def _exists_message(dest: Path) -> str:
+    return f"{dest} exists: pass --force to overwrite it, or -o to save elsewhere"
 
 
 @app.command("download")
@@ -340,8 +399,11 @@ def download_command(
             show_default=False,
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the local file if it exists.")
+    ] = False,
 ) -> None:
-    """Download one output file of a job."""
+    """Download one output file of a job (an existing local file is kept without --force)."""
     state = state_of(ctx)
     if output == "-":
         dest: Path | None = None
@@ -351,6 +413,8 @@ def download_command(
             dest = dest / Path(name).name
     else:
         dest = Path(Path(name).name)
-    size = state.call(lambda api: download_output(api, job_id, name, dest))
+    if dest is not None and not force and (dest.exists() or dest.is_symlink()):
+        state.fail(_exists_message(dest), EXIT_INPUT)
+    size = state.call(lambda api: download_output(api, job_id, name, dest, force=force))
     if dest is not None:
         state.err.print(f"saved {escape(name)} ({size} bytes) to {escape(str(dest))}")

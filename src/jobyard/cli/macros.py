@@ -18,9 +18,17 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from jobyard.cli.context import EXIT_INPUT, CliFailure, CliState, state_of
+from jobyard.cli.context import (
+    EXIT_INPUT,
+    CliFailure,
+    CliState,
+    JsonFlag,
+    OutputOpt,
+    PlainFlag,
+    state_of,
+)
 from jobyard.cli.lookup import parse_id, resolve_jobconfig
-from jobyard.cli.render import format_time
+from jobyard.cli.render import format_time, new_table
 from jobyard.client import API, ApiClient, ApiError, JsonObject
 
 app = typer.Typer(
@@ -38,7 +46,6 @@ MeOpt = Annotated[bool, typer.Option("--me", help="Your own private level.")]
 JobconfigOpt = Annotated[
     str | None, typer.Option("--jobconfig", help="A jobconfig's level (name or id).")
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +109,7 @@ async def level_base(api: ApiClient, level: LevelRef) -> str:
 
 def macros_table(items: list[JsonObject]) -> Table:
     """A level's macros; secure ones show ``(secure)`` instead of a value."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = new_table()
     for column in ("NAME", "VALUE", "SECURE", "UPDATED", "BY"):
         table.add_column(column)
     for item in items:
@@ -136,6 +143,8 @@ def list_command(
     me: MeOpt = False,
     jobconfig: JobconfigOpt = None,
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """List the macros of one level (secure ones by name only)."""
     state = state_of(ctx)
@@ -307,6 +316,8 @@ def resolved_command(
         str | None, typer.Option("--user", help="Submitting user (default: you).")
     ] = None,
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Preview the macros a job of CONFIG would get, and the level of each."""
     state = state_of(ctx)
@@ -319,7 +330,7 @@ def resolved_command(
     if json_output:
         state.print_json(body)
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = new_table()
     for column in ("NAME", "VALUE", "LEVEL", "SECURE"):
         table.add_column(column)
     for item in body.get("items") or []:

@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from jobyard.cli.archive import prepared_package
-from jobyard.cli.context import state_of
+from jobyard.cli.context import JsonFlag, OutputOpt, PlainFlag, state_of
 from jobyard.cli.render import entrypoint_names, packages_table
 from jobyard.client import ApiClient, JsonObject, Page, collect_all
 
@@ -35,7 +35,9 @@ def push_command(
             show_default=False,
         ),
     ],
-    json_output: Annotated[bool, typer.Option("--json", help="Print raw JSON.")] = False,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Push a package; pushing the same content again returns the same package."""
     state = state_of(ctx)
@@ -69,7 +71,9 @@ def list_command(
         str | None, typer.Option("--cursor", help="Continue a listing where a page ended.")
     ] = None,
     all_pages: Annotated[bool, typer.Option("--all", help="Fetch every page.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print raw JSON.")] = False,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """List packages."""
     state = state_of(ctx)

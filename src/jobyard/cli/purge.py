@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from jobyard.cli.context import state_of
+from jobyard.cli.context import JsonFlag, OutputOpt, PlainFlag, state_of
+from jobyard.cli.render import new_table
 from jobyard.client import ApiClient
 from jobyard.client_types import JsonObject
 
@@ -29,7 +30,7 @@ ROWS: tuple[tuple[str, str], ...] = (
 def purge_table(report: JsonObject) -> Table:
     """What went (or would go) as a two-column table."""
     title = "would be purged (dry run)" if report.get("dry_run") else "purged"
-    table = Table(title=title)
+    table = new_table(title=title)
     table.add_column("what")
     table.add_column("count", justify="right")
     for field, label in ROWS:
@@ -42,10 +43,9 @@ def purge_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would go; change nothing.")
     ] = False,
-    output: Annotated[
-        Literal["table", "json"], typer.Option("--output", help="table or json.")
-    ] = "table",
-    json_output: Annotated[bool, typer.Option("--json", help="Same as --output json.")] = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+    json_output: JsonFlag = False,
 ) -> None:
     """Purge ended jobs past their retention, old audit rows and unused packages now."""
     state = state_of(ctx)
@@ -54,7 +54,7 @@ def purge_command(
         return await api.purge(dry_run=dry_run)
 
     report = state.call(work)
-    if json_output or output == "json":
+    if json_output:
         state.print_json(report)
     else:
         state.out.print(purge_table(report))

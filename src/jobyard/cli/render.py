@@ -121,6 +121,48 @@ def timeout_text(job: Mapping[str, Any]) -> str:
     return f"{minutes} min ({where})"
 
 
+def new_table(*, title: str = "") -> Table:
+    """The one table style of every listing: no box, bold headers, title on the left.
+
+    On a terminal it fits the width; piped, the console is as wide as the longest row
+    (see ``context.make_console``), and ``--plain`` prints it tab-separated instead.
+    """
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    if title:
+        table.title = title
+        table.title_justify = "left"
+    return table
+
+
+def table_as_tsv(table: Table) -> list[str]:
+    """The table's header (when it shows one) and rows as tab-separated lines, unstyled.
+
+    Tabs and newlines inside a cell become spaces, so each row stays one line.
+    """
+    columns = table.columns
+    lines: list[str] = []
+    if table.show_header:
+        lines.append("\t".join(_plain_cell(c.header) for c in columns))
+    rows = max((len(c._cells) for c in columns), default=0)
+    for index in range(rows):
+        lines.append(
+            "\t".join(
+                _plain_cell(c._cells[index]) if index < len(c._cells) else "" for c in columns
+            )
+        )
+    return lines
+
+
+def _plain_cell(cell: Any) -> str:
+    if isinstance(cell, Text):
+        text = cell.plain
+    elif isinstance(cell, str):
+        text = Text.from_markup(cell).plain
+    else:
+        text = str(cell)
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
 def fields_table(obj: Mapping[str, Any], fields: Sequence[str], *, title: str = "") -> Table:
     """Two columns, field and value, for one object."""
     table = Table.grid(padding=(0, 2))
@@ -145,7 +187,7 @@ def fields_table(obj: Mapping[str, Any], fields: Sequence[str], *, title: str = 
 def jobs_table(jobs: Iterable[JsonObject], names: Mapping[int, str] | None = None) -> Table:
     """A listing of jobs, newest first as the API returns them."""
     names = names or {}
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = new_table()
     for column in ("ID", "JOBCONFIG", "STATUS", "EXIT", "TRIGGER", "CREATED", "RAN", "REASON"):
         table.add_column(column, justify="right" if column in ("ID", "EXIT") else "left")
     for job in jobs:
@@ -167,9 +209,7 @@ def jobs_table(jobs: Iterable[JsonObject], names: Mapping[int, str] | None = Non
 
 def events_table(events: Iterable[JsonObject]) -> Table:
     """A job's status history, oldest first."""
-    table = Table(
-        box=None, pad_edge=False, header_style="bold", title="events", title_justify="left"
-    )
+    table = new_table(title="events")
     for column in ("AT", "STATUS", "ACTOR", "REASON"):
         table.add_column(column)
     for event in events:
@@ -184,9 +224,7 @@ def events_table(events: Iterable[JsonObject]) -> Table:
 
 def outputs_table(outputs: Iterable[JsonObject]) -> Table:
     """A job's output files."""
-    table = Table(
-        box=None, pad_edge=False, header_style="bold", title="outputs", title_justify="left"
-    )
+    table = new_table(title="outputs")
     table.add_column("NAME")
     table.add_column("SIZE", justify="right")
     table.add_column("CREATED")
@@ -201,7 +239,7 @@ def outputs_table(outputs: Iterable[JsonObject]) -> Table:
 
 def jobconfigs_table(items: Iterable[JsonObject]) -> Table:
     """A listing of jobconfigs."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = new_table()
     for column in ("ID", "NAME", "PACKAGE", "RUNS", "MAX", "TIMEOUT", "ENABLED", "POOL"):
         table.add_column(column, justify="right" if column in ("ID", "PACKAGE", "MAX") else "left")
     for item in items:
@@ -222,7 +260,7 @@ def jobconfigs_table(items: Iterable[JsonObject]) -> Table:
 
 def packages_table(items: Iterable[JsonObject]) -> Table:
     """A listing of packages."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = new_table()
     for column in ("ID", "SHA256", "FILENAME", "KIND", "SIZE", "ENTRYPOINTS", "CREATED"):
         table.add_column(column, justify="right" if column in ("ID", "SIZE") else "left")
     for item in items:

@@ -1,8 +1,9 @@
 """``jobyard run``: submit a job of a jobconfig, and optionally follow it to its end.
 
-With ``--follow`` the exit code tells how the job ended: 0 FINISHED, 1 ERROR,
-2 FAILED, 3 CANCELLED (4 when the server refused or could not be reached), so a
-shell script or a CI step can run a job and act on its outcome.
+With ``--follow`` the exit code tells how the job ended: 0 FINISHED, 10 ERROR,
+11 FAILED, 12 CANCELLED (4 when the server refused, 6 when it could not be reached;
+docs/cli.md has the whole table), so a shell script or a CI step can run a job and act
+on its outcome.
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ def run_command(
         typer.Option(
             "--follow",
             "-f",
-            help="Stream the log and wait for the end; exit 0 FINISHED, 1 ERROR, 2 FAILED, "
-            "3 CANCELLED.",
+            help="Stream the log and wait for the end; exit 0 FINISHED, 10 ERROR, 11 FAILED, "
+            "12 CANCELLED (see docs/cli.md).",
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the job id.")] = False,

@@ -16,9 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from jobyard.cli.context import CliState, state_of
+from jobyard.cli.context import CliState, JsonFlag, OutputOpt, PlainFlag, state_of
 from jobyard.cli.lookup import parse_id, resolve_jobconfig
-from jobyard.cli.render import fields_table, format_value
+from jobyard.cli.render import fields_table, format_value, new_table
 from jobyard.cli.run import parse_macros
 from jobyard.client import ApiClient, ApiError, JsonObject
 
@@ -55,7 +55,6 @@ ConfigRef = Annotated[str, typer.Argument(help="Jobconfig name or id.", show_def
 ScheduleRef = Annotated[
     str, typer.Argument(help="Schedule id or name (see `schedules list`).", show_default=False)
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
 CronOpt = Annotated[
     str | None,
     typer.Option(
@@ -181,7 +180,7 @@ def local_time(value: Any, *, offset: bool = True) -> str:
 
 def schedules_table(items: Iterable[JsonObject]) -> Table:
     """A listing of schedules."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = new_table()
     columns = ("ID", "NAME", "KIND", "CRON/EVERY", "TZ", "MISFIRE", "PAUSED", "NEXT FIRE (TZ)")
     for column in (*columns, "LAST RESULT"):
         table.add_column(
@@ -267,7 +266,13 @@ def _body(
 
 
 @app.command("list")
-def list_command(ctx: typer.Context, config: ConfigRef, json_output: JsonFlag = False) -> None:
+def list_command(
+    ctx: typer.Context,
+    config: ConfigRef,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """List a jobconfig's schedules with their next fire times (in each schedule's zone)."""
     state = state_of(ctx)
 
@@ -289,7 +294,12 @@ def list_command(ctx: typer.Context, config: ConfigRef, json_output: JsonFlag = 
 
 @app.command("show")
 def show_command(
-    ctx: typer.Context, config: ConfigRef, schedule: ScheduleRef, json_output: JsonFlag = False
+    ctx: typer.Context,
+    config: ConfigRef,
+    schedule: ScheduleRef,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Show one schedule."""
     state = state_of(ctx)
@@ -313,6 +323,8 @@ def add_command(
     macro: MacroOpt = None,
     description: DescriptionOpt = None,
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Add a schedule to a jobconfig: --cron EXPR or --every INTERVAL."""
     state = state_of(ctx)
@@ -375,6 +387,8 @@ def update_command(
     ] = False,
     description: DescriptionOpt = None,
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Change a schedule: only the given options change (--cron on an interval switches kind)."""
     state = state_of(ctx)
@@ -443,7 +457,12 @@ def _toggle(ctx: typer.Context, config: str, schedule: str, *, pause: bool, json
 
 @app.command("pause")
 def pause_command(
-    ctx: typer.Context, config: ConfigRef, schedule: ScheduleRef, json_output: JsonFlag = False
+    ctx: typer.Context,
+    config: ConfigRef,
+    schedule: ScheduleRef,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Pause a schedule: it submits no jobs until resumed (pausing twice is fine)."""
     _toggle(ctx, config, schedule, pause=True, json=json_output)
@@ -451,7 +470,12 @@ def pause_command(
 
 @app.command("resume")
 def resume_command(
-    ctx: typer.Context, config: ConfigRef, schedule: ScheduleRef, json_output: JsonFlag = False
+    ctx: typer.Context,
+    config: ConfigRef,
+    schedule: ScheduleRef,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Resume a paused schedule from its next fire time after now (no catch-up for the pause)."""
     _toggle(ctx, config, schedule, pause=False, json=json_output)

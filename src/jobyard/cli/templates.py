@@ -17,9 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from jobyard.cli.context import state_of
+from jobyard.cli.context import JsonFlag, OutputOpt, PlainFlag, state_of
 from jobyard.cli.lookup import parse_id
-from jobyard.cli.render import fields_table, format_value, jobconfigs_table
+from jobyard.cli.render import fields_table, format_value, jobconfigs_table, new_table
 from jobyard.client import ApiClient, ApiError, JsonObject, collect_all
 
 app = typer.Typer(
@@ -35,7 +35,6 @@ TEMPLATE_FIELDS = (
 )  # fmt: skip
 
 TemplateRef = Annotated[str, typer.Argument(help="Template name or id.", show_default=False)]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
 
 
 async def resolve_template(api: ApiClient, ref: str) -> JsonObject:
@@ -51,7 +50,7 @@ async def resolve_template(api: ApiClient, ref: str) -> JsonObject:
 
 def templates_table(items: list[JsonObject]) -> Table:
     """A listing of templates."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = new_table()
     for column in ("ID", "NAME", "PACKAGE", "RUNS", "OWNER", "DESCRIPTION"):
         table.add_column(column, justify="right" if column in ("ID", "PACKAGE") else "left")
     for item in items:
@@ -68,7 +67,12 @@ def templates_table(items: list[JsonObject]) -> Table:
 
 
 @app.command("list")
-def list_command(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+def list_command(
+    ctx: typer.Context,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """List every template."""
     state = state_of(ctx)
     items = state.call(
@@ -88,7 +92,13 @@ async def _with_jobconfigs(api: ApiClient, ref: str) -> JsonObject:
 
 
 @app.command("show")
-def show_command(ctx: typer.Context, template: TemplateRef, json_output: JsonFlag = False) -> None:
+def show_command(
+    ctx: typer.Context,
+    template: TemplateRef,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """Show one template and the jobconfigs that name it."""
     state = state_of(ctx)
     item = state.call(lambda api: _with_jobconfigs(api, template))
@@ -134,6 +144,8 @@ def clone_command(
         ),
     ] = None,
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Copy a template (and with --with-jobconfigs its jobconfigs, renamed PREFIX+name)."""
     state = state_of(ctx)
@@ -190,7 +202,7 @@ def export_command(
 
 
 def _report_table(report: JsonObject) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = new_table()
     for column in ("KIND", "NAME", "ID", "ACTION"):
         table.add_column(column)
     t = report["template"]
@@ -209,6 +221,8 @@ def import_command(
         Path, typer.Argument(help="A file written by `templates export`.", dir_okay=False)
     ],
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Create or update a template and its jobconfigs by name from an export file.
 

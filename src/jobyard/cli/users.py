@@ -9,10 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from jobyard.cli.context import state_of
+from jobyard.cli.context import JsonFlag, OutputOpt, PlainFlag, state_of
 from jobyard.cli.login import read_password
 from jobyard.cli.lookup import parse_id
-from jobyard.cli.render import fields_table, format_time
+from jobyard.cli.render import fields_table, format_time, new_table
 from jobyard.client import ApiClient, ApiError, JsonObject, collect_all
 
 app = typer.Typer(
@@ -28,7 +28,6 @@ tokens_app = typer.Typer(
 
 USER_FIELDS = ("id", "name", "role", "active", "has_password", "created_at", "updated_at")
 UserRef = Annotated[str, typer.Argument(help="User name or id.", show_default=False)]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
 RoleOption = Annotated[
     str | None, typer.Option("--role", help="admin or user.", show_default=False)
 ]
@@ -53,7 +52,7 @@ async def resolve_user(api: ApiClient, ref: str) -> JsonObject:
 
 def users_table(items: Iterable[JsonObject]) -> Table:
     """A listing of users."""
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table()
     for column in ("ID", "NAME", "ROLE", "ACTIVE", "PASSWORD", "CREATED"):
         table.add_column(column)
     for u in items:
@@ -69,7 +68,12 @@ def users_table(items: Iterable[JsonObject]) -> Table:
 
 
 @app.command("list")
-def list_command(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+def list_command(
+    ctx: typer.Context,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """List users (a non-admin sees only themselves)."""
     state = state_of(ctx)
     items = state.call(
@@ -95,6 +99,8 @@ def add_command(
     password_stdin: PasswordStdin = False,
     ask_password: AskPassword = False,
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Create a user (admins). Without a password they can only use tokens."""
     state = state_of(ctx)
@@ -110,7 +116,13 @@ def add_command(
 
 
 @app.command("show")
-def show_command(ctx: typer.Context, user: UserRef, json_output: JsonFlag = False) -> None:
+def show_command(
+    ctx: typer.Context,
+    user: UserRef,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """Show one user."""
     state = state_of(ctx)
     item = state.call(lambda api: resolve_user(api, user))
@@ -131,6 +143,8 @@ def update_command(
         bool, typer.Option("--no-password", help="Remove the password (tokens only).")
     ] = False,
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Change a user's role or password (a non-admin: only their own password)."""
     state = state_of(ctx)
@@ -159,7 +173,13 @@ def update_command(
 
 
 @app.command("deactivate")
-def deactivate_command(ctx: typer.Context, user: UserRef, json_output: JsonFlag = False) -> None:
+def deactivate_command(
+    ctx: typer.Context,
+    user: UserRef,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """Deactivate a user: their tokens are revoked, their not-started jobs CANCELLED."""
     state = state_of(ctx)
 
@@ -193,7 +213,12 @@ def activate_command(ctx: typer.Context, user: UserRef) -> None:
 
 
 @app.command("me")
-def me_command(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+def me_command(
+    ctx: typer.Context,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """Who the current token belongs to."""
     state = state_of(ctx)
     item = state.call(lambda api: api.me())
@@ -208,7 +233,7 @@ def me_command(ctx: typer.Context, json_output: JsonFlag = False) -> None:
 
 def tokens_table(items: Iterable[JsonObject]) -> Table:
     """A listing of tokens (never their values)."""
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table()
     for column in ("ID", "NAME", "KIND", "CREATED", "EXPIRES", "STATE"):
         table.add_column(column)
     for t in items:
@@ -234,6 +259,8 @@ def tokens_list_command(
         bool, typer.Option("--all", help="Also login and session tokens.")
     ] = False,
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """List your personal tokens (admins: anyone's with --user)."""
     state = state_of(ctx)
@@ -261,6 +288,8 @@ def tokens_create_command(
         ),
     ] = None,
     json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Create a personal token; its value is printed this once."""
     state = state_of(ctx)

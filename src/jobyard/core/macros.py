@@ -151,7 +151,7 @@ def check_parameter_names(names: Iterable[str], field: str = "parameters") -> li
     for name in out:
         if not MACRO_RE.match(name):
             raise InvalidInput(
-                f"invalid parameter {name!r}: parameters are macro names (letters, digits "
+                f"invalid parameter {name!r}: parameters are macro names (ASCII letters, digits "
                 "and '_', not starting with a digit)",
                 {"field": field, "macro": name},
             )

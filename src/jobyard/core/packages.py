@@ -236,7 +236,7 @@ def parse_manifest(data: bytes | str) -> dict[str, dict[str, Any]]:
         key = f"entrypoints.{name}"
         if not _NAME_RE.match(name):
             raise _manifest_error(
-                key, "entry point names use letters, digits, '.', '_', '-' (at most 100)"
+                key, "entry point names use ASCII letters, digits, '.', '_', '-' (at most 100)"
             )
         if not isinstance(spec, dict):
             raise _manifest_error(key, "must be a table")

@@ -27,10 +27,10 @@ EXECUTION_MACROS: frozenset[str] = frozenset(
 
 
 def check_name(name: str, what: str = "name") -> None:
-    """Names are URL-safe: letters, digits, '.', '_', '-', starting alphanumeric, ≤128."""
+    """Names are URL-safe: ASCII letters, digits, '.', '_', '-', starting alphanumeric, ≤128."""
     if not NAME_RE.match(name):
         raise InvalidInput(
-            f"invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            f"invalid {what} {name!r}: use 1-128 ASCII letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
             {"field": what},
         )
@@ -41,7 +41,7 @@ def check_macros(macros: Mapping[str, str], field: str = "macros") -> None:
     for key, value in macros.items():
         if not MACRO_RE.match(key):
             raise InvalidInput(
-                f"invalid macro name {key!r}: use letters, digits and '_', not starting "
+                f"invalid macro name {key!r}: use ASCII letters, digits and '_', not starting "
                 "with a digit",
                 {"field": field, "macro": key},
             )

@@ -74,8 +74,6 @@ SECRET_KEYS = frozenset(
     {"value", "values", "password", "secret", "token", "access_token", "refresh_token"}
 )
 MASK = "***"
-#: What an unknown API route answers (the audit log does not exist for non-admins).
-NO_ROUTE = "no such API route: see /api/v1/openapi.json"
 
 
 class Guarded(Protocol):
@@ -414,10 +412,20 @@ async def require_adhoc(ctx: Context, principal: Principal) -> None:
 
 
 def require_admin_route(principal: Principal) -> None:
-    """Policies and audit: 403 for a job token, the 404 of an unknown route for non-admins."""
+    """Policies and audit: 403 for a job token and for non-admins.
+
+    These are admin-only *routes*, not objects a caller may not see: their existence is
+    public (the OpenAPI document lists them), so a 403 that says an admin is needed
+    hides nothing and tells the caller what to do. ``details.required_role`` lets
+    clients recognise the case, as for the purge route.
+    """
     refuse_job_token(principal, "read or change access policies or the audit log")
     if not principal.is_admin:
-        raise NotFound(NO_ROUTE)
+        raise Forbidden(
+            "access policies and the audit log are for admins only: ask an admin, or use "
+            "an admin's token",
+            {"required_role": "admin"},
+        )
 
 
 # -- audit -----------------------------------------------------------------------------
@@ -541,7 +549,7 @@ async def audit_list(
     cursor: str | None,
     limit: int,
 ) -> Page[AuditEntry]:
-    """The audit log, newest first (admins; 404 for anyone else: it does not exist)."""
+    """The audit log, newest first (admins; 403 ``required_role: admin`` for anyone else)."""
     require_admin_route(principal)
     return await ctx.store.audit_list(flt, cursor=cursor, limit=limit)
 
@@ -549,15 +557,15 @@ async def audit_list(
 # -- policy management (admins) ----------------------------------------------------------
 
 
-def _admin_or_404(principal: Principal, user_id: int) -> None:
-    refuse_job_token(principal, "read or change access policies")
-    if not principal.is_admin:
-        raise NotFound(f"user {user_id} does not exist", {"user_id": user_id})
+def _admin_only(principal: Principal, user_id: int) -> None:
+    """Admins only (403 otherwise, before the user is looked up: no id can be probed)."""
+    del user_id  # the refusal never depends on which user was named
+    require_admin_route(principal)
 
 
 async def list_policies(ctx: Context, principal: Principal, user_id: int) -> list[Policy]:
-    """A user's policies (admins only; 404 for others)."""
-    _admin_or_404(principal, user_id)
+    """A user's policies (admins only; 403 for others)."""
+    _admin_only(principal, user_id)
     return await ctx.store.policies_list(user_id)
 
 
@@ -571,8 +579,8 @@ async def grant(
     selector: str,
     remote_addr: str | None = None,
 ) -> Policy:
-    """Grant a policy (admins only; 404 for others); audited as ``policy.grant``."""
-    _admin_or_404(principal, user_id)
+    """Grant a policy (admins only; 403 for others); audited as ``policy.grant``."""
+    _admin_only(principal, user_id)
     policy = await ctx.store.policy_insert(
         user_id, action=action, resource=resource, selector=selector
     )
@@ -590,8 +598,8 @@ async def revoke(
     *,
     remote_addr: str | None = None,
 ) -> Policy:
-    """Revoke a policy (admins only; 404 for others); audited as ``policy.revoke``."""
-    _admin_or_404(principal, user_id)
+    """Revoke a policy (admins only; 403 for others); audited as ``policy.revoke``."""
+    _admin_only(principal, user_id)
     policy = await ctx.store.policy_delete(user_id, policy_id)
     forget_policies(ctx, user_id)
     details = {

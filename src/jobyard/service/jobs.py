@@ -309,13 +309,36 @@ async def cancel(
 ) -> Job:
     """Cancel a job no worker has acquired yet (``execute``); it ends CANCELLED, no log."""
     await _job_for(ctx, principal, job_id, "execute")
-    job = await ctx.store.job_cancel(
-        job_id, actor=principal.actor, reason=f"cancelled by {principal.name}"
-    )
+    try:
+        job = await ctx.store.job_cancel(
+            job_id, actor=principal.actor, reason=f"cancelled by {principal.name}"
+        )
+    except Conflict as exc:
+        raise _not_cancellable(job_id, exc) from None
     ctx.bus.work_available()
     ctx.bus.job_changed(job_id)
     await access.record(ctx, principal, "job.cancel", "job", job_id, None, remote_addr)
     return job
+
+
+def _not_cancellable(job_id: int, exc: Conflict) -> Conflict:
+    """The store's refusal to cancel, reworded to say what the caller can do instead.
+
+    A job a worker already holds can only be aborted (it ends FAILED); an ended job
+    needs nothing. The details keep the store's (``status`` among them).
+    """
+    status = str(exc.details.get("status", ""))
+    if status in {s.value for s in TERMINAL}:
+        message = f"job {job_id} has already ended ({status}): there is nothing to cancel"
+    elif status:
+        message = (
+            f"job {job_id} is {status}: only WAITING, SEQUENCED or QUEUED jobs can be "
+            f"cancelled; stop it with `jobyard jobs abort {job_id}` "
+            f"(POST /api/v1/jobs/{job_id}/abort), it then ends FAILED"
+        )
+    else:
+        return exc
+    return Conflict(message, exc.details)
 
 
 async def abort(

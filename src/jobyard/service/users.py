@@ -225,7 +225,7 @@ async def logout(ctx: Context, principal: Principal, bearer: str, refresh_token:
 
 def _require_admin(principal: Principal, what: str) -> None:
     if not principal.is_admin:
-        raise Forbidden(f"only admins may {what}")
+        raise Forbidden(f"only admins may {what}", {"required_role": "admin"})
 
 
 async def _visible_user(ctx: Context, principal: Principal, user_id: int) -> User:

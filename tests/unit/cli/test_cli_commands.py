@@ -9,10 +9,15 @@ import pytest
 
 from jobyard.cli.context import (
     EXIT_API,
+    EXIT_CLI_BUG,
     EXIT_INPUT,
+    EXIT_INTERRUPTED,
     EXIT_JOB_CANCELLED,
     EXIT_JOB_ERROR,
     EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
     exit_code_for_status,
 )
 from jobyard.cli.main import app
@@ -27,9 +32,9 @@ from tests.unit.cli.fakeapi import DEFAULTS, FakeApi
     ("status", "code"),
     [
         ("FINISHED", 0),
-        ("ERROR", 1),
-        ("FAILED", 2),
-        ("CANCELLED", 3),
+        ("ERROR", 10),
+        ("FAILED", 11),
+        ("CANCELLED", 12),
         ("RUNNING", 4),
         ("nonsense", 4),
     ],
@@ -39,7 +44,21 @@ def test_exit_code_of_a_followed_job(status: str, code: int) -> None:
 
 
 def test_exit_codes_are_distinct() -> None:
-    assert len({0, EXIT_JOB_ERROR, EXIT_JOB_FAILED, EXIT_JOB_CANCELLED, EXIT_API, EXIT_INPUT}) == 6
+    """One meaning per code, none taken by Typer's usage error (2) or a Python crash (1)."""
+    codes = [
+        EXIT_OK,
+        EXIT_CLI_BUG,
+        EXIT_USAGE,
+        EXIT_API,
+        EXIT_INPUT,
+        EXIT_UNREACHABLE,
+        EXIT_JOB_ERROR,
+        EXIT_JOB_FAILED,
+        EXIT_JOB_CANCELLED,
+        EXIT_INTERRUPTED,
+    ]
+    assert len(set(codes)) == len(codes)
+    assert (EXIT_CLI_BUG, EXIT_USAGE) == (1, 2)
 
 
 # -- help and argument errors ---------------------------------------------------------
@@ -120,8 +139,29 @@ def test_version(invoke: Invoke) -> None:
 def test_connection_refused(invoke: Invoke) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = invoke("--server", url, "jobs", "list")
-    assert result.exit_code == EXIT_API
+    assert result.exit_code == EXIT_UNREACHABLE
     assert f"cannot reach jobyard at {url}: is `jobyard up` running?" in result.stderr
+    assert "the URL came from --server" in result.stderr
+
+
+def test_the_cli_finds_the_server_of_its_home_and_env_wins(
+    invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without JOBYARD_SERVER the CLI goes where `jobyard up` of JOBYARD_HOME listens
+    (its server.url); JOBYARD_SERVER, when set, keeps priority."""
+    home = tmp_path / "home"
+    home.mkdir()
+    written = f"http://127.0.0.1:{free_port()}"
+    (home / "server.url").write_text(written + "\n")
+    found = invoke("jobs", "list")
+    assert found.exit_code == EXIT_UNREACHABLE, found.output
+    assert f"cannot reach jobyard at {written}:" in found.stderr
+    assert f"the URL came from {home / 'server.url'}" in found.stderr
+    other = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("JOBYARD_SERVER", other)
+    env_wins = invoke("jobs", "list")
+    assert f"cannot reach jobyard at {other}:" in env_wins.stderr
+    assert "the URL came from JOBYARD_SERVER" in env_wins.stderr
 
 
 def test_api_error_shows_status_code_and_details(invoke: Invoke, fake: FakeApi) -> None:

@@ -1,8 +1,8 @@
-"""Access policies of users and the audit log (admins only; 404 for everyone else).
+"""Access policies of users and the audit log (admins only; 403 for everyone else).
 
 ``GET/POST /api/v1/users/{id}/policies``, ``DELETE /api/v1/users/{id}/policies/{pid}``
-and ``GET /api/v1/audit``. A non-admin gets the same 404 as for a user (or a route)
-that does not exist, so neither can be probed.
+and ``GET /api/v1/audit``. A non-admin gets 403 with ``details.required_role: "admin"``
+before any parameter or user id is looked at, so no user can be probed through them.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from jobyard.service import access
 
 
 async def _admin_only(request: Request) -> None:
-    """Non-admins get the 404 of a missing route before any parameter is validated;
-    a job's SESSION_ID gets 403 (whoever its user is)."""
+    """Non-admins and a job's SESSION_ID (whoever its user is) get 403 before any
+    parameter is validated."""
     access.require_admin_route(await require_principal(request))
 
 

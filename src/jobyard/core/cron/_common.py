@@ -33,12 +33,14 @@ class CronError(InvalidInput):
 
     code = "invalid_cron"
 
-    def __init__(self, field_name: str, problem: str, expression: str) -> None:
-        super().__init__(
-            f"{field_name}: {problem}", {"field": field_name, "expression": expression}
-        )
+    def __init__(self, field_name: str, problem: str, expression: str, hint: str = "") -> None:
+        message = f"{field_name}: {problem}"
+        if hint:
+            message += f" — {hint}"
+        super().__init__(message, {"field": field_name, "expression": expression})
         self.field = field_name
         self.problem = problem
+        self.hint = hint
 
 
 class Refused(Exception):

@@ -26,6 +26,7 @@ from jobyard.core.cron._common import (
     last_day_of_month,
 )
 from jobyard.core.cron._parser import Parser
+from jobyard.core.cron.hints import mistake_hint
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ class CronExpression:
         try:
             parser.build(text)
         except Refused as exc:
-            raise CronError(_field_name(parser.field_on), exc.problem, expr) from None
+            raise CronError(
+                _field_name(parser.field_on), exc.problem, expr, mistake_hint(expr, exc.problem)
+            ) from None
         except (IndexError, ValueError) as exc:
             raise CronError(
                 _field_name(parser.field_on), f"Illegal cron expression format ({exc})", expr

@@ -41,19 +41,19 @@ def check_count(count: int) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_cached(expr: str) -> CronExpression | tuple[str, str]:
-    """The parsed expression, or ``(field, problem)`` of its refusal (both cached)."""
+def _parse_cached(expr: str) -> CronExpression | tuple[str, str, str]:
+    """The parsed expression, or ``(field, problem, hint)`` of its refusal (both cached)."""
     try:
         return CronExpression.parse(expr)
     except CronError as exc:
-        return (exc.field, exc.problem)
+        return (exc.field, exc.problem, exc.hint)
 
 
 def parse_expression(expr: str) -> CronExpression:
     """:meth:`CronExpression.parse` with a cache (refusals included); raises :class:`CronError`."""
     parsed = _parse_cached(expr)
     if isinstance(parsed, tuple):
-        raise CronError(parsed[0], parsed[1], expr)
+        raise CronError(parsed[0], parsed[1], expr, parsed[2])
     return parsed
 
 
