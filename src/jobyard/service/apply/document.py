@@ -144,7 +144,7 @@ def _macro_name(value: str) -> str:
     if not MACRO_RE.match(value):
         raise ValueError(
             f"macro name {value!r} is not a valid environment variable name "
-            "(letters, digits and _, not starting with a digit)"
+            "(ASCII letters, digits and _, not starting with a digit)"
         )
     if value in EXECUTION_MACROS:
         raise ValueError(f"macro {value!r} is set by jobyard for every job and cannot be set")
@@ -161,7 +161,7 @@ def _parameters(value: list[str]) -> list[str]:
 def _name(value: str) -> str:
     if not NAME_RE.match(value):
         raise ValueError(
-            f"invalid name {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            f"invalid name {value!r}: use 1-128 ASCII letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return value

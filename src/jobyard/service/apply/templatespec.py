@@ -40,7 +40,7 @@ TEMPLATE_DEFAULTS: dict[str, Any] = {
 def _name(value: str) -> str:
     if not NAME_RE.match(value):
         raise ValueError(
-            f"invalid name {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            f"invalid name {value!r}: use 1-128 ASCII letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return value
