@@ -1,0 +1,349 @@
+"""Job statistics: fold ended jobs into the ``jobstats`` rollup; read it back.
+
+**The fold** (:meth:`StatsMixin.jobstats_fold`, run by the maintenance leader, never
+on the job path) walks the jobs table by id past a watermark, in batches, one
+transaction each: a job that has ended is added to the rollup rows of its jobconfig
+and of the hour, the day and all time of its end; one that has not is put in
+``jobstats_pending`` and folded by a later pass, once it has ended. The watermark
+only passes ids of jobs created more than ``lag_seconds`` ago, so a job whose insert
+has not committed yet (PostgreSQL hands ids out before commit) is not skipped. The
+state row is locked (PostgreSQL) and re-read inside the transaction, so two folds
+can never count a job twice.
+
+**Deleting jobs** (retention, removing a jobconfig) counts the ones the fold has not
+counted yet in the same transaction (:func:`fold_deleted`), so a purge never changes
+the statistics.
+
+**Reading** a range is one indexed scan of rollup rows; nothing reads the jobs table
+except the metrics' small reads (live statuses, the unfolded tail).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, literal, or_, select, union_all, update
+
+from jobyard.core.jobs import JobStatus
+from jobyard.core.stats import FoldResult, Histogram, JobsNow, StatsRow, Summary
+from jobyard.store.schema import jobs, jobstats, jobstats_pending, jobstats_state
+from jobyard.store.sql.base import SqlBase, Tx
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Grains of the rollup: hour, day (UTC), all time.
+GRAINS = ("h", "d", "t")
+_STATE_ID = 1
+_COUNT_COLUMNS = {
+    JobStatus.FINISHED.value: "finished",
+    JobStatus.ERROR.value: "error",
+    JobStatus.FAILED.value: "failed",
+    JobStatus.CANCELLED.value: "cancelled",
+}
+_JOB_COLUMNS = (
+    jobs.c.id,
+    jobs.c.jobconfig_id,
+    jobs.c.status,
+    jobs.c.queued_at,
+    jobs.c.acquired_at,
+    jobs.c.started_at,
+    jobs.c.ended_at,
+)
+
+
+def bucket_of(at: datetime, grain: str) -> datetime:
+    """The start of the bucket of ``at`` at ``grain`` (UTC)."""
+    at = at.astimezone(UTC)
+    if grain == "h":
+        return at.replace(minute=0, second=0, microsecond=0)
+    if grain == "d":
+        return at.replace(hour=0, minute=0, second=0, microsecond=0)
+    return EPOCH
+
+
+def fold_deleted(tx: Tx, ids: list[int]) -> None:
+    """Count into the rollup the ended jobs among ``ids`` it has not counted yet.
+
+    Called in the transaction that deletes them (retention, jobconfig removal), so
+    their statistics stay; the fold later finds them gone and does not count them again.
+    """
+    if not ids:
+        return
+    watermark = _state(tx, lock=True)
+    in_pending = select(jobstats_pending.c.job_id).where(jobstats_pending.c.job_id.in_(ids))
+    rows = tx.conn.execute(
+        select(*_JOB_COLUMNS).where(
+            jobs.c.id.in_(ids),
+            jobs.c.ended_at.is_not(None),
+            or_(jobs.c.id > watermark, jobs.c.id.in_(in_pending.scalar_subquery())),
+        )
+    ).all()
+    deltas: dict[tuple[str, int, datetime], Summary] = {}
+    for row in rows:
+        _count_into(deltas, row)
+    _apply(tx, deltas)
+    tx.conn.execute(delete(jobstats_pending).where(jobstats_pending.c.job_id.in_(ids)))
+
+
+def _count_into(deltas: dict[tuple[str, int, datetime], Summary], row: Any) -> None:
+    ended_at = row.ended_at
+    key = int(row.jobconfig_id or 0)
+    for grain in GRAINS:
+        summary = deltas.setdefault((grain, key, bucket_of(ended_at, grain)), Summary())
+        summary.add_job(row.status, row.queued_at, row.acquired_at, row.started_at, ended_at)
+
+
+class StatsMixin(SqlBase):
+    """The rollup of job statistics (see the module docstring)."""
+
+    async def jobstats_fold(self, *, lag_seconds: float, batch: int = 5000) -> FoldResult:
+        """Fold up to ``batch`` newly ended jobs (and pass as many ids) into the rollup."""
+        return await self._write(_fold, lag_seconds, batch)
+
+    async def jobstats_read(
+        self,
+        *,
+        grain: str,
+        since: datetime | None,
+        until: datetime | None,
+        jobconfig_keys: list[int] | None,
+    ) -> list[StatsRow]:
+        """Rollup rows of ``grain`` with ``since <= bucket_start < until``.
+
+        ``jobconfig_keys`` None: every jobconfig (and ad-hoc jobs, key 0).
+        """
+        return await self._read(_read, grain, since, until, jobconfig_keys)
+
+    async def jobstats_watermark(self) -> tuple[int, datetime | None]:
+        """``(folded_through, folded_at)`` of the rollup."""
+        return await self._read(_watermark)
+
+    async def jobs_now(self) -> JobsNow:
+        """Counters and gauges of ``/metrics`` (cluster-wide), in one statement."""
+        return await self._read(_jobs_now)
+
+
+# -- transaction bodies ------------------------------------------------------------------
+
+
+def _state(tx: Tx, lock: bool) -> int:
+    stmt = select(jobstats_state.c.folded_through).where(jobstats_state.c.id == _STATE_ID)
+    if lock and tx.pg:
+        stmt = stmt.with_for_update()
+    value = tx.conn.execute(stmt).scalar()
+    if value is None:
+        if lock:
+            tx.conn.execute(
+                insert(jobstats_state).values(id=_STATE_ID, folded_through=0, folded_at=None)
+            )
+        return 0
+    return int(value)
+
+
+def _watermark(tx: Tx) -> tuple[int, datetime | None]:
+    row = tx.conn.execute(
+        select(jobstats_state.c.folded_through, jobstats_state.c.folded_at).where(
+            jobstats_state.c.id == _STATE_ID
+        )
+    ).first()
+    return (0, None) if row is None else (int(row[0]), row[1])
+
+
+def _fold(tx: Tx, lag_seconds: float, batch: int) -> FoldResult:
+    watermark = _state(tx, lock=True)
+    deltas: dict[tuple[str, int, datetime], Summary] = {}
+    folded = 0
+
+    def count(row: Any) -> None:
+        nonlocal folded
+        _count_into(deltas, row)
+        folded += 1
+
+    # 1. Jobs passed earlier that have ended since (or were deleted: forgotten).
+    pending_rows = tx.conn.execute(
+        select(jobstats_pending.c.job_id, *_JOB_COLUMNS[1:])
+        .select_from(jobstats_pending.outerjoin(jobs, jobs.c.id == jobstats_pending.c.job_id))
+        .where(or_(jobs.c.id.is_(None), jobs.c.ended_at.is_not(None)))
+        .limit(batch)
+    ).all()
+    done: list[int] = []
+    for row in pending_rows:
+        done.append(int(row.job_id))
+        if row.ended_at is not None:
+            count(row)
+    for start in range(0, len(done), 1000):
+        chunk = done[start : start + 1000]
+        tx.conn.execute(delete(jobstats_pending).where(jobstats_pending.c.job_id.in_(chunk)))
+    # 2. New ids, up to the newest job created before the lag.
+    cut = tx.now - timedelta(seconds=lag_seconds)
+    bound = tx.conn.execute(
+        select(jobs.c.id).where(jobs.c.created_at < cut).order_by(jobs.c.created_at.desc()).limit(1)
+    ).scalar()
+    passed: list[int] = []
+    scanned = 0
+    if bound is not None and bound > watermark:
+        rows = tx.conn.execute(
+            select(*_JOB_COLUMNS)
+            .where(jobs.c.id > watermark, jobs.c.id <= bound)
+            .order_by(jobs.c.id)
+            .limit(batch)
+        ).all()
+        scanned = len(rows)
+        for row in rows:
+            if row.ended_at is not None:
+                count(row)
+            else:
+                passed.append(int(row.id))
+        watermark = int(rows[-1].id) if scanned == batch else int(bound)
+        if passed:
+            tx.conn.execute(insert(jobstats_pending), [{"job_id": i} for i in passed])
+    _apply(tx, deltas)
+    tx.conn.execute(
+        update(jobstats_state)
+        .where(jobstats_state.c.id == _STATE_ID)
+        .values(folded_through=watermark, folded_at=tx.now)
+    )
+    more = scanned == batch or len(pending_rows) == batch
+    return FoldResult(folded, len(passed), watermark, more)
+
+
+def _values(summary: Summary) -> dict[str, Any]:
+    d, w = summary.duration, summary.wait
+    values: dict[str, Any] = {
+        column: int(summary.counts.get(status, 0)) for status, column in _COUNT_COLUMNS.items()
+    }
+    values.update(
+        dur_count=d.count,
+        dur_sum_ms=d.sum_ms,
+        dur_max_ms=d.max_ms,
+        dur_bins=d.encode(),
+        wait_count=w.count,
+        wait_sum_ms=w.sum_ms,
+        wait_max_ms=w.max_ms,
+        wait_bins=w.encode(),
+    )
+    return values
+
+
+def _summary(row: Any) -> Summary:
+    counts = {status: int(getattr(row, column)) for status, column in _COUNT_COLUMNS.items()}
+    return Summary(
+        {k: v for k, v in counts.items() if v},
+        Histogram.decode(row.dur_bins, row.dur_count, row.dur_sum_ms, row.dur_max_ms),
+        Histogram.decode(row.wait_bins, row.wait_count, row.wait_sum_ms, row.wait_max_ms),
+    )
+
+
+def _apply(tx: Tx, deltas: dict[tuple[str, int, datetime], Summary]) -> None:
+    """Add each delta to its rollup row (read, merge, write: the state row serialises us)."""
+    for (grain, key, start), delta in deltas.items():
+        where = (
+            jobstats.c.grain == grain,
+            jobstats.c.jobconfig_key == key,
+            jobstats.c.bucket_start == start,
+        )
+        existing = tx.conn.execute(select(jobstats).where(*where)).first()
+        if existing is None:
+            tx.conn.execute(
+                insert(jobstats).values(
+                    grain=grain, jobconfig_key=key, bucket_start=start, **_values(delta)
+                )
+            )
+            continue
+        total = _summary(existing)
+        total.merge(delta)
+        tx.conn.execute(update(jobstats).where(*where).values(**_values(total)))
+
+
+def _read(
+    tx: Tx,
+    grain: str,
+    since: datetime | None,
+    until: datetime | None,
+    keys: list[int] | None,
+) -> list[StatsRow]:
+    stmt = select(jobstats).where(jobstats.c.grain == grain)
+    if since is not None:
+        stmt = stmt.where(jobstats.c.bucket_start >= since)
+    if until is not None:
+        stmt = stmt.where(jobstats.c.bucket_start < until)
+    if keys is not None:
+        if not keys:
+            return []
+        stmt = stmt.where(jobstats.c.jobconfig_key.in_(keys))
+    return [
+        StatsRow(int(r.jobconfig_key), r.bucket_start, _summary(r))
+        for r in tx.conn.execute(stmt.order_by(jobstats.c.bucket_start, jobstats.c.jobconfig_key))
+    ]
+
+
+_LIVE = (
+    JobStatus.WAITING,
+    JobStatus.SEQUENCED,
+    JobStatus.QUEUED,
+    JobStatus.INITIALIZING,
+    JobStatus.RUNNING,
+)
+
+
+def _jobs_now(tx: Tx) -> JobsNow:
+    """One UNION ALL statement, so a fold committing meanwhile cannot count a job twice."""
+    watermark = (
+        select(func.coalesce(func.max(jobstats_state.c.folded_through), 0))
+        .where(jobstats_state.c.id == _STATE_ID)
+        .scalar_subquery()
+    )
+    key = func.coalesce(jobs.c.jobconfig_id, 0)
+    pending = jobs.c.id.in_(select(jobstats_pending.c.job_id).scalar_subquery())
+    parts = [
+        # folded ended jobs, by jobconfig and end status
+        *(
+            select(
+                literal("ended"),
+                jobstats.c.jobconfig_key,
+                literal(status),
+                func.sum(getattr(jobstats.c, column)),
+            )
+            .where(jobstats.c.grain == "t")
+            .group_by(jobstats.c.jobconfig_key)
+            for status, column in _COUNT_COLUMNS.items()
+        ),
+        # jobs not folded yet (past the watermark, or pending), by jobconfig and status:
+        # two primary-key reads, never a scan of the history
+        *(
+            select(literal("tail"), key, jobs.c.status, func.count())
+            .where(unfolded)
+            .group_by(key, jobs.c.status)
+            for unfolded in (jobs.c.id > watermark, pending)
+        ),
+        # live jobs by pool and status (the partial and (status, id) indexes)
+        select(literal("pool"), literal(0), jobs.c.status + ":" + jobs.c.pool, func.count())
+        .where(jobs.c.status.in_([s.value for s in _LIVE]))
+        .group_by(jobs.c.status, jobs.c.pool),
+    ]
+    submitted: dict[int, int] = {}
+    ended: dict[tuple[int, str], int] = {}
+    live: dict[str, int] = {s.value: 0 for s in _LIVE}
+    queued: dict[str, int] = {}
+    busy: dict[str, int] = {}
+    ended_values = set(_COUNT_COLUMNS)
+    for kind, jc, status, n in tx.conn.execute(union_all(*parts)):
+        n = int(n or 0)
+        jc = int(jc)
+        if kind == "ended":
+            if not n:
+                continue
+            ended[(jc, status)] = ended.get((jc, status), 0) + n
+            submitted[jc] = submitted.get(jc, 0) + n
+        elif kind == "tail":
+            submitted[jc] = submitted.get(jc, 0) + n
+            if status in ended_values:
+                ended[(jc, status)] = ended.get((jc, status), 0) + n
+        else:
+            st, _, pool = str(status).partition(":")
+            live[st] = live.get(st, 0) + n
+            if st == JobStatus.QUEUED.value:
+                queued[pool] = queued.get(pool, 0) + n
+            elif st in (JobStatus.INITIALIZING.value, JobStatus.RUNNING.value):
+                busy[pool] = busy.get(pool, 0) + n
+    return JobsNow(submitted, ended, live, queued, busy)
