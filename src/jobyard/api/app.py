@@ -12,10 +12,12 @@ from jobyard.api.auth import AuthMiddleware
 from jobyard.api.errors import install_error_handlers
 from jobyard.api.hotpath import HotPathMiddleware
 from jobyard.api.limits import BodyLimitMiddleware
+from jobyard.api.metrics import HttpMetrics, RequestMetricsMiddleware
 from jobyard.api.routes import access as access_routes
 from jobyard.api.routes import admin as admin_routes
 from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
 from jobyard.api.routes import macros as macro_routes
+from jobyard.api.routes import stats as stats_routes
 from jobyard.api.routes import templates as template_routes
 from jobyard.api.routes import users as user_routes
 from jobyard.settings import Settings
@@ -50,11 +52,15 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    # The last one added runs first: authentication, then the body limits (which need
-    # the caller to count its uploads), then the job path's submit routes.
+    # The last one added runs first: request metrics, authentication, then the body
+    # limits (which need the caller to count its uploads), then the job path's submit
+    # routes.
     app.add_middleware(HotPathMiddleware)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(AuthMiddleware)
+    # Outermost: request latency by route template, for /metrics (this app's own).
+    app.state.http_metrics = HttpMetrics()
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.http_metrics)
     # Routes are matched in order: the job path's (submit, run a jobconfig) come first.
     for module in (
         jobs,
@@ -68,6 +74,7 @@ def create_app(settings: Settings, *, example: bool = False) -> FastAPI:
         cron,
         access_routes,
         admin_routes,
+        stats_routes,
     ):
         app.include_router(module.router)
     return app
