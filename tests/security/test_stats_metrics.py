@@ -136,9 +136,7 @@ async def test_jobstats_count_only_what_the_caller_may_view(start_server: Server
         r = await alice.get(f"{API}/jobstats")
         body = r.json()
         assert body["overall"]["total"] == 2, body["overall"]
-        assert [(j["jobconfig_id"], j["name"]) for j in body["jobconfigs"]] == [
-            (mine, "alice-etl")
-        ]
+        assert [(j["jobconfig_id"], j["name"]) for j in body["jobconfigs"]] == [(mine, "alice-etl")]
         assert sum(b["total"] for b in body["buckets"]) == 2
         assert "payroll" not in r.text
         for bucket in ("hour", "day"):

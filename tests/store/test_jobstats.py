@@ -93,9 +93,7 @@ def _close(estimate: float | None, exact: float) -> bool:
 def _check(summary: Summary, rows: list[Any]) -> None:
     counts = {s: sum(1 for r in rows if r.status == s) for s in ENDS}
     assert {s: summary.counts.get(s, 0) for s in ENDS} == counts
-    durations = [
-        (r.ended_at - r.started_at).total_seconds() * 1000 for r in rows if r.started_at
-    ]
+    durations = [(r.ended_at - r.started_at).total_seconds() * 1000 for r in rows if r.started_at]
     waits = [
         (r.acquired_at - r.queued_at).total_seconds() * 1000
         for r in rows
