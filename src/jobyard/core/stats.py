@@ -22,11 +22,13 @@ Definitions (also in docs/api.md):
 
 from __future__ import annotations
 
-import json
 import math
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import accumulate
 
 from jobyard.core.jobs import JobStatus
 
@@ -63,11 +65,23 @@ def bin_upper(index: int) -> float:
     return 1.0 if index <= 0 else float(RATIO**index)
 
 
+#: Bits of one bin's count inside a packed histogram (see :class:`Histogram`).
+FIELD_BITS = 64
+_FIELD_BYTES = FIELD_BITS // 8
+
+
 @dataclass(slots=True)
 class Histogram:
-    """Counts per bin, sum and maximum of a set of values (milliseconds)."""
+    """Counts per bin, sum and maximum of a set of values (milliseconds).
 
-    bins: dict[int, int] = field(default_factory=dict)
+    The bins are *packed* into one Python integer, bin ``i``'s count in bits
+    ``64 i .. 64 i + 63``: merging two histograms is one integer addition (no carry
+    can cross a field below 2**64 values), so answering over thousands of rollup rows
+    costs an addition per row instead of a loop over its bins. Stored as bytes: the
+    index of the lowest non-empty bin (2 bytes), then the fields from there up.
+    """
+
+    packed: int = 0
     count: int = 0
     sum_ms: float = 0.0
     max_ms: float = 0.0
@@ -75,44 +89,64 @@ class Histogram:
     def add(self, ms: float) -> None:
         """Count one value."""
         ms = max(ms, 0.0)
-        index = bin_of(ms)
-        self.bins[index] = self.bins.get(index, 0) + 1
+        self.packed += 1 << (FIELD_BITS * bin_of(ms))
         self.count += 1
         self.sum_ms += ms
-        self.max_ms = max(self.max_ms, ms)
+        if ms > self.max_ms:
+            self.max_ms = ms
 
     def merge(self, other: Histogram) -> None:
         """Add another histogram's values to this one."""
         if not other.count:
             return
-        bins = self.bins
-        for index, n in other.bins.items():
-            bins[index] = bins.get(index, 0) + n
+        self.packed += other.packed
         self.count += other.count
         self.sum_ms += other.sum_ms
-        self.max_ms = max(self.max_ms, other.max_ms)
+        if other.max_ms > self.max_ms:
+            self.max_ms = other.max_ms
+
+    def counts(self) -> array[int]:
+        """Count of every bin from 0 up to the highest non-empty one."""
+        out = array("Q")
+        if self.packed:
+            size = (self.packed.bit_length() + FIELD_BITS - 1) // FIELD_BITS * _FIELD_BYTES
+            out.frombytes(self.packed.to_bytes(size, "little"))
+        return out
+
+    @property
+    def bins(self) -> dict[int, int]:
+        """The non-empty bins: ``{bin: count}``."""
+        return {i: n for i, n in enumerate(self.counts()) if n}
 
     def percentile(self, p: float) -> float | None:
         """The nearest-rank ``p``-th percentile (0 < p <= 100), within the documented bound."""
         if self.count == 0:
             return None
         rank = max(1, math.ceil(p / 100.0 * self.count))
-        seen = 0
-        for index in sorted(self.bins):
-            seen += self.bins[index]
-            if seen >= rank:
-                return min(bin_value(index), self.max_ms)
-        return self.max_ms
+        cumulative = list(accumulate(self.counts()))
+        index = bisect_left(cumulative, rank)
+        if index >= len(cumulative):
+            return self.max_ms
+        return min(bin_value(index), self.max_ms)
 
-    def encode(self) -> str:
-        """The bins as compact JSON (``{"bin": count}``), for a rollup row."""
-        return json.dumps({str(k): v for k, v in sorted(self.bins.items())}, separators=(",", ":"))
+    def encode(self) -> bytes:
+        """The bins as bytes, for a rollup row (empty for no values)."""
+        packed = self.packed
+        if not packed:
+            return b""
+        low = ((packed & -packed).bit_length() - 1) // FIELD_BITS
+        packed >>= FIELD_BITS * low
+        size = (packed.bit_length() + FIELD_BITS - 1) // FIELD_BITS * _FIELD_BYTES
+        return low.to_bytes(2, "little") + packed.to_bytes(size, "little")
 
     @staticmethod
-    def decode(text: str | None, count: int, sum_ms: float, max_ms: float) -> Histogram:
+    def decode(data: bytes | None, count: int, sum_ms: float, max_ms: float) -> Histogram:
         """Rebuild a histogram from a rollup row's columns."""
-        bins = {int(k): int(v) for k, v in json.loads(text).items()} if text else {}
-        return Histogram(bins, int(count), float(sum_ms), float(max_ms))
+        packed = 0
+        if data:
+            low = int.from_bytes(data[:2], "little")
+            packed = int.from_bytes(data[2:], "little") << (FIELD_BITS * low)
+        return Histogram(packed, count, sum_ms, max_ms)
 
 
 @dataclass(slots=True)

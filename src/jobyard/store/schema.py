@@ -32,6 +32,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Sequence,
     String,
@@ -451,8 +452,8 @@ leaders = Table(
 #: Job statistics (0006): a rollup of ended jobs per jobconfig (``jobconfig_key``; 0 for
 #: ad-hoc jobs) and time bucket of their end, at three grains: ``h`` (hour), ``d`` (day,
 #: UTC) and ``t`` (all time, ``bucket_start`` the epoch). Maintained off the job path by
-#: the maintenance leader (:mod:`jobyard.store.sql.stats`); bins are JSON ``{"bin": n}``
-#: of :mod:`jobyard.core.stats` histograms. Purging jobs never changes these rows.
+#: the maintenance leader (:mod:`jobyard.store.sql.stats`); bins are the packed
+#: :mod:`jobyard.core.stats` histograms as bytes. Purging jobs never changes these rows.
 jobstats = Table(
     "jobstats",
     metadata,
@@ -466,11 +467,11 @@ jobstats = Table(
     Column("dur_count", BigInteger, nullable=False),
     Column("dur_sum_ms", Float, nullable=False),
     Column("dur_max_ms", Float, nullable=False),
-    Column("dur_bins", Text, nullable=False),
+    Column("dur_bins", LargeBinary, nullable=False),
     Column("wait_count", BigInteger, nullable=False),
     Column("wait_sum_ms", Float, nullable=False),
     Column("wait_max_ms", Float, nullable=False),
-    Column("wait_bins", Text, nullable=False),
+    Column("wait_bins", LargeBinary, nullable=False),
     Index("ix_jobstats_grain_bucket_start", "grain", "bucket_start"),
 )
 

@@ -20,6 +20,7 @@ except the metrics' small reads (live statuses, the unfolded tail).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Grains of the rollup: hour, day (UTC), all time.
 GRAINS = ("h", "d", "t")
 _STATE_ID = 1
+_STATUS_ORDER = (JobStatus.FINISHED, JobStatus.ERROR, JobStatus.FAILED, JobStatus.CANCELLED)
 _COUNT_COLUMNS = {
     JobStatus.FINISHED.value: "finished",
     JobStatus.ERROR.value: "error",
@@ -225,13 +227,41 @@ def _values(summary: Summary) -> dict[str, Any]:
     return values
 
 
+#: The columns of a summary, in the order :func:`_summary_of` takes them.
+_SUMMARY_COLUMNS = (
+    jobstats.c.finished,
+    jobstats.c.error,
+    jobstats.c.failed,
+    jobstats.c.cancelled,
+    jobstats.c.dur_count,
+    jobstats.c.dur_sum_ms,
+    jobstats.c.dur_max_ms,
+    jobstats.c.dur_bins,
+    jobstats.c.wait_count,
+    jobstats.c.wait_sum_ms,
+    jobstats.c.wait_max_ms,
+    jobstats.c.wait_bins,
+)
+_FINISHED, _ERROR, _FAILED, _CANCELLED = (s.value for s in _STATUS_ORDER)
+
+
+def _summary_of(values: Sequence[Any]) -> Summary:
+    """A summary from the values of :data:`_SUMMARY_COLUMNS` (the answer's hot loop)."""
+    fin, err, fail, canc, dc, ds, dm, db, wc, ws, wm, wb = values
+    counts = {}
+    if fin:
+        counts[_FINISHED] = fin
+    if err:
+        counts[_ERROR] = err
+    if fail:
+        counts[_FAILED] = fail
+    if canc:
+        counts[_CANCELLED] = canc
+    return Summary(counts, Histogram.decode(db, dc, ds, dm), Histogram.decode(wb, wc, ws, wm))
+
+
 def _summary(row: Any) -> Summary:
-    counts = {status: int(getattr(row, column)) for status, column in _COUNT_COLUMNS.items()}
-    return Summary(
-        {k: v for k, v in counts.items() if v},
-        Histogram.decode(row.dur_bins, row.dur_count, row.dur_sum_ms, row.dur_max_ms),
-        Histogram.decode(row.wait_bins, row.wait_count, row.wait_sum_ms, row.wait_max_ms),
-    )
+    return _summary_of([getattr(row, c.name) for c in _SUMMARY_COLUMNS])
 
 
 def _apply(tx: Tx, deltas: dict[tuple[str, int, datetime], Summary]) -> None:
@@ -262,7 +292,9 @@ def _read(
     until: datetime | None,
     keys: list[int] | None,
 ) -> list[StatsRow]:
-    stmt = select(jobstats).where(jobstats.c.grain == grain)
+    stmt = select(jobstats.c.jobconfig_key, jobstats.c.bucket_start, *_SUMMARY_COLUMNS).where(
+        jobstats.c.grain == grain
+    )
     if since is not None:
         stmt = stmt.where(jobstats.c.bucket_start >= since)
     if until is not None:
@@ -271,10 +303,8 @@ def _read(
         if not keys:
             return []
         stmt = stmt.where(jobstats.c.jobconfig_key.in_(keys))
-    return [
-        StatsRow(int(r.jobconfig_key), r.bucket_start, _summary(r))
-        for r in tx.conn.execute(stmt.order_by(jobstats.c.bucket_start, jobstats.c.jobconfig_key))
-    ]
+    rows = tx.conn.execute(stmt.order_by(jobstats.c.bucket_start, jobstats.c.jobconfig_key))
+    return [StatsRow(r[0], r[1], _summary_of(r[2:])) for r in rows.all()]
 
 
 _LIVE = (

@@ -47,11 +47,11 @@ def upgrade() -> None:
         _count("dur_count"),
         _ms("dur_sum_ms"),
         _ms("dur_max_ms"),
-        sa.Column("dur_bins", sa.Text(), nullable=False),
+        sa.Column("dur_bins", sa.LargeBinary(), nullable=False),
         _count("wait_count"),
         _ms("wait_sum_ms"),
         _ms("wait_max_ms"),
-        sa.Column("wait_bins", sa.Text(), nullable=False),
+        sa.Column("wait_bins", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("grain", "jobconfig_key", "bucket_start", name="pk_jobstats"),
     )
     op.create_index("ix_jobstats_grain_bucket_start", "jobstats", ["grain", "bucket_start"])
