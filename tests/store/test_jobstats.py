@@ -123,13 +123,17 @@ async def _fold_all(store: Store, batch: int) -> None:
 async def _check_all(store: Store, db: Engine) -> None:
     for grain in ("h", "d", "t"):
         brute = _brute(db, grain)
-        rows = await store.jobstats_read(grain=grain, since=None, until=None, jobconfig_keys=None)
+        rows = (
+            await store.jobstats_read(grain=grain, since=None, until=None, jobconfig_keys=None)
+        ).rows
         got = {(r.jobconfig_key, r.bucket_start): r.summary for r in rows}
         assert set(got) == set(brute), grain
         for key, summary in got.items():
             _check(summary, brute[key])
     # the union of every row answers like the whole history
-    everything = await store.jobstats_read(grain="d", since=None, until=None, jobconfig_keys=None)
+    everything = (
+        await store.jobstats_read(grain="d", since=None, until=None, jobconfig_keys=None)
+    ).rows
     with db.connect() as conn:
         all_ended = list(conn.execute(select(jobs).where(jobs.c.ended_at.is_not(None))))
     _check(merged(r.summary for r in everything), all_ended)
@@ -166,13 +170,17 @@ async def test_filters_by_jobconfig_and_range(store: Store, db: Engine) -> None:
     _history(db, [a.id, b.id], 400, seed=3)
     await _fold_all(store, batch=1000)
     since, until = BASE + timedelta(hours=2), BASE + timedelta(hours=6)
-    rows = await store.jobstats_read(grain="h", since=since, until=until, jobconfig_keys=[a.id])
+    rows = (
+        await store.jobstats_read(grain="h", since=since, until=until, jobconfig_keys=[a.id])
+    ).rows
     assert rows and all(r.jobconfig_key == a.id for r in rows)
     assert all(since <= r.bucket_start < until for r in rows)
     brute = _brute(db, "h")
     expected = {k for k in brute if k[0] == a.id and since <= k[1] < until}
     assert {(r.jobconfig_key, r.bucket_start) for r in rows} == expected
-    assert await store.jobstats_read(grain="h", since=None, until=None, jobconfig_keys=[]) == []
+    none = await store.jobstats_read(grain="h", since=None, until=None, jobconfig_keys=[])
+    assert none.rows == []
+    assert none.folded_at is not None
 
 
 async def test_purge_keeps_statistics(store: Store, db: Engine) -> None:
@@ -187,7 +195,7 @@ async def test_purge_keeps_statistics(store: Store, db: Engine) -> None:
     purged = await store.jobs_purge(ended_ids)
     assert sorted(purged.job_ids) == sorted(ended_ids)
     await _fold_all(store, batch=100)
-    rows = await store.jobstats_read(grain="t", since=None, until=None, jobconfig_keys=None)
+    rows = (await store.jobstats_read(grain="t", since=None, until=None, jobconfig_keys=None)).rows
     _check(merged(r.summary for r in rows), brute)
 
 
@@ -199,7 +207,8 @@ async def test_lag_leaves_recent_jobs_for_later(store: Store, db: Engine) -> Non
         conn.execute(insert(jobs), [_job_row(rng, a.id, "FINISHED", now) for _ in range(5)])
     result = await store.jobstats_fold(lag_seconds=60)
     assert result.folded == 0
-    assert await store.jobstats_read(grain="t", since=None, until=None, jobconfig_keys=None) == []
+    empty = await store.jobstats_read(grain="t", since=None, until=None, jobconfig_keys=None)
+    assert empty.rows == []
     now_figures = await store.jobs_now()  # the unfolded tail is counted all the same
     assert now_figures.submitted == {a.id: 5}
     assert now_figures.ended == {(a.id, "FINISHED"): 5}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import accumulate
@@ -44,6 +44,7 @@ END_STATUSES: tuple[JobStatus, ...] = (
     JobStatus.FAILED,
     JobStatus.CANCELLED,
 )
+_END_VALUES = tuple(s.value for s in END_STATUSES)
 
 
 def bin_of(ms: float) -> int:
@@ -120,14 +121,22 @@ class Histogram:
 
     def percentile(self, p: float) -> float | None:
         """The nearest-rank ``p``-th percentile (0 < p <= 100), within the documented bound."""
+        return self.percentiles((p,))[0]
+
+    def percentiles(self, ps: Sequence[float]) -> list[float | None]:
+        """Several percentiles at once (the bins are unpacked once)."""
         if self.count == 0:
-            return None
-        rank = max(1, math.ceil(p / 100.0 * self.count))
+            return [None] * len(ps)
         cumulative = list(accumulate(self.counts()))
-        index = bisect_left(cumulative, rank)
-        if index >= len(cumulative):
-            return self.max_ms
-        return min(bin_value(index), self.max_ms)
+        out: list[float | None] = []
+        for p in ps:
+            rank = max(1, math.ceil(p / 100.0 * self.count))
+            index = bisect_left(cumulative, rank)
+            if index >= len(cumulative):
+                out.append(self.max_ms)
+            else:
+                out.append(min(bin_value(index), self.max_ms))
+        return out
 
     def encode(self) -> bytes:
         """The bins as bytes, for a rollup row (empty for no values)."""
@@ -187,22 +196,25 @@ class Summary:
     def as_dict(self) -> dict[str, object]:
         """The answer's shape: counts by end status, duration and queue-wait figures (s)."""
         d, w = self.duration, self.wait
+        d50, d95, d99 = d.percentiles((50, 95, 99))
+        w50, w95 = w.percentiles((50, 95))
+        counts = self.counts
         return {
-            "total": self.total,
-            "counts": {s.value: self.counts.get(s.value, 0) for s in END_STATUSES},
+            "total": sum(counts.values()),
+            "counts": {s: counts.get(s, 0) for s in _END_VALUES},
             "duration_seconds": {
                 "count": d.count,
                 "mean": _s(d.sum_ms / d.count) if d.count else None,
-                "p50": _s(d.percentile(50)),
-                "p95": _s(d.percentile(95)),
-                "p99": _s(d.percentile(99)),
+                "p50": _s(d50),
+                "p95": _s(d95),
+                "p99": _s(d99),
                 "max": _s(d.max_ms) if d.count else None,
             },
             "queue_wait_seconds": {
                 "count": w.count,
                 "mean": _s(w.sum_ms / w.count) if w.count else None,
-                "p50": _s(w.percentile(50)),
-                "p95": _s(w.percentile(95)),
+                "p50": _s(w50),
+                "p95": _s(w95),
                 "max": _s(w.max_ms) if w.count else None,
             },
         }
@@ -242,6 +254,14 @@ class StatsRow:
     jobconfig_key: int
     bucket_start: datetime
     summary: Summary
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRead:
+    """Rollup rows of a range, and when the rollup was last folded (None: never)."""
+
+    rows: list[StatsRow]
+    folded_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

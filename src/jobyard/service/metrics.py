@@ -112,7 +112,7 @@ async def scrape(
 
     now_figures = await store.jobs_now()
     totals = await store.jobstats_read(grain="t", since=None, until=None, jobconfig_keys=None)
-    _watermark, folded_at = await store.jobstats_watermark()
+    folded_at = totals.folded_at
     workers = await store.workers_list()
     next_due = await store.schedules_next_due()
     now = utcnow()
@@ -141,7 +141,7 @@ async def scrape(
         "Time from QUEUED to acquired by a worker, by jobconfig; folded jobs only.",
         labels=["jobconfig"],
     )
-    for row in totals:
+    for row in totals.rows:
         name = label(row.jobconfig_key)
         d, w = row.summary.duration, row.summary.wait
         durations.add_metric([name], _histogram_buckets(d, DURATION_BUCKETS), d.sum_ms / 1000.0)

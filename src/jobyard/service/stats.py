@@ -161,21 +161,20 @@ async def jobstats(
         configs, everything = await _visible_jobconfigs(ctx, principal)
         names = {i: jc.name for i, jc in configs.items()}
         keys = None if everything else sorted(configs)
-    rows = await ctx.store.jobstats_read(grain=grain, since=start, until=end, jobconfig_keys=keys)
+    found = await ctx.store.jobstats_read(grain=grain, since=start, until=end, jobconfig_keys=keys)
     per_jc: dict[int, Summary] = {}
     per_bucket: dict[datetime, Summary] = {}
-    for row in rows:
+    for row in found.rows:
         per_jc.setdefault(row.jobconfig_key, Summary()).merge(row.summary)
         per_bucket.setdefault(row.bucket_start, Summary()).merge(row.summary)
     overall = Summary()
     for summary in per_jc.values():
         overall.merge(summary)
-    _watermark, folded_at = await ctx.store.jobstats_watermark()
     return JobStats(
         bucket=bucket,
         since=start,
         until=end,
-        folded_at=folded_at,
+        folded_at=found.folded_at,
         overall=overall,
         jobconfigs=[
             JobconfigStats(key or None, names.get(key) if key else None, summary)

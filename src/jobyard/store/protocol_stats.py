@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from jobyard.core.stats import FoldResult, JobsNow, StatsRow
+from jobyard.core.stats import FoldResult, JobsNow, StatsRead
 
 
 class StatsStore(Protocol):
@@ -31,8 +31,9 @@ class StatsStore(Protocol):
         since: datetime | None,
         until: datetime | None,
         jobconfig_keys: list[int] | None,
-    ) -> list[StatsRow]:
-        """Rollup rows of ``grain`` (``h``, ``d``, ``t``) with ``since <= start < until``.
+    ) -> StatsRead:
+        """Rollup rows of ``grain`` (``h``, ``d``, ``t``) with ``since <= start < until``,
+        and when the rollup was last folded (one read transaction).
 
         ``jobconfig_keys`` restricts the jobconfigs (0: ad-hoc jobs); None: all of them.
         """

@@ -24,10 +24,21 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, or_, select, union_all, update
+from sqlalchemy import (
+    String,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
 
 from jobyard.core.jobs import JobStatus
-from jobyard.core.stats import FoldResult, Histogram, JobsNow, StatsRow, Summary
+from jobyard.core.stats import FoldResult, Histogram, JobsNow, StatsRead, StatsRow, Summary
 from jobyard.store.schema import jobs, jobstats, jobstats_pending, jobstats_state
 from jobyard.store.sql.base import SqlBase, Tx
 
@@ -109,8 +120,8 @@ class StatsMixin(SqlBase):
         since: datetime | None,
         until: datetime | None,
         jobconfig_keys: list[int] | None,
-    ) -> list[StatsRow]:
-        """Rollup rows of ``grain`` with ``since <= bucket_start < until``.
+    ) -> StatsRead:
+        """Rollup rows of ``grain`` with ``since <= bucket_start < until``; ``folded_at``.
 
         ``jobconfig_keys`` None: every jobconfig (and ad-hoc jobs, key 0).
         """
@@ -291,20 +302,37 @@ def _read(
     since: datetime | None,
     until: datetime | None,
     keys: list[int] | None,
-) -> list[StatsRow]:
-    stmt = select(jobstats.c.jobconfig_key, jobstats.c.bucket_start, *_SUMMARY_COLUMNS).where(
+) -> StatsRead:
+    # The bucket start comes raw (SQLite: text) and is parsed once per distinct value:
+    # the answer reads thousands of rows sharing a few hundred starts.
+    start = type_coerce(jobstats.c.bucket_start, String)
+    stmt = select(jobstats.c.jobconfig_key, start, *_SUMMARY_COLUMNS).where(
         jobstats.c.grain == grain
     )
     if since is not None:
         stmt = stmt.where(jobstats.c.bucket_start >= since)
     if until is not None:
         stmt = stmt.where(jobstats.c.bucket_start < until)
+    folded_at = _watermark(tx)[1]
     if keys is not None:
         if not keys:
-            return []
+            return StatsRead([], folded_at)
         stmt = stmt.where(jobstats.c.jobconfig_key.in_(keys))
     rows = tx.conn.execute(stmt.order_by(jobstats.c.bucket_start, jobstats.c.jobconfig_key))
-    return [StatsRow(r[0], r[1], _summary_of(r[2:])) for r in rows.all()]
+    starts: dict[Any, datetime] = {}
+    out = []
+    for r in rows.all():
+        at = starts.get(r[1])
+        if at is None:
+            at = starts[r[1]] = _as_utc(r[1])
+        out.append(StatsRow(r[0], at, _summary_of(r[2:])))
+    return StatsRead(out, folded_at)
+
+
+def _as_utc(value: Any) -> datetime:
+    """A bucket start as stored (SQLite: naive UTC text; PostgreSQL: a datetime)."""
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 _LIVE = (
