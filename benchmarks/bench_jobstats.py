@@ -10,7 +10,8 @@ For each engine (embedded SQLite, and PostgreSQL on a throwaway cluster):
 3. the whole history is folded into the rollup through ``Store.jobstats_fold`` (what
    the maintenance leader does after an upgrade over an existing history), timed;
 4. ``GET /api/v1/jobstats`` of a ``jobyard up`` (no workers) on that database, as the
-   admin (every jobconfig), ``--queries`` times per query shape; target p95 <= 50 ms.
+   admin (every jobconfig), ``--queries`` times per query shape; target p95 <= 50 ms;
+   then ``GET /metrics`` as many times.
 
 The throwaway PostgreSQL cluster runs with ``fsync=off``.
 
@@ -218,6 +219,15 @@ async def bench_engine(engine_name: str, rows: int, queries: int) -> list[list[o
                                 verdict(p95 <= TARGET_P95_MS),
                             ]
                         )
+                    timings = []
+                    for _ in range(queries):
+                        t = time.perf_counter()
+                        r = await client.get("/metrics")
+                        timings.append(time.perf_counter() - t)
+                        if r.status_code != 200:
+                            raise RuntimeError(f"/metrics: {r.status_code} {r.text}")
+                    s = summary_ms(timings, ps=(50, 95))
+                    out.append(["GET /metrics (a scrape)", f"{s['p50']} / {s['p95']}", "", ""])
         finally:
             await store.close()
             engine.dispose()

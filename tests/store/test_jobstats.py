@@ -130,6 +130,21 @@ async def _check_all(store: Store, db: Engine) -> None:
         assert set(got) == set(brute), grain
         for key, summary in got.items():
             _check(summary, brute[key])
+        # the sums per jobconfig and per bucket that GET /jobstats reads
+        summed = await store.jobstats_summarize(
+            grain=grain, since=None, until=None, jobconfig_keys=None
+        )
+        by_key: dict[int, list[Any]] = defaultdict(list)
+        by_start: dict[datetime, list[Any]] = defaultdict(list)
+        for (key, start), members in brute.items():
+            by_key[key] += members
+            by_start[start] += members
+        assert set(summed.per_jobconfig) == set(by_key)
+        assert set(summed.per_bucket) == set(by_start)
+        for key, summary in summed.per_jobconfig.items():
+            _check(summary, by_key[key])
+        for start, summary in summed.per_bucket.items():
+            _check(summary, by_start[start])
     # the union of every row answers like the whole history
     everything = (
         await store.jobstats_read(grain="d", since=None, until=None, jobconfig_keys=None)

@@ -265,6 +265,15 @@ class StatsRead:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsSummary:
+    """A range of the rollup summed per jobconfig key and per bucket start."""
+
+    per_jobconfig: dict[int, Summary]
+    per_bucket: dict[datetime, Summary]
+    folded_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class JobsNow:
     """Cluster-wide figures of the metrics endpoint, read in one snapshot."""
 

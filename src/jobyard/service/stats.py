@@ -161,12 +161,10 @@ async def jobstats(
         configs, everything = await _visible_jobconfigs(ctx, principal)
         names = {i: jc.name for i, jc in configs.items()}
         keys = None if everything else sorted(configs)
-    found = await ctx.store.jobstats_read(grain=grain, since=start, until=end, jobconfig_keys=keys)
-    per_jc: dict[int, Summary] = {}
-    per_bucket: dict[datetime, Summary] = {}
-    for row in found.rows:
-        per_jc.setdefault(row.jobconfig_key, Summary()).merge(row.summary)
-        per_bucket.setdefault(row.bucket_start, Summary()).merge(row.summary)
+    found = await ctx.store.jobstats_summarize(
+        grain=grain, since=start, until=end, jobconfig_keys=keys
+    )
+    per_jc, per_bucket = found.per_jobconfig, found.per_bucket
     overall = Summary()
     for summary in per_jc.values():
         overall.merge(summary)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from jobyard.core.stats import FoldResult, JobsNow, StatsRead
+from jobyard.core.stats import FoldResult, JobsNow, StatsRead, StatsSummary
 
 
 class StatsStore(Protocol):
@@ -37,6 +37,18 @@ class StatsStore(Protocol):
 
         ``jobconfig_keys`` restricts the jobconfigs (0: ad-hoc jobs); None: all of them.
         """
+        ...
+
+    async def jobstats_summarize(
+        self,
+        *,
+        grain: str,
+        since: datetime | None,
+        until: datetime | None,
+        jobconfig_keys: list[int] | None,
+    ) -> StatsSummary:
+        """The rows :meth:`jobstats_read` would answer, summed per jobconfig key and per
+        bucket start (what ``GET /api/v1/jobstats`` needs, without an object per row)."""
         ...
 
     async def jobstats_watermark(self) -> tuple[int, datetime | None]:

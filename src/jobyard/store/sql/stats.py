@@ -1,14 +1,17 @@
 """Job statistics: fold ended jobs into the ``jobstats`` rollup; read it back.
 
 **The fold** (:meth:`StatsMixin.jobstats_fold`, run by the maintenance leader, never
-on the job path) walks the jobs table by id past a watermark, in batches, one
-transaction each: a job that has ended is added to the rollup rows of its jobconfig
-and of the hour, the day and all time of its end; one that has not is put in
-``jobstats_pending`` and folded by a later pass, once it has ended. The watermark
-only passes ids of jobs created more than ``lag_seconds`` ago, so a job whose insert
-has not committed yet (PostgreSQL hands ids out before commit) is not skipped. The
-state row is locked (PostgreSQL) and re-read inside the transaction, so two folds
-can never count a job twice.
+on the job path) walks the jobs table by id past a watermark, in batches: a job that
+has ended is added to the rollup rows of its jobconfig and of the hour, the day and
+all time of its end; one that has not is put in ``jobstats_pending`` and folded by a
+later pass, once it has ended. The watermark only passes ids of jobs created more
+than ``lag_seconds`` ago, so a job whose insert has not committed yet (PostgreSQL
+hands ids out before commit) is not skipped. A batch is read and summed in a read
+transaction (SQLite's write lock is not held meanwhile, so the job path never waits
+for it); the sums are written in a short write transaction that first locks and
+re-reads the state row and checks the folded jobs still exist: if another fold or a
+deletion moved meanwhile, nothing is written and the batch is read again, so no job
+is ever counted twice.
 
 **Deleting jobs** (retention, removing a jobconfig) counts the ones the fold has not
 counted yet in the same transaction (:func:`fold_deleted`), so a purge never changes
@@ -21,6 +24,7 @@ except the metrics' small reads (live statuses, the unfolded tail).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,7 +42,16 @@ from sqlalchemy import (
 )
 
 from jobyard.core.jobs import JobStatus
-from jobyard.core.stats import FoldResult, Histogram, JobsNow, StatsRead, StatsRow, Summary
+from jobyard.core.stats import (
+    FIELD_BITS,
+    FoldResult,
+    Histogram,
+    JobsNow,
+    StatsRead,
+    StatsRow,
+    StatsSummary,
+    Summary,
+)
 from jobyard.store.schema import jobs, jobstats, jobstats_pending, jobstats_state
 from jobyard.store.sql.base import SqlBase, Tx
 
@@ -110,8 +123,13 @@ class StatsMixin(SqlBase):
     """The rollup of job statistics (see the module docstring)."""
 
     async def jobstats_fold(self, *, lag_seconds: float, batch: int = 5000) -> FoldResult:
-        """Fold up to ``batch`` newly ended jobs (and pass as many ids) into the rollup."""
-        return await self._write(_fold, lag_seconds, batch)
+        """Fold up to ``batch`` newly ended jobs (and pass as many ids) into the rollup.
+
+        The jobs are read and summed in a read transaction; only the sums are written,
+        in a short write transaction that first checks nothing moved meanwhile.
+        """
+        plan = await self._read(_fold_read, lag_seconds, batch)
+        return await self._write(_fold_apply, plan)
 
     async def jobstats_read(
         self,
@@ -126,6 +144,17 @@ class StatsMixin(SqlBase):
         ``jobconfig_keys`` None: every jobconfig (and ad-hoc jobs, key 0).
         """
         return await self._read(_read, grain, since, until, jobconfig_keys)
+
+    async def jobstats_summarize(
+        self,
+        *,
+        grain: str,
+        since: datetime | None,
+        until: datetime | None,
+        jobconfig_keys: list[int] | None,
+    ) -> StatsSummary:
+        """Like :meth:`jobstats_read`, summed per jobconfig and per bucket start."""
+        return await self._read(_summarize, grain, since, until, jobconfig_keys)
 
     async def jobstats_watermark(self) -> tuple[int, datetime | None]:
         """``(folded_through, folded_at)`` of the rollup."""
@@ -162,16 +191,23 @@ def _watermark(tx: Tx) -> tuple[int, datetime | None]:
     return (0, None) if row is None else (int(row[0]), row[1])
 
 
-def _fold(tx: Tx, lag_seconds: float, batch: int) -> FoldResult:
-    watermark = _state(tx, lock=True)
-    deltas: dict[tuple[str, int, datetime], Summary] = {}
-    folded = 0
+@dataclass(slots=True)
+class _FoldPlan:
+    """What a fold read found, to be written by :func:`_fold_apply` if nothing moved."""
 
-    def count(row: Any) -> None:
-        nonlocal folded
-        _count_into(deltas, row)
-        folded += 1
+    state: tuple[int, datetime | None]  # (folded_through, folded_at) when read
+    watermark: int  # the new watermark
+    folded: list[int] = field(default_factory=list)  # ended jobs counted in deltas
+    pending_done: list[int] = field(default_factory=list)  # pending entries to drop
+    passed: list[int] = field(default_factory=list)  # jobs passed before they ended
+    deltas: dict[tuple[str, int, datetime], Summary] = field(default_factory=dict)
+    more: bool = False
 
+
+def _fold_read(tx: Tx, lag_seconds: float, batch: int) -> _FoldPlan:
+    """Read and sum one batch (no lock held: the job path's writers are not delayed)."""
+    state = _watermark(tx)
+    plan = _FoldPlan(state, state[0])
     # 1. Jobs passed earlier that have ended since (or were deleted: forgotten).
     pending_rows = tx.conn.execute(
         select(jobstats_pending.c.job_id, *_JOB_COLUMNS[1:])
@@ -179,45 +215,64 @@ def _fold(tx: Tx, lag_seconds: float, batch: int) -> FoldResult:
         .where(or_(jobs.c.id.is_(None), jobs.c.ended_at.is_not(None)))
         .limit(batch)
     ).all()
-    done: list[int] = []
     for row in pending_rows:
-        done.append(int(row.job_id))
+        plan.pending_done.append(int(row.job_id))
         if row.ended_at is not None:
-            count(row)
-    for start in range(0, len(done), 1000):
-        chunk = done[start : start + 1000]
-        tx.conn.execute(delete(jobstats_pending).where(jobstats_pending.c.job_id.in_(chunk)))
+            _count_into(plan.deltas, row)
+            plan.folded.append(int(row.job_id))
     # 2. New ids, up to the newest job created before the lag.
     cut = tx.now - timedelta(seconds=lag_seconds)
     bound = tx.conn.execute(
         select(jobs.c.id).where(jobs.c.created_at < cut).order_by(jobs.c.created_at.desc()).limit(1)
     ).scalar()
-    passed: list[int] = []
     scanned = 0
-    if bound is not None and bound > watermark:
+    if bound is not None and bound > plan.watermark:
         rows = tx.conn.execute(
             select(*_JOB_COLUMNS)
-            .where(jobs.c.id > watermark, jobs.c.id <= bound)
+            .where(jobs.c.id > plan.watermark, jobs.c.id <= bound)
             .order_by(jobs.c.id)
             .limit(batch)
         ).all()
         scanned = len(rows)
         for row in rows:
             if row.ended_at is not None:
-                count(row)
+                _count_into(plan.deltas, row)
+                plan.folded.append(int(row.id))
             else:
-                passed.append(int(row.id))
-        watermark = int(rows[-1].id) if scanned == batch else int(bound)
-        if passed:
-            tx.conn.execute(insert(jobstats_pending), [{"job_id": i} for i in passed])
-    _apply(tx, deltas)
+                plan.passed.append(int(row.id))
+        plan.watermark = int(rows[-1].id) if scanned == batch else int(bound)
+    plan.more = scanned == batch or len(pending_rows) == batch
+    return plan
+
+
+def _fold_apply(tx: Tx, plan: _FoldPlan) -> FoldResult:
+    """Write a plan in a short transaction, unless another fold or a purge moved first."""
+    current = _state(tx, lock=True)
+    if (current, _watermark(tx)[1]) != plan.state:
+        return FoldResult(0, 0, current, more=True)  # another fold ran: read again
+    if plan.watermark == current and not plan.pending_done:
+        return FoldResult(0, 0, current, more=False)  # nothing new
+    still = 0
+    for start in range(0, len(plan.folded), 1000):
+        chunk = plan.folded[start : start + 1000]
+        still += tx.conn.execute(
+            select(func.count()).select_from(jobs).where(jobs.c.id.in_(chunk))
+        ).scalar_one()
+    if still != len(plan.folded):
+        # Some were deleted meanwhile, and counted by that deletion: read again later.
+        return FoldResult(0, 0, current, more=False)
+    for start in range(0, len(plan.pending_done), 1000):
+        chunk = plan.pending_done[start : start + 1000]
+        tx.conn.execute(delete(jobstats_pending).where(jobstats_pending.c.job_id.in_(chunk)))
+    if plan.passed:
+        tx.conn.execute(insert(jobstats_pending), [{"job_id": i} for i in plan.passed])
+    _apply(tx, plan.deltas)
     tx.conn.execute(
         update(jobstats_state)
         .where(jobstats_state.c.id == _STATE_ID)
-        .values(folded_through=watermark, folded_at=tx.now)
+        .values(folded_through=plan.watermark, folded_at=tx.now)
     )
-    more = scanned == batch or len(pending_rows) == batch
-    return FoldResult(folded, len(passed), watermark, more)
+    return FoldResult(len(plan.folded), len(plan.passed), plan.watermark, plan.more)
 
 
 def _values(summary: Summary) -> dict[str, Any]:
@@ -253,7 +308,8 @@ _SUMMARY_COLUMNS = (
     jobstats.c.wait_max_ms,
     jobstats.c.wait_bins,
 )
-_FINISHED, _ERROR, _FAILED, _CANCELLED = (s.value for s in _STATUS_ORDER)
+_STATUS_VALUES = tuple(s.value for s in _STATUS_ORDER)
+_FINISHED, _ERROR, _FAILED, _CANCELLED = _STATUS_VALUES
 
 
 def _summary_of(values: Sequence[Any]) -> Summary:
@@ -296,15 +352,16 @@ def _apply(tx: Tx, deltas: dict[tuple[str, int, datetime], Summary]) -> None:
         tx.conn.execute(update(jobstats).where(*where).values(**_values(total)))
 
 
-def _read(
+def _range_rows(
     tx: Tx,
     grain: str,
     since: datetime | None,
     until: datetime | None,
     keys: list[int] | None,
-) -> StatsRead:
+) -> tuple[list[Any], datetime | None]:
+    """Raw rows ``(key, start, *summary columns)`` of a range, and ``folded_at``."""
     # The bucket start comes raw (SQLite: text) and is parsed once per distinct value:
-    # the answer reads thousands of rows sharing a few hundred starts.
+    # an answer reads thousands of rows sharing a few hundred starts.
     start = type_coerce(jobstats.c.bucket_start, String)
     stmt = select(jobstats.c.jobconfig_key, start, *_SUMMARY_COLUMNS).where(
         jobstats.c.grain == grain
@@ -316,17 +373,89 @@ def _read(
     folded_at = _watermark(tx)[1]
     if keys is not None:
         if not keys:
-            return StatsRead([], folded_at)
+            return [], folded_at
         stmt = stmt.where(jobstats.c.jobconfig_key.in_(keys))
     rows = tx.conn.execute(stmt.order_by(jobstats.c.bucket_start, jobstats.c.jobconfig_key))
+    return list(rows.all()), folded_at
+
+
+def _read(
+    tx: Tx,
+    grain: str,
+    since: datetime | None,
+    until: datetime | None,
+    keys: list[int] | None,
+) -> StatsRead:
+    rows, folded_at = _range_rows(tx, grain, since, until, keys)
     starts: dict[Any, datetime] = {}
     out = []
-    for r in rows.all():
+    for r in rows:
         at = starts.get(r[1])
         if at is None:
             at = starts[r[1]] = _as_utc(r[1])
         out.append(StatsRow(r[0], at, _summary_of(r[2:])))
     return StatsRead(out, folded_at)
+
+
+#: Positions in an accumulator list (see :func:`_summarize`).
+_N_COUNTS = 4
+
+
+def _summarize(
+    tx: Tx,
+    grain: str,
+    since: datetime | None,
+    until: datetime | None,
+    keys: list[int] | None,
+) -> StatsSummary:
+    """Per jobconfig and per bucket sums of a range, straight from the raw rows.
+
+    The answer's hot loop: one accumulator list per group, updated in place (no
+    object per row); histograms are packed integers, so a merge is one addition.
+    """
+    rows, folded_at = _range_rows(tx, grain, since, until, keys)
+    per_key: dict[int, list[Any]] = {}
+    per_start: dict[Any, list[Any]] = {}
+    for key, start, fin, err, fail, canc, dc, ds, dm, db, wc, ws, wm, wb in rows:
+        dpk = _unpack(db) if db else 0
+        wpk = _unpack(wb) if wb else 0
+        for groups, group in ((per_key, key), (per_start, start)):
+            acc = groups.get(group)
+            if acc is None:
+                groups[group] = [fin, err, fail, canc, dc, ds, dm, dpk, wc, ws, wm, wpk]
+                continue
+            acc[0] += fin
+            acc[1] += err
+            acc[2] += fail
+            acc[3] += canc
+            acc[4] += dc
+            acc[5] += ds
+            if dm > acc[6]:
+                acc[6] = dm
+            acc[7] += dpk
+            acc[8] += wc
+            acc[9] += ws
+            if wm > acc[10]:
+                acc[10] = wm
+            acc[11] += wpk
+    return StatsSummary(
+        {key: _summary_from(acc) for key, acc in per_key.items()},
+        {_as_utc(start): _summary_from(acc) for start, acc in per_start.items()},
+        folded_at,
+    )
+
+
+def _unpack(data: bytes) -> int:
+    return int.from_bytes(data[2:], "little") << (FIELD_BITS * int.from_bytes(data[:2], "little"))
+
+
+def _summary_from(acc: list[Any]) -> Summary:
+    counts = {s: int(n) for s, n in zip(_STATUS_VALUES, acc[:_N_COUNTS], strict=True) if n}
+    return Summary(
+        counts,
+        Histogram(acc[7], int(acc[4]), float(acc[5]), float(acc[6])),
+        Histogram(acc[11], int(acc[8]), float(acc[9]), float(acc[10])),
+    )
 
 
 def _as_utc(value: Any) -> datetime:
