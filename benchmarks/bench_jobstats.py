@@ -11,7 +11,8 @@ For each engine (embedded SQLite, and PostgreSQL on a throwaway cluster):
    the maintenance leader does after an upgrade over an existing history), timed;
 4. ``GET /api/v1/jobstats`` of a ``jobyard up`` (no workers) on that database, as the
    admin (every jobconfig), ``--queries`` times per query shape; target p95 <= 50 ms;
-   then ``GET /metrics`` as many times.
+   then ``GET /metrics`` as many times; then the same ``jobstats`` requests through the
+   whole ASGI app inside this process (no socket, no second process to schedule).
 
 The throwaway PostgreSQL cluster runs with ``fsync=off``.
 
@@ -34,7 +35,9 @@ import httpx
 from _common import jobyard_up, machine, percentile, summary_ms, table, verdict
 from sqlalchemy import Engine, func, select, text
 
+from jobyard.api.app import create_app
 from jobyard.core.models import JobConfigSpec
+from jobyard.settings import Settings
 from jobyard.store.factory import open_store, upgrade_database
 from jobyard.store.schema import jobs, jobstats
 from jobyard.store.sql.base import make_sync_engine, normalize_url
@@ -200,6 +203,7 @@ async def bench_engine(engine_name: str, rows: int, queries: int) -> list[list[o
                     base_url=server.url, headers=server.headers, timeout=60
                 ) as client:
                     for name, params in _queries(jc_ids[0], end).items():
+                        await client.get("/api/v1/jobstats", params=params)  # warm-up
                         timings = []
                         total = 0
                         for _ in range(queries):
@@ -228,6 +232,36 @@ async def bench_engine(engine_name: str, rows: int, queries: int) -> list[list[o
                             raise RuntimeError(f"/metrics: {r.status_code} {r.text}")
                     s = summary_ms(timings, ps=(50, 95))
                     out.append(["GET /metrics (a scrape)", f"{s['p50']} / {s['p95']}", "", ""])
+            # The same requests through the whole ASGI app in this process (no socket, no
+            # second process): what the server itself spends, less the host's scheduling.
+            settings = Settings(home=home, workers=0, database_url="" if is_sqlite else url)
+            app = create_app(settings)
+            async with app.router.lifespan_context(app):
+                token = (home / "admin.token").read_text().strip()
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app),
+                    base_url="http://in-process",
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as client:
+                    for name, params in _queries(jc_ids[0], end).items():
+                        await client.get("/api/v1/jobstats", params=params)  # warm-up
+                        timings = []
+                        for _ in range(queries):
+                            t = time.perf_counter()
+                            r = await client.get("/api/v1/jobstats", params=params)
+                            timings.append(time.perf_counter() - t)
+                            if r.status_code != 200:
+                                raise RuntimeError(f"{name}: {r.status_code} {r.text}")
+                        s = summary_ms(timings, ps=(50, 95))
+                        p95 = percentile(timings, 95) * 1000
+                        out.append(
+                            [
+                                f"in-process ASGI: {name}",
+                                f"{s['p50']} / {s['p95']}",
+                                "",
+                                verdict(p95 <= TARGET_P95_MS),
+                            ]
+                        )
         finally:
             await store.close()
             engine.dispose()
