@@ -1,9 +1,9 @@
 """HTTP request latency by route template, for ``/metrics``: a pure ASGI middleware.
 
 It runs on every request (the submit fast path of :mod:`jobyard.api.hotpath`
-included), so it does as little as it can: one clock read at the start, one when the
-response starts (status) and one observation at the end (a list increment), into a
-histogram this app instance owns. The route label is the matched route's template
+included), so it does as little as it can: a clock read at the start and at the end,
+the status noted from the response start, and one list increment into a histogram
+this app instance owns. The route label is the matched route's template
 (``/api/v1/jobs/{job_id}``), never the raw path, so ids cannot blow up the number of
 series; requests no route matched are ``(unmatched)``, the submit routes the fast
 path answers before routing get their templates from :data:`FAST_ROUTES`.
@@ -25,6 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 #: Upper bounds (seconds) of the request latency histogram.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 UNMATCHED = "(unmatched)"
+#: Methods labelled as themselves; any other is ``OTHER``.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: POST routes answered before routing (api/hotpath.py): (path pattern, template).
 FAST_ROUTES = (
     (re.compile(r"/api/v1/jobs/?"), "/api/v1/jobs"),
@@ -109,6 +111,9 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            method = scope["method"]
+            if method not in METHODS:
+                method = "OTHER"  # clients may send any token: keep the series bounded
             self.metrics.observe(
-                (scope["method"], route_template(scope), status), time.perf_counter() - start
+                (method, route_template(scope), status), time.perf_counter() - start
             )
