@@ -65,6 +65,7 @@ async def fold_stats(store: Store, *, lag_seconds: float, batch: int = 5000) -> 
         folded += result.folded
         if not result.more:
             break
+        await asyncio.sleep(0)  # let the API answer between batches
     return folded
 
 

@@ -23,7 +23,9 @@ except the metrics' small reads (live statuses, the unfolded tail).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -122,13 +124,34 @@ def _count_into(deltas: dict[tuple[str, int, datetime], Summary], row: Any) -> N
 class StatsMixin(SqlBase):
     """The rollup of job statistics (see the module docstring)."""
 
+    _fold_thread: ThreadPoolExecutor | None = None
+
+    async def close(self) -> None:
+        """Stop the fold's thread (SQLite), then close as usual."""
+        if self._fold_thread is not None:
+            await asyncio.to_thread(self._fold_thread.shutdown, True)
+            self._fold_thread = None
+        await super().close()
+
     async def jobstats_fold(self, *, lag_seconds: float, batch: int = 5000) -> FoldResult:
         """Fold up to ``batch`` newly ended jobs (and pass as many ids) into the rollup.
 
         The jobs are read and summed in a read transaction; only the sums are written,
         in a short write transaction that first checks nothing moved meanwhile.
         """
-        plan = await self._read(_fold_read, lag_seconds, batch)
+        side = self._reader
+        if side.executor is None:
+            # SQLite runs reads inline on the event loop; a batch of thousands of jobs
+            # would hold the loop (and the API in front of it) for a while: one thread
+            # of its own (one reader connection), made on first use.
+            if self._fold_thread is None:
+                self._fold_thread = ThreadPoolExecutor(1, thread_name_prefix="jobyard-fold")
+            plan = await asyncio.get_running_loop().run_in_executor(
+                self._fold_thread,
+                lambda: self._run_sync(side, False, True, _fold_read, lag_seconds, batch),
+            )
+        else:
+            plan = await self._read(_fold_read, lag_seconds, batch)
         return await self._write(_fold_apply, plan)
 
     async def jobstats_read(
@@ -481,7 +504,6 @@ def _jobs_now(tx: Tx) -> JobsNow:
         .scalar_subquery()
     )
     key = func.coalesce(jobs.c.jobconfig_id, 0)
-    pending = jobs.c.id.in_(select(jobstats_pending.c.job_id).scalar_subquery())
     parts = [
         # folded ended jobs, by jobconfig and end status
         *(
@@ -497,12 +519,12 @@ def _jobs_now(tx: Tx) -> JobsNow:
         ),
         # jobs not folded yet (past the watermark, or pending), by jobconfig and status:
         # two primary-key reads, never a scan of the history
-        *(
-            select(literal("tail"), key, jobs.c.status, func.count())
-            .where(unfolded)
-            .group_by(key, jobs.c.status)
-            for unfolded in (jobs.c.id > watermark, pending)
-        ),
+        select(literal("tail"), key, jobs.c.status, func.count())
+        .where(jobs.c.id > watermark)
+        .group_by(key, jobs.c.status),
+        select(literal("tail"), key, jobs.c.status, func.count())
+        .select_from(jobstats_pending.join(jobs, jobs.c.id == jobstats_pending.c.job_id))
+        .group_by(key, jobs.c.status),
         # live jobs by pool and status (the partial and (status, id) indexes)
         select(literal("pool"), literal(0), jobs.c.status + ":" + jobs.c.pool, func.count())
         .where(jobs.c.status.in_([s.value for s in _LIVE]))
