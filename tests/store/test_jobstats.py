@@ -231,3 +231,52 @@ async def test_lag_leaves_recent_jobs_for_later(store: Store, db: Engine) -> Non
     again = await store.jobs_now()
     assert again.submitted == {a.id: 5}
     assert again.ended == {(a.id, "FINISHED"): 5}
+
+
+async def test_ranges_for_callers_who_see_everything(store: Store, db: Engine) -> None:
+    """Bounded ranges over every jobconfig (all-jobconfigs rows, day rows for whole days,
+    hour rows at the edges) answer like the jobs ended in the range."""
+    a = await make_jobconfig(store, "a")
+    b = await make_jobconfig(store, "b")
+    # ~3 days of history, one job every ~3 minutes
+    rng = random.Random(21)
+    rows = []
+    for i in range(1500):
+        status = rng.choice(ENDS * 4 + LIVE)
+        created = BASE + timedelta(seconds=i * 170 + rng.randint(0, 90))
+        rows.append(_job_row(rng, rng.choice([a.id, b.id, None]), status, created))
+    with db.begin() as conn:
+        conn.execute(insert(jobs), rows)
+    await _fold_all(store, batch=400)
+    with db.connect() as conn:
+        ended = list(conn.execute(select(jobs).where(jobs.c.ended_at.is_not(None))))
+    ranges = [
+        (BASE + timedelta(hours=5), BASE + timedelta(hours=61), "h"),  # two edges + 2 days
+        (BASE + timedelta(hours=3), BASE + timedelta(hours=20), "h"),  # within a day
+        (BASE, BASE + timedelta(days=2), "h"),  # whole days only
+        (BASE + timedelta(hours=23), BASE + timedelta(hours=49), "h"),  # 1 h + 1 day + 1 h
+        (BASE, BASE + timedelta(days=4), "d"),
+    ]
+    for since, until, grain in ranges:
+        summed = await store.jobstats_summarize(
+            grain=grain, since=since, until=until, jobconfig_keys=None
+        )
+        inside = [r for r in ended if since <= r.ended_at < until]
+        by_key: dict[int, list[Any]] = defaultdict(list)
+        by_start: dict[datetime, list[Any]] = defaultdict(list)
+        for r in inside:
+            by_key[r.jobconfig_id or 0].append(r)
+            by_start[bucket_of(r.ended_at, grain)].append(r)
+        assert set(summed.per_jobconfig) == set(by_key), (since, until)
+        assert set(summed.per_bucket) == set(by_start), (since, until)
+        for key, summary in summed.per_jobconfig.items():
+            _check(summary, by_key[key])
+        for start, summary in summed.per_bucket.items():
+            _check(summary, by_start[start])
+        # the same through the per-jobconfig path (as for a caller who sees only some)
+        listed = await store.jobstats_summarize(
+            grain=grain, since=since, until=until, jobconfig_keys=[0, a.id, b.id]
+        )
+        assert set(listed.per_jobconfig) == set(by_key)
+        for key, summary in listed.per_jobconfig.items():
+            _check(summary, by_key[key])

@@ -60,6 +60,9 @@ from jobyard.store.sql.base import SqlBase, Tx
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Grains of the rollup: hour, day (UTC), all time.
 GRAINS = ("h", "d", "t")
+#: ``jobconfig_key`` of the rows summing every jobconfig (hour and day grains): the
+#: per-bucket series of a caller who sees everything reads one row per bucket.
+ALL_KEY = -1
 _STATE_ID = 1
 _STATUS_ORDER = (JobStatus.FINISHED, JobStatus.ERROR, JobStatus.FAILED, JobStatus.CANCELLED)
 _COUNT_COLUMNS = {
@@ -117,8 +120,11 @@ def _count_into(deltas: dict[tuple[str, int, datetime], Summary], row: Any) -> N
     ended_at = row.ended_at
     key = int(row.jobconfig_id or 0)
     for grain in GRAINS:
-        summary = deltas.setdefault((grain, key, bucket_of(ended_at, grain)), Summary())
-        summary.add_job(row.status, row.queued_at, row.acquired_at, row.started_at, ended_at)
+        start = bucket_of(ended_at, grain)
+        targets = (key, ALL_KEY) if grain != "t" else (key,)
+        for target in targets:
+            summary = deltas.setdefault((grain, target, start), Summary())
+            summary.add_job(row.status, row.queued_at, row.acquired_at, row.started_at, ended_at)
 
 
 class StatsMixin(SqlBase):
@@ -394,7 +400,9 @@ def _range_rows(
     if until is not None:
         stmt = stmt.where(jobstats.c.bucket_start < until)
     folded_at = _watermark(tx)[1]
-    if keys is not None:
+    if keys is None:
+        stmt = stmt.where(jobstats.c.jobconfig_key >= 0)
+    else:
         if not keys:
             return [], folded_at
         stmt = stmt.where(jobstats.c.jobconfig_key.in_(keys))
@@ -435,14 +443,59 @@ def _summarize(
 
     The answer's hot loop: one accumulator list per group, updated in place (no
     object per row); histograms are packed integers, so a merge is one addition.
+    For every jobconfig over a bounded range, the per-bucket sums come from the
+    all-jobconfigs rows and the per-jobconfig sums of whole days from day rows, so
+    a long range of hours reads far fewer rows than jobconfigs x hours.
     """
+    if keys is None and since is not None and until is not None:
+        return _summarize_everything(tx, grain, since, until)
     rows, folded_at = _range_rows(tx, grain, since, until, keys)
-    per_key: dict[int, list[Any]] = {}
+    per_key: dict[Any, list[Any]] = {}
     per_start: dict[Any, list[Any]] = {}
-    for key, start, fin, err, fail, canc, dc, ds, dm, db, wc, ws, wm, wb in rows:
+    _accumulate(rows, per_key, per_start)
+    return StatsSummary(
+        {key: _summary_from(acc) for key, acc in per_key.items()},
+        {_as_utc(start): _summary_from(acc) for start, acc in per_start.items()},
+        folded_at,
+    )
+
+
+def _summarize_everything(tx: Tx, grain: str, since: datetime, until: datetime) -> StatsSummary:
+    all_rows, folded_at = _range_rows(tx, grain, since, until, [ALL_KEY])
+    per_start: dict[Any, list[Any]] = {}
+    _accumulate(all_rows, None, per_start)
+    per_key: dict[Any, list[Any]] = {}
+    first_day = bucket_of(since, "d")
+    if first_day < since:
+        first_day += timedelta(days=1)
+    last_day = bucket_of(until, "d")
+    if grain == "h" and first_day < last_day:
+        # whole days from day rows, the hours before and after from hour rows
+        parts = [("d", first_day, last_day), ("h", since, first_day), ("h", last_day, until)]
+    else:
+        parts = [(grain, since, until)]
+    for part_grain, lo, hi in parts:
+        if lo < hi:
+            rows, _ = _range_rows(tx, part_grain, lo, hi, None)
+            _accumulate(rows, per_key, None)
+    return StatsSummary(
+        {key: _summary_from(acc) for key, acc in per_key.items()},
+        {_as_utc(start): _summary_from(acc) for start, acc in per_start.items()},
+        folded_at,
+    )
+
+
+def _accumulate(
+    rows: list[Any], per_key: dict[Any, list[Any]] | None, per_start: dict[Any, list[Any]] | None
+) -> None:
+    """Add raw rows into per-jobconfig and/or per-bucket accumulators."""
+    targets = [(groups, i) for groups, i in ((per_key, 0), (per_start, 1)) if groups is not None]
+    for row in rows:
+        _key, _start, fin, err, fail, canc, dc, ds, dm, db, wc, ws, wm, wb = row
         dpk = _unpack(db) if db else 0
         wpk = _unpack(wb) if wb else 0
-        for groups, group in ((per_key, key), (per_start, start)):
+        for groups, index in targets:
+            group = row[index]
             acc = groups.get(group)
             if acc is None:
                 groups[group] = [fin, err, fail, canc, dc, ds, dm, dpk, wc, ws, wm, wpk]
@@ -461,11 +514,6 @@ def _summarize(
             if wm > acc[10]:
                 acc[10] = wm
             acc[11] += wpk
-    return StatsSummary(
-        {key: _summary_from(acc) for key, acc in per_key.items()},
-        {_as_utc(start): _summary_from(acc) for start, acc in per_start.items()},
-        folded_at,
-    )
 
 
 def _unpack(data: bytes) -> int:
