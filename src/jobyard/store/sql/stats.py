@@ -552,6 +552,18 @@ def _jobs_now(tx: Tx) -> JobsNow:
         .scalar_subquery()
     )
     key = func.coalesce(jobs.c.jobconfig_id, 0)
+    # Jobs still pending, read from the (short) pending list: SQLite's planner, without
+    # statistics, would scan the jobs table for a join, PostgreSQL's for an IN.
+    pending_tail = select(literal("tail"), key, jobs.c.status, func.count())
+    if tx.pg:
+        pending_tail = pending_tail.select_from(
+            jobstats_pending.join(jobs, jobs.c.id == jobstats_pending.c.job_id)
+        )
+    else:
+        pending_tail = pending_tail.where(
+            jobs.c.id.in_(select(jobstats_pending.c.job_id).scalar_subquery())
+        )
+    pending_tail = pending_tail.group_by(key, jobs.c.status)
     parts = [
         # folded ended jobs, by jobconfig and end status
         *(
@@ -570,9 +582,7 @@ def _jobs_now(tx: Tx) -> JobsNow:
         select(literal("tail"), key, jobs.c.status, func.count())
         .where(jobs.c.id > watermark)
         .group_by(key, jobs.c.status),
-        select(literal("tail"), key, jobs.c.status, func.count())
-        .select_from(jobstats_pending.join(jobs, jobs.c.id == jobstats_pending.c.job_id))
-        .group_by(key, jobs.c.status),
+        pending_tail,
         # live jobs by pool and status (the partial and (status, id) indexes)
         select(literal("pool"), literal(0), jobs.c.status + ":" + jobs.c.pool, func.count())
         .where(jobs.c.status.in_([s.value for s in _LIVE]))
