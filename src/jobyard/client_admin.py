@@ -216,6 +216,24 @@ class AdminCalls:
         """``DELETE /users/{id}/policies/{pid}`` (204)."""
         await self._send("DELETE", f"{API}/users/{user_id}/policies/{policy_id}")
 
+    async def jobstats(
+        self,
+        *,
+        jobconfig_id: int | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        bucket: str = "hour",
+    ) -> JsonObject:
+        """``GET /jobstats``: counts, durations and queue waits of ended jobs you may view."""
+        params: dict[str, str | int] = {"bucket": bucket}
+        if jobconfig_id is not None:
+            params["jobconfig_id"] = jobconfig_id
+        if since:
+            params["since"] = since
+        if until:
+            params["until"] = until
+        return await self._json("GET", f"{API}/jobstats", params=params)
+
     async def purge(self, *, dry_run: bool = False) -> JsonObject:
         """``POST /admin/purge``: run a retention pass now (admins); counts of what went."""
         return await self._json("POST", f"{API}/admin/purge", json={"dry_run": dry_run})

@@ -92,7 +92,12 @@ class Runtime:
         self._tasks.append(
             asyncio.create_task(
                 maintenance_loop(
-                    store, bus, holder=self.server_id, interval=self.settings.maintenance_seconds
+                    store,
+                    bus,
+                    holder=self.server_id,
+                    interval=self.settings.maintenance_seconds,
+                    stats_lag_seconds=self.settings.stats.fold_lag_seconds,
+                    stats_batch=self.settings.stats.fold_batch,
                 ),
                 name="maintenance",
             )

@@ -99,6 +99,35 @@ class RetentionSettings(BaseModel):
     )
 
 
+class StatsSettings(BaseModel):
+    """``[stats]`` in the TOML file; ``JOBYARD_STATS__<FIELD>`` in the environment.
+
+    Job statistics come from a rollup the maintenance leader folds ended jobs into
+    every ``maintenance_seconds`` (never on the job path).
+    """
+
+    fold_lag_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Jobs created less than this long ago wait for the next fold "
+        "(an id PostgreSQL handed out may commit late); longer than any submit transaction.",
+    )
+    fold_batch: int = Field(
+        default=5000, ge=1, le=50_000, description="Jobs read per fold transaction."
+    )
+
+
+class MetricsSettings(BaseModel):
+    """``[metrics]`` in the TOML file; ``JOBYARD_METRICS__<FIELD>`` in the environment."""
+
+    # A plain str, like secret_key: settings travel to worker processes as JSON.
+    token: str = Field(
+        default="",
+        repr=False,
+        description="Bearer token that may read /metrics and nothing else (empty: admins only).",
+    )
+
+
 class Settings(BaseSettings):
     """Every tunable of a jobyard process. Env prefix ``JOBYARD_``; file via ``JOBYARD_CONFIG``."""
 
@@ -163,6 +192,8 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    stats: StatsSettings = Field(default_factory=StatsSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     upload_max_bytes: int = Field(default=512 * 1024**2, gt=0, description="Largest upload.")
     upload_max_concurrent: int = Field(

@@ -377,6 +377,9 @@ ENFORCED: list[Rule] = [
         admin_only(200, others=403),
         with_body(f"{API}/admin/purge", {"dry_run": True}),
     ),
+    # statistics: everyone sees the jobconfigs they may view; metrics: admins only
+    Rule("GET", f"{API}/jobstats", any_user(200)),
+    Rule("GET", "/metrics", admin_only(200, others=403)),
     # packages (no owner: any user)
     Rule("POST", f"{API}/packages", any_user(201, job=403), _upload),
     Rule("GET", f"{API}/packages", any_user(200)),

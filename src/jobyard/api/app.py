@@ -19,12 +19,14 @@ from jobyard.api.auth import OPEN_PATHS, AuthMiddleware
 from jobyard.api.errors import install_error_handlers
 from jobyard.api.hotpath import HotPathMiddleware
 from jobyard.api.limits import BodyLimitMiddleware
+from jobyard.api.metrics import HttpMetrics, RequestMetricsMiddleware
 from jobyard.api.openapi import DESCRIPTION, install_openapi, summarize
 from jobyard.api.routes import access as access_routes
 from jobyard.api.routes import admin as admin_routes
 from jobyard.api.routes import apply as apply_routes
 from jobyard.api.routes import cron, health, jobconfigs, jobs, packages, schedules
 from jobyard.api.routes import macros as macro_routes
+from jobyard.api.routes import stats as stats_routes
 from jobyard.api.routes import templates as template_routes
 from jobyard.api.routes import users as user_routes
 from jobyard.service.context import Context
@@ -78,11 +80,15 @@ def create_app(services: Services) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    # The last one added runs first: authentication, then the body limits (which need
-    # the caller to count its uploads), then the job path's submit routes.
+    # The last one added runs first: request metrics, authentication, then the body
+    # limits (which need the caller to count its uploads), then the job path's submit
+    # routes.
     app.add_middleware(HotPathMiddleware)
     app.add_middleware(BodyLimitMiddleware, settings=services.settings)
     app.add_middleware(AuthMiddleware)
+    # Outermost: request latency by route template, for /metrics (this app's own).
+    app.state.http_metrics = HttpMetrics()
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.http_metrics)
     # Routes are matched in order: the job path's (submit, run a jobconfig) come first.
     for module in (
         jobs,
@@ -97,6 +103,7 @@ def create_app(services: Services) -> FastAPI:
         access_routes,
         admin_routes,
         apply_routes,
+        stats_routes,
         docs_pages,
     ):
         app.include_router(summarize(module.router))

@@ -15,6 +15,7 @@ from jobyard.api.errors import unavailable_response
 from jobyard.core.errors import DatabaseUnavailable, Unauthorized
 from jobyard.service.auth import authenticate
 from jobyard.service.context import Context
+from jobyard.service.metrics import is_metrics_token, metrics_principal
 
 #: The only routes answered without a token: health, login (it hands tokens out), and
 #: the API's description (the OpenAPI document and the pages that show it).
@@ -28,6 +29,10 @@ OPEN_PATHS: frozenset[str] = frozenset(
         *ASSETS,
     }
 )
+
+
+#: The Prometheus endpoint: the only route the ``metrics.token`` bearer may read.
+METRICS_PATH = "/metrics"
 
 
 class AuthMiddleware:
@@ -46,6 +51,12 @@ class AuthMiddleware:
                 header = value.decode("latin-1")
                 break
         ctx: Context = scope["app"].state.ctx
+        if scope["path"] == METRICS_PATH and is_metrics_token(ctx.settings.metrics.token, header):
+            # The metrics token opens /metrics and nothing else: on every other path it
+            # is just an unknown token (401).
+            scope.setdefault("state", {})["principal"] = metrics_principal()
+            await self.app(scope, receive, send)
+            return
         try:
             principal = await authenticate(ctx, header)
         except Unauthorized as exc:

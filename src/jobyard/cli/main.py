@@ -17,6 +17,7 @@ from jobyard.cli.login import login_command, logout_command
 from jobyard.cli.purge import purge_command
 from jobyard.cli.run import run_command
 from jobyard.cli.server import db_app, keys_app, up_command
+from jobyard.cli.stats import stats_command
 
 app = typer.Typer(
     name="jobyard",
@@ -85,6 +86,7 @@ app.add_typer(macros.app)
 app.add_typer(access_cli.app)
 app.command("audit")(access_cli.audit_command)
 app.command("purge")(purge_command)
+app.command("stats")(stats_command)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Maintenance: end jobs of lost workers, catch up on sequencing, recover after a crash.
+"""Maintenance: end jobs of lost workers, catch up on sequencing, recover after a crash,
+fold ended jobs into the statistics rollup.
 
 One server at a time does the sweep (leader election through the store), so several
 replicas on one PostgreSQL never fight over the same jobs.
@@ -48,14 +49,43 @@ async def sweep_once(store: Store, bus: Bus, *, interval: float | None = None) -
     return len(failed), promoted
 
 
-async def maintenance_loop(store: Store, bus: Bus, *, holder: str, interval: float) -> None:
-    """Run :func:`sweep_once` every ``interval`` seconds while this server leads."""
+#: Most fold transactions of one sweep (each up to ``batch`` jobs): a big backlog (the
+#: first pass after an upgrade over a long history) is folded over several sweeps.
+FOLD_ROUNDS_PER_SWEEP = 20
+
+
+async def fold_stats(store: Store, *, lag_seconds: float, batch: int = 5000) -> int:
+    """Fold newly ended jobs into the statistics rollup; how many were folded.
+
+    Runs in the maintenance leader, off the job path: one short transaction per batch.
+    """
+    folded = 0
+    for _ in range(FOLD_ROUNDS_PER_SWEEP):
+        result = await store.jobstats_fold(lag_seconds=lag_seconds, batch=batch)
+        folded += result.folded
+        if not result.more:
+            break
+        await asyncio.sleep(0)  # let the API answer between batches
+    return folded
+
+
+async def maintenance_loop(
+    store: Store,
+    bus: Bus,
+    *,
+    holder: str,
+    interval: float,
+    stats_lag_seconds: float = 5.0,
+    stats_batch: int = 5000,
+) -> None:
+    """Run :func:`sweep_once` and :func:`fold_stats` every ``interval`` s while leading."""
     while True:
         try:
             if await store.leader_try_acquire(
                 name="maintenance", holder=holder, ttl_seconds=interval * 3
             ):
                 await sweep_once(store, bus, interval=interval)
+                await fold_stats(store, lag_seconds=stats_lag_seconds, batch=stats_batch)
         except asyncio.CancelledError:
             raise
         except DatabaseUnavailable as exc:

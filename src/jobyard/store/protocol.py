@@ -46,10 +46,11 @@ from jobyard.core.schedules import FiringPlanner, FiringRound, Schedule, Schedul
 from jobyard.core.templates import CloneResult, Template, TemplateSpec
 from jobyard.core.users import User
 from jobyard.store.protocol_claims import ClaimStore
+from jobyard.store.protocol_stats import StatsStore
 from jobyard.store.protocol_users import UserStore
 
 
-class Store(ClaimStore, UserStore, Protocol):
+class Store(ClaimStore, UserStore, StatsStore, Protocol):
     """All persistence of jobyard. See the module docstring for the rules."""
 
     # -- lifecycle ---------------------------------------------------------------

@@ -32,6 +32,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Sequence,
     String,
@@ -446,6 +447,49 @@ leaders = Table(
     Column("name", String(100), primary_key=True),
     Column("holder", String(200), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+#: Job statistics (0006): a rollup of ended jobs per jobconfig (``jobconfig_key``; 0 for
+#: ad-hoc jobs) and time bucket of their end, at three grains: ``h`` (hour), ``d`` (day,
+#: UTC) and ``t`` (all time, ``bucket_start`` the epoch). Maintained off the job path by
+#: the maintenance leader (:mod:`jobyard.store.sql.stats`); bins are the packed
+#: :mod:`jobyard.core.stats` histograms as bytes. Purging jobs never changes these rows.
+jobstats = Table(
+    "jobstats",
+    metadata,
+    Column("grain", String(1), primary_key=True),
+    Column("jobconfig_key", Integer, primary_key=True),
+    Column("bucket_start", UtcDateTime(), primary_key=True),
+    Column("finished", BigInteger, nullable=False),
+    Column("error", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("cancelled", BigInteger, nullable=False),
+    Column("dur_count", BigInteger, nullable=False),
+    Column("dur_sum_ms", Float, nullable=False),
+    Column("dur_max_ms", Float, nullable=False),
+    Column("dur_bins", LargeBinary, nullable=False),
+    Column("wait_count", BigInteger, nullable=False),
+    Column("wait_sum_ms", Float, nullable=False),
+    Column("wait_max_ms", Float, nullable=False),
+    Column("wait_bins", LargeBinary, nullable=False),
+    Index("ix_jobstats_grain_bucket_start", "grain", "bucket_start"),
+)
+
+#: The rollup's watermark (one row, id 1): every job with ``id <= folded_through`` is in
+#: ``jobstats`` or, if it had not ended when its id was passed, in ``jobstats_pending``.
+jobstats_state = Table(
+    "jobstats_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("folded_through", BigInteger, nullable=False),
+    Column("folded_at", UtcDateTime(), nullable=True),
+)
+
+#: Jobs below the watermark that had not ended when it passed them (folded when they end).
+jobstats_pending = Table(
+    "jobstats_pending",
+    metadata,
+    Column("job_id", BigInteger, primary_key=True, autoincrement=False),
 )
 
 

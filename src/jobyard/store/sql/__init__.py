@@ -16,6 +16,7 @@ from jobyard.store.sql.macros import MacrosMixin
 from jobyard.store.sql.packages import PackagesMixin
 from jobyard.store.sql.retention import RetentionMixin
 from jobyard.store.sql.schedules import SchedulesMixin
+from jobyard.store.sql.stats import StatsMixin
 from jobyard.store.sql.submits import SubmitsMixin
 from jobyard.store.sql.templates import TemplatesMixin
 from jobyard.store.sql.tokens import TokensMixin
@@ -38,6 +39,7 @@ class SqlStore(
     WorkersMixin,
     AccessMixin,
     RetentionMixin,
+    StatsMixin,
 ):
     """The store over one database URL. Build it with :func:`jobyard.store.factory.open_store`."""
 

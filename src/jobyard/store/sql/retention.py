@@ -30,6 +30,7 @@ from jobyard.store.schema import (
     templates,
 )
 from jobyard.store.sql.base import SqlBase, Tx, package_from_row, status_in
+from jobyard.store.sql.stats import fold_deleted
 
 #: Most ids a caller may hand to one purge transaction.
 MAX_BATCH = 10_000
@@ -209,6 +210,9 @@ def delete_job_rows(tx: Tx, ids: list[int], *, dry_run: bool = False) -> JobsPur
             select(func.count()).select_from(api_tokens).where(api_tokens.c.job_id.in_(ids))
         ).scalar_one()
         return JobsPurged(list(ids), int(events), int(tokens), keys, size)
+    # Jobs the statistics rollup has not counted yet are counted now, in this
+    # transaction: deleting a job never changes the statistics.
+    fold_deleted(tx, ids)
     events = tx.conn.execute(delete(job_events).where(job_events.c.job_id.in_(ids))).rowcount
     tx.conn.execute(delete(job_files).where(job_files.c.job_id.in_(ids)))
     tokens = tx.conn.execute(delete(api_tokens).where(api_tokens.c.job_id.in_(ids))).rowcount

@@ -1,0 +1,304 @@
+"""``GET /api/v1/jobstats`` over 1,000,000 ended jobs: the rollup's fold and its answers.
+
+For each engine (embedded SQLite, and PostgreSQL on a throwaway cluster):
+
+1. a fresh database at the head revision, 20 jobconfigs;
+2. ``--rows`` ended jobs bulk-inserted straight into ``jobs`` (one ``INSERT ... SELECT``
+   over a generated series per batch; one job a second, so 1M jobs span ~11.6 days;
+   FINISHED 70 %, ERROR / FAILED / CANCELLED 10 % each; run times 1 s to 10 min,
+   queue waits 0-2 s);
+3. the whole history is folded into the rollup through ``Store.jobstats_fold`` (what
+   the maintenance leader does after an upgrade over an existing history), timed;
+4. ``GET /api/v1/jobstats`` of a ``jobyard up`` (no workers, retention off: its
+   defaults would purge most of the history meanwhile) on that database, as the
+   admin (every jobconfig), ``--queries`` times per query shape; target p95 <= 50 ms;
+   then ``GET /metrics`` as many times; then the same ``jobstats`` requests through the
+   whole ASGI app inside this process (no socket, no second process to schedule).
+
+The throwaway PostgreSQL cluster runs with ``fsync=off``.
+
+    .venv/bin/python benchmarks/bench_jobstats.py [--rows 1000000]
+        [--engines sqlite,postgresql] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from _common import jobyard_up, machine, percentile, summary_ms, table, verdict
+from sqlalchemy import Engine, func, select, text
+
+from jobyard.api.app import create_app
+from jobyard.core.models import JobConfigSpec
+from jobyard.settings import Settings
+from jobyard.store.factory import open_store, upgrade_database
+from jobyard.store.schema import jobs, jobstats
+from jobyard.store.sql.base import make_sync_engine, normalize_url
+
+TARGET_P95_MS = 50.0
+JOBCONFIGS = 20
+BATCH = 250_000
+
+
+def _columns(pg: bool) -> dict[str, str]:
+    """SQL expression of every ``jobs`` column but ``id``, as a function of ``i``."""
+    status = (
+        "CASE i % 10 WHEN 0 THEN 'ERROR' WHEN 1 THEN 'FAILED' WHEN 2 THEN 'CANCELLED' "
+        "ELSE 'FINISHED' END"
+    )
+    ran = "(i % 10 <> 2)"
+
+    def ts(offset: str) -> str:
+        if pg:
+            return f"to_timestamp(:t0 + i + {offset})"
+        return f"strftime('%Y-%m-%d %H:%M:%S', :t0 + i + {offset}, 'unixepoch') || '.000000'"
+
+    def json(value: str) -> str:
+        return f"CAST('{value}' AS JSON)" if pg else f"'{value}'"
+
+    def when_ran(value: str) -> str:
+        return f"CASE WHEN {ran} THEN {value} ELSE NULL END"
+
+    div = "div(i, 10)" if pg else "(i / 10)"
+    run_s = "(1 + (i * 7919) % 600)"
+    return {
+        "jobconfig_id": f":jc0 + ({div} % {JOBCONFIGS})",
+        "package_id": "NULL",
+        "entrypoint": "NULL",
+        "command": json('["true"]'),
+        "macros": json("{}"),
+        "timeout": "0",
+        "success_exit_codes": json("[0]"),
+        "pool": "'default'",
+        "priority": "0",
+        "trigger": "'api'",
+        "submitted_by": "'admin'",
+        "rerun_of": "NULL",
+        "status": status,
+        "status_reason": "NULL",
+        "exit_code": "CASE i % 10 WHEN 0 THEN 1 WHEN 3 THEN 0 ELSE NULL END",
+        "seq": ":seq0 + i + 1",
+        "worker_id": when_ran("'bench-host:1:worker'"),
+        "lease_expires_at": "NULL",
+        "abort_requested_at": "NULL",
+        "pid": when_ran("1000 + i % 30000"),
+        "created_at": ts("0"),
+        "sequenced_at": ts("0"),
+        "queued_at": ts("0"),
+        "acquired_at": when_ran(ts("i % 3")),
+        "started_at": when_ran(ts("3")),
+        "ended_at": f"CASE WHEN {ran} THEN {ts('3 + ' + run_s)} ELSE {ts('1')} END",
+    }
+
+
+def _insert_history(engine: Engine, *, count: int, jc0: int, t0: int) -> None:
+    pg = engine.dialect.name == "postgresql"
+    exprs = _columns(pg)
+    wanted = [c.name for c in jobs.c if c.name in exprs]  # the others are nullable
+    columns = ", ".join(wanted)
+    values = ", ".join(exprs[c] for c in wanted)
+    if pg:
+        series = "generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint))"
+        sql = f"INSERT INTO jobs ({columns}) SELECT {values} FROM {series} AS i"
+    else:
+        sql = (
+            f"INSERT INTO jobs ({columns}) WITH RECURSIVE n(i) AS "
+            "(SELECT :lo UNION ALL SELECT i + 1 FROM n WHERE i < :hi) "
+            f"SELECT {values} FROM n"
+        )
+    for lo in range(0, count, BATCH):
+        hi = min(lo + BATCH, count) - 1
+        with engine.begin() as conn:
+            seq0 = conn.execute(select(func.coalesce(func.max(jobs.c.seq), 0))).scalar_one()
+            conn.execute(text(sql), {"lo": lo, "hi": hi, "jc0": jc0, "t0": t0, "seq0": seq0})
+    if pg:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE jobs"))
+
+
+@contextlib.contextmanager
+def _database(engine_name: str) -> Iterator[tuple[str, Path, bool]]:
+    with tempfile.TemporaryDirectory(prefix="jy-bench-jobstats-") as tmp:
+        home = Path(tmp)
+        if engine_name == "sqlite":
+            yield f"sqlite:///{home / 'jobyard.db'}", home, True
+            return
+        from tests.support.pg import start_cluster
+
+        cluster = start_cluster()
+        try:
+            yield cluster.url(cluster.create_database()), home, False
+        finally:
+            cluster.stop()
+
+
+def _queries(jc0: int, end: datetime) -> dict[str, dict[str, str]]:
+    """Query shapes: name -> query parameters."""
+    iso = end.isoformat()
+    return {
+        "hour, last 24 h (default), all jobconfigs": {"until": iso},
+        "day, last 30 days (default), all jobconfigs": {"bucket": "day", "until": iso},
+        "hour, 7 days, one jobconfig": {
+            "jobconfig_id": str(jc0),
+            "since": (end - timedelta(days=7)).isoformat(),
+            "until": iso,
+        },
+        "hour, 12 days (whole history), all jobconfigs": {
+            "since": (end - timedelta(days=12)).isoformat(),
+            "until": iso,
+        },
+    }
+
+
+async def bench_engine(engine_name: str, rows: int, queries: int) -> list[list[object]]:
+    """Load, fold, query on one engine; the table rows of its report."""
+    out: list[list[object]] = []
+    with _database(engine_name) as (url, home, is_sqlite):
+        await asyncio.to_thread(upgrade_database, url)
+        store = await open_store(url, migrate=False)
+        engine = make_sync_engine(normalize_url(url))
+        try:
+            jc_ids = [
+                (
+                    await store.jobconfig_insert(
+                        JobConfigSpec(name=f"stats-{k:02d}", command=["true"], max_concurrent=0)
+                    )
+                ).id
+                for k in range(JOBCONFIGS)
+            ]
+            t0 = int(time.time()) - rows - 3600
+            started = time.perf_counter()
+            await asyncio.to_thread(_insert_history, engine, count=rows, jc0=jc_ids[0], t0=t0)
+            load_s = time.perf_counter() - started
+            print(f"  {engine_name}: {rows:,} jobs loaded in {load_s:.1f} s", flush=True)
+
+            started = time.perf_counter()
+            folded = 0
+            while True:
+                result = await store.jobstats_fold(lag_seconds=0, batch=5000)
+                folded += result.folded
+                if not result.more:
+                    break
+            fold_s = time.perf_counter() - started
+            with engine.connect() as conn:
+                rollup = conn.execute(select(func.count()).select_from(jobstats)).scalar_one()
+            print(
+                f"  {engine_name}: folded {folded:,} jobs in {fold_s:.1f} s "
+                f"({folded / fold_s:,.0f} jobs/s) into {rollup:,} rollup rows",
+                flush=True,
+            )
+            out.append(["fold (whole history, batches of 5,000)", f"{fold_s:.1f} s", "", ""])
+
+            end = datetime.fromtimestamp(t0 + rows + 3600, UTC)
+            # Retention off: with its defaults (10,000 jobs kept per jobconfig) the server
+            # would spend the run purging 800,000 of these jobs (statistics unchanged).
+            env = {"JOBYARD_RETENTION__ENABLED": "false"}
+            if not is_sqlite:
+                env["JOBYARD_DATABASE_URL"] = url
+            with jobyard_up(workers=0, home=home, env=env) as server:
+                async with httpx.AsyncClient(
+                    base_url=server.url, headers=server.headers, timeout=60
+                ) as client:
+                    for name, params in _queries(jc_ids[0], end).items():
+                        await client.get("/api/v1/jobstats", params=params)  # warm-up
+                        timings = []
+                        total = 0
+                        for _ in range(queries):
+                            t = time.perf_counter()
+                            r = await client.get("/api/v1/jobstats", params=params)
+                            timings.append(time.perf_counter() - t)
+                            if r.status_code != 200:
+                                raise RuntimeError(f"{name}: {r.status_code} {r.text}")
+                            total = r.json()["overall"]["total"]
+                        s = summary_ms(timings, ps=(50, 95))
+                        p95 = percentile(timings, 95) * 1000
+                        out.append(
+                            [
+                                name,
+                                f"{s['p50']} / {s['p95']}",
+                                f"{total:,}",
+                                verdict(p95 <= TARGET_P95_MS),
+                            ]
+                        )
+                    timings = []
+                    for _ in range(queries):
+                        t = time.perf_counter()
+                        r = await client.get("/metrics")
+                        timings.append(time.perf_counter() - t)
+                        if r.status_code != 200:
+                            raise RuntimeError(f"/metrics: {r.status_code} {r.text}")
+                    s = summary_ms(timings, ps=(50, 95))
+                    out.append(["GET /metrics (a scrape)", f"{s['p50']} / {s['p95']}", "", ""])
+            # The same requests through the whole ASGI app in this process (no socket, no
+            # second process): what the server itself spends, less the host's scheduling.
+            settings = Settings(
+                home=home,
+                workers=0,
+                database_url="" if is_sqlite else url,
+                retention={"enabled": False},
+            )
+            app = create_app(settings)
+            async with app.router.lifespan_context(app):
+                token = (home / "admin.token").read_text().strip()
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app),
+                    base_url="http://in-process",
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as client:
+                    for name, params in _queries(jc_ids[0], end).items():
+                        await client.get("/api/v1/jobstats", params=params)  # warm-up
+                        timings = []
+                        for _ in range(queries):
+                            t = time.perf_counter()
+                            r = await client.get("/api/v1/jobstats", params=params)
+                            timings.append(time.perf_counter() - t)
+                            if r.status_code != 200:
+                                raise RuntimeError(f"{name}: {r.status_code} {r.text}")
+                        s = summary_ms(timings, ps=(50, 95))
+                        p95 = percentile(timings, 95) * 1000
+                        out.append(
+                            [
+                                f"in-process ASGI: {name}",
+                                f"{s['p50']} / {s['p95']}",
+                                "",
+                                verdict(p95 <= TARGET_P95_MS),
+                            ]
+                        )
+        finally:
+            await store.close()
+            engine.dispose()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    print(
+        f"bench_jobstats: {args.rows:,} ended jobs, {JOBCONFIGS} jobconfigs, "
+        f"{args.queries} requests per query; {machine()}",
+        flush=True,
+    )
+    for engine_name in args.engines.split(","):
+        found = asyncio.run(bench_engine(engine_name.strip(), args.rows, args.queries))
+        print(
+            table(
+                f"GET /api/v1/jobstats, {engine_name}, {args.rows:,} jobs",
+                ["query", "p50 / p95 ms", "jobs counted", f"p95 <= {TARGET_P95_MS:g} ms"],
+                found,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
