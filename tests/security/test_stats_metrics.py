@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 
 from jobyard.api.app import create_app
+from jobyard.api.auth import OPEN_PATHS
+from jobyard.runtime import Runtime
 from tests.integration.conftest import Env, ServerFactory
 from tests.support.authz import fill, route_table
 
@@ -107,8 +109,8 @@ async def test_the_metrics_token_opens_no_other_route(start_server: ServerFactor
     ids = {"jobconfig_id": jc, "job_id": 1, "package_id": 1, "template_id": 1,
            "schedule_id": 1, "user_id": 1, "token_id": 1, "policy_id": 1,
            "name": "x", "kind": "outputs", "filename": "f"}  # fmt: skip
-    table = route_table(create_app(env.settings))
-    open_paths = {"/healthz", "/readyz", f"{API}/login", f"{API}/token/refresh"}
+    table = route_table(create_app(Runtime(env.settings)))
+    open_paths = set(OPEN_PATHS)
     checked = 0
     headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
     async with httpx.AsyncClient(base_url=env.url, headers=headers, timeout=30) as client:

@@ -136,6 +136,34 @@ MACRO: dict[str, Any] = {
     "updated_by": "alice",
 }
 
+#: Statistics of 12 ended jobs (see ``JobStatsOut``).
+STATS_SUMMARY: dict[str, Any] = {
+    "total": 12,
+    "counts": {"FINISHED": 10, "ERROR": 1, "FAILED": 1, "CANCELLED": 0},
+    "duration_seconds": {
+        "count": 12,
+        "mean": 41.5,
+        "p50": 38.2,
+        "p95": 70.1,
+        "p99": 70.1,
+        "max": 71.0,
+    },
+    "queue_wait_seconds": {"count": 12, "mean": 0.4, "p50": 0.01, "p95": 2.9, "max": 3.0},
+}
+EMPTY_STATS: dict[str, Any] = {
+    "total": 0,
+    "counts": {"FINISHED": 0, "ERROR": 0, "FAILED": 0, "CANCELLED": 0},
+    "duration_seconds": {
+        "count": 0,
+        "mean": None,
+        "p50": None,
+        "p95": None,
+        "p99": None,
+        "max": None,
+    },
+    "queue_wait_seconds": {"count": 0, "mean": None, "p50": None, "p95": None, "max": None},
+}
+
 #: Schema name -> its example.
 EXAMPLES: dict[str, dict[str, Any]] = {
     # Request bodies
@@ -190,6 +218,18 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "PurgeIn": {"dry_run": True},
     # Answers
     "JobOut": JOB,
+    "JobStatsOut": {
+        "bucket": "hour",
+        "since": "2026-01-05T09:00:00Z",
+        "until": "2026-01-05T11:00:00Z",
+        "folded_at": "2026-01-05T10:59:55Z",
+        "overall": STATS_SUMMARY,
+        "jobconfigs": [{**STATS_SUMMARY, "jobconfig_id": 3, "name": "orders-etl"}],
+        "buckets": [
+            {**STATS_SUMMARY, "start": "2026-01-05T09:00:00Z"},
+            {**EMPTY_STATS, "start": "2026-01-05T10:00:00Z"},
+        ],
+    },
     "JobConfigOut": JOBCONFIG,
     "PackageOut": PACKAGE,
     "TemplateOut": TEMPLATE,

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from jobyard.cli.context import state_of
+from jobyard.cli.context import JsonFlag, OutputOpt, PlainFlag, state_of
 from jobyard.cli.lookup import resolve_jobconfig
-from jobyard.cli.render import format_seconds
+from jobyard.cli.render import format_seconds, new_table
 from jobyard.client import ApiClient
 from jobyard.client_types import JsonObject
 
@@ -68,7 +68,7 @@ def _row(name: str, summary: JsonObject) -> list[str]:
 
 def stats_table(answer: JsonObject) -> Table:
     """The answer of ``GET /jobstats`` as a table (one row per jobconfig, then the total)."""
-    table = Table(title="ended jobs", title_justify="left")
+    table = new_table(title="ended jobs")
     for header in ("jobconfig", "ended", "FINISHED", "ERROR", "FAILED", "CANCELLED"):
         table.add_column(header, justify="left" if header == "jobconfig" else "right")
     for header in ("run p50", "p95", "p99", "max", "wait p50", "p95"):
@@ -107,9 +107,9 @@ def stats_command(
     until: Annotated[
         str | None, typer.Option("--until", help="ISO 8601 with a zone; default now.")
     ] = None,
-    output: Annotated[
-        Literal["table", "json"], typer.Option("--output", help="table or json.")
-    ] = "table",
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
 ) -> None:
     """Statistics of ended jobs: counts by end status, run times, queue waits, a sparkline."""
     state = state_of(ctx)
@@ -123,7 +123,7 @@ def stats_command(
         )
 
     answer = state.call(work)
-    if output == "json":
+    if json_output:
         state.print_json(answer)
     else:
         state.out.print(stats_table(answer))
