@@ -45,11 +45,12 @@ from jobyard.core.retention import JobconfigKey, JobconfigRemoved, JobsPurged
 from jobyard.core.schedules import FiringPlanner, FiringRound, Schedule, ScheduleSpec
 from jobyard.core.templates import CloneResult, Template, TemplateSpec
 from jobyard.core.users import User
+from jobyard.store.protocol_apply import ApplyStore
 from jobyard.store.protocol_claims import ClaimStore
 from jobyard.store.protocol_users import UserStore
 
 
-class Store(ClaimStore, UserStore, Protocol):
+class Store(ClaimStore, UserStore, ApplyStore, Protocol):
     """All persistence of jobyard. See the module docstring for the rules."""
 
     # -- lifecycle ---------------------------------------------------------------

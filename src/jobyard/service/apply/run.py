@@ -6,10 +6,12 @@ rule holds per object: an object the caller may not view is not found (and a nam
 holds is refused on create, as ``POST /jobconfigs`` refuses it), an object it may view
 but not edit is planned as failed. A dry run stops at the plan.
 
-A real apply writes templates, then each jobconfig with its schedules, and is all or
-nothing: when one write is refused, every write of this apply is put back (newest
-first) and the answer is the plan with the refused item failed. Applies are serialised
-per store, so two documents applied at once do not interleave.
+A real apply writes templates, then each jobconfig with its schedules, in ONE database
+transaction (:meth:`~jobyard.store.protocol_apply.ApplyStore.apply_writes`) with their
+audit entries: when one write is refused, nothing of the document is written and the
+answer is the plan with the refused item failed. A server that dies midway leaves
+nothing of it either. Applies on one server plan and write one at a time; applies of
+several servers serialise on the database's row locks.
 """
 
 from __future__ import annotations
@@ -17,20 +19,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from jobyard.core.errors import (
-    DatabaseUnavailable,
-    Forbidden,
-    InvalidInput,
-    JobyardError,
-    NotFound,
+from jobyard.core.access import AuditNote
+from jobyard.core.applywrites import (
+    ApplyWrite,
+    JobConfigWrite,
+    Ref,
+    ScheduleDelete,
+    ScheduleWrite,
+    TemplateWrite,
+    WriteRefused,
 )
+from jobyard.core.errors import DatabaseUnavailable, InvalidInput, JobyardError
 from jobyard.core.models import JobConfig, JobConfigSpec
 from jobyard.core.schedules import Schedule, ScheduleSpec
 from jobyard.core.templates import RunTarget, Template, TemplateSpec
+from jobyard.core.timeutil import utcnow
 from jobyard.service import access, jobconfigs, schedules, templates
 from jobyard.service.apply.document import SPEC_FIELDS, ApplyFile, JobConfigDecl
 from jobyard.service.apply.nodes import Problem, SpecError
@@ -48,7 +55,6 @@ from jobyard.service.apply.report import ApplyReport, PackageResult, report_json
 from jobyard.service.apply.templatespec import PendingTemplate
 from jobyard.service.context import Context, Principal
 
-Undo = Callable[[], Awaitable[object]]
 _LOCKS: weakref.WeakKeyDictionary[object, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -282,12 +288,17 @@ async def apply_document(
     dry_run: bool = False,
     remote_addr: str | None = None,
 ) -> ApplyReport:
-    """Plan the document, and unless ``dry_run`` write it all or nothing.
+    """Plan the document, and unless ``dry_run`` write it in one transaction.
 
-    A plan with a failed item writes nothing; a write refused midway puts back every
-    write before it. Either answers :class:`ApplyRefused` carrying the report.
+    A plan with a failed item writes nothing; a write refused by the database (a name
+    taken meanwhile, a schedule changed since the plan...) rolls the transaction back.
+    Either answers :class:`ApplyRefused` carrying the report.
     """
     access.refuse_job_token(principal, "apply documents")
+    # The plan is read before the transaction: on one server, applies run one at a
+    # time so that each plans on what the previous one wrote. Across servers the
+    # database serialises the writes, and a plan made stale meanwhile is refused by
+    # them (taken names, schedule versions), never half applied.
     lock = _LOCKS.setdefault(ctx.store, asyncio.Lock())
     async with lock:
         report = await plan_document(ctx, principal, doc, dry_run=dry_run)
@@ -295,19 +306,24 @@ async def apply_document(
             return report
         if report.failed:
             raise _refusal(dataclasses.replace(report, rolled_back=True))
-        writer = _Writer(ctx, principal, remote_addr)
+        batch = _Batch(ctx, principal, remote_addr)
         try:
-            done_templates = [await writer.template(item) for item in report.templates]
-            ids = {item.name: item.jobconfig_id for item in done_templates}
-            done = [await writer.jobconfig(item, ids) for item in report.items]
+            for item in report.templates:
+                await batch.template(item)
+            for item in report.items:
+                await batch.jobconfig(item)
+            ids = await ctx.store.apply_writes(batch.writes)
         except _Refused as refused:
-            await writer.roll_back()
-            failed = _mark_failed(report, refused)
-            raise _refusal(failed) from None
-        except Exception:  # the database went away, say: put back what can be, then say so
-            await writer.roll_back()
-            raise
-    return dataclasses.replace(report, templates=done_templates, items=done)
+            raise _refusal(_mark_failed(report, refused)) from None
+        except WriteRefused as exc:
+            raise _refusal(_mark_failed(report, batch.refused(exc))) from None
+    if any(isinstance(w, ScheduleWrite | ScheduleDelete) for w in batch.writes):
+        ctx.bus.schedules_changed()
+    return dataclasses.replace(
+        report,
+        templates=[batch.written("template", item, ids) for item in report.templates],
+        items=[batch.written("jobconfig", item, ids) for item in report.items],
+    )
 
 
 def _refusal(report: ApplyReport) -> ApplyRefused:
@@ -352,19 +368,45 @@ class _Refused(Exception):
         self.error = f"schedule {schedule!r} refused: {reason}" if schedule else reason
 
 
-class _Writer:
-    """The writes of one apply, with what puts each back."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Origin:
+    """Which item of the plan (and which of its schedules) a write comes from."""
+
+    kind: str
+    name: str
+    schedule: str | None = None
+
+
+class _Batch:
+    """The writes of one apply, built from its plan, for the store to run in one go.
+
+    Building checks each write as its REST route would (the checks that need the
+    database run again inside the transaction); access was decided while planning.
+    """
 
     def __init__(self, ctx: Context, principal: Principal, remote_addr: str | None) -> None:
         self.ctx = ctx
         self.principal = principal
         self.remote_addr = remote_addr
-        self.undo: list[Undo] = []
+        self.writes: list[ApplyWrite] = []
+        self.origins: list[_Origin] = []
+        self.templates: dict[str, int | Ref] = {}
+        self.created: dict[tuple[str, str | None, str | None], int] = {}
 
-    async def template(self, item: PlanItem) -> PlanItem:
-        ctx, who = self.ctx, self.principal
+    def _add(self, write: ApplyWrite, origin: _Origin) -> Ref:
+        self.writes.append(write)
+        self.origins.append(origin)
+        return Ref(len(self.writes) - 1)
+
+    def _note(self, action: str, kind: str, details: dict[str, Any]) -> AuditNote:
+        return access.audit_note(self.principal, action, kind, details, self.remote_addr)
+
+    async def template(self, item: PlanItem) -> None:
+        """The write of a template to create or change (none for one left alone)."""
+        if item.jobconfig_id is not None:
+            self.templates[item.name] = item.jobconfig_id
         if item.desired is None or item.action not in (Action.CREATE, Action.UPDATE):
-            return item
+            return
         spec = TemplateSpec(
             name=str(item.desired["name"]),
             package_id=item.desired.get("package_id"),
@@ -373,152 +415,122 @@ class _Writer:
             description=str(item.desired.get("description") or ""),
         )
         try:
-            if item.action is Action.CREATE:
-                created = await templates.create(
-                    ctx, spec, owner=who.name, principal=who, remote_addr=self.remote_addr
-                )
-                self.undo.append(self._delete_template(created.id))
-                return dataclasses.replace(item, jobconfig_id=created.id)
-            template_id = int(item.jobconfig_id or 0)
-            before = templates.spec_of(await ctx.store.template_get(template_id))
-            await templates.replace(
-                ctx, template_id, spec, principal=who, remote_addr=self.remote_addr
-            )
-            self.undo.append(lambda: templates.replace(ctx, template_id, before, principal=who))
+            await templates.validate(self.ctx, spec)
         except JobyardError as exc:
             if isinstance(exc, DatabaseUnavailable):
                 raise  # an outage is no refusal: the caller gets a 503 and applies again
             raise _Refused("template", item.name, reason_of(exc)) from exc
-        return item
+        who = self.principal.name
+        origin = _Origin("template", item.name)
+        if item.action is Action.CREATE:
+            note = self._note("template.create", "template", {"name": spec.name})
+            ref = self._add(TemplateWrite(spec, None, who, note), origin)
+            self.templates[item.name] = ref
+            self.created[("template", item.name, None)] = ref.index
+            return
+        note = self._note("template.update", "template", {"fields": sorted(templates.SPEC_FIELDS)})
+        self._add(TemplateWrite(spec, item.jobconfig_id, who, note), origin)
 
-    async def jobconfig(self, item: PlanItem, template_ids: Mapping[str, int | None]) -> PlanItem:
-        ctx, who = self.ctx, self.principal
+    async def jobconfig(self, item: PlanItem) -> None:
+        """The writes of a jobconfig and its schedules (those the plan changes)."""
         step: str | None = None
         try:
-            if item.desired is not None and item.action is Action.CREATE:
-                created = await jobconfigs.create(
-                    ctx,
-                    _jobconfig_spec(item.desired, template_ids),
-                    owner=who.name,
-                    principal=who,
-                    remote_addr=self.remote_addr,
-                )
-                self.undo.append(self._delete_jobconfig(created.id))
-                item = dataclasses.replace(item, jobconfig_id=created.id)
-            elif item.desired is not None and item.action is Action.UPDATE:
-                jobconfig_id = int(item.jobconfig_id or 0)
-                before = jobconfigs.spec_of(await ctx.store.jobconfig_get(jobconfig_id))
-                spec = _jobconfig_spec(item.desired, template_ids, before)
-                await jobconfigs.replace(
-                    ctx, jobconfig_id, spec, principal=who, remote_addr=self.remote_addr
-                )
-                self.undo.append(
-                    lambda: jobconfigs.replace(ctx, jobconfig_id, before, principal=who)
-                )
-            done: dict[str, SchedulePlanItem] = {}
-            writes = [s for s in item.schedules or () if s.action in (Action.CREATE, Action.UPDATE)]
+            target = await self._jobconfig(item)
+            changing = [
+                s for s in item.schedules or () if s.action in (Action.CREATE, Action.UPDATE)
+            ]
             deletes = [s for s in item.schedules or () if s.action is Action.DELETE]
-            for sched in [*writes, *deletes]:
+            for sched in [*changing, *deletes]:
                 step = sched.name
-                done[sched.name] = await self._schedule(int(item.jobconfig_id or 0), sched)
-            step = None
+                await self._schedule(item.name, target, sched)
         except JobyardError as exc:
             if isinstance(exc, DatabaseUnavailable):
                 raise
             raise _Refused("jobconfig", item.name, reason_of(exc), step) from exc
-        if item.schedules is not None:
-            item = dataclasses.replace(
-                item, schedules=tuple(done.get(s.name, s) for s in item.schedules)
-            )
-        return item
 
-    def _delete_jobconfig(self, jobconfig_id: int) -> Undo:
-        """Delete a jobconfig this apply created (audited as the caller's).
+    async def _jobconfig(self, item: PlanItem) -> int | Ref:
+        """The jobconfig's write; answers how its schedules' writes name it."""
+        if item.desired is None or item.action not in (Action.CREATE, Action.UPDATE):
+            return int(item.jobconfig_id or 0)
+        who = self.principal.name
+        origin = _Origin("jobconfig", item.name)
+        template = item.desired.get("template_id")
+        named = self.templates.get(template.name) if isinstance(template, PendingTemplate) else None
+        if item.action is Action.CREATE:
+            spec = jobconfigs.check_spec(_jobconfig_spec(item.desired))
+            note = self._note("jobconfig.create", "jobconfig", {"name": spec.name})
+            names = spec.template_id if named is None else named
+            ref = self._add(JobConfigWrite(spec, names, None, who, note), origin)
+            self.created[("jobconfig", item.name, None)] = ref.index
+            return ref
+        jobconfig_id = int(item.jobconfig_id or 0)
+        before = jobconfigs.spec_of(await self.ctx.store.jobconfig_get(jobconfig_id))
+        spec = jobconfigs.check_spec(_jobconfig_spec(item.desired, before))
+        fields = {"fields": sorted(jobconfigs.SPEC_FIELDS)}
+        note = self._note("jobconfig.update", "jobconfig", fields)
+        names = spec.template_id if named is None else named
+        self._add(JobConfigWrite(spec, names, jobconfig_id, who, note), origin)
+        return jobconfig_id
 
-        Not through the delete use case: that needs ``delete`` (the caller's own creation
-        is taken back regardless) and purges the packages nothing else uses, which
-        would drop the package just pushed for this apply.
-        """
-
-        async def undo() -> None:
-            await self.ctx.store.jobconfig_delete(jobconfig_id)
-            details = {"reason": "apply refused"}
-            await access.record(
-                self.ctx,
-                self.principal,
-                "jobconfig.delete",
-                "jobconfig",
-                jobconfig_id,
-                details,
-                self.remote_addr,
-            )
-
-        return undo
-
-    def _delete_template(self, template_id: int) -> Undo:
-        """Delete a template this apply created (as :meth:`_delete_jobconfig`)."""
-
-        async def undo() -> None:
-            try:
-                await templates.delete(self.ctx, self.principal, template_id)
-            except (Forbidden, NotFound):
-                await self.ctx.store.template_delete(template_id)
-
-        return undo
-
-    async def _schedule(self, jobconfig_id: int, item: SchedulePlanItem) -> SchedulePlanItem:
-        ctx, who, addr = self.ctx, self.principal, self.remote_addr
+    async def _schedule(self, name: str, jobconfig: int | Ref, item: SchedulePlanItem) -> None:
+        ctx, who = self.ctx, self.principal.name
+        origin = _Origin("jobconfig", name, item.name)
+        details: dict[str, Any] = {"jobconfig_id": jobconfig}
+        now = utcnow()
         if item.action is Action.CREATE and item.body is not None:
             spec = ScheduleSpec(**schedule_values(item.body))
-            created = await schedules.create(
-                ctx, jobconfig_id, spec, principal=who, remote_addr=addr
-            )
-            self.undo.append(lambda: schedules.delete(ctx, jobconfig_id, created.id, principal=who))
-            return dataclasses.replace(item, schedule_id=created.id)
+            spec = schedules.prepare(ctx, spec, now, check_seconds=True)
+            note = self._note("schedule.create", "schedule", details)
+            write = ScheduleWrite(jobconfig, spec, schedules.first_fire(spec, now), by=who)
+            ref = self._add(dataclasses.replace(write, audit=note), origin)
+            self.created[("schedule", name, item.name)] = ref.index
+            return
+        jobconfig_id = int(jobconfig) if isinstance(jobconfig, int) else 0
         schedule_id = int(item.schedule_id or 0)
         if item.action is Action.UPDATE and item.body is not None:
-            before = schedules.spec_of(await ctx.store.schedule_get(jobconfig_id, schedule_id))
-            await schedules.patch(
-                ctx, who, jobconfig_id, schedule_id, schedule_values(item.body), remote_addr=addr
+            current = await ctx.store.schedule_get(jobconfig_id, schedule_id)
+            merged, retime = schedules.patched(current, schedule_values(item.body))
+            spec = schedules.prepare(ctx, merged, now, check_seconds=merged.cron != current.cron)
+            fire = schedules.first_fire(spec, now) if retime else current.next_fire_at
+            note = self._note("schedule.update", "schedule", details)
+            self._add(
+                ScheduleWrite(jobconfig_id, spec, fire, schedule_id, current.version, who, note),
+                origin,
             )
-
-            async def put_back() -> None:
-                await schedules.replace_(ctx, jobconfig_id, schedule_id, before, principal=who)
-
-            self.undo.append(put_back)
         elif item.action is Action.DELETE:
-            try:
-                before_delete = await ctx.store.schedule_get(jobconfig_id, schedule_id)
-                await schedules.delete(
-                    ctx, jobconfig_id, schedule_id, principal=who, remote_addr=addr
-                )
-            except NotFound:
-                return item  # already gone is what was wanted
-            spec = schedules.spec_of(before_delete)
-            self.undo.append(lambda: schedules.create(ctx, jobconfig_id, spec, principal=who))
-        return item
+            note = self._note("schedule.delete", "schedule", details)
+            self._add(ScheduleDelete(jobconfig_id, schedule_id, note), origin)
 
-    async def roll_back(self) -> None:
-        """Put back every write of this apply, newest first (best effort: each step is
-        independent, so one that fails does not stop the others)."""
-        for step in reversed(self.undo):
-            try:
-                await step()
-            except JobyardError:
-                continue
-        self.undo.clear()
+    def refused(self, exc: WriteRefused) -> _Refused:
+        """The refusal of the store as the plan's failed item."""
+        origin = self.origins[exc.index]
+        return _Refused(origin.kind, origin.name, reason_of(exc.error), origin.schedule)
+
+    def written(self, kind: str, item: PlanItem, ids: list[int | None]) -> PlanItem:
+        """The item (a ``kind``) with the ids of what this apply created."""
+        index = self.created.get((kind, item.name, None))
+        if index is not None:
+            item = dataclasses.replace(item, jobconfig_id=ids[index])
+        if item.schedules is None:
+            return item
+        scheds = []
+        for s in item.schedules:
+            at = self.created.get(("schedule", item.name, s.name))
+            scheds.append(s if at is None else dataclasses.replace(s, schedule_id=ids[at]))
+        return dataclasses.replace(item, schedules=tuple(scheds))
 
 
 def _jobconfig_spec(
-    desired: Mapping[str, Any],
-    template_ids: Mapping[str, int | None],
-    current: JobConfigSpec | None = None,
+    desired: Mapping[str, Any], current: JobConfigSpec | None = None
 ) -> JobConfigSpec:
-    """The spec to write; without a ``retention`` key the current overrides stay."""
+    """The spec to write; without a ``retention`` key the current overrides stay.
+
+    A template this apply creates is left out (``template_id`` None): the write names
+    it by reference.
+    """
     values = {f: desired[f] for f in SPEC_FIELDS if f in desired}
-    template = values.get("template_id")
-    if isinstance(template, PendingTemplate):
-        values["template_id"] = template_ids.get(template.name)
+    if isinstance(values.get("template_id"), PendingTemplate):
+        values["template_id"] = None
     if "retention" in values:
         retention = values.pop("retention") or {}
         kept = (retention.get("max_age_days"), retention.get("max_jobs"))
