@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jobyard.core.access import AuditNote
-from jobyard.core.errors import JobyardError
+from jobyard.core.errors import Conflict, JobyardError
 from jobyard.core.models import JobConfigSpec
 from jobyard.core.schedules import ScheduleSpec
 from jobyard.core.templates import TemplateSpec
@@ -79,7 +79,29 @@ class ScheduleDelete:
     audit: AuditNote | None = None
 
 
-ApplyWrite = TemplateWrite | JobConfigWrite | ScheduleWrite | ScheduleDelete
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """No write: the object is still as the plan read it, or the list is refused.
+
+    ``kind`` is ``"template"`` or ``"jobconfig"``; ``updated_at`` what the plan read;
+    for a jobconfig whose schedules the plan compared, ``schedules`` the ``(id,
+    version)`` of each (by id). A mismatch raises :class:`Stale`: another apply (or a
+    route) changed it in between, so the plan must be made again.
+    """
+
+    kind: str
+    object_id: int
+    updated_at: datetime
+    schedules: tuple[tuple[int, int], ...] | None = None
+
+
+ApplyWrite = TemplateWrite | JobConfigWrite | ScheduleWrite | ScheduleDelete | Expect
+
+
+class Stale(Conflict):
+    """What a plan was made from changed before its writes ran: plan again."""
+
+    code = "conflict"
 
 
 class WriteRefused(Exception):

@@ -5,6 +5,10 @@ every check those make in the database holds: names taken, packages, templates a
 jobconfigs that exist, a schedule's version), in the order given. A refused write
 raises :class:`~jobyard.core.applywrites.WriteRefused` and the transaction rolls back.
 
+An :class:`~jobyard.core.applywrites.Expect` in the list writes nothing: it refuses the
+list (``Stale``) when an object the plan was made from changed since it was read, so a
+plan never lands on rows another apply has changed meanwhile.
+
 Lock order on PostgreSQL, taken before the first write: the templates the writes change
 or name, then the schedules of the jobconfigs they change, then those jobconfigs, each
 set by id. That is the order the other transactions follow (a jobconfig write locks its
@@ -23,15 +27,17 @@ from sqlalchemy import select
 from jobyard.core.access import AuditNote
 from jobyard.core.applywrites import (
     ApplyWrite,
+    Expect,
     JobConfigWrite,
     Ref,
     ScheduleDelete,
     ScheduleWrite,
+    Stale,
     TemplateWrite,
     WriteRefused,
 )
 from jobyard.core.errors import InvalidInput, JobyardError, NotFound
-from jobyard.store.schema import schedules, templates
+from jobyard.store.schema import jobconfigs, schedules, templates
 from jobyard.store.sql.access import audit_note_insert
 from jobyard.store.sql.base import SqlBase, Tx
 from jobyard.store.sql.jobconfigs import _jobconfig_insert, _jobconfig_update
@@ -60,8 +66,9 @@ def _apply(tx: Tx, writes: list[ApplyWrite]) -> list[int | None]:
         except JobyardError as exc:
             raise WriteRefused(index, exc) from exc
         ids.append(written)
-        if write.audit is not None and written is not None:
-            audit_note_insert(tx, _resolved(write.audit, ids), written)
+        note = None if isinstance(write, Expect) else write.audit
+        if note is not None and written is not None:
+            audit_note_insert(tx, _resolved(note, ids), written)
     return ids
 
 
@@ -81,6 +88,8 @@ def _lock(tx: Tx, writes: list[ApplyWrite]) -> None:
             jobconfig_ids.add(w.jobconfig)
         elif isinstance(w, ScheduleDelete):
             jobconfig_ids.add(w.jobconfig_id)
+        elif isinstance(w, Expect):
+            (template_ids if w.kind == "template" else jobconfig_ids).add(w.object_id)
     if template_ids:
         tx.conn.execute(
             select(templates.c.id)
@@ -142,8 +151,30 @@ def _run(tx: Tx, write: ApplyWrite, ids: list[int | None]) -> int | None:
             write.expected_version,
             write.by,
         ).id
+    if isinstance(write, Expect):
+        _expect(tx, write)
+        return None
     try:
         _schedule_delete(tx, write.jobconfig_id, write.schedule_id)
     except NotFound:
         return None  # already gone is what was wanted
     return write.schedule_id
+
+
+def _expect(tx: Tx, expect: Expect) -> None:
+    """``Stale`` unless the object (and its schedules) are as the plan read them."""
+    table = templates if expect.kind == "template" else jobconfigs
+    row = tx.conn.execute(select(table.c.updated_at).where(table.c.id == expect.object_id)).first()
+    same = row is not None and row.updated_at == expect.updated_at
+    if same and expect.schedules is not None:
+        found = tx.conn.execute(
+            select(schedules.c.id, schedules.c.version)
+            .where(schedules.c.jobconfig_id == expect.object_id)
+            .order_by(schedules.c.id)
+        ).all()
+        same = tuple((r.id, r.version) for r in found) == expect.schedules
+    if not same:
+        raise Stale(
+            f"the {expect.kind} changed while this apply was planned: apply again",
+            {"kind": expect.kind},
+        )
