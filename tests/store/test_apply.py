@@ -19,10 +19,12 @@ from sqlalchemy import Engine, func, select
 from jobyard.core.access import AuditNote
 from jobyard.core.applywrites import (
     ApplyWrite,
+    Expect,
     JobConfigWrite,
     Ref,
     ScheduleDelete,
     ScheduleWrite,
+    Stale,
     TemplateWrite,
     WriteRefused,
 )
@@ -215,3 +217,34 @@ async def test_concurrent_applies_crossing_the_same_rows_all_commit(store: Store
     timeouts = {(await store.jobconfig_get(jc.id)).timeout for jc in (a, b)}
     descriptions = {s.description for jc in (a, b) for s in await store.schedules_list(jc.id)}
     assert len(timeouts) == 1 and descriptions == {f"t{t}" for t in timeouts}
+
+
+async def test_an_expectation_no_longer_met_refuses_the_list(store: Store, db: Engine) -> None:
+    old, nightly = await _existing(store)
+    seen = ((nightly.id, nightly.version),)
+    holds: list[ApplyWrite] = [
+        Expect("jobconfig", old.id, old.updated_at, seen),
+        TemplateWrite(TemplateSpec(name="tpl", command=["x"]), by="alice"),
+    ]
+    assert (await store.apply_writes(holds))[0] is None  # an expectation writes nothing
+    tpl = await store.template_get_by_name("tpl")
+
+    later = ScheduleSpec(cron="0 5 * * *", name="nightly")
+    await store.schedule_replace(old.id, nightly.id, later, next_fire_at=START)
+    await store.template_update(tpl.id, {"command": ["y"]})
+    before = _counts(db)
+    first = JobConfigWrite(JobConfigSpec(name="fresh", command=["x"]), by="alice")
+    stale: list[list[ApplyWrite]] = [
+        # a schedule of the jobconfig changed since the plan read it
+        [Expect("jobconfig", old.id, old.updated_at, seen)],
+        # the template changed
+        [Expect("template", tpl.id, tpl.updated_at)],
+        # the jobconfig is gone
+        [Expect("jobconfig", old.id + 1000, old.updated_at)],
+    ]
+    for expectation in stale:
+        writes = [first, *expectation]
+        with pytest.raises(WriteRefused) as refused:
+            await store.apply_writes(writes)
+        assert isinstance(refused.value.error, Stale) and refused.value.index == 1
+        assert _counts(db) == before
