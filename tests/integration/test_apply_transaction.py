@@ -5,7 +5,9 @@ putting back)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -149,3 +151,34 @@ jobconfigs:
     assert [t["action"] for t in report["templates"]] == ["create", "failed"]
     assert "already exists" in report["templates"][1]["error"]
     assert _snapshot(db) == before
+
+
+def _pair(first: int, second: int) -> str:
+    return "".join(
+        f"  - name: tx-{name}\n    command: [/bin/sh, -c, echo {name}]\n    timeout: {value}\n"
+        for name, value in (("one", first), ("two", second))
+    )
+
+
+@pytest.mark.pg
+async def test_applies_on_two_replicas_serialise_whole(
+    pg_url: str, start_server: ServerFactory, tmp_path: Path
+) -> None:
+    """Two replicas apply at once: X sets (1, 1); Y keeps tx-one at 0 and sets tx-two to
+    2. In either order the result is X's or Y's document — never tx-one from X and
+    tx-two from Y, which a plan made before X's commit and written after it would give
+    (it plans tx-one unchanged)."""
+    blobs = tmp_path / "shared-blobs"
+    a = await start_server(database_url=pg_url, blobs_dir=blobs)
+    b = await start_server(database_url=pg_url, blobs_dir=blobs, token=a.token)
+    x, y = "jobconfigs:\n" + _pair(1, 1), "jobconfigs:\n" + _pair(0, 2)
+    outcomes: set[tuple[int, int]] = set()
+    for _ in range(12):
+        r = await _apply(a.client, "jobconfigs:\n" + _pair(0, 0))
+        assert r.status_code == 200, r.text
+        answers = await asyncio.gather(_apply(a.client, x), _apply(b.client, y))
+        assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+        items = (await a.client.get(f"{API}/jobconfigs")).json()["items"]
+        timeouts = {j["name"]: j["timeout"] for j in items}
+        outcomes.add((timeouts["tx-one"], timeouts["tx-two"]))
+    assert outcomes <= {(1, 1), (0, 2)}, outcomes
