@@ -65,7 +65,7 @@ jobconfigs:
     assert error["details"]["report"]["rolled_back"] is True
     assert await _jobconfig(env.client, "an-one") is None
 
-    # a refusal only the write finds (a pool name): the writes before it are put back
+    # a refusal only the write finds (a pool name): nothing before it is written either
     late = document.replace('"0 0 25 * * ?"', '"0 0 23 * * ?"') + "    pool: not a pool!\n"
     planned = await _apply(env.client, late, dry_run=True)
     assert {j["action"] for j in planned.json()["jobconfigs"]} == {"create", "update"}

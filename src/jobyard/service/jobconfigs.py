@@ -102,6 +102,15 @@ async def check_run_target(
 
 async def _validate(ctx: Context, spec: JobConfigSpec) -> JobConfigSpec:
     """Check a whole spec (422 saying what to fix); returns it with ``parameters`` sorted."""
+    spec = check_spec(spec)
+    await check_run_target(ctx, spec.package_id, spec.entrypoint, spec.command, spec.template_id)
+    return spec
+
+
+def check_spec(spec: JobConfigSpec) -> JobConfigSpec:
+    """The checks of a spec that need no database (all but what it runs); returns it
+    with ``parameters`` sorted. Apply runs these on a jobconfig whose template it
+    creates in the same transaction, and checks what it runs against the file."""
     check_name(spec.name)
     check_macros(spec.macros)
     spec = with_fields(spec, parameters=check_parameter_names(spec.parameters))
@@ -114,7 +123,6 @@ async def _validate(ctx: Context, spec: JobConfigSpec) -> JobConfigSpec:
     if spec.timeout < 0:
         raise InvalidInput("timeout must be ≥ 0 minutes (0 = none)", {"field": "timeout"})
     _check_retention(spec)
-    await check_run_target(ctx, spec.package_id, spec.entrypoint, spec.command, spec.template_id)
     return spec
 
 

@@ -44,9 +44,11 @@ def first_fire(spec: ScheduleSpec, now: datetime) -> datetime | None:
     return next_after(spec.cron, spec.interval_minutes, spec.start_at, spec.timezone, after)
 
 
-def _prepare(
+def prepare(
     ctx: Context, spec: ScheduleSpec, now: datetime, *, check_seconds: bool
 ) -> ScheduleSpec:
+    """A spec validated (seconds in cron only where allowed, or unchanged) and, for an
+    interval without ``start_at``, anchored at ``now``'s default anchor."""
     allow = ctx.settings.scheduler.allow_seconds or not check_seconds
     spec = validate(spec, allow_seconds=allow)
     if spec.interval_minutes is not None and spec.start_at is None:
@@ -116,7 +118,7 @@ async def create(
     """
     await _guard(ctx, principal, jobconfig_id, "edit")
     now = utcnow()
-    spec = _prepare(ctx, spec, now, check_seconds=True)
+    spec = prepare(ctx, spec, now, check_seconds=True)
     created = await ctx.store.schedule_insert(
         jobconfig_id, spec, next_fire_at=first_fire(spec, now), changed_by=_name(principal)
     )
@@ -140,7 +142,7 @@ async def _store(
     principal: Principal | None,
 ) -> Schedule:
     now = utcnow()
-    spec = _prepare(ctx, spec, now, check_seconds=check_seconds)
+    spec = prepare(ctx, spec, now, check_seconds=check_seconds)
     next_fire_at = first_fire(spec, now) if retime else current.next_fire_at
     updated = await ctx.store.schedule_replace(
         current.jobconfig_id,
@@ -191,9 +193,27 @@ async def patch(
     await _guard(ctx, principal, jobconfig_id, "edit")
     check_patch(changes, SPEC_FIELDS, NULLABLE_FIELDS, "schedule")
     current = await ctx.store.schedule_get(jobconfig_id, schedule_id)
+    merged, retime = patched(current, changes)
+    updated = await _store(
+        ctx,
+        current,
+        merged,
+        retime=retime,
+        check_seconds=merged.cron != current.cron,
+        principal=principal,
+    )
+    await _audit(ctx, principal, "update", updated, jobconfig_id, remote_addr)
+    return updated
+
+
+def patched(current: Schedule, changes: dict[str, Any]) -> tuple[ScheduleSpec, bool]:
+    """The spec a PATCH of ``changes`` gives (not validated yet), and whether it moves
+    the next fire time.
+
+    Giving the other kind switches kind: the old timing fields go (an interval's anchor
+    means nothing to a cron expression); a default name follows the expression.
+    """
     merged = asdict(spec_of(current))
-    # Giving the other kind switches kind: the old timing fields go (an interval's
-    # anchor means nothing to a cron expression).
     if changes.get("cron") is not None and current.cron is None:
         merged.update(interval_minutes=None, start_at=None)
     if changes.get("interval_minutes") is not None and current.interval_minutes is None:
@@ -201,19 +221,10 @@ async def patch(
     if "name" not in changes and current.name == default_name(
         current.cron, current.interval_minutes
     ):
-        merged["name"] = None  # a default name follows the expression
+        merged["name"] = None
     merged.update(changes)
     retime = any(k in TIMING_FIELDS and v != getattr(current, k) for k, v in changes.items())
-    updated = await _store(
-        ctx,
-        current,
-        ScheduleSpec(**merged),
-        retime=retime,
-        check_seconds=merged["cron"] != current.cron,
-        principal=principal,
-    )
-    await _audit(ctx, principal, "update", updated, jobconfig_id, remote_addr)
-    return updated
+    return ScheduleSpec(**merged), retime
 
 
 async def set_paused(

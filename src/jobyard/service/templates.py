@@ -25,7 +25,7 @@ NULLABLE_FIELDS: frozenset[str] = frozenset({"package_id", "entrypoint", "comman
 DEFAULT_PREFIX_SEPARATOR = "."
 
 
-async def _validate(ctx: Context, spec: TemplateSpec) -> None:
+async def validate(ctx: Context, spec: TemplateSpec) -> None:
     """A template may hold a package (with or without an entry point) or a command, or
     nothing to run at all (then its jobconfigs bring their own and share only macros)."""
     check_name(spec.name)
@@ -81,7 +81,7 @@ async def create(
     and its first definer. A job's SESSION_ID creates no template (403)."""
     if principal is not None:
         access.refuse_job_token(principal, "create templates")
-    await _validate(ctx, spec)
+    await validate(ctx, spec)
     created = await ctx.store.template_insert(spec, owner=owner)
     await _audit(ctx, principal, "create", created.id, {"name": created.name}, remote_addr)
     return created
@@ -145,7 +145,7 @@ async def replace(
     current = await ctx.store.template_get(template_id)
     if principal is not None:
         await access.require(ctx, principal, "edit", "templates", current)
-    await _validate(ctx, spec)
+    await validate(ctx, spec)
     updated = await ctx.store.template_update(
         template_id, asdict(spec), changed_by=None if principal is None else principal.name
     )
@@ -167,7 +167,7 @@ async def patch(
     current = await get(ctx, principal, template_id, "edit")
     check_patch(changes, SPEC_FIELDS, NULLABLE_FIELDS)
     merged = TemplateSpec(**{**asdict(spec_of(current)), **changes})
-    await _validate(ctx, merged)
+    await validate(ctx, merged)
     updated = await ctx.store.template_update(template_id, changes, changed_by=principal.name)
     await _audit(ctx, principal, "update", template_id, {"fields": sorted(changes)}, remote_addr)
     return updated

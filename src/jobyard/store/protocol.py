@@ -45,12 +45,13 @@ from jobyard.core.retention import JobconfigKey, JobconfigRemoved, JobsPurged
 from jobyard.core.schedules import FiringPlanner, FiringRound, Schedule, ScheduleSpec
 from jobyard.core.templates import CloneResult, Template, TemplateSpec
 from jobyard.core.users import User
+from jobyard.store.protocol_apply import ApplyStore
 from jobyard.store.protocol_claims import ClaimStore
 from jobyard.store.protocol_stats import StatsStore
 from jobyard.store.protocol_users import UserStore
 
 
-class Store(ClaimStore, UserStore, StatsStore, Protocol):
+class Store(ClaimStore, UserStore, StatsStore, ApplyStore, Protocol):
     """All persistence of jobyard. See the module docstring for the rules."""
 
     # -- lifecycle ---------------------------------------------------------------

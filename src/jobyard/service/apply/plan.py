@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -76,6 +77,16 @@ class SchedulePlanItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Basis:
+    """What the plan read of an existing object, compared again inside the transaction
+    of a real apply: its ``updated_at`` and, when the plan compared its schedules, the
+    ``(id, version)`` of each (by id)."""
+
+    updated_at: datetime
+    schedules: tuple[tuple[int, int], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PlanItem:
     """The decision for one jobconfig (or template) of the file."""
 
@@ -88,6 +99,8 @@ class PlanItem:
     previous: Mapping[str, Any] | None = None  # update: the server's jobconfig before
     #: ``None``: the file says nothing about this jobconfig's schedules.
     schedules: tuple[SchedulePlanItem, ...] | None = None
+    #: ``None``: no such object on the server when planned.
+    basis: Basis | None = None
 
 
 def normalise(field: str, value: Any) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -125,15 +124,7 @@ def _schedule_problem(
             current = existing.get(item.schedule_id or 0)
             if current is None:
                 return None
-            merged = asdict(schedules.spec_of(current))
-            changes = schedule_values(item.body)
-            # as a PATCH does: the other kind of timing replaces this one's fields
-            if changes.get("cron") is not None and current.cron is None:
-                merged.update(interval_minutes=None, start_at=None)
-            if changes.get("interval_minutes") is not None and current.interval_minutes is None:
-                merged.update(cron=None, start_at=None)
-            merged.update(changes)
-            spec = ScheduleSpec(**merged)
+            spec, _ = schedules.patched(current, schedule_values(item.body))  # as a PATCH
             allow = allow or spec.cron == current.cron
         else:
             return None

@@ -33,8 +33,9 @@ class PackageResult:
 class ApplyReport:
     """Everything apply did (or would do).
 
-    ``rolled_back``: a write was refused, so every write of this apply was put back and
-    the items show what was planned (present tense), the refused one as failed.
+    ``rolled_back``: a write was refused, so nothing of this apply was written (its
+    transaction was rolled back, or never began) and the items show what was planned
+    (present tense), the refused one as failed.
     """
 
     packages: list[PackageResult]

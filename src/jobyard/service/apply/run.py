@@ -6,10 +6,12 @@ rule holds per object: an object the caller may not view is not found (and a nam
 holds is refused on create, as ``POST /jobconfigs`` refuses it), an object it may view
 but not edit is planned as failed. A dry run stops at the plan.
 
-A real apply writes templates, then each jobconfig with its schedules, and is all or
-nothing: when one write is refused, every write of this apply is put back (newest
-first) and the answer is the plan with the refused item failed. Applies are serialised
-per store, so two documents applied at once do not interleave.
+A real apply writes templates, then each jobconfig with its schedules, in ONE database
+transaction (:meth:`~jobyard.store.protocol_apply.ApplyStore.apply_writes`) with their
+audit entries: when one write is refused, nothing of the document is written and the
+answer is the plan with the refused item failed. A server that dies midway leaves
+nothing of it either. Applies on one server plan and write one at a time; applies of
+several servers serialise on the database's row locks.
 """
 
 from __future__ import annotations
@@ -17,38 +19,38 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from jobyard.core.errors import (
-    DatabaseUnavailable,
-    Forbidden,
-    InvalidInput,
-    JobyardError,
-    NotFound,
+from jobyard.core.applywrites import (
+    ScheduleDelete,
+    ScheduleWrite,
+    Stale,
+    WriteRefused,
 )
-from jobyard.core.models import JobConfig, JobConfigSpec
-from jobyard.core.schedules import Schedule, ScheduleSpec
-from jobyard.core.templates import RunTarget, Template, TemplateSpec
+from jobyard.core.errors import InvalidInput
+from jobyard.core.models import JobConfig
+from jobyard.core.schedules import Schedule
+from jobyard.core.templates import RunTarget, Template
 from jobyard.service import access, jobconfigs, schedules, templates
-from jobyard.service.apply.document import SPEC_FIELDS, ApplyFile, JobConfigDecl
+from jobyard.service.apply.batch import Batch, Refused
+from jobyard.service.apply.document import ApplyFile, JobConfigDecl
 from jobyard.service.apply.nodes import Problem, SpecError
 from jobyard.service.apply.plan import (
     Action,
+    Basis,
     PendingPackage,
     PlanItem,
-    SchedulePlanItem,
     plan_jobconfig,
     plan_schedules,
     plan_template,
 )
-from jobyard.service.apply.precheck import precheck, reason_of, schedule_values
+from jobyard.service.apply.precheck import precheck
 from jobyard.service.apply.report import ApplyReport, PackageResult, report_json
 from jobyard.service.apply.templatespec import PendingTemplate
 from jobyard.service.context import Context, Principal
 
-Undo = Callable[[], Awaitable[object]]
 _LOCKS: weakref.WeakKeyDictionary[object, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -203,6 +205,8 @@ async def plan_document(
             desired["package_id"] = ids[decl.package]
         current = known.get(decl.name)
         item = plan_template(desired, None if current is None else template_view(current))
+        if current is not None:
+            item = dataclasses.replace(item, basis=Basis(current.updated_at))
         if (
             current is not None
             and item.action is Action.UPDATE
@@ -247,6 +251,8 @@ async def _plan_jobconfig(
         desired["template_id"] = refs.get(decl.template)
     current = await _jobconfig_named(ctx, principal, decl.name)
     item = plan_jobconfig(desired, None if current is None else jobconfig_view(current))
+    if current is not None:
+        item = dataclasses.replace(item, basis=Basis(current.updated_at))
     if decl.template is not None and refs.get(decl.template) is None:
         error = f"its template {decl.template!r} could not be written (see above)"
         return dataclasses.replace(item, action=Action.FAILED, error=error)
@@ -263,6 +269,9 @@ async def _plan_jobconfig(
         existing = await schedules.list_(ctx, principal, current.id)
     planned = plan_schedules(decl.schedules, [schedule_view(s) for s in existing])
     item = dataclasses.replace(item, schedules=planned)
+    if current is not None:
+        seen = tuple((s.id, s.version) for s in sorted(existing, key=lambda s: s.id))
+        item = dataclasses.replace(item, basis=Basis(current.updated_at, seen))
     changing = any(s.action is not Action.UNCHANGED for s in planned)
     if (
         current is not None
@@ -282,32 +291,67 @@ async def apply_document(
     dry_run: bool = False,
     remote_addr: str | None = None,
 ) -> ApplyReport:
-    """Plan the document, and unless ``dry_run`` write it all or nothing.
+    """Plan the document, and unless ``dry_run`` write it in one transaction.
 
-    A plan with a failed item writes nothing; a write refused midway puts back every
-    write before it. Either answers :class:`ApplyRefused` carrying the report.
+    A plan with a failed item writes nothing; a write refused by the database (a name
+    taken meanwhile, a schedule changed since the plan...) rolls the transaction back.
+    Either answers :class:`ApplyRefused` carrying the report.
     """
     access.refuse_job_token(principal, "apply documents")
+    # The plan is read before the transaction: on one server, applies run one at a
+    # time so that each plans on what the previous one wrote. Across servers the
+    # database serialises the writes, and the transaction checks that everything the
+    # plan was made from is unchanged (else the document is planned again).
     lock = _LOCKS.setdefault(ctx.store, asyncio.Lock())
     async with lock:
-        report = await plan_document(ctx, principal, doc, dry_run=dry_run)
-        if dry_run:
-            return report
-        if report.failed:
-            raise _refusal(dataclasses.replace(report, rolled_back=True))
-        writer = _Writer(ctx, principal, remote_addr)
-        try:
-            done_templates = [await writer.template(item) for item in report.templates]
-            ids = {item.name: item.jobconfig_id for item in done_templates}
-            done = [await writer.jobconfig(item, ids) for item in report.items]
-        except _Refused as refused:
-            await writer.roll_back()
-            failed = _mark_failed(report, refused)
-            raise _refusal(failed) from None
-        except Exception:  # the database went away, say: put back what can be, then say so
-            await writer.roll_back()
-            raise
-    return dataclasses.replace(report, templates=done_templates, items=done)
+        attempt = 1
+        while True:
+            report = await plan_document(ctx, principal, doc, dry_run=dry_run)
+            if dry_run:
+                return report
+            if report.failed:
+                raise _refusal(dataclasses.replace(report, rolled_back=True))
+            done = await _write(ctx, principal, report, remote_addr, last=attempt == _ATTEMPTS)
+            if done is not None:
+                return done
+            attempt += 1
+
+
+#: How many times a real apply is planned when another one changed what it planned on.
+_ATTEMPTS = 3
+
+
+async def _write(
+    ctx: Context,
+    principal: Principal,
+    report: ApplyReport,
+    remote_addr: str | None,
+    *,
+    last: bool,
+) -> ApplyReport | None:
+    """Write a plan in one transaction; the report of what was done, or None when its
+    basis changed meanwhile (unless ``last``: then that is the refusal)."""
+    batch = Batch(ctx, principal, remote_addr)
+    try:
+        batch.expect(report)
+        for item in report.templates:
+            await batch.template(item)
+        for item in report.items:
+            await batch.jobconfig(item)
+        ids = await ctx.store.apply_writes(batch.writes)
+    except Refused as refused:
+        raise _refusal(_mark_failed(report, refused)) from None
+    except WriteRefused as exc:
+        if isinstance(exc.error, Stale) and not last:
+            return None
+        raise _refusal(_mark_failed(report, batch.refused(exc))) from None
+    if any(isinstance(w, ScheduleWrite | ScheduleDelete) for w in batch.writes):
+        ctx.bus.schedules_changed()
+    return dataclasses.replace(
+        report,
+        templates=[batch.written("template", item, ids) for item in report.templates],
+        items=[batch.written("jobconfig", item, ids) for item in report.items],
+    )
 
 
 def _refusal(report: ApplyReport) -> ApplyRefused:
@@ -317,7 +361,7 @@ def _refusal(report: ApplyReport) -> ApplyRefused:
     )
 
 
-def _mark_failed(report: ApplyReport, refused: _Refused) -> ApplyReport:
+def _mark_failed(report: ApplyReport, refused: Refused) -> ApplyReport:
     def mark(item: PlanItem) -> PlanItem:
         if item.name != refused.name:
             return item
@@ -338,192 +382,3 @@ def _mark_failed(report: ApplyReport, refused: _Refused) -> ApplyReport:
             report, templates=[mark(t) for t in report.templates], rolled_back=True
         )
     return dataclasses.replace(report, items=[mark(i) for i in report.items], rolled_back=True)
-
-
-class _Refused(Exception):
-    """One write was refused: which item (and schedule), and the server's reason."""
-
-    def __init__(self, kind: str, name: str, reason: str, schedule: str | None = None) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.name = name
-        self.schedule = schedule
-        self.reason = reason
-        self.error = f"schedule {schedule!r} refused: {reason}" if schedule else reason
-
-
-class _Writer:
-    """The writes of one apply, with what puts each back."""
-
-    def __init__(self, ctx: Context, principal: Principal, remote_addr: str | None) -> None:
-        self.ctx = ctx
-        self.principal = principal
-        self.remote_addr = remote_addr
-        self.undo: list[Undo] = []
-
-    async def template(self, item: PlanItem) -> PlanItem:
-        ctx, who = self.ctx, self.principal
-        if item.desired is None or item.action not in (Action.CREATE, Action.UPDATE):
-            return item
-        spec = TemplateSpec(
-            name=str(item.desired["name"]),
-            package_id=item.desired.get("package_id"),
-            entrypoint=item.desired.get("entrypoint"),
-            command=item.desired.get("command"),
-            description=str(item.desired.get("description") or ""),
-        )
-        try:
-            if item.action is Action.CREATE:
-                created = await templates.create(
-                    ctx, spec, owner=who.name, principal=who, remote_addr=self.remote_addr
-                )
-                self.undo.append(self._delete_template(created.id))
-                return dataclasses.replace(item, jobconfig_id=created.id)
-            template_id = int(item.jobconfig_id or 0)
-            before = templates.spec_of(await ctx.store.template_get(template_id))
-            await templates.replace(
-                ctx, template_id, spec, principal=who, remote_addr=self.remote_addr
-            )
-            self.undo.append(lambda: templates.replace(ctx, template_id, before, principal=who))
-        except JobyardError as exc:
-            if isinstance(exc, DatabaseUnavailable):
-                raise  # an outage is no refusal: the caller gets a 503 and applies again
-            raise _Refused("template", item.name, reason_of(exc)) from exc
-        return item
-
-    async def jobconfig(self, item: PlanItem, template_ids: Mapping[str, int | None]) -> PlanItem:
-        ctx, who = self.ctx, self.principal
-        step: str | None = None
-        try:
-            if item.desired is not None and item.action is Action.CREATE:
-                created = await jobconfigs.create(
-                    ctx,
-                    _jobconfig_spec(item.desired, template_ids),
-                    owner=who.name,
-                    principal=who,
-                    remote_addr=self.remote_addr,
-                )
-                self.undo.append(self._delete_jobconfig(created.id))
-                item = dataclasses.replace(item, jobconfig_id=created.id)
-            elif item.desired is not None and item.action is Action.UPDATE:
-                jobconfig_id = int(item.jobconfig_id or 0)
-                before = jobconfigs.spec_of(await ctx.store.jobconfig_get(jobconfig_id))
-                spec = _jobconfig_spec(item.desired, template_ids, before)
-                await jobconfigs.replace(
-                    ctx, jobconfig_id, spec, principal=who, remote_addr=self.remote_addr
-                )
-                self.undo.append(
-                    lambda: jobconfigs.replace(ctx, jobconfig_id, before, principal=who)
-                )
-            done: dict[str, SchedulePlanItem] = {}
-            writes = [s for s in item.schedules or () if s.action in (Action.CREATE, Action.UPDATE)]
-            deletes = [s for s in item.schedules or () if s.action is Action.DELETE]
-            for sched in [*writes, *deletes]:
-                step = sched.name
-                done[sched.name] = await self._schedule(int(item.jobconfig_id or 0), sched)
-            step = None
-        except JobyardError as exc:
-            if isinstance(exc, DatabaseUnavailable):
-                raise
-            raise _Refused("jobconfig", item.name, reason_of(exc), step) from exc
-        if item.schedules is not None:
-            item = dataclasses.replace(
-                item, schedules=tuple(done.get(s.name, s) for s in item.schedules)
-            )
-        return item
-
-    def _delete_jobconfig(self, jobconfig_id: int) -> Undo:
-        """Delete a jobconfig this apply created (audited as the caller's).
-
-        Not through the delete use case: that needs ``delete`` (the caller's own creation
-        is taken back regardless) and purges the packages nothing else uses, which
-        would drop the package just pushed for this apply.
-        """
-
-        async def undo() -> None:
-            await self.ctx.store.jobconfig_delete(jobconfig_id)
-            details = {"reason": "apply refused"}
-            await access.record(
-                self.ctx,
-                self.principal,
-                "jobconfig.delete",
-                "jobconfig",
-                jobconfig_id,
-                details,
-                self.remote_addr,
-            )
-
-        return undo
-
-    def _delete_template(self, template_id: int) -> Undo:
-        """Delete a template this apply created (as :meth:`_delete_jobconfig`)."""
-
-        async def undo() -> None:
-            try:
-                await templates.delete(self.ctx, self.principal, template_id)
-            except (Forbidden, NotFound):
-                await self.ctx.store.template_delete(template_id)
-
-        return undo
-
-    async def _schedule(self, jobconfig_id: int, item: SchedulePlanItem) -> SchedulePlanItem:
-        ctx, who, addr = self.ctx, self.principal, self.remote_addr
-        if item.action is Action.CREATE and item.body is not None:
-            spec = ScheduleSpec(**schedule_values(item.body))
-            created = await schedules.create(
-                ctx, jobconfig_id, spec, principal=who, remote_addr=addr
-            )
-            self.undo.append(lambda: schedules.delete(ctx, jobconfig_id, created.id, principal=who))
-            return dataclasses.replace(item, schedule_id=created.id)
-        schedule_id = int(item.schedule_id or 0)
-        if item.action is Action.UPDATE and item.body is not None:
-            before = schedules.spec_of(await ctx.store.schedule_get(jobconfig_id, schedule_id))
-            await schedules.patch(
-                ctx, who, jobconfig_id, schedule_id, schedule_values(item.body), remote_addr=addr
-            )
-
-            async def put_back() -> None:
-                await schedules.replace_(ctx, jobconfig_id, schedule_id, before, principal=who)
-
-            self.undo.append(put_back)
-        elif item.action is Action.DELETE:
-            try:
-                before_delete = await ctx.store.schedule_get(jobconfig_id, schedule_id)
-                await schedules.delete(
-                    ctx, jobconfig_id, schedule_id, principal=who, remote_addr=addr
-                )
-            except NotFound:
-                return item  # already gone is what was wanted
-            spec = schedules.spec_of(before_delete)
-            self.undo.append(lambda: schedules.create(ctx, jobconfig_id, spec, principal=who))
-        return item
-
-    async def roll_back(self) -> None:
-        """Put back every write of this apply, newest first (best effort: each step is
-        independent, so one that fails does not stop the others)."""
-        for step in reversed(self.undo):
-            try:
-                await step()
-            except JobyardError:
-                continue
-        self.undo.clear()
-
-
-def _jobconfig_spec(
-    desired: Mapping[str, Any],
-    template_ids: Mapping[str, int | None],
-    current: JobConfigSpec | None = None,
-) -> JobConfigSpec:
-    """The spec to write; without a ``retention`` key the current overrides stay."""
-    values = {f: desired[f] for f in SPEC_FIELDS if f in desired}
-    template = values.get("template_id")
-    if isinstance(template, PendingTemplate):
-        values["template_id"] = template_ids.get(template.name)
-    if "retention" in values:
-        retention = values.pop("retention") or {}
-        kept = (retention.get("max_age_days"), retention.get("max_jobs"))
-    elif current is not None:
-        kept = (current.retention_max_age_days, current.retention_max_jobs)
-    else:
-        kept = (None, None)
-    return JobConfigSpec(**values, retention_max_age_days=kept[0], retention_max_jobs=kept[1])

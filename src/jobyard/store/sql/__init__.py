@@ -8,6 +8,7 @@ One class, composed of one mixin per concept; the engine differences live in
 from __future__ import annotations
 
 from jobyard.store.sql.access import AccessMixin
+from jobyard.store.sql.apply import ApplyMixin
 from jobyard.store.sql.claims import ClaimsMixin
 from jobyard.store.sql.jobconfigs import JobconfigsMixin
 from jobyard.store.sql.jobfiles import JobFilesMixin
@@ -40,6 +41,7 @@ class SqlStore(
     AccessMixin,
     RetentionMixin,
     StatsMixin,
+    ApplyMixin,
 ):
     """The store over one database URL. Build it with :func:`jobyard.store.factory.open_store`."""
 
