@@ -117,6 +117,11 @@ def _history_columns(pg: bool) -> dict[str, str]:
         "acquired_at": when_ran(ts(0)),
         "started_at": when_ran(ts(1)),
         "ended_at": f"CASE WHEN {ran} THEN {ts(2)} ELSE {ts(0)} END",
+        "schedule_id": "NULL",
+        "scheduled_for": "NULL",
+        "template_id": "NULL",
+        "resolved_macros": when_ran(json("{}")),
+        "definers": json("[]"),
     }
 
 
