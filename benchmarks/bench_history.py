@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 from _common import jobyard_up, machine, percentile, summary_ms, table, verdict
+from _history import Sql, ended_job_columns, insert_ended_jobs
 from sqlalchemy import Engine, func, select, text, update
 
 from jobyard.core.jobs import JobStatus
@@ -63,93 +64,17 @@ ACQUIRE_ROUNDS = 3
 # -- bulk history -------------------------------------------------------------------------
 
 
-def _history_columns(pg: bool) -> dict[str, str]:
-    """SQL expression of every ``jobs`` column but ``id``, as a function of ``i``.
-
-    ``:jc0`` is the first jobconfig id, ``:t0`` the epoch second of ``i = 0`` and
-    ``:seq0`` the sequencing number before the batch.
-    """
-    status = (
-        "CASE i % 10 WHEN 0 THEN 'ERROR' WHEN 1 THEN 'FAILED' WHEN 2 THEN 'CANCELLED' "
-        "ELSE 'FINISHED' END"
-    )
-    ran = "(i % 10 <> 2)"  # every end status but CANCELLED went through a worker
-
-    def ts(offset: int) -> str:
-        if pg:
-            return f"to_timestamp(:t0 + i + {offset})"
-        return f"strftime('%Y-%m-%d %H:%M:%S', :t0 + i + {offset}, 'unixepoch') || '.000000'"
-
-    def json(value: str) -> str:
-        return f"CAST('{value}' AS JSON)" if pg else f"'{value}'"
-
-    def when_ran(value: str) -> str:
-        return f"CASE WHEN {ran} THEN {value} ELSE NULL END"
-
-    div = "div(i, 10)" if pg else "(i / 10)"
-    return {
-        "jobconfig_id": f":jc0 + ({div} % {JOBCONFIGS})",
-        "package_id": "NULL",
-        "entrypoint": "NULL",
-        "command": json('["true"]'),
-        "macros": json("{}"),
-        "timeout": "0",
-        "success_exit_codes": json("[0]"),
-        "pool": "'default'",
-        "priority": "0",
-        "trigger": "'api'",
-        "submitted_by": "'admin'",
-        "rerun_of": "NULL",
-        "status": status,
-        "status_reason": (
-            "CASE i % 10 WHEN 0 THEN 'exit code 1' WHEN 1 THEN 'aborted: by admin' "
-            "WHEN 2 THEN 'cancelled by admin' ELSE NULL END"
-        ),
-        "exit_code": "CASE i % 10 WHEN 0 THEN 1 WHEN 1 THEN NULL WHEN 2 THEN NULL ELSE 0 END",
-        "seq": ":seq0 + i + 1",
-        "worker_id": when_ran("'bench-host:1:worker'"),
-        "lease_expires_at": "NULL",
-        "abort_requested_at": "NULL",
-        "pid": when_ran("1000 + i % 30000"),
-        "created_at": ts(0),
-        "sequenced_at": ts(0),
-        "queued_at": ts(0),
-        "acquired_at": when_ran(ts(0)),
-        "started_at": when_ran(ts(1)),
-        "ended_at": f"CASE WHEN {ran} THEN {ts(2)} ELSE {ts(0)} END",
-        "schedule_id": "NULL",
-        "scheduled_for": "NULL",
-        "template_id": "NULL",
-        "resolved_macros": when_ran(json("{}")),
-        "definers": json("[]"),
-    }
-
-
 def _insert_history(engine: Engine, *, first: int, count: int, jc0: int, t0: int) -> None:
     """Insert ended jobs ``i = first .. first + count - 1`` (one statement per batch)."""
-    pg = engine.dialect.name == "postgresql"
-    exprs = _history_columns(pg)
-    wanted = [c.name for c in jobs.c if c.name != "id"]
-    if sorted(exprs) != sorted(wanted):  # the schema changed: update _history_columns
-        raise RuntimeError(f"jobs columns {sorted(wanted)} != generated {sorted(exprs)}")
-    columns = ", ".join(wanted)
-    values = ", ".join(exprs[c] for c in wanted)
-    if pg:
-        series = "generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint))"
-        sql = f"INSERT INTO jobs ({columns}) SELECT {values} FROM {series} AS i"
-    else:
-        sql = (
-            f"INSERT INTO jobs ({columns}) WITH RECURSIVE n(i) AS "
-            "(SELECT :lo UNION ALL SELECT i + 1 FROM n WHERE i < :hi) "
-            f"SELECT {values} FROM n"
-        )
-    for lo in range(first, first + count, BATCH):
-        hi = min(lo + BATCH, first + count) - 1
-        with engine.begin() as conn:
-            seq0 = conn.execute(select(func.coalesce(func.max(jobs.c.seq), 0))).scalar_one()
-            conn.execute(text(sql), {"lo": lo, "hi": hi, "jc0": jc0, "t0": t0, "seq0": seq0})
-            if pg:
-                conn.execute(text("SELECT setval('jobs_seq_seq', (SELECT max(seq) FROM jobs))"))
+    sql = Sql(engine.dialect.name == "postgresql")
+    insert_ended_jobs(
+        engine,
+        ended_job_columns(sql, JOBCONFIGS),
+        first=first,
+        count=count,
+        batch=BATCH,
+        params={"jc0": jc0, "t0": t0},
+    )
 
 
 def _insert_events(engine: Engine, *, min_id: int, every: int) -> int:

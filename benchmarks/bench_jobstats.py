@@ -34,13 +34,15 @@ from pathlib import Path
 
 import httpx
 from _common import jobyard_up, machine, percentile, summary_ms, table, verdict
+from _history import RAN, Sql, ended_job_columns, insert_ended_jobs
 from sqlalchemy import Engine, func, select, text
 
 from jobyard.api.app import create_app
 from jobyard.core.models import JobConfigSpec
+from jobyard.runtime import Runtime
 from jobyard.settings import Settings
 from jobyard.store.factory import open_store, upgrade_database
-from jobyard.store.schema import jobs, jobstats
+from jobyard.store.schema import jobstats
 from jobyard.store.sql.base import make_sync_engine, normalize_url
 
 TARGET_P95_MS = 50.0
@@ -48,78 +50,23 @@ JOBCONFIGS = 20
 BATCH = 250_000
 
 
-def _columns(pg: bool) -> dict[str, str]:
-    """SQL expression of every ``jobs`` column but ``id``, as a function of ``i``."""
-    status = (
-        "CASE i % 10 WHEN 0 THEN 'ERROR' WHEN 1 THEN 'FAILED' WHEN 2 THEN 'CANCELLED' "
-        "ELSE 'FINISHED' END"
-    )
-    ran = "(i % 10 <> 2)"
-
-    def ts(offset: str) -> str:
-        if pg:
-            return f"to_timestamp(:t0 + i + {offset})"
-        return f"strftime('%Y-%m-%d %H:%M:%S', :t0 + i + {offset}, 'unixepoch') || '.000000'"
-
-    def json(value: str) -> str:
-        return f"CAST('{value}' AS JSON)" if pg else f"'{value}'"
-
-    def when_ran(value: str) -> str:
-        return f"CASE WHEN {ran} THEN {value} ELSE NULL END"
-
-    div = "div(i, 10)" if pg else "(i / 10)"
-    run_s = "(1 + (i * 7919) % 600)"
-    return {
-        "jobconfig_id": f":jc0 + ({div} % {JOBCONFIGS})",
-        "package_id": "NULL",
-        "entrypoint": "NULL",
-        "command": json('["true"]'),
-        "macros": json("{}"),
-        "timeout": "0",
-        "success_exit_codes": json("[0]"),
-        "pool": "'default'",
-        "priority": "0",
-        "trigger": "'api'",
-        "submitted_by": "'admin'",
-        "rerun_of": "NULL",
-        "status": status,
-        "status_reason": "NULL",
-        "exit_code": "CASE i % 10 WHEN 0 THEN 1 WHEN 3 THEN 0 ELSE NULL END",
-        "seq": ":seq0 + i + 1",
-        "worker_id": when_ran("'bench-host:1:worker'"),
-        "lease_expires_at": "NULL",
-        "abort_requested_at": "NULL",
-        "pid": when_ran("1000 + i % 30000"),
-        "created_at": ts("0"),
-        "sequenced_at": ts("0"),
-        "queued_at": ts("0"),
-        "acquired_at": when_ran(ts("i % 3")),
-        "started_at": when_ran(ts("3")),
-        "ended_at": f"CASE WHEN {ran} THEN {ts('3 + ' + run_s)} ELSE {ts('1')} END",
-    }
-
-
 def _insert_history(engine: Engine, *, count: int, jc0: int, t0: int) -> None:
-    pg = engine.dialect.name == "postgresql"
-    exprs = _columns(pg)
-    wanted = [c.name for c in jobs.c if c.name in exprs]  # the others are nullable
-    columns = ", ".join(wanted)
-    values = ", ".join(exprs[c] for c in wanted)
-    if pg:
-        series = "generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint))"
-        sql = f"INSERT INTO jobs ({columns}) SELECT {values} FROM {series} AS i"
-    else:
-        sql = (
-            f"INSERT INTO jobs ({columns}) WITH RECURSIVE n(i) AS "
-            "(SELECT :lo UNION ALL SELECT i + 1 FROM n WHERE i < :hi) "
-            f"SELECT {values} FROM n"
-        )
-    for lo in range(0, count, BATCH):
-        hi = min(lo + BATCH, count) - 1
-        with engine.begin() as conn:
-            seq0 = conn.execute(select(func.coalesce(func.max(jobs.c.seq), 0))).scalar_one()
-            conn.execute(text(sql), {"lo": lo, "hi": hi, "jc0": jc0, "t0": t0, "seq0": seq0})
-    if pg:
+    """Insert ``count`` ended jobs whose run times spread over 1-600 s."""
+    sql = Sql(engine.dialect.name == "postgresql")
+    run_s = "(1 + (i * 7919) % 600)"
+    exprs = ended_job_columns(
+        sql,
+        JOBCONFIGS,
+        status_reason="NULL",
+        exit_code="CASE i % 10 WHEN 0 THEN 1 WHEN 3 THEN 0 ELSE NULL END",
+        acquired_at=sql.when_ran(sql.ts("i % 3")),
+        started_at=sql.when_ran(sql.ts("3")),
+        ended_at=f"CASE WHEN {RAN} THEN {sql.ts('3 + ' + run_s)} ELSE {sql.ts('1')} END",
+    )
+    insert_ended_jobs(
+        engine, exprs, first=0, count=count, batch=BATCH, params={"jc0": jc0, "t0": t0}
+    )
+    if sql.pg:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("ANALYZE jobs"))
 
@@ -245,7 +192,7 @@ async def bench_engine(engine_name: str, rows: int, queries: int) -> list[list[o
                 database_url="" if is_sqlite else url,
                 retention={"enabled": False},
             )
-            app = create_app(settings)
+            app = create_app(Runtime(settings))
             async with app.router.lifespan_context(app):
                 token = (home / "admin.token").read_text().strip()
                 async with httpx.AsyncClient(
