@@ -1,8 +1,8 @@
 """A job's macros resolved for its run: the environment, the secrets to mask, the record.
 
 Worker side only: secure values are decrypted here and nowhere else (the service layer
-encrypts them and shows them masked). The keyring of a worker process is loaded once by
-:func:`keyring_for` and kept by this process's :class:`~jobyard.core.crypto.Keyrings`.
+encrypts them and shows them masked). Each :class:`~jobyard.engine.local_backend.LocalBackend`
+keeps the keyrings of its slots in a :class:`~jobyard.core.crypto.Keyrings` of its own.
 """
 
 from __future__ import annotations
@@ -12,20 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobyard.core.claims import Claim
-from jobyard.core.crypto import Keyring, Keyrings, SecretError, associated_data
+from jobyard.core.crypto import Keyring, SecretError, associated_data
 from jobyard.core.macros import MacroSources, StoredMacro, layer_sources, record_of
 from jobyard.core.models import Job
-from jobyard.settings import Settings
 from jobyard.store.protocol import Store
-
-#: The keyrings of this worker process's slots (a server's API keeps its own in its
-#: :class:`~jobyard.service.context.Context`).
-_WORKER_KEYRINGS = Keyrings()
-
-
-def keyring_for(settings: Settings) -> Keyring:
-    """The keyring of this home for local slots (loaded once; reloads on unknown key ids)."""
-    return _WORKER_KEYRINGS.get(settings.home, settings.secret_key)
 
 
 @dataclass(frozen=True, slots=True)

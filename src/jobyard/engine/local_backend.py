@@ -18,7 +18,7 @@ from typing import Any
 from jobyard.blobs.keys import log_key, output_key, package_key
 from jobyard.blobs.protocol import BlobStore
 from jobyard.core.claims import Claim, ClaimRequest, EndReport, RunningReport
-from jobyard.core.crypto import Keyring, SecretError
+from jobyard.core.crypto import Keyring, Keyrings, SecretError
 from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, JobFile, Package, WorkerInfo
@@ -27,7 +27,7 @@ from jobyard.core.timeutil import utcnow
 from jobyard.core.tokens import SESSION_TOKEN_PREFIX, hash_token
 from jobyard.core.users import User
 from jobyard.engine.bus import Bus
-from jobyard.engine.jobmacros import JobMacros, keyring_for, resolve_claimed, resolve_for_job
+from jobyard.engine.jobmacros import JobMacros, resolve_claimed, resolve_for_job
 from jobyard.engine.reporter import Reporter
 from jobyard.engine.retry import FIRST_PAUSE, MAX_PAUSE, Persistent
 from jobyard.settings import Settings
@@ -196,6 +196,8 @@ class LocalBackend:
         self._bus = bus
         self._started: dict[str, datetime] = {}
         self._maskers: dict[int, SecretMasker] = {}  # jobs with secure macros only
+        #: The keyrings of these slots (loaded once; a key id they lack reloads them).
+        self._keyrings = Keyrings()
         self._patience = settings.db_retry_seconds
         #: Jobs handed to the pool and not reported ended (to tell them from jobs an
         #: acquisition claimed while its answer was lost).
@@ -293,7 +295,7 @@ class LocalBackend:
         await self._bus.wait_for_work(timeout)
 
     def _keyring(self) -> Keyring:
-        return keyring_for(self._settings)
+        return self._keyrings.get(self._settings.home, self._settings.secret_key)
 
     async def prepare(self, job: Job) -> Assignment:
         """What to run: from the job's claim (no database call), or for a job whose claim
