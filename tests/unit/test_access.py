@@ -10,7 +10,7 @@ import pytest
 
 from jobyard.core.access import ACTIONS, AuditEntry, AuditFilter, Policy, check_policy
 from jobyard.core.errors import Forbidden, InvalidInput, NotFound
-from jobyard.service import access
+from jobyard.service import access, auditlog, policies
 from jobyard.service.access import allowed, visibility
 from jobyard.service.context import Context, Principal
 
@@ -237,8 +237,8 @@ async def test_record_scrubs_secrets_and_never_raises(caplog: pytest.LogCaptureF
     store = FakeStore([])
     ctx = ctx_of(store)
     details = {"macro": "DB_PASSWORD", "value": "hunter2", "nested": {"Token": "t"}}
-    await access.record(ctx, ALICE, "macro.set", "jobconfig", 5, details, "10.1.2.3")
-    await access.record(ctx, "scheduler", "job.submit", "job", None)
+    await auditlog.record(ctx, ALICE, "macro.set", "jobconfig", 5, details, "10.1.2.3")
+    await auditlog.record(ctx, "scheduler", "job.submit", "job", None)
     (first, second) = store.audit
     assert first == {
         "actor": "user:alice",
@@ -251,30 +251,30 @@ async def test_record_scrubs_secrets_and_never_raises(caplog: pytest.LogCaptureF
     assert "hunter2" not in repr(store.audit)
     assert (second["actor"], second["object_id"], second["details"]) == ("scheduler", None, None)
     store.fail = True
-    await access.record(ctx, None, "job.cancel", "job", 1)
+    await auditlog.record(ctx, None, "job.cancel", "job", 1)
     assert "could not record audit entry job.cancel" in caplog.text
 
 
 async def test_audit_listing_is_for_admins_and_filters_are_normalized() -> None:
     ctx = ctx_of(FakeStore([]))
     with pytest.raises(Forbidden) as refused:
-        await access.audit_list(ctx, ALICE, AuditFilter(), cursor=None, limit=10)
+        await auditlog.audit_list(ctx, ALICE, AuditFilter(), cursor=None, limit=10)
     assert refused.value.details == {"required_role": "admin"}
-    flt = access.audit_filter(actor="alice", action="", since=datetime(2026, 1, 1))
+    flt = auditlog.audit_filter(actor="alice", action="", since=datetime(2026, 1, 1))
     assert flt.actor == "user:alice" and flt.action is None and flt.since == NOW
-    assert access.audit_filter(actor="scheduler").actor == "scheduler"
-    assert access.audit_filter(actor="user:bob").actor == "user:bob"
-    assert await access.audit_list(ctx, ROOT, flt, cursor="c", limit=10) == [flt, "c", 10]
+    assert auditlog.audit_filter(actor="scheduler").actor == "scheduler"
+    assert auditlog.audit_filter(actor="user:bob").actor == "user:bob"
+    assert await auditlog.audit_list(ctx, ROOT, flt, cursor="c", limit=10) == [flt, "c", 10]
 
 
 async def test_policy_management_is_for_admins_only() -> None:
     ctx = ctx_of(FakeStore([]))
     with pytest.raises(Forbidden):
-        await access.list_policies(ctx, ALICE, 1)
+        await policies.list_policies(ctx, ALICE, 1)
     with pytest.raises(Forbidden):
-        await access.grant(ctx, ALICE, 1, action="view", resource="jobconfigs", selector="*")
+        await policies.grant(ctx, ALICE, 1, action="view", resource="jobconfigs", selector="*")
     with pytest.raises(Forbidden):
-        await access.revoke(ctx, ALICE, 1, 1)
+        await policies.revoke(ctx, ALICE, 1, 1)
 
 
 def test_audit_entry_record_shape() -> None:

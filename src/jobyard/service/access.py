@@ -1,4 +1,4 @@
-"""Access policies (who may do what to which jobconfig or template) and the audit log.
+"""Access decisions: who may do what to which jobconfig or template.
 
 The rule, in order (first match wins):
 
@@ -27,35 +27,25 @@ Policies are read once per user and cached for :data:`POLICY_CACHE_SECONDS`; a c
 made through this server drops the cache at once (:func:`forget_policies`), one made
 through another replica takes effect within that time.
 
-**Audit**: :func:`record` appends one entry per change. It never raises into the
-caller (a failure is logged) and must never receive a secret: callers pass macro
-**names** only, never values; as a second line of defence, ``details`` keys that look
-like secrets (``value``, ``password``, ``token``, ``secret``...) are replaced by
-``"***"``.
+Granting and revoking policies: :mod:`jobyard.service.policies`; the audit log:
+:mod:`jobyard.service.auditlog`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from jobyard.core.access import (
     ADHOC,
     ALL,
     TEMPLATE_PREFIX,
-    AuditEntry,
-    AuditFilter,
-    AuditNote,
     Policy,
 )
 from jobyard.core.errors import Forbidden, NotFound
-from jobyard.core.models import Job, Page
+from jobyard.core.models import Job
 from jobyard.service.context import Context, Principal
-
-log = logging.getLogger("jobyard.audit")
 
 #: How long a user's policies are trusted without reading them again.
 POLICY_CACHE_SECONDS = 5.0
@@ -69,11 +59,6 @@ IMPLIES: dict[str, frozenset[str]] = {
 }
 #: Singular object type of each resource (error messages and audit entries).
 OBJECT_TYPE = {"jobconfigs": "jobconfig", "templates": "template"}
-#: ``details`` keys whose values are never stored (a second line of defence).
-SECRET_KEYS = frozenset(
-    {"value", "values", "password", "secret", "token", "access_token", "refresh_token"}
-)
-MASK = "***"
 
 
 class Guarded(Protocol):
@@ -426,187 +411,3 @@ def require_admin_route(principal: Principal) -> None:
             "an admin's token",
             {"required_role": "admin"},
         )
-
-
-# -- audit -----------------------------------------------------------------------------
-
-
-def actor_of(principal: Principal | str | None) -> str:
-    """How a caller is written in the audit log: ``user:<name>``, or a given system name."""
-    if principal is None:
-        return "system"
-    if isinstance(principal, str):
-        return principal
-    return principal.actor
-
-
-def scrub(details: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``details`` with every secret-looking key's value replaced by ``***`` (recursive)."""
-    if details is None:
-        return None
-    out: dict[str, Any] = {}
-    for key, value in details.items():
-        if str(key).lower() in SECRET_KEYS:
-            out[str(key)] = MASK
-        elif isinstance(value, Mapping):
-            out[str(key)] = scrub(value)
-        else:
-            out[str(key)] = value
-    return out
-
-
-async def record(
-    ctx: Context,
-    principal: Principal | str | None,
-    action: str,
-    object_type: str,
-    object_id: int | str | None,
-    details: Mapping[str, Any] | None = None,
-    remote_addr: str | None = None,
-) -> None:
-    """Append one audit entry; never raises (a failure is logged and swallowed).
-
-    ``action`` is ``<object>.<verb>`` (``jobconfig.create``, ``job.cancel``,
-    ``macro.set``...). ``details`` must never hold a secure value: pass macro NAMES.
-    A change made with a job's SESSION_ID records that job as ``details.via_job``.
-    """
-    details = _with_job(principal, details)
-    try:
-        await ctx.store.audit_insert(
-            actor=actor_of(principal),
-            action=action,
-            object_type=object_type,
-            object_id=None if object_id is None else str(object_id),
-            details=scrub(details),
-            remote_addr=remote_addr,
-        )
-    except Exception:  # the audited change is done: do not fail it afterwards
-        log.exception("could not record audit entry %s %s %s", action, object_type, object_id)
-
-
-def _with_job(
-    principal: Principal | str | None, details: Mapping[str, Any] | None
-) -> Mapping[str, Any] | None:
-    if isinstance(principal, Principal) and principal.is_job and principal.job_id is not None:
-        return {**(details or {}), "via_job": principal.job_id}
-    return details
-
-
-def audit_note(
-    principal: Principal | str | None,
-    action: str,
-    object_type: str,
-    details: Mapping[str, Any] | None = None,
-    remote_addr: str | None = None,
-) -> AuditNote:
-    """An audit entry (see :func:`record`) for the store to write in the transaction that
-    creates the object it is about."""
-    return AuditNote(
-        actor=actor_of(principal),
-        action=action,
-        object_type=object_type,
-        details=scrub(_with_job(principal, details)),
-        remote_addr=remote_addr,
-    )
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def audit_filter(
-    *,
-    actor: str | None = None,
-    action: str | None = None,
-    object_type: str | None = None,
-    object_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> AuditFilter:
-    """An :class:`AuditFilter`; a bare user name as ``actor`` means ``user:<name>``.
-
-    Times without a zone are taken as UTC.
-    """
-    if actor is not None and ":" not in actor and actor not in ("system", "scheduler"):
-        actor = f"user:{actor}"
-    return AuditFilter(
-        actor=actor,
-        action=action or None,
-        object_type=object_type,
-        object_id=object_id,
-        since=_aware(since),
-        until=_aware(until),
-    )
-
-
-async def audit_list(
-    ctx: Context,
-    principal: Principal,
-    flt: AuditFilter,
-    *,
-    cursor: str | None,
-    limit: int,
-) -> Page[AuditEntry]:
-    """The audit log, newest first (admins; 403 ``required_role: admin`` for anyone else)."""
-    require_admin_route(principal)
-    return await ctx.store.audit_list(flt, cursor=cursor, limit=limit)
-
-
-# -- policy management (admins) ----------------------------------------------------------
-
-
-def _admin_only(principal: Principal, user_id: int) -> None:
-    """Admins only (403 otherwise, before the user is looked up: no id can be probed)."""
-    del user_id  # the refusal never depends on which user was named
-    require_admin_route(principal)
-
-
-async def list_policies(ctx: Context, principal: Principal, user_id: int) -> list[Policy]:
-    """A user's policies (admins only; 403 for others)."""
-    _admin_only(principal, user_id)
-    return await ctx.store.policies_list(user_id)
-
-
-async def grant(
-    ctx: Context,
-    principal: Principal,
-    user_id: int,
-    *,
-    action: str,
-    resource: str,
-    selector: str,
-    remote_addr: str | None = None,
-) -> Policy:
-    """Grant a policy (admins only; 403 for others); audited as ``policy.grant``."""
-    _admin_only(principal, user_id)
-    policy = await ctx.store.policy_insert(
-        user_id, action=action, resource=resource, selector=selector
-    )
-    forget_policies(ctx, user_id)
-    details = {"user_id": user_id, "action": action, "resource": resource, "selector": selector}
-    await record(ctx, principal, "policy.grant", "policy", policy.id, details, remote_addr)
-    return policy
-
-
-async def revoke(
-    ctx: Context,
-    principal: Principal,
-    user_id: int,
-    policy_id: int,
-    *,
-    remote_addr: str | None = None,
-) -> Policy:
-    """Revoke a policy (admins only; 403 for others); audited as ``policy.revoke``."""
-    _admin_only(principal, user_id)
-    policy = await ctx.store.policy_delete(user_id, policy_id)
-    forget_policies(ctx, user_id)
-    details = {
-        "user_id": user_id,
-        "action": policy.action,
-        "resource": policy.resource,
-        "selector": policy.selector,
-    }
-    await record(ctx, principal, "policy.revoke", "policy", policy.id, details, remote_addr)
-    return policy

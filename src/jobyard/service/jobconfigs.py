@@ -19,7 +19,7 @@ from jobyard.core.validation import (
     check_name,
     check_patch,
 )
-from jobyard.service import access
+from jobyard.service import access, auditlog
 from jobyard.service.context import Context, Principal
 
 SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(JobConfigSpec))
@@ -188,7 +188,7 @@ async def create(
     created = await ctx.store.jobconfig_insert(spec, owner=owner)
     if principal is not None:
         details = {"name": created.name}
-        await access.record(
+        await auditlog.record(
             ctx, principal, "jobconfig.create", "jobconfig", created.id, details, remote_addr
         )
     return created
@@ -261,7 +261,7 @@ async def replace(
     )
     if principal is not None:
         details = {"fields": sorted(SPEC_FIELDS)}
-        await access.record(
+        await auditlog.record(
             ctx, principal, "jobconfig.update", "jobconfig", jobconfig_id, details, remote_addr
         )
     return updated
@@ -290,7 +290,7 @@ async def patch(
         changes = {**changes, "parameters": merged.parameters}
     updated = await ctx.store.jobconfig_update(jobconfig_id, changes, changed_by=principal.name)
     details = {"fields": sorted(changes)}
-    await access.record(
+    await auditlog.record(
         ctx, principal, "jobconfig.update", "jobconfig", jobconfig_id, details, remote_addr
     )
     return updated
@@ -309,6 +309,6 @@ async def delete(
     removed = await ctx.store.jobconfig_delete(jobconfig_id)
     await ctx.retention.remove_jobconfig_leftovers(removed)
     details = {"name": current.name}
-    await access.record(
+    await auditlog.record(
         ctx, principal, "jobconfig.delete", "jobconfig", jobconfig_id, details, remote_addr
     )

@@ -15,7 +15,7 @@ from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, JobFilter, Ne
 from jobyard.core.runplan import EffectiveTimeout, effective_timeout
 from jobyard.core.timeutil import utcnow
 from jobyard.core.validation import check_exit_codes, check_name
-from jobyard.service import access, run_macros
+from jobyard.service import access, auditlog, run_macros
 from jobyard.service.context import Context, Principal
 from jobyard.service.jobconfigs import check_run_target
 
@@ -67,7 +67,7 @@ async def run_jobconfig(
     audit = None
     if trigger == "api":
         details = {"jobconfig_id": jobconfig_id, "macros": sorted(macros), "hold": hold}
-        audit = access.audit_note(principal, "job.submit", "job", details, remote_addr)
+        audit = auditlog.audit_note(principal, "job.submit", "job", details, remote_addr)
     job = await ctx.store.job_submit_for_jobconfig(
         jobconfig_id,
         macros=dict(macros),
@@ -150,7 +150,7 @@ async def submit_adhoc(
         hold=hold,
     )
     details = {"adhoc": True, "macros": sorted(macros), "hold": hold}
-    audit = access.audit_note(principal, "job.submit", "job", details, remote_addr)
+    audit = auditlog.audit_note(principal, "job.submit", "job", details, remote_addr)
     job = await ctx.store.job_insert(
         new, actor=principal.actor, reason="submitted (adhoc)", audit=audit
     )
@@ -226,7 +226,7 @@ async def rerun(
         job = await ctx.store.job_release(job.id, actor=principal.actor)
     _after_submit(ctx, job)
     details = {"rerun_of": old.id, "jobconfig_id": old.jobconfig_id}
-    await access.record(ctx, principal, "job.rerun", "job", job.id, details, remote_addr)
+    await auditlog.record(ctx, principal, "job.rerun", "job", job.id, details, remote_addr)
     return job
 
 
@@ -300,7 +300,7 @@ async def release(
     job = await ctx.store.job_release(job_id, actor=principal.actor)
     ctx.bus.work_available()
     ctx.bus.job_changed(job_id)
-    await access.record(ctx, principal, "job.release", "job", job_id, None, remote_addr)
+    await auditlog.record(ctx, principal, "job.release", "job", job_id, None, remote_addr)
     return job
 
 
@@ -317,7 +317,7 @@ async def cancel(
         raise _not_cancellable(job_id, exc) from None
     ctx.bus.work_available()
     ctx.bus.job_changed(job_id)
-    await access.record(ctx, principal, "job.cancel", "job", job_id, None, remote_addr)
+    await auditlog.record(ctx, principal, "job.cancel", "job", job_id, None, remote_addr)
     return job
 
 
@@ -363,7 +363,7 @@ async def abort(
     reason = f"aborted by {principal.name}"
     await ctx.store.job_request_abort(job_id, actor=principal.actor, reason=reason)
     ctx.bus.request_abort(job_id, reason)
-    await access.record(ctx, principal, "job.abort", "job", job_id, None, remote_addr)
+    await auditlog.record(ctx, principal, "job.abort", "job", job_id, None, remote_addr)
     job = await wait_until_ended(ctx, job_id, wait_seconds)
     return job, job.status in TERMINAL
 

@@ -27,7 +27,7 @@ from jobyard.core.macros import (
     layer_sources,
 )
 from jobyard.core.validation import check_macros
-from jobyard.service import access
+from jobyard.service import access, auditlog
 from jobyard.service.context import Context, Principal
 from jobyard.store.protocol import Store
 
@@ -127,7 +127,7 @@ async def _audit(
 ) -> None:
     """One ``macro.<verb>`` entry: the level and the macro NAMES, never a value."""
     where = {"level": level.scope, "level_id": level.scope_id}
-    await access.record(
+    await auditlog.record(
         ctx, principal, f"macro.{verb}", level.scope, level.scope_id, where | details, remote_addr
     )
 

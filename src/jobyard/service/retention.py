@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from jobyard.core.errors import Forbidden
 from jobyard.core.retention import PurgeReport
-from jobyard.service import access
+from jobyard.service import access, auditlog
 from jobyard.service.context import Context, Principal
 
 
@@ -24,7 +24,7 @@ async def purge(
         raise Forbidden("only an admin may purge", {"required_role": "admin"})
     report = await ctx.retention.purge(dry_run=dry_run)
     if not dry_run:
-        await access.record(
+        await auditlog.record(
             ctx, principal, "retention.purge", "retention", None, report.as_dict(), remote_addr
         )
     return report

@@ -20,7 +20,7 @@ from jobyard.core.schedules import (
 )
 from jobyard.core.timeutil import utcnow
 from jobyard.core.validation import check_patch
-from jobyard.service import access
+from jobyard.service import access, auditlog
 from jobyard.service.context import Context, Principal
 
 SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(ScheduleSpec))
@@ -87,7 +87,7 @@ async def _audit(
         return
     schedule_id = schedule if isinstance(schedule, int) else schedule.id
     details = {"jobconfig_id": jobconfig_id}
-    await access.record(
+    await auditlog.record(
         ctx, principal, f"schedule.{verb}", "schedule", schedule_id, details, remote_addr
     )
 

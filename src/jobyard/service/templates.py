@@ -14,7 +14,7 @@ from jobyard.core.errors import Forbidden, InvalidInput, NotFound
 from jobyard.core.models import JobConfig, Page
 from jobyard.core.templates import CloneResult, Template, TemplateSpec
 from jobyard.core.validation import NAME_RE, check_command, check_name, check_patch
-from jobyard.service import access
+from jobyard.service import access, auditlog
 from jobyard.service.context import Context, Principal
 
 SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(TemplateSpec))
@@ -64,7 +64,7 @@ async def _audit(
     remote_addr: str | None,
 ) -> None:
     if principal is not None:
-        await access.record(
+        await auditlog.record(
             ctx, principal, f"template.{verb}", "template", template_id, details, remote_addr
         )
 

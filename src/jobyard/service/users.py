@@ -31,7 +31,7 @@ from jobyard.core.timeutil import utcnow
 from jobyard.core.tokens import hash_token
 from jobyard.core.users import LISTED_KINDS, TOKEN_KINDS, Deactivation, User
 from jobyard.core.validation import NAME_RE, check_name
-from jobyard.service import access
+from jobyard.service import access, auditlog
 from jobyard.service.auth import forget_cached_tokens, new_token
 from jobyard.service.context import Context, Principal
 from jobyard.settings import Settings
@@ -155,7 +155,7 @@ async def login(ctx: Context, name: str, password: str, *, address: str | None) 
             forget_after_seconds=FAILURES_FORGOTTEN_AFTER,
         )
         if user is not None:  # failures against unknown names are not worth an entry
-            await access.record(ctx, "anonymous", "login.failure", "user", user.id, None, address)
+            await auditlog.record(ctx, "anonymous", "login.failure", "user", user.id, None, address)
         raise Unauthorized(WRONG_CREDENTIALS)
     if user is None:  # cannot happen: a verified hash belongs to a user found above
         raise Unauthorized(WRONG_CREDENTIALS)
@@ -255,7 +255,7 @@ async def create_user(
     hashed = await hash_password(password) if password is not None else None
     user = await ctx.store.user_create(name=name, role=role, password_hash=hashed)
     details = {"name": user.name, "role": role, "has_password": password is not None}
-    await access.record(ctx, principal, "user.create", "user", user.id, details, remote_addr)
+    await auditlog.record(ctx, principal, "user.create", "user", user.id, details, remote_addr)
     return user
 
 
@@ -298,7 +298,7 @@ async def update_user(
         user = await ctx.store.user_update(user_id, values)
         forget_cached_tokens(ctx)  # a changed role applies at once on this server
         details = {"fields": sorted(k for k in ("role", "password") if k in changes)}
-        await access.record(ctx, principal, "user.update", "user", user_id, details, remote_addr)
+        await auditlog.record(ctx, principal, "user.update", "user", user_id, details, remote_addr)
     if changes.get("active") is False and user.active:
         user = (await deactivate_user(ctx, principal, user_id, remote_addr=remote_addr)).user
     elif changes.get("active") is True and not user.active:
@@ -321,7 +321,7 @@ async def deactivate_user(
     if done.jobs_cancelled:
         ctx.bus.work_available()  # cancelled QUEUED jobs may have promoted others
     details = {"jobs_cancelled": len(done.jobs_cancelled)}
-    await access.record(ctx, principal, "user.deactivate", "user", user_id, details, remote_addr)
+    await auditlog.record(ctx, principal, "user.deactivate", "user", user_id, details, remote_addr)
     return done
 
 
@@ -332,7 +332,7 @@ async def activate_user(
     await _visible_user(ctx, principal, user_id)
     _require_admin(principal, "activate users")
     user = await ctx.store.user_activate(user_id)
-    await access.record(ctx, principal, "user.activate", "user", user_id, None, remote_addr)
+    await auditlog.record(ctx, principal, "user.activate", "user", user_id, None, remote_addr)
     return user
 
 
@@ -399,7 +399,7 @@ async def create_token(
         expires_at=expires_at,
     )
     details = {"name": name, "expires_at": expires_at.isoformat() if expires_at else None}
-    await access.record(ctx, principal, "token.create", "token", token.id, details, remote_addr)
+    await auditlog.record(ctx, principal, "token.create", "token", token.id, details, remote_addr)
     return token, value
 
 
@@ -414,5 +414,5 @@ async def revoke_token(
     token = await ctx.store.token_revoke(token_id)
     forget_cached_tokens(ctx)
     details = {"name": token.name, "user_id": token.user_id}
-    await access.record(ctx, principal, "token.revoke", "token", token_id, details, remote_addr)
+    await auditlog.record(ctx, principal, "token.revoke", "token", token_id, details, remote_addr)
     return token

@@ -17,7 +17,7 @@ from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import CURSOR_HELP, MAX_ID
 from jobyard.api.openapi import errors
 from jobyard.core.access import AUDIT_MAX_LIMIT, AuditEntry, Policy
-from jobyard.service import access
+from jobyard.service import access, auditlog, policies
 
 
 async def _admin_only(request: Request) -> None:
@@ -106,7 +106,7 @@ class AuditPage(BaseModel):
 @router.get("/api/v1/users/{user_id}/policies", response_model=PolicyList)
 async def list_policies(user_id: UserId, ctx: Ctx, caller: Caller) -> PolicyList:
     """A user's access policies (admins)."""
-    items = await access.list_policies(ctx, caller, user_id)
+    items = await policies.list_policies(ctx, caller, user_id)
     return PolicyList(items=[PolicyOut.of(p) for p in items])
 
 
@@ -120,7 +120,7 @@ async def grant_policy(
     user_id: UserId, body: PolicyIn, request: Request, ctx: Ctx, caller: Caller
 ) -> PolicyOut:
     """Grant a user an action on jobconfigs or templates (admins; 409 if already granted)."""
-    policy = await access.grant(
+    policy = await policies.grant(
         ctx,
         caller,
         user_id,
@@ -137,7 +137,7 @@ async def revoke_policy(
     user_id: UserId, policy_id: PolicyId, request: Request, ctx: Ctx, caller: Caller
 ) -> Response:
     """Revoke one of a user's policies (admins)."""
-    await access.revoke(ctx, caller, user_id, policy_id, remote_addr=client_address(request))
+    await policies.revoke(ctx, caller, user_id, policy_id, remote_addr=client_address(request))
     return Response(status_code=204)
 
 
@@ -160,7 +160,7 @@ async def list_audit(
     limit: Annotated[int, Query(ge=1, le=AUDIT_MAX_LIMIT)] = 100,
 ) -> AuditPage:
     """Who did what to which object, when and from where; newest first (admins)."""
-    flt = access.audit_filter(
+    flt = auditlog.audit_filter(
         actor=actor,
         action=action,
         object_type=object_type,
@@ -168,5 +168,5 @@ async def list_audit(
         since=since,
         until=until,
     )
-    page = await access.audit_list(ctx, caller, flt, cursor=cursor, limit=limit)
+    page = await auditlog.audit_list(ctx, caller, flt, cursor=cursor, limit=limit)
     return AuditPage(items=[AuditOut.of(e) for e in page.items], next_cursor=page.next_cursor)

@@ -27,7 +27,7 @@ from jobyard.core.models import JobConfigSpec
 from jobyard.core.schedules import ScheduleSpec
 from jobyard.core.templates import TemplateSpec
 from jobyard.core.timeutil import utcnow
-from jobyard.service import access, jobconfigs, schedules, templates
+from jobyard.service import auditlog, jobconfigs, schedules, templates
 from jobyard.service.apply.document import SPEC_FIELDS
 from jobyard.service.apply.plan import Action, PlanItem, SchedulePlanItem
 from jobyard.service.apply.precheck import reason_of, schedule_values
@@ -79,7 +79,7 @@ class Batch:
         return Ref(len(self.writes) - 1)
 
     def _note(self, action: str, kind: str, details: dict[str, Any]) -> AuditNote:
-        return access.audit_note(self.principal, action, kind, details, self.remote_addr)
+        return auditlog.audit_note(self.principal, action, kind, details, self.remote_addr)
 
     def expect(self, report: ApplyReport) -> None:
         """Checks that every existing object the plan compared is still as it read it."""
