@@ -10,11 +10,17 @@ FAILED and CANCELLED; CANCELLED ones never reached a worker.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 
+from jobyard.core.models import JobConfigSpec
+from jobyard.store.protocol import Store
 from jobyard.store.schema import jobs
 
 #: End status of job ``i``.
@@ -135,3 +141,36 @@ def insert_ended_jobs(
             conn.execute(text(sql), {**params, "lo": lo, "hi": hi, "seq0": seq0})
             if pg:
                 conn.execute(text("SELECT setval('jobs_seq_seq', (SELECT max(seq) FROM jobs))"))
+
+
+@contextlib.contextmanager
+def fresh_database(engine_name: str, prefix: str) -> Iterator[tuple[str, Path, bool]]:
+    """``(url, home, is_sqlite)``: a fresh database of ``engine_name`` and a server home.
+
+    On SQLite the database is the home's own ``jobyard.db``; PostgreSQL is a throwaway
+    cluster (``tests/support/pg.py``), stopped afterwards.
+    """
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        home = Path(tmp)
+        if engine_name == "sqlite":
+            yield f"sqlite:///{home / 'jobyard.db'}", home, True
+            return
+        from tests.support.pg import start_cluster
+
+        cluster = start_cluster()
+        try:
+            yield cluster.url(cluster.create_database()), home, False
+        finally:
+            cluster.stop()
+
+
+async def make_jobconfigs(store: Store, prefix: str, count: int) -> list[int]:
+    """Ids of ``count`` new unlimited jobconfigs named ``<prefix>-00``, ``<prefix>-01``..."""
+    return [
+        (
+            await store.jobconfig_insert(
+                JobConfigSpec(name=f"{prefix}-{k:02d}", command=["true"], max_concurrent=0)
+            )
+        ).id
+        for k in range(count)
+    ]

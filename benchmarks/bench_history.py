@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,11 +40,11 @@ from typing import Any
 
 import httpx
 from _common import jobyard_up, machine, percentile, summary_ms, table, verdict
-from _history import Sql, ended_job_columns, insert_ended_jobs
+from _history import Sql, ended_job_columns, fresh_database, insert_ended_jobs, make_jobconfigs
 from sqlalchemy import Engine, func, select, text, update
 
 from jobyard.core.jobs import JobStatus
-from jobyard.core.models import JobConfigSpec, JobFilter, NewJob
+from jobyard.core.models import JobFilter, NewJob
 from jobyard.store.factory import open_store, upgrade_database
 from jobyard.store.protocol import Store
 from jobyard.store.schema import jobs
@@ -248,47 +246,18 @@ def _end_acquired(engine: Engine) -> None:
 # -- engines ----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _database(engine_name: str) -> Iterator[tuple[str, Path, bool]]:
-    """``(url, home, is_sqlite)``: a fresh database of ``engine_name`` and a server home.
-
-    On SQLite the database is the home's own ``jobyard.db``.
-    """
-    with tempfile.TemporaryDirectory(prefix="jy-bench-history-") as tmp:
-        home = Path(tmp)
-        if engine_name == "sqlite":
-            yield f"sqlite:///{home / 'jobyard.db'}", home, True
-            return
-        try:
-            from tests.support.pg import start_cluster
-        except ImportError as exc:  # pragma: no cover - the helper ships with the repo
-            raise SystemExit(f"tests/support/pg.py (PostgreSQL helper) missing: {exc}") from exc
-        cluster = start_cluster()
-        try:
-            yield cluster.url(cluster.create_database()), home, False
-        finally:
-            cluster.stop()
-
-
 async def bench_engine(
     engine_name: str, rows: int, small: int, queries: int, events_every: int, http: bool
 ) -> list[Stage]:
     """Both stages on one engine."""
     rng = random.Random(1130)
     stages: list[Stage] = []
-    with _database(engine_name) as (url, home, is_sqlite):
+    with fresh_database(engine_name, "jy-bench-history-") as (url, home, is_sqlite):
         await asyncio.to_thread(upgrade_database, url)
         store = await open_store(url, migrate=False)
         engine = make_sync_engine(normalize_url(url))
         try:
-            jc_ids = [
-                (
-                    await store.jobconfig_insert(
-                        JobConfigSpec(name=f"history-{k:02d}", command=["true"], max_concurrent=0)
-                    )
-                ).id
-                for k in range(JOBCONFIGS)
-            ]
+            jc_ids = await make_jobconfigs(store, "history", JOBCONFIGS)
             inserted = events = 0
             t0 = int(time.time()) - rows * 3 - 3600
             for target in (small, rows):

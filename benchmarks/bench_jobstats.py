@@ -25,20 +25,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 from _common import jobyard_up, machine, percentile, summary_ms, table, verdict
-from _history import RAN, Sql, ended_job_columns, insert_ended_jobs
+from _history import RAN, Sql, ended_job_columns, fresh_database, insert_ended_jobs, make_jobconfigs
 from sqlalchemy import Engine, func, select, text
 
 from jobyard.api.app import create_app
-from jobyard.core.models import JobConfigSpec
 from jobyard.runtime import Runtime
 from jobyard.settings import Settings
 from jobyard.store.factory import open_store, upgrade_database
@@ -71,22 +66,6 @@ def _insert_history(engine: Engine, *, count: int, jc0: int, t0: int) -> None:
             conn.execute(text("ANALYZE jobs"))
 
 
-@contextlib.contextmanager
-def _database(engine_name: str) -> Iterator[tuple[str, Path, bool]]:
-    with tempfile.TemporaryDirectory(prefix="jy-bench-jobstats-") as tmp:
-        home = Path(tmp)
-        if engine_name == "sqlite":
-            yield f"sqlite:///{home / 'jobyard.db'}", home, True
-            return
-        from tests.support.pg import start_cluster
-
-        cluster = start_cluster()
-        try:
-            yield cluster.url(cluster.create_database()), home, False
-        finally:
-            cluster.stop()
-
-
 def _queries(jc0: int, end: datetime) -> dict[str, dict[str, str]]:
     """Query shapes: name -> query parameters."""
     iso = end.isoformat()
@@ -108,19 +87,12 @@ def _queries(jc0: int, end: datetime) -> dict[str, dict[str, str]]:
 async def bench_engine(engine_name: str, rows: int, queries: int) -> list[list[object]]:
     """Load, fold, query on one engine; the table rows of its report."""
     out: list[list[object]] = []
-    with _database(engine_name) as (url, home, is_sqlite):
+    with fresh_database(engine_name, "jy-bench-jobstats-") as (url, home, is_sqlite):
         await asyncio.to_thread(upgrade_database, url)
         store = await open_store(url, migrate=False)
         engine = make_sync_engine(normalize_url(url))
         try:
-            jc_ids = [
-                (
-                    await store.jobconfig_insert(
-                        JobConfigSpec(name=f"stats-{k:02d}", command=["true"], max_concurrent=0)
-                    )
-                ).id
-                for k in range(JOBCONFIGS)
-            ]
+            jc_ids = await make_jobconfigs(store, "stats", JOBCONFIGS)
             t0 = int(time.time()) - rows - 3600
             started = time.perf_counter()
             await asyncio.to_thread(_insert_history, engine, count=rows, jc0=jc_ids[0], t0=t0)
