@@ -164,6 +164,19 @@ EMPTY_STATS: dict[str, Any] = {
     "queue_wait_seconds": {"count": 0, "mean": None, "p50": None, "p95": None, "max": None},
 }
 
+#: A personal token as listed (its secret value is shown once, at creation).
+TOKEN: dict[str, Any] = {
+    "id": 9,
+    "name": "ci",
+    "kind": "personal",
+    "user_id": 2,
+    "role": "user",
+    "created_at": _AT,
+    "expires_at": "2026-04-05T09:30:00Z",
+    "revoked": False,
+    "job_id": None,
+}
+
 #: Schema name -> its example.
 EXAMPLES: dict[str, dict[str, Any]] = {
     # Request bodies
@@ -246,18 +259,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "expires_in": 900,
         "refresh_expires_in": 1209600,
     },
-    "NewTokenOut": {
-        "id": 9,
-        "name": "ci",
-        "kind": "personal",
-        "user_id": 2,
-        "role": "user",
-        "created_at": _AT,
-        "expires_at": "2026-04-05T09:30:00Z",
-        "revoked": False,
-        "job_id": None,
-        "token": "jy_Q3vWp...",
-    },
+    "NewTokenOut": {**TOKEN, "token": "jy_Q3vWp..."},
     "MeOut": {
         "name": "alice",
         "role": "user",
@@ -307,17 +309,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "jobconfigs": [{**JOBCONFIG, "id": 8, "name": "etl-v2.orders-etl", "template_id": 2}],
         "secure_macros_skipped": {"etl-v2.orders-etl": ["DB_URL"]},
     },
-    "TokenOut": {
-        "id": 9,
-        "name": "ci",
-        "kind": "personal",
-        "user_id": 2,
-        "role": "user",
-        "created_at": _AT,
-        "expires_at": "2026-04-05T09:30:00Z",
-        "revoked": False,
-        "job_id": None,
-    },
+    "TokenOut": TOKEN,
     "ResolvedOut": {"name": "DB_URL", "value": "*****", "level": "jobconfig", "secure": True},
     "ResolvedList": {
         "jobconfig_id": 3,
