@@ -35,6 +35,7 @@ class Env:
     settings: Settings
     url: str
     token: str
+    runtime: Runtime
 
     async def wait_status(
         self, job_id: int, statuses: set[str] | None = None, timeout: float = 20.0
@@ -100,7 +101,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         }
         values.update(overrides)
         settings = Settings(**values)
-        app = create_app(Runtime(settings))
+        runtime = Runtime(settings)
+        app = create_app(runtime)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
         )
@@ -120,7 +122,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
             base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
         running.append((server, task, client))
-        return Env(client=client, settings=settings, url=url, token=token)
+        return Env(client=client, settings=settings, url=url, token=token, runtime=runtime)
 
     yield start
     for server, task, client in reversed(running):

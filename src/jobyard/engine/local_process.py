@@ -210,6 +210,20 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+async def _follow_parent(reader: asyncio.StreamReader, bus: Bus) -> bool:
+    """Apply the parent's messages; True once it says "stop", False if it vanished."""
+    while line := await reader.readline():
+        message = json.loads(line)
+        op = message.get("op")
+        if op == "wake":
+            bus.work_available()
+        elif op == "abort":
+            bus.request_abort(int(message["job"]), str(message.get("reason") or "aborted"))
+        elif op == "stop":
+            return True
+    return False
+
+
 async def _child_main(fd: int) -> None:
     from jobyard.blobs.local import LocalBlobStore
     from jobyard.engine.local_backend import local_worker_pool
@@ -223,15 +237,13 @@ async def _child_main(fd: int) -> None:
     run = asyncio.create_task(pool.run())
     writer.write(_encode({"op": "ready"}))
     try:
-        while line := await reader.readline():
-            message = json.loads(line)
-            op = message.get("op")
-            if op == "wake":
-                bus.work_available()
-            elif op == "abort":
-                bus.request_abort(int(message["job"]), str(message.get("reason") or "aborted"))
-            elif op == "stop":
-                break
+        if not await _follow_parent(reader, bus):
+            # The socket closed without "stop": the parent died (kill -9). The kernel
+            # closes a dying process's sockets before it sends PR_SET_PDEATHSIG, so this
+            # end of file can come first. Exit now, as that SIGKILL would: the job
+            # programs stay orphans for the next start to end FAILED and kill, instead of
+            # being aborted halfway by a worker about to be killed.
+            os._exit(1)
     finally:
         await pool.stop()
         await run
