@@ -382,6 +382,14 @@ class LocalBackend:
         self._bus.job_changed(job_id)
         self._bus.work_available()
 
+    def forget(self, job_id: int) -> None:
+        """Drop what was kept for a job the pool is done with: its claim, macro record
+        and secret masker, even when its end was never reported (a lost lease)."""
+        self._claims.pop(job_id, None)
+        self._records.pop(job_id, None)
+        self._maskers.pop(job_id, None)
+        self._handed.discard(job_id)
+
     async def renew(self, *, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
         """Renew leases of held jobs (retried through a database outage: idempotent)."""
         return await self._persistent(f"renew the leases of {len(job_ids)} job(s)").run(

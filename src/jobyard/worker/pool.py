@@ -180,6 +180,10 @@ class WorkerPool:
     def _forget(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._tasks.pop(job_id, None)
         self._controls.pop(job_id, None)
+        try:
+            self.backend.forget(job_id)
+        except Exception:  # pragma: no cover - bookkeeping must not stop the pool
+            _log.exception("worker %s: could not forget job %s", self.worker_id, job_id)
         if self._wake is not None:
             self._wake.set()
 

@@ -121,3 +121,11 @@ class WorkerBackend(Protocol):
     async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> None:
         """Report worker health."""
         ...
+
+    def forget(self, job_id: int) -> None:
+        """The pool is done with the job: whatever was kept for it may go.
+
+        Called once per acquired job, when its run is over, whether its end was
+        reported or not (a job dropped after a lost lease reports nothing).
+        """
+        ...

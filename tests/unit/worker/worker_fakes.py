@@ -100,6 +100,7 @@ class RecordingBackend:
     prepare_gate: asyncio.Event | None = None
     on_end: Callable[[int], None] | None = None
     max_concurrent_seen: int = 0
+    forgotten: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._work = asyncio.Event()
@@ -209,6 +210,9 @@ class RecordingBackend:
 
     async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> None:
         self.heartbeats.append((running, draining))
+
+    def forget(self, job_id: int) -> None:
+        self.forgotten.append(job_id)
 
 
 def pid_gone(pid: int) -> bool:
