@@ -24,14 +24,14 @@ import asyncio
 import contextlib
 import functools
 import os
+import queue
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from jobyard.worker.logwriter import LogWriter
 
@@ -39,19 +39,68 @@ T = TypeVar("T")
 _READ_SIZE = 65536
 #: The mode mask of a job's files: the worker's own (0077) is not the job's business.
 JOB_UMASK = 0o022
-_spawn_pool: ThreadPoolExecutor | None = None
-_spawn_pool_lock = threading.Lock()
-
 #: Runs the spawn inside the spawn thread, e.g. as the job's uid (see sandbox.py).
 Launch = Callable[[Callable[[], "subprocess.Popen[bytes]"]], "subprocess.Popen[bytes]"]
 
+_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
 
-def _spawner() -> ThreadPoolExecutor:
-    global _spawn_pool
-    with _spawn_pool_lock:
-        if _spawn_pool is None:
-            _spawn_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jobyard-spawn")
-        return _spawn_pool
+
+class _SpawnThreads:
+    """A few dedicated threads running calls handed over by event loops.
+
+    Lighter than a ``ThreadPoolExecutor`` with ``run_in_executor``: one queue put hands
+    a call over, one ``call_soon_threadsafe`` hands its result back (measured here at
+    19-24 µs of CPU per round trip against 43-46 µs), and every job crosses twice (its
+    spawn, then the kill of its uid's processes). The threads start on first use and
+    do nothing else, so a credential switch inside a call never leaks into other work.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Run ``fn`` in a spawn thread; its result (or error) lands in the future."""
+        if not self._started:
+            self._start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._calls.put((loop, future, fn))
+        return future
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            for index in range(self._count):
+                threading.Thread(
+                    target=self._serve, name=f"jobyard-spawn-{index}", daemon=True
+                ).start()
+            self._started = True
+
+    def _serve(self) -> None:
+        while True:
+            loop, future, fn = self._calls.get()
+            try:
+                result, error = fn(), None
+            except BaseException as exc:  # handed to the caller, as run_in_executor does
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+_spawn_threads = _SpawnThreads(2)
 
 
 async def in_spawn_thread(fn: Callable[[], T]) -> T:
@@ -60,7 +109,7 @@ async def in_spawn_thread(fn: Callable[[], T]) -> T:
     Never in the event loop's thread: a credential change resets that thread's
     parent-death signal, which ties worker processes to the server's life.
     """
-    return await asyncio.get_running_loop().run_in_executor(_spawner(), fn)
+    return await _spawn_threads.submit(fn)
 
 
 def _popen(
@@ -128,8 +177,7 @@ class Child:
 
         ``launch`` wraps the spawn in the spawn thread (to run it as the job's uid).
         """
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(_spawner(), functools.partial(_popen, argv, cwd, env, launch))
+        fut = _spawn_threads.submit(functools.partial(_popen, argv, cwd, env, launch))
         try:
             proc, started_at = await asyncio.shield(fut)
         except asyncio.CancelledError:
