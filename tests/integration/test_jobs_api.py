@@ -31,6 +31,16 @@ async def test_adhoc_job_runs_to_finished_with_events_and_log(env: Env) -> None:
     assert any(line.endswith(" err oops") for line in lines), lines
 
 
+async def test_a_job_that_printed_nothing_has_an_empty_log(env: Env) -> None:
+    job = await env.run_command(["true"])
+    assert (await env.wait_status(job["id"]))["status"] == "FINISHED"
+    log = await env.client.get(f"/api/v1/jobs/{job['id']}/log")
+    assert log.status_code == 200, log.text
+    assert log.text == ""
+    followed = await env.client.get(f"/api/v1/jobs/{job['id']}/log", params={"follow": "true"})
+    assert followed.status_code == 200 and followed.text == ""
+
+
 async def test_exit_codes_map_to_error_or_finished(env: Env) -> None:
     bad = await env.run_command(["sh", "-c", "exit 3"])
     ok = await env.run_command(["sh", "-c", "exit 3"], success_exit_codes=[0, 3])

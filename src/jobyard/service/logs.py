@@ -32,7 +32,9 @@ async def open_log(ctx: Context, principal: Principal, job_id: int) -> tuple[Job
             f"job {job_id} is {job.status}: its log begins once a worker runs it",
             {"job_id": job_id, "status": job.status},
         )
-    if job.status in TERMINAL and not await ctx.blobs.exists(key):
+    if job.acquired_at is None and not await ctx.blobs.exists(key):
+        # Ended without reaching a worker. (A worker creates the file with the first
+        # line: the log of an acquired job that printed nothing is empty, not missing.)
         raise NotFound(
             f"job {job_id} ended {job.status} without producing a log"
             + (f" ({job.status_reason})" if job.status_reason else ""),

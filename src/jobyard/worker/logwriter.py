@@ -16,6 +16,12 @@ Format, one log line per line of output (UTF-8 framing, the program's bytes as-i
   (64 KiB) is split over several log lines. Lines of stdout and stderr interleave in
   the order they were read; within one stream, order is kept.
 
+The file is created with the first line written: a job that prints nothing (and about
+which jobyard has nothing to note) leaves no file, and readers take a missing log of a
+job a worker acquired as an empty one. Creating a file is the costliest system call of a
+short job on some disks (allocating an inode in a crowded ext4 block group measured
+150-190 µs of CPU, against ~3 µs for a rename).
+
 Flushing: there is no user-space buffer. Every read from a pipe (up to 64 KiB) turns
 into one ``write()`` of its complete lines on an ``O_APPEND`` descriptor, so a reader
 following the file sees a line as soon as the program wrote it (a partial line waits
@@ -102,11 +108,9 @@ class LogWriter:
         self._second_text = ""
         self.error: OSError | None = None
         self.bytes_written = 0
-        try:
-            self._fd: int | None = _open_append(path)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = _open_append(path)
+        #: The file is created with the first line: a job that prints nothing has none.
+        self._fd: int | None = None
+        self._closed = False
 
     # -- input ---------------------------------------------------------------------------
     def feed(self, stream: str, data: bytes) -> None:
@@ -162,9 +166,25 @@ class LogWriter:
         """Write pending partial lines and close the file (idempotent)."""
         for stream in list(self._buffers):
             self.finish_stream(stream)
+        self._closed = True
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def _open(self) -> int | None:
+        """The file, created now (with its folder if missing); None after an error."""
+        if self._closed or self.error is not None:
+            return None
+        try:
+            try:
+                self._fd = _open_append(self.path)
+            except FileNotFoundError:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = _open_append(self.path)
+        except OSError as exc:
+            self.error = exc
+            _log.warning("cannot create job log %s: %s; dropping its output", self.path, exc)
+        return self._fd
 
     # -- output --------------------------------------------------------------------------
     def timestamp(self) -> str:
@@ -177,7 +197,8 @@ class LogWriter:
         return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
 
     def _write(self, stream: str, lines: list[bytes]) -> None:
-        if self._fd is None:
+        fd = self._fd if self._fd is not None else self._open()
+        if fd is None:
             return
         prefix = self.timestamp().encode() + self._prefixes[stream]
         parts: list[bytes] = []
@@ -191,13 +212,13 @@ class LogWriter:
         view = memoryview(b"".join(parts))
         try:
             while view:
-                n = os.write(self._fd, view)
+                n = os.write(fd, view)
                 self.bytes_written += n
                 view = view[n:]
         except OSError as exc:
             self.error = exc
             _log.warning("cannot write job log %s: %s; dropping further output", self.path, exc)
-            os.close(self._fd)
+            os.close(fd)
             self._fd = None
 
 

@@ -33,7 +33,7 @@ def test_partial_lines_wait_for_their_newline(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "log"  # parent created on demand
     w = LogWriter(path)
     w.feed("out", b"hel")
-    assert path.read_bytes() == b""
+    assert not path.exists()  # created with its first complete line
     w.feed("err", b"E1\nE")
     w.feed("out", b"lo\nwor")
     assert body(path) == [b"err E1", b"out hello"]
@@ -119,4 +119,34 @@ def test_write_errors_do_not_raise(tmp_path: Path) -> None:
     w.feed("out", b"x\n")
     assert isinstance(w.error, OSError)
     w.feed("out", b"y\n")  # dropped quietly
+    w.close()
+
+
+def test_the_file_is_created_with_the_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "0" / "7.log"  # its folder is made when needed
+    w = LogWriter(path)
+    w.feed("out", b"no newline yet")
+    assert not path.exists()
+    w.feed("out", b"\n")
+    assert path.read_bytes().endswith(b" out no newline yet\n")
+    w.close()
+
+
+def test_a_silent_program_leaves_no_file(tmp_path: Path) -> None:
+    w = LogWriter(tmp_path / "7.log")
+    w.finish_stream("out")
+    w.finish_stream("err")
+    w.close()
+    w.note("after close: dropped")
+    assert not (tmp_path / "7.log").exists()
+    assert w.error is None
+
+
+def test_a_log_that_cannot_be_created_drops_output_quietly(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    w = LogWriter(blocker / "7.log")
+    w.feed("out", b"x\n")
+    assert isinstance(w.error, OSError)
+    w.feed("out", b"y\n")
     w.close()
