@@ -148,7 +148,12 @@ class WorkerPool:
                     acquired_at = time.monotonic()
                     for job in jobs:
                         self._start(job, acquired_at)
-                    continue
+                    if len(jobs) >= free:
+                        continue
+                # Fewer jobs than free slots: nothing else was queued for this pool when
+                # the claim ran. Claiming again at once would find nothing and, on an
+                # idle server, delay the start of the job just claimed; new work and
+                # freed slots wake the pool.
                 await self._wait_for_work()
         finally:
             await self._finish_running()
