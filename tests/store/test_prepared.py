@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
-from jobyard.store.schema import api_tokens, jobconfigs, jobs, macros, users
-from jobyard.store.sql.prepared import Prepared
+from jobyard.store.schema import UtcDateTime, api_tokens, jobconfigs, jobs, macros, users
+from jobyard.store.sql.prepared import Prepared, _utc_from_sqlite, _utc_to_sqlite
 
 from .conftest import make_jobconfig, new_job
 
@@ -142,3 +145,31 @@ async def test_driver_errors_are_sqlalchemy_errors(store, db: Engine) -> None:
         # The connection is still usable afterwards.
         with conn.begin():
             assert conn.execute(select(users.c.name).where(users.c.name == "dup")).scalar() == "dup"
+
+
+_ZONES = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)), None]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_ZONES)
+)
+def test_fused_sqlite_timestamp_processors_match_sqlalchemy(value: datetime) -> None:
+    dialect = sqlite_dialect.dialect()
+    slow_bind = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+    slow_result = UtcDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    assert slow_bind is not None and slow_result is not None
+    if value.tzinfo is None:  # naive: refused alike
+        with pytest.raises(ValueError, match="naive"):
+            slow_bind(value)
+        with pytest.raises(ValueError, match="naive"):
+            _utc_to_sqlite(value)
+        return
+    text = _utc_to_sqlite(value)
+    assert text == slow_bind(value)
+    assert text is not None and len(text) == 26  # fixed width: text order is time order
+    assert _utc_from_sqlite(text) == slow_result(text) == value
+    assert _utc_from_sqlite(text).tzinfo is UTC
+    assert _utc_to_sqlite(None) is None

@@ -19,6 +19,7 @@ length of each list; literal-rendered ones are refused.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -26,10 +27,46 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.types import TypeEngine
+
+from jobyard.store.schema import UtcDateTime
 
 _Processor = Callable[[Any], Any]
 #: Compilations kept per statement (dialects x lengths of its list parameters).
 _MAX_SHAPES = 64
+
+
+def _utc_to_sqlite(value: datetime | None) -> str | None:
+    """``UtcDateTime`` then SQLite's ``DATETIME`` bind processing, in one call: naive UTC
+    text with six fraction digits (``YYYY-MM-DD HH:MM:SS.ffffff``, fixed width)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _utc_from_sqlite(value: str) -> datetime:
+    """SQLite text of a ``UtcDateTime`` back to an aware UTC datetime."""
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Processor | None:
+    """The type's bind processor; a fused one for timestamps on SQLite (the commonest
+    parameter of the job path: three nested calls and a %-format otherwise)."""
+    if isinstance(type_, UtcDateTime) and dialect.name == "sqlite":
+        return _utc_to_sqlite
+    processor: _Processor | None = type_.dialect_impl(dialect).bind_processor(dialect)
+    return processor
+
+
+def _result_processor(type_: TypeEngine[Any], dialect: Dialect, coltype: Any) -> _Processor | None:
+    if isinstance(type_, UtcDateTime) and dialect.name == "sqlite":
+        return _utc_from_sqlite
+    processor: _Processor | None = type_.dialect_impl(dialect).result_processor(dialect, coltype)
+    return processor
 
 
 class _Slot:
@@ -75,7 +112,7 @@ class _Compiled:
         binds: dict[str, _Processor] = {}
         self.defaults: dict[str, Any] = {}
         for name, bind in compiled.binds.items():
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            processor = _bind_processor(bind.type, dialect)
             if processor is not None:
                 binds[name] = processor
             if not bind.required and not bind.expanding:
@@ -116,7 +153,7 @@ class _Compiled:
     ) -> tuple[_Processor | None, ...] | None:
         dialect = self._dialect
         processors = [
-            col.type.dialect_impl(dialect).result_processor(dialect, desc[1])
+            _result_processor(col.type, dialect, desc[1])
             for col, desc in zip(self._columns, description, strict=True)
         ]
         return tuple(processors) if any(p is not None for p in processors) else None
