@@ -189,8 +189,19 @@ async def initialize_job(
 class LocalBackend:
     """Direct control-plane access for worker slots living in the server process."""
 
-    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, bus: Bus) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        blobs: BlobStore,
+        bus: Bus,
+        *,
+        slots: int | None = None,
+    ) -> None:
+        """``slots``: how many slots this backend serves (default: every local slot); a
+        claim may fill that many at most, so that many SESSION_IDs are minted for it."""
         self._settings = settings
+        self._slots = settings.workers if slots is None else slots
         self._store = store
         self._blobs = blobs
         self._bus = bus
@@ -256,7 +267,7 @@ class LocalBackend:
         slots)."""
         if limit <= 0:
             return []
-        most = max(limit, self._settings.workers) if free_now is not None else limit
+        most = max(limit, self._slots) if free_now is not None else limit
         values = [SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(most)]
         by_hash = {hash_token(value): value for value in values}
         request = ClaimRequest(
@@ -464,7 +475,7 @@ def local_worker_pool(
         ),
     )
     pool = WorkerPool(
-        LocalBackend(settings, store, blobs, bus),
+        LocalBackend(settings, store, blobs, bus, slots=count),
         workspace=Workspace.from_settings(settings, jobs_root=jobs_root_for(settings.home, plan)),
         slots=count,
         pool=settings.pool,
