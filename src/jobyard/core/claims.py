@@ -90,6 +90,10 @@ class ClaimRequest:
     #: with others (see jobyard.engine.reporter) takes up to that many, so slots freed
     #: while it waited are filled by the same commit; never more than ``token_hashes``.
     free_now: Callable[[], int] | None = field(default=None, compare=False)
+    #: A claim alone on SQLite first looks for queued jobs without the write lock; a
+    #: claimer just told that work was queued (first of the idle workers) goes straight
+    #: to the write.
+    look_first: bool = True
 
     def effective_limit(self) -> int:
         """``limit``, or more when more slots are free by now (bounded by the tokens)."""

@@ -19,30 +19,34 @@ class Bus:
 
     def __init__(self) -> None:
         self._work = asyncio.Event()
+        #: The pending wake-up came first-hand (see :meth:`work_available`).
+        self._work_fresh = False
         self._job_waiters: dict[int, list[asyncio.Event]] = {}
         self._abort_handlers: list[Callable[[int, str], bool]] = []
-        self._work_listeners: list[Callable[[], None]] = []
+        self._work_listeners: list[Callable[[bool], None]] = []
         self._work_turn = 0
         self._work_delayed: set[int] = set()
         self._schedules = asyncio.Event()
 
     # -- work available --------------------------------------------------------
-    def work_available(self) -> None:
+    def work_available(self, fresh: bool = True) -> None:
         """Tell idle workers that a job may have been queued.
 
-        Listeners (worker processes) are told in turn: one at once, the others
-        :data:`WAKE_STAGGER` later, the first one changing each time. Idle processes all
-        wake on a submit but only one gets the job; the others, woken a moment after it
-        claimed it, find nothing queued without queueing for the database's write lock
-        behind its claim. One whose slots are all busy makes the job wait that moment.
+        Listeners (worker processes) are told in turn: one at once (``fresh``), the
+        others :data:`WAKE_STAGGER` later (not fresh), the first one changing each time.
+        Idle processes all wake on a submit but only one gets the job; the others, woken
+        a moment after it claimed it, find nothing queued without queueing for the
+        database's write lock behind its claim. One whose slots are all busy makes the
+        job wait that moment. A fresh wake-up lets the waiter claim without looking first.
         """
         self._work.set()
+        self._work_fresh = self._work_fresh or fresh
         listeners = self._work_listeners
         if not listeners:
             return
         first = self._work_turn % len(listeners)
         self._work_turn += 1
-        listeners[first]()
+        listeners[first](True)
         if len(listeners) == 1:
             return
         loop = asyncio.get_running_loop()
@@ -51,22 +55,28 @@ class Bus:
                 self._work_delayed.add(index)
                 loop.call_later(WAKE_STAGGER, self._wake_later, index, listener)
 
-    def _wake_later(self, index: int, listener: Callable[[], None]) -> None:
+    def _wake_later(self, index: int, listener: Callable[[bool], None]) -> None:
         self._work_delayed.discard(index)
-        listener()
+        listener(False)
 
-    def on_work(self, listener: Callable[[], None]) -> None:
-        """Also call ``listener`` on :meth:`work_available` (worker processes)."""
+    def on_work(self, listener: Callable[[bool], None]) -> None:
+        """Also call ``listener(fresh)`` on :meth:`work_available` (worker processes)."""
         self._work_listeners.append(listener)
 
-    async def wait_for_work(self, timeout: float) -> None:
-        """Return on the next :meth:`work_available` or after ``timeout`` seconds."""
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Return on the next :meth:`work_available` or after ``timeout`` seconds.
+
+        True when woken by a fresh :meth:`work_available`: a job was most likely just
+        queued for this waiter to claim.
+        """
         if not self._work.is_set():
             try:
                 await asyncio.wait_for(self._work.wait(), timeout)
             except TimeoutError:
-                return
+                return False
         self._work.clear()
+        fresh, self._work_fresh = self._work_fresh, False
+        return fresh
 
     # -- schedules -------------------------------------------------------------
     def schedules_changed(self) -> None:

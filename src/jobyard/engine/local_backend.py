@@ -215,6 +215,8 @@ class LocalBackend:
         self._handed: set[int] = set()
         #: The last acquisition failed while its commit was in flight.
         self._acquire_unsure = False
+        #: The last wait ended on a fresh wake-up: the next claim need not look first.
+        self._work_fresh = False
         #: The last acquisition found the database unavailable (poll it more often).
         self._unavailable_pause = 0.0
         #: Claimed jobs not prepared yet: their run context and SESSION_ID value.
@@ -270,12 +272,14 @@ class LocalBackend:
         most = max(limit, self._slots) if free_now is not None else limit
         values = [SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(most)]
         by_hash = {hash_token(value): value for value in values}
+        fresh, self._work_fresh = self._work_fresh, False
         request = ClaimRequest(
             pool=pool,
             limit=limit,
             lease_seconds=self._settings.lease_seconds,
             token_hashes=list(by_hash),
             free_now=free_now,
+            look_first=not fresh,
         )
         claims = await self._reporter.claim(worker_id, request)
         for claim in claims:
@@ -303,7 +307,7 @@ class LocalBackend:
         """Sleep until something is queued (or the timeout; shorter during an outage)."""
         if self._unavailable_pause:
             timeout = min(timeout, self._unavailable_pause)
-        await self._bus.wait_for_work(timeout)
+        self._work_fresh = await self._bus.wait_for_work(timeout)
 
     def _keyring(self) -> Keyring:
         return self._keyrings.get(self._settings.home, self._settings.secret_key)

@@ -6,8 +6,10 @@ API and the workers use two cores. The child talks to the database itself (it is
 same host and the same ``Store``), and to its parent over a socket pair carrying JSON
 lines:
 
-* parent -> child: ``{"op": "wake"}`` (work was queued), ``{"op": "abort", "job": N,
-  "reason": "..."}``, ``{"op": "stop"}`` (abort running jobs, report them, exit);
+* parent -> child: ``{"op": "wake", "fresh": bool}`` (work was queued; fresh: this
+  child is told first, see :meth:`jobyard.engine.bus.Bus.work_available`),
+  ``{"op": "abort", "job": N, "reason": "..."}``, ``{"op": "stop"}`` (abort running
+  jobs, report them, exit);
 * child -> parent: ``{"op": "ready"}``, ``{"op": "changed", "job": N}`` (wakes log
   followers and abort waiters at once instead of at their next poll).
 
@@ -105,11 +107,11 @@ class WorkerProcess:
         self._writer.write(_encode(message))
         return True
 
-    def wake(self) -> None:
+    def wake(self, fresh: bool = True) -> None:
         """Forward a wake-up now; more in the same loop turn are one message."""
         if not self._wake_pending:
             self._wake_pending = True
-            self._send({"op": "wake"})
+            self._send({"op": "wake", "fresh": fresh})
             asyncio.get_running_loop().call_soon(self._wake_sent)
 
     def _wake_sent(self) -> None:
@@ -216,7 +218,7 @@ async def _follow_parent(reader: asyncio.StreamReader, bus: Bus) -> bool:
         message = json.loads(line)
         op = message.get("op")
         if op == "wake":
-            bus.work_available()
+            bus.work_available(fresh=message.get("fresh") is True)
         elif op == "abort":
             bus.request_abort(int(message["job"]), str(message.get("reason") or "aborted"))
         elif op == "stop":

@@ -90,7 +90,7 @@ class ClaimsMixin(SqlBase):
             # A claim alone on SQLite: look without the database's write lock first
             # (idle workers all wake on a submit; only one finds the job, the others
             # should not queue for the lock behind it). PostgreSQL claims lock rows only.
-            if not self._pg and not await self._read(_any_queued, claim.pool):
+            if claim.look_first and not self._pg and not await self._read(_any_queued, claim.pool):
                 return ReportAnswer([])
         return await self._write(_jobs_report, worker_id, list(running), list(ended), claim)
 
