@@ -244,6 +244,7 @@ class _JobRun:
         self.child: Child | None = None
         self.outcome: JobOutcome | None = None
         self.sandbox = sandbox
+        self._group_killed = False
 
     # -- the sequence ----------------------------------------------------------------------
     async def execute(self, assignment: Assignment | None) -> JobOutcome:
@@ -430,9 +431,11 @@ class _JobRun:
             await child.exited
 
     async def _end_processes(self) -> None:
-        """SIGKILL the program's group and everything else its sandbox holds."""
-        if self.child is not None:
+        """SIGKILL the program's group and everything else its sandbox holds (once: a
+        killed group cannot gain members, and the sandbox remembers its collection)."""
+        if self.child is not None and not self._group_killed:
             self.child.signal_group(signal.SIGKILL)
+            self._group_killed = True
         await self.sandbox.collect()
 
     async def _reap(self) -> None:
