@@ -13,9 +13,11 @@ it, it fails saying how to install it.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,15 +53,57 @@ def _shot(page: Page, name: str) -> None:
     print(f"screenshot: {path}")
 
 
-def _error_job(server: RunningServer) -> int:
-    """A user ``viewer`` with a password, and an ad-hoc job that ends ERROR."""
-    with httpx.Client(
+def _api(server: RunningServer) -> httpx.Client:
+    return httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, timeout=30
-    ) as api:
+    )
+
+
+@pytest.fixture(scope="module")
+def viewer(server: RunningServer) -> str:
+    """A user ``viewer`` (admin) with a password."""
+    with _api(server) as api:
         r = api.post(
             "/api/v1/users", json={"name": "viewer", "role": "admin", "password": PASSWORD}
         )
         assert r.status_code == 201, r.text
+    return "viewer"
+
+
+def _open(browser: Browser, server: RunningServer, **options: Any) -> tuple[Page, Watch]:
+    """A new browser page that blocks (and records) other hosts and records errors."""
+    context = browser.new_context(**options)
+    watch = Watch(origin=server.url.rstrip("/"))
+    context.route("**/*", watch.route)
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.on("pageerror", lambda exc: watch.errors.append(f"pageerror: {exc}"))
+    page.on(
+        "console",
+        lambda msg: watch.errors.append(f"console: {msg.text}") if msg.type == "error" else None,
+    )
+    return page, watch
+
+
+def _log_in(page: Page, server: RunningServer, name: str) -> None:
+    page.goto(f"{server.url}/login")
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{server.url}/")
+
+
+def _wait_status(api: httpx.Client, job_id: int, want: set[str]) -> str:
+    deadline = time.monotonic() + 60
+    while (status := api.get(f"/api/v1/jobs/{job_id}").json()["status"]) not in want:
+        assert time.monotonic() < deadline, f"job {job_id} stuck in {status}"
+        time.sleep(0.1)
+    return str(status)
+
+
+def _error_job(server: RunningServer) -> int:
+    """An ad-hoc job that ends ERROR."""
+    with _api(server) as api:
         r = api.post(
             "/api/v1/jobs", json={"command": ["/bin/sh", "-c", "echo broken-on-purpose; exit 7"]}
         )
@@ -75,24 +119,15 @@ def _error_job(server: RunningServer) -> int:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_log_in_see_an_error_on_the_dashboard_log_out(
-    browser: Browser, server: RunningServer, scheme: str
+    browser: Browser, server: RunningServer, viewer: str, scheme: str
 ) -> None:
     job_id = _error_job(server) if scheme == "light" else _existing_error(server)
-    context = browser.new_context(color_scheme=scheme, timezone_id="Pacific/Auckland")
-    watch = Watch(origin=server.url.rstrip("/"))
-    context.route("**/*", watch.route)
-    page = context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    page.on("pageerror", lambda exc: watch.errors.append(f"pageerror: {exc}"))
-    page.on(
-        "console",
-        lambda msg: watch.errors.append(f"console: {msg.text}") if msg.type == "error" else None,
-    )
+    page, watch = _open(browser, server, color_scheme=scheme, timezone_id="Pacific/Auckland")
 
     # Not signed in: the dashboard sends us to the login page, which comes back to it.
     page.goto(f"{server.url}/")
     expect(page).to_have_url(f"{server.url}/login?next=%2F")
-    page.get_by_label("User name").fill("viewer")
+    page.get_by_label("User name").fill(viewer)
     page.get_by_label("Password").fill("wrong-password")
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
@@ -146,7 +181,7 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     expect(page).to_have_url(f"{server.url}/login")
     page.goto(f"{server.url}/")
     expect(page).to_have_url(f"{server.url}/login?next=%2F")
-    context.close()
+    page.context.close()
     watch.check()
 
 
@@ -157,3 +192,52 @@ def _existing_error(server: RunningServer) -> int:
         found = api.get("/api/v1/jobs", params={"status": "ERROR"}).json()["items"]
     assert found, "the light run creates the ERROR job"
     return int(found[0]["id"])
+
+
+def test_a_running_job_updates_live_and_the_buttons_cancel_and_abort(
+    browser: Browser, server: RunningServer, viewer: str
+) -> None:
+    """The job page follows a job without reloading; Cancel and Abort post through the
+    console (CSRF token and all) and the API sees the result."""
+    ticking = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done"
+    with _api(server) as api:
+        r = api.post("/api/v1/jobs", json={"command": ["/bin/sh", "-c", ticking]})
+        assert r.status_code == 201, r.text
+        running = int(r.json()["id"])
+        _wait_status(api, running, {"RUNNING"})
+        # The only slot is taken: this one waits in QUEUED.
+        r = api.post("/api/v1/jobs", json={"command": ["/bin/sh", "-c", "true"]})
+        assert r.status_code == 201, r.text
+        queued = int(r.json()["id"])
+        assert _wait_status(api, queued, {"QUEUED"}) == "QUEUED"
+
+        page, watch = _open(browser, server)
+        _log_in(page, server, viewer)
+        page.goto(f"{server.url}/jobs/{running}")
+        page.evaluate("window.notReloaded = true")
+        log = page.locator("pre.log")
+        expect(log).to_contain_text("tick-1")
+        last = max(int(n) for n in re.findall(r"tick-(\d+)", log.inner_text()))
+        # Lines written after the page was loaded appear in it without a reload.
+        expect(log).to_contain_text(f"tick-{last + 10}")
+        assert page.evaluate("window.notReloaded === true")
+        expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
+        _shot(page, "job-running")
+
+        page.goto(f"{server.url}/jobs/{queued}")
+        expect(page.get_by_role("button", name="Abort job")).to_have_count(0)
+        page.get_by_role("button", name="Cancel job").click()
+        expect(page.get_by_role("status")).to_have_text("Job cancelled.")
+        expect(page.get_by_role("heading", level=1)).to_contain_text("CANCELLED")
+        assert api.get(f"/api/v1/jobs/{queued}").json()["status"] == "CANCELLED"
+
+        page.goto(f"{server.url}/jobs/{running}")
+        page.get_by_role("button", name="Abort job").click()
+        expect(page.get_by_role("status")).to_contain_text("Abort requested")
+        # The page keeps polling until the job has ended, then shows FAILED.
+        expect(page.get_by_role("heading", level=1)).to_contain_text("FAILED")
+        expect(page.get_by_role("button", name="Abort job")).to_have_count(0)
+        assert api.get(f"/api/v1/jobs/{running}").json()["status"] == "FAILED"
+        _shot(page, "job-aborted")
+        page.context.close()
+        watch.check()

@@ -25,7 +25,7 @@ from jobyard.core.errors import (
     NotFound,
     Unauthorized,
 )
-from jobyard.core.jobs import JobStatus
+from jobyard.core.jobs import TERMINAL, JobStatus
 from jobyard.core.models import JobFilter
 from jobyard.service import jobs, overview
 from jobyard.service.context import Context
@@ -292,7 +292,12 @@ async def job_page(request: Request, job_id: str) -> Response:
         request,
         resolved,
         "job.html",
-        {"nav": "jobs", "d": detail, "notice": notice if notice in NOTICES else None},
+        {
+            "nav": "jobs",
+            "d": detail,
+            "ended": detail.job.status in TERMINAL,
+            "notice": NOTICES.get(notice or ""),
+        },
     )
 
 
