@@ -30,6 +30,8 @@ server = server_fixture(scope="module", workers=1)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "web"
 PASSWORD = "browser-pass-1"
+#: axe-core, vendored for the tests only (tests/e2e/vendor/README.md).
+AXE = Path(__file__).with_name("vendor") / "axe.min.js"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,26 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+def _accessible(page: Page) -> None:
+    """Run axe-core on the page; fail on any serious or critical violation.
+
+    The script is evaluated through the DevTools protocol, which the page's
+    Content-Security-Policy does not govern (the page itself could not load it).
+    """
+    page.evaluate(AXE.read_text(encoding="utf-8"))
+    result = page.evaluate(
+        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21aa', 'best-practice']})"
+    )
+    bad = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"accessibility violations on {page.url}: {bad}"
+
+
 def _shot(page: Page, name: str) -> None:
+    _accessible(page)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
