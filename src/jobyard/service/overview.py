@@ -90,6 +90,22 @@ async def _open_counts(ctx: Context, principal: Principal) -> tuple[dict[str, in
     return counts, True
 
 
+async def _first(
+    ctx: Context, principal: Principal, flt: JobFilter, want: int, max_pages: int = 5
+) -> list[Job]:
+    """Up to ``want`` newest jobs the caller may view. A listing page may hold fewer
+    items than asked (those it may not view are left out), so a few pages are read."""
+    found: list[Job] = []
+    cursor: str | None = None
+    for _ in range(max_pages):
+        page = await jobs.list_(ctx, principal, flt, cursor=cursor, limit=want)
+        found.extend(page.items)
+        if len(found) >= want or page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    return found[:want]
+
+
 async def dashboard(ctx: Context, principal: Principal) -> Dashboard:
     """Counts by status now and over the last hour and day, running jobs, failures."""
     now = utcnow()
@@ -100,19 +116,13 @@ async def dashboard(ctx: Context, principal: Principal) -> Dashboard:
     for bucket in day.buckets:
         if bucket.start + timedelta(hours=1) > hour_start:
             last_hour.merge(bucket.summary)
-    held = await jobs.list_(
-        ctx, principal, JobFilter(statuses=tuple(ABORTABLE)), cursor=None, limit=RUNNING_SHOWN
-    )
+    held = await _first(ctx, principal, JobFilter(statuses=tuple(ABORTABLE)), RUNNING_SHOWN)
     running = [
         RunningJob(j, (now - (j.started_at or j.acquired_at or j.created_at)).total_seconds())
-        for j in held.items
+        for j in held
     ]
-    failed = await jobs.list_(
-        ctx,
-        principal,
-        JobFilter(statuses=(JobStatus.ERROR, JobStatus.FAILED)),
-        cursor=None,
-        limit=FAILURES_SHOWN,
+    failed = await _first(
+        ctx, principal, JobFilter(statuses=(JobStatus.ERROR, JobStatus.FAILED)), FAILURES_SHOWN
     )
     return Dashboard(
         at=now,
@@ -123,7 +133,7 @@ async def dashboard(ctx: Context, principal: Principal) -> Dashboard:
         buckets=day.buckets,
         folded_at=day.folded_at,
         running=running,
-        failures=failed.items,
+        failures=failed,
         jobconfig_names=await jobconfig_names(ctx, principal),
     )
 
