@@ -186,7 +186,7 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     page.get_by_role("link", name="Jobs", exact=True).click()
     page.get_by_label("Status").select_option("ERROR")
     page.get_by_role("button", name="Filter").click()
-    expect(page).to_have_url(f"{server.url}/jobs?status=ERROR&jobconfig=")
+    expect(page).to_have_url(f"{server.url}/jobs?status=ERROR&jobconfig=&user=&since=")
     expect(page.locator(f'a[href="/jobs/{job_id}"]')).to_be_visible()
     _shot(page, f"jobs-{scheme}")
 

@@ -283,7 +283,7 @@ async def test_a_user_sees_only_their_own_jobs_and_jobconfigs(env: Env) -> None:
     for job in newer:
         await env.wait_status(job["id"])
     async with _signed_in(env, "bob") as (client, _):
-        for path in ("/", "/jobs", "/jobs?status=ERROR"):
+        for path in ("/", "/jobs", "/jobs?status=ERROR", "/jobs?since=1h", "/jobs?user=bob"):
             html = (await client.get(path)).text
             assert f'href="/jobs/{bob_job}"' in html, path
             assert "bobs-own-jc" in html, path
@@ -297,6 +297,10 @@ async def test_a_user_sees_only_their_own_jobs_and_jobconfigs(env: Env) -> None:
         said = [re.findall(r'role="alert">([^<]*)<', r.text) for r in (hidden, missing)]
         assert said[0] == [f"job {admin_job} does not exist"]
         assert said[1] == ["job 987654 does not exist"]
+        # Filtering by the admin as submitter shows none of their jobs.
+        html = (await client.get("/jobs?user=admin")).text
+        assert f'href="/jobs/{admin_job}"' not in html
+        assert "No job matches." in html
         # Filtering by the hidden jobconfig shows nothing of it either.
         html = (await client.get(f"/jobs?jobconfig={admin_jc}")).text
         assert f'href="/jobs/{admin_job}"' not in html
@@ -326,3 +330,27 @@ async def test_an_expired_access_token_is_refreshed_once(start_server: ServerFac
         assert _csrf(r.text) == token
     async with httpx.AsyncClient(base_url=env.url, cookies={"jobyard_session": before}) as replay:
         assert (await replay.get("/")).status_code == 303
+
+
+async def test_malformed_console_input_answers_4xx_saying_what_to_fix(env: Env) -> None:
+    await _user(env, "carol")
+    async with _signed_in(env, "carol") as (client, token):
+        cases = {
+            "/jobs?status=NOPE": (422, "unknown status"),
+            "/jobs?since=2y": (422, "unknown time range"),
+            "/jobs?jobconfig=abc": (422, "positive whole number"),
+            "/jobs?jobconfig=99999999999999999999": (422, "positive whole number"),
+            "/jobs?cursor=garbage": (422, "cursor"),
+            "/jobs/abc": (422, "positive whole number"),
+            "/jobs/0": (422, "positive whole number"),
+        }
+        for path, (status, said) in cases.items():
+            r = await client.get(path)
+            assert r.status_code == status, (path, r.status_code, r.text)
+            assert said in r.text, (path, r.text)
+            assert r.headers["content-security-policy"].startswith("default-src 'self'")
+        r = await client.post("/jobs/1/explode", data={"csrf_token": token})
+        assert r.status_code == 404
+        r = await client.post("/jobs/987654/cancel", data={"csrf_token": token})
+        assert r.status_code == 404
+        assert "job 987654 does not exist" in r.text

@@ -12,7 +12,7 @@ import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jobyard.core.errors import Forbidden, NotFound
+from jobyard.core.errors import Forbidden, InvalidInput, NotFound
 from jobyard.core.jobs import ABORTABLE, CANCELLABLE, TERMINAL, JobStatus
 from jobyard.core.models import Job, JobEvent, JobFilter
 from jobyard.core.stats import Summary
@@ -136,6 +136,55 @@ async def dashboard(ctx: Context, principal: Principal) -> Dashboard:
         failures=failed,
         jobconfig_names=await jobconfig_names(ctx, principal),
     )
+
+
+#: The console's time ranges for job lists: name -> how far back.
+SINCE: dict[str, timedelta] = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JobList:
+    """A page of jobs, with the names of the jobconfigs the caller may view."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+    jobconfig_names: dict[int, str]
+
+
+async def job_list(
+    ctx: Context,
+    principal: Principal,
+    *,
+    status: str | None,
+    jobconfig_id: int | None,
+    submitted_by: str | None,
+    since: str | None,
+    cursor: str | None,
+    limit: int,
+) -> JobList:
+    """Jobs the caller may view, newest first, filtered (the API's listing underneath)."""
+    if status is not None and status not in JobStatus.__members__:
+        raise InvalidInput(
+            f"unknown status {status[:40]!r}: one of {', '.join(JobStatus.__members__)}",
+            {"field": "status"},
+        )
+    if since is not None and since not in SINCE:
+        raise InvalidInput(
+            f"unknown time range {since[:40]!r}: one of {', '.join(SINCE)}", {"field": "since"}
+        )
+    flt = JobFilter(
+        jobconfig_id=jobconfig_id,
+        statuses=(JobStatus(status),) if status else None,
+        submitted_by=submitted_by,
+        created_after=utcnow() - SINCE[since] if since else None,
+    )
+    page = await jobs.list_(ctx, principal, flt, cursor=cursor, limit=limit)
+    return JobList(page.items, page.next_cursor, await jobconfig_names(ctx, principal))
 
 
 @dataclass(frozen=True, slots=True)

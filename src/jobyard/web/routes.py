@@ -26,7 +26,6 @@ from jobyard.core.errors import (
     Unauthorized,
 )
 from jobyard.core.jobs import TERMINAL, JobStatus
-from jobyard.core.models import JobFilter
 from jobyard.service import jobs, overview
 from jobyard.service.context import Context
 from jobyard.service.users import TooManyAttempts, lifetimes
@@ -234,40 +233,42 @@ def _int_param(value: str | None) -> int | None:
 
 @router.get("/jobs")
 async def jobs_page(request: Request) -> Response:
-    """Jobs the user may view, newest first, by status and jobconfig, paged."""
+    """Jobs the user may view, newest first, by status, jobconfig, user and age, paged."""
     resolved = await _signed_in(request)
     if resolved is None:
         return _to_login(request)
     q = request.query_params
-    status = q.get("status") or None
+    kept = {k: q[k] for k in ("status", "jobconfig", "user", "since") if q.get(k)}
     try:
-        if status is not None and status not in JobStatus.__members__:
-            raise InvalidInput(
-                f"unknown status {status[:40]!r}: one of {', '.join(JobStatus.__members__)}"
-            )
-        jobconfig_id = _int_param(q.get("jobconfig"))
-        flt = JobFilter(
-            jobconfig_id=jobconfig_id,
-            statuses=(JobStatus(status),) if status else None,
+        found = await overview.job_list(
+            _ctx(request),
+            resolved.principal,
+            status=kept.get("status"),
+            jobconfig_id=_int_param(kept.get("jobconfig")),
+            submitted_by=kept.get("user"),
+            since=kept.get("since"),
+            cursor=q.get("cursor") or None,
+            limit=JOBS_PER_PAGE,
         )
-        ctx = _ctx(request)
-        found = await jobs.list_(
-            ctx, resolved.principal, flt, cursor=q.get("cursor") or None, limit=JOBS_PER_PAGE
-        )
-        names = await overview.jobconfig_names(ctx, resolved.principal)
     except JobyardError as exc:
         return _error(request, resolved, exc)
     next_url = None
     if found.next_cursor is not None:
-        kept = {k: v for k, v in (("status", status), ("jobconfig", q.get("jobconfig"))) if v}
         next_url = "/jobs?" + urlencode({**kept, "cursor": found.next_cursor})
     values = {
         "nav": "jobs",
-        "jobs": found.items,
-        "names": names,
+        "jobs": found.jobs,
+        "names": found.jobconfig_names,
         "statuses": list(JobStatus.__members__),
-        "status": status,
-        "jobconfig": jobconfig_id,
+        "ranges": {
+            "1h": "last hour",
+            "24h": "last 24 h",
+            "7d": "last 7 days",
+            "30d": "last 30 days",
+        },
+        "filters": kept,
+        "jobconfig": _int_param(kept.get("jobconfig")),
+        "newest_url": "/jobs?" + urlencode(kept) if kept else "/jobs",
         "next_url": next_url,
         "first_page": not q.get("cursor"),
     }
