@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from jobyard.store.sql import base as store_base
 from tests.integration.conftest import Env, ServerFactory
 
 PASSWORD = "console-pass-1"
@@ -354,3 +356,43 @@ async def test_malformed_console_input_answers_4xx_saying_what_to_fix(env: Env) 
         r = await client.post("/jobs/987654/cancel", data={"csrf_token": token})
         assert r.status_code == 404
         assert "job 987654 does not exist" in r.text
+
+
+async def test_a_database_outage_answers_a_503_page(
+    start_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A locked SQLite database (another process holds the write lock) during a login,
+    an action, and a session refresh: a 503 page with Retry-After, never a 500 or JSON."""
+    monkeypatch.setattr(store_base, "_LOCK_WAIT_SECONDS", 0.5)
+    env = await start_server(workers=0, auth={"access_token_minutes": 0.02})
+    await _user(env, "erin", role="admin")
+    hold = await env.run_command(["/bin/sh", "-c", "true"], hold=True)
+    async with _signed_in(env, "erin") as (client, token):
+        access = client.cookies["jobyard_session"].split(".")[0]
+        deadline = asyncio.get_running_loop().time() + 20
+        async with httpx.AsyncClient(
+            base_url=env.url, headers={"Authorization": f"Bearer {access}"}
+        ) as api:
+            while (await api.get("/api/v1/me")).status_code == 200:
+                assert asyncio.get_running_loop().time() < deadline, "access never expired"
+                await asyncio.sleep(0.1)
+        holder = sqlite3.connect(env.settings.home / "jobyard.db", isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            answers = {
+                "refresh": await client.get("/"),  # the refresh writes: it cannot
+                "action": await client.post(
+                    f"/jobs/{hold['id']}/cancel", data={"csrf_token": token}
+                ),
+                "login": await _login(client, "erin"),
+            }
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        for what, r in answers.items():
+            assert r.status_code == 503, (what, r.status_code, r.text[:300])
+            assert r.headers["content-type"].startswith("text/html"), what
+            assert int(r.headers["retry-after"]) > 0, what
+            assert "Temporarily unavailable" in r.text, what
+        # Afterwards the same session goes on (the refresh was not spent).
+        assert (await client.get("/")).status_code == 200

@@ -9,10 +9,12 @@ with the status the API would answer.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
@@ -40,7 +42,24 @@ from jobyard.web.guard import (
 from jobyard.web.paths import safe_next
 from jobyard.web.render import page, static_response
 
-router = APIRouter(include_in_schema=False)
+
+class _ConsoleRoute(APIRoute):
+    """A console route: a domain error that escapes its handler (a database outage while
+    the session is checked, say) becomes an error page, not the API's JSON body."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except JobyardError as exc:
+                return _error(request, None, exc)
+
+        return run
+
+
+router = APIRouter(include_in_schema=False, route_class=_ConsoleRoute)
 
 JOBS_PER_PAGE = 50
 #: Largest value accepted for an id in a console URL (the API's bound as well).
@@ -105,9 +124,14 @@ def _view(
 def _error(request: Request, resolved: sessions.Resolved | None, exc: JobyardError) -> Response:
     status = next((s for cls, s in STATUS_OF if isinstance(exc, cls)), 400)
     values = {"status": status, "message": exc.message}
+    response: Response
     if resolved is None:
-        return page(request, "error.html", values, status=status)
-    return _view(request, resolved, "error.html", values, status=status)
+        response = page(request, "error.html", values, status=status)
+    else:
+        response = _view(request, resolved, "error.html", values, status=status)
+    if isinstance(exc, DatabaseUnavailable):  # a retry will do: say when
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _refuse(request: Request, message: str) -> Response:
