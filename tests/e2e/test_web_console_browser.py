@@ -123,12 +123,19 @@ def _wait_status(api: httpx.Client, job_id: int, want: set[str]) -> str:
 
 
 def _error_job(server: RunningServer) -> int:
-    """An ad-hoc job that ends ERROR."""
+    """A job of the jobconfig ``broken-report`` that ends ERROR."""
     with _api(server) as api:
         r = api.post(
-            "/api/v1/jobs", json={"command": ["/bin/sh", "-c", "echo broken-on-purpose; exit 7"]}
+            "/api/v1/jobconfigs",
+            json={
+                "name": "broken-report",
+                "description": "fails on purpose",
+                "command": ["/bin/sh", "-c", "echo broken-on-purpose; exit 7"],
+            },
         )
         assert r.status_code == 201, r.text
+        r = api.post(f"/api/v1/jobconfigs/{r.json()['id']}/run", json={})
+        assert r.status_code in (200, 201, 202), r.text
         job_id = int(r.json()["id"])
         deadline = time.monotonic() + 60
         while (status := api.get(f"/api/v1/jobs/{job_id}").json()["status"]) != "ERROR":
@@ -167,6 +174,7 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     row = failures.locator("tr", has=page.locator(f'a[href="/jobs/{job_id}"]'))
     expect(row).to_contain_text("ERROR")
     expect(row).to_contain_text("exit code 7")
+    expect(row).to_contain_text("broken-report")
     ended = row.locator("time")
     expect(ended).to_have_attribute("data-local", "1")  # console.js ran (CSP allows it)
     assert "UTC" in (ended.get_attribute("title") or "")
@@ -189,6 +197,19 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     expect(page).to_have_url(f"{server.url}/jobs?status=ERROR&jobconfig=&user=&since=")
     expect(page.locator(f'a[href="/jobs/{job_id}"]')).to_be_visible()
     _shot(page, f"jobs-{scheme}")
+
+    # The jobconfigs: searched, with the status of the newest job; one's page.
+    page.get_by_role("link", name="Jobconfigs", exact=True).click()
+    page.get_by_label("Name or description contains").fill("BROKEN")
+    page.get_by_role("button", name="Search").click()
+    listed = page.locator("tbody tr")
+    expect(listed).to_have_count(1)
+    expect(listed).to_contain_text("ERROR")
+    _shot(page, f"jobconfigs-{scheme}")
+    listed.get_by_role("link", name="broken-report").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Jobconfig broken-report")
+    expect(page.locator(f'a[href="/jobs/{job_id}"]')).to_be_visible()
+    _shot(page, f"jobconfig-{scheme}")
 
     # Phone width: still usable (no horizontal scrolling of the page itself).
     page.set_viewport_size({"width": 375, "height": 800})

@@ -299,6 +299,18 @@ async def test_a_user_sees_only_their_own_jobs_and_jobconfigs(env: Env) -> None:
         said = [re.findall(r'role="alert">([^<]*)<', r.text) for r in (hidden, missing)]
         assert said[0] == [f"job {admin_job} does not exist"]
         assert said[1] == ["job 987654 does not exist"]
+        # The jobconfigs: bob's own, none of the admin's, by list, search or direct URL.
+        html = (await client.get("/jobconfigs")).text
+        assert "bobs-own-jc" in html
+        assert "admin-secret-jc" not in html
+        html = (await client.get("/jobconfigs?q=secret")).text
+        assert "admin-secret-jc" not in html and "No jobconfig matches." in html
+        hidden = await client.get(f"/jobconfigs/{admin_jc}")
+        missing = await client.get("/jobconfigs/987654")
+        assert hidden.status_code == missing.status_code == 404
+        said = [re.findall(r'role="alert">([^<]*)<', r.text) for r in (hidden, missing)]
+        assert said[0][0].replace(str(admin_jc), "N") == said[1][0].replace("987654", "N")
+        assert "admin-secret-jc" not in hidden.text
         # Filtering by the admin as submitter shows none of their jobs.
         html = (await client.get("/jobs?user=admin")).text
         assert f'href="/jobs/{admin_job}"' not in html

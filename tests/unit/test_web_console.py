@@ -14,7 +14,10 @@ from jobyard.web.render import duration, time_tag
 from jobyard.web.session import Session
 
 
-@pytest.mark.parametrize("path", ["/", "/login", "/logout", "/jobs", "/jobs/7", "/static/x.css"])
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/login", "/logout", "/jobs", "/jobs/7", "/jobconfigs", "/jobconfigs/3", "/static/x.css"],
+)
 def test_console_paths(path: str) -> None:
     assert is_console_path(path)
 

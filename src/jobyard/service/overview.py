@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from jobyard.core.errors import Forbidden, InvalidInput, NotFound
 from jobyard.core.jobs import ABORTABLE, CANCELLABLE, TERMINAL, JobStatus
-from jobyard.core.models import Job, JobEvent, JobFilter
+from jobyard.core.models import Job, JobConfig, JobEvent, JobFilter
 from jobyard.core.stats import Summary
 from jobyard.core.timeutil import utcnow
 from jobyard.service import access, jobconfigs, jobs, logs, stats
@@ -241,3 +241,63 @@ async def job_detail(ctx: Context, principal: Principal, job_id: int) -> JobDeta
         may_abort=may_execute and job.status in ABORTABLE,
         jobconfig_name=name,
     )
+
+
+#: Jobconfigs listed per console page, and their latest jobs shown on a jobconfig's page.
+JOBCONFIGS_SHOWN = 500
+RECENT_JOBS_SHOWN = 20
+
+
+@dataclass(frozen=True, slots=True)
+class JobconfigRow:
+    """A jobconfig with its newest job (None: it never ran, or none the caller may view)."""
+
+    jobconfig: JobConfig
+    last_job: Job | None
+
+
+async def jobconfig_list(
+    ctx: Context, principal: Principal, *, search: str | None
+) -> tuple[list[JobconfigRow], bool]:
+    """The jobconfigs the caller may view whose name or description contains ``search``
+    (case-insensitive), by name, each with its newest job; and whether the list was cut
+    at :data:`JOBCONFIGS_SHOWN`."""
+    needle = (search or "").strip().lower()
+    found: list[JobConfig] = []
+    cursor: str | None = None
+    while True:
+        page = await jobconfigs.list_(ctx, principal, name=None, cursor=cursor, limit=500)
+        found.extend(
+            jc
+            for jc in page.items
+            if not needle or needle in jc.name.lower() or needle in jc.description.lower()
+        )
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    found.sort(key=lambda jc: jc.name)
+    cut = len(found) > JOBCONFIGS_SHOWN
+    rows = []
+    for jc in found[:JOBCONFIGS_SHOWN]:
+        latest = await jobs.list_(
+            ctx, principal, JobFilter(jobconfig_id=jc.id), cursor=None, limit=1
+        )
+        rows.append(JobconfigRow(jc, latest.items[0] if latest.items else None))
+    return rows, cut
+
+
+@dataclass(frozen=True, slots=True)
+class JobconfigDetail:
+    """A jobconfig's page: its settings and its newest jobs."""
+
+    jobconfig: JobConfig
+    recent: list[Job]
+
+
+async def jobconfig_detail(
+    ctx: Context, principal: Principal, jobconfig_id: int
+) -> JobconfigDetail:
+    """One jobconfig the caller may view (the 404 of a missing one otherwise)."""
+    jc = await jobconfigs.get(ctx, principal, jobconfig_id)
+    recent = await _first(ctx, principal, JobFilter(jobconfig_id=jc.id), RECENT_JOBS_SHOWN)
+    return JobconfigDetail(jc, recent)

@@ -326,6 +326,37 @@ async def job_page(request: Request, job_id: str) -> Response:
     )
 
 
+@router.get("/jobconfigs")
+async def jobconfigs_page(request: Request) -> Response:
+    """The jobconfigs the user may view, searchable, with the status of their newest job."""
+    resolved = await _signed_in(request)
+    if resolved is None:
+        return _to_login(request)
+    search = request.query_params.get("q", "")[:200]
+    try:
+        rows, cut = await overview.jobconfig_list(_ctx(request), resolved.principal, search=search)
+    except JobyardError as exc:
+        return _error(request, resolved, exc)
+    values = {"nav": "jobconfigs", "rows": rows, "cut": cut, "q": search}
+    return _view(request, resolved, "jobconfigs.html", values)
+
+
+@router.get("/jobconfigs/{jobconfig_id}")
+async def jobconfig_page(request: Request, jobconfig_id: str) -> Response:
+    """One jobconfig: its settings and its newest jobs."""
+    resolved = await _signed_in(request)
+    if resolved is None:
+        return _to_login(request)
+    try:
+        number = _int_param(jobconfig_id)
+        if number is None:
+            raise NotFound("no such jobconfig")
+        detail = await overview.jobconfig_detail(_ctx(request), resolved.principal, number)
+    except JobyardError as exc:
+        return _error(request, resolved, exc)
+    return _view(request, resolved, "jobconfig.html", {"nav": "jobconfigs", "d": detail})
+
+
 #: Messages shown on a job page after an action (``?done=``); a closed list.
 NOTICES = {"cancelled": "Job cancelled.", "aborted": "Abort requested: the job is stopping."}
 
