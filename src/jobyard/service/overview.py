@@ -277,13 +277,27 @@ async def jobconfig_list(
         cursor = page.next_cursor
     found.sort(key=lambda jc: jc.name)
     cut = len(found) > JOBCONFIGS_SHOWN
-    rows = []
-    for jc in found[:JOBCONFIGS_SHOWN]:
-        latest = await jobs.list_(
-            ctx, principal, JobFilter(jobconfig_id=jc.id), cursor=None, limit=1
-        )
-        rows.append(JobconfigRow(jc, latest.items[0] if latest.items else None))
+    rows = [
+        JobconfigRow(jc, await _newest_job(ctx, principal, jc.id))
+        for jc in found[:JOBCONFIGS_SHOWN]
+    ]
     return rows, cut
+
+
+async def _newest_job(ctx: Context, principal: Principal, jobconfig_id: int) -> Job | None:
+    """The newest job of a jobconfig, asked once per status.
+
+    Each of these listings is one seek in the (jobconfig, status, id) index; a listing by
+    jobconfig alone has no (jobconfig, id) index to follow and sorts all the jobconfig's
+    jobs instead (~0.1 s per jobconfig with 50,000 jobs each on SQLite).
+    """
+    newest: Job | None = None
+    for status in JobStatus:
+        flt = JobFilter(jobconfig_id=jobconfig_id, statuses=(status,))
+        page = await jobs.list_(ctx, principal, flt, cursor=None, limit=1)
+        if page.items and (newest is None or page.items[0].id > newest.id):
+            newest = page.items[0]
+    return newest
 
 
 @dataclass(frozen=True, slots=True)
