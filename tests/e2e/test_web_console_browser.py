@@ -211,6 +211,16 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     expect(page.locator(f'a[href="/jobs/{job_id}"]')).to_be_visible()
     _shot(page, f"jobconfig-{scheme}")
 
+    # Run it from its page; the new job's page follows it to its end; then Rerun.
+    page.get_by_role("button", name="Run broken-report").click()
+    expect(page.get_by_role("status")).to_have_text("Job submitted.")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("ERROR")  # live, no reload
+    first = page.url
+    page.get_by_role("button", name="Rerun").click()
+    expect(page.get_by_role("status")).to_have_text("Rerun submitted: this is the new job.")
+    assert page.url != first
+    expect(page.get_by_role("link", name=f"#{first.split('/')[-1].split('?')[0]}")).to_be_visible()
+
     # Phone width: still usable (no horizontal scrolling of the page itself).
     page.set_viewport_size({"width": 375, "height": 800})
     page.goto(f"{server.url}/")

@@ -575,6 +575,7 @@ ENFORCED: list[Rule] = [
     Rule("GET", "/jobs/{job_id}", open_route(303)),
     Rule("GET", "/jobconfigs", open_route(303)),
     Rule("GET", "/jobconfigs/{jobconfig_id}", open_route(303)),
+    Rule("POST", "/jobconfigs/{jobconfig_id}/run", open_route(403)),
     Rule("GET", "/login", open_route(200)),
     Rule("POST", "/login", open_route(403)),
     Rule("POST", "/logout", open_route(403)),

@@ -408,3 +408,58 @@ async def test_a_database_outage_answers_a_503_page(
             assert "Temporarily unavailable" in r.text, what
         # Afterwards the same session goes on (the refresh was not spent).
         assert (await client.get("/")).status_code == 200
+
+
+async def test_run_and_rerun_through_the_console(env: Env) -> None:
+    """Run needs the CSRF token and the same origin like every state change, passes the
+    declared parameters as run-time macros, and rerun points back at its job; a user
+    without policies can run none of another user's jobconfigs (the 404 of a missing one)."""
+    r = await env.client.post(
+        "/api/v1/jobconfigs",
+        json={
+            "name": "console-run",
+            "command": ["/bin/sh", "-c", "echo GREETING=$GREETING"],
+            "parameters": ["GREETING"],
+        },
+    )
+    assert r.status_code == 201, r.text
+    jc = r.json()["id"]
+    await _user(env, "erin", role="admin")
+    await _user(env, "bob")
+    run = f"/jobconfigs/{jc}/run"
+    async with _signed_in(env, "erin") as (client, token):
+        page = (await client.get(f"/jobconfigs/{jc}")).text
+        assert f'action="{run}"' in page and 'name="param:GREETING"' in page
+        refused = [
+            ({"param:GREETING": "x"}, {}),
+            ({"csrf_token": token}, {"Origin": "http://evil.example"}),
+            ({"csrf_token": token}, {"Sec-Fetch-Site": "cross-site"}),
+        ]
+        for form, headers in refused:
+            assert (await client.post(run, data=form, headers=headers)).status_code == 403
+        listed = await env.client.get("/api/v1/jobs", params={"jobconfig_id": jc})
+        assert listed.json()["items"] == []
+        r = await client.post(run, data={"csrf_token": token, "param:GREETING": "hello"})
+        assert r.status_code == 303, r.text
+        job_id = int(r.headers["location"].split("/")[2].split("?")[0])
+        assert r.headers["location"] == f"/jobs/{job_id}?done=submitted"
+        assert await env.wait_log_line(job_id, "GREETING=") == "hello"
+        job = await env.wait_status(job_id)
+        assert job["submitted_by"] == "erin"
+        # Rerun: a new job that points back, shown with its notice.
+        page = (await client.get(f"/jobs/{job_id}")).text
+        assert f'action="/jobs/{job_id}/rerun"' in page
+        r = await client.post(f"/jobs/{job_id}/rerun", data={"csrf_token": token})
+        assert r.status_code == 303, r.text
+        again = int(r.headers["location"].split("/")[2].split("?")[0])
+        assert again != job_id
+        assert (await env.client.get(f"/api/v1/jobs/{again}")).json()["rerun_of"] == job_id
+        assert "Rerun submitted" in (await client.get(r.headers["location"])).text
+    async with _signed_in(env, "bob") as (client, token):
+        r = await client.post(run, data={"csrf_token": token})
+        assert r.status_code == 404
+        assert "console-run" not in r.text
+        r = await client.post(f"/jobs/{job_id}/rerun", data={"csrf_token": token})
+        assert r.status_code == 404
+    listed = await env.client.get("/api/v1/jobs", params={"jobconfig_id": jc})
+    assert len(listed.json()["items"]) == 2

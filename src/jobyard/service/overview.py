@@ -198,6 +198,7 @@ class JobDetail:
     log_truncated: bool
     may_cancel: bool
     may_abort: bool
+    may_rerun: bool
     jobconfig_name: str | None
 
 
@@ -225,8 +226,7 @@ async def job_detail(ctx: Context, principal: Principal, job_id: int) -> JobDeta
         tail = b"".join(chunks)[:LOG_TAIL_BYTES].decode("utf-8", "replace")
     except NotFound as exc:
         note = exc.message
-    executable = job.status in CANCELLABLE or job.status in ABORTABLE
-    may_execute = executable and await _may(ctx, principal, "execute", job)
+    may_execute = await _may(ctx, principal, "execute", job)
     name = None
     if job.jobconfig_id is not None:
         with contextlib.suppress(NotFound):
@@ -239,6 +239,7 @@ async def job_detail(ctx: Context, principal: Principal, job_id: int) -> JobDeta
         log_truncated=truncated,
         may_cancel=may_execute and job.status in CANCELLABLE,
         may_abort=may_execute and job.status in ABORTABLE,
+        may_rerun=may_execute and job.status in TERMINAL,
         jobconfig_name=name,
     )
 
@@ -306,6 +307,7 @@ class JobconfigDetail:
 
     jobconfig: JobConfig
     recent: list[Job]
+    may_run: bool
 
 
 async def jobconfig_detail(
@@ -314,4 +316,5 @@ async def jobconfig_detail(
     """One jobconfig the caller may view (the 404 of a missing one otherwise)."""
     jc = await jobconfigs.get(ctx, principal, jobconfig_id)
     recent = await _first(ctx, principal, JobFilter(jobconfig_id=jc.id), RECENT_JOBS_SHOWN)
-    return JobconfigDetail(jc, recent)
+    may_run = jc.enabled and await access.can(ctx, principal, "execute", "jobconfigs", jc)
+    return JobconfigDetail(jc, recent, may_run)

@@ -358,12 +358,17 @@ async def jobconfig_page(request: Request, jobconfig_id: str) -> Response:
 
 
 #: Messages shown on a job page after an action (``?done=``); a closed list.
-NOTICES = {"cancelled": "Job cancelled.", "aborted": "Abort requested: the job is stopping."}
+NOTICES = {
+    "cancelled": "Job cancelled.",
+    "aborted": "Abort requested: the job is stopping.",
+    "rerun": "Rerun submitted: this is the new job.",
+    "submitted": "Job submitted.",
+}
 
 
 @router.post("/jobs/{job_id}/{action}")
 async def job_action(request: Request, job_id: str, action: str) -> Response:
-    """Cancel or abort a job through the same use cases as the API."""
+    """Cancel, abort or rerun a job through the same use cases as the API."""
     guarded = await _guarded(request)
     if isinstance(guarded, Response):
         return guarded
@@ -371,15 +376,47 @@ async def job_action(request: Request, job_id: str, action: str) -> Response:
     ctx, who = _ctx(request), resolved.principal
     try:
         number = _int_param(job_id)
-        if number is None or action not in ("cancel", "abort"):
+        if number is None or action not in ("cancel", "abort", "rerun"):
             raise NotFound("no such page")
         if action == "cancel":
             await jobs.cancel(ctx, who, number, remote_addr=_address(request))
             done = "cancelled"
-        else:
+        elif action == "abort":
             await jobs.abort(ctx, who, number, wait_seconds=0, remote_addr=_address(request))
             done = "aborted"
+        else:
+            number = (await jobs.rerun(ctx, who, number, remote_addr=_address(request))).id
+            done = "rerun"
     except JobyardError as exc:
         return _error(request, resolved, exc)
     response = RedirectResponse(f"/jobs/{number}?done={done}", status_code=303)
+    return _finish(request, resolved, response)
+
+
+#: Form fields of the Run form that carry a parameter's value: ``param:NAME``.
+PARAM_PREFIX = "param:"
+
+
+@router.post("/jobconfigs/{jobconfig_id}/run")
+async def jobconfig_run(request: Request, jobconfig_id: str) -> Response:
+    """Run a jobconfig now, with values for its declared parameters (empty: not set)."""
+    guarded = await _guarded(request)
+    if isinstance(guarded, Response):
+        return guarded
+    resolved, form = guarded
+    macros = {
+        key[len(PARAM_PREFIX) :]: value
+        for key, value in form.multi_items()
+        if key.startswith(PARAM_PREFIX) and isinstance(value, str) and value != ""
+    }
+    try:
+        number = _int_param(jobconfig_id)
+        if number is None:
+            raise NotFound("no such jobconfig")
+        job = await jobs.run_jobconfig(
+            _ctx(request), resolved.principal, number, macros=macros, remote_addr=_address(request)
+        )
+    except JobyardError as exc:
+        return _error(request, resolved, exc)
+    response = RedirectResponse(f"/jobs/{job.id}?done=submitted", status_code=303)
     return _finish(request, resolved, response)
