@@ -214,7 +214,9 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     # Run it from its page; the new job's page follows it to its end; then Rerun.
     page.get_by_role("button", name="Run broken-report").click()
     expect(page.get_by_role("status")).to_have_text("Job submitted.")
-    expect(page.get_by_role("heading", level=1)).to_contain_text("ERROR")  # live, no reload
+    expect(page.get_by_role("heading", level=1)).to_contain_text(  # live, no reload
+        "ERROR", timeout=UI_TIMEOUT_MS
+    )
     first = page.url
     page.get_by_role("button", name="Rerun").click()
     expect(page.get_by_role("status")).to_have_text("Rerun submitted: this is the new job.")
@@ -265,13 +267,24 @@ def test_a_running_job_updates_live_and_the_buttons_cancel_and_abort(
 
         page, watch = _open(browser, server)
         _log_in(page, server, viewer)
+
+        # The jobs list's first page shows a job submitted after it was loaded.
+        page.goto(f"{server.url}/jobs")
+        page.evaluate("window.notReloaded = true")
+        r = api.post("/api/v1/jobs", json={"command": ["/bin/sh", "-c", "true"], "hold": True})
+        assert r.status_code == 201, r.text
+        held = page.locator("tr", has=page.locator(f'a[href="/jobs/{r.json()["id"]}"]'))
+        expect(held).to_contain_text("WAITING", timeout=UI_TIMEOUT_MS)
+        expect(held.locator("time").first).to_have_attribute("data-local", "1")
+        assert page.evaluate("window.notReloaded === true")
+
         page.goto(f"{server.url}/jobs/{running}")
         page.evaluate("window.notReloaded = true")
         log = page.locator("pre.log")
         expect(log).to_contain_text("tick-1")
         last = max(int(n) for n in re.findall(r"tick-(\d+)", log.inner_text()))
         # Lines written after the page was loaded appear in it without a reload.
-        expect(log).to_contain_text(f"tick-{last + 10}")
+        expect(log).to_contain_text(f"tick-{last + 10}", timeout=UI_TIMEOUT_MS)
         assert page.evaluate("window.notReloaded === true")
         expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
         _shot(page, "job-running")
@@ -287,7 +300,9 @@ def test_a_running_job_updates_live_and_the_buttons_cancel_and_abort(
         page.get_by_role("button", name="Abort job").click()
         expect(page.get_by_role("status")).to_contain_text("Abort requested")
         # The page keeps polling until the job has ended, then shows FAILED.
-        expect(page.get_by_role("heading", level=1)).to_contain_text("FAILED")
+        expect(page.get_by_role("heading", level=1)).to_contain_text(
+            "FAILED", timeout=UI_TIMEOUT_MS
+        )
         expect(page.get_by_role("button", name="Abort job")).to_have_count(0)
         assert api.get(f"/api/v1/jobs/{running}").json()["status"] == "FAILED"
         _shot(page, "job-aborted")

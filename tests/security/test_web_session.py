@@ -322,8 +322,9 @@ async def test_a_user_sees_only_their_own_jobs_and_jobconfigs(env: Env) -> None:
 
 
 async def test_an_expired_access_token_is_refreshed_once(start_server: ServerFactory) -> None:
-    """The session outlives its 1.2 s access token through one refresh (with rotation);
-    the cookie from before the rotation is dead afterwards: its refresh token was used."""
+    """The session outlives its 1.2 s access token through one refresh (with rotation).
+    Requests racing with the old cookie (tabs, polling) all get the one new pair, not a
+    failed second refresh; logout then ends every copy of the session."""
     env = await start_server(auth={"access_token_minutes": 0.02})
     await _user(env, "carol")
     async with _signed_in(env, "carol") as (client, token):
@@ -336,14 +337,38 @@ async def test_an_expired_access_token_is_refreshed_once(start_server: ServerFac
             while (await api.get("/api/v1/me")).status_code == 200:
                 assert asyncio.get_running_loop().time() < deadline, "access never expired"
                 await asyncio.sleep(0.1)
-        r = await client.get("/")
-        assert r.status_code == 200, r.text
-        after = client.cookies["jobyard_session"]
+        tabs = [
+            httpx.AsyncClient(base_url=env.url, cookies={"jobyard_session": before})
+            for _ in range(4)
+        ]
+        try:
+            answers = await asyncio.gather(*(tab.get("/") for tab in tabs))
+        finally:
+            for tab in tabs:
+                await tab.aclose()
+        assert [r.status_code for r in answers] == [200] * 4
+        renewed = {r.cookies["jobyard_session"] for r in answers}
+        assert len(renewed) == 1  # one refresh, its pair handed to every racer
+        after = renewed.pop()
         assert after != before
         assert after.split(".")[2] == before.split(".")[2]  # the CSRF secret stays
-        assert _csrf(r.text) == token
-    async with httpx.AsyncClient(base_url=env.url, cookies={"jobyard_session": before}) as replay:
-        assert (await replay.get("/")).status_code == 303
+        assert all(_csrf(r.text) == token for r in answers)
+        client.cookies.set("jobyard_session", after)
+        r = await client.post("/logout", data={"csrf_token": token})
+        assert r.status_code == 303
+    # Both copies are dead now: the new tokens were revoked, the old refresh token spent.
+    for cookie in (before, after):
+        async with httpx.AsyncClient(base_url=env.url, cookies={"jobyard_session": cookie}) as old:
+            assert (await old.get("/")).status_code == 303
+
+
+async def test_a_poll_without_a_session_redirects_the_whole_page(env: Env) -> None:
+    """htmx polling after the session ended: an HX-Redirect to the login page, not the
+    login form swapped into a block of the page."""
+    async with _browser(env) as client:
+        r = await client.get("/jobs/1", headers={"HX-Request": "true"})
+        assert r.status_code == 204
+        assert r.headers["hx-redirect"] == "/login?next=%2Fjobs%2F1"
 
 
 async def test_malformed_console_input_answers_4xx_saying_what_to_fix(env: Env) -> None:

@@ -89,15 +89,21 @@ def _max_age(ctx: Context) -> int:
 
 def _to_login(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    where = f"/login?next={quote(target, safe='')}"
+    if request.headers.get("hx-request") == "true":
+        # A page refreshing itself (htmx polling): the whole page goes to the login,
+        # instead of the login form being swapped into a part of it.
+        return Response(status_code=204, headers={"HX-Redirect": where})
+    return RedirectResponse(where, status_code=303)
 
 
 async def _signed_in(request: Request) -> sessions.Resolved | None:
     found = sessions.Session.decode(request.cookies.get(sessions.COOKIE))
     if found is None:
         return None
+    renewals: sessions.Renewals = request.app.state.console_renewals
     try:
-        return await sessions.resolve(_ctx(request), found)
+        return await sessions.resolve(_ctx(request), found, renewals)
     except Unauthorized:
         return None
 
@@ -293,6 +299,7 @@ async def jobs_page(request: Request) -> Response:
         "filters": kept,
         "jobconfig": _int_param(kept.get("jobconfig")),
         "newest_url": "/jobs?" + urlencode(kept) if kept else "/jobs",
+        "self_url": "/jobs" + (f"?{request.url.query}" if request.url.query else ""),
         "next_url": next_url,
         "first_page": not q.get("cursor"),
     }

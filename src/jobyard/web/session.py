@@ -9,7 +9,11 @@ made at that login. Nothing else is trusted in it:
 * when the access token no longer works, the refresh token is exchanged once
   (:func:`jobyard.service.users.refresh`, with its rotation) and the cookie is
   replaced: a session lives as long as its refresh token (``auth.refresh_token_days``)
-  and ends at once when either is revoked, which ``POST /logout`` does for both;
+  and ends when its refresh token is revoked, which ``POST /logout`` does (with the
+  access token). Requests that still carry the old cookie for
+  :data:`RENEWAL_GRACE_SECONDS` after the rotation (other tabs, polling, requests in
+  flight) get the new pair instead of a second refresh, which would fail: one
+  refresh at a time per server, its result kept that long;
 * the CSRF secret is echoed by every state-changing request of the console (a hidden
   field or the ``X-CSRF-Token`` header) and compared in constant time. It is never
   sent to another site: the cookie is HttpOnly and SameSite=Strict, and pages are only
@@ -18,16 +22,20 @@ made at that login. Nothing else is trusted in it:
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from dataclasses import dataclass, replace
 
 from jobyard.core.errors import Unauthorized
+from jobyard.core.tokens import hash_token
 from jobyard.service import users
 from jobyard.service.auth import authenticate
-from jobyard.service.context import Context, Principal
+from jobyard.service.context import Context, Principal, TtlCache
 
 COOKIE = "jobyard_session"
+#: How long the pair a refresh handed out is given to requests with the old cookie.
+RENEWAL_GRACE_SECONDS = 30.0
 #: One part of the cookie: a token or the CSRF secret (URL-safe base64, ``jy_`` prefix).
 _PART = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
@@ -74,7 +82,28 @@ async def start(ctx: Context, name: str, password: str, *, address: str | None) 
     return Session(pair.access_token, pair.refresh_token, secrets.token_urlsafe(32))
 
 
-async def resolve(ctx: Context, session: Session) -> Resolved:
+class Renewals:
+    """The refreshes of this server's sessions: one at a time, each result kept for
+    :data:`RENEWAL_GRACE_SECONDS` under the digest of the refresh token it spent."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.done: TtlCache[str, Session] = TtlCache(max_entries=10_000)
+
+    async def renew(self, ctx: Context, session: Session) -> Session:
+        """The session with fresh tokens (the same answer for the same old refresh token
+        within the grace); Unauthorized when its refresh token no longer works."""
+        key = hash_token(session.refresh)
+        async with self.lock:
+            renewed = self.done.get(key)
+            if renewed is None:
+                pair = await users.refresh(ctx, session.refresh)
+                renewed = replace(session, access=pair.access_token, refresh=pair.refresh_token)
+                self.done.put(key, renewed, RENEWAL_GRACE_SECONDS)
+        return renewed
+
+
+async def resolve(ctx: Context, session: Session, renewals: Renewals) -> Resolved:
     """The principal of a session, refreshing its tokens once if the access token died.
 
     Only login sessions are accepted: a cookie holding any other kind of token (a
@@ -84,8 +113,7 @@ async def resolve(ctx: Context, session: Session) -> Resolved:
         principal = await authenticate(ctx, f"Bearer {session.access}")
         renewed = False
     except Unauthorized:
-        pair = await users.refresh(ctx, session.refresh)  # Unauthorized: log in again
-        session = replace(session, access=pair.access_token, refresh=pair.refresh_token)
+        session = await renewals.renew(ctx, session)  # Unauthorized: log in again
         principal = await authenticate(ctx, f"Bearer {session.access}")
         renewed = True
     if principal.token_kind != "access":

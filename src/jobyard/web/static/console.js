@@ -1,5 +1,5 @@
 // jobyard console: show <time datetime="…Z"> in the browser's own zone (UTC stays in the
-// title, shown on hover). Runs on load and after every htmx swap. No inline script: the
+// title, shown on hover). Runs on load and on every element htmx swaps in. No inline script: the
 // Content-Security-Policy allows scripts from this server only.
 (function () {
   "use strict";
@@ -19,5 +19,5 @@
     }
   }
   document.addEventListener("DOMContentLoaded", function () { localize(document); });
-  document.addEventListener("htmx:afterSwap", function (event) { localize(event.target); });
+  document.addEventListener("htmx:load", function (event) { localize(event.target); });
 })();
