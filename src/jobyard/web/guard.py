@@ -34,12 +34,16 @@ CSRF_HEADER = "x-csrf-token"
 def same_origin(request: Request) -> str | None:
     """None when the request comes from a page of this server, else why it does not.
 
-    Browsers send ``Sec-Fetch-Site`` and/or ``Origin`` with every POST; a request with
-    neither (nor a ``Referer``) did not come from a console page and is refused too.
-    The host compared with is the request's own ``Host``.
+    Current browsers send ``Sec-Fetch-Site`` with every request, and a page cannot
+    change it: when present, it decides alone (so a reverse proxy that rewrites ``Host``
+    does not break the console). Without it (older browsers), ``Origin`` or else
+    ``Referer`` must name the request's own ``Host``. A request with none of the three
+    did not come from a console page and is refused too.
     """
     fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+    if fetch_site is not None:
+        if fetch_site in ("same-origin", "none"):
+            return None
         return f"the request came from another site (Sec-Fetch-Site: {fetch_site[:40]})"
     host = request.headers.get("host", "")
     origin = request.headers.get("origin")
@@ -52,9 +56,7 @@ def same_origin(request: Request) -> str | None:
         if urlsplit(referer).netloc != host:
             return "the request came from another origin"
         return None
-    if fetch_site is None:
-        return "the request carries no Origin header: post from a console page"
-    return None
+    return "the request carries no Origin header: post from a console page"
 
 
 def set_session_cookie(

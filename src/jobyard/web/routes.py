@@ -1,4 +1,4 @@
-"""The console's pages: login, logout, dashboard, jobs.
+"""The console's pages: login, logout, dashboard, jobs, jobconfigs.
 
 Every handler resolves the session (:mod:`jobyard.web.session`), then calls one use
 case with its principal. State changes (``POST``) pass :func:`_guarded` first: the
