@@ -573,6 +573,7 @@ ENFORCED: list[Rule] = [
     Rule("GET", "/", open_route(303)),
     Rule("GET", "/jobs", open_route(303)),
     Rule("GET", "/jobs/{job_id}", open_route(303)),
+    Rule("GET", "/jobs/{job_id}/log", open_route(303)),
     Rule("GET", "/jobconfigs", open_route(303)),
     Rule("GET", "/jobconfigs/{jobconfig_id}", open_route(303)),
     Rule("POST", "/jobconfigs/{jobconfig_id}/run", open_route(403)),

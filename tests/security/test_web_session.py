@@ -302,6 +302,13 @@ async def test_a_user_sees_only_their_own_jobs_and_jobconfigs(env: Env) -> None:
             assert "bobs-own-jc" in html, path
             assert f'href="/jobs/{admin_job}"' not in html, path
             assert "admin-secret-jc" not in html, path
+        # Bob's own log downloads; the admin's answers like a missing job.
+        r = await client.get(f"/jobs/{bob_job}/log")
+        assert r.status_code == 200
+        assert r.headers["content-disposition"] == f'attachment; filename="job-{bob_job}.log"'
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert "exit code 5" in r.text
+        assert (await client.get(f"/jobs/{admin_job}/log")).status_code == 404
         # The admin's job answers exactly like a job that does not exist.
         hidden = await client.get(f"/jobs/{admin_job}")
         missing = await client.get("/jobs/987654")

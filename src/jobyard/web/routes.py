@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from starlette.datastructures import FormData
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from jobyard.core.errors import (
     Conflict,
@@ -28,7 +28,7 @@ from jobyard.core.errors import (
     Unauthorized,
 )
 from jobyard.core.jobs import TERMINAL, JobStatus
-from jobyard.service import jobs, overview
+from jobyard.service import jobs, logs, overview
 from jobyard.service.context import Context
 from jobyard.service.users import TooManyAttempts, lifetimes
 from jobyard.web import session as sessions
@@ -362,6 +362,39 @@ async def jobconfig_page(request: Request, jobconfig_id: str) -> Response:
     except JobyardError as exc:
         return _error(request, resolved, exc)
     return _view(request, resolved, "jobconfig.html", {"nav": "jobconfigs", "d": detail})
+
+
+@router.get("/jobs/{job_id}/log")
+async def job_log(request: Request, job_id: str) -> Response:
+    """Download a job's whole log as a text file (what the API's log route streams)."""
+    resolved = await _signed_in(request)
+    if resolved is None:
+        return _to_login(request)
+    ctx = _ctx(request)
+    try:
+        number = _int_param(job_id)
+        if number is None:
+            raise NotFound("no such job")
+        _job, key = await logs.open_log(ctx, resolved.principal, number)
+    except JobyardError as exc:
+        return _error(request, resolved, exc)
+    response = StreamingResponse(
+        logs.stream_log(ctx, number, key, offset=0, follow=False),
+        media_type="text/plain; charset=utf-8",
+        headers={
+            **DOWNLOAD_HEADERS,
+            "Content-Disposition": f'attachment; filename="job-{number}.log"',
+        },
+    )
+    return _finish(request, resolved, response)
+
+
+#: A downloaded file is data, never a page: not sniffed, not cached, scripts off.
+DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
 
 
 #: Messages shown on a job page after an action (``?done=``); a closed list.
