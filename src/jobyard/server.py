@@ -29,6 +29,8 @@ def _banner(settings: Settings, runtime: Runtime, url: str) -> str:
         f"jobyard {__version__} is up",
         f"  URL:         {url}",
         f"  API:         {url}/api/v1/openapi.json",
+        f"  console:     {url}/  (log in with a user's password; give admin one with",
+        "               `jobyard users update admin --ask-password`)",
     ]
     if runtime.new_admin_token:
         lines.append(f"  admin token: {runtime.new_admin_token}")

@@ -566,6 +566,22 @@ ENFORCED: list[Rule] = [
         "PUT", f"{JC}/macros/{{name}}", guarded("edit", 200), with_body(f"{JC}/macros/M", MACRO_PUT)
     ),
     Rule("DELETE", f"{JC}/macros/{{name}}", guarded("edit", 204), _macro_delete(f"{JC}/macros")),
+    # The web console reads its session cookie and nothing else: a bearer token, even an
+    # admin's, gets what an anonymous browser gets (pages redirect to the login, state
+    # changes that did not come from a console page are refused, the login page and the
+    # static files are open).
+    Rule("GET", "/", open_route(303)),
+    Rule("GET", "/jobs", open_route(303)),
+    Rule("GET", "/jobs/{job_id}", open_route(303)),
+    Rule("GET", "/jobs/{job_id}/log", open_route(303)),
+    Rule("GET", "/jobconfigs", open_route(303)),
+    Rule("GET", "/jobconfigs/{jobconfig_id}", open_route(303)),
+    Rule("POST", "/jobconfigs/{jobconfig_id}/run", open_route(403)),
+    Rule("GET", "/login", open_route(200)),
+    Rule("POST", "/login", open_route(403)),
+    Rule("POST", "/logout", open_route(403)),
+    Rule("POST", "/jobs/{job_id}/{action}", open_route(403), with_body("/jobs/{job_id}/cancel")),
+    Rule("GET", "/static/{name}", open_route(200), with_body("/static/console.css")),
 ]
 
 _WIRE = "not enforced yet: wire service.access.require / visible_*_filter into the route"

@@ -31,6 +31,7 @@ from jobyard.api.routes import templates as template_routes
 from jobyard.api.routes import users as user_routes
 from jobyard.service.context import Context
 from jobyard.settings import Settings
+from jobyard.web.app import install as install_console
 
 
 class Services(Protocol):
@@ -107,5 +108,8 @@ def create_app(services: Services) -> FastAPI:
         docs_pages,
     ):
         app.include_router(summarize(module.router))
+    # The web console (``/``, ``/login``, ``/jobs``...): its own router, outside the API's
+    # description; it authenticates with its session cookie, never with a bearer token.
+    install_console(app)
     install_openapi(app, OPEN_PATHS)
     return app

@@ -16,6 +16,7 @@ from jobyard.core.errors import DatabaseUnavailable, Unauthorized
 from jobyard.service.auth import authenticate
 from jobyard.service.context import Context
 from jobyard.service.metrics import is_metrics_token, metrics_principal
+from jobyard.web.paths import is_console_path
 
 #: The only routes answered without a token: health, login (it hands tokens out), and
 #: the API's description (the OpenAPI document and the pages that show it).
@@ -36,13 +37,22 @@ METRICS_PATH = "/metrics"
 
 
 class AuthMiddleware:
-    """Resolve the bearer token into ``scope["state"]["principal"]`` or answer 401."""
+    """Resolve the bearer token into ``scope["state"]["principal"]`` or answer 401.
+
+    Console paths (:func:`jobyard.web.paths.is_console_path`) pass untouched: the
+    console resolves its session cookie itself, and no other path looks at cookies.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if is_console_path(scope["path"]):
+            # The console authenticates its own pages with its session cookie; bearer
+            # tokens are for the API, and the API never takes the cookie.
             await self.app(scope, receive, send)
             return
         header = None

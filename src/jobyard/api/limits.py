@@ -4,7 +4,8 @@ A pure ASGI middleware (like :mod:`jobyard.api.auth`, and inside it: authenticat
 routes are refused with 401 before this counts anything). Every request body has a
 limit chosen by its route:
 
-* ``POST /api/v1/login`` and ``POST /api/v1/token/refresh`` (open to anyone):
+* ``POST /api/v1/login``, ``POST /api/v1/token/refresh`` and the console's ``POST /login``
+  (open to anyone):
   :data:`OPEN_BODY_MAX_BYTES`;
 * uploads (:data:`UPLOAD_ROUTES`: package upload, payload attach):
   ``upload_max_bytes`` plus :data:`MULTIPART_ALLOWANCE` for the multipart envelope
@@ -36,7 +37,7 @@ from jobyard.settings import Settings
 #: even written as JSON ``\\uXXXX`` escapes, fit).
 OPEN_BODY_MAX_BYTES = 16 * 1024
 OPEN_BODY_ROUTES: frozenset[tuple[str, str]] = frozenset(
-    {("POST", "/api/v1/login"), ("POST", "/api/v1/token/refresh")}
+    {("POST", "/api/v1/login"), ("POST", "/api/v1/token/refresh"), ("POST", "/login")}
 )
 #: Routes that receive files (multipart), matched on method and path.
 UPLOAD_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (

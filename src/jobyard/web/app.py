@@ -1,0 +1,14 @@
+"""How the console joins the server's ASGI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from jobyard.web.routes import router
+from jobyard.web.session import Renewals
+
+
+def install(app: FastAPI) -> None:
+    """Add the console's pages and static files to ``app`` (left out of the OpenAPI)."""
+    app.state.console_renewals = Renewals()
+    app.include_router(router)
