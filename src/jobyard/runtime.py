@@ -25,7 +25,7 @@ from jobyard.engine.maintenance import (
 )
 from jobyard.engine.retention import Retention
 from jobyard.engine.scheduler import Scheduler
-from jobyard.service import auth
+from jobyard.service import auth, users
 from jobyard.service.context import Context
 from jobyard.settings import Settings
 from jobyard.store.factory import open_store
@@ -49,6 +49,7 @@ class Runtime:
         self._processes: list[WorkerProcess] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.new_admin_token: str | None = None
+        self.new_admin_password: str | None = None
         self._work_root = str(Workspace.from_settings(settings).jobs_root)
         self.scheduler: Scheduler | None = None
         self.isolation: IsolationPlan | None = None
@@ -79,6 +80,8 @@ class Runtime:
         )
         self._ctx = ctx
         self.new_admin_token = await auth.ensure_admin_token(ctx)
+        if self.new_admin_token is not None:
+            self.new_admin_password = await users.ensure_admin_password(ctx)
         await self._announce_isolation(ctx)
         recovered = await recover_local_orphans(
             store, bus, home=str(home), work_root=self._work_root
@@ -185,6 +188,11 @@ class Runtime:
     def admin_token_file(self) -> Path:
         """Where the first admin token lives."""
         return auth.admin_token_path(self.settings)
+
+    @property
+    def admin_password_file(self) -> Path:
+        """Where the first admin password lives (the console's first sign-in)."""
+        return users.admin_password_path(self.settings)
 
 
 def secure_home(settings: Settings, *, searchable: bool) -> None:

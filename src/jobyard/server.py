@@ -29,9 +29,16 @@ def _banner(settings: Settings, runtime: Runtime, url: str) -> str:
         f"jobyard {__version__} is up",
         f"  URL:         {url}",
         f"  API:         {url}/api/v1/openapi.json",
-        f"  console:     {url}/  (log in with a user's password; give admin one with",
-        "               `jobyard users update admin --ask-password`)",
     ]
+    password_file = runtime.admin_password_file
+    if runtime.new_admin_password:
+        lines.append(f"  console:     {url}/  user admin, password {runtime.new_admin_password}")
+        lines.append(f"               (shown once; kept in {password_file}, mode 0600)")
+    elif password_file.exists():
+        lines.append(f"  console:     {url}/  user admin, first password in {password_file}")
+    else:
+        lines.append(f"  console:     {url}/  (log in with a user's password; give admin one with")
+        lines.append("               `jobyard users update admin --ask-password`)")
     if runtime.new_admin_token:
         lines.append(f"  admin token: {runtime.new_admin_token}")
         lines.append(f"               (shown once; kept in {token_file}, mode 0600)")

@@ -185,6 +185,13 @@ def test_the_readme_quick_start_on_another_port(tmp_path: Path) -> None:
         # 1: the banner says how to reach this server from elsewhere, exactly
         assert f"\n               export JOBYARD_SERVER={run.url}\n" in banner, banner
         assert (checkout / "var" / "server.url").read_text().strip() == run.url
+        # The console's first sign-in: the banner shows admin's password, kept 0600.
+        password = (checkout / "var" / "admin.password").read_text().strip()
+        assert f"  console:     {run.url}/  user admin, password {password}\n" in banner, banner
+        login = httpx.post(
+            f"{run.url}/api/v1/login", json={"name": "admin", "password": password}, timeout=30
+        )
+        assert login.status_code == 200, login.text
 
         results = {command: shell(checkout, command) for command in commands}
         for result in results.values():

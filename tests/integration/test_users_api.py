@@ -4,11 +4,13 @@ against a real server."""
 from __future__ import annotations
 
 import asyncio
+import stat
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from jobyard.service import users
 from jobyard.store.factory import open_store
 from tests.integration.conftest import Env, ServerFactory
 from tests.store.conftest import new_job
@@ -50,10 +52,30 @@ async def _token_of(env: Env, name: str) -> str:
 async def test_the_admin_token_belongs_to_user_admin(env: Env) -> None:
     me = (await env.client.get("/api/v1/me")).json()
     assert (me["name"], me["role"], me["token_kind"]) == ("admin", "admin", "admin")
-    assert me["user"]["name"] == "admin" and me["user"]["has_password"] is False
+    assert me["user"]["name"] == "admin" and me["user"]["has_password"] is True
     users = (await env.client.get("/api/v1/users")).json()["items"]
     assert [u["name"] for u in users] == ["admin"]
     assert "password_hash" not in users[0]
+
+
+async def test_first_start_gives_admin_a_password_shown_once(env: Env) -> None:
+    """The console's login page needs a way in: admin gets a generated password at first
+    start, in a 0600 file beside the token; later starts never set it again."""
+    path = env.settings.home / "admin.password"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    password = path.read_text().strip()
+    assert len(password) >= 20 and env.runtime.new_admin_password == password
+    r = await _login(env, "admin", password)
+    assert r.status_code == 200, r.text
+    # Not again: neither while the file exists, nor once admin removed it and the password.
+    assert await users.ensure_admin_password(env.runtime.ctx) is None
+    path.unlink()
+    me = (await env.client.get("/api/v1/me")).json()
+    r = await env.client.patch(f"/api/v1/users/{me['user']['id']}", json={"password": None})
+    assert r.status_code == 200, r.text
+    assert await users.ensure_admin_password(env.runtime.ctx) is not None  # no file, no password
+    path.unlink()
+    assert await users.ensure_admin_password(env.runtime.ctx) is None  # it has one again
 
 
 async def test_login_refresh_rotation_and_logout(env: Env) -> None:
@@ -94,8 +116,8 @@ async def test_wrong_user_and_wrong_password_look_the_same(env: Env) -> None:
     await _user(env, "bob")
     wrong_password = _err(await _login(env, "bob", "not the password"), 401)
     no_user = _err(await _login(env, "nobody", "not the password"), 401)
-    admin_without_password = _err(await _login(env, "admin", "whatever!"), 401)
-    assert wrong_password == no_user == admin_without_password == "wrong user name or password"
+    admin_wrong_password = _err(await _login(env, "admin", "whatever!"), 401)
+    assert wrong_password == no_user == admin_wrong_password == "wrong user name or password"
 
 
 async def test_login_throttling_backs_off_then_success_resets(env: Env) -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -221,6 +224,30 @@ async def logout(ctx: Context, principal: Principal, bearer: str, refresh_token:
 
 
 # -- users -------------------------------------------------------------------------------
+
+
+def admin_password_path(settings: Settings) -> Path:
+    """Where the first admin password is kept for the console's first sign-in (0600)."""
+    return settings.home / "admin.password"
+
+
+async def ensure_admin_password(ctx: Context) -> str | None:
+    """First start: give user ``admin`` a generated password, kept in ``admin.password``
+    (mode 0600) and returned to be shown once, so the console's login page has a way in.
+
+    Only when ``admin`` exists without a password and no such file was written before:
+    a password an admin set or removed since is never replaced.
+    """
+    path = admin_password_path(ctx.settings)
+    admin = await ctx.store.user_find("admin")
+    if admin is None or admin.has_password or path.exists():
+        return None
+    password = secrets.token_urlsafe(15)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    await ctx.store.user_update(admin.id, {"password_hash": await hash_password(password)})
+    return password
 
 
 def _require_admin(principal: Principal, what: str) -> None:
