@@ -13,61 +13,15 @@ without it, it fails saying how to install it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.browser import UI_TIMEOUT_MS, Watch
 from tests.support.server import RunningServer, server_fixture
 
 server = server_fixture(scope="module", workers=1)
-
-CHROMIUM = Path("/usr/bin/chromium")
-#: Generous for a loaded 2-core machine; a page normally renders in about a second.
-UI_TIMEOUT_MS = 30_000
-
-
-@dataclass
-class Watch:
-    """What a page did that it must not: requests to other hosts, script errors."""
-
-    origin: str
-    foreign: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def route(self, route: Route) -> None:
-        """Let requests to the server through; abort (and record) any other."""
-        url = route.request.url
-        parts = urlsplit(url)
-        if parts.scheme in ("data", "blob") or f"{parts.scheme}://{parts.netloc}" == self.origin:
-            route.continue_()
-            return
-        self.foreign.append(url)
-        route.abort("blockedbyclient")
-
-    def check(self) -> None:
-        """Fail on any request to another host or any error the page reported."""
-        assert not self.foreign, f"requests to other hosts: {self.foreign}"
-        assert not self.errors, f"errors in the page: {self.errors}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium (``make system-deps`` installs it)."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)",
-            pytrace=False,
-        )
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield browser
-        browser.close()
 
 
 def _open(browser: Browser, server: RunningServer) -> tuple[Page, Watch]:

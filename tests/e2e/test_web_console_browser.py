@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.test_api_docs_browser import CHROMIUM, UI_TIMEOUT_MS, Watch
+from tests.e2e.browser import UI_TIMEOUT_MS, Watch
 from tests.support.server import RunningServer, server_fixture
 
 server = server_fixture(scope="module", workers=1)
@@ -32,20 +31,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "we
 PASSWORD = "browser-pass-1"
 #: axe-core, vendored for the tests only (tests/e2e/vendor/README.md).
 AXE = Path(__file__).with_name("vendor") / "axe.min.js"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium (``make system-deps`` installs it)."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)",
-            pytrace=False,
-        )
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield browser
-        browser.close()
 
 
 def _accessible(page: Page) -> None:
