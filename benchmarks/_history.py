@@ -10,13 +10,16 @@ FAILED and CANCELLED; CANCELLED ones never reached a worker.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _common import machine, table
 from sqlalchemy import Engine, func, select, text
 
 from jobyard.core.models import JobConfigSpec
@@ -174,3 +177,30 @@ async def make_jobconfigs(store: Store, prefix: str, count: int) -> list[int]:
         ).id
         for k in range(count)
     ]
+
+
+def run_over_engines(
+    script: str,
+    doc: str,
+    default_queries: int,
+    bench_engine: Callable[[str, int, int], Awaitable[list[list[object]]]],
+    title: str,
+    header: list[str],
+    unit: str,
+    jobconfigs: int,
+) -> None:
+    """The command line shared by the big-history benchmarks: ``--rows``, ``--engines``,
+    ``--queries``; one table per engine, ``title`` formatted with ``engine`` and ``rows``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--queries", type=int, default=default_queries)
+    args = parser.parse_args()
+    print(
+        f"{script}: {args.rows:,} ended jobs, {jobconfigs} jobconfigs, "
+        f"{args.queries} requests per {unit}; {machine()}",
+        flush=True,
+    )
+    for engine_name in args.engines.split(","):
+        found = asyncio.run(bench_engine(engine_name.strip(), args.rows, args.queries))
+        print(table(title.format(engine=engine_name, rows=f"{args.rows:,}"), header, found))

@@ -23,14 +23,21 @@ The throwaway PostgreSQL cluster runs with ``fsync=off``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from _common import jobyard_up, machine, percentile, summary_ms, table, verdict
-from _history import RAN, Sql, ended_job_columns, fresh_database, insert_ended_jobs, make_jobconfigs
+from _common import jobyard_up, percentile, summary_ms, verdict
+from _history import (
+    RAN,
+    Sql,
+    ended_job_columns,
+    fresh_database,
+    insert_ended_jobs,
+    make_jobconfigs,
+    run_over_engines,
+)
 from sqlalchemy import Engine, func, select, text
 
 from jobyard.api.app import create_app
@@ -198,25 +205,16 @@ async def bench_engine(engine_name: str, rows: int, queries: int) -> list[list[o
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--engines", default="sqlite,postgresql")
-    parser.add_argument("--queries", type=int, default=200)
-    args = parser.parse_args()
-    print(
-        f"bench_jobstats: {args.rows:,} ended jobs, {JOBCONFIGS} jobconfigs, "
-        f"{args.queries} requests per query; {machine()}",
-        flush=True,
+    run_over_engines(
+        "bench_jobstats",
+        __doc__,
+        200,
+        bench_engine,
+        "GET /api/v1/jobstats, {engine}, {rows} jobs",
+        ["query", "p50 / p95 ms", "jobs counted", f"p95 <= {TARGET_P95_MS:g} ms"],
+        "query",
+        JOBCONFIGS,
     )
-    for engine_name in args.engines.split(","):
-        found = asyncio.run(bench_engine(engine_name.strip(), args.rows, args.queries))
-        print(
-            table(
-                f"GET /api/v1/jobstats, {engine_name}, {args.rows:,} jobs",
-                ["query", "p50 / p95 ms", "jobs counted", f"p95 <= {TARGET_P95_MS:g} ms"],
-                found,
-            )
-        )
 
 
 if __name__ == "__main__":

@@ -20,13 +20,19 @@ For each engine (embedded SQLite, and PostgreSQL on a throwaway cluster):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 
 import httpx
-from _common import machine, percentile, summary_ms, table, verdict
-from _history import Sql, ended_job_columns, fresh_database, insert_ended_jobs, make_jobconfigs
+from _common import percentile, summary_ms, verdict
+from _history import (
+    Sql,
+    ended_job_columns,
+    fresh_database,
+    insert_ended_jobs,
+    make_jobconfigs,
+    run_over_engines,
+)
 from sqlalchemy import Engine, text
 
 from jobyard.api.app import create_app
@@ -155,25 +161,16 @@ async def bench_engine(engine_name: str, rows: int, queries: int) -> list[list[o
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--engines", default="sqlite,postgresql")
-    parser.add_argument("--queries", type=int, default=50)
-    args = parser.parse_args()
-    print(
-        f"bench_web: {args.rows:,} ended jobs, {JOBCONFIGS} jobconfigs, "
-        f"{args.queries} requests per page; {machine()}",
-        flush=True,
+    run_over_engines(
+        "bench_web",
+        __doc__,
+        50,
+        bench_engine,
+        "console pages (in-process ASGI), {engine}, {rows} jobs",
+        ["who", "page", "p50 / p95 ms", f"p95 <= {TARGET_P95_MS:g} ms"],
+        "page",
+        JOBCONFIGS,
     )
-    for engine_name in args.engines.split(","):
-        found = asyncio.run(bench_engine(engine_name.strip(), args.rows, args.queries))
-        print(
-            table(
-                f"console pages (in-process ASGI), {engine_name}, {args.rows:,} jobs",
-                ["who", "page", "p50 / p95 ms", f"p95 <= {TARGET_P95_MS:g} ms"],
-                found,
-            )
-        )
 
 
 if __name__ == "__main__":
