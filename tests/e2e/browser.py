@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Generous for a loaded 2-core machine; a page normally renders in about a second.
@@ -57,3 +58,29 @@ def browser() -> Iterator[Browser]:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         yield browser
         browser.close()
+
+
+def open_page(
+    browser: Browser, origin: str, *, failed_loads_are_errors: bool = True, **options: Any
+) -> tuple[Page, Watch]:
+    """A new page that blocks (and records) other hosts and records script errors.
+
+    ``failed_loads_are_errors=False`` ignores the console's "Failed to load resource"
+    lines (a blocked request is already recorded in :attr:`Watch.foreign`).
+    """
+    context = browser.new_context(**options)
+    watch = Watch(origin=origin.rstrip("/"))
+    context.route("**/*", watch.route)
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.on("pageerror", lambda exc: watch.errors.append(f"pageerror: {exc}"))
+
+    def console(msg: Any) -> None:
+        if msg.type != "error":
+            return
+        if not failed_loads_are_errors and "Failed to load resource" in msg.text:
+            return
+        watch.errors.append(f"console: {msg.text}")
+
+    page.on("console", console)
+    return page, watch

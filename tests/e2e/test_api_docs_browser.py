@@ -18,28 +18,14 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.browser import UI_TIMEOUT_MS, Watch
+from tests.e2e.browser import UI_TIMEOUT_MS, Watch, open_page
 from tests.support.server import RunningServer, server_fixture
 
 server = server_fixture(scope="module", workers=1)
 
 
 def _open(browser: Browser, server: RunningServer) -> tuple[Page, Watch]:
-    context = browser.new_context()
-    watch = Watch(origin=server.url.rstrip("/"))
-    context.route("**/*", watch.route)
-    page = context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    page.on("pageerror", lambda exc: watch.errors.append(f"pageerror: {exc}"))
-    page.on(
-        "console",
-        lambda msg: (
-            watch.errors.append(f"console: {msg.text}")
-            if msg.type == "error" and "Failed to load resource" not in msg.text
-            else None
-        ),
-    )
-    return page, watch
+    return open_page(browser, server.url, failed_loads_are_errors=False)
 
 
 def _api(server: RunningServer) -> httpx.Client:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.browser import UI_TIMEOUT_MS, Watch
+from tests.e2e.browser import UI_TIMEOUT_MS, Watch, open_page
 from tests.support.server import RunningServer, server_fixture
 
 server = server_fixture(scope="module", workers=1)
@@ -78,17 +78,7 @@ def viewer(server: RunningServer) -> str:
 
 def _open(browser: Browser, server: RunningServer, **options: Any) -> tuple[Page, Watch]:
     """A new browser page that blocks (and records) other hosts and records errors."""
-    context = browser.new_context(**options)
-    watch = Watch(origin=server.url.rstrip("/"))
-    context.route("**/*", watch.route)
-    page = context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    page.on("pageerror", lambda exc: watch.errors.append(f"pageerror: {exc}"))
-    page.on(
-        "console",
-        lambda msg: watch.errors.append(f"console: {msg.text}") if msg.type == "error" else None,
-    )
-    return page, watch
+    return open_page(browser, server.url, **options)
 
 
 def _log_in(page: Page, server: RunningServer, name: str) -> None:
