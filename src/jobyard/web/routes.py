@@ -261,6 +261,14 @@ def _int_param(value: str | None) -> int | None:
     return int(value)
 
 
+def _path_id(value: str, missing: str) -> int:
+    """The id in a page's path; an empty one is ``NotFound(missing)``, a malformed one 422."""
+    number = _int_param(value)
+    if number is None:
+        raise NotFound(missing)
+    return number
+
+
 @router.get("/jobs")
 async def jobs_page(request: Request) -> Response:
     """Jobs the user may view, newest first, by status, jobconfig, user and age, paged."""
@@ -313,9 +321,7 @@ async def job_page(request: Request, job_id: str) -> Response:
     if resolved is None:
         return _to_login(request)
     try:
-        number = _int_param(job_id)
-        if number is None:
-            raise NotFound("no such job")
+        number = _path_id(job_id, "no such job")
         detail = await overview.job_detail(_ctx(request), resolved.principal, number)
     except JobyardError as exc:
         return _error(request, resolved, exc)
@@ -355,9 +361,7 @@ async def jobconfig_page(request: Request, jobconfig_id: str) -> Response:
     if resolved is None:
         return _to_login(request)
     try:
-        number = _int_param(jobconfig_id)
-        if number is None:
-            raise NotFound("no such jobconfig")
+        number = _path_id(jobconfig_id, "no such jobconfig")
         detail = await overview.jobconfig_detail(_ctx(request), resolved.principal, number)
     except JobyardError as exc:
         return _error(request, resolved, exc)
@@ -372,9 +376,7 @@ async def job_log(request: Request, job_id: str) -> Response:
         return _to_login(request)
     ctx = _ctx(request)
     try:
-        number = _int_param(job_id)
-        if number is None:
-            raise NotFound("no such job")
+        number = _path_id(job_id, "no such job")
         _job, key = await logs.open_log(ctx, resolved.principal, number)
     except JobyardError as exc:
         return _error(request, resolved, exc)
@@ -450,9 +452,7 @@ async def jobconfig_run(request: Request, jobconfig_id: str) -> Response:
         if key.startswith(PARAM_PREFIX) and isinstance(value, str) and value != ""
     }
     try:
-        number = _int_param(jobconfig_id)
-        if number is None:
-            raise NotFound("no such jobconfig")
+        number = _path_id(jobconfig_id, "no such jobconfig")
         job = await jobs.run_jobconfig(
             _ctx(request), resolved.principal, number, macros=macros, remote_addr=_address(request)
         )
