@@ -1,16 +1,16 @@
 """A job's program as a child process: spawn, pipe its output, watch its exit, signal it.
 
-Why not ``asyncio.create_subprocess_exec``? Two costs on every job's path:
+Why not ``asyncio.create_subprocess_exec``? On Python 3.11 its default child watcher
+starts one thread per child to wait for it, and its transports and protocols cost more
+Python per job than the job path can afford.
 
-- the spawn (``vfork`` + ``exec``) runs on the event loop thread and blocks it for
-  the whole exec, 1-2 ms per job, stalling the API and every other job meanwhile;
-- on Python 3.11 the default child watcher starts one thread per child to wait for it.
-
-Here the spawn runs in a small dedicated thread pool (``_posixsubprocess`` releases
-the GIL), the exit is watched through a pidfd registered with the event loop (Linux
-5.3+; elsewhere a waiting thread per child), and the pipes are read with
-``loop.add_reader`` callbacks that feed the :class:`LogWriter` directly: no reader
-tasks, no stream objects. Semantics are those of ``subprocess.Popen``: an argv list,
+Here the spawn is a plain ``subprocess.Popen`` on the event loop's thread (the
+``vfork`` path: the loop waits the 0.1-0.2 ms until the child has called ``exec``,
+which costs less CPU than handing the spawn to another thread and its result back,
+two cross-CPU wake-ups per job), the exit is watched through a pidfd registered with
+the event loop (Linux 5.3+; elsewhere a waiting thread per child), and the pipes are
+read with ``loop.add_reader`` callbacks that feed the :class:`LogWriter` directly: no
+reader tasks, no stream objects. Semantics are those of ``subprocess.Popen``: an argv list,
 never a shell; ``stdin`` is ``/dev/null``; the child starts a new session, so its pid
 is also its process group id and the whole group can be signalled.
 
@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
-import queue
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TypeVar
 
 from jobyard.worker.logwriter import LogWriter
 
@@ -39,77 +37,8 @@ T = TypeVar("T")
 _READ_SIZE = 65536
 #: The mode mask of a job's files: the worker's own (0077) is not the job's business.
 JOB_UMASK = 0o022
-#: Runs the spawn inside the spawn thread, e.g. as the job's uid (see sandbox.py).
+#: Wraps the spawn, e.g. to run it as the job's uid (see sandbox.py).
 Launch = Callable[[Callable[[], "subprocess.Popen[bytes]"]], "subprocess.Popen[bytes]"]
-
-_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
-
-
-class _SpawnThreads:
-    """A few dedicated threads running calls handed over by event loops.
-
-    Lighter than a ``ThreadPoolExecutor`` with ``run_in_executor``: one queue put hands
-    a call over, one ``call_soon_threadsafe`` hands its result back (measured here at
-    19-24 µs of CPU per round trip against 43-46 µs), and every job crosses twice (its
-    spawn, then the kill of its uid's processes). The threads start on first use and
-    do nothing else, so a credential switch inside a call never leaks into other work.
-    """
-
-    def __init__(self, count: int) -> None:
-        self._count = count
-        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
-        self._started = False
-        self._lock = threading.Lock()
-
-    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
-        """Run ``fn`` in a spawn thread; its result (or error) lands in the future."""
-        if not self._started:
-            self._start()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((loop, future, fn))
-        return future
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._started:
-                return
-            for index in range(self._count):
-                threading.Thread(
-                    target=self._serve, name=f"jobyard-spawn-{index}", daemon=True
-                ).start()
-            self._started = True
-
-    def _serve(self) -> None:
-        while True:
-            loop, future, fn = self._calls.get()
-            try:
-                result, error = fn(), None
-            except BaseException as exc:  # handed to the caller, as run_in_executor does
-                result, error = None, exc
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-                loop.call_soon_threadsafe(_settle, future, result, error)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
-
-
-_spawn_threads = _SpawnThreads(2)
-
-
-async def in_spawn_thread(fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a spawn thread: where a job's uid may borrow the thread's credentials.
-
-    Never in the event loop's thread: a credential change resets that thread's
-    parent-death signal, which ties worker processes to the server's life.
-    """
-    return await _spawn_threads.submit(fn)
 
 
 def _popen(
@@ -175,15 +104,9 @@ class Child:
     ) -> Child:
         """Start ``argv`` in ``cwd`` with exactly ``env``; raises ``OSError`` if exec fails.
 
-        ``launch`` wraps the spawn in the spawn thread (to run it as the job's uid).
+        ``launch`` wraps the spawn (to run it as the job's uid).
         """
-        fut = _spawn_threads.submit(functools.partial(_popen, argv, cwd, env, launch))
-        try:
-            proc, started_at = await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            # The spawn may still succeed in its thread: never leave that program behind.
-            fut.add_done_callback(_discard_spawned)
-            raise
+        proc, started_at = _popen(argv, cwd, env, launch)
         return cls(proc, writer, started_at)
 
     @property
@@ -265,16 +188,3 @@ class Child:
             self._pidfd = None
             if self.proc.returncode is None:  # released before its exit: reap it anyway
                 threading.Thread(target=self.proc.wait, daemon=True).start()
-
-
-def _discard_spawned(fut: asyncio.Future[tuple[subprocess.Popen[bytes], float]]) -> None:
-    """Kill a program whose spawn completed after its job was cancelled."""
-    if fut.cancelled() or fut.exception() is not None:
-        return
-    proc, _started_at = fut.result()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    for pipe in (proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
-    threading.Thread(target=proc.wait, daemon=True).start()

@@ -18,11 +18,12 @@ effective capabilities are dropped meanwhile (effective uid not 0). Supplementar
 are cleared, so a job never runs with the worker's groups. If switching back ever
 failed, the process exits at once rather than run on with a job's identity.
 
-Only ever call :meth:`ThreadCredentials.run_as` from a thread that does nothing else
-meanwhile (the spawn threads of :mod:`jobyard.worker.child`): the switch is visible to
-whatever else that thread runs. Never from the event loop's thread: the kernel clears a
-thread's parent-death signal on a credential change, and worker processes rely on it to
-die with the server.
+:meth:`ThreadCredentials.run_as` is synchronous: the switch is visible only to what the
+call itself runs on that thread (the event loop's thread included: nothing else runs
+there until it returns). The kernel clears a thread's parent-death signal on a
+credential change, and worker processes rely on it to die with the server: the call
+puts the signal back when it switches back. (Should the server die in that window of
+microseconds, the worker process still exits: it sees its control socket close.)
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ _SYSCALLS = {
     "arm64": (159, 147, 149),
     "riscv64": (159, 147, 149),
 }
+_PR_SET_PDEATHSIG = 1
+_PR_GET_PDEATHSIG = 2
 _PR_SET_NO_NEW_PRIVS = 38
 _ESRCH = 3
 
@@ -98,19 +101,21 @@ class ThreadCredentials:
             if self._libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
                 raise CredentialError(f"PR_SET_NO_NEW_PRIVS: {os.strerror(ctypes.get_errno())}")
             self._local.no_new_privs = True
+        death_signal = ctypes.c_int(0)
+        self._libc.prctl(_PR_GET_PDEATHSIG, ctypes.byref(death_signal), 0, 0, 0)
         self._syscall(self._setgroups, 0, None)
         try:
             self._syscall(self._setresgid, gid, gid, self._gid)
             self._syscall(self._setresuid, uid, uid, self._uid)
         except BaseException:
-            self._restore()
+            self._restore(death_signal.value)
             raise
         try:
             return fn()
         finally:
-            self._restore()
+            self._restore(death_signal.value)
 
-    def _restore(self) -> None:
+    def _restore(self, death_signal: int) -> None:
         try:
             self._syscall(self._setresuid, self._uid, self._uid, self._uid)
             self._syscall(self._setresgid, self._gid, self._gid, self._gid)
@@ -118,6 +123,8 @@ class ThreadCredentials:
         except CredentialError as exc:  # never go on with a job's identity
             _log.critical("cannot restore the worker's credentials: %s; exiting", exc)
             os._exit(70)
+        if death_signal:  # cleared by the kernel with the switch
+            self._libc.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
 
     def kill_all(self, uid: int, gid: int) -> None:
         """SIGKILL every process of ``uid`` (never this one), however it left its group."""

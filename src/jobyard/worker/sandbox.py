@@ -34,7 +34,6 @@ folder, ``LOCAL_JOB_OUT_DIR``, the network, and the API through ``SESSION_ID``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import os
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import Literal
 
 from jobyard.core.errors import JobyardError
-from jobyard.worker.child import Child, Launch, in_spawn_thread
+from jobyard.worker.child import Child, Launch
 from jobyard.worker.creds import thread_credentials, unsupported_reason
 from jobyard.worker.jobuids import JobUids, private_dir
 from jobyard.worker.logwriter import LogWriter
@@ -158,7 +157,7 @@ class Isolator:
         self.uids = uids
         creds = thread_credentials()
         for uid in reserved:
-            await in_spawn_thread(functools.partial(creds.kill_all, uid, uid))
+            creds.kill_all(uid, uid)
 
     def close(self) -> None:
         """Give the uids back (the processes of their jobs are already gone)."""
@@ -223,7 +222,7 @@ class JobSandbox:
         return [*wrapped, "--chdir", str(dirs.spec), "--", *argv]
 
     def launcher(self) -> Launch | None:
-        """How the spawn thread starts the program (as the job's uid), or None: plainly."""
+        """How the program is started (as the job's uid), or None: plainly."""
         uid = self.uid
         if uid is None:
             return None
@@ -266,7 +265,7 @@ class JobSandbox:
         if self.uid is not None and not self._collected:
             uid = self.uid
             creds = thread_credentials()
-            await in_spawn_thread(lambda: creds.kill_all(uid, uid))
+            creds.kill_all(uid, uid)
             self._collected = True
 
     def close(self) -> None:

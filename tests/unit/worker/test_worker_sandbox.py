@@ -4,8 +4,11 @@ and the runner with each mode (abort grace, leftovers, the job's own uid)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -91,6 +94,40 @@ def test_a_thread_borrows_a_uid_for_one_call_and_gives_it_back() -> None:
     thread.start()
     thread.join(10)
     assert result == [(0, 0)]
+
+
+@needs_root
+def test_a_borrowed_uid_leaves_the_threads_parent_death_signal_armed() -> None:
+    """The kernel clears a thread's parent-death signal when its credentials change;
+    worker processes spawn from their event loop's thread and rely on that signal to
+    die with the server, so ``run_as`` puts it back (also when the call fails)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    creds = thread_credentials()
+    seen: list[int] = []
+
+    def armed() -> int:
+        value = ctypes.c_int(-1)
+        libc.prctl(2, ctypes.byref(value), 0, 0, 0)  # PR_GET_PDEATHSIG
+        return value.value
+
+    def failing() -> None:
+        raise OSError("exec failed")
+
+    def in_thread() -> None:
+        # SIGWINCH: harmless should this short-lived thread's parent ever die meanwhile.
+        libc.prctl(1, int(signal.SIGWINCH), 0, 0, 0)  # PR_SET_PDEATHSIG
+        seen.append(armed())
+        creds.run_as(FIRST_UID, FIRST_UID, lambda: None)
+        seen.append(armed())
+        with contextlib.suppress(OSError):
+            creds.run_as(FIRST_UID, FIRST_UID, failing)
+        seen.append(armed())
+        libc.prctl(1, 0, 0, 0, 0)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(10)
+    assert seen == [int(signal.SIGWINCH)] * 3
 
 
 @needs_root
