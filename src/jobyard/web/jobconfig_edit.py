@@ -17,7 +17,7 @@ from fastapi import Request
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from jobyard.core.errors import InvalidInput, JobyardError, NotFound
+from jobyard.core.errors import DatabaseUnavailable, InvalidInput, JobyardError, NotFound
 from jobyard.core.models import JobConfig, JobConfigSpec, Package
 from jobyard.service import jobconfigs, packages
 from jobyard.web import session as sessions
@@ -147,6 +147,8 @@ async def _create(request: Request, resolved: sessions.Resolved, form: FormData)
             principal=who,
             remote_addr=address(request),
         )
+    except DatabaseUnavailable as exc:  # the error page says when to retry
+        return error_page(request, resolved, exc)
     except JobyardError as exc:
         return await _form(request, resolved, values, exc=exc, status=error_status(exc))
     response = RedirectResponse(f"/jobconfigs/{created.id}", status_code=303)
@@ -199,7 +201,7 @@ async def _save(
         await jobconfigs.patch(ctx, who, number, changes, remote_addr=address(request))
     except JobyardError as exc:
         status = error_status(exc)
-        if status in (403, 404):  # lost the right meanwhile: the API's answer, no form
+        if status in (403, 404, 503):  # lost the right meanwhile, or an outage: no form
             return error_page(request, resolved, exc)
         return await _form(request, resolved, values, jc=current, exc=exc, status=status)
     response = RedirectResponse(f"/jobconfigs/{number}/settings?done=saved", status_code=303)

@@ -16,7 +16,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
 from jobyard.api.uploads import receive_upload
-from jobyard.core.errors import InvalidInput, JobyardError
+from jobyard.core.errors import DatabaseUnavailable, InvalidInput, JobyardError
 from jobyard.core.models import Package
 from jobyard.service import packages
 from jobyard.web import session as sessions
@@ -113,6 +113,8 @@ async def _upload_posted(request: Request, resolved: sessions.Resolved, form: Fo
         if upload is None:
             raise InvalidInput("choose a package file to upload", {"field": "file"})
         package, created = await upload_package(request, resolved, upload)
+    except DatabaseUnavailable as exc:  # the error page says when to retry
+        return error_page(request, resolved, exc)
     except JobyardError as exc:
         return await _list_page(request, resolved, error=exc.message, status=error_status(exc))
     done = "created" if created else "existing"
