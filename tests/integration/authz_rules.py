@@ -582,6 +582,14 @@ ENFORCED: list[Rule] = [
     Rule("POST", "/logout", open_route(403)),
     Rule("POST", "/jobs/{job_id}/{action}", open_route(403), with_body("/jobs/{job_id}/cancel")),
     Rule("GET", "/static/{name}", open_route(200), with_body("/static/console.css")),
+    Rule("GET", "/packages", open_route(303)),
+    Rule("POST", "/packages", open_route(403)),
+    Rule("GET", "/packages/entrypoints", open_route(303)),
+    Rule("GET", "/packages/{package_id}", open_route(303)),
+    Rule("GET", "/jobconfigs/new", open_route(303)),
+    Rule("POST", "/jobconfigs/new", open_route(403)),
+    Rule("GET", "/jobconfigs/{jobconfig_id}/settings", open_route(303)),
+    Rule("POST", "/jobconfigs/{jobconfig_id}/settings", open_route(403)),
 ]
 
 _WIRE = "not enforced yet: wire service.access.require / visible_*_filter into the route"

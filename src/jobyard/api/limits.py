@@ -32,6 +32,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard.settings import Settings
+from jobyard.web.paths import is_console_path
+from jobyard.web.uploads import refusal_page, upload_owner
 
 #: Body limit of the open routes (a name of 200 and a password of 1024 characters,
 #: even written as JSON ``\\uXXXX`` escapes, fit).
@@ -39,10 +41,14 @@ OPEN_BODY_MAX_BYTES = 16 * 1024
 OPEN_BODY_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {("POST", "/api/v1/login"), ("POST", "/api/v1/token/refresh"), ("POST", "/login")}
 )
-#: Routes that receive files (multipart), matched on method and path.
+#: Routes that receive files (multipart), matched on method and path: the API's, and
+#: the console forms that carry a package or a payload.
 UPLOAD_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("POST", re.compile(r"/api/v1/packages")),
     ("POST", re.compile(r"/api/v1/jobs/[^/]+/payload")),
+    ("POST", re.compile(r"/packages")),
+    ("POST", re.compile(r"/jobconfigs/new")),
+    ("POST", re.compile(r"/jobconfigs/[^/]+/run")),
 )
 #: Room for the multipart envelope (boundaries, part headers, a name field).
 MULTIPART_ALLOWANCE = 64 * 1024
@@ -84,8 +90,12 @@ class BodyLimitMiddleware:
         await _limited(self.app, scope, receive, send, limit, _Refusal(message, limit))
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
-        principal = scope.get("state", {}).get("principal")
-        user = str(getattr(principal, "name", ""))
+        path = scope["path"]
+        console = is_console_path(path)
+        if console:  # not authenticated yet: counted per session cookie
+            user = upload_owner(dict(scope["headers"]).get(b"cookie"))
+        else:
+            user = str(getattr(scope.get("state", {}).get("principal"), "name", ""))
         cap = self.settings.upload_max_concurrent
         if self._uploads.get(user, 0) >= cap:
             await _answer(
@@ -96,13 +106,16 @@ class BodyLimitMiddleware:
                 f"(JOBYARD_UPLOAD_MAX_CONCURRENT): retry when one has finished",
                 {"limit": cap, "retry_after": UPLOAD_RETRY_AFTER_SECONDS},
                 [(b"retry-after", str(UPLOAD_RETRY_AFTER_SECONDS).encode())],
+                page_for=path if console else None,
             )
             return
         self._uploads[user] = self._uploads.get(user, 0) + 1
         try:
             limit = self.settings.upload_max_bytes
             refusal = _Refusal(
-                f"upload exceeds the limit of {limit} bytes (JOBYARD_UPLOAD_MAX_BYTES)", limit
+                f"upload exceeds the limit of {limit} bytes (JOBYARD_UPLOAD_MAX_BYTES)",
+                limit,
+                page_for=path if console else None,
             )
             await _limited(self.app, scope, receive, send, limit + MULTIPART_ALLOWANCE, refusal)
         finally:
@@ -126,6 +139,8 @@ class _Refusal:
 
     message: str
     limit: int
+    #: The console path refused, whose answer is a page rather than JSON.
+    page_for: str | None = None
 
     async def send(self, send: Send) -> None:
         await _answer(
@@ -135,6 +150,7 @@ class _Refusal:
             self.message,
             {"limit": self.limit},
             [(b"connection", b"close")],  # the rest of the body is never read
+            page_for=self.page_for,
         )
 
 
@@ -186,17 +202,22 @@ async def _answer(
     message: str,
     details: dict[str, Any],
     headers: list[tuple[bytes, bytes]],
+    *,
+    page_for: str | None = None,
 ) -> None:
-    body = json.dumps({"error": {"code": code, "message": message, "details": details}}).encode()
+    """Send an error answer: the API's JSON, or a console page for ``page_for``."""
+    if page_for is not None:
+        body, kind = refusal_page(page_for, status, message)
+    else:
+        body = json.dumps(
+            {"error": {"code": code, "message": message, "details": details}}
+        ).encode()
+        kind = [(b"content-type", b"application/json")]
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
+            "headers": [*kind, (b"content-length", str(len(body)).encode()), *headers],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -308,6 +308,8 @@ class JobconfigDetail:
     jobconfig: JobConfig
     recent: list[Job]
     may_run: bool
+    #: Whether the caller may change its settings (``edit``), as ``PATCH`` requires.
+    may_edit: bool = False
 
 
 async def jobconfig_detail(
@@ -317,4 +319,5 @@ async def jobconfig_detail(
     jc = await jobconfigs.get(ctx, principal, jobconfig_id)
     recent = await _first(ctx, principal, JobFilter(jobconfig_id=jc.id), RECENT_JOBS_SHOWN)
     may_run = jc.enabled and await access.can(ctx, principal, "execute", "jobconfigs", jc)
-    return JobconfigDetail(jc, recent, may_run)
+    may_edit = await access.can(ctx, principal, "edit", "jobconfigs", jc)
+    return JobconfigDetail(jc, recent, may_run, may_edit)

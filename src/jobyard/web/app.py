@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from jobyard.web import jobconfig_edit, packages
 from jobyard.web.routes import router
 from jobyard.web.session import Renewals
 
@@ -11,4 +12,7 @@ from jobyard.web.session import Renewals
 def install(app: FastAPI) -> None:
     """Add the console's pages and static files to ``app`` (left out of the OpenAPI)."""
     app.state.console_renewals = Renewals()
+    # Before the pages of routes.py: /jobconfigs/new must not be read as a jobconfig id.
+    app.include_router(jobconfig_edit.router)
+    app.include_router(packages.router)
     app.include_router(router)

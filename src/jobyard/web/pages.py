@@ -159,6 +159,7 @@ async def guarded(request: Request) -> tuple[sessions.Resolved, FormData] | Resp
         field = form.get(CSRF_FIELD)
         sent = field if isinstance(field, str) else None
     if not sessions.csrf_matches(resolved.session, sent):
+        await form.close()  # a multipart form's files are temporary files
         return refuse(request, "refused: missing or wrong CSRF token; reload the page")
     return resolved, form
 

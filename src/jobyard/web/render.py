@@ -25,6 +25,8 @@ STATIC_FILES: dict[str, tuple[Path, str]] = {
     "console.js": (STATIC / "console.js", "text/javascript; charset=utf-8"),
     "htmx.min.js": (STATIC / "vendor" / "htmx.min.js", "text/javascript; charset=utf-8"),
     "favicon.svg": (STATIC / "favicon.svg", "image/svg+xml"),
+    "edit.css": (STATIC / "edit.css", "text/css; charset=utf-8"),
+    "edit.js": (STATIC / "edit.js", "text/javascript; charset=utf-8"),
 }
 #: Static URLs carry the server's version (``?v=``), so they may be cached for a year:
 #: an upgrade changes the URL.

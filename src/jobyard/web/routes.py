@@ -6,16 +6,20 @@ Shared plumbing (session, rendering, errors, the CSRF guard) is in
 
 from __future__ import annotations
 
+import contextlib
 import math
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
+from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
+from jobyard.api.uploads import receive_upload
 from jobyard.core.errors import DatabaseUnavailable, JobyardError, NotFound, Unauthorized
 from jobyard.core.jobs import TERMINAL, JobStatus
-from jobyard.service import jobs, logs, overview
+from jobyard.service import jobs, logs, overview, payload_runs
 from jobyard.service.users import TooManyAttempts
 from jobyard.web import session as sessions
 from jobyard.web.guard import clear_session_cookie, same_origin, set_session_cookie
@@ -36,6 +40,7 @@ from jobyard.web.pages import (
 )
 from jobyard.web.paths import safe_next
 from jobyard.web.render import page, static_response
+from jobyard.web.uploads import form_file, upload_error_page
 
 router = new_router()
 JOBS_PER_PAGE = 50
@@ -226,7 +231,12 @@ async def jobconfig_page(request: Request, jobconfig_id: str) -> Response:
         detail = await overview.jobconfig_detail(ctx_of(request), resolved.principal, number)
     except JobyardError as exc:
         return error_page(request, resolved, exc)
-    return view(request, resolved, "jobconfig.html", {"nav": "jobconfigs", "d": detail})
+    values = {
+        "nav": "jobconfigs",
+        "d": detail,
+        "upload_max_bytes": ctx_of(request).settings.upload_max_bytes,
+    }
+    return view(request, resolved, "jobconfig.html", values)
 
 
 @router.get("/jobs/{job_id}/log")
@@ -302,22 +312,45 @@ PARAM_PREFIX = "param:"
 
 @router.post("/jobconfigs/{jobconfig_id}/run")
 async def jobconfig_run(request: Request, jobconfig_id: str) -> Response:
-    """Run a jobconfig now, with values for its declared parameters (empty: not set)."""
+    """Run a jobconfig now, with values for its declared parameters (empty: not set)
+    and an optional payload file (received like the API's payload uploads)."""
     checked = await guarded(request)
     if isinstance(checked, Response):
         return checked
     resolved, form = checked
+    try:
+        return await _run_posted(request, resolved, form, jobconfig_id)
+    finally:
+        await form.close()  # the files of a multipart form are temporary files
+
+
+async def _run_posted(
+    request: Request, resolved: sessions.Resolved, form: FormData, jobconfig_id: str
+) -> Response:
+    """Submit the job the Run form describes."""
     macros = {
         key[len(PARAM_PREFIX) :]: value
         for key, value in form.multi_items()
         if key.startswith(PARAM_PREFIX) and isinstance(value, str) and value != ""
     }
+    ctx = ctx_of(request)
     try:
         number = path_id(jobconfig_id, "no such jobconfig")
-        job = await jobs.run_jobconfig(
-            ctx_of(request), resolved.principal, number, macros=macros, remote_addr=address(request)
-        )
+        upload = form_file(form, "payload")
+        async with contextlib.AsyncExitStack() as stack:
+            payload = None
+            if upload is not None:
+                tmp, _size = await stack.enter_async_context(receive_upload(ctx, upload))
+                payload = (Path(upload.filename or "payload").name, tmp)
+            job = await payload_runs.run_jobconfig(
+                ctx,
+                resolved.principal,
+                number,
+                macros=macros,
+                payload=payload,
+                remote_addr=address(request),
+            )
     except JobyardError as exc:
-        return error_page(request, resolved, exc)
+        return upload_error_page(request, resolved, exc)
     response = RedirectResponse(f"/jobs/{job.id}?done=submitted", status_code=303)
     return finish(request, resolved, response)
