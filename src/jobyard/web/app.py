@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from jobyard.web import config
 from jobyard.web.routes import router
 from jobyard.web.session import Renewals
 
@@ -12,3 +13,4 @@ def install(app: FastAPI) -> None:
     """Add the console's pages and static files to ``app`` (left out of the OpenAPI)."""
     app.state.console_renewals = Renewals()
     app.include_router(router)
+    app.include_router(config.router)
