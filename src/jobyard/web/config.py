@@ -6,7 +6,7 @@ and error messages are the API's. An action that fails shows its page again with
 error and the API's status (422, 403, 409); a jobconfig the user may not view answers
 the 404 of a missing one. Secure macro values are never rendered: the service hands
 over secure macros without their value, and a form that failed is refilled with a
-plain value only.
+name only.
 """
 
 from __future__ import annotations
@@ -158,8 +158,9 @@ async def macro_action(request: Request, jobconfig_id: str, level: str, action: 
     except NotFound as exc:
         return error_page(request, resolved, exc)
     except JobyardError as exc:
-        # Shown again with the error; a secure value is never sent back to the browser.
-        again = {"level": level, "name": name, "value": "" if secure else value}
+        # Shown again with the error and the name only: the value may be meant as a
+        # secret (the name may be secure already, the box unticked by mistake).
+        again = {"level": level, "name": name}
         return await _macros_page(request, resolved, jobconfig_id, error=exc, form=again)
     where = f"/jobconfigs/{number}/macros?done={done}#level-{level}"
     return finish(request, resolved, RedirectResponse(where, status_code=303))
