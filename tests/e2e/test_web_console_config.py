@@ -43,12 +43,19 @@ def _accessible(page: Page) -> None:
     assert not bad, f"accessibility violations on {page.url}: {bad}"
 
 
+#: What sticks out of the window at phone width (the failure message names it).
+WIDER_THAN_THE_WINDOW = """
+Array.from(document.querySelectorAll("body *"))
+  .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+  .map((e) => `${e.tagName}.${e.className}#${e.id}`)
+  .slice(0, 15)
+"""
+
+
 def _shot(page: Page, name: str) -> None:
     _accessible(page)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    wide = page.evaluate(
-        "Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 15)"
-    )
+    wide = page.evaluate(WIDER_THAN_THE_WINDOW)
     assert overflow <= 1, f"{page.url} scrolls sideways by {overflow}px: {wide}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"config-{name}.png"
