@@ -206,6 +206,10 @@ async def test_the_cron_preview_answers_what_the_api_answers(env: Env) -> None:
             assert _unescape(message) in _unescape(r.text), (message, r.text)
         r = await client.get(preview, params={"cron": "0 0 12 * * ?", "timezone": "Mars/Base"})
         assert "unknown time zone" in _unescape(r.text)
+        # Every 10 s: previewed by the API, but no schedule may use it (the setting is
+        # off): the preview says what creating the schedule would answer.
+        r = await client.get(preview, params={"cron": "0/10 * * * * ?", "timezone": "UTC"})
+        assert "fires more often than once a minute" in _unescape(r.text)
 
 
 def _unescape(html: str) -> str:

@@ -23,7 +23,7 @@ from jobyard.core.cron.preview import preview
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.macros import ResolvedMacro, StoredMacro
 from jobyard.core.models import JobConfig
-from jobyard.core.schedules import Schedule, ScheduleSpec, parse_every
+from jobyard.core.schedules import Schedule, ScheduleSpec, parse_every, validate
 from jobyard.service import access, jobconfigs, macros, schedules
 from jobyard.service.apply.document import ApplyFile, SpecError, parse_apply_text
 from jobyard.service.apply.export import export
@@ -213,11 +213,21 @@ async def cron_preview(
     ctx: Context, principal: Principal, jobconfig_id: int, expr: str, timezone: str
 ) -> list[datetime]:
     """The next fire times of ``expr`` in ``timezone`` from now: what ``GET
-    /api/v1/cron/next`` answers, with its friendly error (``InvalidInput``)."""
+    /api/v1/cron/next`` answers, with its friendly error (``InvalidInput``).
+
+    An expression the preview accepts but a schedule may not use (one that fires more
+    often than once a minute, without ``scheduler.allow_seconds``) gets the error that
+    creating the schedule would answer, so the form says it before it is sent.
+    """
     await jobconfigs.get(ctx, principal, jobconfig_id)
     expr = _bounded(expr.strip(), MAX_CRON, "cron", "a cron expression")
     zone = _bounded(timezone.strip() or "UTC", MAX_ZONE, "timezone", "a time zone")
-    return preview(expr, tz=zone, count=PREVIEW_COUNT)
+    times = preview(expr, tz=zone, count=PREVIEW_COUNT)
+    validate(
+        ScheduleSpec(cron=expr, timezone=zone),
+        allow_seconds=ctx.settings.scheduler.allow_seconds,
+    )
+    return times
 
 
 async def create_schedule(

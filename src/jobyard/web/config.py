@@ -19,7 +19,7 @@ from fastapi import Request
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from jobyard.core.errors import JobyardError, NotFound
+from jobyard.core.errors import InvalidInput, JobyardError, NotFound
 from jobyard.service import configview
 from jobyard.service.apply.report import ApplyReport, report_json
 from jobyard.web import session as sessions
@@ -225,9 +225,7 @@ async def _preview(
         times = await configview.cron_preview(
             ctx_of(request), resolved.principal, number, expr, zone
         )
-    except NotFound:
-        raise
-    except JobyardError as exc:
+    except InvalidInput as exc:  # the expression or the zone (a hidden jobconfig: NotFound)
         return {"preview_error": exc.message}
     return {"preview_times": times, "preview_zone": zone.strip() or "UTC", "preview_done": True}
 
