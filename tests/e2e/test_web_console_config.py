@@ -144,6 +144,9 @@ def test_a_secure_macro_is_added_and_shown_masked(
     expect(field).to_have_value("")
     assert SECRET not in page.content()
     _shot(page, f"macros-{scheme}")
+    page.set_viewport_size({"width": 375, "height": 800})
+    _shot(page, f"macros-phone-{scheme}")
+    page.set_viewport_size({"width": 1280, "height": 720})
 
     # A plain macro of the user's own level, changed and deleted again.
     mine = page.locator("section", has=page.get_by_role("heading", name="Your user macros"))
@@ -241,6 +244,9 @@ def test_a_yaml_change_is_planned_applied_and_seen(
     expect(change).to_contain_text("5")
     expect(change).to_contain_text("45")
     _shot(page, "yaml-plan")
+    page.set_viewport_size({"width": 375, "height": 800})
+    _shot(page, "yaml-plan-phone")
+    page.set_viewport_size({"width": 1280, "height": 720})
     with _api(server) as api:  # a plan changes nothing
         assert api.get(f"/api/v1/jobconfigs/{jc}").json()["timeout"] == 5
     page.get_by_role("button", name="Apply").click()

@@ -168,6 +168,7 @@ async def macro_action(request: Request, jobconfig_id: str, level: str, action: 
 
 # -- schedules -----------------------------------------------------------------------------
 
+#: The schedule form's fields and their values on a fresh page.
 EMPTY_SCHEDULE_FORM = {"cron": "", "every": "", "timezone": "UTC", "name": ""}
 
 
