@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from jobyard.web import jobconfig_edit, packages
+from jobyard.web import config, jobconfig_edit, packages
 from jobyard.web.routes import router
 from jobyard.web.session import Renewals
 
@@ -15,4 +15,5 @@ def install(app: FastAPI) -> None:
     # Before the pages of routes.py: /jobconfigs/new must not be read as a jobconfig id.
     app.include_router(jobconfig_edit.router)
     app.include_router(packages.router)
+    app.include_router(config.router)
     app.include_router(router)
