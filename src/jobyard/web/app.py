@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from jobyard.web import admin, people
 from jobyard.web.routes import router
 from jobyard.web.session import Renewals
 
@@ -12,3 +13,5 @@ def install(app: FastAPI) -> None:
     """Add the console's pages and static files to ``app`` (left out of the OpenAPI)."""
     app.state.console_renewals = Renewals()
     app.include_router(router)
+    for pages in (people, admin):  # users, own account, tokens; policies, audit
+        app.include_router(pages.router)

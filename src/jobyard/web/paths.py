@@ -9,9 +9,20 @@ cookie), so a new console page must be added here to be reachable.
 from __future__ import annotations
 
 #: Console pages matched exactly.
-EXACT: frozenset[str] = frozenset({"/", "/login", "/logout", "/jobs", "/jobconfigs"})
-#: Console paths matched by prefix: job and jobconfig pages, actions, static files.
-PREFIXES: tuple[str, ...] = ("/jobs/", "/jobconfigs/", "/static/")
+EXACT: frozenset[str] = frozenset(
+    {"/", "/login", "/logout", "/jobs", "/jobconfigs"}
+    | {"/users", "/me", "/tokens", "/policies", "/audit"}
+)
+#: Console paths matched by prefix: job, jobconfig and user pages, actions, static files.
+PREFIXES: tuple[str, ...] = (
+    "/jobs/",
+    "/jobconfigs/",
+    "/static/",
+    "/users/",
+    "/me/",
+    "/tokens/",
+    "/policies/",
+)
 
 
 def is_console_path(path: str) -> bool:
