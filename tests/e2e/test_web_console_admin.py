@@ -52,6 +52,9 @@ def _where(nodes: list[dict[str, Any]]) -> list[Any]:
 
 
 def _shot(page: Page, name: str) -> None:
+    # A form's answer may still be loading when its text is already there: judge the
+    # page with its stylesheet applied (unstyled text on a dark canvas fails contrast).
+    page.wait_for_load_state("load")
     _accessible(page)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
