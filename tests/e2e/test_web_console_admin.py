@@ -248,7 +248,7 @@ def test_admin_creates_a_user_grants_a_policy_and_audits_the_user(
 
     # Phone width: the admin pages do not scroll sideways.
     admin.set_viewport_size({"width": 375, "height": 800})
-    for path in ("/users", "/policies", "/tokens"):
+    for path in ("/users", "/policies", "/audit", "/me", "/tokens"):
         admin.goto(f"{server.url}{path}")
         overflow = admin.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{path} scrolls sideways by {overflow}px at phone width"

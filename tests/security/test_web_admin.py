@@ -139,6 +139,41 @@ async def test_admin_manages_users_policies_and_tokens(env: Env) -> None:
         assert r.status_code == 404 and "no user named" in r.text
         r = await client.post("/policies", data={**grant, "action": "own"})
         assert r.status_code == 422 and "is not one of" in r.text
+        # Template names, for templates and as template:NAME for jobconfigs; ids and '*'.
+        tpl = await env.client.post(
+            "/api/v1/templates", json={"name": "base-tpl", "command": ["/bin/true"]}
+        )
+        assert tpl.status_code == 201, tpl.text
+        tpl_id = tpl.json()["id"]
+        for resource, selector, stored in (
+            ("templates", "base-tpl", str(tpl_id)),
+            ("jobconfigs", "template:base-tpl", f"template:{tpl_id}"),
+            ("jobconfigs", f"template:{tpl_id}", None),  # the same grant again: 409
+            ("jobconfigs", "*", "*"),
+            ("adhoc", "*", "*"),
+        ):
+            action = "execute" if resource == "adhoc" else "view"
+            r = await client.post(
+                "/policies",
+                data={**grant, "action": action, "resource": resource, "selector": selector},
+            )
+            assert r.status_code == (409 if stored is None else 303), (selector, r.text)
+            if stored is not None:
+                got = (await env.client.get(f"/api/v1/users/{user_id}/policies")).json()
+                assert (action, resource, stored) in [
+                    (p["action"], p["resource"], p["selector"]) for p in got["items"]
+                ]
+        r = await client.post(
+            "/policies", data={**grant, "resource": "templates", "selector": "template:base-tpl"}
+        )
+        assert r.status_code == 422, r.text
+        got = (await env.client.get(f"/api/v1/users/{user_id}/policies")).json()["items"]
+        for p in got:  # back to the one jobconfig grant
+            if p["id"] != policies[0]["id"]:
+                r = await client.post(
+                    f"/policies/{user_id}/{p['id']}/revoke", data={"csrf_token": csrf}
+                )
+                assert r.status_code == 303, r.text
         page = await client.get("/policies?user=newbie&done=granted")
         assert page.status_code == 200 and "Policy granted." in page.text
         pid = policies[0]["id"]
