@@ -32,7 +32,7 @@ from jobyard.web.pages import (
     to_login,
     view,
 )
-from jobyard.web.people import NAME_MAX, done, field, status_of
+from jobyard.web.people import NAME_MAX, done, field, is_form_error, status_of
 
 router = new_router()
 
@@ -133,11 +133,11 @@ async def policy_grant(request: Request) -> Response:
             remote_addr=address(request),
         )
     except JobyardError as exc:
-        status = status_of(exc)
-        if status == 403:
+        # A name that names nothing is a mistake in the form too (only admins get here).
+        if not is_form_error(exc) and status_of(exc) != 404:
             return error_page(request, resolved, exc)
         return await _policies_view(
-            request, resolved, error=exc.message, status=status, entered=entered
+            request, resolved, error=exc.message, status=status_of(exc), entered=entered
         )
     where = "/policies?" + urlencode({"user": user.name, "done": "granted"})
     return done(request, resolved, where)

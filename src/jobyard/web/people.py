@@ -88,6 +88,12 @@ def status_of(exc: JobyardError) -> int:
     return next((s for cls, s in STATUS_OF if isinstance(exc, cls)), 400)
 
 
+def is_form_error(exc: JobyardError) -> bool:
+    """Whether ``exc`` is about what the form said (422, 409): the form is shown again
+    with the message; any other error is an error page."""
+    return status_of(exc) in (409, 422)
+
+
 def done(request: Request, resolved: sessions.Resolved, where: str) -> Response:
     """The 303 that shows ``where`` after a successful action."""
     return finish(request, resolved, RedirectResponse(where, status_code=303))
@@ -156,6 +162,8 @@ async def user_create(request: Request) -> Response:
             remote_addr=address(request),
         )
     except JobyardError as exc:
+        if not is_form_error(exc):
+            return error_page(request, resolved, exc)
         status = status_of(exc)
         entered = {"name": name, "role": role}
         return await _users_view(
@@ -198,7 +206,7 @@ async def user_page(request: Request, user_id: str) -> Response:
     return await _user_view(request, resolved, user_id)
 
 
-#: What each user action does: the ``?done=`` notice it leads to.
+#: The actions of ``POST /users/{id}/{action}``.
 USER_ACTIONS = ("role", "password", "deactivate", "activate")
 
 
@@ -231,10 +239,11 @@ async def user_action(request: Request, user_id: str, action: str) -> Response:
             await users.activate_user(ctx, who, number, remote_addr=addr)
             notice = "activated"
     except JobyardError as exc:
-        status = status_of(exc)
-        if status in (404, 403) or action not in USER_ACTIONS:
+        if not is_form_error(exc):
             return error_page(request, resolved, exc)
-        return await _user_view(request, resolved, user_id, error=exc.message, status=status)
+        return await _user_view(
+            request, resolved, user_id, error=exc.message, status=status_of(exc)
+        )
     return done(request, resolved, f"/users/{number}?done={notice}")
 
 
@@ -277,6 +286,8 @@ async def me_password(request: Request) -> Response:
             ctx_of(request), who, who.user_id, changes, remote_addr=address(request)
         )
     except JobyardError as exc:
+        if not is_form_error(exc):
+            return error_page(request, resolved, exc)
         status = status_of(exc)
         return await _me_view(request, resolved, error=exc.message, status=status)
     return done(request, resolved, "/me?done=password")
@@ -360,6 +371,8 @@ async def token_create(request: Request) -> Response:
             remote_addr=address(request),
         )
     except JobyardError as exc:
+        if not is_form_error(exc):
+            return error_page(request, resolved, exc)
         status = status_of(exc)
         return await _tokens_view(request, resolved, error=exc.message, status=status)
     return await _tokens_view(request, resolved, status=201, minted=minted)
