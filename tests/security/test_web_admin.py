@@ -415,6 +415,12 @@ async def test_a_token_secret_is_shown_once_and_on_no_get_page(env: Env) -> None
             assert secret not in str(page.url)
         listing = await client.get("/tokens")
         assert "ci-bot" in listing.text
+        # That use is its last use, in the API's listing and on the page.
+        api_listing = (await env.client.get("/api/v1/tokens?user=tess")).json()["items"]
+        used = next(t for t in api_listing if t["name"] == "ci-bot")["last_used_at"]
+        assert used is not None
+        row = re.search(r"<tr><td>ci-bot</td>.*?</tr>", listing.text, re.DOTALL)
+        assert row and "<time" in row.group(0).split("</td>")[4], listing.text
         audit = await client.get("/audit?action=token.")
         assert "token.create" in audit.text and "ci-bot" in audit.text
         # Bad input: the API's 422, saying what to fix, no token made.
