@@ -201,6 +201,9 @@ def test_admin_creates_a_user_grants_a_policy_and_audits_the_user(
         assert me.status_code == 200 and me.json()["name"] == dana
     user.goto(f"{server.url}/tokens")
     expect(user.get_by_role("cell", name="laptop", exact=True)).to_be_visible()
+    # The call above is its last use (column 5), shown in the browser's zone.
+    used = user.locator("tbody tr", has_text="laptop").locator("td").nth(4).locator("time")
+    expect(used).to_have_attribute("data-local", "1")
     assert secret not in user.content()
     _shot(user, f"tokens-{scheme}")
     # Revoked through its confirm.
