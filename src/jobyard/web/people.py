@@ -120,7 +120,9 @@ async def _users_view(
     values: dict[str, Any] = {
         "nav": "users",
         "rows": found.items,
-        "next_url": f"/users?cursor={found.next_cursor}" if found.next_cursor else None,
+        "next_url": "/users?" + urlencode({"cursor": found.next_cursor})
+        if found.next_cursor
+        else None,
         "roles": ROLES,
         "error": error,
         "entered": entered or {},
