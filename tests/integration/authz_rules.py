@@ -608,6 +608,25 @@ ENFORCED: list[Rule] = [
     Rule("POST", "/jobconfigs/new", open_route(403)),
     Rule("GET", "/jobconfigs/{jobconfig_id}/settings", open_route(303)),
     Rule("POST", "/jobconfigs/{jobconfig_id}/settings", open_route(403)),
+    # users, own account, tokens, policies, audit (the same: a bearer token opens nothing)
+    Rule("GET", "/users", open_route(303)),
+    Rule("POST", "/users", open_route(403)),
+    Rule("GET", "/users/{user_id}", open_route(303)),
+    Rule("POST", "/users/{user_id}/{action}", open_route(403), with_body("/users/{user_id}/role")),
+    Rule("GET", "/me", open_route(303)),
+    Rule("POST", "/me/password", open_route(403)),
+    Rule("GET", "/tokens", open_route(303)),
+    Rule("POST", "/tokens", open_route(403)),
+    Rule("POST", "/tokens/{token_id}/revoke", open_route(403), with_body("/tokens/1/revoke")),
+    Rule("GET", "/policies", open_route(303)),
+    Rule("POST", "/policies", open_route(403)),
+    Rule(
+        "POST",
+        "/policies/{user_id}/{policy_id}/revoke",
+        open_route(403),
+        with_body("/policies/{user_id}/{policy_id}/revoke"),
+    ),
+    Rule("GET", "/audit", open_route(303)),
 ]
 
 _WIRE = "not enforced yet: wire service.access.require / visible_*_filter into the route"

@@ -106,6 +106,22 @@ async def test_token_identity_list_revoke(store: Store) -> None:
     assert await store.token_revoke_by_hash("h2") is None  # once only
 
 
+async def test_token_touch_records_the_last_use(store: Store) -> None:
+    alice = await store.user_create(name="alice", role="user", password_hash=None)
+    token = await store.token_insert(
+        name="ci", token_hash="h1", role="user", user_id=alice.id, kind="personal"
+    )
+    assert token.last_used_at is None
+    at = datetime(2026, 12, 7, 4, 30, 15, tzinfo=UTC)
+    await store.token_touch(token.id, at)
+    assert (await store.token_get(token.id)).last_used_at == at
+    found = await store.token_identity("h1")
+    assert found is not None and found.token.last_used_at == at
+    listed = await store.tokens_list(user_id=alice.id, kinds=None)
+    assert [t.last_used_at for t in listed] == [at]
+    await store.token_touch(999, at)  # a token that is gone: nothing happens
+
+
 async def test_a_refresh_token_is_consumed_once_under_races(store: Store) -> None:
     await store.token_insert(name="r", token_hash="hr", role="user", kind="refresh")
     results = await asyncio.gather(

@@ -236,6 +236,7 @@ class ApiToken:
     kind: str = "personal"  # admin | personal | access | refresh | session
     expires_at: datetime | None = None
     job_id: int | None = None  # session tokens: valid while this job has not ended
+    last_used_at: datetime | None = None  # personal and admin tokens, to within a minute
 
 
 @dataclass(frozen=True, slots=True)

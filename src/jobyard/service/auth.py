@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
 
 from jobyard.core.errors import Unauthorized
 from jobyard.core.jobs import TERMINAL, JobStatus
+from jobyard.core.models import ApiToken
 from jobyard.core.timeutil import utcnow
 from jobyard.core.tokens import TOKEN_PREFIX, hash_token
-from jobyard.core.users import TokenIdentity, User
+from jobyard.core.users import LISTED_KINDS, TokenIdentity, User
 from jobyard.service.context import Context, Principal
 from jobyard.settings import Settings
 
 #: A verified token is trusted this long without asking the database again; a token
 #: revoked on another server stops working at most this much later.
 TOKEN_CACHE_SECONDS = 5.0
+#: The last use of a personal or admin token is written again only when the stored one
+#: is older than this.
+LAST_USE_PRECISION_SECONDS = 60.0
+log = logging.getLogger("jobyard.auth")
 
 
 def new_token() -> str:
@@ -74,7 +80,29 @@ async def authenticate(ctx: Context, authorization: str | None) -> Principal:
     principal, ttl = principal_of(found)
     if ttl > 0:
         ctx.tokens.put(digest, principal, ttl)
+    if found is not None:
+        await _note_use(ctx, found.token)
     return principal
+
+
+async def _note_use(ctx: Context, token: ApiToken) -> None:
+    """Record when a personal or admin token was last used, at most once per
+    :data:`LAST_USE_PRECISION_SECONDS` per token (only after a verification that was not
+    served from the cache, so a busy token costs one write a minute, not one a call).
+
+    Login and job tokens are not tracked (they live for minutes, or for one job). A
+    failed write is logged and forgotten: it never fails the call it came with.
+    """
+    if token.kind not in LISTED_KINDS:
+        return
+    now = utcnow()
+    last = token.last_used_at
+    if last is not None and (now - last).total_seconds() < LAST_USE_PRECISION_SECONDS:
+        return
+    try:
+        await ctx.store.token_touch(token.id, now)
+    except Exception:  # the call itself is authenticated: say so and go on
+        log.warning("could not record the use of token %s", token.id, exc_info=True)
 
 
 def principal_of(found: TokenIdentity | None) -> tuple[Principal, float]:

@@ -92,6 +92,10 @@ class UserStore(Protocol):
         """Revoke a token (idempotent)."""
         ...
 
+    async def token_touch(self, token_id: int, at: datetime) -> None:
+        """Record that a token was used at ``at`` (a token that is gone: nothing)."""
+        ...
+
     async def token_revoke_by_hash(
         self, token_hash: str, *, kind: str | None = None
     ) -> ApiToken | None:

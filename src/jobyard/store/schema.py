@@ -287,6 +287,8 @@ api_tokens = Table(
     Column("kind", String(16), nullable=False, server_default="personal"),
     Column("expires_at", UtcDateTime(), nullable=True),  # 0003: NULL = no expiry
     Column("job_id", BigInteger, nullable=True),  # 0003: a session token's job
+    # 0007: when it was last used, to within a minute (personal and admin tokens)
+    Column("last_used_at", UtcDateTime(), nullable=True),
     Index("ux_api_tokens_token_hash", "token_hash", unique=True),
     Index("ix_api_tokens_user_id", "user_id"),
     Index("ix_api_tokens_job_id", "job_id"),  # 0005: purged with their job

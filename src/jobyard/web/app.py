@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from jobyard.web import config, jobconfig_edit, packages
+from jobyard.web import admin, config, jobconfig_edit, packages, people
 from jobyard.web.routes import router
 from jobyard.web.session import Renewals
 
@@ -17,3 +17,5 @@ def install(app: FastAPI) -> None:
     app.include_router(packages.router)
     app.include_router(config.router)
     app.include_router(router)
+    for pages in (people, admin):  # users, own account, tokens; policies, audit
+        app.include_router(pages.router)

@@ -9,9 +9,22 @@ cookie), so a new console page must be added here to be reachable.
 from __future__ import annotations
 
 #: Console pages matched exactly.
-EXACT: frozenset[str] = frozenset({"/", "/login", "/logout", "/jobs", "/jobconfigs", "/packages"})
-#: Console paths matched by prefix: job, jobconfig and package pages, actions, static files.
-PREFIXES: tuple[str, ...] = ("/jobs/", "/jobconfigs/", "/packages/", "/static/")
+EXACT: frozenset[str] = frozenset(
+    {"/", "/login", "/logout", "/jobs", "/jobconfigs", "/packages"}
+    | {"/users", "/me", "/tokens", "/policies", "/audit"}
+)
+#: Console paths matched by prefix: job, jobconfig, package and user pages, actions,
+#: static files.
+PREFIXES: tuple[str, ...] = (
+    "/jobs/",
+    "/jobconfigs/",
+    "/packages/",
+    "/static/",
+    "/users/",
+    "/me/",
+    "/tokens/",
+    "/policies/",
+)
 
 
 def is_console_path(path: str) -> bool:

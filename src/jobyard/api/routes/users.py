@@ -151,6 +151,11 @@ class TokenOut(BaseModel):
     expires_at: datetime | None
     revoked: bool
     job_id: int | None
+    last_used_at: datetime | None = Field(
+        None,
+        description="When a personal or admin token was last used, to within a minute "
+        "(null: not since it was made, or another kind).",
+    )
 
     @classmethod
     def of(cls, t: ApiToken) -> TokenOut:

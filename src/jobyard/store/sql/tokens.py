@@ -24,6 +24,7 @@ TOKEN_COLUMNS = (
     api_tokens.c.kind,
     api_tokens.c.expires_at,
     api_tokens.c.job_id,
+    api_tokens.c.last_used_at,
 )
 
 
@@ -57,6 +58,10 @@ class TokensMixin(SqlBase):
         """Find a non-revoked token by hash."""
         return await self._read(_token_lookup, token_hash)
 
+    async def token_touch(self, token_id: int, at: datetime) -> None:
+        """Record that a token was used at ``at`` (a token that is gone: nothing)."""
+        await self._write(_token_touch, token_id, at)
+
     async def tokens_count(self) -> int:
         """How many tokens exist (revoked included): zero means first start."""
         return await self._read(_tokens_count)
@@ -85,6 +90,10 @@ def _token_lookup(tx: Tx, token_hash: str) -> ApiToken | None:
         )
     ).first()
     return None if row is None else token_from_row(row)
+
+
+def _token_touch(tx: Tx, token_id: int, at: datetime) -> None:
+    tx.conn.execute(api_tokens.update().where(api_tokens.c.id == token_id).values(last_used_at=at))
 
 
 def _tokens_count(tx: Tx) -> int:
