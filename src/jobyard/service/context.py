@@ -35,6 +35,9 @@ class Bus(Protocol):
     async def wait_job(self, job_id: int, timeout: float) -> None:
         """Return when ``job_id`` changes or after ``timeout`` seconds."""
 
+    async def wait_any_job(self, timeout: float) -> bool:
+        """Return True on the next submission or job change, False after ``timeout``."""
+
     def request_abort(self, job_id: int, reason: str) -> bool:
         """Ask local workers to stop ``job_id`` now; False if none of them holds it."""
 

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from jobyard.web import jobfiles, live, workers
 from jobyard.web.routes import router
 from jobyard.web.session import Renewals
+from jobyard.web.streams import Streams
 
 
 def install(app: FastAPI) -> None:
     """Add the console's pages and static files to ``app`` (left out of the OpenAPI)."""
     app.state.console_renewals = Renewals()
+    app.state.console_streams = Streams()
     app.include_router(router)
+    app.include_router(live.router)
+    app.include_router(jobfiles.router)
+    app.include_router(workers.router)
+
+
+def close_streams(app: FastAPI) -> None:
+    """End the console's open event streams: the server is stopping.
+
+    Called before uvicorn waits for open connections to finish, which a stream would
+    otherwise never do (see :class:`jobyard.server.GracefulServer`).
+    """
+    streams: Streams | None = getattr(app.state, "console_streams", None)
+    if streams is not None:
+        streams.close_all()

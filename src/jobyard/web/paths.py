@@ -9,7 +9,9 @@ cookie), so a new console page must be added here to be reachable.
 from __future__ import annotations
 
 #: Console pages matched exactly.
-EXACT: frozenset[str] = frozenset({"/", "/login", "/logout", "/jobs", "/jobconfigs"})
+EXACT: frozenset[str] = frozenset(
+    {"/", "/login", "/logout", "/jobs", "/jobconfigs", "/workers", "/events/jobs"}
+)
 #: Console paths matched by prefix: job and jobconfig pages, actions, static files.
 PREFIXES: tuple[str, ...] = ("/jobs/", "/jobconfigs/", "/static/")
 
