@@ -582,6 +582,17 @@ ENFORCED: list[Rule] = [
     Rule("POST", "/logout", open_route(403)),
     Rule("POST", "/jobs/{job_id}/{action}", open_route(403), with_body("/jobs/{job_id}/cancel")),
     Rule("GET", "/static/{name}", open_route(200), with_body("/static/console.css")),
+    # Live streams answer 401 without a session (an EventSource must not follow a
+    # redirect to the login page); the output download and the workers page redirect.
+    Rule("GET", "/events/jobs", open_route(401)),
+    Rule("GET", "/jobs/{job_id}/events", open_route(401)),
+    Rule(
+        "GET",
+        "/jobs/{job_id}/outputs/{name:path}",
+        open_route(303),
+        with_body("/jobs/{job_id}/outputs/result.txt"),
+    ),
+    Rule("GET", "/workers", open_route(303)),
 ]
 
 _WIRE = "not enforced yet: wire service.access.require / visible_*_filter into the route"
