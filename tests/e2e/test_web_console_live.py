@@ -122,8 +122,11 @@ def test_the_jobs_list_follows_jobs_live_and_sorts(
         header = page.locator("th", has=page.get_by_role("link", name="Duration"))
         expect(header).to_have_attribute("aria-sort", "descending")
         expect(page.locator("#jobs-live")).to_have_attribute("data-live-state", "live")
+        # A keyboard user's focus stays on their link while the rows are replaced.
+        _row(page, job).get_by_role("link", name=f"#{job}").focus()
         short = _submit(api, "true")
         expect(_row(page, short)).to_contain_text("FINISHED", timeout=UI_TIMEOUT_MS)
+        expect(_row(page, job).get_by_role("link", name=f"#{job}")).to_be_focused()
         ids = [int(n) for n in re.findall(r"#(\d+)", page.locator("#jobs-live tbody").inner_text())]
         assert ids.index(job) < ids.index(short), ids  # 1 s and more before ~0 s
         page.set_viewport_size({"width": 375, "height": 800})

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from jobyard.web.streams import MAX_STREAMS_PER_SESSION
-from tests.integration.conftest import Env
+from tests.integration.conftest import Env, ServerFactory
 from tests.support.server import jobyard_server
 
 PASSWORD = "live-pass-1"
@@ -186,6 +186,26 @@ async def test_a_stream_ends_after_logout(env: Env) -> None:
             assert time.monotonic() - started < 15
         r = await client.get("/events/jobs")
         assert r.status_code == 401
+
+
+async def test_a_stream_of_an_expired_access_token_ends_and_reopens_renewed(
+    start_server: ServerFactory,
+) -> None:
+    """The access token dies under an open stream (1.2 s here): the stream says
+    ``session`` and ends; the browser's reconnect refreshes the session like a page load
+    (a new cookie on the stream's answer, the same CSRF secret) and streams again."""
+    env = await start_server(auth={"access_token_minutes": 0.02})
+    await _user(env, "rita")
+    async with _signed_in(env.url, "rita") as client:
+        before = client.cookies["jobyard_session"]
+        async with _stream(client, "/events/jobs") as events:
+            seen = await events.until(lambda e, d: e == "session", timeout=30)
+            assert seen[-1] == ("session", "ended")
+        async with client.stream("GET", "/events/jobs") as r:
+            assert r.status_code == 200
+            after = r.cookies["jobyard_session"]
+            assert after != before and after.split(".")[2] == before.split(".")[2]
+            assert (await Events(r).next()) is not None
 
 
 async def test_a_session_holds_a_bounded_number_of_streams(env: Env) -> None:

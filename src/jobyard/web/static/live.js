@@ -107,12 +107,29 @@
       }, period);
     }
 
+    // Keyboard users keep their place: the focused link or button is found again in
+    // the new content (by its href, or its form's action) and focused.
+    function focusKey(target) {
+      var active = document.activeElement;
+      if (!active || !target.contains(active)) return null;
+      var href = active.getAttribute("href");
+      if (href) return 'a[href="' + CSS.escape(href) + '"]';
+      var form = active.form;
+      if (form) return 'form[action="' + CSS.escape(form.getAttribute("action")) + '"] button';
+      return null;
+    }
+
     function swap(targetId, html) {
       var target = document.getElementById(targetId);
       if (!target) return;
+      var keep = focusKey(target);
       target.innerHTML = html;
       if (window.htmx) window.htmx.process(target);
       announce(target);
+      if (keep) {
+        var again = target.querySelector(keep);
+        if (again) again.focus();
+      }
     }
 
     function open() {
