@@ -125,8 +125,8 @@ class Bus:
             return False
         return True
 
-    async def wait_job(self, job_id: int, timeout: float) -> None:
-        """Return when ``job_id`` changes or after ``timeout`` seconds."""
+    async def wait_job(self, job_id: int, timeout: float) -> bool:
+        """Return True when ``job_id`` changes, False after ``timeout`` seconds."""
         event = asyncio.Event()
         self._job_waiters.setdefault(job_id, []).append(event)
         try:
@@ -137,6 +137,8 @@ class Bus:
                 waiters.remove(event)
                 if not waiters:
                     del self._job_waiters[job_id]
+            return False
+        return True
 
     # -- aborts ------------------------------------------------------------------
     def on_abort(self, handler: Callable[[int, str], bool]) -> None:
