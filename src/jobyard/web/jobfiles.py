@@ -10,15 +10,9 @@ from starlette.responses import FileResponse, Response
 from jobyard.core.errors import JobyardError
 from jobyard.service import jobs
 from jobyard.web.pages import ctx_of, error_page, finish, new_router, path_id, signed_in, to_login
+from jobyard.web.routes import DOWNLOAD_HEADERS
 
 router = new_router()
-
-#: A downloaded file is data, never a page: not sniffed, not cached, scripts off.
-DOWNLOAD_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-}
 
 
 @router.get("/jobs/{job_id}/outputs/{name:path}")
