@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from jobyard import __version__
-from jobyard.api.app import create_app
+from jobyard.api.app import close_streams, create_app
 from jobyard.api.headlimit import HeadLimitedHttpToolsProtocol
 from jobyard.core.serverurl import remove_server_url, server_url_path, write_server_url
 from jobyard.runtime import Runtime
@@ -76,6 +77,21 @@ def client_url(settings: Settings) -> str:
     return settings.model_copy(update={"api_url": ""}).effective_api_url
 
 
+class GracefulServer(uvicorn.Server):
+    """uvicorn that first ends the console's event streams when it stops.
+
+    uvicorn stops by waiting for open connections to finish (up to its graceful
+    timeout); a live page's stream never would, so it is ended first.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """End the streams, then uvicorn's own graceful stop."""
+        app = self.config.app
+        if isinstance(app, FastAPI):
+            close_streams(app)
+        await super().shutdown(sockets)
+
+
 def _ignore_signal(signum: int, frame: object) -> None:
     """Stand-in handler for SIGINT/SIGTERM outside uvicorn's own (see :func:`serve`)."""
 
@@ -102,7 +118,7 @@ async def serve(settings: Settings, *, example: bool = False) -> None:
         timeout_graceful_shutdown=max(5, int(settings.abort_grace_seconds) + 5),
         http=HeadLimitedHttpToolsProtocol,  # request heads are bounded too, not only bodies
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config)
     # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises that signal with the
     # handlers it found: with the defaults the process would die of SIGTERM (exit 143,
     # "make: *** Error 143") after a clean stop. These handlers make the re-raise a no-op,

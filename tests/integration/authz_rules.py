@@ -627,6 +627,17 @@ ENFORCED: list[Rule] = [
         with_body("/policies/{user_id}/{policy_id}/revoke"),
     ),
     Rule("GET", "/audit", open_route(303)),
+    # Live streams answer 401 without a session (an EventSource must not follow a
+    # redirect to the login page); the output download and the workers page redirect.
+    Rule("GET", "/events/jobs", open_route(401)),
+    Rule("GET", "/jobs/{job_id}/events", open_route(401)),
+    Rule(
+        "GET",
+        "/jobs/{job_id}/outputs/{name:path}",
+        open_route(303),
+        with_body("/jobs/{job_id}/outputs/result.txt"),
+    ),
+    Rule("GET", "/workers", open_route(303)),
 ]
 
 _WIRE = "not enforced yet: wire service.access.require / visible_*_filter into the route"

@@ -16,6 +16,7 @@ import uvicorn
 
 from jobyard.api.app import create_app
 from jobyard.runtime import Runtime
+from jobyard.server import GracefulServer
 from jobyard.settings import Settings
 
 TERMINAL = {"FINISHED", "ERROR", "FAILED", "CANCELLED"}
@@ -74,7 +75,7 @@ class Env:
         return dict(r.json())
 
 
-class _QuietServer(uvicorn.Server):
+class _QuietServer(GracefulServer):
     """uvicorn without signal capture: the test process keeps its own handlers."""
 
     @contextlib.contextmanager

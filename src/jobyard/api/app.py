@@ -31,6 +31,7 @@ from jobyard.api.routes import templates as template_routes
 from jobyard.api.routes import users as user_routes
 from jobyard.service.context import Context
 from jobyard.settings import Settings
+from jobyard.web.app import close_streams as close_streams
 from jobyard.web.app import install as install_console
 
 

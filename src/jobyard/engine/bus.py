@@ -27,6 +27,8 @@ class Bus:
         self._work_turn = 0
         self._work_delayed: set[int] = set()
         self._schedules = asyncio.Event()
+        #: Set (and dropped) on the next change of any job; None while nobody waits.
+        self._any_job: asyncio.Event | None = None
 
     # -- work available --------------------------------------------------------
     def work_available(self, fresh: bool = True) -> None:
@@ -41,6 +43,7 @@ class Bus:
         """
         self._work.set()
         self._work_fresh = self._work_fresh or fresh
+        self._any_job_changed()
         listeners = self._work_listeners
         if not listeners:
             return
@@ -98,9 +101,32 @@ class Bus:
         """Wake everyone waiting on ``job_id`` (status change, new log lines)."""
         for event in self._job_waiters.pop(job_id, ()):
             event.set()
+        self._any_job_changed()
 
-    async def wait_job(self, job_id: int, timeout: float) -> None:
-        """Return when ``job_id`` changes or after ``timeout`` seconds."""
+    def _any_job_changed(self) -> None:
+        if self._any_job is not None:
+            self._any_job.set()
+            self._any_job = None
+
+    async def wait_any_job(self, timeout: float) -> bool:
+        """Return True on the next submission or job change, False after ``timeout``.
+
+        For live job lists (the console): one wake-up for all of them instead of a
+        database read per list and tick. Not every transition is announced (a job
+        becoming RUNNING is not, nor changes made by another server), so a waiter also
+        re-reads after ``timeout``. Costs one attribute test per change while nobody waits.
+        """
+        if self._any_job is None:
+            self._any_job = asyncio.Event()
+        event = self._any_job
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_job(self, job_id: int, timeout: float) -> bool:
+        """Return True when ``job_id`` changes, False after ``timeout`` seconds."""
         event = asyncio.Event()
         self._job_waiters.setdefault(job_id, []).append(event)
         try:
@@ -111,6 +137,8 @@ class Bus:
                 waiters.remove(event)
                 if not waiters:
                     del self._job_waiters[job_id]
+            return False
+        return True
 
     # -- aborts ------------------------------------------------------------------
     def on_abort(self, handler: Callable[[int, str], bool]) -> None:

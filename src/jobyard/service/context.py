@@ -32,8 +32,11 @@ class Bus(Protocol):
     def job_changed(self, job_id: int) -> None:
         """Wake everyone waiting on ``job_id``."""
 
-    async def wait_job(self, job_id: int, timeout: float) -> None:
-        """Return when ``job_id`` changes or after ``timeout`` seconds."""
+    async def wait_job(self, job_id: int, timeout: float) -> bool:
+        """Return True when ``job_id`` changes, False after ``timeout`` seconds."""
+
+    async def wait_any_job(self, timeout: float) -> bool:
+        """Return True on the next submission or job change, False after ``timeout``."""
 
     def request_abort(self, job_id: int, reason: str) -> bool:
         """Ask local workers to stop ``job_id`` now; False if none of them holds it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 from jobyard.blobs.keys import log_key
@@ -11,7 +12,11 @@ from jobyard.core.models import Job
 from jobyard.service import access
 from jobyard.service.context import Context, Principal
 
+#: A follower reads the log file again this often...
 FOLLOW_POLL_SECONDS = 0.2
+#: ...and the job's status (a database read) only this often, or at once when the bus
+#: says the job changed (a local job's end does).
+FOLLOW_STATUS_SECONDS = 1.0
 
 
 async def open_log(ctx: Context, principal: Principal, job_id: int) -> tuple[Job, str]:
@@ -48,19 +53,27 @@ async def stream_log(
 ) -> AsyncIterator[bytes]:
     """Yield the log from ``offset``; with ``follow``, keep going until the job has ended.
 
+    A follower reads the file every :data:`FOLLOW_POLL_SECONDS` but the job's status
+    only every :data:`FOLLOW_STATUS_SECONDS` or when the bus announces a change of the
+    job: the status is read before the file, so the last read after the end is whole.
+
     The log is a file, not a database row: while the database is unavailable a follower
     keeps receiving what the job writes (the answer has begun, a 503 is no longer
     possible), and learns that the job ended once the database is back.
     """
+    changed, checked = True, 0.0
     while True:
-        try:
-            ended = (await ctx.store.job_get(job_id)).status in TERMINAL if follow else True
-        except DatabaseUnavailable:
-            ended = False
+        ended = not follow
+        if follow and (changed or time.monotonic() - checked >= FOLLOW_STATUS_SECONDS):
+            checked = time.monotonic()
+            try:
+                ended = (await ctx.store.job_get(job_id)).status in TERMINAL
+            except DatabaseUnavailable:
+                ended = False
         if await ctx.blobs.exists(key):
             async for chunk in ctx.blobs.read_chunks(key, offset=offset):
                 offset += len(chunk)
                 yield chunk
         if ended:
             return
-        await ctx.bus.wait_job(job_id, FOLLOW_POLL_SECONDS)
+        changed = await ctx.bus.wait_job(job_id, FOLLOW_POLL_SECONDS)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from jobyard.core.errors import Forbidden, InvalidInput, NotFound
 from jobyard.core.jobs import ABORTABLE, CANCELLABLE, TERMINAL, JobStatus
-from jobyard.core.models import Job, JobConfig, JobEvent, JobFilter
+from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, JobFilter
 from jobyard.core.stats import Summary
 from jobyard.core.timeutil import utcnow
 from jobyard.service import access, jobconfigs, jobs, logs, stats
@@ -147,6 +147,53 @@ SINCE: dict[str, timedelta] = {
 }
 
 
+#: How a page of jobs may be ordered: name -> (key, descending). The listing itself is
+#: always newest first (by id, the only order the store pages through at any size); a
+#: sort orders the jobs of the page shown.
+SORTS: dict[str, tuple[str, bool]] = {
+    "-id": ("id", True),
+    "id": ("id", False),
+    "-ended": ("ended", True),
+    "ended": ("ended", False),
+    "-duration": ("duration", True),
+    "duration": ("duration", False),
+}
+
+
+def run_seconds(job: Job) -> float | None:
+    """How long a job ran (started to ended, or to now while it runs); None if it never ran."""
+    if job.started_at is None:
+        return None
+    return ((job.ended_at or utcnow()) - job.started_at).total_seconds()
+
+
+def sort_jobs(items: list[Job], sort: str | None) -> list[Job]:
+    """``items`` in the order ``sort`` names (:data:`SORTS`); jobs without the value last.
+
+    422 for an unknown order, saying which exist.
+    """
+    if not sort or sort == "-id":
+        return items
+    if sort not in SORTS:
+        raise InvalidInput(
+            f"unknown sort {sort[:40]!r}: one of {', '.join(SORTS)}", {"field": "sort"}
+        )
+    key, descending = SORTS[sort]
+
+    def value(job: Job) -> float:
+        if key == "id":
+            return float(job.id)
+        if key == "ended":
+            return job.ended_at.timestamp() if job.ended_at else float("nan")
+        seconds = run_seconds(job)
+        return float("nan") if seconds is None else seconds
+
+    known = [j for j in items if value(j) == value(j)]  # NaN: no value
+    missing = [j for j in items if value(j) != value(j)]
+    known.sort(key=lambda j: (value(j), j.id), reverse=descending)
+    return known + missing
+
+
 @dataclass(frozen=True, slots=True)
 class JobList:
     """A page of jobs, with the names of the jobconfigs the caller may view."""
@@ -166,8 +213,12 @@ async def job_list(
     since: str | None,
     cursor: str | None,
     limit: int,
+    sort: str | None = None,
 ) -> JobList:
-    """Jobs the caller may view, newest first, filtered (the API's listing underneath)."""
+    """Jobs the caller may view, newest first, filtered (the API's listing underneath);
+    the page's jobs ordered by ``sort`` (:func:`sort_jobs`)."""
+    if sort and sort not in SORTS:
+        sort_jobs([], sort)  # 422 before any query
     if status is not None and status not in JobStatus.__members__:
         raise InvalidInput(
             f"unknown status {status[:40]!r}: one of {', '.join(JobStatus.__members__)}",
@@ -184,7 +235,8 @@ async def job_list(
         created_after=utcnow() - SINCE[since] if since else None,
     )
     page = await jobs.list_(ctx, principal, flt, cursor=cursor, limit=limit)
-    return JobList(page.items, page.next_cursor, await jobconfig_names(ctx, principal))
+    items = sort_jobs(page.items, sort)
+    return JobList(items, page.next_cursor, await jobconfig_names(ctx, principal))
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +252,10 @@ class JobDetail:
     may_abort: bool
     may_rerun: bool
     jobconfig_name: str | None
+    #: Files the job left in its LOCAL_JOB_OUT_DIR (what ``GET .../outputs`` lists).
+    outputs: tuple[JobFile, ...] = ()
+    #: Bytes of log there were when the page was made: a live page follows from there.
+    log_size: int = 0
 
 
 async def _may(ctx: Context, principal: Principal, action: str, job: Job) -> bool:
@@ -217,13 +273,16 @@ async def job_detail(ctx: Context, principal: Principal, job_id: int) -> JobDeta
     tail: str | None = None
     note: str | None = None
     truncated = False
+    size = 0
     try:
         _, key = await logs.open_log(ctx, principal, job_id)
         size = await ctx.blobs.size(key) or 0
         offset = max(0, size - LOG_TAIL_BYTES)
         truncated = offset > 0
         chunks = [c async for c in logs.stream_log(ctx, job_id, key, offset=offset, follow=False)]
-        tail = b"".join(chunks)[:LOG_TAIL_BYTES].decode("utf-8", "replace")
+        data = b"".join(chunks)[:LOG_TAIL_BYTES]
+        size = offset + len(data)
+        tail = data.decode("utf-8", "replace")
     except NotFound as exc:
         note = exc.message
     may_execute = await _may(ctx, principal, "execute", job)
@@ -241,6 +300,8 @@ async def job_detail(ctx: Context, principal: Principal, job_id: int) -> JobDeta
         may_abort=may_execute and job.status in ABORTABLE,
         may_rerun=may_execute and job.status in TERMINAL,
         jobconfig_name=name,
+        outputs=tuple(await jobs.outputs(ctx, principal, job_id)),
+        log_size=size,
     )
 
 

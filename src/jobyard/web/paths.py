@@ -10,8 +10,8 @@ from __future__ import annotations
 
 #: Console pages matched exactly.
 EXACT: frozenset[str] = frozenset(
-    {"/", "/login", "/logout", "/jobs", "/jobconfigs", "/packages"}
-    | {"/users", "/me", "/tokens", "/policies", "/audit"}
+    {"/", "/login", "/logout", "/jobs", "/jobconfigs", "/packages", "/workers"}
+    | {"/events/jobs", "/users", "/me", "/tokens", "/policies", "/audit"}
 )
 #: Console paths matched by prefix: job, jobconfig, package and user pages, actions,
 #: static files.

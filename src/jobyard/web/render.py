@@ -24,6 +24,7 @@ STATIC_FILES: dict[str, tuple[Path, str]] = {
     "console.css": (STATIC / "console.css", "text/css; charset=utf-8"),
     "console.js": (STATIC / "console.js", "text/javascript; charset=utf-8"),
     "config.css": (STATIC / "config.css", "text/css; charset=utf-8"),
+    "live.js": (STATIC / "live.js", "text/javascript; charset=utf-8"),
     "htmx.min.js": (STATIC / "vendor" / "htmx.min.js", "text/javascript; charset=utf-8"),
     "favicon.svg": (STATIC / "favicon.svg", "image/svg+xml"),
     "edit.css": (STATIC / "edit.css", "text/css; charset=utf-8"),

@@ -23,6 +23,7 @@ from jobyard.service import jobs, logs, overview, payload_runs
 from jobyard.service.users import TooManyAttempts
 from jobyard.web import session as sessions
 from jobyard.web.guard import clear_session_cookie, same_origin, set_session_cookie
+from jobyard.web.live import jobs_list_extras
 from jobyard.web.pages import (
     address,
     ctx_of,
@@ -140,7 +141,7 @@ async def jobs_page(request: Request) -> Response:
     if resolved is None:
         return to_login(request)
     q = request.query_params
-    kept = {k: q[k] for k in ("status", "jobconfig", "user", "since") if q.get(k)}
+    kept = {k: q[k] for k in ("status", "jobconfig", "user", "since", "sort") if q.get(k)}
     try:
         found = await overview.job_list(
             ctx_of(request),
@@ -151,6 +152,7 @@ async def jobs_page(request: Request) -> Response:
             since=kept.get("since"),
             cursor=q.get("cursor") or None,
             limit=JOBS_PER_PAGE,
+            sort=kept.get("sort"),
         )
     except JobyardError as exc:
         return error_page(request, resolved, exc)
@@ -174,6 +176,7 @@ async def jobs_page(request: Request) -> Response:
         "self_url": "/jobs" + (f"?{request.url.query}" if request.url.query else ""),
         "next_url": next_url,
         "first_page": not q.get("cursor"),
+        **jobs_list_extras(kept),
     }
     return view(request, resolved, "jobs.html", values)
 
