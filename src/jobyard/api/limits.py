@@ -10,7 +10,7 @@ limit chosen by its route:
 * uploads (:data:`UPLOAD_ROUTES`: package upload, payload attach):
   ``upload_max_bytes`` plus :data:`MULTIPART_ALLOWANCE` for the multipart envelope
   (the file itself is held to ``upload_max_bytes`` exactly by
-  :func:`jobyard.api.uploads.receive_upload`), and at most ``upload_max_concurrent``
+  :func:`jobyard.service.uploads.receive_upload`), and at most ``upload_max_concurrent``
   uploads of one user in flight on this server (429 with ``Retry-After`` beyond,
   before a byte of the body is read);
 * everything else (JSON bodies, macro-definition files): ``max_json_bytes``.

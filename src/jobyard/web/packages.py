@@ -15,10 +15,10 @@ from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from jobyard.api.uploads import receive_upload
 from jobyard.core.errors import DatabaseUnavailable, InvalidInput, JobyardError
 from jobyard.core.models import Package
 from jobyard.service import packages
+from jobyard.service.uploads import receive_upload
 from jobyard.web import session as sessions
 from jobyard.web.pages import (
     ctx_of,

@@ -16,10 +16,10 @@ from fastapi import Request
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from jobyard.api.uploads import receive_upload
 from jobyard.core.errors import DatabaseUnavailable, JobyardError, NotFound, Unauthorized
 from jobyard.core.jobs import TERMINAL, JobStatus
 from jobyard.service import jobs, logs, overview, payload_runs
+from jobyard.service.uploads import receive_upload
 from jobyard.service.users import TooManyAttempts
 from jobyard.web import session as sessions
 from jobyard.web.guard import clear_session_cookie, same_origin, set_session_cookie

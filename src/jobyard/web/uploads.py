@@ -3,7 +3,7 @@
 A console form that carries a file (a package, a payload) is multipart, like the API's
 uploads, and is received the same way: the API's body limits and per-user concurrency
 cap apply at the door (:mod:`jobyard.api.limits` lists the console's upload routes), and
-:func:`jobyard.api.uploads.receive_upload` copies the file to a private temporary file
+:func:`jobyard.service.uploads.receive_upload` copies the file to a private temporary file
 while holding it to ``upload_max_bytes``. What the door refuses is answered with a page
 (:func:`refusal_page`), not the API's JSON.
 """

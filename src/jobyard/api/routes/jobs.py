@@ -24,11 +24,11 @@ from jobyard.api.dto import (
 )
 from jobyard.api.openapi import errors
 from jobyard.api.routes.access import client_address
-from jobyard.api.uploads import receive_upload
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, JobFilter
 from jobyard.service import jobs, logs
 from jobyard.service.context import Context, Principal
+from jobyard.service.uploads import receive_upload
 
 router = APIRouter(
     prefix="/api/v1/jobs",

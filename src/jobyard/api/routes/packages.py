@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, File, Path, Query, Response, UploadFile
 from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import CURSOR_HELP, MAX_ID, PackageOut, PackagePage
 from jobyard.api.openapi import errors
-from jobyard.api.uploads import receive_upload
 from jobyard.service import packages
+from jobyard.service.uploads import receive_upload
 
 router = APIRouter(
     prefix="/api/v1/packages",
