@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
@@ -84,53 +85,94 @@ def main() -> None:
     parser.add_argument("--jobconfig", action="store_true", help="submit via a jobconfig")
     parser.add_argument("--py-spy", type=Path, help="folder for py-spy profiles")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="run on a fresh database of a throwaway PostgreSQL cluster (server processes "
+        "of PostgreSQL reported as 'postgres')",
+    )
     args = parser.parse_args()
     print(machine())
-    with jobyard_up() as server:
-        path, body = run_loop(_path(server, args.jobconfig))
-        run_loop(_submit(server, path, body, 50, 8))  # warm-up
-        pids = {"api": server.process.pid}
-        for n, pid in enumerate(_children(server.process.pid)):
-            pids[f"worker {n}"] = pid
-        spies = []
-        spy = Path(sys.executable).with_name("py-spy")
-        if args.py_spy:
-            args.py_spy.mkdir(parents=True, exist_ok=True)
-            if not spy.exists():
-                sys.exit("py-spy is not installed in this venv: .venv/bin/pip install py-spy")
-            for name, pid in pids.items():
-                stem = args.py_spy / name.replace(" ", "-")
-                for fmt, suffix in (("raw", ".txt"), ("flamegraph", ".svg")):
-                    spies.append(
-                        subprocess.Popen(
-                            [
-                                str(spy),
-                                "record",
-                                "-p",
-                                str(pid),
-                                "-r",
-                                str(args.rate),
-                                "-f",
-                                fmt,
-                                "--gil",
-                                "-o",
-                                f"{stem}{suffix}",
-                                "--nonblocking",
-                            ],
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                        )
+    with contextlib.ExitStack() as stack:
+        env: dict[str, str] = {}
+        pg_pid: int | None = None
+        if args.postgres:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.support.pg import start_cluster
+
+            pg = start_cluster()
+            stack.callback(pg.stop)
+            env["JOBYARD_DATABASE_URL"] = pg.url(pg.create_database())
+            pg_pid = _postmaster_pid(pg.datadir)
+        _profile(args, stack.enter_context(jobyard_up(env=env)), pg_pid)
+
+
+def _postmaster_pid(data_dir: Path) -> int:
+    """The PostgreSQL server's pid (first line of its pid file)."""
+    return int((data_dir / "postmaster.pid").read_text().split()[0])
+
+
+def _tree_cpu(pid: int) -> tuple[float, float]:
+    """``(own, 0)`` CPU seconds of ``pid``, its live children (PostgreSQL's backends) and
+    the children it reaped, as one figure."""
+    own, reaped = process_cpu(pid)
+    total = own + reaped
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            total += sum(process_cpu(child))
+    return total, 0.0
+
+
+def _profile(args: argparse.Namespace, server: Server, pg_pid: int | None) -> None:
+    """Submit the burst and print each process's CPU per job."""
+    path, body = run_loop(_path(server, args.jobconfig))
+    run_loop(_submit(server, path, body, 50, 8))  # warm-up
+    pids = {"api": server.process.pid}
+    for n, pid in enumerate(_children(server.process.pid)):
+        pids[f"worker {n}"] = pid
+    spies = []
+    spy = Path(sys.executable).with_name("py-spy")
+    if args.py_spy:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
+        if not spy.exists():
+            sys.exit("py-spy is not installed in this venv: .venv/bin/pip install py-spy")
+        for name, pid in pids.items():
+            stem = args.py_spy / name.replace(" ", "-")
+            for fmt, suffix in (("raw", ".txt"), ("flamegraph", ".svg")):
+                spies.append(
+                    subprocess.Popen(
+                        [
+                            str(spy),
+                            "record",
+                            "-p",
+                            str(pid),
+                            "-r",
+                            str(args.rate),
+                            "-f",
+                            fmt,
+                            "--gil",
+                            "-o",
+                            f"{stem}{suffix}",
+                            "--nonblocking",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
                     )
-            time.sleep(1.0)
-        before = {name: process_cpu(pid) for name, pid in pids.items()}
-        mine0 = time.process_time()
-        elapsed = run_loop(_submit(server, path, body, args.jobs, args.concurrency))
-        mine = time.process_time() - mine0
-        after = {name: process_cpu(pid) for name, pid in pids.items()}
-        for proc in spies:
-            proc.send_signal(signal.SIGINT)
-        for proc in spies:
-            proc.wait(timeout=60)
+                )
+        time.sleep(1.0)
+    before = {name: process_cpu(pid) for name, pid in pids.items()}
+    if pg_pid is not None:
+        before["postgres"] = _tree_cpu(pg_pid)
+    mine0 = time.process_time()
+    elapsed = run_loop(_submit(server, path, body, args.jobs, args.concurrency))
+    mine = time.process_time() - mine0
+    after = {name: process_cpu(pid) for name, pid in pids.items()}
+    if pg_pid is not None:
+        after["postgres"] = _tree_cpu(pg_pid)
+    for proc in spies:
+        proc.send_signal(signal.SIGINT)
+    for proc in spies:
+        proc.wait(timeout=60)
     per_job = 1000 / args.jobs
     print(
         f"\n{args.jobs} jobs in {elapsed:.2f} s = {args.jobs / elapsed:.0f} jobs/s "
@@ -139,7 +181,7 @@ def main() -> None:
     print("| process | own CPU ms/job | reaped children CPU ms/job |")
     print("|---|---|---|")
     total = 0.0
-    for name in pids:
+    for name in after:
         own = (after[name][0] - before[name][0]) * per_job
         kids = (after[name][1] - before[name][1]) * per_job
         total += own + kids
