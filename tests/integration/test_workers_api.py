@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from jobyard.core.models import WorkerInfo
 from jobyard.core.timeutil import utcnow
@@ -202,3 +204,27 @@ async def test_template_import_clone_and_apply_warn_about_unserved_pools(env: En
         [warning] = r.json()["warnings"]
         assert warning["code"] == "pool_unserved"
         assert warning["details"] == {"pool": "gpu", "jobconfigs": ["applied-gpu"]}
+
+
+@pytest.mark.pg
+async def test_replicas_on_postgres_see_each_others_workers(
+    pg_url: str, start_server: ServerFactory, tmp_path: Path
+) -> None:
+    """An API-only replica (no local slots) warns by the workers of the others: the
+    registry is the shared database's, not one process's."""
+    blobs = tmp_path / "shared-blobs"
+    a = await start_server(database_url=pg_url, blobs_dir=blobs, pool="gpu", workers=1)
+    b = await start_server(database_url=pg_url, blobs_dir=blobs, workers=0, token=a.token)
+    [worker] = await _wait_workers(a, 1)
+    listed = await _workers(b.client)
+    assert [w["id"] for w in listed["items"]] == [worker["id"]]
+    r = await b.client.post(
+        f"{API}/jobconfigs", json={"name": "trains", "command": ["true"], "pool": "gpu"}
+    )
+    assert r.status_code == 201 and r.json()["warnings"] == [], r.text
+    r = await b.client.post(f"{API}/jobconfigs", json={"name": "loads", "command": ["true"]})
+    assert r.status_code == 201, r.text
+    assert [w["details"]["pool"] for w in r.json()["warnings"]] == ["default"]
+    job = (await b.client.post(f"{API}/jobconfigs/{r.json()['id']}/run", json={})).json()
+    shown = await b.wait_status(job["id"], {"QUEUED"})
+    assert shown["waiting_reason"]["details"] == {"pool": "default"}

@@ -2,8 +2,10 @@
 
 What exists today is the ``workers`` table (one row per worker process: local slots of
 ``jobyard up`` and its worker processes, refreshed by each heartbeat) and the jobs held
-(INITIALIZING or RUNNING, with the holder's ``worker_id``). Remote workers and pools
-report through the same table when they come (issue 11).
+(INITIALIZING or RUNNING, with the holder's ``worker_id``). Remote workers will report
+through the same table. The console's workers page (:func:`workers`) and
+``GET /api/v1/workers`` (:func:`workers_page`) answer from the same function, so both
+show the same health and hide the same jobs.
 """
 
 from __future__ import annotations
