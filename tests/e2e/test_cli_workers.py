@@ -40,10 +40,11 @@ def test_workers_list_in_every_output_format(server: RunningServer, tmp_path: Pa
     assert "slot(s) in use" in table.stderr
     plain = ok(run_cli(["workers", "list", "--plain"], env, tmp_path)).stdout.splitlines()
     assert plain[0].split("\t") == [
-        "ID", "POOL", "KIND", "HOST", "PID", "HEALTH", "HEARTBEAT", "BUSY", "JOBS",
+        "ID", "POOL", "KIND", "HOST", "PID", "VERSION", "HEALTH", "HEARTBEAT", "BUSY", "JOBS",
     ]  # fmt: skip
     row = plain[1].split("\t")
-    assert row[0] == worker["id"] and row[1] == "default" and row[5] == "healthy"
+    assert row[0] == worker["id"] and row[1] == "default" and row[6] == "healthy"
+    assert row[5] == worker["version"] and worker["version"]
     answer = as_json(run_cli(["workers", "list", "--json"], env, tmp_path))
     assert [w["id"] for w in answer["items"]] == [worker["id"]]
     assert answer["next_cursor"] is None

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from jobyard import __version__
 from jobyard.core.models import WorkerInfo
 from jobyard.core.timeutil import utcnow
 from tests.integration.conftest import Env, ServerFactory
@@ -70,6 +71,7 @@ async def _register(env: Env, worker_id: str, pool: str, heard_ago: float) -> No
         started_at=now - timedelta(seconds=heard_ago + 60),
         heartbeat_at=now - timedelta(seconds=heard_ago),
         draining=False,
+        labels={"zone": "eu-1"},
     )
     await env.runtime.ctx.store.worker_upsert(info)
 
@@ -81,6 +83,7 @@ async def test_workers_list_health_slots_and_the_jobs_each_holds(
     mine = await _wait_workers(env, 2)
     assert {w["pool"] for w in mine} == {"default"}
     assert all(w["host"] and w["pid"] and w["kind"] == "local" for w in mine)
+    assert all(w["version"] == __version__ and w["labels"] == {} for w in mine)
     r = await env.client.post(f"{API}/jobconfigs", json={"name": "busy", "command": SLEEP})
     assert r.status_code == 201, r.text
     job = (await env.client.post(f"{API}/jobconfigs/{r.json()['id']}/run", json={})).json()
@@ -100,7 +103,7 @@ async def test_workers_list_health_slots_and_the_jobs_each_holds(
         assert r.status_code == 200, r.text
         seen = next(w for w in r.json()["items"] if w["id"] == holder["id"])
         assert seen["jobs"] == [] and seen["jobs_hidden"] == 1 and seen["slots_busy"] == 1
-        assert seen["host"] is None and seen["pid"] is None
+        assert seen["host"] is None and seen["pid"] is None and seen["version"] is None
         assert f'"id":{job["id"]}' not in r.text.replace(" ", "")
 
         # Pages follow each other with the cursor, and a made-up cursor is refused.
@@ -162,6 +165,8 @@ async def test_a_jobconfig_in_a_pool_nobody_serves_warns_and_its_job_says_why_it
     # Lost workers are listed as lost; the late one as late.
     health = {w["id"]: w["health"] for w in (await _workers(env.client))["items"]}
     assert health["slow:1:bb"] == "late"
+    slow = next(w for w in (await _workers(env.client))["items"] if w["id"] == "slow:1:bb")
+    assert slow["labels"] == {"zone": "eu-1"} and slow["kind"] == "remote"
     assert "gone:1:aa" not in health  # lost over an hour ago, holding nothing: counted
     assert (await _workers(env.client))["older_lost"] == 1
 

@@ -263,6 +263,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                 "name": "host-a:4242:1f0c9a7e",
                 "kind": "local",
                 "pool": "default",
+                "labels": {},
                 "slots": 4,
                 "slots_busy": 2,
                 "health": "healthy",
@@ -274,6 +275,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                 "jobs_hidden": 1,
                 "host": "host-a",
                 "pid": 4242,
+                "version": "0.1.0",
             }
         ],
         "next_cursor": None,

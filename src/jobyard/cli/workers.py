@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobyard.cli.context import JsonFlag, OutputOpt, PlainFlag, state_of
-from jobyard.cli.render import format_seconds, format_time, new_table
+from jobyard.cli.render import format_seconds, format_time, format_value, new_table
 from jobyard.client import ApiClient, JsonObject
 
 app = typer.Typer(
@@ -25,10 +25,13 @@ def workers_table(items: Iterable[JsonObject]) -> Table:
     """One row per worker; HOST and PID columns only when the answer has them (admins)."""
     rows = list(items)
     admin = any(item.get("host") is not None for item in rows)
+    labelled = any(item.get("labels") for item in rows)
     table = new_table()
     columns = ["ID", "POOL", "KIND", "HEALTH", "HEARTBEAT", "BUSY", "JOBS"]
     if admin:
-        columns[3:3] = ["HOST", "PID"]
+        columns[3:3] = ["HOST", "PID", "VERSION"]
+    if labelled:
+        columns.insert(2, "LABELS")
     for column in columns:
         table.add_column(column, justify="right" if column in ("PID", "BUSY") else "left")
     for item in rows:
@@ -51,7 +54,13 @@ def workers_table(items: Iterable[JsonObject]) -> Table:
             Text(" ".join(jobs)),
         ]
         if admin:
-            cells[3:3] = [Text(str(item.get("host") or "")), str(item.get("pid") or "")]
+            cells[3:3] = [
+                Text(str(item.get("host") or "")),
+                str(item.get("pid") or ""),
+                Text(str(item.get("version") or "")),
+            ]
+        if labelled:
+            cells.insert(2, Text(format_value(item.get("labels") or {})))
         table.add_row(*cells)
     return table
 
@@ -85,7 +94,7 @@ def list_command(
     plain: PlainFlag = False,
 ) -> None:
     """List the workers heard from in the last hour: pool, health, slots in use, the jobs
-    they hold (those you may view; the others are counted). Host and PID: admins only."""
+    they hold (those you may view; the others are counted). Host, PID, version: admins."""
     state = state_of(ctx)
     answer = state.call(
         lambda api: _all_workers(api, limit=limit, cursor=cursor, all_pages=all_pages)

@@ -269,3 +269,7 @@ class WorkerInfo:
     heartbeat_at: datetime
     draining: bool
     home: str | None = None
+    #: The jobyard version the worker runs (upgrades mix versions for a while).
+    version: str | None = None
+    #: ``key -> value`` labels the worker was started with (remote workers' ``--label``).
+    labels: dict[str, str] = field(default_factory=dict)

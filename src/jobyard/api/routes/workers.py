@@ -1,7 +1,8 @@
 """``GET /api/v1/workers``: the worker registry, as the console's workers page shows it.
 
 Every caller with a token may list workers (what runs their jobs, and whether anything
-serves a pool); host and process id are for admins only, as on the console's page. The
+serves a pool); host, process id and version are for admins only, as host and PID are
+on the console's page. The
 jobs a worker holds are listed only when the caller may view them, the others counted.
 """
 
@@ -45,6 +46,9 @@ class WorkerOut(BaseModel):
     name: str
     kind: str = Field(description="'local' (slots of a jobyard up) or 'remote'.")
     pool: str = Field(description="The pool whose jobs it acquires.")
+    labels: dict[str, str] = Field(
+        description="Labels it was started with (none yet for local slots)."
+    )
     slots: int = Field(description="Jobs it may run at once.")
     slots_busy: int = Field(description="Jobs it holds now (all of them, viewable or not).")
     health: Health = Field(
@@ -60,6 +64,10 @@ class WorkerOut(BaseModel):
     jobs_hidden: int = Field(description="How many more it holds that you may not view.")
     host: str | None = Field(description="Host name (admins only; null for others).")
     pid: int | None = Field(description="Process id on that host (admins only).")
+    version: str | None = Field(
+        description="The jobyard version it runs (admins only; null before its first "
+        "heartbeat since the upgrade that records it)."
+    )
 
     @classmethod
     def of(cls, health: WorkerHealth, *, admin: bool) -> WorkerOut:
@@ -71,6 +79,7 @@ class WorkerOut(BaseModel):
             name=w.name,
             kind=w.kind,
             pool=w.pool,
+            labels=dict(w.labels),
             slots=w.slots,
             slots_busy=health.busy,
             health=state,
@@ -85,6 +94,7 @@ class WorkerOut(BaseModel):
             jobs_hidden=health.busy - len(health.jobs),
             host=w.host if admin else None,
             pid=w.pid if admin else None,
+            version=w.version if admin else None,
         )
 
 
@@ -111,7 +121,7 @@ async def list_workers(
     """List the workers heard from in the last hour (and lost ones still holding jobs),
     by pool and name, with their health, slots in use and the jobs they hold.
 
-    Host and pid are shown to admins only; jobs the caller may not view are counted in
+    Host, pid and version are shown to admins only; jobs the caller may not view are counted in
     ``jobs_hidden``, never named.
     """
     page = await worker_health.workers_page(ctx, caller, cursor=cursor, limit=limit)
