@@ -81,3 +81,24 @@ def test_apply_warns_in_yellow_and_jobs_show_says_why_a_job_waits(
     waiting = [line for line in shown.stdout.splitlines() if line.startswith("waiting")]
     assert waiting and "no worker serves pool 'gpu'" in waiting[0], shown.stdout
     ok(run_cli(["jobs", "cancel", str(job["id"])], env, tmp_path))
+
+
+def test_template_import_and_clone_print_pool_warnings(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    _wait_registered(server)
+    env = server.client_env()
+    export = tmp_path / "acme.json"
+    export.write_text(
+        '{"format": "jobyard.template/1", "template": {"name": "acme", "command": ["true"]},'
+        ' "jobconfigs": [{"name": "acme-gpu", "pool": "gpu"}, {"name": "acme-cpu"}]}'
+    )
+    imported = ok(run_cli(["templates", "import", str(export)], env, tmp_path))
+    assert "warning: no worker serves pool 'gpu'" in imported.stderr, imported.stderr
+    assert "'acme-gpu'" in imported.stderr and "acme-cpu" not in imported.stderr
+    cloned = ok(
+        run_cli(["templates", "clone", "acme", "globex", "--with-jobconfigs"], env, tmp_path)
+    )
+    assert "'globex.acme-gpu'" in cloned.stderr, cloned.stderr
+    answer = as_json(run_cli(["templates", "clone", "acme", "initech", "--json"], env, tmp_path))
+    assert answer["warnings"] == []  # no jobconfigs copied: nothing waits
