@@ -183,6 +183,14 @@ class ApiClient(AdminCalls):
             return {"status": response.text.strip()}
         return body if isinstance(body, dict) else {"status": body}
 
+    # -- workers ----------------------------------------------------------------------
+
+    async def workers_list(
+        self, *, cursor: str | None = None, limit: int | None = None
+    ) -> JsonObject:
+        """``GET /workers``: one page of workers, with the totals over all of them."""
+        return await self._json("GET", f"{API}/workers", params=_params(cursor=cursor, limit=limit))
+
     # -- packages ---------------------------------------------------------------------
 
     async def package_upload(self, upload: UploadFile) -> JsonObject:

@@ -380,6 +380,8 @@ ENFORCED: list[Rule] = [
     # statistics: everyone sees the jobconfigs they may view; metrics: admins only
     Rule("GET", f"{API}/jobstats", any_user(200)),
     Rule("GET", "/metrics", admin_only(200, others=403)),
+    # workers: everyone lists them (host and pid for admins only, as on the console)
+    Rule("GET", f"{API}/workers", any_user(200)),
     # packages (no owner: any user)
     Rule("POST", f"{API}/packages", any_user(201, job=403), _upload),
     Rule("GET", f"{API}/packages", any_user(200)),

@@ -29,6 +29,7 @@ from jobyard.api.routes import macros as macro_routes
 from jobyard.api.routes import stats as stats_routes
 from jobyard.api.routes import templates as template_routes
 from jobyard.api.routes import users as user_routes
+from jobyard.api.routes import workers as worker_routes
 from jobyard.service.context import Context
 from jobyard.settings import Settings
 from jobyard.web.app import close_streams as close_streams
@@ -106,6 +107,7 @@ def create_app(services: Services) -> FastAPI:
         admin_routes,
         apply_routes,
         stats_routes,
+        worker_routes,
         docs_pages,
     ):
         app.include_router(summarize(module.router))

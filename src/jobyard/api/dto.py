@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from fastapi import Response
 from pydantic import (
@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from jobyard.core.jobs import JobStatus
-from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, Package
+from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, Notice, Package
 from jobyard.core.runplan import EffectiveTimeout, TimeoutSource
 
 MAX_ID = 2**63 - 1
@@ -42,6 +42,29 @@ CURSOR_HELP = "The next_cursor of the previous page; anything else answers 422 i
 def json_response(model: BaseModel, status_code: int = 200) -> Response:
     """Serialise once with pydantic-core and skip FastAPI's re-validation (hot paths)."""
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+class NoticeOut(BaseModel):
+    """Something to know about a successful answer (``warnings``, ``waiting_reason``).
+
+    ``code`` is stable (``pool_unserved``: no live worker serves the pool, so jobs will
+    wait QUEUED); ``message`` says what it means and what to do.
+    """
+
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record: Notice) -> NoticeOut:
+        """Build from the domain record (same field names)."""
+        return cls(code=record.code, message=record.message, details=dict(record.details))
+
+
+WARNINGS_HELP = (
+    "Accepted, but worth knowing: e.g. pool_unserved (no live worker serves its pool: its "
+    "jobs will wait QUEUED until one registers). Empty when there is nothing to say."
+)
 
 
 class _In(BaseModel):
@@ -214,9 +237,15 @@ class JobConfigOut(BaseModel):
         return out
 
     @classmethod
-    def of(cls, record: JobConfig) -> JobConfigOut:
+    def of(cls, record: JobConfig) -> Self:
         """Build from the domain record (same field names; retention nested)."""
         return cls.model_validate(record, from_attributes=True)
+
+
+class JobConfigSaved(JobConfigOut):
+    """A jobconfig as created or changed, with what the caller should know about it."""
+
+    warnings: list[NoticeOut] = Field(default_factory=list, description=WARNINGS_HELP)
 
 
 class JobConfigPage(BaseModel):
@@ -303,6 +332,11 @@ class JobOut(BaseModel):
         description="The timeout the worker enforces and where it comes from "
         "(GET /api/v1/jobs/{id} only; null elsewhere). `timeout` is the job's own "
         "setting, 0 when its jobconfig sets none.",
+    )
+    waiting_reason: NoticeOut | None = Field(
+        default=None,
+        description="Why a QUEUED job is not picked up, when jobyard knows: pool_unserved "
+        "(no live worker serves its pool). GET /api/v1/jobs/{id} only; null elsewhere.",
     )
 
     @field_validator("definers", mode="before")

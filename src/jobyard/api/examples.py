@@ -244,6 +244,46 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         ],
     },
     "JobConfigOut": JOBCONFIG,
+    "JobConfigSaved": {
+        **JOBCONFIG,
+        "pool": "gpu",
+        "warnings": [
+            {
+                "code": "pool_unserved",
+                "message": "no worker serves pool 'gpu': jobs of jobconfig 'orders-etl' will "
+                "wait QUEUED until a worker of that pool registers (see GET /api/v1/workers)",
+                "details": {"pool": "gpu", "jobconfigs": ["orders-etl"]},
+            }
+        ],
+    },
+    "WorkerPage": {
+        "items": [
+            {
+                "id": "host-a:4242:1f0c9a7e",
+                "name": "host-a:4242:1f0c9a7e",
+                "kind": "local",
+                "pool": "default",
+                "labels": {},
+                "slots": 4,
+                "slots_busy": 2,
+                "health": "healthy",
+                "draining": False,
+                "started_at": _AT,
+                "heartbeat_at": "2026-01-05T09:41:07Z",
+                "heartbeat_age_seconds": 1.204,
+                "jobs": [{"id": 17, "status": "RUNNING", "jobconfig_id": 3}],
+                "jobs_hidden": 1,
+                "host": "host-a",
+                "pid": 4242,
+                "version": "0.1.0",
+            }
+        ],
+        "next_cursor": None,
+        "at": "2026-01-05T09:41:08Z",
+        "slots_total": 4,
+        "slots_busy": 2,
+        "older_lost": 0,
+    },
     "PackageOut": PACKAGE,
     "TemplateOut": TEMPLATE,
     "UserOut": USER,

@@ -8,10 +8,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from jobyard.api.dto import (
+    WARNINGS_HELP,
     ExitCode,
     Id,
     JobConfigOut,
     MacroMap,
+    NoticeOut,
     Parameters,
     ShortText,
     Text,
@@ -108,6 +110,7 @@ class CloneOut(BaseModel):
     secure_macros_skipped: dict[str, list[str]] = Field(
         description="Secure macros not copied (set them again on the copy), by object."
     )
+    warnings: list[NoticeOut] = Field(default_factory=list, description=WARNINGS_HELP)
 
     @classmethod
     def of(cls, result: CloneResult) -> CloneOut:
@@ -226,6 +229,7 @@ class ImportReport(BaseModel):
 
     template: ImportedObject
     jobconfigs: list[ImportedObject]
+    warnings: list[NoticeOut] = Field(default_factory=list, description=WARNINGS_HELP)
 
     @classmethod
     def of(cls, report: dict[str, Any]) -> ImportReport:

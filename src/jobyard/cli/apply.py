@@ -178,6 +178,7 @@ def apply_command(
         _print_problems(state, exc)
         raise typer.Exit(EXIT_INPUT) from exc
     report: ApplyReport = report_from_json(answer)
+    state.print_warnings(answer)
     if json_output:
         state.print_json(answer)
     else:

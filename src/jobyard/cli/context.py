@@ -296,6 +296,17 @@ class CliState:
         """Raw JSON on stdout, for scripts (no colours, no wrapping)."""
         typer.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
+    def print_warnings(self, answer: Any) -> None:
+        """The ``warnings`` of a successful answer (a pool nobody serves...), in yellow on
+        stderr: the write was done, but the caller should know. Stdout keeps the data, so
+        ``--json`` output stays machine-readable."""
+        if not isinstance(answer, Mapping):
+            return
+        for warning in answer.get("warnings") or []:
+            if isinstance(warning, Mapping):
+                message = escape(str(warning.get("message") or warning.get("code") or ""))
+                self.err.print(f"[bold yellow]warning:[/] [yellow]{message}[/]")
+
 
 def state_of(ctx: typer.Context) -> CliState:
     """The :class:`CliState` of this invocation (created by the root callback)."""

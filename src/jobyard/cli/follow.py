@@ -82,7 +82,7 @@ class StatusLine:
             created = parse_time(job.get("created_at"))
             waited = (now - created).total_seconds() if created else 0.0
             elapsed = f"waiting {format_seconds(waited)}"
-        return Text.assemble(
+        line = Text.assemble(
             ("job ", "dim"),
             (str(job.get("id", "?")), "bold"),
             "  ",
@@ -90,6 +90,13 @@ class StatusLine:
             "  ",
             (elapsed, "dim"),
         )
+        waiting = job.get("waiting_reason")
+        if isinstance(waiting, dict) and job.get("status") == JobStatus.QUEUED:
+            # A job in a pool no live worker serves would otherwise just look stuck.
+            pool = (waiting.get("details") or {}).get("pool")
+            why = f"no worker serves pool {pool!r}" if pool else str(waiting.get("code"))
+            line.append(f"  {why}", style="yellow")
+        return line
 
     def __rich__(self) -> Spinner:
         self._spinner.update(text=self.text())

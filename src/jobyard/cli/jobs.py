@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -215,7 +215,13 @@ def show_command(
         state.print_json({"job": details.job, "events": details.events, "outputs": details.outputs})
         return
     shown = {**details.job, "timeout": timeout_text(details.job)}
-    extra = [k for k in details.job if k not in JOB_FIELDS and k != "effective_timeout"]
+    hidden = {"effective_timeout", "waiting_reason"}
+    extra = [k for k in details.job if k not in JOB_FIELDS and k not in hidden]
+    waiting = details.job.get("waiting_reason")
+    if isinstance(waiting, Mapping):
+        # Why a QUEUED job is not picked up (no live worker serves its pool).
+        shown["waiting"] = str(waiting.get("message") or waiting.get("code"))
+        extra.insert(0, "waiting")
     state.out.print(fields_table(shown, [*JOB_FIELDS, *extra], title=f"job {job_id}"))
     state.out.print()
     state.out.print(events_table(details.events))

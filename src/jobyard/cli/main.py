@@ -11,6 +11,7 @@ from jobyard.cli import access as access_cli
 from jobyard.cli import cron, jobconfigs, jobs, macros, packages, schedules
 from jobyard.cli import templates as templates_cli
 from jobyard.cli import users as users_cli
+from jobyard.cli import workers as workers_cli
 from jobyard.cli.apply import apply_command, export_command
 from jobyard.cli.context import CliState
 from jobyard.cli.login import login_command, logout_command
@@ -87,6 +88,7 @@ app.add_typer(access_cli.app)
 app.command("audit")(access_cli.audit_command)
 app.command("purge")(purge_command)
 app.command("stats")(stats_command)
+app.add_typer(workers_cli.app)
 
 
 def main() -> None:

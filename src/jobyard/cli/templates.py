@@ -157,6 +157,7 @@ def clone_command(
         )
 
     result = state.call(work)
+    state.print_warnings(result)
     if json_output:
         state.print_json(result)
         return
@@ -236,6 +237,7 @@ def import_command(
     if not isinstance(document, dict):
         state.fail(f"{file}: not a template export (a JSON object)")
     report = state.call(lambda api: api.template_import(document))
+    state.print_warnings(report)
     if json_output:
         state.print_json(report)
     else:

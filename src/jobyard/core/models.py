@@ -240,6 +240,21 @@ class ApiToken:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """Something a caller should know about an answer that still succeeded.
+
+    A write that is accepted but will not have the effect the caller likely expects
+    (a jobconfig in a pool no worker serves) answers 200/201 with a list of these under
+    ``warnings``; a job that waits for a reason it cannot see carries one as
+    ``waiting_reason``. ``code`` is stable for scripts, ``message`` says what to do.
+    """
+
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerInfo:
     """A worker as last seen by heartbeat."""
 
@@ -254,3 +269,7 @@ class WorkerInfo:
     heartbeat_at: datetime
     draining: bool
     home: str | None = None
+    #: The jobyard version the worker runs (upgrades mix versions for a while).
+    version: str | None = None
+    #: ``key -> value`` labels the worker was started with (remote workers' ``--label``).
+    labels: dict[str, str] = field(default_factory=dict)

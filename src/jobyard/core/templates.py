@@ -9,10 +9,10 @@ SQL when scheduled firings snapshot their jobconfigs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from jobyard.core.models import JobConfig
+from jobyard.core.models import JobConfig, Notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,8 @@ class CloneResult:
     jobconfigs: list[JobConfig]
     #: ``"template"`` or a copied jobconfig's name -> its secure macros that were not copied.
     secure_macros_skipped: dict[str, list[str]]
+    #: Pools of the copies that no live worker serves (see ``service/pools.py``).
+    warnings: list[Notice] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

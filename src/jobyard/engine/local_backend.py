@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from jobyard import __version__
 from jobyard.blobs.keys import log_key, output_key, package_key
 from jobyard.blobs.protocol import BlobStore
 from jobyard.core.claims import Claim, ClaimRequest, EndReport, RunningReport
@@ -448,6 +449,7 @@ class LocalBackend:
             heartbeat_at=now,
             draining=draining,
             home=str(self._settings.home),
+            version=__version__,
         )
         await Persistent(
             f"record the heartbeat of {worker_id}", self._settings.heartbeat_seconds

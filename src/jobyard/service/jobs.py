@@ -5,17 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from jobyard.blobs.keys import payload_key
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import CANCELLABLE, TERMINAL, JobStatus
-from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, JobFilter, NewJob, Page
+from jobyard.core.models import (
+    Job,
+    JobConfig,
+    JobEvent,
+    JobFile,
+    JobFilter,
+    NewJob,
+    Notice,
+    Page,
+)
 from jobyard.core.runplan import EffectiveTimeout, effective_timeout
 from jobyard.core.timeutil import utcnow
 from jobyard.core.validation import check_exit_codes, check_name
-from jobyard.service import access, auditlog, run_macros
+from jobyard.service import access, auditlog, pools, run_macros
 from jobyard.service.context import Context, Principal
 from jobyard.service.jobconfigs import check_run_target
 
@@ -235,8 +244,19 @@ async def get(ctx: Context, principal: Principal, job_id: int) -> Job:
     return await _job_for(ctx, principal, job_id, "view")
 
 
-async def show(ctx: Context, principal: Principal, job_id: int) -> tuple[Job, EffectiveTimeout]:
-    """Read one job the caller may view, with the timeout the worker enforces for it.
+@dataclass(frozen=True, slots=True)
+class JobShown:
+    """One job as ``GET /jobs/{id}`` shows it: what a caller cannot work out alone."""
+
+    job: Job
+    timeout: EffectiveTimeout
+    #: Why a QUEUED job is not picked up (no live worker serves its pool), if so.
+    waiting_reason: Notice | None
+
+
+async def show(ctx: Context, principal: Principal, job_id: int) -> JobShown:
+    """Read one job the caller may view, with the timeout the worker enforces for it,
+    and why it waits when it is QUEUED in a pool no live worker serves.
 
     The job's own ``timeout`` is 0 when its jobconfig sets none, yet its manifest entry
     point may set one: the answer resolves it with the worker's own rule
@@ -248,7 +268,7 @@ async def show(ctx: Context, principal: Principal, job_id: int) -> tuple[Job, Ef
     if job.timeout <= 0 and job.package_id is not None:
         with contextlib.suppress(NotFound):
             package = await ctx.store.package_get(job.package_id)
-    return job, effective_timeout(job, package)
+    return JobShown(job, effective_timeout(job, package), await pools.waiting_reason(ctx, job))
 
 
 async def list_(

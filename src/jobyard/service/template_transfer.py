@@ -22,7 +22,7 @@ from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.models import JobConfigSpec
 from jobyard.core.schedules import Schedule, ScheduleSpec
 from jobyard.core.templates import Template, TemplateSpec
-from jobyard.service import access, jobconfigs, schedules, templates
+from jobyard.service import access, jobconfigs, pools, schedules, templates
 from jobyard.service.context import Context, Principal
 
 FORMAT = "jobyard.template/1"
@@ -251,4 +251,6 @@ async def import_(
                 ctx, jobconfig_id, item.schedules, principal
             )
         report["jobconfigs"].append(entry)
+    pairs = [(item.spec.name, item.spec.pool) for item in bundle.jobconfigs]
+    report["warnings"] = [asdict(n) for n in await pools.unserved(ctx, pairs)]
     return report

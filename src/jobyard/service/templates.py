@@ -6,6 +6,7 @@ Export and import of a template with its jobconfigs live in
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -14,7 +15,7 @@ from jobyard.core.errors import Forbidden, InvalidInput, NotFound
 from jobyard.core.models import JobConfig, Page
 from jobyard.core.templates import CloneResult, Template, TemplateSpec
 from jobyard.core.validation import NAME_RE, check_command, check_name, check_patch
-from jobyard.service import access, auditlog
+from jobyard.service import access, auditlog, pools
 from jobyard.service.context import Context, Principal
 
 SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in fields(TemplateSpec))
@@ -252,4 +253,5 @@ async def clone(
     )
     details = {"clone_of": template_id, "name": name, "with_jobconfigs": with_jobconfigs}
     await _audit(ctx, principal, "clone", result.template.id, details, remote_addr)
-    return result
+    pairs = [(jc.name, jc.pool) for jc in result.jobconfigs]
+    return dataclasses.replace(result, warnings=await pools.unserved(ctx, pairs))

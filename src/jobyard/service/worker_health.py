@@ -2,16 +2,19 @@
 
 What exists today is the ``workers`` table (one row per worker process: local slots of
 ``jobyard up`` and its worker processes, refreshed by each heartbeat) and the jobs held
-(INITIALIZING or RUNNING, with the holder's ``worker_id``). Remote workers and pools
-report through the same table when they come (issue 11).
+(INITIALIZING or RUNNING, with the holder's ``worker_id``). Remote workers will report
+through the same table. The console's workers page (:func:`workers`) and
+``GET /api/v1/workers`` (:func:`workers_page`) answer from the same function, so both
+show the same health and hide the same jobs.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from jobyard.core.cursors import decode_cursor, encode_cursor
 from jobyard.core.errors import Forbidden, NotFound
 from jobyard.core.models import Job, WorkerInfo
 from jobyard.core.timeutil import utcnow
@@ -91,3 +94,29 @@ async def workers(ctx: Context, principal: Principal) -> Workers:
         slots_total=sum(w.worker.slots for w in alive),
         slots_busy=sum(w.busy for w in alive),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersPage:
+    """A page of :func:`workers` for the API: the totals cover every worker shown,
+    ``workers`` only this page; ``next_cursor`` continues after it."""
+
+    listing: Workers
+    next_cursor: str | None
+
+
+async def workers_page(
+    ctx: Context, principal: Principal, *, cursor: str | None, limit: int
+) -> WorkersPage:
+    """``GET /api/v1/workers``: :func:`workers` (the console's workers page), a page at
+    a time, in its order (pool, then name).
+
+    The cursor is a position in that order: a worker registering meanwhile may shift a
+    later page by one (the listing is small and for people; nothing depends on it).
+    """
+    start = decode_cursor(cursor) or 0
+    listing = await workers(ctx, principal)
+    page = listing.workers[start : start + limit]
+    end = start + len(page)
+    more = end < len(listing.workers)
+    return WorkersPage(replace(listing, workers=page), encode_cursor(end) if more else None)

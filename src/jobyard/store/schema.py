@@ -410,6 +410,9 @@ workers = Table(
     Column("heartbeat_at", UtcDateTime(), nullable=False),
     Column("draining", Boolean, nullable=False),
     Column("home", Text, nullable=True),
+    # 0008: the version a worker runs and its labels (a JSON object; NULL reads as {})
+    Column("version", String(64), nullable=True),
+    Column("labels", _json(), nullable=True),
 )
 
 schedules = Table(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from jobyard.cli.follow import LineWriter, final_line, follow_job, stream_log
+from jobyard.cli.follow import LineWriter, StatusLine, final_line, follow_job, stream_log
 from jobyard.client import ApiClient
 
 
@@ -89,3 +90,16 @@ def test_final_line() -> None:
         "job 12  ERROR  exit code 3  ran 1m05s  reason: exit code 3 not in [0]"
     )
     assert final_line({"id": 1, "status": "CANCELLED"}).plain == "job 1  CANCELLED"
+
+
+def test_the_live_line_says_when_no_worker_serves_the_pool() -> None:
+    waiting = {
+        "code": "pool_unserved",
+        "message": "no worker serves pool 'gpu': the job waits QUEUED …",
+        "details": {"pool": "gpu"},
+    }
+    queued = {"id": 4, "status": "QUEUED", "created_at": "2025-01-01T00:00:00Z"}
+    now = datetime(2025, 1, 1, 0, 0, 5, tzinfo=UTC)
+    assert StatusLine(queued).text(now).plain == "job 4  QUEUED  waiting 5.0s"
+    line = StatusLine({**queued, "waiting_reason": waiting}).text(now)
+    assert line.plain == "job 4  QUEUED  waiting 5.0s  no worker serves pool 'gpu'"

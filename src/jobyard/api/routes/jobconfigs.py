@@ -14,14 +14,16 @@ from jobyard.api.dto import (
     JobConfigOut,
     JobConfigPage,
     JobConfigPatch,
+    JobConfigSaved,
     JobOut,
+    NoticeOut,
     RunIn,
     json_response,
 )
 from jobyard.api.openapi import errors
 from jobyard.api.routes.access import client_address
 from jobyard.core.models import JobConfigSpec
-from jobyard.service import jobconfigs, jobs
+from jobyard.service import jobconfigs, jobs, pools
 
 router = APIRouter(
     prefix="/api/v1/jobconfigs",
@@ -42,6 +44,12 @@ def _spec(body: JobConfigIn) -> JobConfigSpec:
     )
 
 
+def _saved(saved: pools.Saved) -> JobConfigSaved:
+    out = JobConfigSaved.of(saved.jobconfig)
+    out.warnings = [NoticeOut.of(n) for n in saved.warnings]
+    return out
+
+
 def _patch_changes(body: JobConfigPatch) -> dict[str, Any]:
     """The PATCH body as spec fields: ``retention`` spreads over its two columns."""
     changes = body.model_dump(exclude_unset=True)
@@ -54,19 +62,22 @@ def _patch_changes(body: JobConfigPatch) -> dict[str, Any]:
     return changes
 
 
-@router.post("", status_code=201, response_model=JobConfigOut, responses=errors(403, 409))
+@router.post("", status_code=201, response_model=JobConfigSaved, responses=errors(403, 409))
 async def create_jobconfig(
     body: JobConfigIn, ctx: Ctx, caller: Caller, request: Request
-) -> JobConfigOut:
-    """Create a jobconfig (409 if the name is taken); the caller becomes its owner."""
-    created = await jobconfigs.create(
+) -> JobConfigSaved:
+    """Create a jobconfig (409 if the name is taken); the caller becomes its owner.
+
+    ``warnings`` says when no live worker serves its pool (its jobs would wait QUEUED).
+    """
+    write = jobconfigs.create(
         ctx,
         _spec(body),
         owner=caller.name,
         principal=caller,
         remote_addr=client_address(request),
     )
-    return JobConfigOut.of(created)
+    return _saved(await pools.noting_pools(ctx, write))
 
 
 @router.get("", response_model=JobConfigPage)
@@ -90,27 +101,28 @@ async def get_jobconfig(jobconfig_id: JobConfigId, ctx: Ctx, caller: Caller) -> 
     return JobConfigOut.of(await jobconfigs.get(ctx, caller, jobconfig_id))
 
 
-@router.put("/{jobconfig_id}", response_model=JobConfigOut, responses=errors(403, 409))
+@router.put("/{jobconfig_id}", response_model=JobConfigSaved, responses=errors(403, 409))
 async def replace_jobconfig(
     jobconfig_id: JobConfigId, body: JobConfigIn, ctx: Ctx, caller: Caller, request: Request
-) -> JobConfigOut:
-    """Replace every writable field (omitted ones take their defaults)."""
-    updated = await jobconfigs.replace(
+) -> JobConfigSaved:
+    """Replace every writable field (omitted ones take their defaults); ``warnings`` as
+    for create."""
+    write = jobconfigs.replace(
         ctx, jobconfig_id, _spec(body), principal=caller, remote_addr=client_address(request)
     )
-    return JobConfigOut.of(updated)
+    return _saved(await pools.noting_pools(ctx, write))
 
 
-@router.patch("/{jobconfig_id}", response_model=JobConfigOut, responses=errors(403, 409))
+@router.patch("/{jobconfig_id}", response_model=JobConfigSaved, responses=errors(403, 409))
 async def patch_jobconfig(
     jobconfig_id: JobConfigId, body: JobConfigPatch, ctx: Ctx, caller: Caller, request: Request
-) -> JobConfigOut:
-    """Change only the given fields."""
+) -> JobConfigSaved:
+    """Change only the given fields; ``warnings`` as for create."""
     changes = _patch_changes(body)
-    updated = await jobconfigs.patch(
+    write = jobconfigs.patch(
         ctx, caller, jobconfig_id, changes, remote_addr=client_address(request)
     )
-    return JobConfigOut.of(updated)
+    return _saved(await pools.noting_pools(ctx, write))
 
 
 @router.delete("/{jobconfig_id}", status_code=204, responses=errors(403, 409))

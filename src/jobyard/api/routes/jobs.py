@@ -20,6 +20,7 @@ from jobyard.api.dto import (
     FileOut,
     JobOut,
     JobPage,
+    NoticeOut,
     json_response,
 )
 from jobyard.api.openapi import errors
@@ -102,10 +103,13 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut)
 async def get_job(job_id: JobId, ctx: Ctx, caller: Caller) -> Response:
-    """Read one job, with the timeout the worker enforces for it (``effective_timeout``)."""
-    job, timeout = await jobs.show(ctx, caller, job_id)
-    out = JobOut.of(job)
-    out.effective_timeout = EffectiveTimeoutOut.of(timeout)
+    """Read one job, with the timeout the worker enforces for it (``effective_timeout``)
+    and, for a QUEUED job no live worker can take, why it waits (``waiting_reason``)."""
+    shown = await jobs.show(ctx, caller, job_id)
+    out = JobOut.of(shown.job)
+    out.effective_timeout = EffectiveTimeoutOut.of(shown.timeout)
+    if shown.waiting_reason is not None:
+        out.waiting_reason = NoticeOut.of(shown.waiting_reason)
     return json_response(out)
 
 

@@ -6,9 +6,10 @@ and the API see the same plan for the same document.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from jobyard.core.models import Notice
 from jobyard.service.apply.plan import Action, FieldChange, PendingPackage, PlanItem
 from jobyard.service.apply.templatespec import PendingTemplate
 
@@ -43,6 +44,8 @@ class ApplyReport:
     dry_run: bool
     templates: list[PlanItem] = field(default_factory=list)
     rolled_back: bool = False
+    #: Worth knowing though not refused: pools of its jobconfigs no live worker serves.
+    warnings: list[Notice] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -77,6 +80,7 @@ def report_json(report: ApplyReport) -> dict[str, Any]:
         "templates": [_item_json(item, report.planned) for item in report.templates],
         "jobconfigs": [_item_json(item, report.planned) for item in report.items],
     }
+    out["warnings"] = [asdict(n) for n in report.warnings]
     if report.rolled_back:
         out["rolled_back"] = True
     return out

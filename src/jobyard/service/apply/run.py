@@ -33,7 +33,7 @@ from jobyard.core.errors import InvalidInput
 from jobyard.core.models import JobConfig
 from jobyard.core.schedules import Schedule
 from jobyard.core.templates import RunTarget, Template
-from jobyard.service import access, jobconfigs, schedules, templates
+from jobyard.service import access, jobconfigs, pools, schedules, templates
 from jobyard.service.apply.batch import Batch, Refused
 from jobyard.service.apply.document import ApplyFile, JobConfigDecl
 from jobyard.service.apply.nodes import Problem, SpecError
@@ -308,13 +308,21 @@ async def apply_document(
         while True:
             report = await plan_document(ctx, principal, doc, dry_run=dry_run)
             if dry_run:
-                return report
+                return await _with_pool_warnings(ctx, doc, report)
             if report.failed:
                 raise _refusal(dataclasses.replace(report, rolled_back=True))
             done = await _write(ctx, principal, report, remote_addr, last=attempt == _ATTEMPTS)
             if done is not None:
-                return done
+                return await _with_pool_warnings(ctx, doc, done)
             attempt += 1
+
+
+async def _with_pool_warnings(ctx: Context, doc: ApplyFile, report: ApplyReport) -> ApplyReport:
+    """The report with a warning per pool of the document's jobconfigs that no live
+    worker serves (their jobs would wait QUEUED): every jobconfig the document declares,
+    changed or not, since the document is what the caller means to run."""
+    pairs = [(jc.name, str(jc.spec.get("pool") or "default")) for jc in doc.jobconfigs]
+    return dataclasses.replace(report, warnings=await pools.unserved(ctx, pairs))
 
 
 #: How many times a real apply is planned when another one changed what it planned on.

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -496,8 +497,11 @@ def token_from_row(row: Sequence[Any]) -> ApiToken:
 
 
 def worker_from_row(row: Sequence[Any]) -> WorkerInfo:
-    """Map a ``workers`` row."""
-    return WorkerInfo(*row)
+    """Map a ``workers`` row (labels NULL, as rows written before 0008: none)."""
+    info = WorkerInfo(*row)
+    if info.labels is None:
+        return replace(info, labels={})
+    return info
 
 
 def upsert(tx: Tx, table: Table) -> Any:

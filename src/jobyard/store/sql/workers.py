@@ -47,6 +47,8 @@ def _worker_upsert(tx: Tx, info: WorkerInfo) -> None:
         "heartbeat_at": info.heartbeat_at,
         "draining": info.draining,
         "home": info.home,
+        "version": info.version,
+        "labels": dict(info.labels),
     }
     stmt = upsert(tx, workers).values(**values)
     stmt = stmt.on_conflict_do_update(
