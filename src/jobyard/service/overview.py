@@ -147,9 +147,10 @@ SINCE: dict[str, timedelta] = {
 }
 
 
-#: How a page of jobs may be ordered: name -> (key, descending). The listing itself is
-#: always newest first (by id, the only order the store pages through at any size); a
-#: sort orders the jobs of the page shown.
+#: How a page of jobs may be ordered: name -> (key, descending). By id (``-id``, ``id``)
+#: the store pages through the whole history that way (an index walk at any size); by
+#: end or run time the listing stays newest first and the sort orders the page shown
+#: (no index orders those, and run time is not a column).
 SORTS: dict[str, tuple[str, bool]] = {
     "-id": ("id", True),
     "id": ("id", False),
@@ -215,8 +216,9 @@ async def job_list(
     limit: int,
     sort: str | None = None,
 ) -> JobList:
-    """Jobs the caller may view, newest first, filtered (the API's listing underneath);
-    the page's jobs ordered by ``sort`` (:func:`sort_jobs`)."""
+    """Jobs the caller may view, filtered (the API's listing underneath): newest first,
+    or oldest first through the whole history for ``sort=id``; other sorts order the
+    page's jobs (:func:`sort_jobs`)."""
     if sort and sort not in SORTS:
         sort_jobs([], sort)  # 422 before any query
     if status is not None and status not in JobStatus.__members__:
@@ -234,7 +236,9 @@ async def job_list(
         submitted_by=submitted_by,
         created_after=utcnow() - SINCE[since] if since else None,
     )
-    page = await jobs.list_(ctx, principal, flt, cursor=cursor, limit=limit)
+    page = await jobs.list_(
+        ctx, principal, flt, cursor=cursor, limit=limit, oldest_first=sort == "id"
+    )
     items = sort_jobs(page.items, sort)
     return JobList(items, page.next_cursor, await jobconfig_names(ctx, principal))
 

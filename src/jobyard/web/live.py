@@ -96,7 +96,11 @@ def jobs_list_extras(kept: dict[str, str]) -> dict[str, Any]:
     way = (
         "newest first" if current == "-id" else ("descending" if current[0] == "-" else "ascending")
     )
-    caption = f"Sorted by {'job' if key == 'id' else key} ({way}); a sort orders this page's jobs."
+    if key == "id":
+        # The store pages by id both ways: the whole history is in this order.
+        caption = f"Sorted by job ({way}), page after page."
+    else:
+        caption = f"Sorted by {key} ({way}): this page's jobs only; the pages go newest first."
     live = {k: v for k, v in kept.items() if k in LIST_KEYS}
     return {
         "sort_links": links,
