@@ -72,3 +72,36 @@ async def test_oldest_first_pages_over_the_whole_history(env: Env) -> None:
         by_duration = await c.get("/jobs", params={"sort": "-duration", "jobconfig": str(jc)})
         assert set(_job_ids(by_duration.text)) == set(made[::-1][:50])
         assert "this page&#39;s jobs only" in by_duration.text
+
+
+async def test_a_jobconfigs_jobs_tab_is_the_list_filtered_by_it(env: Env) -> None:
+    for name, role in (("tabber", "admin"), ("outsider", "user")):
+        r = await env.client.post(
+            f"{API}/users", json={"name": name, "role": role, "password": PASSWORD}
+        )
+        assert r.status_code == 201, r.text
+    r = await env.client.post(
+        f"{API}/jobconfigs", json={"name": "tabbed-cfg", "command": ["/bin/sh", "-c", "true"]}
+    )
+    jc = int(r.json()["id"])
+    tab = f'<a href="/jobs?jobconfig={jc}"'
+    for who in ("tabber", "outsider"):
+        async with httpx.AsyncClient(
+            base_url=env.url, timeout=30, headers={"Origin": env.url}
+        ) as c:
+            r = await c.post("/login", data={"name": who, "password": PASSWORD})
+            assert r.status_code == 303, r.text
+            for path in ("", "/macros", "/schedules", "/yaml"):
+                page = await c.get(f"/jobconfigs/{jc}{path}")
+                if who == "outsider":  # may not view it: the 404 of a missing one
+                    assert page.status_code == 404
+                    continue
+                assert page.status_code == 200, (path, page.text)
+                assert f"{tab}>Jobs</a>" in page.text, path
+            listed = await c.get("/jobs", params={"jobconfig": str(jc)})
+            assert listed.status_code == 200
+            if who == "tabber":
+                assert f'{tab} aria-current="page">Jobs</a>' in listed.text
+                assert 'aria-label="Jobconfig tabbed-cfg"' in listed.text
+            else:  # no tab bar naming a jobconfig the user may not view
+                assert "tabbed-cfg" not in listed.text and tab not in listed.text
