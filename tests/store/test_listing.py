@@ -133,6 +133,21 @@ async def test_listing_plans_walk_an_index_without_sorting(store: Store, db: Eng
         assert "Seq Scan" not in many and many.count("Limit") == 3, many
 
 
+async def test_a_jobconfigs_jobs_are_read_one_status_range_at_a_time(
+    store: Store, db: Engine
+) -> None:
+    """A jobconfig's jobs of any status: one limited (jobconfig, status, id) range per
+    status, not every job of the jobconfig read and sorted."""
+    jc = await make_jobconfig(store, "a")
+    await store.job_insert(new_job(jc.id), actor="x", reason=None)
+    for oldest_first in (False, True):
+        plan = _plan(db, JobFilter(jobconfig_id=jc.id), oldest_first=oldest_first)
+        if db.dialect.name == "sqlite":
+            assert plan.count("ix_jobs_jobconfig_status_id") == len(S), plan
+        else:
+            assert "Seq Scan" not in plan and plan.count("Limit") == len(S) + 1, plan
+
+
 async def test_oldest_first_plans_walk_an_index_without_sorting(store: Store, db: Engine) -> None:
     """Oldest-first pages read the same index ranges forwards: no scan, no sort."""
     jc = await make_jobconfig(store, "a")

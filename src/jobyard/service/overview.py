@@ -351,19 +351,10 @@ async def jobconfig_list(
 
 
 async def _newest_job(ctx: Context, principal: Principal, jobconfig_id: int) -> Job | None:
-    """The newest job of a jobconfig, asked once per status.
-
-    Each of these listings is one seek in the (jobconfig, status, id) index; a listing by
-    jobconfig alone has no (jobconfig, id) index to follow and sorts all the jobconfig's
-    jobs instead (~0.1 s per jobconfig with 50,000 jobs each on SQLite).
-    """
-    newest: Job | None = None
-    for status in JobStatus:
-        flt = JobFilter(jobconfig_id=jobconfig_id, statuses=(status,))
-        page = await jobs.list_(ctx, principal, flt, cursor=None, limit=1)
-        if page.items and (newest is None or page.items[0].id > newest.id):
-            newest = page.items[0]
-    return newest
+    """The newest job of a jobconfig: one listing, which the store reads as one limited
+    (jobconfig, status, id) index range per status (not the jobconfig's whole history)."""
+    found = await _first(ctx, principal, JobFilter(jobconfig_id=jobconfig_id), 1)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True, slots=True)

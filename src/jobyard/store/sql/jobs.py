@@ -292,6 +292,12 @@ def _list_query(
     statuses = None if flt.statuses is None else sorted({JobStatus(s) for s in flt.statuses})
     if statuses is not None and not statuses:
         return None
+    if statuses is None and flt.jobconfig_id is not None and _no_time_bounds(flt):
+        # A jobconfig's jobs in id order: one (jobconfig, status, id) index range per
+        # status, each limited, merged. Without a status, SQLite would otherwise read
+        # and sort every job of the jobconfig (~0.1-0.2 s for 50,000 of them). With a
+        # time bound the (jobconfig, created_at) index is the better walk: left alone.
+        statuses = sorted(JobStatus)
     values = {
         "jobconfig_id": flt.jobconfig_id,
         "submitted_by": flt.submitted_by,
@@ -304,6 +310,10 @@ def _list_query(
     params = {f"f_{name}": value for name, value in values.items() if value is not None}
     params["f_limit"] = limit + 1
     return shape, params
+
+
+def _no_time_bounds(flt: JobFilter) -> bool:
+    return flt.created_after is None and flt.created_before is None
 
 
 def jobs_list_statement(
