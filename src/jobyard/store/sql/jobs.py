@@ -249,7 +249,7 @@ def _filter_conditions(
     if created_before:
         conds.append(table.c.created_at < bindparam("f_created_before", type_=UtcDateTime()))
     if after:
-        position = bindparam("f_after")
+        position: BindParameter[int] = bindparam("f_after", type_=Integer())
         conds.append(table.c.id > position if oldest_first else table.c.id < position)
     return conds
 
