@@ -7,6 +7,9 @@ the new-jobconfig form, users, a user, my account, tokens, policies, audit, work
 the error page. Disclosures (``<details>``: the confirms of revoke and deactivate) are
 opened first, so the buttons they hide are checked too. Nothing may be loaded from
 another host. Screenshots: ``var/test-artifacts/web/pages-*.png``.
+
+Then the dashboard follows its stream: a job submitted through the API shows in its
+counts, and leaves them, without a reload.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.browser import open_page, shot, styled
+from tests.e2e.browser import UI_TIMEOUT_MS, open_page, shot, styled
 from tests.support.server import RunningServer, server_fixture
 
 server = server_fixture(scope="module", workers=1)
@@ -113,4 +116,32 @@ def test_every_main_page_passes_axe(
     assert answer is not None and answer.status == 404
     expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
     shot(page, f"pages-error-{scheme}")
+    watch.check()
+
+
+def test_the_dashboard_follows_its_stream_without_a_reload(
+    browser: Browser, server: RunningServer, world: dict[str, int]
+) -> None:
+    page, watch = open_page(browser, server.url)
+    page.goto(f"{server.url}/login")
+    page.get_by_label("User name").fill("walker")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{server.url}/")
+    live = page.locator("#dash-live")
+    expect(live).to_have_attribute("data-live-state", "live")
+    # The jobconfig's one job runs; another waits SEQUENCED (one at a time).
+    waiting = page.locator('a[href="/jobs?status=SEQUENCED"]')
+    expect(waiting).to_have_text("0")
+    page.evaluate("window.stillTheSamePage = true")
+    with _api(server) as api:
+        r = api.post(f"/api/v1/jobconfigs/{world['jc']}/run", json={})
+        assert r.status_code in (200, 201, 202), r.text
+        job = int(r.json()["id"])
+        assert api.get(f"/api/v1/jobs/{job}").json()["status"] == "SEQUENCED"
+        expect(waiting).to_have_text("1", timeout=UI_TIMEOUT_MS)
+        assert page.evaluate("window.stillTheSamePage") is True  # swapped, not reloaded
+        api.post(f"/api/v1/jobs/{job}/cancel")
+    expect(waiting).to_have_text("0", timeout=UI_TIMEOUT_MS)
+    shot(page, "pages-dashboard-live")
     watch.check()
