@@ -9,10 +9,12 @@ For each engine (embedded SQLite, and PostgreSQL on a throwaway cluster):
 3. the whole ASGI app in this process (no socket, no second process: the server's own
    time), retention off; a console session for the admin (every jobconfig) and for a
    user who may view one jobconfig of the 20 (the listings filter for them);
-4. ``--queries`` requests of each page: ``/`` (dashboard), ``/jobs``,
-   ``/jobs?status=ERROR``, ``/jobs?jobconfig=ID``, a job's page, ``/jobconfigs``, a
-   jobconfig's page, and for comparison the API's ``GET /api/v1/jobs?jobconfig_id=ID``.
-   Target: p95 <= 300 ms.
+4. ``--queries`` requests of each page: ``/`` (dashboard, with its workers box),
+   ``/jobs`` (newest first, oldest first through the history with ``sort=id`` and its
+   second page, by duration, by status, jobconfig and age), a job's page (timeline,
+   outputs, log), ``/jobconfigs``, a jobconfig's page, ``/workers``, the first event of
+   the jobs list's stream (``/events/jobs``: read, rendered, framed), and for comparison
+   the API's ``GET /api/v1/jobs?jobconfig_id=ID``. Target: p95 <= 300 ms.
 
     .venv/bin/python benchmarks/bench_web.py [--rows 1000000] [--engines sqlite,postgresql]
         [--queries 50]
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from _common import percentile, summary_ms, verdict
@@ -36,6 +40,7 @@ from _history import (
 from sqlalchemy import Engine, text
 
 from jobyard.api.app import create_app
+from jobyard.core.cursors import encode_cursor
 from jobyard.runtime import Runtime
 from jobyard.settings import Settings
 from jobyard.store.factory import open_store, upgrade_database
@@ -70,16 +75,86 @@ async def _login(client: httpx.AsyncClient, name: str) -> None:
         raise RuntimeError(f"login of {name}: {r.status_code} {r.text[:500]}")
 
 
-async def _pages(client: httpx.AsyncClient, jc: int, job: int, queries: int) -> list[list[object]]:
+async def _first_event(app: Any, path: str, cookie: str) -> float:
+    """Seconds from a stream's request to its first event's bytes, then disconnect.
+
+    Straight through ASGI: httpx's in-process transport would wait for the end of the
+    response, and a live stream does not end.
+    """
+    url = urlsplit(path)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": url.path,
+        "raw_path": url.path.encode(),
+        "query_string": url.query.encode(),
+        "root_path": "",
+        "headers": [
+            (b"host", b"in-process"),
+            (b"accept", b"text/event-stream"),
+            (b"cookie", cookie.encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("in-process", 80),
+    }
+    got = asyncio.Event()
+    gone = asyncio.Event()
+    status: list[int] = []
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+        elif message["type"] == "http.response.body" and b"event:" in message.get("body", b""):
+            got.set()
+
+    t = time.perf_counter()
+    task = asyncio.create_task(app(scope, receive, send))
+    waiting = asyncio.create_task(got.wait())
+    await asyncio.wait({task, waiting}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    took = time.perf_counter() - t
+    gone.set()
+    waiting.cancel()
+    try:
+        await asyncio.wait_for(task, 30)
+    except (TimeoutError, asyncio.CancelledError):
+        task.cancel()
+    if not got.is_set() or status != [200]:
+        raise RuntimeError(f"{path}: status {status}, no first event")
+    return took
+
+
+async def _pages(
+    app: Any, client: httpx.AsyncClient, jc: int, job: int, queries: int
+) -> list[list[object]]:
     out: list[list[object]] = []
+    # A later page of the oldest-first listing: after job 1000's position.
+    second_oldest = f"/jobs?sort=id&cursor={encode_cursor(1000)}"
     paths = (
         "/",
         "/jobs",
+        "/jobs?sort=id",
+        second_oldest,
+        "/jobs?sort=-duration",
         "/jobs?status=ERROR",
         f"/jobs?jobconfig={jc}",
+        f"/jobs?jobconfig={jc}&sort=id",
+        f"/jobs?status=ERROR&jobconfig={jc}&since=24h&sort=-ended",
         f"/jobs/{job}",
         "/jobconfigs",
         f"/jobconfigs/{jc}",
+        "/workers",
         # The API's listing by jobconfig, for comparison (same store query underneath).
         f"/api/v1/jobs?jobconfig_id={jc}&limit=50",
     )
@@ -92,10 +167,19 @@ async def _pages(client: httpx.AsyncClient, jc: int, job: int, queries: int) -> 
             timings.append(time.perf_counter() - t)
             if r.status_code != 200:
                 raise RuntimeError(f"{path}: {r.status_code} {r.text[:500]}")
-        s = summary_ms(timings, ps=(50, 95))
-        p95 = percentile(timings, 95) * 1000
-        out.append([path, f"{s['p50']} / {s['p95']}", verdict(p95 <= TARGET_P95_MS)])
+        out.append(_row(path, timings))
+    cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    for path in ("/events/jobs", f"/events/jobs?jobconfig={jc}&sort=id"):
+        await _first_event(app, path, cookie)  # warm-up
+        timings = [await _first_event(app, path, cookie) for _ in range(queries)]
+        out.append(_row(f"{path} (first event)", timings))
     return out
+
+
+def _row(path: str, timings: list[float]) -> list[object]:
+    s = summary_ms(timings, ps=(50, 95))
+    p95 = percentile(timings, 95) * 1000
+    return [path, f"{s['p50']} / {s['p95']}", verdict(p95 <= TARGET_P95_MS)]
 
 
 async def bench_engine(engine_name: str, rows: int, queries: int) -> list[list[object]]:
@@ -155,7 +239,7 @@ async def bench_engine(engine_name: str, rows: int, queries: int) -> list[list[o
                         "/api/v1/login", json={"name": who, "password": PASSWORD}
                     )
                     client.headers["Authorization"] = f"Bearer {token_of.json()['access_token']}"
-                    for row in await _pages(client, jc_ids[3], job, queries):
+                    for row in await _pages(app, client, jc_ids[3], job, queries):
                         out.append([who, *row])
     return out
 

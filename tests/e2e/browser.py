@@ -84,3 +84,64 @@ def open_page(
 
     page.on("console", console)
     return page, watch
+
+
+#: Where the console's browser tests save their screenshots (gitignored ``var/``).
+ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "web"
+#: axe-core, vendored for the tests only (tests/e2e/vendor/README.md, MPL-2.0).
+AXE = Path(__file__).with_name("vendor") / "axe.min.js"
+#: Elements sticking out of the window on the right (a page that scrolls sideways).
+WIDER_THAN_THE_WINDOW = """
+Array.from(document.querySelectorAll("body *"))
+  .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+  .map((e) => `${e.tagName}.${e.className}#${e.id}`)
+  .slice(0, 15)
+"""
+#: True once every stylesheet the page links is loaded and applied.
+STYLED = """() => document.readyState === "complete" &&
+  Array.from(document.querySelectorAll('link[rel="stylesheet"]')).every((l) => l.sheet)"""
+
+
+def styled(page: Page) -> None:
+    """Wait until the page's stylesheets apply: unstyled text on a dark canvas fails
+    contrast, and a form's answer may show its text before its styles."""
+    page.wait_for_load_state("load")
+    page.wait_for_function(STYLED)
+
+
+def accessible(page: Page) -> None:
+    """axe-core on the styled page (injected through DevTools, which the page's CSP does
+    not govern): fail on any serious or critical violation, saying where and, for
+    contrast, what axe measured."""
+    styled(page)
+    page.evaluate(AXE.read_text(encoding="utf-8"))
+    result = page.evaluate(
+        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21aa', 'best-practice']})"
+    )
+    bad = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {_where(v['nodes'])}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"accessibility violations on {page.url}: {bad}"
+
+
+def _where(nodes: list[dict[str, Any]]) -> list[Any]:
+    """The first few elements of a violation, with what axe measured (contrast ratios)."""
+    return [(n["target"], n["any"][0].get("data") if n["any"] else None) for n in nodes[:3]]
+
+
+def shot(page: Page, name: str, *, fits_the_window: bool = False) -> Path:
+    """Check the page with axe (:func:`accessible`), then screenshot it to
+    ``ARTIFACTS/<name>.png`` (printed; run with ``-s``). ``fits_the_window``: also fail
+    when the page scrolls sideways (phone widths)."""
+    accessible(page)
+    if fits_the_window:
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        wide = page.evaluate(WIDER_THAN_THE_WINDOW)
+        assert overflow <= 1, f"{page.url} scrolls sideways by {overflow}px: {wide}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path

@@ -13,53 +13,19 @@ screenshotted into ``var/test-artifacts/web/`` (light, dark and phone width).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.browser import Watch, open_page
+from tests.e2e.browser import Watch, open_page, shot
 from tests.support.server import RunningServer, server_fixture
 
 server = server_fixture(scope="module", workers=1)
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "web"
 PASSWORD = "admin-browser-pass-1"
 USER_PASSWORD = "dana-browser-pass-1"
-#: axe-core, vendored for the tests only (tests/e2e/vendor/README.md).
-AXE = Path(__file__).with_name("vendor") / "axe.min.js"
-
-
-def _accessible(page: Page) -> None:
-    """axe-core on the page (through DevTools, which the page's CSP does not govern)."""
-    page.evaluate(AXE.read_text(encoding="utf-8"))
-    result = page.evaluate(
-        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21aa', 'best-practice']})"
-    )
-    bad = [
-        f"{v['id']} ({v['impact']}): {v['help']} at {_where(v['nodes'])}"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not bad, f"accessibility violations on {page.url}: {bad}"
-
-
-def _where(nodes: list[dict[str, Any]]) -> list[Any]:
-    """The first few elements of a violation, with what axe measured (contrast ratios)."""
-    return [(n["target"], n["any"][0].get("data") if n["any"] else None) for n in nodes[:3]]
-
-
-def _shot(page: Page, name: str) -> None:
-    # A form's answer may still be loading when its text is already there: judge the
-    # page with its stylesheet applied (unstyled text on a dark canvas fails contrast).
-    page.wait_for_load_state("load")
-    _accessible(page)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
 
 
 def _api(server: RunningServer) -> httpx.Client:
@@ -130,17 +96,17 @@ def test_admin_creates_a_user_grants_a_policy_and_audits_the_user(
     admin.get_by_role("button", name="Create user").click()
     expect(admin.get_by_role("alert")).to_contain_text("the two passwords differ")
     _expected_errors(admin_watch, 422)
-    _shot(admin, f"users-error-{scheme}")
+    shot(admin, f"users-error-{scheme}")
     admin.get_by_label("Password (empty: tokens only)").fill(USER_PASSWORD)
     admin.get_by_label("Repeat it").fill(USER_PASSWORD)
     admin.get_by_role("button", name="Create user").click()
     expect(admin.get_by_role("status")).to_have_text("User created.")
     expect(admin.get_by_role("heading", level=1)).to_have_text(f"User {dana}")
     expect(admin.get_by_text("None: ")).to_be_visible()  # no policy yet
-    _shot(admin, f"user-{scheme}")
+    shot(admin, f"user-{scheme}")
     admin.get_by_role("link", name="Users", exact=True).click()
     expect(admin.get_by_role("link", name=dana, exact=True)).to_be_visible()
-    _shot(admin, f"users-{scheme}")
+    shot(admin, f"users-{scheme}")
 
     # The new user, without any policy, sees none of the admin's jobconfigs: neither in
     # the list nor at their direct URLs (the 404 of a missing one); no admin pages.
@@ -173,7 +139,7 @@ def test_admin_creates_a_user_grants_a_policy_and_audits_the_user(
     row = admin.locator("tbody tr", has_text=dana)
     expect(row).to_have_count(1)
     expect(row).to_contain_text(str(setup["shared-report"]))
-    _shot(admin, f"policies-{scheme}")
+    shot(admin, f"policies-{scheme}")
 
     # Now the user sees that one, and still not the other.
     user.goto(f"{server.url}/jobconfigs")
@@ -195,7 +161,7 @@ def test_admin_creates_a_user_grants_a_policy_and_audits_the_user(
     assert re.fullmatch(r"[A-Za-z0-9_\-.]{32,}", secret), secret
     expect(user.get_by_text("it is shown this once")).to_be_visible()
     assert secret not in user.url
-    _shot(user, f"token-created-{scheme}")
+    shot(user, f"token-created-{scheme}")
     with httpx.Client(base_url=server.url, timeout=30) as raw:
         me = raw.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
         assert me.status_code == 200 and me.json()["name"] == dana
@@ -205,7 +171,7 @@ def test_admin_creates_a_user_grants_a_policy_and_audits_the_user(
     used = user.locator("tbody tr", has_text="laptop").locator("td").nth(4).locator("time")
     expect(used).to_have_attribute("data-local", "1")
     assert secret not in user.content()
-    _shot(user, f"tokens-{scheme}")
+    shot(user, f"tokens-{scheme}")
     # Revoked through its confirm.
     user.get_by_text("Revoke “laptop”…").click()
     user.get_by_role("button", name="Yes, revoke “laptop”").click()
@@ -222,7 +188,7 @@ def test_admin_creates_a_user_grants_a_policy_and_audits_the_user(
     user.get_by_label("Repeat it").fill(USER_PASSWORD + "2")
     user.get_by_role("button", name="Change password").click()
     expect(user.get_by_role("status")).to_have_text("Password changed.")
-    _shot(user, f"me-{scheme}")
+    shot(user, f"me-{scheme}")
     user.context.close()
     user_watch.check()
 
@@ -237,7 +203,7 @@ def test_admin_creates_a_user_grants_a_policy_and_audits_the_user(
     expect(admin.locator("tbody")).to_contain_text("token.create")
     expect(admin.locator("tbody")).not_to_contain_text("policy.grant")  # the admin's
     assert secret not in admin.content()
-    _shot(admin, f"audit-{scheme}")
+    shot(admin, f"audit-{scheme}")
     admin.get_by_label("Actor").fill("boss")
     admin.get_by_label("Action starts with").fill("policy.")
     admin.get_by_role("button", name="Filter").click()
@@ -255,6 +221,6 @@ def test_admin_creates_a_user_grants_a_policy_and_audits_the_user(
         admin.goto(f"{server.url}{path}")
         overflow = admin.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{path} scrolls sideways by {overflow}px at phone width"
-    _shot(admin, f"tokens-phone-{scheme}")
+    shot(admin, f"tokens-phone-{scheme}")
     admin.context.close()
     admin_watch.check()

@@ -15,48 +15,18 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.browser import UI_TIMEOUT_MS, Watch, open_page
+from tests.e2e.browser import UI_TIMEOUT_MS, Watch, open_page, shot
 from tests.support.server import RunningServer, server_fixture
 
 server = server_fixture(scope="module", workers=1)
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "web"
 PASSWORD = "browser-pass-1"
-#: axe-core, vendored for the tests only (tests/e2e/vendor/README.md).
-AXE = Path(__file__).with_name("vendor") / "axe.min.js"
-
-
-def _accessible(page: Page) -> None:
-    """Run axe-core on the page; fail on any serious or critical violation.
-
-    The script is evaluated through the DevTools protocol, which the page's
-    Content-Security-Policy does not govern (the page itself could not load it).
-    """
-    page.evaluate(AXE.read_text(encoding="utf-8"))
-    result = page.evaluate(
-        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21aa', 'best-practice']})"
-    )
-    bad = [
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not bad, f"accessibility violations on {page.url}: {bad}"
-
-
-def _shot(page: Page, name: str) -> None:
-    _accessible(page)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
 
 
 def _api(server: RunningServer) -> httpx.Client:
@@ -134,7 +104,7 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     page.get_by_label("Password").fill("wrong-password")
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
-    _shot(page, f"login-error-{scheme}")
+    shot(page, f"login-error-{scheme}")
     # The refused login answers 401, which Chromium reports; nothing else went wrong.
     assert all("status of 401" in e for e in watch.errors), watch.errors
     watch.errors.clear()
@@ -155,7 +125,7 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     assert "UTC" in (ended.get_attribute("title") or "")
     assert "UTC" not in ended.inner_text()  # shown in the browser's zone (Auckland)
     expect(page.locator("figure.chart svg")).to_be_visible()
-    _shot(page, f"dashboard-{scheme}")
+    shot(page, f"dashboard-{scheme}")
 
     # The job page: timeline and log.
     row.locator(f'a[href="/jobs/{job_id}"]').click()
@@ -163,7 +133,7 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     expect(page.locator("pre.log")).to_contain_text("broken-on-purpose")
     expect(page.locator("section[aria-labelledby=timeline-title] tbody tr")).to_have_count(5)
     expect(page.get_by_role("button", name="Abort job")).to_have_count(0)  # it has ended
-    _shot(page, f"job-{scheme}")
+    shot(page, f"job-{scheme}")
 
     # The jobs list, filtered by status through the form.
     page.get_by_role("link", name="Jobs", exact=True).click()
@@ -171,7 +141,7 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     page.get_by_role("button", name="Filter").click()
     expect(page).to_have_url(f"{server.url}/jobs?status=ERROR&jobconfig=&user=&since=")
     expect(page.locator(f'a[href="/jobs/{job_id}"]')).to_be_visible()
-    _shot(page, f"jobs-{scheme}")
+    shot(page, f"jobs-{scheme}")
 
     # The jobconfigs: searched, with the status of the newest job; one's page.
     page.get_by_role("link", name="Jobconfigs", exact=True).click()
@@ -180,11 +150,11 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     listed = page.locator("tbody tr")
     expect(listed).to_have_count(1)
     expect(listed).to_contain_text("ERROR")
-    _shot(page, f"jobconfigs-{scheme}")
+    shot(page, f"jobconfigs-{scheme}")
     listed.get_by_role("link", name="broken-report").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Jobconfig broken-report")
     expect(page.locator(f'a[href="/jobs/{job_id}"]')).to_be_visible()
-    _shot(page, f"jobconfig-{scheme}")
+    shot(page, f"jobconfig-{scheme}")
 
     # Run it from its page; the new job's page follows it to its end; then Rerun.
     page.get_by_role("button", name="Run broken-report").click()
@@ -203,7 +173,7 @@ def test_log_in_see_an_error_on_the_dashboard_log_out(
     page.goto(f"{server.url}/")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the dashboard scrolls sideways by {overflow}px at phone width"
-    _shot(page, f"dashboard-phone-{scheme}")
+    shot(page, f"dashboard-phone-{scheme}")
 
     # Log out: back to the login page, and the dashboard needs a login again.
     page.get_by_role("button", name="Log out").click()
@@ -262,7 +232,7 @@ def test_a_running_job_updates_live_and_the_buttons_cancel_and_abort(
         expect(log).to_contain_text(f"tick-{last + 10}", timeout=UI_TIMEOUT_MS)
         assert page.evaluate("window.notReloaded === true")
         expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
-        _shot(page, "job-running")
+        shot(page, "job-running")
 
         page.goto(f"{server.url}/jobs/{queued}")
         expect(page.get_by_role("button", name="Abort job")).to_have_count(0)
@@ -280,6 +250,6 @@ def test_a_running_job_updates_live_and_the_buttons_cancel_and_abort(
         )
         expect(page.get_by_role("button", name="Abort job")).to_have_count(0)
         assert api.get(f"/api/v1/jobs/{running}").json()["status"] == "FAILED"
-        _shot(page, "job-aborted")
+        shot(page, "job-aborted")
         page.context.close()
         watch.check()

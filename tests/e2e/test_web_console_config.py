@@ -10,57 +10,19 @@ seen on the jobconfig's page. Each page is checked with axe-core and screenshott
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.browser import UI_TIMEOUT_MS, Watch, open_page
+from tests.e2e.browser import UI_TIMEOUT_MS, Watch, open_page, shot
 from tests.support.server import RunningServer, server_fixture
 
 server = server_fixture(scope="module", workers=1)
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "web"
-AXE = Path(__file__).with_name("vendor") / "axe.min.js"
 PASSWORD = "config-pass-1"
 SECRET = "Tr0ub4dor-never-shown"
-
-
-def _accessible(page: Page) -> None:
-    """axe-core on the page (through DevTools, which the CSP does not govern): no serious
-    or critical violation."""
-    page.evaluate(AXE.read_text(encoding="utf-8"))
-    result = page.evaluate(
-        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21aa', 'best-practice']})"
-    )
-    bad = [
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not bad, f"accessibility violations on {page.url}: {bad}"
-
-
-#: What sticks out of the window at phone width (the failure message names it).
-WIDER_THAN_THE_WINDOW = """
-Array.from(document.querySelectorAll("body *"))
-  .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
-  .map((e) => `${e.tagName}.${e.className}#${e.id}`)
-  .slice(0, 15)
-"""
-
-
-def _shot(page: Page, name: str) -> None:
-    _accessible(page)
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    wide = page.evaluate(WIDER_THAN_THE_WINDOW)
-    assert overflow <= 1, f"{page.url} scrolls sideways by {overflow}px: {wide}"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"config-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
 
 
 def _api(server: RunningServer) -> httpx.Client:
@@ -143,9 +105,9 @@ def test_a_secure_macro_is_added_and_shown_masked(
     expect(field).to_have_attribute("type", "password")
     expect(field).to_have_value("")
     assert SECRET not in page.content()
-    _shot(page, f"macros-{scheme}")
+    shot(page, f"config-macros-{scheme}", fits_the_window=True)
     page.set_viewport_size({"width": 375, "height": 800})
-    _shot(page, f"macros-phone-{scheme}")
+    shot(page, f"config-macros-phone-{scheme}", fits_the_window=True)
     page.set_viewport_size({"width": 1280, "height": 720})
 
     # A plain macro of the user's own level, changed and deleted again.
@@ -197,7 +159,7 @@ def test_the_cron_field_previews_as_you_type(
     error = preview.locator(".field-error")
     expect(error).to_contain_text("did you mean '0 0 12 ? * MON'?")
     expect(times).to_have_count(0)
-    _shot(page, "schedules-cron-error")
+    shot(page, "config-schedules-cron-error", fits_the_window=True)
     cron.fill("0 30 6 ? * MON-FRI")
     expect(times).to_have_count(5)
     expect(times.first).to_contain_text("06:30:00 +05:30")
@@ -209,12 +171,12 @@ def test_the_cron_field_previews_as_you_type(
     expect(row).to_contain_text("Asia/Kolkata")
     expect(row).to_contain_text("yes")
     expect(row.locator("time")).to_have_attribute("data-local", "1")
-    _shot(page, "schedules")
+    shot(page, "config-schedules", fits_the_window=True)
     row.get_by_role("button", name="Disable").click()
     expect(page.get_by_role("status")).to_have_text("Schedule disabled.")
     expect(row).to_contain_text("no (paused)")
     page.set_viewport_size({"width": 375, "height": 800})
-    _shot(page, "schedules-phone")
+    shot(page, "config-schedules-phone", fits_the_window=True)
     row.get_by_role("button", name="Delete").click()
     expect(page.get_by_role("status")).to_have_text("Schedule deleted.")
     expect(page.locator("tbody tr", has_text="0 30 6 ? * MON-FRI")).to_have_count(0)
@@ -234,7 +196,7 @@ def test_a_yaml_change_is_planned_applied_and_seen(
     document = page.get_by_label("Document (YAML)")
     text = document.input_value()
     assert "name: nightly" in text and "timeout: 5" in text
-    _shot(page, "yaml")
+    shot(page, "config-yaml", fits_the_window=True)
     document.fill(text.replace("timeout: 5", "timeout: 45"))
     expect(page.get_by_role("button", name="Apply")).to_have_count(0)  # plan first
     page.get_by_role("button", name="Plan").click()
@@ -243,9 +205,9 @@ def test_a_yaml_change_is_planned_applied_and_seen(
     change = plan.locator("tr", has=page.locator("th", has_text="timeout"))
     expect(change).to_contain_text("5")
     expect(change).to_contain_text("45")
-    _shot(page, "yaml-plan")
+    shot(page, "config-yaml-plan", fits_the_window=True)
     page.set_viewport_size({"width": 375, "height": 800})
-    _shot(page, "yaml-plan-phone")
+    shot(page, "config-yaml-plan-phone", fits_the_window=True)
     page.set_viewport_size({"width": 1280, "height": 720})
     with _api(server) as api:  # a plan changes nothing
         assert api.get(f"/api/v1/jobconfigs/{jc}").json()["timeout"] == 5
@@ -270,7 +232,7 @@ def test_a_yaml_change_is_planned_applied_and_seen(
     line = 1 + next(i for i, x in enumerate(broken.splitlines()) if "timeout: soon" in x)
     expect(page.get_by_role("alert")).to_contain_text(f"Line {line}:")
     expect(page.get_by_role("button", name="Apply")).to_have_count(0)
-    _shot(page, "yaml-error")
+    shot(page, "config-yaml-error", fits_the_window=True)
     assert all("status of 422" in e for e in watch.errors), watch.errors
     watch.errors.clear()
     page.context.close()

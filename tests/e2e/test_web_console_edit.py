@@ -21,8 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.browser import UI_TIMEOUT_MS, Watch, open_page
-from tests.e2e.test_web_console_browser import ARTIFACTS, _accessible
+from tests.e2e.browser import UI_TIMEOUT_MS, Watch, open_page, shot
 from tests.support.server import RunningServer, server_fixture
 
 server = server_fixture(scope="module", workers=1)
@@ -79,14 +78,6 @@ def _package(path: Path) -> Path:
     return path
 
 
-def _shot(page: Page, name: str) -> None:
-    _accessible(page)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
-
-
 @pytest.fixture(scope="module")
 def editor(server: RunningServer) -> str:
     """An ordinary user (no policies): it may upload and create, and edits its own."""
@@ -140,7 +131,7 @@ def test_upload_create_run_with_payload_and_watch_it_live(
     page.get_by_role("link", name="Jobconfigs", exact=True).click()
     page.get_by_role("link", name="Packages").click()
     expect(page.get_by_role("heading", name="Packages", level=1)).to_be_visible()
-    _shot(page, "packages")
+    shot(page, "packages")
     page.get_by_label("Package file").set_input_files(str(archive))
     page.get_by_role("button", name="Upload").click()
     expect(page.get_by_role("status")).to_have_text("Package uploaded.")
@@ -150,7 +141,7 @@ def test_upload_create_run_with_payload_and_watch_it_live(
     expect(entry_points.nth(1)).to_contain_text("/bin/sh slow.sh")
     sha = page.locator("code.hash").inner_text()
     assert len(sha) == 64
-    _shot(page, "package")
+    shot(page, "package")
 
     # A new jobconfig: picking the package fills the entry points from its manifest.
     page.goto(f"{server.url}/jobconfigs")
@@ -172,12 +163,12 @@ def test_upload_create_run_with_payload_and_watch_it_live(
     expect(page.get_by_label("Name")).to_have_value("slow-demo")
     expect(page.get_by_label("Entry point")).to_have_value("slow")
     _refused_loads_only(watch, 422)
-    _shot(page, "jobconfig-new-refused")
+    shot(page, "jobconfig-new-refused")
     page.get_by_label("Timeout (minutes)").fill("10")
     page.get_by_role("button", name="Create jobconfig").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Jobconfig slow-demo")
     expect(page.locator("dl.facts")).to_contain_text("entry point slow")
-    _shot(page, "jobconfig-run-form")
+    shot(page, "jobconfig-run-form")
 
     # Run it with a payload while the server's only slot is busy for a few seconds, so
     # the job's page shows it waiting its turn first; the page then follows it live
@@ -205,7 +196,7 @@ def test_upload_create_run_with_payload_and_watch_it_live(
     timeline = page.locator("section[aria-labelledby=timeline-title] tbody")
     for status in ("WAITING", "SEQUENCED", "RUNNING", "FINISHED"):
         expect(timeline).to_contain_text(status)
-    _shot(page, "job-finished-from-console")
+    shot(page, "job-finished-from-console")
 
     # Its settings: the owner edits them; saved, and shown again.
     page.get_by_role("link", name="Jobconfigs", exact=True).click()
@@ -219,7 +210,7 @@ def test_upload_create_run_with_payload_and_watch_it_live(
     expect(page.get_by_role("status")).to_have_text("Settings saved.")
     expect(page.get_by_label("Max concurrency")).to_have_value("4")
     expect(page.get_by_label("Keep jobs for (days)")).to_have_value("14")
-    _shot(page, "jobconfig-settings")
+    shot(page, "jobconfig-settings")
 
     # Phone width, dark: the form is still usable without sideways scrolling.
     page.set_viewport_size({"width": 375, "height": 800})
@@ -227,6 +218,6 @@ def test_upload_create_run_with_payload_and_watch_it_live(
     page.goto(f"{server.url}/jobconfigs/new")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the form scrolls sideways by {overflow}px at phone width"
-    _shot(page, "jobconfig-new-phone-dark")
+    shot(page, "jobconfig-new-phone-dark")
     page.context.close()
     watch.check()

@@ -18,36 +18,12 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.e2e.browser import UI_TIMEOUT_MS, Watch, open_page
+from tests.e2e.browser import UI_TIMEOUT_MS, Watch, open_page, shot
 from tests.support.server import RunningServer, server_fixture
 
 server = server_fixture(scope="module", workers=1)
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "web"
 PASSWORD = "live-browser-1"
-AXE = Path(__file__).with_name("vendor") / "axe.min.js"
-
-
-def _accessible(page: Page) -> None:
-    """axe-core on the page: no serious or critical violation."""
-    page.evaluate(AXE.read_text(encoding="utf-8"))
-    result = page.evaluate(
-        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21aa', 'best-practice']})"
-    )
-    bad = [
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not bad, f"accessibility violations on {page.url}: {bad}"
-
-
-def _shot(page: Page, name: str) -> None:
-    _accessible(page)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
 
 
 def _api(server: RunningServer) -> httpx.Client:
@@ -113,7 +89,7 @@ def test_the_jobs_list_follows_jobs_live_and_sorts(
         expect(row.locator("time").first).to_have_attribute("data-local", "1")
         assert page.evaluate("window.notReloaded === true")
         expect(page.locator("#jobs-live")).to_have_attribute("data-live-state", "live")
-        _shot(page, f"jobs-live-{scheme}")
+        shot(page, f"jobs-live-{scheme}")
 
         # Sort the page by duration: the header says so (aria-sort), the stream follows
         # the same order.
@@ -132,7 +108,7 @@ def test_the_jobs_list_follows_jobs_live_and_sorts(
         page.set_viewport_size({"width": 375, "height": 800})
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"the jobs list scrolls sideways by {overflow}px at phone width"
-        _shot(page, f"jobs-live-phone-{scheme}")
+        shot(page, f"jobs-live-phone-{scheme}")
         page.context.close()
         watch.check()
 
@@ -199,7 +175,7 @@ def test_a_running_job_shows_its_log_live_with_search_then_cancel_and_abort(
         before = count.inner_text()
         expect(count).not_to_have_text(before, timeout=UI_TIMEOUT_MS)
         page.get_by_label("Search the log").fill("tick-1")
-        _shot(page, "job-log-search")
+        shot(page, "job-log-search")
         page.get_by_label("Matching lines only").uncheck()
         page.get_by_label("Search the log").fill("")
         expect(log.locator("mark")).to_have_count(0)
@@ -239,7 +215,7 @@ def test_output_files_are_listed_and_download(
         link = page.get_by_role("link", name="table.csv")
         expect(link).to_be_visible(timeout=UI_TIMEOUT_MS)
         expect(page.locator("section[aria-labelledby=outputs-title]")).to_contain_text("8 Bytes")
-        _shot(page, "job-outputs")
+        shot(page, "job-outputs")
         with page.expect_download() as info:
             link.click()
         download = info.value
@@ -259,14 +235,14 @@ def test_workers_page_and_dashboard_box(
         page, watch = _signed_in(browser, server, color_scheme=scheme)
         box = page.locator("section[aria-labelledby=workers-title]")
         expect(box).to_contain_text("1 of 1 slot(s) in use", timeout=UI_TIMEOUT_MS)
-        _shot(page, f"dashboard-workers-{scheme}")
+        shot(page, f"dashboard-workers-{scheme}")
         box.get_by_role("link", name="worker details").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Workers")
         row = page.locator("tbody tr").first
         expect(row).to_contain_text("healthy")
         expect(row).to_contain_text("1 / 1")
         expect(row.get_by_role("link", name=f"#{busy}")).to_be_visible()
-        _shot(page, f"workers-{scheme}")
+        shot(page, f"workers-{scheme}")
         api.post(f"/api/v1/jobs/{busy}/abort")
         _wait_status(api, busy, {"FAILED"})
         page.context.close()

@@ -632,6 +632,7 @@ ENFORCED: list[Rule] = [
     # Live streams answer 401 without a session (an EventSource must not follow a
     # redirect to the login page); the output download and the workers page redirect.
     Rule("GET", "/events/jobs", open_route(401)),
+    Rule("GET", "/events/dashboard", open_route(401)),
     Rule("GET", "/jobs/{job_id}/events", open_route(401)),
     Rule(
         "GET",

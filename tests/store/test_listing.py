@@ -17,11 +17,13 @@ from tests.store.conftest import make_jobconfig, new_job
 S = JobStatus
 
 
-async def _all_pages(store: Store, flt: JobFilter, limit: int) -> list[Job]:
+async def _all_pages(
+    store: Store, flt: JobFilter, limit: int, *, oldest_first: bool = False
+) -> list[Job]:
     seen: list[Job] = []
     cursor = None
     while True:
-        page = await store.jobs_list(flt, cursor=cursor, limit=limit)
+        page = await store.jobs_list(flt, cursor=cursor, limit=limit, oldest_first=oldest_first)
         assert len(page.items) <= limit
         seen.extend(page.items)
         if page.next_cursor is None:
@@ -67,6 +69,8 @@ async def test_filters_and_pagination(store: Store) -> None:
     for flt, expected in cases:
         for limit in (1, 2, 4, 100):
             assert [j.id for j in await _all_pages(store, flt, limit)] == expected, (flt, limit)
+            oldest = await _all_pages(store, flt, limit, oldest_first=True)
+            assert [j.id for j in oldest] == expected[::-1], (flt, limit, "oldest first")
 
     mid = current[made[4].id].created_at
     after = await _all_pages(store, JobFilter(created_after=mid), 3)
@@ -91,8 +95,8 @@ async def test_bad_limit_is_invalid_input(store: Store) -> None:
             await store.jobs_list(JobFilter(), cursor=None, limit=limit)
 
 
-def _plan(db: Engine, flt: JobFilter) -> str:
-    stmt = jobs_list_statement(flt, after=500, limit=50)
+def _plan(db: Engine, flt: JobFilter, *, oldest_first: bool = False) -> str:
+    stmt = jobs_list_statement(flt, after=500, limit=50, oldest_first=oldest_first)
     assert stmt is not None
     with db.connect() as conn:
         compiled = stmt.compile(conn, compile_kwargs={"literal_binds": True})
@@ -127,3 +131,32 @@ async def test_listing_plans_walk_an_index_without_sorting(store: Store, db: Eng
         for plan in (one, by_status):
             assert "Index" in plan and "Seq Scan" not in plan and "Sort" not in plan, plan
         assert "Seq Scan" not in many and many.count("Limit") == 3, many
+
+
+async def test_a_jobconfigs_jobs_are_read_one_status_range_at_a_time(
+    store: Store, db: Engine
+) -> None:
+    """A jobconfig's jobs of any status: one limited (jobconfig, status, id) range per
+    status, not every job of the jobconfig read and sorted."""
+    jc = await make_jobconfig(store, "a")
+    await store.job_insert(new_job(jc.id), actor="x", reason=None)
+    for oldest_first in (False, True):
+        plan = _plan(db, JobFilter(jobconfig_id=jc.id), oldest_first=oldest_first)
+        if db.dialect.name == "sqlite":
+            assert plan.count("ix_jobs_jobconfig_status_id") == len(S), plan
+        else:
+            assert "Seq Scan" not in plan and plan.count("Limit") == len(S) + 1, plan
+
+
+async def test_oldest_first_plans_walk_an_index_without_sorting(store: Store, db: Engine) -> None:
+    """Oldest-first pages read the same index ranges forwards: no scan, no sort."""
+    jc = await make_jobconfig(store, "a")
+    await store.job_insert(new_job(jc.id), actor="x", reason=None)
+    one = _plan(db, JobFilter(jobconfig_id=jc.id, statuses=(S.FINISHED,)), oldest_first=True)
+    by_status = _plan(db, JobFilter(statuses=(S.FAILED,)), oldest_first=True)
+    if db.dialect.name == "sqlite":
+        assert "ix_jobs_jobconfig_status_id" in one and "TEMP B-TREE" not in one
+        assert "ix_jobs_status_id" in by_status and "TEMP B-TREE" not in by_status
+    else:
+        for plan in (one, by_status):
+            assert "Index" in plan and "Seq Scan" not in plan and "Sort" not in plan, plan

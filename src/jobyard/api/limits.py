@@ -13,7 +13,11 @@ limit chosen by its route:
   :func:`jobyard.service.uploads.receive_upload`), and at most ``upload_max_concurrent``
   uploads of one user in flight on this server (429 with ``Retry-After`` beyond,
   before a byte of the body is read);
-* everything else (JSON bodies, macro-definition files): ``max_json_bytes``.
+* everything else (JSON bodies, macro-definition files, the console's other forms):
+  ``max_json_bytes``.
+
+Console paths (:func:`jobyard.web.paths.is_console_path`) are answered with an HTML
+page (:func:`jobyard.web.uploads.refusal_page`), the API with its JSON error.
 
 A ``Content-Length`` above the limit is answered 413 at once, without reading the
 body. Otherwise bytes are counted as they arrive, so a missing or lying length and
@@ -78,16 +82,25 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
+        if is_upload(method, path):
+            await self._upload(scope, receive, send)
+            return
+        # A console form is answered with a page (a browser shows it), the API with JSON.
+        console = is_console_path(path)
         if (method, path) in OPEN_BODY_ROUTES:
             limit = OPEN_BODY_MAX_BYTES
             message = f"the body of {method} {path} may hold at most {limit} bytes"
-        elif is_upload(method, path):
-            await self._upload(scope, receive, send)
-            return
+        elif console:
+            limit = self.settings.max_json_bytes
+            message = (
+                f"this form may send at most {limit} bytes (JOBYARD_MAX_JSON_BYTES): "
+                "shorten what you typed, or ask an administrator to raise the limit"
+            )
         else:
             limit = self.settings.max_json_bytes
             message = f"a request body may hold at most {limit} bytes (JOBYARD_MAX_JSON_BYTES)"
-        await _limited(self.app, scope, receive, send, limit, _Refusal(message, limit))
+        refusal = _Refusal(message, limit, page_for=path if console else None)
+        await _limited(self.app, scope, receive, send, limit, refusal)
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]

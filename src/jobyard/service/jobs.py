@@ -272,15 +272,22 @@ async def show(ctx: Context, principal: Principal, job_id: int) -> JobShown:
 
 
 async def list_(
-    ctx: Context, principal: Principal, flt: JobFilter, *, cursor: str | None, limit: int
+    ctx: Context,
+    principal: Principal,
+    flt: JobFilter,
+    *,
+    cursor: str | None,
+    limit: int,
+    oldest_first: bool = False,
 ) -> Page[Job]:
-    """List the jobs the caller may view, newest first.
+    """List the jobs the caller may view, newest first (or oldest first: the console's
+    ``sort=id`` pages through the whole history that way).
 
     Those are the jobs of jobconfigs it may view, plus the jobs it submitted (its
     ad-hoc ones included). A page may hold fewer than ``limit`` items; ``next_cursor``
     still says whether more follow.
     """
-    page = await ctx.store.jobs_list(flt, cursor=cursor, limit=limit)
+    page = await ctx.store.jobs_list(flt, cursor=cursor, limit=limit, oldest_first=oldest_first)
     visible = await access.visible_jobconfig_filter(ctx, principal)
     if visible is None:
         return page

@@ -229,8 +229,11 @@ class Store(ClaimStore, UserStore, StatsStore, ApplyStore, Protocol):
         """Return a job or raise ``NotFound``."""
         ...
 
-    async def jobs_list(self, flt: JobFilter, *, cursor: str | None, limit: int) -> Page[Job]:
-        """Newest first (id descending), filtered, cursor-paginated."""
+    async def jobs_list(
+        self, flt: JobFilter, *, cursor: str | None, limit: int, oldest_first: bool = False
+    ) -> Page[Job]:
+        """Newest first (id descending), or oldest first (ascending); filtered,
+        cursor-paginated (a cursor continues in the way of the listing that wrote it)."""
         ...
 
     async def job_events(self, job_id: int) -> list[JobEvent]:

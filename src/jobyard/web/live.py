@@ -6,7 +6,8 @@ block as ``GET /jobs``) each time it changes. ``GET /jobs/{id}/events?offset=N``
 ``head`` events (the job page's status, facts, buttons, timeline and output files) when
 the job changes, ``log`` events with what the job printed after byte ``N`` (read by
 :func:`jobyard.service.logs.stream_log`, the API's log follow), and ``end`` once the
-job has ended and its log is read to the end.
+job has ended and its log is read to the end. ``GET /events/dashboard`` sends ``board``
+events: the dashboard's live block, as ``GET /`` renders it.
 
 How a stream learns of changes: the engine's bus (:meth:`~jobyard.engine.bus.Bus.wait_job`
 and :meth:`~jobyard.engine.bus.Bus.wait_any_job`) wakes it; since not every transition
@@ -66,6 +67,10 @@ JOB_RECHECK_SECONDS = 2.0
 LIST_RECHECK_SECONDS = 5.0
 #: ...and at most this often, however busy the server is.
 LIST_MIN_GAP_SECONDS = 1.0
+#: The dashboard's stream reads the board again at least this often (its polling period)...
+DASHBOARD_RECHECK_SECONDS = 10.0
+#: ...and at most this often (a board costs more than a page of jobs).
+DASHBOARD_MIN_GAP_SECONDS = 2.0
 #: Filters of the jobs list, kept in its links and its stream's URL.
 LIST_KEYS = ("status", "jobconfig", "user", "since", "sort")
 #: The first page of a live list (the jobs page's own size).
@@ -96,7 +101,11 @@ def jobs_list_extras(kept: dict[str, str]) -> dict[str, Any]:
     way = (
         "newest first" if current == "-id" else ("descending" if current[0] == "-" else "ascending")
     )
-    caption = f"Sorted by {'job' if key == 'id' else key} ({way}); a sort orders this page's jobs."
+    if key == "id":
+        # The store pages by id both ways: the whole history is in this order.
+        caption = f"Sorted by job ({way}), page after page."
+    else:
+        caption = f"Sorted by {key} ({way}): this page's jobs only; the pages go newest first."
     live = {k: v for k, v in kept.items() if k in LIST_KEYS}
     return {
         "sort_links": links,
@@ -189,22 +198,32 @@ async def jobs_events(request: Request) -> Response:
 
 
 async def _list_body(
-    request: Request, resolved: Resolved, first: str, read: Any
+    request: Request,
+    resolved: Resolved,
+    first: str,
+    read: Any,
+    *,
+    event: str = "rows",
+    recheck: float = LIST_RECHECK_SECONDS,
+    min_gap: float = LIST_MIN_GAP_SECONDS,
 ) -> AsyncIterator[bytes]:
+    """Send ``first``, then what ``read()`` renders each time it changes, as ``event``
+    events: read when the bus announces a job change or after ``recheck`` seconds,
+    never sooner than ``min_gap`` seconds after the previous read."""
     ctx, streams = ctx_of(request), streams_of(request)
     watch = SessionWatch(ctx, resolved)
     yield HELLO
     sent = hashlib.sha256(first.encode()).digest()
-    yield frame("rows", first)
+    yield frame(event, first)
     quiet_since = last_read = time.monotonic()
     while not streams.closing.is_set():
-        await streams.nap(ctx.bus.wait_any_job(LIST_RECHECK_SECONDS), LIST_RECHECK_SECONDS)
+        await streams.nap(ctx.bus.wait_any_job(recheck), recheck)
         if streams.closing.is_set():
             break
         if not await watch.alive():
             yield frame("session", "ended")
             return
-        gap = LIST_MIN_GAP_SECONDS - (time.monotonic() - last_read)
+        gap = min_gap - (time.monotonic() - last_read)
         if gap > 0:
             await streams.nap(asyncio.sleep(gap), gap)
         last_read = time.monotonic()
@@ -215,11 +234,51 @@ async def _list_body(
         digest = hashlib.sha256(html.encode()).digest()
         if digest != sent:
             sent, quiet_since = digest, time.monotonic()
-            yield frame("rows", html)
+            yield frame(event, html)
         elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
             quiet_since = time.monotonic()
             yield KEEPALIVE
     yield frame("bye", "the server is stopping")
+
+
+# -- the dashboard -----------------------------------------------------------------------
+
+
+@router.get("/events/dashboard")
+async def dashboard_events(request: Request) -> Response:
+    """The dashboard's live block (counts, chart, running jobs, failures), sent again
+    when it changes: read on the bus's job changes, at most every
+    :data:`DASHBOARD_MIN_GAP_SECONDS`, at least every :data:`DASHBOARD_RECHECK_SECONDS`
+    (what its polling did)."""
+    resolved = await signed_in(request)
+    if resolved is None:
+        return _no_session()
+    ctx = ctx_of(request)
+
+    async def read() -> str:
+        board = await overview.dashboard(ctx, resolved.principal)
+        values = {"board": board, "user": resolved.principal, **dashboard_extras()}
+        return render_block("dashboard.html", "board", values)
+
+    try:
+        first = await read()
+    except JobyardError as exc:
+        return error_page(request, resolved, exc)
+    body = _list_body(
+        request,
+        resolved,
+        first,
+        read,
+        event="board",
+        recheck=DASHBOARD_RECHECK_SECONDS,
+        min_gap=DASHBOARD_MIN_GAP_SECONDS,
+    )
+    return _open_stream(request, resolved, body)
+
+
+def dashboard_extras() -> dict[str, Any]:
+    """What the dashboard's template needs beside the board (page and stream alike)."""
+    return {"open_limit": overview.OPEN_COUNT_LIMIT, "live_url": "/events/dashboard"}
 
 
 # -- one job -----------------------------------------------------------------------------

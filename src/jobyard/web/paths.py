@@ -11,7 +11,7 @@ from __future__ import annotations
 #: Console pages matched exactly.
 EXACT: frozenset[str] = frozenset(
     {"/", "/login", "/logout", "/jobs", "/jobconfigs", "/packages", "/workers"}
-    | {"/events/jobs", "/users", "/me", "/tokens", "/policies", "/audit"}
+    | {"/events/jobs", "/events/dashboard", "/users", "/me", "/tokens", "/policies", "/audit"}
 )
 #: Console paths matched by prefix: job, jobconfig, package and user pages, actions,
 #: static files.

@@ -23,7 +23,7 @@ from jobyard.service.uploads import receive_upload
 from jobyard.service.users import TooManyAttempts
 from jobyard.web import session as sessions
 from jobyard.web.guard import clear_session_cookie, same_origin, set_session_cookie
-from jobyard.web.live import jobs_list_extras
+from jobyard.web.live import dashboard_extras, jobs_list_extras
 from jobyard.web.pages import (
     address,
     ctx_of,
@@ -130,7 +130,7 @@ async def dashboard(request: Request) -> Response:
         request,
         resolved,
         "dashboard.html",
-        {"board": board, "nav": "dashboard", "open_limit": overview.OPEN_COUNT_LIMIT},
+        {"board": board, "nav": "dashboard", **dashboard_extras()},
     )
 
 

@@ -65,14 +65,16 @@ class JobsMixin(SqlBase):
         """Return a job or raise ``NotFound``."""
         return await self._read(_job_get, job_id)
 
-    async def jobs_list(self, flt: JobFilter, *, cursor: str | None, limit: int) -> Page[Job]:
-        """Newest first (id descending), filtered, cursor-paginated."""
+    async def jobs_list(
+        self, flt: JobFilter, *, cursor: str | None, limit: int, oldest_first: bool = False
+    ) -> Page[Job]:
+        """Newest first (id descending), or oldest first; filtered, cursor-paginated."""
         after = decode_cursor(cursor)
         check_limit(limit)
         for bound in (flt.created_after, flt.created_before):
             if bound is not None and bound.tzinfo is None:
                 raise InvalidInput("created_after/created_before must be timezone-aware")
-        return await self._read(_jobs_list, flt, after, limit)
+        return await self._read(_jobs_list, flt, after, limit, oldest_first)
 
     async def job_events(self, job_id: int) -> list[JobEvent]:
         """The job's transitions in order, first one WAITING or SEQUENCED."""
@@ -231,8 +233,11 @@ def _job_get(tx: Tx, job_id: int) -> Job:
 _LIST_FILTERS = ("jobconfig_id", "submitted_by", "created_after", "created_before", "after")
 
 
-def _filter_conditions(table: Any, present: tuple[bool, ...]) -> list[ColumnElement[bool]]:
-    """The conditions of the filters that are ``present`` (values bound at execution)."""
+def _filter_conditions(
+    table: Any, present: tuple[bool, ...], oldest_first: bool = False
+) -> list[ColumnElement[bool]]:
+    """The conditions of the filters that are ``present`` (values bound at execution);
+    the cursor's position is passed the listing's way (``id >`` it when oldest first)."""
     jobconfig_id, submitted_by, created_after, created_before, after = present
     conds: list[ColumnElement[bool]] = []
     if jobconfig_id:
@@ -244,18 +249,22 @@ def _filter_conditions(table: Any, present: tuple[bool, ...]) -> list[ColumnElem
     if created_before:
         conds.append(table.c.created_at < bindparam("f_created_before", type_=UtcDateTime()))
     if after:
-        conds.append(table.c.id < bindparam("f_after"))
+        position: BindParameter[int] = bindparam("f_after", type_=Integer())
+        conds.append(table.c.id > position if oldest_first else table.c.id < position)
     return conds
 
 
 @functools.cache
-def _list_shape(statuses: tuple[JobStatus, ...] | None, present: tuple[bool, ...]) -> Select[Any]:
-    """The listing query of one shape (which statuses, which filters), built once: a
-    monitoring client polling the list must not pay the construction every time."""
+def _list_shape(
+    statuses: tuple[JobStatus, ...] | None, present: tuple[bool, ...], oldest_first: bool
+) -> Select[Any]:
+    """The listing query of one shape (which statuses, which filters, which way), built
+    once: a monitoring client polling the list must not pay the construction every time.
+    Both ways walk the same indexes (forwards or backwards)."""
     limit: BindParameter[int] = bindparam("f_limit", type_=Integer())
     stmt: Select[Any]
     if statuses is None or len(statuses) == 1:
-        conds = _filter_conditions(jobs, present)
+        conds = _filter_conditions(jobs, present, oldest_first)
         if statuses:
             conds.append(jobs.c.status == statuses[0].value)
         stmt = select(jobs).where(*conds)
@@ -267,22 +276,28 @@ def _list_shape(statuses: tuple[JobStatus, ...] | None, present: tuple[bool, ...
             j = _BRANCHES[status]
             branch = (
                 select(j.c.id)
-                .where(*_filter_conditions(j, present), j.c.status == status.value)
-                .order_by(j.c.id.desc())
+                .where(*_filter_conditions(j, present, oldest_first), j.c.status == status.value)
+                .order_by(j.c.id.asc() if oldest_first else j.c.id.desc())
                 .limit(limit)
                 .subquery()
             )
             branches.append(select(branch.c.id))
         stmt = select(jobs).where(jobs.c.id.in_(union_all(*branches)))
-    return stmt.order_by(jobs.c.id.desc()).limit(limit)
+    return stmt.order_by(jobs.c.id.asc() if oldest_first else jobs.c.id.desc()).limit(limit)
 
 
 def _list_query(
-    flt: JobFilter, after: int | None, limit: int
+    flt: JobFilter, after: int | None, limit: int, oldest_first: bool = False
 ) -> tuple[Select[Any], dict[str, Any]] | None:
     statuses = None if flt.statuses is None else sorted({JobStatus(s) for s in flt.statuses})
     if statuses is not None and not statuses:
         return None
+    if statuses is None and flt.jobconfig_id is not None and _no_time_bounds(flt):
+        # A jobconfig's jobs in id order: one (jobconfig, status, id) index range per
+        # status, each limited, merged. Without a status, SQLite would otherwise read
+        # and sort every job of the jobconfig (~0.1-0.2 s for 50,000 of them). With a
+        # time bound the (jobconfig, created_at) index is the better walk: left alone.
+        statuses = sorted(JobStatus)
     values = {
         "jobconfig_id": flt.jobconfig_id,
         "submitted_by": flt.submitted_by,
@@ -291,23 +306,32 @@ def _list_query(
         "after": after,
     }
     present = tuple(values[name] is not None for name in _LIST_FILTERS)
-    shape = _list_shape(None if statuses is None else tuple(statuses), present)
+    shape = _list_shape(None if statuses is None else tuple(statuses), present, oldest_first)
     params = {f"f_{name}": value for name, value in values.items() if value is not None}
     params["f_limit"] = limit + 1
     return shape, params
 
 
-def jobs_list_statement(flt: JobFilter, after: int | None, limit: int) -> Select[Any] | None:
-    """The listing query (``None`` when the filter cannot match): newest first, limit + 1.
+def _no_time_bounds(flt: JobFilter) -> bool:
+    return flt.created_after is None and flt.created_before is None
+
+
+def jobs_list_statement(
+    flt: JobFilter, after: int | None, limit: int, oldest_first: bool = False
+) -> Select[Any] | None:
+    """The listing query (``None`` when the filter cannot match): newest first (or
+    oldest first), limit + 1.
 
     Public for the query-plan tests: history size must not change how it is executed.
     """
-    query = _list_query(flt, after, limit)
+    query = _list_query(flt, after, limit, oldest_first)
     return None if query is None else query[0].params(query[1])
 
 
-def _jobs_list(tx: Tx, flt: JobFilter, after: int | None, limit: int) -> Page[Job]:
-    query = _list_query(flt, after, limit)
+def _jobs_list(
+    tx: Tx, flt: JobFilter, after: int | None, limit: int, oldest_first: bool
+) -> Page[Job]:
+    query = _list_query(flt, after, limit, oldest_first)
     if query is None:
         return Page([], None)
     items = [job_from_row(row) for row in tx.conn.execute(*query)]

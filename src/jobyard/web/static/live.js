@@ -2,6 +2,7 @@
 //
 // An element with data-live="URL" follows a Server-Sent Events stream of the console:
 //   rows  -> the jobs list's rows (innerHTML of #jobs-live)
+//   board -> the dashboard's live block (innerHTML of #dash-live)
 //   head  -> a job's status, facts, buttons, timeline, outputs (innerHTML of #job-head)
 //   log   -> text the job printed, appended to #log-text
 //   end   -> the job ended: the stream is closed
@@ -94,7 +95,7 @@
     var source = null;
     var failures = 0;
     var polling = null;
-    var period = id === "jobs-live" ? 5000 : 2000;
+    var period = id === "jobs-live" ? 5000 : id === "dash-live" ? 10000 : 2000;
 
     function poll() {
       if (source) { source.close(); source = null; }
@@ -139,6 +140,7 @@
         el.setAttribute("data-live-state", "live");
       });
       source.addEventListener("rows", function (e) { swap("jobs-live", JSON.parse(e.data)); });
+      source.addEventListener("board", function (e) { swap("dash-live", JSON.parse(e.data)); });
       source.addEventListener("head", function (e) { swap("job-head", JSON.parse(e.data)); });
       source.addEventListener("log", function (e) {
         appendLog(JSON.parse(e.data));
