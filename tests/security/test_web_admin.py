@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
 
 from tests.integration.conftest import Env
+from tests.security.web_support import signed_in
 
 PASSWORD = "console-admin-pass-1"
 
@@ -30,12 +31,6 @@ async def _user(env: Env, name: str, role: str = "user") -> dict[str, Any]:
     return dict(r.json())
 
 
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
 def _main(html: str) -> str:
     """The ``<main>`` of a page (what differs between two users' pages of the same kind)."""
     found = re.search(r"<main.*</main>", html, re.DOTALL)
@@ -43,17 +38,9 @@ def _main(html: str) -> str:
     return found.group(0)
 
 
-@asynccontextmanager
-async def _signed_in(env: Env, name: str) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+def _signed_in(env: Env, name: str) -> AbstractAsyncContextManager[tuple[httpx.AsyncClient, str]]:
     """A browser logged in to the console as ``name``, and its session's CSRF token."""
-    async with httpx.AsyncClient(
-        base_url=env.url, timeout=30, headers={"Origin": env.url}
-    ) as client:
-        r = await client.post("/login", data={"name": name, "password": PASSWORD})
-        assert r.status_code == 303, r.text
-        page = await client.get("/")
-        assert page.status_code == 200, page.text
-        yield client, _csrf(page.text)
+    return signed_in(env, name, PASSWORD)
 
 
 @asynccontextmanager

@@ -10,13 +10,13 @@ the document that was planned, and only while its plan still holds.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 
 from tests.integration.conftest import Env
+from tests.security.web_support import signed_in
 
 PASSWORD = "console-pass-1"
 SECRET = "s3cr3t-Value-never-shown"
@@ -45,23 +45,9 @@ async def _jobconfig(env: Env, name: str, **extra: Any) -> dict[str, Any]:
     return dict(r.json())
 
 
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
-@asynccontextmanager
-async def _signed_in(env: Env, name: str) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    """A browser logged in as ``name`` (sending a same-origin ``Origin``) and its CSRF token."""
-    async with httpx.AsyncClient(
-        base_url=env.url, timeout=30, headers={"Origin": env.url}
-    ) as client:
-        r = await client.post("/login", data={"name": name, "password": PASSWORD})
-        assert r.status_code == 303, r.text
-        page = await client.get("/")
-        assert page.status_code == 200, page.text
-        yield client, _csrf(page.text)
+def _signed_in(env: Env, name: str) -> AbstractAsyncContextManager[tuple[httpx.AsyncClient, str]]:
+    """A browser logged in to the console as ``name``, and its session's CSRF token."""
+    return signed_in(env, name, PASSWORD)
 
 
 async def _macros(env: Env, jobconfig_id: int) -> dict[str, Any]:

@@ -14,13 +14,13 @@ import io
 import re
 import tarfile
 import zipfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 
 from tests.integration.conftest import Env, ServerFactory
+from tests.security.web_support import signed_in
 from tests.support.rawhttp import MULTIPART_TYPE, Answer, RawRequest, head
 
 PASSWORD = "console-pass-1"
@@ -68,23 +68,9 @@ async def _user(env: Env, name: str, role: str = "user") -> int:
     return int(r.json()["id"])
 
 
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
-@asynccontextmanager
-async def _signed_in(env: Env, name: str) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    """A browser on a console page logged in as ``name``, and its session's CSRF token."""
-    async with httpx.AsyncClient(
-        base_url=env.url, timeout=30, headers={"Origin": env.url}
-    ) as client:
-        r = await client.post("/login", data={"name": name, "password": PASSWORD})
-        assert r.status_code == 303, r.text
-        page = await client.get("/jobconfigs")
-        assert page.status_code == 200, page.text
-        yield client, _csrf(page.text)
+def _signed_in(env: Env, name: str) -> AbstractAsyncContextManager[tuple[httpx.AsyncClient, str]]:
+    """A browser logged in to the console as ``name``, and its session's CSRF token."""
+    return signed_in(env, name, PASSWORD, page="/jobconfigs")
 
 
 def _form(token: str, **fields: str) -> dict[str, str]:

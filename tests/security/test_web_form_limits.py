@@ -9,21 +9,15 @@ found while reading (chunked); the API keeps its JSON answer; nothing was applie
 from __future__ import annotations
 
 import asyncio
-import re
 
 import httpx
 
 from tests.integration.conftest import ServerFactory
+from tests.security.web_support import csrf_of
 from tests.support.rawhttp import Answer, RawRequest, chunk
 
 PASSWORD = "limits-pass-1"
 LIMIT = 4096
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
 
 
 def _is_page_413(r: httpx.Response) -> None:
@@ -66,7 +60,7 @@ async def test_an_oversized_console_form_gets_an_html_413(start_server: ServerFa
         assert r.status_code == 303, r.text
         page = await c.get(f"/jobconfigs/{jc}/yaml")
         assert page.status_code == 200
-        token = _csrf(page.text)
+        token = csrf_of(page.text)
         document = "name: limited\ndescription: " + "x" * (2 * LIMIT) + "\n"
         form = {"csrf_token": token, "op": "apply", "document": document}
 

@@ -22,6 +22,7 @@ import httpx
 
 from jobyard.web.streams import MAX_STREAMS_PER_SESSION
 from tests.integration.conftest import Env, ServerFactory
+from tests.security.web_support import csrf_of
 from tests.support.server import jobyard_server
 
 PASSWORD = "live-pass-1"
@@ -43,12 +44,6 @@ async def _signed_in(url: str, name: str) -> AsyncIterator[httpx.AsyncClient]:
         r = await client.post("/login", data={"name": name, "password": PASSWORD})
         assert r.status_code == 303, r.text
         yield client
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
 
 
 class Events:
@@ -174,7 +169,7 @@ async def test_the_list_stream_never_carries_invisible_jobs(env: Env) -> None:
 async def test_a_stream_ends_after_logout(env: Env) -> None:
     await _user(env, "lou")
     async with _signed_in(env.url, "lou") as client:
-        csrf = _csrf((await client.get("/jobs")).text)
+        csrf = csrf_of((await client.get("/jobs")).text)
         async with _stream(client, "/events/jobs") as events:
             assert (await events.next()) is not None
             r = await client.post("/logout", data={"csrf_token": csrf})

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from jobyard.store.sql import base as store_base
+from tests.security.web_support import csrf_of
 from tests.integration.conftest import Env, ServerFactory
 
 PASSWORD = "console-pass-1"
@@ -47,12 +48,6 @@ async def _login(client: httpx.AsyncClient, name: str, **extra: Any) -> httpx.Re
     )
 
 
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
 @asynccontextmanager
 async def _signed_in(env: Env, name: str) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     """A browser logged in as ``name``, and the CSRF token of its session."""
@@ -61,7 +56,7 @@ async def _signed_in(env: Env, name: str) -> AsyncIterator[tuple[httpx.AsyncClie
         assert r.status_code == 303, r.text
         page = await client.get("/")
         assert page.status_code == 200, page.text
-        yield client, _csrf(page.text)
+        yield client, csrf_of(page.text)
 
 
 async def test_login_sets_a_strict_httponly_cookie(env: Env) -> None:
@@ -370,7 +365,7 @@ async def test_an_expired_access_token_is_refreshed_once(start_server: ServerFac
         after = renewed.pop()
         assert after != before
         assert after.split(".")[2] == before.split(".")[2]  # the CSRF secret stays
-        assert all(_csrf(r.text) == token for r in answers)
+        assert all(csrf_of(r.text) == token for r in answers)
         client.cookies.set("jobyard_session", after)
         r = await client.post("/logout", data={"csrf_token": token})
         assert r.status_code == 303
