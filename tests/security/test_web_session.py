@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from jobyard.store.sql import base as store_base
-from tests.security.web_support import csrf_of
 from tests.integration.conftest import Env, ServerFactory
+from tests.security.web_support import csrf_of
 
 PASSWORD = "console-pass-1"
 
