@@ -89,12 +89,13 @@ def editor(server: RunningServer) -> str:
     return "editor"
 
 
-def _occupy_the_slot(server: RunningServer) -> int:
-    """A job holding the server's one slot for about 4 s (RUNNING when this returns)."""
+def _run_first(server: RunningServer, jobconfig_id: int) -> int:
+    """A first job of the jobconfig, RUNNING (about 6 s) when this returns: with one job
+    of it at a time, the next one waits SEQUENCED behind it."""
     with httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, timeout=30
     ) as api:
-        r = api.post("/api/v1/jobs", json={"command": ["/bin/sh", "-c", "sleep 4"]})
+        r = api.post(f"/api/v1/jobconfigs/{jobconfig_id}/run", json={})
         assert r.status_code == 201, r.text
         job_id = int(r.json()["id"])
         deadline = time.monotonic() + 60
@@ -165,15 +166,17 @@ def test_upload_create_run_with_payload_and_watch_it_live(
     _refused_loads_only(watch, 422)
     shot(page, "jobconfig-new-refused")
     page.get_by_label("Timeout (minutes)").fill("10")
+    page.get_by_label("Max concurrency").fill("1")
     page.get_by_role("button", name="Create jobconfig").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Jobconfig slow-demo")
+    jobconfig_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
     expect(page.locator("dl.facts")).to_contain_text("entry point slow")
     shot(page, "jobconfig-run-form")
 
-    # Run it with a payload while the server's only slot is busy for a few seconds, so
-    # the job's page shows it waiting its turn first; the page then follows it live
-    # (htmx polling): no reload, no navigation.
-    blocker = _occupy_the_slot(server)
+    # Run it with a payload while a first job of it runs (one at a time), so the job's
+    # page shows it SEQUENCED first; the page then follows it live: no reload, no
+    # navigation.
+    blocker = _run_first(server, jobconfig_id)
     page.get_by_label("Payload file (optional)").set_input_files(str(payload))
     page.get_by_role("button", name="Run slow-demo").click()
     expect(page.get_by_role("status")).to_have_text("Job submitted.")
@@ -185,7 +188,7 @@ def test_upload_create_run_with_payload_and_watch_it_live(
     assert page.evaluate("window.notReloaded === true"), "the page was reloaded"
     assert page.url == job_url
     print(f"statuses the page showed: {statuses} (blocker job {blocker})")
-    assert statuses[0] in ("SEQUENCED", "QUEUED"), statuses
+    assert statuses[0] == "SEQUENCED", statuses
     assert "RUNNING" in statuses and statuses[-1] == "FINISHED", statuses
     assert statuses.index("RUNNING") < statuses.index("FINISHED"), statuses
     # A line printed before the pause was in the page's log while the job still ran.
@@ -204,6 +207,7 @@ def test_upload_create_run_with_payload_and_watch_it_live(
     page.get_by_role("link", name="Settings").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Settings of slow-demo")
     expect(page.get_by_label("Entry point")).to_have_value("slow")
+    expect(page.get_by_label("Max concurrency")).to_have_value("1")
     page.get_by_label("Max concurrency").fill("4")
     page.get_by_label("Keep jobs for (days)").fill("14")
     page.get_by_role("button", name="Save settings").click()
