@@ -59,6 +59,12 @@ class JobConfigSpec:
     #: Retention of its ended jobs; None: the global ``retention`` settings.
     retention_max_age_days: float | None = None
     retention_max_jobs: int | None = None
+    #: Retry policy (:mod:`jobyard.core.retries`): how many new jobs may repeat one
+    #: that ended in a status of ``retry_on``, and after what delay.
+    retries: int = 0
+    retry_delay_seconds: float = 30.0
+    retry_backoff: float = 2.0
+    retry_on: list[str] = field(default_factory=lambda: ["FAILED"])
 
 
 #: The fields of a jobconfig that decide what its jobs run: whoever changes one of them
@@ -102,11 +108,20 @@ class JobConfig:
     #: Retention overrides (see :class:`JobConfigSpec`); None: the global settings.
     retention_max_age_days: float | None = None
     retention_max_jobs: int | None = None
+    #: Retry policy (see :class:`JobConfigSpec`); ``retry_since``: when ``retries`` last
+    #: went from 0 to more (only jobs ended since then are retried).
+    retries: int = 0
+    retry_delay_seconds: float = 30.0
+    retry_backoff: float = 2.0
+    retry_on: list[str] = field(default_factory=lambda: ["FAILED"])
+    retry_since: datetime | None = None
 
     def __post_init__(self) -> None:
         # A row written before the column existed (or by hand) may hold NULL: no parameters.
         if self.parameters is None:
             object.__setattr__(self, "parameters", [])
+        if self.retry_on is None:  # NULL: the default policy's statuses
+            object.__setattr__(self, "retry_on", ["FAILED"])
 
 
 @dataclass(frozen=True, slots=True)

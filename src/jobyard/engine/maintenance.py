@@ -1,5 +1,5 @@
-"""Maintenance: end jobs of lost workers, catch up on sequencing, recover after a crash,
-fold ended jobs into the statistics rollup.
+"""Maintenance: end jobs of lost workers, submit due retries, catch up on sequencing,
+recover after a crash, fold ended jobs into the statistics rollup.
 
 One server at a time does the sweep (leader election through the store), so several
 replicas on one PostgreSQL never fight over the same jobs.
@@ -28,7 +28,9 @@ PROCESS_DIED_REASON = "worker lost: its worker process died"
 
 
 async def sweep_once(store: Store, bus: Bus, *, interval: float | None = None) -> tuple[int, int]:
-    """One pass: fail expired leases, then promote any sequencing left behind.
+    """One pass: fail expired leases, submit due retries (jobconfigs' retry policies,
+    lost workers' jobs included: they ended FAILED just before), then promote any
+    sequencing left behind.
 
     ``interval``: how often sweeps run; a longer pause since the last one (the database
     was unreachable, no server was up) does not count against leases, so jobs whose
@@ -41,10 +43,14 @@ async def sweep_once(store: Store, bus: Bus, *, interval: float | None = None) -
     for job in failed:
         log.warning("job %s ended FAILED: %s (worker %s)", job.id, LEASE_LOST_REASON, job.worker_id)
         bus.job_changed(job.id)
+    retried = await store.jobs_submit_due_retries(now=utcnow())
+    for job in retried:
+        log.info("job %s submitted: %s", job.id, job.trigger)
+        bus.job_changed(job.id)
     promoted = 0
     for jobconfig_id in await store.jobconfigs_with_sequenced():
         promoted += len(await store.jobs_promote_sequenced(jobconfig_id))
-    if failed or promoted:
+    if failed or promoted or retried:
         bus.work_available()
     return len(failed), promoted
 

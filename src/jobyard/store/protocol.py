@@ -42,6 +42,7 @@ from jobyard.core.models import (
     WorkerInfo,
 )
 from jobyard.core.retention import JobconfigKey, JobconfigRemoved, JobsPurged
+from jobyard.core.retries import RetryLinks
 from jobyard.core.schedules import FiringPlanner, FiringRound, Schedule, ScheduleSpec
 from jobyard.core.templates import CloneResult, Template, TemplateSpec
 from jobyard.core.users import User
@@ -325,6 +326,21 @@ class Store(ClaimStore, UserStore, StatsStore, ApplyStore, Protocol):
 
     async def jobs_held_by_workers(self, worker_ids: list[str]) -> list[Job]:
         """INITIALIZING/RUNNING jobs held by any of these workers (restart recovery)."""
+        ...
+
+    # -- retries ---------------------------------------------------------------------
+    async def jobs_submit_due_retries(self, *, now: datetime) -> list[Job]:
+        """Decide each ended job of a jobconfig with a retry policy whose retry is due.
+
+        Submits a new job repeating it (trigger ``retry``) while the policy has attempts
+        left, and records the decision keyed by the ended job, so each ended job is
+        decided exactly once however many passes run concurrently. Returns the new jobs.
+        Nothing on the job path reads or writes what this uses.
+        """
+        ...
+
+    async def job_retry_links(self, job_id: int) -> RetryLinks:
+        """The job this one retries (with its attempt number) and the job retrying it."""
         ...
 
     # -- job files -------------------------------------------------------------------

@@ -144,6 +144,12 @@ jobconfigs = Table(
     # 0005: retention overrides of its ended jobs (NULL: the global setting)
     Column("retention_max_age_days", Float, nullable=True),
     Column("retention_max_jobs", Integer, nullable=True),
+    # 0009: retry policy (jobyard.core.retries); retry_since: when retries went above 0
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("retry_delay_seconds", Float, nullable=False, server_default="30"),
+    Column("retry_backoff", Float, nullable=False, server_default="2"),
+    Column("retry_on", _json(), nullable=True),
+    Column("retry_since", UtcDateTime(), nullable=True),
     Index("ux_jobconfigs_name", "name", unique=True),
     CheckConstraint("max_concurrent >= 0", name="max_concurrent_nonneg"),
     sqlite_autoincrement=True,
@@ -241,6 +247,20 @@ Index(
     unique=True,
     postgresql_where=text("schedule_id IS NOT NULL"),
     sqlite_where=text("schedule_id IS NOT NULL"),
+)
+
+#: Retries (0009), kept beside ``jobs`` so the job path never reads them: one row per
+#: ended job the maintenance pass decided about (``retry_of``, the primary key, makes a
+#: second decision impossible), naming the job that repeats it (``job_id``; NULL when the
+#: policy allowed no more) and that job's ``attempt`` (1 = first retry).
+job_retries = Table(
+    "job_retries",
+    metadata,
+    Column("retry_of", BigInteger, primary_key=True, autoincrement=False),
+    Column("job_id", BigInteger, nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ux_job_retries_job_id", "job_id", unique=True),
 )
 
 job_events = Table(

@@ -16,6 +16,7 @@ from jobyard.store.sql.jobs import JobsMixin
 from jobyard.store.sql.macros import MacrosMixin
 from jobyard.store.sql.packages import PackagesMixin
 from jobyard.store.sql.retention import RetentionMixin
+from jobyard.store.sql.retries import RetriesMixin
 from jobyard.store.sql.schedules import SchedulesMixin
 from jobyard.store.sql.stats import StatsMixin
 from jobyard.store.sql.submits import SubmitsMixin
@@ -40,6 +41,7 @@ class SqlStore(
     WorkersMixin,
     AccessMixin,
     RetentionMixin,
+    RetriesMixin,
     StatsMixin,
     ApplyMixin,
 ):

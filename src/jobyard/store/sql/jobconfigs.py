@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import TERMINAL, JobStatus
 from jobyard.core.models import DEFINITION_FIELDS, JobConfig, JobConfigSpec, Page
 from jobyard.core.retention import JobconfigRemoved, JobsPurged
+from jobyard.core.retries import validate_policy
 from jobyard.store.schema import jobconfigs, jobs
 from jobyard.store.sql.base import (
     SqlBase,
@@ -107,6 +108,7 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
             isinstance(value, bool) or not isinstance(value, kind) or value < 0
         ):
             raise InvalidInput(f"{key} must be a number >= 0 or null", {key: value})
+    validate_policy(values)
     if values.get("command") is not None:
         values["command"] = list(values["command"])
     if "macros" in values:
@@ -125,6 +127,8 @@ def _name_taken(name: str) -> Conflict:
 def _jobconfig_insert(tx: Tx, values: dict[str, Any]) -> JobConfig:
     check_package(tx, values.get("package_id"))
     check_template(tx, values.get("template_id"))
+    if values.get("retries"):
+        values["retry_since"] = tx.now  # only jobs ended from now on are retried
     stmt = (
         insert(jobconfigs)
         .values(**values, created_at=tx.now, updated_at=tx.now, definition_changed_at=tx.now)
@@ -175,6 +179,14 @@ def _jobconfig_update(
         current = read_jobconfig(tx, jobconfig_id)
         if defines(current, changes, DEFINITION_FIELDS):
             values.update(definition_changed_by=changed_by, definition_changed_at=tx.now)
+    if "retries" in changes:
+        # Turning retries on starts the clock of what is retried (jobs that ended
+        # before are left alone); changing a live policy keeps it; turning it off clears it.
+        values["retry_since"] = (
+            case((jobconfigs.c.retries == 0, tx.now), else_=jobconfigs.c.retry_since)
+            if changes["retries"]
+            else None
+        )
     stmt = (
         update(jobconfigs)
         .where(jobconfigs.c.id == jobconfig_id)
