@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from fastapi import Response
 from pydantic import (
@@ -36,6 +36,16 @@ Parameters = Annotated[
 ]
 ExitCode = Annotated[int, Field(ge=0, le=255)]
 #: How the ``cursor`` query parameter of every listing is described.
+RETRIES_HELP = (
+    "How many new jobs may repeat a job that ended in a status of retry_on (0 = none); "
+    "each retry is a new job with retry_of naming the one it repeats."
+)
+RETRY_DELAY_HELP = "Seconds the first retry waits after the job it repeats ended."
+RETRY_BACKOFF_HELP = "Multiplier (>= 1): the n-th retry waits delay * backoff^(n-1)."
+RETRY_ON_HELP = (
+    "End statuses that are retried: ERROR (the program failed) and/or FAILED (timeout, "
+    "lost worker, init error, abort)."
+)
 CURSOR_HELP = "The next_cursor of the previous page; anything else answers 422 invalid_cursor."
 
 
@@ -149,6 +159,14 @@ class RetentionOut(BaseModel):
     max_jobs: int | None = None
 
 
+RetryCount = Annotated[int, Field(ge=0, le=100, description=RETRIES_HELP)]
+RetryDelay = Annotated[float, Field(ge=0, le=31_536_000, description=RETRY_DELAY_HELP)]
+RetryBackoff = Annotated[float, Field(ge=1, le=100, description=RETRY_BACKOFF_HELP)]
+RetryOn = Annotated[
+    list[Literal["ERROR", "FAILED"]], Field(min_length=1, max_length=2, description=RETRY_ON_HELP)
+]
+
+
 class JobConfigIn(_RunTargetIn):
     """Body of create (POST) and replace (PUT) of a jobconfig."""
 
@@ -163,6 +181,10 @@ class JobConfigIn(_RunTargetIn):
     retention: RetentionIn | None = Field(
         default=None, description="Retention overrides of its ended jobs (null: global)."
     )
+    retries: RetryCount = 0
+    retry_delay_seconds: RetryDelay = 30.0
+    retry_backoff: RetryBackoff = 2.0
+    retry_on: RetryOn = ["FAILED"]
 
 
 class JobConfigPatch(_In):
@@ -185,6 +207,10 @@ class JobConfigPatch(_In):
         default=None,
         description="The fields given change (null resets both to the global settings).",
     )
+    retries: RetryCount | None = None
+    retry_delay_seconds: RetryDelay | None = None
+    retry_backoff: RetryBackoff | None = None
+    retry_on: RetryOn | None = None
 
 
 class JobConfigOut(BaseModel):
@@ -220,6 +246,14 @@ class JobConfigOut(BaseModel):
     retention: RetentionOut = Field(
         default_factory=RetentionOut,
         description="Retention overrides of its ended jobs (null fields: the global settings).",
+    )
+    retries: int = Field(default=0, description=RETRIES_HELP)
+    retry_delay_seconds: float = Field(default=30.0, description=RETRY_DELAY_HELP)
+    retry_backoff: float = Field(default=2.0, description=RETRY_BACKOFF_HELP)
+    retry_on: list[str] = Field(default_factory=lambda: ["FAILED"], description=RETRY_ON_HELP)
+    retry_since: datetime | None = Field(
+        default=None,
+        description="When retries last went above 0: jobs that ended before are not retried.",
     )
 
     @model_validator(mode="wrap")
@@ -337,6 +371,21 @@ class JobOut(BaseModel):
         default=None,
         description="Why a QUEUED job is not picked up, when jobyard knows: pool_unserved "
         "(no live worker serves its pool). GET /api/v1/jobs/{id} only; null elsewhere.",
+    )
+    retry_of: int | None = Field(
+        default=None,
+        description="The ended job this one retries under its jobconfig's retry policy "
+        "(trigger 'retry'). GET /api/v1/jobs/{id} only; null elsewhere.",
+    )
+    attempt: int | None = Field(
+        default=None,
+        description="Which retry this is (1 = the first; 0 = not a retry). "
+        "GET /api/v1/jobs/{id} only; null elsewhere.",
+    )
+    retried_by: int | None = Field(
+        default=None,
+        description="The job submitted to retry this one, once there is one. "
+        "GET /api/v1/jobs/{id} only; null elsewhere.",
     )
 
     @field_validator("definers", mode="before")

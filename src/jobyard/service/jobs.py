@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from jobyard.blobs.keys import payload_key
@@ -21,6 +21,7 @@ from jobyard.core.models import (
     Notice,
     Page,
 )
+from jobyard.core.retries import RetryLinks
 from jobyard.core.runplan import EffectiveTimeout, effective_timeout
 from jobyard.core.timeutil import utcnow
 from jobyard.core.validation import check_exit_codes, check_name
@@ -252,11 +253,15 @@ class JobShown:
     timeout: EffectiveTimeout
     #: Why a QUEUED job is not picked up (no live worker serves its pool), if so.
     waiting_reason: Notice | None
+    #: Where it sits in a retry chain (the job it retries, its attempt, its retry).
+    #: Both ends belong to the same jobconfig, so the caller may view them too.
+    retry: RetryLinks = field(default_factory=RetryLinks)
 
 
 async def show(ctx: Context, principal: Principal, job_id: int) -> JobShown:
     """Read one job the caller may view, with the timeout the worker enforces for it,
-    and why it waits when it is QUEUED in a pool no live worker serves.
+    and why it waits when it is QUEUED in a pool no live worker serves, and its retry
+    links (read here only, never on the job path).
 
     The job's own ``timeout`` is 0 when its jobconfig sets none, yet its manifest entry
     point may set one: the answer resolves it with the worker's own rule
@@ -268,7 +273,9 @@ async def show(ctx: Context, principal: Principal, job_id: int) -> JobShown:
     if job.timeout <= 0 and job.package_id is not None:
         with contextlib.suppress(NotFound):
             package = await ctx.store.package_get(job.package_id)
-    return JobShown(job, effective_timeout(job, package), await pools.waiting_reason(ctx, job))
+    waiting = await pools.waiting_reason(ctx, job)
+    links = RetryLinks() if job.jobconfig_id is None else await ctx.store.job_retry_links(job.id)
+    return JobShown(job, effective_timeout(job, package), waiting, links)
 
 
 async def list_(

@@ -34,6 +34,10 @@ DEFAULTS: dict[str, Any] = {
     "pool": "default",
     "template_id": None,
     "parameters": [],
+    "retries": 0,
+    "retry_delay_seconds": 30.0,
+    "retry_backoff": 2.0,
+    "retry_on": ["FAILED"],
 }
 
 

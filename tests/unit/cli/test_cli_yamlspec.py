@@ -62,6 +62,10 @@ jobconfigs:
         "pool": "big",
         "template_id": None,
         "parameters": [],
+        "retries": 0,
+        "retry_delay_seconds": 30.0,
+        "retry_backoff": 2.0,
+        "retry_on": ["FAILED"],
     }
     assert second.spec == {**spec_defaults(), "name": "echo", "command": ["sh", "-c", "echo hi"]}
 
@@ -80,6 +84,10 @@ def test_defaults_come_from_the_domain_spec() -> None:
         "pool": "default",
         "template_id": None,
         "parameters": [],
+        "retries": 0,
+        "retry_delay_seconds": 30.0,
+        "retry_backoff": 2.0,
+        "retry_on": ["FAILED"],
     }
 
 
@@ -198,6 +206,10 @@ def test_export_reads_back_as_the_same_jobconfigs() -> None:
             "pool": "default",
             "template_id": None,
             "parameters": ["DAY", "REGION"],
+            "retries": 3,
+            "retry_delay_seconds": 5.5,
+            "retry_backoff": 1.0,
+            "retry_on": ["ERROR", "FAILED"],
             "created_at": "2025-01-01T00:00:00Z",
         },
         {**spec_defaults(), "id": 8, "name": "b", "command": ["sh", "-c", "echo 'hi'; exit 0"]},

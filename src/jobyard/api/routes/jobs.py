@@ -108,6 +108,9 @@ async def get_job(job_id: JobId, ctx: Ctx, caller: Caller) -> Response:
     shown = await jobs.show(ctx, caller, job_id)
     out = JobOut.of(shown.job)
     out.effective_timeout = EffectiveTimeoutOut.of(shown.timeout)
+    out.retry_of = shown.retry.retry_of
+    out.attempt = shown.retry.attempt
+    out.retried_by = shown.retry.retried_by
     if shown.waiting_reason is not None:
         out.waiting_reason = NoticeOut.of(shown.waiting_reason)
     return json_response(out)

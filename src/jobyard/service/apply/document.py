@@ -24,6 +24,10 @@
         retention:            # optional; a field left out: the server's retention setting
           max_jobs: 1000      # newest ended jobs kept (0 = no limit)
           max_age_days: 7     # ended jobs older than this go (0 = keep forever)
+        retries: 2            # retry policy: new jobs repeating one that ended in retry_on
+        retry_delay_seconds: 30   # the n-th retry waits delay * backoff ** (n-1)
+        retry_backoff: 2
+        retry_on: [FAILED]    # ERROR and/or FAILED
         schedules:            # optional; see jobyard.service.apply.schedulespec
           - cron: "0 0 2 * * ?"
             timezone: Europe/Berlin
@@ -104,7 +108,19 @@ SPEC_FIELDS: tuple[str, ...] = (
     "pool",
     "template_id",
     "retention",
+    "retries",
+    "retry_delay_seconds",
+    "retry_backoff",
+    "retry_on",
 )
+
+#: Retry policy fields with their defaults: an export leaves out those at the default.
+RETRY_DEFAULTS: dict[str, Any] = {
+    "retries": 0,
+    "retry_delay_seconds": 30.0,
+    "retry_backoff": 2.0,
+    "retry_on": ["FAILED"],
+}
 
 #: ``retention`` of a jobconfig that sets no override (the server's settings apply).
 NO_RETENTION: dict[str, Any] = {"max_age_days": None, "max_jobs": None}
@@ -254,6 +270,11 @@ class RetentionModel(_Strict):
     max_jobs: int | None = Field(default=None, ge=0)
 
 
+def _statuses(value: list[str]) -> list[str]:
+    """Each status once, sorted: the order the server keeps (so plans compare equal)."""
+    return sorted(set(value))
+
+
 class JobConfigModel(_Strict):
     """One item of ``jobconfigs``; unset fields take the defaults of ``JobConfigSpec``."""
 
@@ -273,6 +294,12 @@ class JobConfigModel(_Strict):
     description: str | None = None
     pool: str | None = Field(default=None, min_length=1)
     retention: RetentionModel | None = None
+    retries: int | None = Field(default=None, ge=0, le=100)
+    retry_delay_seconds: float | None = Field(default=None, ge=0, le=31_536_000)
+    retry_backoff: float | None = Field(default=None, ge=1, le=100)
+    retry_on: Annotated[list[Literal["ERROR", "FAILED"]], AfterValidator(_statuses)] | None = Field(
+        default=None, min_length=1
+    )
     schedules: list[ScheduleModel] | None = None
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from jobyard.service.apply.document import SPEC_FIELDS, full_retention
+from jobyard.service.apply.document import RETRY_DEFAULTS, SPEC_FIELDS, full_retention
 from jobyard.service.apply.schedulespec import export_schedule
 from jobyard.service.apply.templatespec import export_templates
 
@@ -61,6 +61,8 @@ def export_document(
             value = jc.get(f)
             if value is None or (f == "parameters" and not value):
                 continue
+            if f in RETRY_DEFAULTS and value == RETRY_DEFAULTS[f]:
+                continue  # the default policy: a file without the field means the same
             if f == "retention":
                 value = {k: v for k, v in full_retention(value).items() if v is not None}
                 if not value:
