@@ -125,9 +125,7 @@ async def test_concurrent_passes_retry_each_job_exactly_once(
     store: Store, db: Engine, migrated_store_url: str
 ) -> None:
     jc = await _jobconfig(store, retries=1, retry_delay_seconds=0)
-    ended_jobs = [
-        await store.job_insert(new_job(jc.id), actor="t", reason=None) for _ in range(60)
-    ]
+    ended_jobs = [await store.job_insert(new_job(jc.id), actor="t", reason=None) for _ in range(60)]
     ended = utcnow()
     for job in ended_jobs:
         _end(db, job.id, JobStatus.FAILED, ended)
