@@ -81,6 +81,7 @@ async def test_an_erroring_job_is_retried_until_its_attempts_run_out(env: Env) -
 
 async def test_bad_policies_answer_422_saying_what_to_fix(env: Env) -> None:
     base = {"name": "p", "command": ["true"]}
+    bad: dict[str, Any]
     for bad in (
         {"retries": -1},
         {"retry_backoff": 0.5},

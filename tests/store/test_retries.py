@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, update
@@ -19,7 +20,7 @@ from jobyard.store.schema import job_retries, jobs
 from tests.store.conftest import new_job
 
 
-async def _jobconfig(store: Store, name: str = "retrying", **policy: object) -> JobConfig:
+async def _jobconfig(store: Store, *, name: str = "retrying", **policy: object) -> JobConfig:
     spec = JobConfigSpec(name=name, command=["true"], max_concurrent=0, **policy)  # type: ignore[arg-type]
     return await store.jobconfig_insert(spec)
 
@@ -115,7 +116,7 @@ async def test_jobs_ended_before_the_policy_are_left_alone(store: Store, db: Eng
         {"retry_on": ["CANCELLED", "FAILED"]},
     ],
 )
-async def test_bad_policies_are_refused(store: Store, policy: dict[str, object]) -> None:
+async def test_bad_policies_are_refused(store: Store, policy: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput) as caught:
         await _jobconfig(store, **policy)
     assert next(iter(policy)) in caught.value.message
