@@ -84,7 +84,10 @@ def validate_policy(values: dict[str, Any]) -> None:
                 f"retry_on must be a non-empty list of end statuses among {list(RETRYABLE)}",
                 {"retry_on": value},
             )
-        values["retry_on"] = sorted(set(value))
+        # The default is stored as NULL: reading a jobconfig (every run of it does)
+        # then decodes no JSON for a jobconfig that keeps the default policy.
+        statuses = sorted(set(value))
+        values["retry_on"] = None if statuses == [JobStatus.FAILED.value] else statuses
 
 
 @dataclass(frozen=True, slots=True)

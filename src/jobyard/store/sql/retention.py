@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -24,6 +24,7 @@ from jobyard.store.schema import (
     audit,
     job_events,
     job_files,
+    job_retries,
     jobconfigs,
     jobs,
     packages,
@@ -216,6 +217,14 @@ def delete_job_rows(tx: Tx, ids: list[int], *, dry_run: bool = False) -> JobsPur
     events = tx.conn.execute(delete(job_events).where(job_events.c.job_id.in_(ids))).rowcount
     tx.conn.execute(delete(job_files).where(job_files.c.job_id.in_(ids)))
     tokens = tx.conn.execute(delete(api_tokens).where(api_tokens.c.job_id.in_(ids))).rowcount
+    # Retry decisions about them go too, unless their retry job lives on: its attempt
+    # number is counted through that row, so a chain never restarts from 0.
+    tx.conn.execute(
+        delete(job_retries).where(
+            job_retries.c.retry_of.in_(ids),
+            or_(job_retries.c.job_id.is_(None), job_retries.c.job_id.in_(ids)),
+        )
+    )
     tx.conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
     return JobsPurged(list(ids), int(events), int(tokens), keys, size)
 
