@@ -10,6 +10,7 @@ from typing import Any
 
 from jobyard.core.timeutil import utcnow
 from tests.integration.conftest import TERMINAL, Env, ServerFactory
+from tests.security.web_support import signed_in
 
 #: A job that asks the API about itself: a retry finishes, the original blocks until
 #: its worker is killed (it prints its pid first, so the test knows it runs).
@@ -73,6 +74,17 @@ async def test_an_erroring_job_is_retried_until_its_attempts_run_out(env: Env) -
     assert [j["retried_by"] for j in shown] == [shown[1]["id"], shown[2]["id"], None]
     # The second retry waited delay * backoff after the first retry ended.
     assert shown[2]["created_at"] >= shown[1]["ended_at"]
+    # The console's page of a retry names what it retries, and the retried job its retry.
+    password = "retry-console-pw-1"
+    r = await env.client.post(
+        "/api/v1/users", json={"name": "viewer", "role": "admin", "password": password}
+    )
+    assert r.status_code == 201, r.text
+    async with signed_in(env, "viewer", password) as (browser, _csrf):
+        page = (await browser.get(f"/jobs/{shown[1]['id']}")).text
+    assert f'Retry of</dt><dd><a href="/jobs/{shown[0]["id"]}">' in page
+    assert "(attempt 1)" in page
+    assert f'Retried by</dt><dd><a href="/jobs/{shown[2]["id"]}">' in page
     # The last one is final: no pass, now or much later, submits another.
     later = utcnow() + timedelta(days=365)
     assert await env.runtime.ctx.store.jobs_submit_due_retries(now=later) == []

@@ -9,12 +9,13 @@ the same user could read through the API, and nothing of an object they may not 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from jobyard.core.errors import Forbidden, InvalidInput, NotFound
 from jobyard.core.jobs import ABORTABLE, CANCELLABLE, TERMINAL, JobStatus
 from jobyard.core.models import Job, JobConfig, JobEvent, JobFile, JobFilter
+from jobyard.core.retries import RetryLinks
 from jobyard.core.stats import Summary
 from jobyard.core.timeutil import utcnow
 from jobyard.service import access, jobconfigs, jobs, logs, stats
@@ -260,6 +261,8 @@ class JobDetail:
     outputs: tuple[JobFile, ...] = ()
     #: Bytes of log there were when the page was made: a live page follows from there.
     log_size: int = 0
+    #: Where it sits in a retry chain (same jobconfig: the caller may view both ends).
+    retry: RetryLinks = field(default_factory=RetryLinks)
 
 
 async def _may(ctx: Context, principal: Principal, action: str, job: Job) -> bool:
@@ -306,6 +309,9 @@ async def job_detail(ctx: Context, principal: Principal, job_id: int) -> JobDeta
         jobconfig_name=name,
         outputs=tuple(await jobs.outputs(ctx, principal, job_id)),
         log_size=size,
+        retry=(
+            RetryLinks() if job.jobconfig_id is None else await ctx.store.job_retry_links(job.id)
+        ),
     )
 
 
