@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select, update
 from jobyard.core.errors import InvalidInput
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, JobConfig, JobConfigSpec
+from jobyard.core.templates import TemplateSpec
 from jobyard.core.timeutil import utcnow
 from jobyard.store.factory import open_store
 from jobyard.store.protocol import Store
@@ -144,3 +145,24 @@ async def test_concurrent_passes_retry_each_job_exactly_once(
     assert len(rows) == len(ended_jobs)
     assert Counter(r[0] for r in links) == Counter({j.id: 1 for j in ended_jobs})
     assert sorted(r[1] for r in links) == sorted(submitted)
+
+
+async def test_a_jobconfig_without_a_policy_takes_its_templates(store: Store, db: Engine) -> None:
+    tpl = await store.template_insert(
+        TemplateSpec(name="tpl", command=["true"], retries=1, retry_delay_seconds=0),
+        owner="alice",
+    )
+    assert tpl.retries == 1 and tpl.retry_since is not None
+    child = await store.jobconfig_insert(JobConfigSpec(name="child", template_id=tpl.id))
+    own = await store.jobconfig_insert(
+        JobConfigSpec(name="own", template_id=tpl.id, retries=2, retry_on=["ERROR"])
+    )
+    from_child = await store.job_insert(new_job(child.id), actor="t", reason=None)
+    from_own = await store.job_insert(new_job(own.id), actor="t", reason=None)
+    ended = utcnow()
+    _end(db, from_child.id, JobStatus.FAILED, ended)
+    _end(db, from_own.id, JobStatus.FAILED, ended)  # its own policy retries ERROR only
+    [retry] = await store.jobs_submit_due_retries(now=ended)
+    assert (await store.job_retry_links(retry.id)).retry_of == from_child.id
+    _end(db, retry.id, JobStatus.FAILED, utcnow())
+    assert await store.jobs_submit_due_retries(now=utcnow() + timedelta(days=1)) == []

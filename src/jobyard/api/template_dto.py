@@ -8,6 +8,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from jobyard.api.dto import (
+    RETRIES_HELP,
+    RETRY_BACKOFF_HELP,
+    RETRY_DELAY_HELP,
+    RETRY_ON_HELP,
     WARNINGS_HELP,
     ExitCode,
     Id,
@@ -15,6 +19,10 @@ from jobyard.api.dto import (
     MacroMap,
     NoticeOut,
     Parameters,
+    RetryBackoff,
+    RetryCount,
+    RetryDelay,
+    RetryOn,
     ShortText,
     Text,
     _In,
@@ -37,6 +45,10 @@ class TemplateIn(_In):
     entrypoint: ShortText | None = Field(default=None, description="An entry point of it.")
     command: Command | None = Field(default=None, description="Or a command (in the package).")
     description: Text = ""
+    retries: RetryCount = 0
+    retry_delay_seconds: RetryDelay = 30.0
+    retry_backoff: RetryBackoff = 2.0
+    retry_on: RetryOn = ["FAILED"]
 
     def spec(self) -> TemplateSpec:
         """The domain spec."""
@@ -51,6 +63,10 @@ class TemplatePatch(_In):
     entrypoint: ShortText | None = None
     command: Command | None = None
     description: Text | None = None
+    retries: RetryCount | None = None
+    retry_delay_seconds: RetryDelay | None = None
+    retry_backoff: RetryBackoff | None = None
+    retry_on: RetryOn | None = None
 
 
 class TemplateOut(BaseModel):
@@ -71,6 +87,16 @@ class TemplateOut(BaseModel):
         "command, plain macros): jobs of its jobconfigs may do no more than they may.",
     )
     definition_changed_at: datetime | None = Field(default=None, description="When.")
+    retries: int = Field(
+        default=0, description="Retry policy its jobconfigs with retries 0 take. " + RETRIES_HELP
+    )
+    retry_delay_seconds: float = Field(default=30.0, description=RETRY_DELAY_HELP)
+    retry_backoff: float = Field(default=2.0, description=RETRY_BACKOFF_HELP)
+    retry_on: list[str] = Field(default_factory=lambda: ["FAILED"], description=RETRY_ON_HELP)
+    retry_since: datetime | None = Field(
+        default=None,
+        description="When retries last went above 0: jobs that ended before are not retried.",
+    )
 
     @classmethod
     def of(cls, record: Template) -> TemplateOut:

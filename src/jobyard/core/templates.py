@@ -24,6 +24,12 @@ class TemplateSpec:
     entrypoint: str | None = None
     command: list[str] | None = None
     description: str = ""
+    #: Retry policy its jobconfigs take when they set none of their own (``retries`` 0);
+    #: see :mod:`jobyard.core.retries`.
+    retries: int = 0
+    retry_delay_seconds: float = 30.0
+    retry_backoff: float = 2.0
+    retry_on: list[str] = field(default_factory=lambda: ["FAILED"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,17 @@ class Template:
     #: macros), and when; their authority bounds the SESSION_ID of those jobs.
     definition_changed_by: str | None = None
     definition_changed_at: datetime | None = None
+    #: Retry policy (see :class:`TemplateSpec`); ``retry_since``: when ``retries`` last
+    #: went from 0 to more (only jobs ended since then are retried under it).
+    retries: int = 0
+    retry_delay_seconds: float = 30.0
+    retry_backoff: float = 2.0
+    retry_on: list[str] = field(default_factory=lambda: ["FAILED"])
+    retry_since: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.retry_on is None:  # NULL: the default policy's statuses
+            object.__setattr__(self, "retry_on", ["FAILED"])
 
 
 #: The fields of a template that decide what its jobconfigs run.

@@ -354,6 +354,12 @@ templates = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("definition_changed_by", String(200), nullable=True),  # 0004
     Column("definition_changed_at", UtcDateTime(), nullable=True),  # 0004
+    # 0009: retry policy its jobconfigs take when they set none (jobyard.core.retries)
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("retry_delay_seconds", Float, nullable=False, server_default="30"),
+    Column("retry_backoff", Float, nullable=False, server_default="2"),
+    Column("retry_on", _json(), nullable=True),
+    Column("retry_since", UtcDateTime(), nullable=True),
     Index("ux_templates_name", "name", unique=True),
     sqlite_autoincrement=True,
 )

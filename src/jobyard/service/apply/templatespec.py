@@ -7,6 +7,7 @@ An apply file may list ``templates`` before its jobconfigs::
         package: etl            # or package_id: 12
         entrypoint: main        # or command: [...]
         description: "..."
+        retries: 1              # retry policy of its jobconfigs that set none (retries 0)
     jobconfigs:
       - name: acme-orders
         template: acme          # a template of the file or of the server (or template_id)
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -28,12 +29,30 @@ from jobyard.core.validation import NAME_RE
 from jobyard.service.apply.nodes import Problem, line_at
 
 #: The writable fields of a template, in the order files show them, with defaults.
-TEMPLATE_FIELDS: tuple[str, ...] = ("name", "description", "package_id", "entrypoint", "command")
+TEMPLATE_FIELDS: tuple[str, ...] = (
+    "name",
+    "description",
+    "package_id",
+    "entrypoint",
+    "command",
+    "retries",
+    "retry_delay_seconds",
+    "retry_backoff",
+    "retry_on",
+)
+#: The retry policy's defaults: an export leaves out the fields at their default.
+_RETRY_DEFAULTS: dict[str, Any] = {
+    "retries": 0,
+    "retry_delay_seconds": 30.0,
+    "retry_backoff": 2.0,
+    "retry_on": ["FAILED"],
+}
 TEMPLATE_DEFAULTS: dict[str, Any] = {
     "description": "",
     "package_id": None,
     "entrypoint": None,
     "command": None,
+    **_RETRY_DEFAULTS,
 }
 
 
@@ -44,6 +63,11 @@ def _name(value: str) -> str:
             "starting with a letter or digit"
         )
     return value
+
+
+def _statuses(value: list[str]) -> list[str]:
+    """Each status once, sorted: the order the server keeps (so plans compare equal)."""
+    return sorted(set(value))
 
 
 class TemplateModel(BaseModel):
@@ -57,6 +81,12 @@ class TemplateModel(BaseModel):
     entrypoint: str | None = Field(default=None, min_length=1)
     command: list[str] | None = Field(default=None, min_length=1)
     description: str | None = None
+    retries: int | None = Field(default=None, ge=0, le=100)
+    retry_delay_seconds: float | None = Field(default=None, ge=0, le=31_536_000)
+    retry_backoff: float | None = Field(default=None, ge=1, le=100)
+    retry_on: Annotated[list[Literal["ERROR", "FAILED"]], AfterValidator(_statuses)] | None = Field(
+        default=None, min_length=1
+    )
 
     @model_validator(mode="after")
     def _one_of_each(self) -> TemplateModel:
@@ -128,6 +158,8 @@ def export_templates(templates: Iterable[Mapping[str, Any]]) -> list[dict[str, A
             value = t.get(f)
             if value is None or (f == "description" and value == ""):
                 continue
+            if f in _RETRY_DEFAULTS and value == _RETRY_DEFAULTS[f]:
+                continue  # the default policy: a file without the field means the same
             item[f] = value
         items.append(item)
     return items

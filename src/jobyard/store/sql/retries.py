@@ -2,7 +2,8 @@
 
 Run by the maintenance pass, never on the job path: submit, claim and report neither
 read nor write anything of it. One transaction finds the ended ERROR/FAILED jobs of
-jobconfigs with ``retries > 0`` that ended since ``retry_since`` and have no decision in
+jobconfigs with ``retries > 0`` (or, for a jobconfig with ``retries`` 0, its template's
+policy) that ended since that policy's ``retry_since`` and have no decision in
 ``job_retries`` yet (the join only reaches jobconfigs with a policy, through
 ``ix_jobs_jobconfig_status_id``), and decides each one that is due: a row in
 ``job_retries`` keyed by the ended job (``INSERT … ON CONFLICT DO NOTHING``, so of two
@@ -21,7 +22,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, NewJob
 from jobyard.core.retries import RETRYABLE, RetryLinks, retry_due_at
-from jobyard.store.schema import job_retries, jobconfigs, jobs
+from jobyard.store.schema import job_retries, jobconfigs, jobs, templates
 from jobyard.store.sql.base import SqlBase, Tx, job_from_row, upsert
 from jobyard.store.sql.submits import _job_insert
 
@@ -31,29 +32,38 @@ SCAN_LIMIT = 1000
 _done = job_retries.alias("done")
 _prev = job_retries.alias("prev")
 
+_own = jobconfigs.c.retries > 0
+_inherited = and_(jobconfigs.c.retries == 0, templates.c.retries > 0)
+
 _CANDIDATES = (
     select(
         jobs.c.id,
-        jobs.c.jobconfig_id,
         jobs.c.status,
         jobs.c.ended_at,
         _prev.c.attempt,
+        jobconfigs.c.enabled,
         jobconfigs.c.retries,
         jobconfigs.c.retry_delay_seconds,
         jobconfigs.c.retry_backoff,
         jobconfigs.c.retry_on,
-        jobconfigs.c.enabled,
+        templates.c.retries,
+        templates.c.retry_delay_seconds,
+        templates.c.retry_backoff,
+        templates.c.retry_on,
     )
     .select_from(
-        jobconfigs.join(jobs, jobs.c.jobconfig_id == jobconfigs.c.id)
+        jobconfigs.outerjoin(templates, templates.c.id == jobconfigs.c.template_id)
+        .join(jobs, jobs.c.jobconfig_id == jobconfigs.c.id)
         .outerjoin(_done, _done.c.retry_of == jobs.c.id)
         .outerjoin(_prev, _prev.c.job_id == jobs.c.id)
     )
     .where(
-        jobconfigs.c.retries > 0,
+        or_(
+            and_(_own, jobs.c.ended_at >= jobconfigs.c.retry_since),
+            and_(_inherited, jobs.c.ended_at >= templates.c.retry_since),
+        ),
         jobs.c.status.in_(RETRYABLE),
         _done.c.retry_of.is_(None),
-        jobs.c.ended_at >= jobconfigs.c.retry_since,
     )
     .order_by(jobs.c.jobconfig_id, jobs.c.id)  # jobconfig locks in id order, as everywhere
     .limit(SCAN_LIMIT)
@@ -114,9 +124,11 @@ def _submit_retry(tx: Tx, old: Job, attempt: int) -> Job:
 def _submit_due_retries(tx: Tx, now: datetime) -> list[Job]:
     submitted: list[Job] = []
     for row in tx.conn.execute(_CANDIDATES).all():
-        job_id, _jc, status, ended_at, prev_attempt, retries, delay, backoff, retry_on, on = row
+        job_id, status, ended_at, prev_attempt, enabled = row[:5]
+        # Its jobconfig's own policy when it has one, else its template's.
+        retries, delay, backoff, retry_on = row[5:9] if row[5] > 0 else row[9:13]
         attempt = (prev_attempt or 0) + 1
-        wanted = on and attempt <= retries and status in (retry_on or [JobStatus.FAILED.value])
+        wanted = enabled and attempt <= retries and status in (retry_on or [JobStatus.FAILED.value])
         if wanted and retry_due_at(ended_at, delay, backoff, attempt) > now:
             continue  # not yet: a later pass submits it
         if not _decide(tx, job_id, attempt) or not wanted:

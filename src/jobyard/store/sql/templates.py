@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.models import JobConfig, Package, Page
+from jobyard.core.retries import validate_policy
 from jobyard.core.templates import DEFINITION_FIELDS, CloneResult, Template, TemplateSpec
 from jobyard.store.schema import jobconfigs, macros, packages, templates
 from jobyard.store.sql.base import (
@@ -99,6 +100,7 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         name = values["name"]
         if not isinstance(name, str) or not name.strip():
             raise InvalidInput("a template needs a non-empty name")
+    validate_policy(values)
     if values.get("command") is not None:
         values["command"] = list(values["command"])
     if "description" in values and values["description"] is None:
@@ -157,6 +159,8 @@ def _package_by_sha256(tx: Tx, sha256: str) -> Package | None:
 
 def _template_insert(tx: Tx, values: dict[str, Any], owner: str | None) -> Template:
     check_package(tx, values.get("package_id"))
+    if values.get("retries"):
+        values = {**values, "retry_since": tx.now}  # only jobs ended from now on retry
     stmt = (
         insert(templates)
         .values(
@@ -199,6 +203,12 @@ def _template_update(
         current = template_from_row(row)
         if any(changes[k] != getattr(current, k) for k in DEFINITION_FIELDS if k in changes):
             values.update(definition_changed_by=changed_by, definition_changed_at=tx.now)
+    if "retries" in changes:  # as for jobconfigs: turning retries on starts the clock
+        values["retry_since"] = (
+            case((templates.c.retries == 0, tx.now), else_=templates.c.retry_since)
+            if changes["retries"]
+            else None
+        )
     stmt = (
         update(templates)
         .where(templates.c.id == template_id)
