@@ -80,6 +80,10 @@ class RetriesMixin(SqlBase):
 
         Exactly once per ended job, however many passes run at the same time.
         """
+        # Look first in a read transaction: most passes find nothing due, and on SQLite
+        # a write transaction would take the write lock the job path is waiting for.
+        if not await self._read(_any_due, now):
+            return []
         return await self._write(_submit_due_retries, now)
 
     async def job_retry_links(self, job_id: int) -> RetryLinks:
@@ -121,16 +125,32 @@ def _submit_retry(tx: Tx, old: Job, attempt: int) -> Job:
     return job
 
 
+def _judge(row: Any, now: datetime) -> tuple[int, int, bool] | None:
+    """(ended job, attempt of its retry, whether to submit one) for a candidate row whose
+    decision is due at ``now``; None when it is not due yet."""
+    job_id, status, ended_at, prev_attempt, enabled = row[:5]
+    # Its jobconfig's own policy when it has one, else its template's.
+    retries, delay, backoff, retry_on = row[5:9] if row[5] > 0 else row[9:13]
+    attempt = (prev_attempt or 0) + 1
+    wanted = bool(
+        enabled and attempt <= retries and status in (retry_on or [JobStatus.FAILED.value])
+    )
+    if wanted and retry_due_at(ended_at, delay, backoff, attempt) > now:
+        return None  # not yet: a later pass submits it
+    return job_id, attempt, wanted
+
+
+def _any_due(tx: Tx, now: datetime) -> bool:
+    return any(_judge(row, now) is not None for row in tx.conn.execute(_CANDIDATES).all())
+
+
 def _submit_due_retries(tx: Tx, now: datetime) -> list[Job]:
     submitted: list[Job] = []
     for row in tx.conn.execute(_CANDIDATES).all():
-        job_id, status, ended_at, prev_attempt, enabled = row[:5]
-        # Its jobconfig's own policy when it has one, else its template's.
-        retries, delay, backoff, retry_on = row[5:9] if row[5] > 0 else row[9:13]
-        attempt = (prev_attempt or 0) + 1
-        wanted = enabled and attempt <= retries and status in (retry_on or [JobStatus.FAILED.value])
-        if wanted and retry_due_at(ended_at, delay, backoff, attempt) > now:
-            continue  # not yet: a later pass submits it
+        judged = _judge(row, now)
+        if judged is None:
+            continue
+        job_id, attempt, wanted = judged
         if not _decide(tx, job_id, attempt) or not wanted:
             continue
         old = tx.conn.execute(_JOB_BY_ID, {"job_id": job_id}).first()
