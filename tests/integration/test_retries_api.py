@@ -143,3 +143,41 @@ async def test_a_job_of_a_lost_worker_is_retried(start_server: ServerFactory) ->
     assert (await env.client.get(f"/api/v1/jobs/{job['id']}")).json()["retried_by"] == retry["id"]
     line = await env.wait_log_line(retry["id"], "retry of ")
     assert line == f"{job['id']} attempt 1"
+
+
+async def test_apply_and_export_round_trip_the_policy(env: Env) -> None:
+    document = """\
+templates:
+  - name: tpl-retry
+    command: [/bin/sh, -c, "exit 1"]
+    retries: 1
+jobconfigs:
+  - name: applied
+    command: [/bin/sh, -c, "exit 3"]
+    retries: 3
+    retry_delay_seconds: 12.5
+    retry_backoff: 1
+    retry_on: [FAILED, ERROR]
+  - name: inherits
+    template: tpl-retry
+"""
+    yaml = {"Content-Type": "application/yaml"}
+    r = await env.client.post("/api/v1/apply", content=document, headers=yaml)
+    assert r.status_code == 200, r.text
+    items = (await env.client.get("/api/v1/jobconfigs", params={"name": "applied"})).json()
+    applied = items["items"][0]
+    assert (applied["retries"], applied["retry_delay_seconds"]) == (3, 12.5)
+    assert (applied["retry_backoff"], applied["retry_on"]) == (1.0, ["ERROR", "FAILED"])
+    exported = await env.client.get("/api/v1/export", params={"format": "json"})
+    assert exported.status_code == 200, exported.text
+    by_name = {j["name"]: j for j in exported.json()["jobconfigs"]}
+    assert by_name["applied"]["retries"] == 3
+    assert by_name["applied"]["retry_on"] == ["ERROR", "FAILED"]
+    assert "retries" not in by_name["inherits"]  # the default is left out
+    [template] = exported.json()["templates"]
+    assert template["retries"] == 1
+    again = await env.client.post("/api/v1/apply", json=exported.json(), params={"dry_run": "true"})
+    assert again.status_code == 200, again.text
+    report = again.json()
+    assert {j["action"] for j in report["jobconfigs"]} == {"unchanged"}, report
+    assert {t["action"] for t in report["templates"]} == {"unchanged"}, report

@@ -32,7 +32,7 @@ from jobyard.service.apply.document import SPEC_FIELDS
 from jobyard.service.apply.plan import Action, PlanItem, SchedulePlanItem
 from jobyard.service.apply.precheck import reason_of, schedule_values
 from jobyard.service.apply.report import ApplyReport
-from jobyard.service.apply.templatespec import PendingTemplate
+from jobyard.service.apply.templatespec import RETRY_FIELDS, PendingTemplate
 from jobyard.service.context import Context, Principal
 
 
@@ -103,6 +103,7 @@ class Batch:
             entrypoint=item.desired.get("entrypoint"),
             command=item.desired.get("command"),
             description=str(item.desired.get("description") or ""),
+            **{k: item.desired[k] for k in RETRY_FIELDS if k in item.desired},
         )
         try:
             await templates.validate(self.ctx, spec)

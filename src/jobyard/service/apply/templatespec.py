@@ -41,6 +41,7 @@ TEMPLATE_FIELDS: tuple[str, ...] = (
     "retry_on",
 )
 #: The retry policy's defaults: an export leaves out the fields at their default.
+RETRY_FIELDS: tuple[str, ...] = ("retries", "retry_delay_seconds", "retry_backoff", "retry_on")
 _RETRY_DEFAULTS: dict[str, Any] = {
     "retries": 0,
     "retry_delay_seconds": 30.0,
