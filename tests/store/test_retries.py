@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from jobyard.core.errors import InvalidInput
 from jobyard.core.jobs import JobStatus
@@ -17,7 +17,7 @@ from jobyard.core.templates import TemplateSpec
 from jobyard.core.timeutil import utcnow
 from jobyard.store.factory import open_store
 from jobyard.store.protocol import Store
-from jobyard.store.schema import job_retries, jobs
+from jobyard.store.schema import job_files, job_retries, jobs
 from tests.store.conftest import new_job
 
 
@@ -166,3 +166,27 @@ async def test_a_jobconfig_without_a_policy_takes_its_templates(store: Store, db
     assert (await store.job_retry_links(retry.id)).retry_of == from_child.id
     _end(db, retry.id, JobStatus.FAILED, utcnow())
     assert await store.jobs_submit_due_retries(now=utcnow() + timedelta(days=1)) == []
+
+
+async def test_a_job_given_payload_files_is_not_retried(store: Store, db: Engine) -> None:
+    """Its retry would run without them: the decision is recorded, no job submitted."""
+    jc = await _jobconfig(store, retries=2, retry_delay_seconds=0)
+    job = await store.job_insert(new_job(jc.id), actor="t", reason=None)
+    with db.begin() as conn:
+        conn.execute(
+            insert(job_files).values(
+                job_id=job.id,
+                kind="payload",
+                name="input.csv",
+                size=3,
+                blob_key=f"payloads/{job.id}/input.csv",
+                created_at=utcnow(),
+            )
+        )
+    ended = utcnow()
+    _end(db, job.id, JobStatus.FAILED, ended)
+    assert await store.jobs_submit_due_retries(now=ended) == []
+    with db.connect() as conn:
+        rows = conn.execute(select(job_retries.c.retry_of, job_retries.c.job_id)).all()
+    assert [tuple(r) for r in rows] == [(job.id, None)]
+    assert await store.jobs_submit_due_retries(now=ended + timedelta(days=1)) == []

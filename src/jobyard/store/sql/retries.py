@@ -9,6 +9,10 @@ policy) that ended since that policy's ``retry_since`` and have no decision in
 ``job_retries`` keyed by the ended job (``INSERT … ON CONFLICT DO NOTHING``, so of two
 concurrent passes exactly one wins) and, when the policy allows another attempt, a new
 job repeating it, written like a rerun.
+
+A job that was given payload files is not retried: its retry would run without them
+(they belong to the ended job and go with it), so the decision is recorded with no new
+job rather than a run that silently lacks its input.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job, NewJob
 from jobyard.core.retries import RETRYABLE, RetryLinks, retry_due_at
-from jobyard.store.schema import job_retries, jobconfigs, jobs, templates
+from jobyard.store.schema import job_files, job_retries, jobconfigs, jobs, templates
 from jobyard.store.sql.base import SqlBase, Tx, job_from_row, upsert
 from jobyard.store.sql.submits import _job_insert
 
@@ -70,6 +74,11 @@ _CANDIDATES = (
 )
 
 _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_HAS_PAYLOAD = (
+    select(job_files.c.job_id)
+    .where(job_files.c.job_id == bindparam("job_id"), job_files.c.kind == "payload")
+    .limit(1)
+)
 
 
 class RetriesMixin(SqlBase):
@@ -151,6 +160,8 @@ def _submit_due_retries(tx: Tx, now: datetime) -> list[Job]:
         if judged is None:
             continue
         job_id, attempt, wanted = judged
+        if wanted and tx.conn.execute(_HAS_PAYLOAD, {"job_id": job_id}).first() is not None:
+            wanted = False  # its payload files are not the retry's: see the module's notes
         if not _decide(tx, job_id, attempt) or not wanted:
             continue
         old = tx.conn.execute(_JOB_BY_ID, {"job_id": job_id}).first()
