@@ -13,7 +13,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from jobyard.blobs.local import LocalBlobStore
+from jobyard.blobs.open import open_blob_store
 from jobyard.core.crypto import KEY_FILE, ensure_key_file
 from jobyard.engine.bus import Bus
 from jobyard.engine.local_backend import local_worker_pool
@@ -72,7 +72,7 @@ class Runtime:
         if not self.settings.secret_key and ensure_key_file(home):  # secure macros need a key
             log.info("created the secure-macro key %s (mode 0600)", home / KEY_FILE)
         store = await open_store(self.settings.effective_database_url, migrate=True)
-        blobs = LocalBlobStore(self.settings.effective_blobs_dir)
+        blobs = open_blob_store(self.settings)
         bus = self._bus
         retention = Retention(store, blobs, self.settings.retention)
         ctx = Context(

@@ -23,6 +23,14 @@ def payload_key(job_id: int, name: str) -> str:
     return f"payloads/{job_id}/{name}"
 
 
+def payload_job(key: str) -> int | None:
+    """The job a payload key belongs to (None for any other key)."""
+    parts = key.split("/")
+    if len(parts) >= 3 and parts[0] == "payloads" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
 def job_prefixes(job_id: int) -> list[str]:
     """Every prefix holding blobs of one job (for purges)."""
     return [f"outputs/{job_id}/", f"payloads/{job_id}/"]
