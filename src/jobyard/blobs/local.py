@@ -268,11 +268,17 @@ class LocalBlobStore:
 
     async def rename(self, src: str, dst: str) -> bool:
         """``os.replace`` one blob file to another key (same folder tree: atomic)."""
-        target = self.local_path(dst)
+        source, target = self.local_path(src), self.local_path(dst)
         try:
-            os.replace(self.local_path(src), target)
+            os.replace(source, target)
         except (FileNotFoundError, NotADirectoryError):
-            return False
+            if not source.is_file():
+                return False
+            self._ensure_dir(target.parent)  # a key in a folder that does not exist yet
+            try:
+                os.replace(source, target)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
         return True
 
     async def delete_batch(
