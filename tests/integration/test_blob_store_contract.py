@@ -183,6 +183,10 @@ async def test_no_such_bucket(s3_server: S3Server, tmp_path: Path, aws_env: None
         await blobs.put_bytes("a", b"x")
     assert caught.value.retry_after is None  # an operator must act: retrying won't help
     assert "no-such-bucket-here" in caught.value.message
+    src = tmp_path / "f"
+    src.write_bytes(b"data")
+    with pytest.raises(BlobsUnavailable, match="does not exist"):  # the transfer manager's way
+        await blobs.put_file("a", src)
 
 
 async def test_endpoint_down_is_transient(tmp_path: Path, aws_env: None) -> None:

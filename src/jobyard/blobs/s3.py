@@ -112,12 +112,23 @@ class S3BlobStore:
 
     def _guard(self, fn: Callable[[], T]) -> T:
         """Call ``fn`` translating the bucket's failures into domain errors."""
+        from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
         from botocore import exceptions as bx
 
         try:
             return fn()
         except bx.ClientError as exc:
             raise self._client_error(exc) from exc
+        except (S3UploadFailedError, S3TransferFailedError) as exc:
+            # The transfer manager wraps the bucket's answer: judge by what it wrapped.
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, bx.ClientError):
+                raise self._client_error(cause) from exc
+            raise BlobsUnavailable(
+                f"a transfer with the blob store {self.where} failed ({exc}); retry shortly",
+                {"blobs": self.where},
+                retry_after=RETRY_AFTER_SECONDS,
+            ) from exc
         except (bx.NoCredentialsError, bx.PartialCredentialsError) as exc:
             raise BlobsUnavailable(
                 f"no AWS credentials for the blob store {self.where}: set AWS_ACCESS_KEY_ID "
