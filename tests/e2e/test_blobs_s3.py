@@ -27,6 +27,7 @@ PREFIX = "jy/blobs"
 #: leaves an output file.
 RUN_SH = """\
 echo "started $(cat "$JOB_PAYLOAD_DIR/data.txt")"
+echo "aws key: ${AWS_SECRET_ACCESS_KEY:-none}"
 sleep 1.5
 echo "computed" > "$LOCAL_JOB_OUT_DIR/result.txt"
 echo "finished"
@@ -106,6 +107,7 @@ def test_a_job_runs_from_and_into_the_bucket(
         log = client.get(f"{API}/jobs/{job_id}/log")
         assert log.status_code == 200
         assert "started with-payload" in log.text and "finished" in log.text
+        assert "aws key: none" in log.text  # the server's bucket credentials stay out of jobs
         objects = _objects(s3_server, bucket)
         assert log_key(job_id) in objects
         assert output_key(job_id, "result.txt") in objects
