@@ -72,7 +72,11 @@ class Runtime:
         if not self.settings.secret_key and ensure_key_file(home):  # secure macros need a key
             log.info("created the secure-macro key %s (mode 0600)", home / KEY_FILE)
         store = await open_store(self.settings.effective_database_url, migrate=True)
-        blobs = open_blob_store(self.settings)
+        blobs = open_blob_store(
+            self.settings.blobs_url,
+            folder=self.settings.effective_blobs_dir,
+            endpoint_url=self.settings.s3_endpoint_url,
+        )
         bus = self._bus
         retention = Retention(store, blobs, self.settings.retention)
         ctx = Context(
