@@ -8,6 +8,7 @@ that a bucket's failures become ``BlobsUnavailable`` errors that say what to fix
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -178,15 +179,24 @@ async def test_sealed_log_lives_in_the_bucket(
 
 
 async def test_no_such_bucket(s3_server: S3Server, tmp_path: Path, aws_env: None) -> None:
-    blobs = S3BlobStore("no-such-bucket-here", "", spool=tmp_path, endpoint_url=s3_server.endpoint)
+    """Said as such on writes and on reads (a HEAD alone answers a bare 404 for both), and
+    the store works once the bucket exists."""
+    name = f"missing-{uuid.uuid4().hex[:8]}"
+    blobs = S3BlobStore(name, "", spool=tmp_path, endpoint_url=s3_server.endpoint)
+    with pytest.raises(BlobsUnavailable, match="does not exist"):
+        await blobs.exists("a")
     with pytest.raises(BlobsUnavailable, match="does not exist") as caught:
         await blobs.put_bytes("a", b"x")
     assert caught.value.retry_after is None  # an operator must act: retrying won't help
-    assert "no-such-bucket-here" in caught.value.message
+    assert name in caught.value.message
     src = tmp_path / "f"
     src.write_bytes(b"data")
     with pytest.raises(BlobsUnavailable, match="does not exist"):  # the transfer manager's way
         await blobs.put_file("a", src)
+    s3_server.client().create_bucket(Bucket=name)
+    assert not await blobs.exists("a")
+    assert await blobs.put_file("a", src) == 4
+    assert await blobs.exists("a")
 
 
 async def test_endpoint_down_is_transient(tmp_path: Path, aws_env: None) -> None:

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import os
 import tempfile
+import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -73,6 +74,10 @@ class S3BlobStore:
         self._spool = spool
         self._endpoint = endpoint_url
         self._client_obj = client
+        self._client_lock = threading.Lock()  # calls run in threads: build one client
+        #: The bucket answered once: from then on a 404 means a missing object, not a
+        #: missing bucket (HEAD answers a bare 404 for both).
+        self._bucket_seen = False
 
     @property
     def where(self) -> str:
@@ -80,24 +85,37 @@ class S3BlobStore:
         return f"s3://{self._bucket}/{self._prefix}".rstrip("/")
 
     def _client(self) -> S3Client:
-        if self._client_obj is None:
-            try:
-                import boto3
-            except ImportError as exc:
-                raise BlobsUnavailable(
-                    "JOBYARD_BLOBS_URL names an S3 bucket but boto3 is not installed: "
-                    "install jobyard[s3]"
-                ) from exc
-            # endpoint_url None lets boto3 read AWS_ENDPOINT_URL and its own config.
-            self._client_obj = boto3.session.Session().client("s3", endpoint_url=self._endpoint)
-        return self._client_obj
+        with self._client_lock:
+            if self._client_obj is None:
+                try:
+                    import boto3
+                except ImportError as exc:
+                    raise BlobsUnavailable(
+                        "JOBYARD_BLOBS_URL names an S3 bucket but boto3 is not installed: "
+                        "install jobyard[s3]"
+                    ) from exc
+                # endpoint_url None lets boto3 read AWS_ENDPOINT_URL and its own config.
+                session = boto3.session.Session()
+                self._client_obj = session.client("s3", endpoint_url=self._endpoint)
+            return self._client_obj
+
+    def _check_bucket(self) -> None:
+        """One HEAD of the bucket before the first call, so that a missing bucket is
+        reported as such rather than as missing blobs."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client().head_bucket(Bucket=self._bucket)
+        except ClientError as exc:
+            meta = exc.response.get("ResponseMetadata", {})
+            if int(meta.get("HTTPStatusCode", 0) or 0) == 404:
+                exc.response.setdefault("Error", {})["Code"] = "NoSuchBucket"
+            raise
+        self._bucket_seen = True
 
     def _key(self, key: str) -> str:
         key_parts(key)
         return f"{self._prefix}/{key}" if self._prefix else key
-
-    def _unkey(self, name: str) -> str:
-        return name[len(self._prefix) + 1 :] if self._prefix else name
 
     def _prefix_of(self, prefix: str) -> str:
         """Object-name prefix of a key prefix (``""`` is the whole store)."""
@@ -116,6 +134,8 @@ class S3BlobStore:
         from botocore import exceptions as bx
 
         try:
+            if not self._bucket_seen:
+                self._check_bucket()
             return fn()
         except bx.ClientError as exc:
             raise self._client_error(exc) from exc
