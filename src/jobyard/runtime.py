@@ -25,6 +25,7 @@ from jobyard.engine.maintenance import (
 )
 from jobyard.engine.retention import Retention
 from jobyard.engine.scheduler import Scheduler
+from jobyard.engine.spool import seal_spooled_logs
 from jobyard.service import auth, users
 from jobyard.service.context import Context
 from jobyard.settings import Settings
@@ -92,6 +93,9 @@ class Runtime:
         )
         if recovered:
             log.warning("ended %d job(s) orphaned by a previous crash as FAILED", recovered)
+        uploaded = await seal_spooled_logs(store, blobs)
+        if uploaded:
+            log.warning("uploaded %d log(s) of ended jobs left in the blob spool", uploaded)
         if self.example:
             from jobyard.examples import load_example
 

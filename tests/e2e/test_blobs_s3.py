@@ -171,3 +171,35 @@ def test_an_endpoint_down_answers_503_with_retry_after(tmp_path: Path) -> None:
             assert r.status_code == 503, r.text
             assert r.json()["error"]["code"] == "blobs_unavailable"
             assert r.headers.get("retry-after") == "2"
+
+
+def test_a_log_left_in_the_spool_is_uploaded_at_the_next_start(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """A crash (or an unreachable bucket) at a job's end leaves its log in the spool: the
+    next start uploads the logs of ended jobs, and leaves the server running."""
+    bucket = s3_server.new_bucket()
+    env = {
+        **AWS_ENV,
+        "JOBYARD_BLOBS_URL": f"s3://{bucket}/{PREFIX}",
+        "JOBYARD_S3_ENDPOINT_URL": s3_server.endpoint,
+    }
+    home = tmp_path / "home"
+    with jobyard_server(home, workers=1, env=env) as server:
+        headers = {"Authorization": f"Bearer {server.token}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            r = client.post(f"{API}/jobs", json={"command": ["/bin/sh", "-c", "echo ran"]})
+            assert r.status_code == 201, r.text
+            job_id = int(r.json()["id"])
+            assert _wait(client, job_id, {"FINISHED"})["status"] == "FINISHED"
+    # As if the server had died before the upload: the log is only in the spool.
+    s3_server.client().delete_object(Bucket=bucket, Key=f"{PREFIX}/{log_key(job_id)}")
+    spooled = home / "blobs" / "spool" / log_key(job_id)
+    spooled.parent.mkdir(parents=True, exist_ok=True)
+    spooled.write_bytes(b"ran (spooled)\n")
+    with jobyard_server(home, workers=1, env=env) as server:
+        assert not spooled.exists()
+        assert log_key(job_id) in _objects(s3_server, bucket)
+        headers = {"Authorization": f"Bearer {server.token}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            assert client.get(f"{API}/jobs/{job_id}/log").text == "ran (spooled)\n"

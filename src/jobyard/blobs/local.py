@@ -163,6 +163,10 @@ class LocalBlobStore:
     async def seal(self, key: str) -> None:
         """Nothing to do: the spool file already is the blob."""
 
+    async def spooled(self, prefix: str) -> list[str]:
+        """None: every spool file already is its blob."""
+        return []
+
     # -- reads -----------------------------------------------------------------------
     async def get_file(self, key: str, dest: Path) -> int:
         """Copy the blob into ``dest`` (``NotFound`` when absent)."""

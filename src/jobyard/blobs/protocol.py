@@ -91,6 +91,11 @@ class BlobStore(Protocol):
         """The writer of :meth:`spool_path` is done: make the blob durable in the store."""
         ...
 
+    async def spooled(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` with a spool file on this host not sealed yet (a crash or
+        an unreachable store at the end of their writer); none for a local folder."""
+        ...
+
     # -- deletes and retention ---------------------------------------------------------
     async def delete_prefix(self, prefix: str) -> None:
         """Delete every blob under ``prefix`` (retention, jobconfig deletion)."""

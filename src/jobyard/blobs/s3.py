@@ -252,6 +252,20 @@ class S3BlobStore:
         if path.is_file():
             await self.put_file(key, path, move=True)
 
+    async def spooled(self, prefix: str) -> list[str]:
+        """Keys of the spool files under the folder ``prefix`` (temporary files excluded)."""
+        root = self._spool.joinpath(*key_parts(prefix.rstrip("/")))
+
+        def walk() -> list[str]:
+            found = []
+            for top, _dirs, names in os.walk(root):
+                for name in names:
+                    if not name.startswith("."):
+                        found.append(Path(top, name).relative_to(self._spool).as_posix())
+            return found
+
+        return await asyncio.to_thread(walk)
+
     # -- reads -------------------------------------------------------------------------
     async def exists(self, key: str) -> bool:
         """A spool file on this host or an object in the bucket."""
