@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from jobyard.blobs.keys import job_prefixes, log_key, package_key
 from jobyard.blobs.protocol import BlobStore
-from jobyard.core.errors import DatabaseUnavailable
+from jobyard.core.errors import BlobsUnavailable, DatabaseUnavailable
 from jobyard.core.retention import JobconfigRemoved, JobsPurged, PurgeReport, keep_rule
 from jobyard.core.timeutil import utcnow
 from jobyard.settings import RetentionSettings
@@ -86,6 +86,8 @@ class Retention:
                 raise
             except DatabaseUnavailable as exc:
                 log.debug("purge pass skipped: %s", exc.message)
+            except BlobsUnavailable as exc:  # rows gone, blobs left: the orphan sweep ends it
+                log.warning("purge pass stopped by the blob store: %s", exc.message)
             except Exception:
                 log.exception("purge pass failed; retrying")
             await asyncio.sleep(interval)
