@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import tempfile
 import threading
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 T = TypeVar("T")
+
+log = logging.getLogger("jobyard.blobs")
 
 #: Seconds a caller should wait before retrying after a transient bucket failure.
 RETRY_AFTER_SECONDS = 2
@@ -144,8 +147,9 @@ class S3BlobStore:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, bx.ClientError):
                 raise self._client_error(cause) from exc
+            log.warning("transfer with blob store %s failed: %s", self.where, exc)
             raise BlobsUnavailable(
-                f"a transfer with the blob store {self.where} failed ({exc}); retry shortly",
+                f"a transfer with the blob store {self.where} failed; retry shortly",
                 {"blobs": self.where},
                 retry_after=RETRY_AFTER_SECONDS,
             ) from exc
@@ -156,8 +160,10 @@ class S3BlobStore:
                 {"blobs": self.where},
             ) from exc
         except (bx.EndpointConnectionError, bx.ConnectionError, bx.HTTPClientError) as exc:
+            # The endpoint's address goes to the server log, not to the caller.
+            log.warning("blob store %s unreachable: %s", self.where, exc)
             raise BlobsUnavailable(
-                f"the blob store {self.where} does not answer ({exc}); retry shortly",
+                f"the blob store {self.where} does not answer; retry shortly",
                 {"blobs": self.where},
                 retry_after=RETRY_AFTER_SECONDS,
             ) from exc
