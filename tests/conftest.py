@@ -9,6 +9,7 @@
 * ``migrated_store_url``: like ``store_url`` but already at the head revision and empty
   (a copied SQLite file; a reset PostgreSQL database): cheap. Use it with
   ``open_store(url, migrate=False)``.
+* ``s3_server`` (session): a local S3 server (moto), see ``tests/support/s3.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pg import PgCluster, PostgresMissing, start_cluster
+from tests.support.s3 import S3Server, start_s3
 
 ENGINES = [
     pytest.param("sqlite", id="sqlite"),
@@ -105,3 +107,13 @@ def migrated_store_url(request: pytest.FixtureRequest) -> str:
     """A fresh database at the head revision, once per engine."""
     fixture = "migrated_sqlite_url" if request.param == "sqlite" else "migrated_pg_url"
     return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A local S3 server (moto's server mode) for the whole session; tests make buckets."""
+    server = start_s3()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from jobyard.blobs.local import LocalBlobStore
+from jobyard.blobs.open import open_blob_store
 from jobyard.core.crypto import KEY_FILE, ensure_key_file
 from jobyard.engine.bus import Bus
 from jobyard.engine.local_backend import local_worker_pool
@@ -25,6 +25,7 @@ from jobyard.engine.maintenance import (
 )
 from jobyard.engine.retention import Retention
 from jobyard.engine.scheduler import Scheduler
+from jobyard.engine.spool import seal_spooled_logs
 from jobyard.service import auth, users
 from jobyard.service.context import Context
 from jobyard.settings import Settings
@@ -72,7 +73,11 @@ class Runtime:
         if not self.settings.secret_key and ensure_key_file(home):  # secure macros need a key
             log.info("created the secure-macro key %s (mode 0600)", home / KEY_FILE)
         store = await open_store(self.settings.effective_database_url, migrate=True)
-        blobs = LocalBlobStore(self.settings.effective_blobs_dir)
+        blobs = open_blob_store(
+            self.settings.blobs_url,
+            folder=self.settings.effective_blobs_dir,
+            endpoint_url=self.settings.s3_endpoint_url,
+        )
         bus = self._bus
         retention = Retention(store, blobs, self.settings.retention)
         ctx = Context(
@@ -88,6 +93,9 @@ class Runtime:
         )
         if recovered:
             log.warning("ended %d job(s) orphaned by a previous crash as FAILED", recovered)
+        uploaded = await seal_spooled_logs(store, blobs)
+        if uploaded:
+            log.warning("uploaded %d log(s) of ended jobs left in the blob spool", uploaded)
         if self.example:
             from jobyard.examples import load_example
 

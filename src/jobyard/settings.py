@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
@@ -142,6 +143,14 @@ class Settings(BaseSettings):
     blobs_dir: Path | None = Field(
         default=None, description="Packages, logs, outputs; shared by replicas. Default home/blobs."
     )
+    blobs_url: str = Field(
+        default="",
+        description="Blob store: file:///PATH (a folder) or s3://BUCKET/PREFIX; empty = blobs_dir.",
+    )
+    s3_endpoint_url: str = Field(
+        default="",
+        description="S3-compatible endpoint for s3:// blobs; empty = boto3's (AWS_ENDPOINT_URL).",
+    )
     workers: int = Field(default_factory=_default_workers, ge=0, description="Local slots.")
     worker_processes: int = Field(
         default_factory=_default_worker_processes,
@@ -234,6 +243,18 @@ class Settings(BaseSettings):
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("blobs_url")
+    @classmethod
+    def _valid_blobs_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("file:///", "s3://")):
+            raise ValueError(
+                "JOBYARD_BLOBS_URL must be file:///ABSOLUTE/PATH or s3://BUCKET/PREFIX"
+            )
+        if value.startswith("s3://") and not value[len("s3://") :].split("/", 1)[0]:
+            raise ValueError("JOBYARD_BLOBS_URL names no bucket: write s3://BUCKET[/PREFIX]")
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _valid_secret_key(cls, value: str) -> str:
@@ -248,7 +269,12 @@ class Settings(BaseSettings):
 
     @property
     def effective_blobs_dir(self) -> Path:
-        """Where blobs live: ``blobs_dir`` or ``home/blobs``."""
+        """The blob folder: a ``file://`` ``blobs_url``, else ``blobs_dir`` or ``home/blobs``.
+
+        With an ``s3://`` ``blobs_url`` this folder holds the spool of growing logs.
+        """
+        if self.blobs_url.startswith("file://"):
+            return Path(unquote(urlparse(self.blobs_url).path)).expanduser().resolve()
         return self.blobs_dir.expanduser().resolve() if self.blobs_dir else self.home / "blobs"
 
     @property

@@ -23,6 +23,7 @@ STATUS_OF: list[tuple[type[e.JobyardError], int]] = [
     (e.Unauthorized, 401),
     (e.Forbidden, 403),
     (e.DatabaseUnavailable, 503),
+    (e.BlobsUnavailable, 503),
 ]
 
 HTTP_CODES = {
@@ -77,6 +78,9 @@ def domain_response(exc: e.JobyardError) -> JSONResponse:
     """The answer to a domain error: its status from :data:`STATUS_OF` (else 400)."""
     if isinstance(exc, e.DatabaseUnavailable):
         return unavailable_response(exc)
+    if isinstance(exc, e.BlobsUnavailable) and exc.retry_after is not None:
+        headers = {"Retry-After": str(exc.retry_after)}
+        return error_response(503, exc.code, exc.message, exc.details, headers=headers)
     for cls, status in STATUS_OF:
         if isinstance(exc, cls):
             return error_response(status, exc.code, exc.message, exc.details)

@@ -90,7 +90,8 @@ ERROR_EXAMPLES: dict[int, tuple[str, str, str, dict[str, Any]]] = {
         {},
     ),
     503: (
-        "The database is unreachable; retry after the Retry-After header's seconds.",
+        "The database (or the blob store: code blobs_unavailable) is unreachable; retry "
+        "after the Retry-After header's seconds (none when an operator must act first).",
         "database_unavailable",
         "the database is unreachable right now; retry in a few seconds",
         {"retry_after_seconds": 2},

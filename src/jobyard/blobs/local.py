@@ -2,8 +2,9 @@
 
 Keys map to files under ``root``; writes go to a temporary file in the target's folder
 and are published with ``os.replace``, so a reader sees either nothing or the whole
-blob, never half of one (logs are the exception: a worker appends to
-``local_path(log_key(...))`` directly so readers can follow it live).
+blob, never half of one (logs are the exception: :meth:`LocalBlobStore.spool_path` is
+the blob's final path, so a worker appends to it directly, readers follow it live and
+sealing it costs nothing).
 
 Small operations (``stat``, reads of one chunk, writes of small byte strings) run
 inline: on a local disk they cost microseconds, less than a hop to a thread. Copies of
@@ -18,7 +19,7 @@ import errno
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 from jobyard.core.errors import InvalidInput, NotFound
@@ -132,7 +133,64 @@ class LocalBlobStore:
             raise
         return size
 
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """Write ``chunks`` to a temporary file beside the target, then publish it."""
+        dest = self.local_path(key)
+        self._ensure_dir(dest.parent)
+        tmp = self._tmp_for(dest)
+        try:
+            with open(tmp, "wb") as f:
+                async for chunk in chunks:
+                    f.write(chunk)
+            return await asyncio.to_thread(self._put_file, dest, tmp, True)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    async def copy(self, src: str, dst: str) -> int:
+        """Copy one blob file to another key (``NotFound`` when ``src`` is absent)."""
+        path = self.local_path(src)
+        if not path.is_file():
+            raise NotFound(f"blob {src!r} not found", {"key": src})
+        return await asyncio.to_thread(self._put_file, self.local_path(dst), path, False)
+
+    # -- growing blobs ---------------------------------------------------------------
+    def spool_path(self, key: str) -> Path:
+        """The blob's own path: the writer appends in place (the writer makes its folder)."""
+        return self.local_path(key)
+
+    async def seal(self, key: str) -> None:
+        """Nothing to do: the spool file already is the blob."""
+
+    async def spooled(self, prefix: str) -> list[str]:
+        """None: every spool file already is its blob."""
+        return []
+
     # -- reads -----------------------------------------------------------------------
+    async def get_file(self, key: str, dest: Path) -> int:
+        """Copy the blob into ``dest`` (``NotFound`` when absent)."""
+        path = self.local_path(key)
+        if not path.is_file():
+            raise NotFound(f"blob {key!r} not found", {"key": key})
+
+        def copy() -> int:
+            shutil.copyfile(path, dest)
+            return dest.stat().st_size
+
+        return await asyncio.to_thread(copy)
+
+    async def materialize(self, key: str, dest: Path) -> Path:
+        """The blob's own file (no copy; ``dest`` is unused), ``NotFound`` when absent."""
+        path = self.local_path(key)
+        if not path.is_file():
+            raise NotFound(f"blob {key!r} not found", {"key": key})
+        return path
+
+    async def list_children(self, prefix: str) -> list[tuple[str, float]]:
+        """``(name, mtime)`` of the entries of the folder ``prefix`` (none when absent)."""
+        return await asyncio.to_thread(_entries, self._root.joinpath(*key_parts(prefix)))
+
     async def exists(self, key: str) -> bool:
         """Tell whether ``key`` holds a blob."""
         return self.local_path(key).is_file()
@@ -214,11 +272,17 @@ class LocalBlobStore:
 
     async def rename(self, src: str, dst: str) -> bool:
         """``os.replace`` one blob file to another key (same folder tree: atomic)."""
-        target = self.local_path(dst)
+        source, target = self.local_path(src), self.local_path(dst)
         try:
-            os.replace(self.local_path(src), target)
+            os.replace(source, target)
         except (FileNotFoundError, NotADirectoryError):
-            return False
+            if not source.is_file():
+                return False
+            self._ensure_dir(target.parent)  # a key in a folder that does not exist yet
+            try:
+                os.replace(source, target)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
         return True
 
     async def delete_batch(
@@ -228,6 +292,18 @@ class LocalBlobStore:
         paths = [self.local_path(k) for k in keys]
         folders = [self._root.joinpath(*key_parts(p.rstrip("/"))) for p in prefixes]
         return await asyncio.to_thread(_delete_batch, paths, folders, dry_run)
+
+
+def _entries(folder: Path) -> list[tuple[str, float]]:
+    try:
+        with os.scandir(folder) as it:
+            found = []
+            for entry in it:
+                with contextlib.suppress(OSError):
+                    found.append((entry.name, entry.stat(follow_symlinks=False).st_mtime))
+            return found
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _delete_batch(paths: list[Path], folders: list[Path], dry_run: bool) -> tuple[int, int]:

@@ -1,13 +1,21 @@
 """The blob seam: where package archives, job logs, payloads and outputs live.
 
-Keys are relative POSIX paths built by :mod:`jobyard.blobs.keys`; the local
-implementation maps them under ``$JOBYARD_HOME/blobs``; an S3-compatible one can
-follow without touching callers.
+Keys are relative POSIX paths built by :mod:`jobyard.blobs.keys`. Two adapters answer
+this protocol: a local (or mounted, shared) folder and an S3-compatible bucket; callers
+never see a filesystem path of the store, except the two hand-overs the job path needs:
+
+- :meth:`BlobStore.spool_path` is where a writer on this host appends a growing blob (a
+  running job's log) so readers can follow it; :meth:`BlobStore.seal` publishes it when
+  the writer is done. The local folder hands out the blob's final path (no copy, no
+  upload); a bucket hands out a spool file and uploads it on ``seal``.
+- :meth:`BlobStore.materialize` gives a local file with a blob's bytes for reading (a
+  package to unpack, a payload to copy): the local folder answers its own file, a
+  bucket downloads into the file the caller names.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
@@ -15,14 +23,27 @@ from typing import Protocol
 class BlobStore(Protocol):
     """Content storage by key."""
 
+    # -- writes ------------------------------------------------------------------------
     async def put_file(self, key: str, src: Path, *, move: bool = False) -> int:
-        """Store the file at ``src`` under ``key`` atomically; return its size."""
+        """Store the file at ``src`` under ``key`` atomically; return its size.
+
+        ``move`` hands the file over: it is gone from ``src`` afterwards.
+        """
         ...
 
     async def put_bytes(self, key: str, data: bytes) -> int:
         """Store ``data`` under ``key`` atomically; return its size."""
         ...
 
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store what ``chunks`` yields under ``key`` atomically; return its size."""
+        ...
+
+    async def copy(self, src: str, dst: str) -> int:
+        """Copy a blob to another key; return its size (``NotFound`` when absent)."""
+        ...
+
+    # -- reads -------------------------------------------------------------------------
     async def exists(self, key: str) -> bool:
         """Tell whether ``key`` holds a blob."""
         ...
@@ -34,13 +55,48 @@ class BlobStore(Protocol):
     def read_chunks(
         self, key: str, *, offset: int = 0, chunk_size: int = 65536
     ) -> AsyncIterator[bytes]:
-        """Stream the blob from ``offset`` to its current end."""
+        """Stream the blob from ``offset`` to its current end (``NotFound`` when absent).
+
+        A blob still being written on this host (see :meth:`spool_path`) is read from
+        its spool file, so a log can be followed while its job runs.
+        """
         ...
 
-    def local_path(self, key: str) -> Path:
-        """Filesystem path of ``key`` (the local store, and workers writing logs)."""
+    async def get_file(self, key: str, dest: Path) -> int:
+        """Write the blob into ``dest`` (a file the caller owns); return its size."""
         ...
 
+    async def materialize(self, key: str, dest: Path) -> Path:
+        """A local file holding the blob's bytes, to be read and never changed.
+
+        The local folder answers its own file; a remote store downloads into ``dest``
+        (the caller's file, which it removes when done) and answers ``dest``.
+        """
+        ...
+
+    async def list_children(self, prefix: str) -> list[tuple[str, float]]:
+        """``(name, modified_at)`` of each entry right under the folder ``prefix``.
+
+        An entry is a blob or a sub-folder (its newest blob's time on a bucket); an
+        absent folder has none. Retention walks the store with it.
+        """
+        ...
+
+    # -- growing blobs (logs of running jobs) ------------------------------------------
+    def spool_path(self, key: str) -> Path:
+        """Local file where a writer on this host appends ``key`` while it grows."""
+        ...
+
+    async def seal(self, key: str) -> None:
+        """The writer of :meth:`spool_path` is done: make the blob durable in the store."""
+        ...
+
+    async def spooled(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` with a spool file on this host not sealed yet (a crash or
+        an unreachable store at the end of their writer); none for a local folder."""
+        ...
+
+    # -- deletes and retention ---------------------------------------------------------
     async def delete_prefix(self, prefix: str) -> None:
         """Delete every blob under ``prefix`` (retention, jobconfig deletion)."""
         ...
@@ -54,7 +110,7 @@ class BlobStore(Protocol):
         ...
 
     async def rename(self, src: str, dst: str) -> bool:
-        """Move a blob to another key atomically; False when ``src`` is absent."""
+        """Move a blob to another key; False when ``src`` is absent."""
         ...
 
     async def delete_batch(

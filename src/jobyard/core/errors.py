@@ -87,3 +87,24 @@ class DatabaseUnavailable(JobyardError):
         super().__init__(message, details)
         self.committed = committed
         self.retry_after = retry_after
+
+
+class BlobsUnavailable(JobyardError):
+    """The blob store (a bucket, an endpoint, a mounted folder) refused or did not answer.
+
+    Answered as 503: the request was fine, storage was not. ``retry_after`` is set when
+    the failure may pass by itself (endpoint down, throttling) and None when an operator
+    must fix something first (no such bucket, access denied, missing credentials).
+    """
+
+    code = "blobs_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message, details)
+        self.retry_after = retry_after

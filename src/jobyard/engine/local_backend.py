@@ -6,6 +6,7 @@ calls (no HTTP), and wakes API waiters through the in-process bus.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jobyard import __version__
-from jobyard.blobs.keys import log_key, output_key, package_key
+from jobyard.blobs.keys import log_key, output_key, package_key, payload_job
 from jobyard.blobs.protocol import BlobStore
 from jobyard.core.claims import Claim, ClaimRequest, EndReport, RunningReport
 from jobyard.core.crypto import Keyring, Keyrings, SecretError
@@ -225,6 +226,11 @@ class LocalBackend:
         #: Macro records of prepared jobs, written with their RUNNING status.
         self._records: dict[int, dict[str, Any]] = {}
         self._reporter = Reporter(store, patience=self._patience, orphaned=self._orphaned)
+        #: Where blobs a job reads are downloaded when the store is not a local folder
+        #: (a local folder hands out its own files and nothing lands here).
+        self._fetched = settings.effective_blobs_dir / "spool" / "fetch"
+        #: Jobs whose payload files were downloaded (their copies go when they end).
+        self._payload_copies: dict[int | None, set[Path]] = {}
 
     def _persistent(self, what: str) -> Persistent:
         return Persistent(what, self._patience)
@@ -327,20 +333,37 @@ class LocalBackend:
         return assignment
 
     async def package_path(self, sha256: str) -> Path:
-        """The package upload, already local."""
-        return self._blobs.local_path(package_key(sha256))
+        """A local file of the package upload: the blob folder's own file, or a download
+        kept by sha256 (content-addressed, so one download serves every later job)."""
+        dest = self._fetched / "packages" / sha256
+        if dest.is_file():
+            return dest
+        return await self._blobs.materialize(package_key(sha256), dest)
 
     async def payload_path(self, ref: PayloadRef) -> Path:
-        """A payload file, already local."""
-        return self._blobs.local_path(ref.blob_key)
+        """A local file of a payload: the blob folder's own file, or a download removed
+        when the job ends (the workspace copies it into the job's folder)."""
+        dest = self._fetched.joinpath(*ref.blob_key.split("/"))
+        src = await self._blobs.materialize(ref.blob_key, dest)
+        if src == dest:
+            self._payload_copies.setdefault(payload_job(ref.blob_key), set()).add(dest)
+        return src
+
+    def _drop_payload_copies(self, job_id: int) -> None:
+        for path in self._payload_copies.pop(job_id, ()):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def log_path(self, job_id: int) -> Path:
-        """The log file is written straight into the blob folder (the writer creates
-        its folder when it is missing)."""
-        return self._blobs.local_path(log_key(job_id))
+        """Where the running job's log is appended on this host: the blob store's spool
+        file of the log (the blob itself in a local folder; the writer creates its
+        folder when it is missing)."""
+        return self._blobs.spool_path(log_key(job_id))
 
     async def log_closed(self, job_id: int) -> None:
-        """Nothing to upload locally (followers are woken when the job ends)."""
+        """Seal the log: nothing to do in a local folder, an upload to a bucket
+        (followers are woken when the job ends, and read the bucket from then on)."""
+        await self._blobs.seal(log_key(job_id))
 
     async def set_running(
         self,
@@ -395,6 +418,7 @@ class LocalBackend:
         await self._reporter.report(worker_id, report)
         self._handed.discard(job_id)
         self._maskers.pop(job_id, None)
+        self._drop_payload_copies(job_id)
         self._bus.job_changed(job_id)
         self._bus.work_available()
 
@@ -405,6 +429,7 @@ class LocalBackend:
         self._records.pop(job_id, None)
         self._maskers.pop(job_id, None)
         self._handed.discard(job_id)
+        self._drop_payload_copies(job_id)
 
     async def renew(self, *, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
         """Renew leases of held jobs (retried through a database outage: idempotent)."""

@@ -227,7 +227,7 @@ async def _follow_parent(reader: asyncio.StreamReader, bus: Bus) -> bool:
 
 
 async def _child_main(fd: int) -> None:
-    from jobyard.blobs.local import LocalBlobStore
+    from jobyard.blobs.open import open_blob_store
     from jobyard.engine.local_backend import local_worker_pool
     from jobyard.store.factory import open_store
 
@@ -235,7 +235,16 @@ async def _child_main(fd: int) -> None:
     settings = Settings.model_validate_json(await reader.readline())
     store = await open_store(settings.effective_database_url, migrate=False)
     bus = _ForwardingBus(writer)
-    pool = local_worker_pool(settings, store, LocalBlobStore(settings.effective_blobs_dir), bus)
+    pool = local_worker_pool(
+        settings,
+        store,
+        open_blob_store(
+            settings.blobs_url,
+            folder=settings.effective_blobs_dir,
+            endpoint_url=settings.s3_endpoint_url,
+        ),
+        bus,
+    )
     run = asyncio.create_task(pool.run())
     writer.write(_encode({"op": "ready"}))
     try:

@@ -21,15 +21,13 @@ that content appeared meanwhile. Either way no package row is left without its b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import time
 from datetime import datetime, timedelta
 
 from jobyard.blobs.keys import job_prefixes, log_key, package_key
 from jobyard.blobs.protocol import BlobStore
-from jobyard.core.errors import DatabaseUnavailable
+from jobyard.core.errors import BlobsUnavailable, DatabaseUnavailable
 from jobyard.core.retention import JobconfigRemoved, JobsPurged, PurgeReport, keep_rule
 from jobyard.core.timeutil import utcnow
 from jobyard.settings import RetentionSettings
@@ -88,6 +86,8 @@ class Retention:
                 raise
             except DatabaseUnavailable as exc:
                 log.debug("purge pass skipped: %s", exc.message)
+            except BlobsUnavailable as exc:  # rows gone, blobs left: the orphan sweep ends it
+                log.warning("purge pass stopped by the blob store: %s", exc.message)
             except Exception:
                 log.exception("purge pass failed; retrying")
             await asyncio.sleep(interval)
@@ -182,11 +182,11 @@ class Retention:
         cutoff = (now - timedelta(hours=self.settings.blob_grace_hours)).timestamp()
         by_job: dict[int, list[str]] = {}
         for kind in ("outputs", "payloads"):
-            for name, mtime in await asyncio.to_thread(_entries, self.blobs, kind):
+            for name, mtime in await self.blobs.list_children(kind):
                 if name.isdigit() and mtime < cutoff:
                     by_job.setdefault(int(name), []).append(f"{kind}/{name}/")
-        for bucket, _ in await asyncio.to_thread(_entries, self.blobs, "logs"):
-            for name, mtime in await asyncio.to_thread(_entries, self.blobs, f"logs/{bucket}"):
+        for bucket, _ in await self.blobs.list_children("logs"):
+            for name, mtime in await self.blobs.list_children(f"logs/{bucket}"):
                 stem = name.removesuffix(".log")
                 if name.endswith(".log") and stem.isdigit() and mtime < cutoff:
                     by_job.setdefault(int(stem), []).append(f"logs/{bucket}/{name}")
@@ -209,8 +209,8 @@ class Retention:
 
     async def _sweep_package_orphans(self, report: PurgeReport, cutoff: float) -> None:
         shas: list[str] = []
-        for bucket, _ in await asyncio.to_thread(_entries, self.blobs, "packages"):
-            for name, mtime in await asyncio.to_thread(_entries, self.blobs, f"packages/{bucket}"):
+        for bucket, _ in await self.blobs.list_children("packages"):
+            for name, mtime in await self.blobs.list_children(f"packages/{bucket}"):
                 if mtime < cutoff and len(name) == 64 and not name.startswith("."):
                     shas.append(name)
         for start in range(0, len(shas), 500):
@@ -222,20 +222,6 @@ class Retention:
                     if size is not None:
                         report.orphans += 1
                         report.bytes += size
-
-
-def _entries(blobs: BlobStore, prefix: str) -> list[tuple[str, float]]:
-    """``(name, mtime)`` of the entries of a blob folder (none when it does not exist)."""
-    try:
-        folder = blobs.local_path(prefix)
-        with os.scandir(folder) as it:
-            found = []
-            for entry in it:
-                with contextlib.suppress(OSError):
-                    found.append((entry.name, entry.stat(follow_symlinks=False).st_mtime))
-            return found
-    except (FileNotFoundError, NotADirectoryError):
-        return []
 
 
 async def delete_job_blobs(blobs: BlobStore, purged: JobsPurged, report: PurgeReport) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -229,7 +230,7 @@ async def rerun(
     if payload:
         for item in payload:
             key = payload_key(job.id, item.name)
-            size = await ctx.blobs.put_file(key, ctx.blobs.local_path(item.blob_key))
+            size = await ctx.blobs.copy(item.blob_key, key)
             await ctx.store.job_file_add(
                 replace(item, job_id=job.id, size=size, blob_key=key, created_at=utcnow())
             )
@@ -457,9 +458,25 @@ async def outputs(ctx: Context, principal: Principal, job_id: int) -> list[JobFi
 
 async def output(
     ctx: Context, principal: Principal, job_id: int, name: str
-) -> tuple[JobFile, Path]:
-    """One output file (of a job the caller may view) and where its bytes are."""
+) -> tuple[JobFile, AsyncIterator[bytes]]:
+    """One output file (of a job the caller may view) and a stream of its bytes.
+
+    The first chunk is read here, so a blob store failure (or a blob gone missing)
+    answers an error before the response has begun.
+    """
     for item in await outputs(ctx, principal, job_id):
         if item.name == name:
-            return item, ctx.blobs.local_path(item.blob_key)
+            chunks = ctx.blobs.read_chunks(item.blob_key)
+            try:
+                first = await anext(chunks, b"")
+            except NotFound:
+                break
+            return item, _prepend(first, chunks)
     raise NotFound(f"job {job_id} has no output file {name!r}", {"job_id": job_id})
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response, StreamingResponse
 
 from jobyard.core.errors import JobyardError
 from jobyard.service import jobs
@@ -23,15 +23,19 @@ async def output_file(request: Request, job_id: str, name: str) -> Response:
         return to_login(request)
     try:
         number = path_id(job_id, "no such job")
-        record, path = await jobs.output(ctx_of(request), resolved.principal, number, name)
+        record, chunks = await jobs.output(ctx_of(request), resolved.principal, number, name)
     except JobyardError as exc:
         return error_page(request, resolved, exc)
     base = record.name.rsplit("/", 1)[-1]
     ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in base)
     disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(base)}"
-    response = FileResponse(
-        path,
+    response = StreamingResponse(
+        chunks,
         media_type="application/octet-stream",
-        headers={**DOWNLOAD_HEADERS, "Content-Disposition": disposition},
+        headers={
+            **DOWNLOAD_HEADERS,
+            "Content-Disposition": disposition,
+            "Content-Length": str(record.size),
+        },
     )
     return finish(request, resolved, response)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import (
@@ -209,12 +210,18 @@ async def list_outputs(job_id: JobId, ctx: Ctx, caller: Caller) -> FileList:
 
 @router.get(
     "/{job_id}/outputs/{name:path}",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-async def get_output(job_id: JobId, name: str, ctx: Ctx, caller: Caller) -> FileResponse:
-    """Download one output file."""
-    record, path = await jobs.output(ctx, caller, job_id, name)
-    return FileResponse(
-        path, filename=record.name.rsplit("/", 1)[-1], media_type="application/octet-stream"
+async def get_output(job_id: JobId, name: str, ctx: Ctx, caller: Caller) -> StreamingResponse:
+    """Download one output file (streamed from the blob store, wherever it is)."""
+    record, chunks = await jobs.output(ctx, caller, job_id, name)
+    base = record.name.rsplit("/", 1)[-1]
+    quoted = quote(base)
+    disposition = (
+        f'attachment; filename="{base}"'
+        if quoted == base
+        else f"attachment; filename*=utf-8''{quoted}"
     )
+    headers = {"Content-Disposition": disposition, "Content-Length": str(record.size)}
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
