@@ -187,6 +187,33 @@ class Job:
     definers: list[str] | None = None
 
 
+def repeat_job(
+    old: Job,
+    *,
+    trigger: str,
+    submitted_by: str | None,
+    definers: tuple[str, ...],
+    rerun_of: int | None = None,
+) -> NewJob:
+    """A new job running what ``old`` ran: its package, entry point or command, run-time
+    macros, timeout, success codes, pool and priority (what a rerun and a retry submit)."""
+    return NewJob(
+        jobconfig_id=old.jobconfig_id,
+        package_id=old.package_id,
+        entrypoint=old.entrypoint,
+        command=old.command,
+        macros=dict(old.macros),
+        timeout=old.timeout,
+        success_exit_codes=list(old.success_exit_codes),
+        pool=old.pool,
+        priority=old.priority,
+        trigger=trigger,
+        submitted_by=submitted_by,
+        rerun_of=rerun_of,
+        definers=definers,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class JobEvent:
     """One recorded transition of a job."""

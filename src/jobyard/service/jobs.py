@@ -21,6 +21,7 @@ from jobyard.core.models import (
     NewJob,
     Notice,
     Page,
+    repeat_job,
 )
 from jobyard.core.retries import RetryLinks
 from jobyard.core.runplan import EffectiveTimeout, effective_timeout
@@ -206,16 +207,8 @@ async def rerun(
         submitter=principal.name,
         parameters_only=False,
     )
-    new = NewJob(
-        jobconfig_id=old.jobconfig_id,
-        package_id=old.package_id,
-        entrypoint=old.entrypoint,
-        command=old.command,
-        macros=dict(old.macros),
-        timeout=old.timeout,
-        success_exit_codes=list(old.success_exit_codes),
-        pool=old.pool,
-        priority=old.priority,
+    new = repeat_job(
+        old,
         trigger="rerun",
         submitted_by=principal.name,
         rerun_of=old.id,

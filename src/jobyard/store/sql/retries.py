@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, or_, select, update
 
 from jobyard.core.jobs import JobStatus
-from jobyard.core.models import Job, NewJob
+from jobyard.core.models import Job, repeat_job
 from jobyard.core.retries import RETRYABLE, RetryLinks, retry_due_at
 from jobyard.store.schema import job_files, job_retries, jobconfigs, jobs, templates
 from jobyard.store.sql.base import SqlBase, Tx, job_from_row, upsert
@@ -113,19 +113,8 @@ def _decide(tx: Tx, retry_of: int, attempt: int) -> bool:
 
 def _submit_retry(tx: Tx, old: Job, attempt: int) -> Job:
     """A new job repeating ``old`` (what a rerun would take), linked to it."""
-    new = NewJob(
-        jobconfig_id=old.jobconfig_id,
-        package_id=old.package_id,
-        entrypoint=old.entrypoint,
-        command=old.command,
-        macros=dict(old.macros),
-        timeout=old.timeout,
-        success_exit_codes=list(old.success_exit_codes),
-        pool=old.pool,
-        priority=old.priority,
-        trigger="retry",
-        submitted_by=old.submitted_by,
-        definers=tuple(old.definers or ()),
+    new = repeat_job(
+        old, trigger="retry", submitted_by=old.submitted_by, definers=tuple(old.definers or ())
     )
     job = _job_insert(tx, new, "system", f"retry {attempt} of job {old.id} ({old.status})")
     tx.conn.execute(
