@@ -152,7 +152,7 @@ def worker(
             str(home / "cache"),
             *label_args,
         ],
-        env=clean_env({"JOBYARD_WORKER_TOKEN": token, **(env or {})}),
+        env=clean_env({"JOBYARD_HOME": str(home), "JOBYARD_WORKER_TOKEN": token, **(env or {})}),
         log=root / f"{name}.log",
         cwd=home,
     )
