@@ -30,16 +30,18 @@ def validate_labels(labels: object, *, field: str = "labels") -> dict[str, str]:
     if labels is None:
         return {}
     if not isinstance(labels, Mapping):
-        raise InvalidInput(f"{field} must be an object of key: value strings", {field: labels})
+        raise InvalidInput(f"{field} must be an object of key: value strings", {"field": field})
     if len(labels) > MAX_LABELS:
-        raise InvalidInput(f"{field} may hold at most {MAX_LABELS} labels", {field: len(labels)})
+        raise InvalidInput(
+            f"{field} may hold at most {MAX_LABELS} labels", {"field": field, "count": len(labels)}
+        )
     found: dict[str, str] = {}
     for key, value in labels.items():
         if not isinstance(key, str) or not KEY.match(key):
             raise InvalidInput(
                 f"label key {key!r} is invalid: use letters, digits and _ . - / "
                 "(starting with a letter or digit, at most 63 characters)",
-                {field: key},
+                {"field": field, "label": str(key)},
             )
         if isinstance(value, bool):  # YAML reads gpu: true as a boolean
             value = str(value).lower()
@@ -49,7 +51,7 @@ def validate_labels(labels: object, *, field: str = "labels") -> dict[str, str]:
             raise InvalidInput(
                 f"label {key!r} has an invalid value {value!r}: use 1 to 100 letters, digits "
                 "and _ . - : /",
-                {field: key},
+                {"field": field, "label": key},
             )
         found[key] = value
     return dict(sorted(found.items()))
@@ -67,10 +69,10 @@ def parse_labels(text: str, *, field: str = "labels") -> dict[str, str]:
             continue
         key, sep, value = entry.partition("=")
         if not sep:
-            raise InvalidInput(f"label {entry!r} must read key=value", {field: entry})
+            raise InvalidInput(f"label {entry!r} must read key=value", {"field": field})
         key, value = key.strip(), value.strip()
         if key in found:
-            raise InvalidInput(f"label {key!r} is given twice", {field: key})
+            raise InvalidInput(f"label {key!r} is given twice", {"field": field, "label": key})
         found[key] = value
     return validate_labels(found, field=field)
 
@@ -93,3 +95,11 @@ def missing(required: Mapping[str, str] | None, have: Mapping[str, str]) -> dict
 def satisfied_by(required: Mapping[str, str] | None, workers: Iterable[Mapping[str, str]]) -> bool:
     """Whether one of ``workers`` (their labels) has every required label."""
     return any(not missing(required, have) for have in workers)
+
+
+def checked_labels(value: Mapping[str, object]) -> dict[str, str]:
+    """:func:`validate_labels` for a schema validator: ``ValueError`` with the message."""
+    try:
+        return validate_labels(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None

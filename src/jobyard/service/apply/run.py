@@ -321,7 +321,15 @@ async def _with_pool_warnings(ctx: Context, doc: ApplyFile, report: ApplyReport)
     """The report with a warning per pool of the document's jobconfigs that no live
     worker serves (their jobs would wait QUEUED): every jobconfig the document declares,
     changed or not, since the document is what the caller means to run."""
-    pairs = [(jc.name, str(jc.spec.get("pool") or "default")) for jc in doc.jobconfigs]
+    template_labels = {t.name: dict(t.spec.get("labels") or {}) for t in doc.templates}
+    pairs = [
+        (
+            jc.name,
+            str(jc.spec.get("pool") or "default"),
+            dict(jc.spec.get("labels") or {}) or template_labels.get(jc.template or "", {}),
+        )
+        for jc in doc.jobconfigs
+    ]
     return dataclasses.replace(report, warnings=await pools.unserved(ctx, pairs))
 
 
