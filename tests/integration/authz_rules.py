@@ -656,6 +656,12 @@ ENFORCED: list[Rule] = [
         with_body("/jobs/{job_id}/outputs/result.txt"),
     ),
     Rule("GET", "/workers", open_route(303)),
+    Rule(
+        "POST",
+        "/workers/{worker_id}/drain",
+        open_route(403),
+        with_body(f"/workers/{DRAINED_WORKER}/drain"),
+    ),
 ]
 
 _WIRE = "not enforced yet: wire service.access.require / visible_*_filter into the route"
