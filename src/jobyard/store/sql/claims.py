@@ -91,7 +91,11 @@ class ClaimsMixin(SqlBase):
             # A claim alone on SQLite: look without the database's write lock first
             # (idle workers all wake on a submit; only one finds the job, the others
             # should not queue for the lock behind it). PostgreSQL claims lock rows only.
-            if claim.look_first and not self._pg and not await self._read(_any_queued, claim.pool):
+            if (
+                claim.look_first
+                and not self._pg
+                and not await self._read(_any_queued, claim.pool, bool(claim.labels))
+            ):
                 return ReportAnswer([])
         return await self._write(_jobs_report, worker_id, list(running), list(ended), claim)
 
@@ -302,10 +306,17 @@ _STATE_OF = Prepared(
 _ANY_QUEUED = Prepared(
     select(jobs.c.id).where(status_is(JobStatus.QUEUED), jobs.c.pool == bindparam("pool")).limit(1)
 )
+#: For a worker without labels: only jobs requiring none are worth the write lock.
+_ANY_QUEUED_UNLABELED = Prepared(
+    select(jobs.c.id)
+    .where(status_is(JobStatus.QUEUED), jobs.c.pool == bindparam("pool"), jobs.c.labels.is_(None))
+    .limit(1)
+)
 
 
-def _any_queued(tx: Tx, pool: str) -> bool:
-    return _ANY_QUEUED.first(tx.conn, {"pool": pool}) is not None
+def _any_queued(tx: Tx, pool: str, labelled: bool) -> bool:
+    found = _ANY_QUEUED if labelled else _ANY_QUEUED_UNLABELED
+    return found.first(tx.conn, {"pool": pool}) is not None
 
 
 def _jobs_report(
