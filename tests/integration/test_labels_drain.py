@@ -91,6 +91,18 @@ async def test_only_workers_with_the_required_labels_run_a_job(
     inherited = await env.wait_status((await _run(env, child["id"]))["id"])
     assert inherited["labels"] == {"zone": "a"} and inherited["status"] == "FINISHED"
 
+    # Export carries the labels; importing the export back changes nothing.
+    exported = (await env.client.get(f"{API}/templates/{r.json()['id']}/export")).json()
+    assert exported["template"]["labels"] == {"zone": "a"}
+    assert [j["labels"] for j in exported["jobconfigs"]] == [{}]
+    r = await env.client.post(f"{API}/templates/import", json=exported)
+    assert r.status_code == 200, r.text
+    assert r.json()["template"]["action"] == "unchanged" and r.json()["warnings"] == []
+    exported["template"]["labels"] = {"zone": "c"}
+    r = await env.client.post(f"{API}/templates/import", json=exported)
+    assert r.json()["template"]["action"] == "updated", r.text
+    assert r.json()["warnings"][0]["details"]["labels"] == {"zone": "c"}
+
     # Labels the job requires stay its own: clearing the jobconfig's frees new jobs only.
     r = await env.client.patch(f"{API}/jobconfigs/{elsewhere['id']}", json={"labels": {}})
     assert r.status_code == 200 and r.json()["labels"] == {} and r.json()["warnings"] == []
