@@ -137,15 +137,21 @@ def _worker(worker_id: str) -> WorkerInfo:
 
 
 async def test_a_drain_request_is_answered_by_the_next_heartbeats(store: Store) -> None:
-    assert await store.worker_upsert(_worker("w1")) is False
-    assert await store.worker_upsert(_worker("w2")) is False
+    w1, w2 = _worker("w1"), _worker("w2")
+    assert await store.worker_upsert(w1) is False
+    assert await store.worker_upsert(w2) is False
     requested = await store.worker_request_drain("w1")
     assert (requested.id, requested.drain_requested) == ("w1", True)
-    # Each heartbeat answers it (it is never cleared by one), and only for that worker.
-    assert await store.worker_upsert(replace(_worker("w1"), draining=True)) is True
-    assert await store.worker_upsert(_worker("w1")) is True
-    assert await store.worker_upsert(_worker("w2")) is False
+    # Each heartbeat of that run answers it (none clears it), and only for that worker.
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    assert await store.worker_upsert(replace(w1, draining=True, heartbeat_at=later)) is True
+    assert await store.worker_upsert(replace(w1, heartbeat_at=later)) is True
+    assert await store.worker_upsert(replace(w2, heartbeat_at=later)) is False
     listed = {w.id: (w.draining, w.drain_requested) for w in await store.workers_list()}
     assert listed == {"w1": (False, True), "w2": (False, False)}
     with pytest.raises(NotFound):
         await store.worker_request_drain("nobody")
+    # The same id registering again (restarted: a new started_at) is not draining.
+    restarted = replace(w1, started_at=later, heartbeat_at=later)
+    assert await store.worker_upsert(restarted) is False
+    assert await store.worker_upsert(restarted) is False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, false, or_, select, update
 
 from jobyard.core.errors import NotFound
 from jobyard.core.models import WorkerInfo
@@ -57,10 +57,16 @@ def _worker_upsert(tx: Tx, info: WorkerInfo) -> bool:
         "labels": dict(info.labels),
     }
     stmt = upsert(tx, workers).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[workers.c.id],
-        set_={k: getattr(stmt.excluded, k) for k in values if k != "id"},
-    ).returning(workers.c.drain_requested)
+    updates = {k: getattr(stmt.excluded, k) for k in values if k != "id"}
+    # A drain request holds for the run it was made for: a worker registering again
+    # under the same id (a new started_at: restarted) starts without it.
+    updates["drain_requested"] = case(
+        (workers.c.started_at == stmt.excluded.started_at, workers.c.drain_requested),
+        else_=false(),
+    )
+    stmt = stmt.on_conflict_do_update(index_elements=[workers.c.id], set_=updates).returning(
+        workers.c.drain_requested
+    )
     return bool(tx.conn.execute(stmt).scalar_one())
 
 
