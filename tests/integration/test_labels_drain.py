@@ -103,6 +103,22 @@ async def test_only_workers_with_the_required_labels_run_a_job(
     assert r.json()["template"]["action"] == "updated", r.text
     assert r.json()["warnings"][0]["details"]["labels"] == {"zone": "c"}
 
+    # apply warns by the labels of a jobconfig, or of its template (of the file or the
+    # server's), and not when a worker has them.
+    doc = {
+        "templates": [{"name": "in-file", "command": ["true"], "labels": {"zone": "f"}}],
+        "jobconfigs": [
+            {"name": "a-own", "command": ["true"], "labels": {"zone": "o"}},
+            {"name": "a-file", "template": "in-file"},
+            {"name": "a-server", "template": "t"},
+            {"name": "a-served", "command": ["true"], "labels": {"gpu": "1"}},
+        ],
+    }
+    r = await env.client.post(f"{API}/apply", params={"dry_run": "true"}, json=doc)
+    assert r.status_code == 200, r.text
+    warned = {w["details"]["jobconfigs"][0]: w["details"]["labels"] for w in r.json()["warnings"]}
+    assert warned == {"a-server": {"zone": "c"}, "a-file": {"zone": "f"}, "a-own": {"zone": "o"}}
+
     # Labels the job requires stay its own: clearing the jobconfig's frees new jobs only.
     r = await env.client.patch(f"{API}/jobconfigs/{elsewhere['id']}", json={"labels": {}})
     assert r.status_code == 200 and r.json()["labels"] == {} and r.json()["warnings"] == []
