@@ -225,6 +225,14 @@ async def _policy_to_revoke(world: World, _: Persona) -> Call:
     return Call(path=f"{API}/users/{uid}/policies/{policy['id']}")
 
 
+#: A remote worker's row the matrix's server holds (see test_authz_matrix.world).
+DRAINED_WORKER = "authz-remote:1:drain"
+
+
+async def _drain_call() -> Call:
+    return Call(path=f"{API}/workers/{DRAINED_WORKER}/drain")
+
+
 def _grant_body() -> dict[str, str]:
     return {"action": "view", "resource": "templates", "selector": str(next(_COUNTER) + 10**6)}
 
@@ -380,8 +388,15 @@ ENFORCED: list[Rule] = [
     # statistics: everyone sees the jobconfigs they may view; metrics: admins only
     Rule("GET", f"{API}/jobstats", any_user(200)),
     Rule("GET", "/metrics", admin_only(200, others=403)),
-    # workers: everyone lists them (host and pid for admins only, as on the console)
+    # workers: everyone lists them (host and pid for admins only, as on the console);
+    # admins drain them (a route everyone knows: 403 says an admin is needed)
     Rule("GET", f"{API}/workers", any_user(200)),
+    Rule(
+        "POST",
+        f"{API}/workers/{{worker_id}}/drain",
+        admin_only(202, others=403),
+        lambda world, persona: _drain_call(),
+    ),
     # packages (no owner: any user)
     Rule("POST", f"{API}/packages", any_user(201, job=403), _upload),
     Rule("GET", f"{API}/packages", any_user(200)),
@@ -641,6 +656,12 @@ ENFORCED: list[Rule] = [
         with_body("/jobs/{job_id}/outputs/result.txt"),
     ),
     Rule("GET", "/workers", open_route(303)),
+    Rule(
+        "POST",
+        "/workers/{worker_id}/drain",
+        open_route(403),
+        with_body(f"/workers/{DRAINED_WORKER}/drain"),
+    ),
 ]
 
 _WIRE = "not enforced yet: wire service.access.require / visible_*_filter into the route"

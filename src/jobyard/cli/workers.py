@@ -117,3 +117,24 @@ def list_command(
         )
     if answer.get("next_cursor"):
         state.err.print(f"more: --cursor {answer['next_cursor']} (or --all)", markup=False)
+
+
+@app.command("drain")
+def drain_command(
+    ctx: typer.Context,
+    worker_id: Annotated[str, typer.Argument(help="The worker's id (see: jobyard workers list).")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Ask a worker to drain (admins): at its next heartbeat it claims no new jobs and
+    lets its running ones finish; a remote worker then exits, the local slots of
+    ``jobyard up`` stay idle (shown ``draining``) until the server restarts."""
+    state = state_of(ctx)
+    answer = state.call(lambda api: api.worker_drain(worker_id))
+    if json_output:
+        state.print_json(answer)
+        return
+    state.err.print(
+        f"worker {answer.get('id', worker_id)} asked to drain: it finishes its running jobs "
+        "and takes no new ones",
+        markup=False,
+    )
