@@ -128,7 +128,7 @@ class WorkerProcess:
             except ValueError:
                 continue
             if message.get("op") == "changed":
-                self._bus.job_changed(int(message["job"]))
+                self._bus.job_ended_by_worker(int(message["job"]))
             elif message.get("op") == "ready":
                 self._ready.set()
         if not self._stopping:
