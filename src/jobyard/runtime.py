@@ -197,6 +197,10 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._ctx is not None:
+            # Hand maintenance and retention to another server now, not after their TTL.
+            with contextlib.suppress(Exception):
+                await self._ctx.store.leaders_release(holder=self.server_id)
         if self.relay is not None:
             await self.relay.stop()
             self.relay = None
