@@ -87,7 +87,7 @@ class Runtime:
             settings=self.settings, store=store, blobs=blobs, bus=bus, retention=retention
         )
         self._ctx = ctx
-        if store.dialect == "postgresql":
+        if store.dialect == "postgresql" and self.settings.notify_replicas:
             # Before anything raises events: workers, the scheduler and the API then
             # reach the other servers' slots and waiters too (SQLite has one server).
             self.relay = BusRelay(bus, self.settings.effective_database_url)

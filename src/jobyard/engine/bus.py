@@ -198,7 +198,11 @@ class Bus:
         return self._abort_here(job_id, reason)
 
     def _abort_here(self, job_id: int, reason: str) -> bool:
-        return any(handler(job_id, reason) for handler in self._abort_handlers)
+        # Every handler is told (not any(...) of a generator, which stops at the first
+        # True): a worker process answers True when it was *sent* the request, whether
+        # or not it holds the job, and the one holding it may come later.
+        held = [handler(job_id, reason) for handler in self._abort_handlers]
+        return any(held)
 
     # -- other servers -----------------------------------------------------------
     def relay_to(self, relay: Relay | None) -> None:

@@ -4,11 +4,15 @@ Each server's :class:`~jobyard.engine.bus.Bus` is its fast path: a submit wakes 
 server's own idle slots within a millisecond, exactly as with one server. The
 :class:`BusRelay` adds the other servers: it hears every event of its bus (work queued,
 a job changed or ended, an abort requested, schedules changed), coalesces what arrives
-while a notification is on its way into the next one, and sends it on the channel; it
-applies what other servers send to its bus, and ignores its own messages (each names its
-server). So a job submitted through a server without slots wakes the slots of another
-server, a log follower on server A sees the end of a job run by server B at once, and an
-abort through A reaches the worker of B without waiting for its next lease renewal.
+while a notification is on its way (or within :data:`FLUSH_GAP` of the last one) into
+the next one, and sends it on the channel; it applies what other servers send to its
+bus, and ignores its own messages (each names its server). A server alone on its
+database sends nothing (the listener counts the others; a server that starts says
+hello, an empty message, so the others start sending at once).
+
+So a job submitted through a server without slots wakes the slots of another server, a
+log follower on server A sees the end of a job run by server B at once, and an abort
+through A reaches the worker of B without waiting for its next lease renewal.
 
 Messages are compact JSON: ``{"r": server, "w": 1, "j": [ids], "a": [[id, reason]],
 "s": 1}`` (absent keys: nothing of that kind). Everything in them is a wake-up: the
@@ -32,6 +36,10 @@ log = logging.getLogger("jobyard.relay")
 
 #: The LISTEN/NOTIFY channel the servers of one database share.
 CHANNEL = "jobyard_events"
+#: Shortest time between two notifications of one server (seconds). A burst of submits
+#: and ends then costs a few hundred notifications a second, not two per job; a lone
+#: event after a quiet spell is sent at once.
+FLUSH_GAP = 0.005
 #: Longest abort reason carried (the reason is recorded in the database anyway).
 MAX_REASON = 200
 
@@ -45,13 +53,21 @@ class BusRelay:
         self.server = uuid.uuid4().hex[:12]
         self._own_prefix = '{"r":"' + self.server + '"'
         self._channel = PgChannel(
-            database_url, CHANNEL, on_message=self._received, on_reconnect=bus.wake_everyone
+            database_url,
+            CHANNEL,
+            on_message=self._received,
+            on_connect=self._connected,
+            on_listeners=self._listeners,
         )
+        #: Other servers listening on the database (0: nothing is sent at all).
+        self.peers = 0
+        self._hello = False
         self._work = False
         self._schedules = False
         self._jobs: dict[int, None] = {}  # ordered set
         self._aborts: list[tuple[int, str]] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._last_flush = -FLUSH_GAP
         self._listener: asyncio.Task[None] | None = None
         #: Messages sent and applied since start (health, tests).
         self.sent = 0
@@ -87,26 +103,43 @@ class BusRelay:
         """How many times the listener has (re)connected."""
         return self._channel.connects
 
+    def _connected(self, reconnected: bool) -> None:
+        """Say hello (other servers start sending to this one at once); after a lost
+        connection, wake every waiter here: their events may have been missed."""
+        self._hello = True
+        self._schedule_flush()
+        if reconnected:
+            self._bus.wake_everyone()
+
+    def _listeners(self, others: int) -> None:
+        self.peers = others
+
     # -- the bus's events (Relay protocol) -----------------------------------------
+    # Alone on the database (no other listener), a server sends nothing: one attribute
+    # test per event. A server that starts says hello, so the others know at once.
     def work(self) -> None:
         """Work may have been queued here."""
-        self._work = True
-        self._schedule_flush()
+        if self.peers:
+            self._work = True
+            self._schedule_flush()
 
     def job(self, job_id: int) -> None:
         """A job changed here."""
-        self._jobs[job_id] = None
-        self._schedule_flush()
+        if self.peers:
+            self._jobs[job_id] = None
+            self._schedule_flush()
 
     def abort(self, job_id: int, reason: str) -> None:
         """An abort was requested here."""
-        self._aborts.append((job_id, reason[:MAX_REASON]))
-        self._schedule_flush()
+        if self.peers:
+            self._aborts.append((job_id, reason[:MAX_REASON]))
+            self._schedule_flush()
 
     def schedules(self) -> None:
         """Schedules changed here."""
-        self._schedules = True
-        self._schedule_flush()
+        if self.peers:
+            self._schedules = True
+            self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         # One send at a time: what arrives meanwhile goes with the next one, so a burst
@@ -115,7 +148,14 @@ class BusRelay:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        while self._work or self._schedules or self._jobs or self._aborts:
+        loop = asyncio.get_running_loop()
+        while self._hello or self._work or self._schedules or self._jobs or self._aborts:
+            # The first events after a quiet spell go at once; under load, at most one
+            # notification per FLUSH_GAP carries everything raised meanwhile.
+            wait = self._last_flush + FLUSH_GAP - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_flush = loop.time()
             payloads = self._take()
             try:
                 await self._channel.send(payloads)
@@ -134,7 +174,7 @@ class BusRelay:
         if self._schedules:
             base["s"] = 1
         jobs, aborts = list(self._jobs), self._aborts
-        self._work = self._schedules = False
+        self._hello = self._work = self._schedules = False
         self._jobs = {}
         self._aborts = []
         payloads: list[str] = []
@@ -164,6 +204,7 @@ class BusRelay:
             log.warning("ignored a malformed notification: %r", payload[:200])
             return
         self.applied += 1
+        self.peers = max(self.peers, 1)  # until the next count says otherwise
         self._bus.apply_remote(
             work=bool(message.get("w")),
             jobs=jobs,

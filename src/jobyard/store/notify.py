@@ -9,9 +9,14 @@ NOTIFY never lengthens a job transaction (PostgreSQL serialises the commits of
 transactions that notify).
 
 Both connections come back after the database does (a restart, a network cut): the
-listener reconnects with back-off and then calls ``on_reconnect``, because whatever was
-notified while it was away is lost; the sender keeps its unsent payload and sends it on
-a new connection.
+listener reconnects with back-off and then calls ``on_connect(reconnected=True)``,
+because whatever was notified while it was away is lost; the sender keeps its unsent
+payload and sends it on a new connection.
+
+The listener also counts the other listeners of the database (sessions named
+``jobyard listener`` in ``pg_stat_activity``) when it connects and every
+:data:`CHECK_SECONDS` (which doubles as its liveness check), so that a server alone on
+its database need not send anything.
 """
 
 from __future__ import annotations
@@ -31,9 +36,15 @@ MAX_PAYLOAD_BYTES = 7900
 #: Back-off between reconnection attempts: first, then doubling up to the last.
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
-#: An idle listener checks its connection this often (a silent network cut would
-#: otherwise go unnoticed until TCP gives up).
-LIVENESS_SECONDS = 10.0
+#: An idle listener checks its connection and counts the other listeners this often (a
+#: silent network cut would otherwise go unnoticed until TCP gives up).
+CHECK_SECONDS = 2.0
+#: What the listening connections are called (``pg_stat_activity.application_name``).
+LISTENER_NAME = "jobyard listener"
+_OTHER_LISTENERS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND application_name = %s AND pid <> pg_backend_pid()"
+)
 #: Seconds to wait for a connection (a vanished host must not hang the loop).
 CONNECT_TIMEOUT = 5
 
@@ -53,12 +64,14 @@ class PgChannel:
         channel: str,
         *,
         on_message: Callable[[str], None],
-        on_reconnect: Callable[[], None],
+        on_connect: Callable[[bool], None],
+        on_listeners: Callable[[int], None],
     ) -> None:
         self._conninfo = conninfo_of(url)
         self._channel = channel
         self._on_message = on_message
-        self._on_reconnect = on_reconnect
+        self._on_connect = on_connect
+        self._on_listeners = on_listeners
         self._sender: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._send_backoff = 0.0
         #: Set once the listener is listening (for :meth:`wait_listening`).
@@ -66,10 +79,11 @@ class PgChannel:
         #: Times the listener (re)connected; tests and health read it.
         self.connects = 0
 
-    async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+    async def _connect(self, name: str) -> psycopg.AsyncConnection[tuple[object, ...]]:
         return await psycopg.AsyncConnection.connect(
             self._conninfo,
             autocommit=True,
+            application_name=name,  # what pg_stat_activity shows
             connect_timeout=CONNECT_TIMEOUT,
             keepalives=1,
             keepalives_idle=10,
@@ -91,18 +105,21 @@ class PgChannel:
         while True:
             conn = None
             try:
-                conn = await self._connect()
+                conn = await self._connect(LISTENER_NAME)
                 await conn.execute(f'LISTEN "{self._channel}"')
                 self.connects += 1
                 self._listening.set()
                 if self.connects > 1:
                     log.info("listening to %s again", self._channel)
-                    self._on_reconnect()
+                self._on_connect(self.connects > 1)
                 backoff = FIRST_BACKOFF
                 while True:
-                    async for note in conn.notifies(timeout=LIVENESS_SECONDS):
+                    # Also the liveness check: raises if the connection is gone.
+                    row = await (await conn.execute(_OTHER_LISTENERS, (LISTENER_NAME,))).fetchone()
+                    others = row[0] if row is not None else 0
+                    self._on_listeners(others if isinstance(others, int) else 0)
+                    async for note in conn.notifies(timeout=CHECK_SECONDS):
                         self._deliver(note.payload)
-                    await conn.execute("SELECT 1")  # still there? (raises if not)
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, OSError) as exc:
@@ -135,7 +152,7 @@ class PgChannel:
         while True:
             try:
                 if self._sender is None or self._sender.closed:
-                    self._sender = await self._connect()
+                    self._sender = await self._connect("jobyard notifier")
                 for payload in payloads:
                     await self._sender.execute("SELECT pg_notify(%s, %s)", (self._channel, payload))
                 self._send_backoff = 0.0
