@@ -6,8 +6,8 @@ learn a little later) while one-process installs react within a millisecond.
 
 Servers sharing a PostgreSQL database also tell each other: a :class:`Relay` attached
 with :meth:`Bus.relay_to` hears every event raised here (``jobyard.engine.relay`` sends
-them as notifications), and events heard from other servers come back through the
-``apply_*`` methods, which act here only and are never relayed again.
+them as notifications), and events heard from other servers come back through
+:meth:`Bus.apply_remote`, which acts here only and relays nothing.
 """
 
 from __future__ import annotations
@@ -135,9 +135,9 @@ class Bus:
         self._wake_job(job_id)
 
     def job_ended_by_worker(self, job_id: int) -> None:
-        """A local worker process ended ``job_id``: wake its waiters here, and tell the
-        other servers that work may have been queued too (the end may have promoted the
-        next job of its jobconfig; this server's slots were told by the worker itself)."""
+        """A worker process of this server ended ``job_id``: wake its waiters here, and
+        tell the other servers that work may have been queued too (the end may have
+        promoted the next job of its jobconfig; that process's own slots know already)."""
         if self._relay is not None:
             self._relay.work()
         self.job_changed(job_id)
