@@ -122,6 +122,8 @@ def _check_fast(latencies: list[float], label: str) -> None:
 
 
 def test_a_job_submitted_on_a_server_without_slots_starts_at_once(replicas: Replicas) -> None:
+    banner = replicas.b.stdout_path.read_text()
+    assert "workers:     none here" in banner, banner  # `jobyard server`: no local slots
     _check_fast(_latencies(replicas), "wake-up across replicas")
 
 
