@@ -154,3 +154,29 @@ async def test_the_listener_comes_back_and_wakes_everyone(
     await asyncio.sleep(0)
     b.bus.work_available()
     assert await waiting is True
+
+
+async def test_malformed_notifications_are_ignored(
+    servers: tuple[Server, Server], pg_url: str
+) -> None:
+    a, b = servers
+    hostile = [
+        "garbage",
+        "[1, 2, 3]",
+        '{"r": "x", "j": "abc"}',
+        '{"r": "x", "j": 5}',
+        '{"r": "x", "a": [[1]]}',
+        '{"r": "x", "a": [["1; DROP TABLE jobs", "reason"]]}',
+        '{"r": "x", "j": [1.5e400]}',
+    ]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for payload in hostile:
+            conn.execute("SELECT pg_notify('jobyard_events', %s)", (payload,))
+    # The listener is still there and still applies well-formed messages, in order: the
+    # hostile ones went first and changed nothing.
+    waiting = asyncio.create_task(b.bus.wait_job(5, 5.0))
+    await asyncio.sleep(0)
+    a.bus.job_changed(5)
+    assert await waiting is True
+    assert b.aborts == []
+    assert b.relay.listener_connects == 1

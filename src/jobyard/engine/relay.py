@@ -200,7 +200,7 @@ class BusRelay:
             message = json.loads(payload)
             jobs = [int(i) for i in message.get("j", ())]
             aborts = [(int(i), str(r)) for i, r in message.get("a", ())]
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, OverflowError):
             log.warning("ignored a malformed notification: %r", payload[:200])
             return
         self.applied += 1
