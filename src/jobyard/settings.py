@@ -174,6 +174,12 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=15.0, gt=0, description="Lease of an acquired job.")
     heartbeat_seconds: float = Field(default=3.0, gt=0, description="Lease renewal period.")
     maintenance_seconds: float = Field(default=2.0, gt=0, description="Sweep period.")
+    notify_replicas: bool = Field(
+        default=True,
+        description="On PostgreSQL, tell the other servers of the database about queued work, "
+        "job changes, aborts and schedule changes at once (LISTEN/NOTIFY); off, they find "
+        "them by polling (about a second).",
+    )
     abort_grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM->SIGKILL wait.")
     db_retry_seconds: float = Field(
         default=600.0,

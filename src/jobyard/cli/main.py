@@ -17,7 +17,7 @@ from jobyard.cli.context import CliState
 from jobyard.cli.login import login_command, logout_command
 from jobyard.cli.purge import purge_command
 from jobyard.cli.run import run_command
-from jobyard.cli.server import db_app, keys_app, up_command
+from jobyard.cli.server import db_app, keys_app, server_command, up_command
 from jobyard.cli.stats import stats_command
 
 app = typer.Typer(
@@ -68,6 +68,7 @@ def root(
 
 
 app.command("up")(up_command)
+app.command("server")(server_command)
 app.add_typer(db_app)
 app.add_typer(keys_app)
 app.add_typer(packages.app)

@@ -410,6 +410,10 @@ class Store(ClaimStore, UserStore, StatsStore, ApplyStore, Protocol):
         """Take or keep the leadership ``name`` for ``ttl_seconds``; False if another holds it."""
         ...
 
+    async def leaders_release(self, *, holder: str) -> int:
+        """Give up every leadership ``holder`` holds (a server stopping); how many."""
+        ...
+
     # -- templates ----------------------------------------------------------
     async def template_insert(self, spec: TemplateSpec, *, owner: str | None = None) -> Template:
         """Create; ``Conflict`` if the name is taken, ``NotFound`` for an unknown package."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import case, false, or_, select, update
+from sqlalchemy import case, delete, false, or_, select, update
 
 from jobyard.core.errors import NotFound
 from jobyard.core.models import WorkerInfo
@@ -35,6 +35,11 @@ class WorkersMixin(SqlBase):
         expired. Safe with any number of replicas on both engines.
         """
         return await self._write(_leader_try_acquire, name, holder, ttl_seconds)
+
+    async def leaders_release(self, *, holder: str) -> int:
+        """Give up every leadership ``holder`` holds, so another server takes over at its
+        next attempt instead of after the TTL (a stopping server, a rolling restart)."""
+        return await self._write(_leaders_release, holder)
 
 
 # -- transaction bodies ------------------------------------------------------------------
@@ -97,3 +102,8 @@ def _leader_try_acquire(tx: Tx, name: str, holder: str, ttl_seconds: float) -> b
         where=or_(leaders.c.holder == stmt.excluded.holder, leaders.c.expires_at < tx.now),
     ).returning(leaders.c.holder)
     return tx.conn.execute(stmt).first() is not None
+
+
+def _leaders_release(tx: Tx, holder: str) -> int:
+    result = tx.conn.execute(delete(leaders).where(leaders.c.holder == holder))
+    return int(result.rowcount or 0)
