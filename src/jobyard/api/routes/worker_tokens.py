@@ -74,10 +74,17 @@ async def create_worker_token(ctx: Ctx, caller: Caller, body: WorkerTokenIn) -> 
     return WorkerTokenCreated(**out.model_dump(), token=created.value)
 
 
-@router.get("", response_model=list[WorkerTokenOut])
-async def list_worker_tokens(ctx: Ctx, caller: Caller) -> list[WorkerTokenOut]:
+class WorkerTokenList(BaseModel):
+    """Every worker token, by id."""
+
+    items: list[WorkerTokenOut]
+
+
+@router.get("", response_model=WorkerTokenList)
+async def list_worker_tokens(ctx: Ctx, caller: Caller) -> WorkerTokenList:
     """Every worker token, revoked ones included (admins only)."""
-    return [WorkerTokenOut.of(t) for t in await worker_tokens.list_worker_tokens(ctx, caller)]
+    tokens = await worker_tokens.list_worker_tokens(ctx, caller)
+    return WorkerTokenList(items=[WorkerTokenOut.of(t) for t in tokens])
 
 
 @router.delete("/{token_id}", response_model=WorkerTokenOut, responses=errors(404))
