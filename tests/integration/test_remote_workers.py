@@ -8,10 +8,8 @@ server decided meanwhile.
 
 from __future__ import annotations
 
-import io
 import signal
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.helpers import MANIFEST, make_zip
 from tests.support.remote_worker import create_worker_token, remote_worker
 from tests.support.server import RunningServer, free_port, jobyard_server
 
@@ -50,7 +49,9 @@ class Api:
         assert r.status_code == 200, r.text
         return dict(r.json())
 
-    def wait(self, job_id: int, statuses: set[str] = TERMINAL, timeout: float = 30) -> dict[str, Any]:
+    def wait(
+        self, job_id: int, statuses: set[str] = TERMINAL, timeout: float = 30
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             job = self.job(job_id)
@@ -132,3 +133,165 @@ def test_a_job_runs_on_a_remote_worker_with_its_log_streamed_and_outputs(
         assert r.status_code == 200 and r.text == "out\n"
         macros = api.http.get(f"/api/v1/jobs/{job['id']}/macros").json()
         assert macros["resolved"] is True  # the record travelled with the assignment
+
+
+def test_a_package_is_downloaded_once_per_host_even_for_jobs_starting_together(
+    server: RunningServer, api: Api, tmp_path: Path
+) -> None:
+    data = make_zip({"jobyard.toml": MANIFEST, "main.sh": 'echo "level=$LEVEL"\n'})
+    r = api.http.post("/api/v1/packages", files={"file": ("etl.zip", data)})
+    assert r.status_code == 201, r.text
+    pkg = r.json()
+    r = api.http.post(
+        "/api/v1/jobconfigs",
+        json={"name": "etl", "package_id": pkg["id"], "entrypoint": "main"},
+    )
+    assert r.status_code == 201, r.text
+    jc = r.json()
+    token = _worker_token(server)
+    with remote_worker(
+        server.url, token, tmp_path / "w1", slots=4, wait_registered=server.token
+    ) as worker:
+        jobs = [api.http.post(f"/api/v1/jobconfigs/{jc['id']}/run").json() for _ in range(4)]
+        for job in jobs:
+            assert api.wait(job["id"])["status"] == "FINISHED"
+            assert "level=manifest" in api.log(job["id"])
+        cached = worker.cache_dir / "packages" / pkg["sha256"]
+        assert cached.is_file()
+        first = cached.stat()
+        again = api.http.post(f"/api/v1/jobconfigs/{jc['id']}/run").json()
+        assert api.wait(again["id"])["status"] == "FINISHED"
+        assert cached.stat().st_ino == first.st_ino  # a cache hit: not downloaded again
+        assert [p.name for p in (worker.cache_dir / "packages").iterdir()] == [pkg["sha256"]]
+        assert worker.stderr_text().count(f"package/{pkg['sha256']}") <= 1
+
+
+def test_a_worker_takes_jobs_of_its_pool_only_and_no_more_than_its_slots(
+    server: RunningServer, api: Api, tmp_path: Path
+) -> None:
+    token = _worker_token(server, pool="gpu")
+    with remote_worker(
+        server.url, token, tmp_path / "w1", pool="gpu", slots=2, wait_registered=server.token
+    ):
+        other = api.run(["/bin/true"])  # pool "default": nobody serves it
+        stamp = "/usr/bin/python3 -c 'import time; print(time.time())'"
+        script = f'echo "from=$({stamp})"; sleep 1; echo "to=$({stamp})"'
+        jobs = [api.run(["/bin/sh", "-c", script], pool="gpu") for _ in range(5)]
+        spans = []
+        for job in jobs:
+            assert api.wait(job["id"], timeout=60)["status"] == "FINISHED"
+            text = api.log(job["id"])
+            spans.append((_stamp(text, "from="), _stamp(text, "to=")))
+        # The programs' own clocks: never more than 2 of them ran at once.
+        most = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+        assert most == 2, spans
+        assert api.job(other["id"])["status"] == "QUEUED"
+
+
+def _stamp(log: str, prefix: str) -> float:
+    for line in log.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[2].startswith(prefix):
+            return float(parts[2][len(prefix) :])
+    raise AssertionError(f"{prefix!r} not in {log!r}")
+
+
+def test_a_token_of_another_pool_is_refused(server: RunningServer, tmp_path: Path) -> None:
+    token = _worker_token(server, pool="gpu")
+    with remote_worker(server.url, token, tmp_path / "w1", pool="default") as worker:
+        assert worker.wait(timeout=30) != 0
+        assert "pool 'gpu'" in worker.stderr_text()
+
+
+def test_sigterm_drains_the_worker(server: RunningServer, api: Api, tmp_path: Path) -> None:
+    token = _worker_token(server)
+    with remote_worker(
+        server.url, token, tmp_path / "w1", slots=1, wait_registered=server.token
+    ) as worker:
+        job = api.run(["/bin/sh", "-c", "echo started; sleep 2; echo finished"])
+        api.wait_log(job["id"], "started")
+        worker.signal(signal.SIGTERM)
+        later = api.run(["/bin/true"])
+        assert worker.wait(timeout=30) == 0
+        done = api.job(job["id"])
+        assert done["status"] == "FINISHED", done
+        assert "finished" in api.log(job["id"])
+        assert api.job(later["id"])["status"] == "QUEUED"  # taken by nobody
+        listed = api.http.get("/api/v1/workers").json()["items"]
+        assert [w["draining"] for w in listed if w["kind"] == "remote"] == [True]
+
+
+def test_a_killed_worker_loses_its_jobs_after_the_lease(
+    server: RunningServer, api: Api, tmp_path: Path
+) -> None:
+    token = _worker_token(server)
+    with remote_worker(server.url, token, tmp_path / "w1", wait_registered=server.token) as worker:
+        job = api.run(["/bin/sh", "-c", "echo started; sleep 120"])
+        api.wait_log(job["id"], "started")
+        worker.signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        done = api.wait(job["id"], timeout=30)
+        assert done["status"] == "FAILED"
+        assert "worker lost" in (done["status_reason"] or "")
+
+
+def test_a_worker_back_after_its_lease_cannot_overwrite_the_job(
+    server: RunningServer, api: Api, tmp_path: Path
+) -> None:
+    token = _worker_token(server)
+    with remote_worker(server.url, token, tmp_path / "w1", wait_registered=server.token) as worker:
+        script = 'echo started; sleep 6; echo late-line; echo late > "$LOCAL_JOB_OUT_DIR/late.txt"'
+        job = api.run(["/bin/sh", "-c", script])
+        api.wait_log(job["id"], "started")
+        worker.signal(signal.SIGSTOP)  # partitioned: no renewals, no reports
+        failed = api.wait(job["id"], timeout=30)
+        assert failed["status"] == "FAILED"
+        assert "worker lost" in (failed["status_reason"] or "")
+        log_then = api.log(job["id"])
+        worker.signal(signal.SIGCONT)
+        # The program ends (it kept running) and the worker tries to report: wait for
+        # the worker to be done with the job, then check nothing changed.
+        deadline = time.monotonic() + 30
+        while "late-line" not in _worker_log(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # its late reports, if any were accepted, would be written by now
+        after = api.job(job["id"])
+        assert (after["status"], after["status_reason"]) == ("FAILED", failed["status_reason"])
+        assert "late-line" not in api.log(job["id"])
+        assert api.log(job["id"]).startswith(log_then.rstrip("\n").rsplit("\n", 1)[0])
+        assert api.outputs(job["id"]) == []
+
+
+def _worker_log(worker: Any) -> str:
+    """The job logs the worker still has locally, and its stderr (what it tried)."""
+    found = [worker.stderr_text()]
+    for path in (worker.home / "worker" / "state" / "logs").glob("*.log"):
+        found.append(path.read_text(errors="replace"))
+    return "\n".join(found)
+
+
+def test_a_job_ending_while_the_server_restarts_is_reported_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    home = tmp_path / "home"
+    env = {**FAST, "JOBYARD_LEASE_SECONDS": "30"}
+    with jobyard_server(home, workers=0, env=env, port=port) as first:
+        token = _worker_token(first)
+        api = Api(first)
+        with remote_worker(
+            first.url, token, tmp_path / "w1", wait_registered=first.token
+        ) as worker:
+            job = api.run(["/bin/sh", "-c", "echo started; sleep 3; echo after-restart"])
+            api.wait_log(job["id"], "started")
+            first.process.send_signal(signal.SIGKILL)  # no orderly stop: jobs untouched
+            first.process.wait(timeout=10)
+            time.sleep(4)  # the program ends while no server answers
+            with jobyard_server(home, workers=0, env=env, port=port) as second:
+                again = Api(second)
+                done = again.wait(job["id"], timeout=60)
+                assert done["status"] == "FINISHED", done
+                assert "after-restart" in again.log(job["id"])
+                assert worker.process.poll() is None
+                again.http.close()
+        api.http.close()

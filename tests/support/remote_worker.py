@@ -101,7 +101,10 @@ def remote_worker(
     if token_on_argv:
         command += ["--token", token]
     else:
-        command += ["--token-file", str(write_token_file(home.parent / f"{home.name}.secret", token))]
+        command += [
+            "--token-file",
+            str(write_token_file(home.parent / f"{home.name}.secret", token)),
+        ]
     stderr_path = home.with_name(home.name + ".worker.log")
     opener = functools.partial(os.open, mode=0o600)
     with open(stderr_path, "wb", opener=opener) as err:

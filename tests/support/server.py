@@ -138,13 +138,15 @@ def jobyard_server(
     args: Sequence[str] = (),
     startup_seconds: float = STARTUP_SECONDS,
     as_user: UserRuntime | None = None,
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
     """Run ``jobyard up`` with ``JOBYARD_HOME=home`` on a free port until the block ends.
 
-    ``as_user``: run it as that unprivileged user (``home`` must be theirs).
+    ``as_user``: run it as that unprivileged user (``home`` must be theirs). ``port``:
+    that port instead (a restart on the same address).
     """
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     server_env = clean_env(
         {
