@@ -61,6 +61,7 @@ def _prepare_home(home: Path, *, searchable: bool) -> None:
 
 async def run_remote_worker(opts: RemoteOptions) -> int:
     """Register, then acquire and run jobs until SIGTERM/SIGINT or a drain order; 0."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per call
     plan = resolve_isolation(opts.isolation)
     home = opts.home.resolve()
     jobs_root = jobs_root_for(home, plan)
