@@ -97,7 +97,9 @@ class BodyLimitMiddleware:
         if (method, path) in OPEN_BODY_ROUTES:
             limit = OPEN_BODY_MAX_BYTES
             message = f"the body of {method} {path} may hold at most {limit} bytes"
-        elif any(method == m and p.fullmatch(path) for m, p in WORKER_FILE_ROUTES):
+        elif path.startswith("/api/v1/worker/") and any(
+            method == m and p.fullmatch(path) for m, p in WORKER_FILE_ROUTES
+        ):
             limit = self.settings.upload_max_bytes
             message = f"a file may hold at most {limit} bytes (JOBYARD_UPLOAD_MAX_BYTES)"
         elif console:

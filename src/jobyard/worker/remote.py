@@ -16,7 +16,8 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobyard.worker.http_backend import HttpBackend, ServerRefused
+from jobyard.core.errors import DatabaseUnavailable
+from jobyard.worker.http_backend import MAX_PAUSE, HttpBackend, ServerRefused
 from jobyard.worker.pool import WorkerPool
 from jobyard.worker.runner import RunnerOptions
 from jobyard.worker.sandbox import Isolator, hidden_paths, jobs_root_for, resolve_isolation
@@ -129,13 +130,17 @@ async def _registered_pool(
         options=RunnerOptions(abort_grace_seconds=opts.abort_grace_seconds, api_url=opts.server),
         isolator=isolator,
     )
-    try:
-        await backend.heartbeat(worker_id=pool.worker_id, running=0, draining=False)
-    except ServerRefused as exc:
-        raise WorkerStartError(f"the server refused this worker: {exc.message}") from exc
-    except Exception as exc:
-        message = getattr(exc, "message", None) or str(exc)
-        raise WorkerStartError(f"cannot reach {opts.server}: {message}") from exc
+    pause = 0.5
+    while True:
+        try:
+            await backend.heartbeat(worker_id=pool.worker_id, running=0, draining=False)
+            break
+        except ServerRefused as exc:  # a bad token or pool: retrying changes nothing
+            raise WorkerStartError(f"the server refused this worker: {exc.message}") from exc
+        except DatabaseUnavailable as exc:  # not up yet, restarting: wait for it
+            _log.warning("%s; retrying in %.1f s", exc.message, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE)
     if backend.heartbeat_seconds is not None:
         pool.heartbeat_seconds = backend.heartbeat_seconds
     pool.lease_seconds = backend.lease_seconds
