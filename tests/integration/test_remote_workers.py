@@ -288,3 +288,15 @@ def test_a_job_ending_while_the_server_restarts_is_reported_when_it_is_back(
                 assert worker.process.poll() is None
                 again.http.close()
         api.http.close()
+
+
+def test_many_short_jobs_all_end_as_they_ran(
+    server: RunningServer, api: Api, tmp_path: Path
+) -> None:
+    """A program that ends at once: its end report must not overtake its RUNNING one
+    (two HTTP calls may land in either order; an end first would be refused)."""
+    token = _worker_token(server)
+    with remote_worker(server.url, token, tmp_path / "w1", slots=4, wait_registered=server.token):
+        jobs = [api.run(["/bin/true"]) for _ in range(120)]
+        states = [api.wait(job["id"], timeout=120)["status"] for job in jobs]
+        assert states == ["FINISHED"] * len(jobs)

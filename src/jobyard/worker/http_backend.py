@@ -22,7 +22,7 @@ import logging
 import os
 import platform
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,8 @@ class HttpBackend:
         self._package_jobs: dict[str, int] = {}
         self._downloads: dict[str, asyncio.Future[Path]] = {}
         self._tails: dict[int, _LogTail] = {}
+        #: Jobs whose RUNNING report was made: set once it is answered.
+        self._running_sent: dict[int, asyncio.Event] = {}
         self._payloads: dict[int, list[Path]] = {}
         self._acquiring: asyncio.Task[list[Job]] | None = None
         self._stopped = False
@@ -392,15 +394,40 @@ class HttpBackend:
         await self._send_log(job_id, tail)
 
     # -- reports ----------------------------------------------------------------------------
-    async def set_running(
+    def set_running(
         self,
         job_id: int,
         *,
         worker_id: str,
         pid: int | None,
         started_at: datetime | None = None,
+    ) -> Coroutine[Any, Any, bool]:
+        """INITIALIZING -> RUNNING on the server; False when the job is not ours (409).
+
+        Not a coroutine function: the call itself (before the report is awaited or even
+        scheduled) records that RUNNING is on its way, so the job's end report waits for
+        it — two HTTP calls may otherwise land in either order, and an end arriving
+        first would be refused for a job still INITIALIZING.
+        """
+        sent = self._running_sent[job_id] = asyncio.Event()
+        return self._set_running(job_id, worker_id, pid, started_at, sent)
+
+    async def _set_running(
+        self,
+        job_id: int,
+        worker_id: str,
+        pid: int | None,
+        started_at: datetime | None,
+        sent: asyncio.Event,
     ) -> bool:
-        """INITIALIZING -> RUNNING on the server; False when the job is not ours (409)."""
+        try:
+            return await self._report_running(job_id, worker_id, pid, started_at)
+        finally:
+            sent.set()
+
+    async def _report_running(
+        self, job_id: int, worker_id: str, pid: int | None, started_at: datetime | None
+    ) -> bool:
         body = {
             "worker_id": worker_id,
             "pid": pid,
@@ -429,7 +456,11 @@ class HttpBackend:
         exit_code: int | None,
         reason: str | None,
     ) -> None:
-        """Report the end; a job not ours any more (409) is left as the server has it."""
+        """Report the end (after its RUNNING report, when one was sent); a job not ours
+        any more (409) is left as the server has it."""
+        sent = self._running_sent.pop(job_id, None)
+        if sent is not None:
+            await sent.wait()
         body = {
             "worker_id": worker_id,
             "status": status.value,
@@ -500,6 +531,7 @@ class HttpBackend:
         self._assignments.pop(job_id, None)
         self._records.pop(job_id, None)
         self._maskers.pop(job_id, None)
+        self._running_sent.pop(job_id, None)
         tail = self._tails.pop(job_id, None)
         if tail is not None:
             tail.lost = True
