@@ -432,6 +432,18 @@ ENFORCED: list[Rule] = [
     ),
     Rule(
         "POST",
+        f"{WORKER}/reports",
+        worker_only(200),
+        with_body(
+            f"{WORKER}/reports",
+            {
+                "worker_id": WORKER_ID,
+                "reports": [{"job_id": 1, "kind": "end", "status": "FINISHED", "exit_code": 0}],
+            },
+        ),
+    ),
+    Rule(
+        "POST",
         f"{WORKER}/renew",
         worker_only(200),
         with_body(f"{WORKER}/renew", {"worker_id": WORKER_ID, "job_ids": [1]}),

@@ -94,7 +94,11 @@ async def test_a_revoked_worker_token_is_refused_within_seconds(env: Env) -> Non
         r = await env.client.delete(f"{API}/worker-tokens/{created['id']}")
         assert r.status_code == 200 and r.json()["revoked"] is True
         deadline = asyncio.get_running_loop().time() + 10
-        while (await worker.post(f"{API}/worker/heartbeat", json=hello)).status_code != 401:
+        while True:
+            async with _as(env, created["token"]) as fresh:  # a new connection each time
+                status = (await fresh.post(f"{API}/worker/heartbeat", json=hello)).status_code
+            if status == 401:
+                break
             assert asyncio.get_running_loop().time() < deadline, "revoked token still accepted"
             await asyncio.sleep(0.1)
     r = await env.client.delete(f"{API}/worker-tokens/999999")
@@ -152,6 +156,17 @@ async def test_a_worker_cannot_report_for_a_job_it_does_not_hold(
             f"{base}/end", json={"worker_id": "holder", "status": "FINISHED", "exit_code": 0}
         )
         assert r.status_code == 200, r.text
+        # A batch: each report refused on its own (the job ended), not the call.
+        r = await worker.post(
+            f"{API}/worker/reports",
+            json={
+                "worker_id": "holder",
+                "reports": [{"job_id": job["id"], "kind": "end", "status": "FAILED"}],
+            },
+        )
+        assert r.status_code == 200, r.text
+        (result,) = r.json()["results"]
+        assert result["moved"] is False and "FINISHED" in result["error"]
         # Ended: nothing more of it is accepted, not even from its holder.
         r = await worker.post(f"{base}/end", json={"worker_id": "holder", "status": "FAILED"})
         assert r.status_code == 409

@@ -9,6 +9,7 @@ status, nor attach its late log or outputs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -172,13 +173,75 @@ async def report_end(
         reason=None if reason is None else reason[:2000],
         actor=f"worker:{worker_id}",
     )
-    try:
-        await held_job(ctx, worker_id, job_id)
-    except Conflict:
-        pass  # the end report below is refused the same way
-    else:
-        await ctx.blobs.seal(log_key(job_id))
+    # Sealing needs no holder check: the spool holds only pieces accepted while the job
+    # was held (each append checks), so a refused end seals nothing it should not.
+    await ctx.blobs.seal(log_key(job_id))
     return _accepted(await _desk(ctx).end(worker_id, report), worker_id)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedReport:
+    """One report of a batch: ``kind`` "running" (``pid``, ``started_at``, ``record``)
+    or "end" (``status``, ``exit_code``, ``reason``)."""
+
+    job_id: int
+    kind: str
+    pid: int | None = None
+    started_at: datetime | None = None
+    record: str | None = None
+    status: JobStatus | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedOutcome:
+    """What one report of a batch did (``error``: why it was refused)."""
+
+    job_id: int
+    kind: str
+    moved: bool
+    error: str | None = None
+
+
+async def report_batch(
+    ctx: Context, worker_id: str, reports: list[BatchedReport]
+) -> list[BatchedOutcome]:
+    """Several RUNNING and end reports in one call: the RUNNING ones first, then the
+    ends, each group written together (one transaction when the store can). A report
+    about a job not held any more is refused on its own (``moved`` false), not the call.
+    """
+    _check_worker_id(worker_id)
+    for r in reports:
+        if r.kind == "running" and r.started_at is None:
+            raise InvalidInput(f"the RUNNING report of job {r.job_id} needs started_at")
+        if r.kind == "end" and r.status not in _END:
+            raise InvalidInput(f"the end report of job {r.job_id} needs an end status")
+        if r.kind not in ("running", "end"):
+            raise InvalidInput(f"unknown report kind {r.kind!r}: running or end")
+
+    async def one(r: BatchedReport) -> BatchedOutcome:
+        try:
+            if r.kind == "running" and r.started_at is not None:
+                await report_running(
+                    ctx, worker_id, r.job_id, pid=r.pid, started_at=r.started_at, record=r.record
+                )
+            elif r.status is not None:
+                await report_end(
+                    ctx,
+                    worker_id,
+                    r.job_id,
+                    status=r.status,
+                    exit_code=r.exit_code,
+                    reason=r.reason,
+                )
+        except Conflict as exc:
+            return BatchedOutcome(r.job_id, r.kind, False, exc.message)
+        return BatchedOutcome(r.job_id, r.kind, True)
+
+    out = list(await asyncio.gather(*(one(r) for r in reports if r.kind == "running")))
+    out += await asyncio.gather(*(one(r) for r in reports if r.kind == "end"))
+    return out
 
 
 async def renew(ctx: Context, worker_id: str, job_ids: list[int]) -> dict[int, bool]:

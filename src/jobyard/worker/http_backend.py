@@ -49,6 +49,8 @@ FIRST_PAUSE = 0.2
 MAX_PAUSE = 5.0
 #: Statuses that mean "the server is there but cannot answer now": retried.
 _RETRIED = {502, 503, 504}
+#: Most reports sent in one call.
+REPORTS_PER_CALL = 200
 #: Download chunk size.
 _CHUNK = 256 * 1024
 
@@ -131,6 +133,11 @@ class HttpBackend:
         self._package_jobs: dict[str, int] = {}
         self._downloads: dict[str, asyncio.Future[Path]] = {}
         self._tails: dict[int, _LogTail] = {}
+        #: RUNNING and end reports waiting for the next call, and the task sending them.
+        self._reports: list[
+            tuple[str, dict[str, Any], asyncio.Future[tuple[bool, str | None]]]
+        ] = []
+        self._reporter: asyncio.Task[None] | None = None
         #: Jobs whose RUNNING report was made: set once it is answered.
         self._running_sent: dict[int, asyncio.Event] = {}
         self._payloads: dict[int, list[Path]] = {}
@@ -428,24 +435,15 @@ class HttpBackend:
     async def _report_running(
         self, job_id: int, worker_id: str, pid: int | None, started_at: datetime | None
     ) -> bool:
-        body = {
-            "worker_id": worker_id,
+        item = {
+            "job_id": job_id,
+            "kind": "running",
             "pid": pid,
             "started_at": (started_at or utcnow()).isoformat(),
             "record": self._records.pop(job_id, None),
         }
-        try:
-            await self._call(
-                f"report job {job_id} running",
-                "POST",
-                f"/api/v1/worker/jobs/{job_id}/running",
-                json=body,
-            )
-        except ServerRefused as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
+        moved, _error = await self._report(worker_id, item)
+        return moved
 
     async def end(
         self,
@@ -457,27 +455,53 @@ class HttpBackend:
         reason: str | None,
     ) -> None:
         """Report the end (after its RUNNING report, when one was sent); a job not ours
-        any more (409) is left as the server has it."""
+        any more (refused) is left as the server has it."""
         sent = self._running_sent.pop(job_id, None)
         if sent is not None:
             await sent.wait()
-        body = {
-            "worker_id": worker_id,
+        item = {
+            "job_id": job_id,
+            "kind": "end",
             "status": status.value,
             "exit_code": exit_code,
             "reason": reason,
         }
-        try:
-            await self._call(
-                f"report the end of job {job_id}",
-                "POST",
-                f"/api/v1/worker/jobs/{job_id}/end",
-                json=body,
-            )
-        except ServerRefused as exc:
-            if exc.status != 409:
-                raise
-            _log.warning("end of job %s not recorded: %s", job_id, exc.message)
+        moved, error = await self._report(worker_id, item)
+        if not moved:
+            _log.warning("end of job %s not recorded: %s", job_id, error)
+
+    async def _report(self, worker_id: str, item: dict[str, Any]) -> tuple[bool, str | None]:
+        """Queue a RUNNING or end report; reports queued while a call is in flight go
+        together in the next one (``POST /api/v1/worker/reports``)."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[bool, str | None]] = loop.create_future()
+        answer.add_done_callback(_retrieved)
+        self._reports.append((worker_id, item, answer))
+        if self._reporter is None or self._reporter.done():
+            self._reporter = loop.create_task(self._send_reports(), name="worker-reports")
+        return await asyncio.shield(answer)
+
+    async def _send_reports(self) -> None:
+        while self._reports:
+            worker_id = self._reports[0][0]
+            batch = [r for r in self._reports if r[0] == worker_id][:REPORTS_PER_CALL]
+            for entry in batch:
+                self._reports.remove(entry)
+            body = {"worker_id": worker_id, "reports": [item for _, item, _ in batch]}
+            try:
+                answer = await self._call(
+                    f"send {len(batch)} report(s)", "POST", "/api/v1/worker/reports", json=body
+                )
+            except Exception as exc:  # the callers see it (they retry nothing themselves)
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            results = {(r["job_id"], r["kind"]): r for r in answer.get("results") or []}
+            for _, item, future in batch:
+                result = results.get((item["job_id"], item["kind"])) or {}
+                if not future.done():
+                    future.set_result((bool(result.get("moved")), result.get("error")))
 
     async def renew(self, *, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
         """Renew leases once (an unreachable server raises ``DatabaseUnavailable``: the
@@ -542,6 +566,12 @@ class HttpBackend:
         for path in self._payloads.pop(job_id, []):
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen (its caller may have stopped waiting)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _quote(name: str) -> str:

@@ -9,7 +9,7 @@ hold any more (lease lost, job ended) is refused with 409.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -170,6 +170,58 @@ async def end(ctx: Ctx, token: Worker, job_id: int, body: EndIn) -> ReportOut:
         reason=body.reason,
     )
     return ReportOut(job_id=outcome.job_id, moved=outcome.moved)
+
+
+class BatchedIn(BaseModel):
+    """One report of ``POST /api/v1/worker/reports``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: int
+    kind: Literal["running", "end"]
+    pid: int | None = None
+    started_at: datetime | None = None
+    record: str | None = None
+    status: JobStatus | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+class ReportsIn(BaseModel):
+    """Body of ``POST /api/v1/worker/reports``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    worker_id: str = Field(min_length=1, max_length=200)
+    reports: list[BatchedIn] = Field(max_length=1000)
+
+
+class BatchedOut(BaseModel):
+    """What one report did: ``moved`` false (with ``error``) when the job is not held."""
+
+    job_id: int
+    kind: str
+    moved: bool
+    error: str | None
+
+
+class ReportsOut(BaseModel):
+    """One outcome per report, RUNNING ones first."""
+
+    results: list[BatchedOut]
+
+
+@router.post("/reports", response_model=ReportsOut)
+async def reports(ctx: Ctx, token: Worker, body: ReportsIn) -> ReportsOut:
+    """Several RUNNING and end reports in one call (written together); each is refused
+    on its own (``moved`` false) when its job is not held any more."""
+    batch = [remote_workers.BatchedReport(**r.model_dump()) for r in body.reports]
+    done = await remote_workers.report_batch(ctx, body.worker_id, batch)
+    return ReportsOut(
+        results=[
+            BatchedOut(job_id=o.job_id, kind=o.kind, moved=o.moved, error=o.error) for o in done
+        ]
+    )
 
 
 class RenewIn(BaseModel):
