@@ -110,11 +110,14 @@ def worker_command(
     token_fd: Annotated[int | None, typer.Option("--token-fd", hidden=True)] = None,
     home: Annotated[
         Path | None,
-        typer.Option("--home", help="Worker folder: job folders, logs being sent."),
+        typer.Option(
+            "--home",
+            help="Data folder (env JOBYARD_HOME); the worker's files go in HOME/worker.",
+        ),
     ] = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option("--cache-dir", help="Package cache, by sha256 (default HOME/cache)."),
+        typer.Option("--cache-dir", help="Package cache by sha256 (default HOME/worker/cache)."),
     ] = None,
     wait: Annotated[
         float, typer.Option("--wait", help="Long-poll seconds per acquisition.", min=1, max=55)
