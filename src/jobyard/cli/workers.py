@@ -153,7 +153,12 @@ def token_create_command(
 
 
 @token_app.command("list")
-def token_list_command(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+def token_list_command(
+    ctx: typer.Context,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
     """List worker tokens (never their values)."""
     state = state_of(ctx)
     items = state.call(lambda api: api.worker_tokens_list())

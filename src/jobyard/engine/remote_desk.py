@@ -32,7 +32,7 @@ from jobyard.engine.local_backend import _claimed_assignment
 from jobyard.engine.reporter import Reporter
 from jobyard.settings import Settings
 from jobyard.store.protocol import Store
-from jobyard.worker.wire import RemoteAssignment
+from jobyard.worker.wire import RemoteAssignment, assignment_to_json
 
 #: Long-polls re-check the queue at least this often (a submit on another replica may
 #: wake no one here until cross-replica wake-ups exist).
@@ -67,10 +67,12 @@ class RemoteDesk:
         free: int,
         wait_seconds: float,
         gone: Callable[[], Awaitable[bool]],
-    ) -> list[RemoteAssignment]:
+    ) -> list[dict[str, Any]]:
         """Claim up to ``free`` queued jobs of ``pool``; none queued: wait for a submit up
         to ``wait_seconds`` and claim then. ``gone`` tells whether the caller hung up: a
-        caller that left claims nothing (its jobs would wait for their lease)."""
+        caller that left claims nothing (its jobs would wait for their lease).
+
+        The assignments are answered as JSON objects (see :mod:`jobyard.worker.wire`)."""
         free = max(0, min(free, MAX_CLAIM))
         if free == 0:
             return []
@@ -82,7 +84,7 @@ class RemoteDesk:
             found = await self._claim(worker_id, pool, free, look_first=not fresh)
             left = deadline - time.monotonic()
             if found or left <= 0:
-                return found
+                return [assignment_to_json(a) for a in found]
             fresh = await self._bus.wait_for_work(min(left, RECHECK_SECONDS))
 
     async def _claim(

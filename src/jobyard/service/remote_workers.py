@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from jobyard.blobs.append import append_at
 from jobyard.blobs.keys import log_key, output_key, package_key, payload_job
@@ -25,7 +26,6 @@ from jobyard.core.tokens import WorkerToken
 from jobyard.service.context import Context
 from jobyard.service.worker_desk import WorkerDesk
 from jobyard.service.worker_tokens import check_pool
-from jobyard.worker.wire import RemoteAssignment
 
 #: Longest long-poll a worker may ask for (a load balancer's idle timeout is often 60 s).
 MAX_WAIT_SECONDS = 55.0
@@ -113,7 +113,7 @@ async def acquire(
     free: int,
     wait_seconds: float,
     gone: Callable[[], Awaitable[bool]],
-) -> list[RemoteAssignment]:
+) -> list[dict[str, Any]]:
     """Claim up to ``free`` jobs of ``pool`` at once, or wait for one (long-poll)."""
     _check_worker_id(worker_id)
     check_pool(token, pool)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from jobyard.core.claims import EndReport, ReportOutcome
-from jobyard.worker.wire import RemoteAssignment
 
 
 class WorkerDesk(Protocol):
@@ -25,8 +24,9 @@ class WorkerDesk(Protocol):
         free: int,
         wait_seconds: float,
         gone: Callable[[], Awaitable[bool]],
-    ) -> list[RemoteAssignment]:
-        """Claim up to ``free`` jobs of ``pool``, waiting up to ``wait_seconds`` for one."""
+    ) -> list[dict[str, Any]]:
+        """Claim up to ``free`` jobs of ``pool``, waiting up to ``wait_seconds`` for one;
+        their assignments as JSON objects (``jobyard.worker.wire``)."""
         ...
 
     async def running(

@@ -23,7 +23,6 @@ from jobyard.core.tokens import WorkerToken
 from jobyard.service import remote_workers
 from jobyard.service.context import Principal
 from jobyard.service.worker_tokens import refuse_non_worker
-from jobyard.worker.wire import assignment_to_json
 
 
 async def require_worker(request: Request) -> WorkerToken:
@@ -116,7 +115,7 @@ async def acquire(ctx: Ctx, token: Worker, body: AcquireIn, request: Request) ->
         wait_seconds=body.wait_seconds,
         gone=request.is_disconnected,
     )
-    return {"assignments": [assignment_to_json(a) for a in found]}
+    return {"assignments": found}
 
 
 class RunningIn(BaseModel):
