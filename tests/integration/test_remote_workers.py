@@ -300,3 +300,24 @@ def test_many_short_jobs_all_end_as_they_ran(
         jobs = [api.run(["/bin/true"]) for _ in range(120)]
         states = [api.wait(job["id"], timeout=120)["status"] for job in jobs]
         assert states == ["FINISHED"] * len(jobs)
+
+
+def test_a_remote_job_gets_its_payload_files(
+    server: RunningServer, api: Api, tmp_path: Path
+) -> None:
+    token = _worker_token(server)
+    with remote_worker(server.url, token, tmp_path / "w1", wait_registered=server.token) as worker:
+        job = api.run(["/bin/sh", "-c", 'cat "$JOB_PAYLOAD_DIR/data.txt"'], hold=True)
+        assert job["status"] == "WAITING"
+        r = api.http.post(
+            f"/api/v1/jobs/{job['id']}/payload",
+            files={"file": ("data.txt", b"payload-content-42\n")},
+        )
+        assert r.status_code == 201, r.text
+        assert api.http.post(f"/api/v1/jobs/{job['id']}/release").status_code == 200
+        done = api.wait(job["id"])
+        assert done["status"] == "FINISHED", (done, api.log(job["id"]))
+        assert "payload-content-42" in api.log(job["id"])
+        # The download was for this job only: nothing of it is left on the worker host.
+        leftovers = list((worker.home / "worker" / "state").rglob("*"))
+        assert not [p for p in leftovers if p.is_file()], leftovers
