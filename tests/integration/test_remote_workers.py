@@ -321,3 +321,14 @@ def test_a_remote_job_gets_its_payload_files(
         # The download was for this job only: nothing of it is left on the worker host.
         leftovers = list((worker.home / "worker" / "state").rglob("*"))
         assert not [p for p in leftovers if p.is_file()], leftovers
+
+
+def test_a_long_log_arrives_whole(server: RunningServer, api: Api, tmp_path: Path) -> None:
+    """More than one log piece (256 KiB each): every line arrives, in order, once."""
+    token = _worker_token(server)
+    with remote_worker(server.url, token, tmp_path / "w1", wait_registered=server.token):
+        script = "import sys\nfor i in range(20000): print(f'line-{i:05d}-' + 'x' * 40)"
+        job = api.run(["/usr/bin/python3", "-c", script])
+        assert api.wait(job["id"])["status"] == "FINISHED"
+        lines = [line.split(" ", 2)[2] for line in api.log(job["id"]).splitlines()]
+        assert lines == [f"line-{i:05d}-" + "x" * 40 for i in range(20000)]
