@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from jobyard.blobs.open import open_blob_store
-from jobyard.core.crypto import KEY_FILE, ensure_key_file
+from jobyard.core.crypto import KEY_FILE, Keyrings, ensure_key_file
 from jobyard.engine.bus import Bus
 from jobyard.engine.local_backend import local_worker_pool
 from jobyard.engine.local_process import WorkerProcess
@@ -24,6 +24,7 @@ from jobyard.engine.maintenance import (
     recover_local_orphans,
 )
 from jobyard.engine.relay import BusRelay
+from jobyard.engine.remote_desk import RemoteDesk
 from jobyard.engine.retention import Retention
 from jobyard.engine.scheduler import Scheduler
 from jobyard.engine.spool import seal_spooled_logs
@@ -83,8 +84,15 @@ class Runtime:
         )
         bus = self._bus
         retention = Retention(store, blobs, self.settings.retention)
+        keyrings = Keyrings()
         ctx = Context(
-            settings=self.settings, store=store, blobs=blobs, bus=bus, retention=retention
+            settings=self.settings,
+            store=store,
+            blobs=blobs,
+            bus=bus,
+            retention=retention,
+            keyrings=keyrings,
+            desk=RemoteDesk(self.settings, store, bus, keyrings),
         )
         self._ctx = ctx
         if store.dialect == "postgresql" and self.settings.notify_replicas:

@@ -103,6 +103,8 @@ async def _build(url: str, admin_token: str) -> World:
         job_id, session = await running_session(world, who)
         world.ids[persona.value] = job_id
         world.tokens[persona] = session
+    worker = ok(await admin.post(f"{API}/worker-tokens", json={"name": "authz-worker"}), 201)
+    world.tokens[Persona.WORKER] = worker["token"]
     await asyncio.sleep(1.1)  # the expiring token is now expired
     return world
 

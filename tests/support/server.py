@@ -139,14 +139,16 @@ def jobyard_server(
     startup_seconds: float = STARTUP_SECONDS,
     as_user: UserRuntime | None = None,
     command_name: str = "up",
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
     """Run ``jobyard up`` with ``JOBYARD_HOME=home`` on a free port until the block ends.
 
     ``as_user``: run it as that unprivileged user (``home`` must be theirs).
     ``command_name``: ``"server"`` runs ``jobyard server`` (no local slots) instead.
+    ``port``: that port instead of a free one (a restart on the same address).
     """
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     server_env = clean_env(
         {

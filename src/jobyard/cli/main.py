@@ -19,6 +19,7 @@ from jobyard.cli.purge import purge_command
 from jobyard.cli.run import run_command
 from jobyard.cli.server import db_app, keys_app, server_command, up_command
 from jobyard.cli.stats import stats_command
+from jobyard.cli.worker import worker_command
 
 app = typer.Typer(
     name="jobyard",
@@ -90,6 +91,7 @@ app.command("audit")(access_cli.audit_command)
 app.command("purge")(purge_command)
 app.command("stats")(stats_command)
 app.add_typer(workers_cli.app)
+app.command("worker")(worker_command)
 
 
 def main() -> None:

@@ -50,9 +50,10 @@ from jobyard.store.protocol_apply import ApplyStore
 from jobyard.store.protocol_claims import ClaimStore
 from jobyard.store.protocol_stats import StatsStore
 from jobyard.store.protocol_users import UserStore
+from jobyard.store.protocol_worker_tokens import WorkerTokenStore
 
 
-class Store(ClaimStore, UserStore, StatsStore, ApplyStore, Protocol):
+class Store(ClaimStore, UserStore, StatsStore, ApplyStore, WorkerTokenStore, Protocol):
     """All persistence of jobyard. See the module docstring for the rules."""
 
     # -- lifecycle ---------------------------------------------------------------

@@ -450,6 +450,24 @@ workers = Table(
     Column("drain_requested", Boolean, nullable=False, server_default=false()),
 )
 
+#: 0010: tokens of remote workers (``jobyard worker``), their own kind: they open the
+#: worker routes only, and user tokens never open those. Stored by hash like API tokens;
+#: ``pool`` (NULL: any) is the only pool a worker holding it may serve.
+worker_tokens = Table(
+    "worker_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(128), nullable=False),
+    Column("pool", String(100), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("revoked", Boolean, nullable=False),
+    Column("last_used_at", UtcDateTime(), nullable=True),
+    Index("ux_worker_tokens_token_hash", "token_hash", unique=True),
+    sqlite_autoincrement=True,
+)
+
 schedules = Table(
     "schedules",
     metadata,
