@@ -332,3 +332,69 @@ def test_a_long_log_arrives_whole(server: RunningServer, api: Api, tmp_path: Pat
         assert api.wait(job["id"])["status"] == "FINISHED"
         lines = [line.split(" ", 2)[2] for line in api.log(job["id"]).splitlines()]
         assert lines == [f"line-{i:05d}-" + "x" * 40 for i in range(20000)]
+
+
+def _remote_worker_id(api: Api, pid: int) -> str:
+    listed = api.http.get("/api/v1/workers").json()["items"]
+    (found,) = [w for w in listed if w["kind"] == "remote" and w["pid"] == pid]
+    return str(found["id"])
+
+
+def test_jobs_requiring_labels_run_only_on_workers_having_them(
+    server: RunningServer, api: Api, tmp_path: Path
+) -> None:
+    token = _worker_token(server)
+    r = api.http.post(
+        "/api/v1/jobconfigs",
+        json={
+            "name": "needs-gpu",
+            "command": ["/bin/sh", "-c", "echo on-gpu"],
+            "labels": {"gpu": "a100"},
+        },
+    )
+    assert r.status_code == 201, r.text
+    jc = r.json()
+    with remote_worker(
+        server.url, token, tmp_path / "plain", wait_registered=server.token
+    ) as plain:
+        job = api.http.post(f"/api/v1/jobconfigs/{jc['id']}/run").json()
+        ordinary = api.run(["/bin/true"])
+        assert api.wait(ordinary["id"])["status"] == "FINISHED"  # the worker does take jobs
+        waiting = api.job(job["id"])
+        assert waiting["status"] == "QUEUED", waiting  # but not this one
+        assert "gpu=a100" in waiting["waiting_reason"]["message"], waiting
+        with remote_worker(
+            server.url,
+            token,
+            tmp_path / "gpu",
+            args=["--label", "gpu=a100", "--label", "zone=b"],
+            wait_registered=server.token,
+        ) as gpu:
+            done = api.wait(job["id"], timeout=30)
+            assert done["status"] == "FINISHED", done
+            assert done["worker_id"] == _remote_worker_id(api, gpu.process.pid)
+            assert done["worker_id"] != _remote_worker_id(api, plain.process.pid)
+            listed = api.http.get("/api/v1/workers").json()["items"]
+            assert {"gpu": "a100", "zone": "b"} in [w["labels"] for w in listed]
+
+
+def test_a_drain_asked_by_an_admin_finishes_the_job_and_the_worker_exits(
+    server: RunningServer, api: Api, tmp_path: Path
+) -> None:
+    token = _worker_token(server)
+    with remote_worker(
+        server.url, token, tmp_path / "w1", slots=2, wait_registered=server.token
+    ) as worker:
+        job = api.run(["/bin/sh", "-c", "echo started; sleep 2; echo finished"])
+        api.wait_log(job["id"], "started")
+        worker_id = _remote_worker_id(api, worker.process.pid)
+        r = api.http.post(f"/api/v1/workers/{worker_id}/drain")
+        assert r.status_code == 202, r.text
+        assert worker.wait(timeout=30) == 0  # it finished its job, then left
+        done = api.job(job["id"])
+        assert done["status"] == "FINISHED", done
+        assert "finished" in api.log(job["id"])
+        later = api.run(["/bin/true"])
+        time.sleep(0.5)
+        assert api.job(later["id"])["status"] == "QUEUED"  # nobody took it
+        assert "drain" in worker.stderr_text()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -64,6 +64,7 @@ class RemoteDesk:
         *,
         worker_id: str,
         pool: str,
+        labels: Mapping[str, str],
         free: int,
         wait_seconds: float,
         gone: Callable[[], Awaitable[bool]],
@@ -81,14 +82,14 @@ class RemoteDesk:
         while True:
             if await gone():
                 return []
-            found = await self._claim(worker_id, pool, free, look_first=not fresh)
+            found = await self._claim(worker_id, pool, labels, free, look_first=not fresh)
             left = deadline - time.monotonic()
             if found or left <= 0:
                 return [assignment_to_json(a) for a in found]
             fresh = await self._bus.wait_for_work(min(left, RECHECK_SECONDS))
 
     async def _claim(
-        self, worker_id: str, pool: str, limit: int, *, look_first: bool
+        self, worker_id: str, pool: str, labels: Mapping[str, str], limit: int, *, look_first: bool
     ) -> list[RemoteAssignment]:
         values = [SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(limit)]
         by_hash = {hash_token(value): value for value in values}
@@ -98,6 +99,7 @@ class RemoteDesk:
             lease_seconds=self._settings.lease_seconds,
             token_hashes=list(by_hash),
             look_first=look_first,
+            labels=labels,
         )
         claims = await self._reporter.claim(worker_id, request)
         out: list[RemoteAssignment] = []

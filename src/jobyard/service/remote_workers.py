@@ -10,7 +10,7 @@ status, nor attach its late log or outputs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ from jobyard.blobs.keys import log_key, output_key, package_key, payload_job
 from jobyard.core.claims import EndReport, ReportOutcome
 from jobyard.core.errors import Conflict, InvalidInput, NotFound, TooLarge
 from jobyard.core.jobs import JobStatus
+from jobyard.core.labels import validate_labels
 from jobyard.core.models import Job, JobFile, WorkerInfo
 from jobyard.core.timeutil import utcnow
 from jobyard.core.tokens import WorkerToken
@@ -74,7 +75,8 @@ def _check_worker_id(worker_id: str) -> None:
 async def heartbeat(ctx: Context, token: WorkerToken, hello: Hello) -> HeartbeatAnswer:
     """Register the worker or refresh its record; answer its drain order and times.
 
-    ``drain`` is false: nothing in the store asks a worker to drain yet.
+    ``drain`` is true once an admin asked this worker to drain (the flag is read by the
+    same statement that refreshes the record); its labels are checked like a jobconfig's.
     """
     _check_worker_id(hello.worker_id)
     check_pool(token, hello.pool)
@@ -93,12 +95,12 @@ async def heartbeat(ctx: Context, token: WorkerToken, hello: Hello) -> Heartbeat
         draining=hello.draining,
         home=None,
         version=hello.version[:64],
-        labels=dict(hello.labels),
+        labels=validate_labels(hello.labels),
     )
-    await ctx.store.worker_upsert(info)
+    drain = await ctx.store.worker_upsert(info)
     settings = ctx.settings
     return HeartbeatAnswer(
-        drain=False,
+        drain=drain,
         lease_seconds=settings.lease_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
     )
@@ -110,16 +112,23 @@ async def acquire(
     *,
     worker_id: str,
     pool: str,
+    labels: Mapping[str, str],
     free: int,
     wait_seconds: float,
     gone: Callable[[], Awaitable[bool]],
 ) -> list[dict[str, Any]]:
-    """Claim up to ``free`` jobs of ``pool`` at once, or wait for one (long-poll)."""
+    """Claim up to ``free`` jobs of ``pool`` at once, or wait for one (long-poll); jobs
+    requiring labels only when ``labels`` has every one of them."""
     _check_worker_id(worker_id)
     check_pool(token, pool)
     wait = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
     return await _desk(ctx).acquire(
-        worker_id=worker_id, pool=pool, free=free, wait_seconds=wait, gone=gone
+        worker_id=worker_id,
+        pool=pool,
+        labels=validate_labels(labels),
+        free=free,
+        wait_seconds=wait,
+        gone=gone,
     )
 
 

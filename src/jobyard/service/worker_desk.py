@@ -6,7 +6,7 @@ a protocol here so the service layer imports nothing of ``jobyard.engine``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,12 +21,14 @@ class WorkerDesk(Protocol):
         *,
         worker_id: str,
         pool: str,
+        labels: Mapping[str, str],
         free: int,
         wait_seconds: float,
         gone: Callable[[], Awaitable[bool]],
     ) -> list[dict[str, Any]]:
-        """Claim up to ``free`` jobs of ``pool``, waiting up to ``wait_seconds`` for one;
-        their assignments as JSON objects (``jobyard.worker.wire``)."""
+        """Claim up to ``free`` jobs of ``pool`` (of those requiring labels, the ones
+        ``labels`` satisfies), waiting up to ``wait_seconds`` for one; their assignments
+        as JSON objects (``jobyard.worker.wire``)."""
         ...
 
     async def running(

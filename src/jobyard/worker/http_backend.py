@@ -182,8 +182,9 @@ class HttpBackend:
             pause = min(pause * 2, MAX_PAUSE)
 
     # -- registration -----------------------------------------------------------------------
-    async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> None:
-        """Register or refresh this worker; note the lease time and a drain order."""
+    async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> bool:
+        """Register or refresh this worker; note the lease time; True when the server asks
+        it to drain (the long-poll in flight is given up at once, through ``on_drain``)."""
         self._worker_id = worker_id
         answer = await self._once(
             "POST",
@@ -203,10 +204,12 @@ class HttpBackend:
         )
         self.lease_seconds = float(answer["lease_seconds"])
         self.heartbeat_seconds = float(answer["heartbeat_seconds"])
-        if answer.get("drain") and not self.drain_requested:
+        drain = bool(answer.get("drain"))
+        if drain and not self.drain_requested:
             self.drain_requested = True
             if self.on_drain is not None:
                 self.on_drain()
+        return drain
 
     # -- acquisition ------------------------------------------------------------------------
     def stop_acquiring(self) -> None:

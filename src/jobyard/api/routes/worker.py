@@ -111,6 +111,7 @@ async def acquire(ctx: Ctx, token: Worker, body: AcquireIn, request: Request) ->
         token,
         worker_id=body.worker_id,
         pool=body.pool,
+        labels=body.labels,
         free=body.free,
         wait_seconds=body.wait_seconds,
         gone=request.is_disconnected,
