@@ -63,10 +63,13 @@ fmt: venv
 ## Tests marked `realtime` spend minutes waiting on the wall clock (a server kept down for
 ## three minutes, schedules firing over five): they run in a second pytest process beside
 ## the others, so their waiting overlaps the rest; the target fails if either run fails.
+## The rest spends most of its time waiting too (servers starting, jobs running): two
+## pytest-xdist processes share it, a test file each at a time (module fixtures such as
+## a test file's own PostgreSQL cluster are started once).
 test: venv system-deps lint
 	@mkdir -p var; \
 	$(BIN)/pytest -q -m realtime >var/test-realtime.log 2>&1 & realtime=$$!; \
-	$(BIN)/pytest -q -m 'not realtime'; rest=$$?; \
+	$(BIN)/pytest -q -n 2 --dist loadfile -m 'not realtime'; rest=$$?; \
 	wait $$realtime; beside=$$?; \
 	echo "== tests on the real clock (pytest -m realtime, run beside the others) =="; \
 	cat var/test-realtime.log; \
