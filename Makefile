@@ -60,17 +60,22 @@ fmt: venv
 	$(BIN)/ruff format src tests benchmarks
 
 ## make test: everything CI checks — lint, then the whole suite on SQLite and PostgreSQL.
-## Tests marked `realtime` spend minutes waiting on the wall clock (a server kept down for
-## three minutes, schedules firing over five): they run in a second pytest process beside
-## the others, so their waiting overlaps the rest; the target fails if either run fails.
+## The suite mostly waits (servers starting, jobs running), so it runs in lanes:
+## - two pytest-xdist processes share most of it, a test file each at a time (module
+##   fixtures, such as a file's own PostgreSQL cluster, start once);
+## - tests marked `beside` run in one more pytest process at the same time: those that
+##   spend minutes on the wall clock (a server kept down for three minutes, schedules
+##   firing over five) and those that cannot run under xdist (schemathesis' fuzzing
+##   collects one test per API operation only in a plain pytest process).
+## The target fails if either run fails; the `beside` output follows the other's.
 test: venv system-deps lint
 	@mkdir -p var; \
-	$(BIN)/pytest -q -m realtime >var/test-realtime.log 2>&1 & realtime=$$!; \
-	$(BIN)/pytest -q -m 'not realtime'; rest=$$?; \
-	wait $$realtime; beside=$$?; \
-	echo "== tests on the real clock (pytest -m realtime, run beside the others) =="; \
-	cat var/test-realtime.log; \
-	test $$rest -eq 0 && test $$beside -eq 0
+	$(BIN)/pytest -q -m beside >var/test-beside.log 2>&1 & beside=$$!; \
+	$(BIN)/pytest -q -n 2 --dist loadfile -m 'not beside'; rest=$$?; \
+	wait $$beside; alongside=$$?; \
+	echo "== tests run beside the others (pytest -m beside) =="; \
+	cat var/test-beside.log; \
+	test $$rest -eq 0 && test $$alongside -eq 0
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

@@ -191,6 +191,10 @@ class ApiClient(AdminCalls):
         """``GET /workers``: one page of workers, with the totals over all of them."""
         return await self._json("GET", f"{API}/workers", params=_params(cursor=cursor, limit=limit))
 
+    async def worker_drain(self, worker_id: str) -> JsonObject:
+        """``POST /workers/{id}/drain``: ask a worker to drain (admins)."""
+        return await self._json("POST", f"{API}/workers/{quote(worker_id, safe='')}/drain")
+
     # -- packages ---------------------------------------------------------------------
 
     async def package_upload(self, upload: UploadFile) -> JsonObject:

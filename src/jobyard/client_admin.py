@@ -149,6 +149,21 @@ class AdminCalls:
         """``POST /templates/import``: create or update by name; the report of what changed."""
         return await self._json("POST", f"{API}/templates/import", json=dict(document))
 
+    # -- worker tokens ----------------------------------------------------------
+
+    async def worker_token_create(self, name: str, pool: str | None = None) -> JsonObject:
+        """``POST /worker-tokens``: a new worker token, its value in this answer only."""
+        return await self._json("POST", f"{API}/worker-tokens", json={"name": name, "pool": pool})
+
+    async def worker_tokens_list(self) -> list[JsonObject]:
+        """``GET /worker-tokens``: every worker token (never their values)."""
+        body = await self._json("GET", f"{API}/worker-tokens")
+        return list(body.get("items") or [])
+
+    async def worker_token_revoke(self, token_id: int) -> JsonObject:
+        """``DELETE /worker-tokens/{id}``: revoke a worker token."""
+        return await self._json("DELETE", f"{API}/worker-tokens/{token_id}")
+
     # -- macros ---------------------------------------------------------------
 
     async def macros_list(self, base: str) -> list[JsonObject]:

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from jobyard.blobs.open import open_blob_store
-from jobyard.core.crypto import KEY_FILE, ensure_key_file
+from jobyard.core.crypto import KEY_FILE, Keyrings, ensure_key_file
 from jobyard.engine.bus import Bus
 from jobyard.engine.local_backend import local_worker_pool
 from jobyard.engine.local_process import WorkerProcess
@@ -23,6 +23,8 @@ from jobyard.engine.maintenance import (
     maintenance_loop,
     recover_local_orphans,
 )
+from jobyard.engine.relay import BusRelay
+from jobyard.engine.remote_desk import RemoteDesk
 from jobyard.engine.retention import Retention
 from jobyard.engine.scheduler import Scheduler
 from jobyard.engine.spool import seal_spooled_logs
@@ -53,6 +55,8 @@ class Runtime:
         self.new_admin_password: str | None = None
         self._work_root = str(Workspace.from_settings(settings).jobs_root)
         self.scheduler: Scheduler | None = None
+        #: Wake-ups to and from the other servers of a PostgreSQL database.
+        self.relay: BusRelay | None = None
         self.isolation: IsolationPlan | None = None
 
     @property
@@ -80,10 +84,22 @@ class Runtime:
         )
         bus = self._bus
         retention = Retention(store, blobs, self.settings.retention)
+        keyrings = Keyrings()
         ctx = Context(
-            settings=self.settings, store=store, blobs=blobs, bus=bus, retention=retention
+            settings=self.settings,
+            store=store,
+            blobs=blobs,
+            bus=bus,
+            retention=retention,
+            keyrings=keyrings,
+            desk=RemoteDesk(self.settings, store, bus, keyrings),
         )
         self._ctx = ctx
+        if store.dialect == "postgresql" and self.settings.notify_replicas:
+            # Before anything raises events: workers, the scheduler and the API then
+            # reach the other servers' slots and waiters too (SQLite has one server).
+            self.relay = BusRelay(bus, self.settings.effective_database_url)
+            await self.relay.start()
         self.new_admin_token = await auth.ensure_admin_token(ctx)
         if self.new_admin_token is not None:
             self.new_admin_password = await users.ensure_admin_password(ctx)
@@ -189,6 +205,13 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._ctx is not None:
+            # Hand maintenance and retention to another server now, not after their TTL.
+            with contextlib.suppress(Exception):
+                await self._ctx.store.leaders_release(holder=self.server_id)
+        if self.relay is not None:
+            await self.relay.stop()
+            self.relay = None
         if self._ctx is not None:
             await self._ctx.store.close()
 

@@ -47,7 +47,10 @@ def _banner(settings: Settings, runtime: Runtime, url: str) -> str:
         lines.append(f"  admin token: in {token_file}  (cat it; the CLI reads it by itself)")
     db = settings.effective_database_url
     lines.append(f"  database:    {db.split('@')[-1] if '@' in db else db}")
-    lines.append(f"  workers:     {settings.workers} local slot(s), pool '{settings.pool}'")
+    if settings.workers > 0:
+        lines.append(f"  workers:     {settings.workers} local slot(s), pool '{settings.pool}'")
+    else:
+        lines.append("  workers:     none here: jobs run on other servers' slots or worker hosts")
     if runtime.isolation is not None and settings.workers > 0:
         plan = runtime.isolation
         warn = "  — UNSAFE: jobs can read this server's files" if plan.mode == "none" else ""

@@ -159,6 +159,11 @@ class Settings(BaseSettings):
         description="Processes sharing the local slots (0 = slots inside the API process).",
     )
     pool: str = Field(default="default", description="Worker pool served by local slots.")
+    worker_labels: str = Field(
+        default="",
+        description="Labels of the local slots' workers, k=v,k=v (e.g. gpu=1,zone=a); "
+        "empty: none (they claim only jobs requiring no labels).",
+    )
     server: str = Field(default="http://127.0.0.1:8080", description="API URL for the CLI.")
     api_url: str = Field(
         default="",
@@ -169,6 +174,12 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=15.0, gt=0, description="Lease of an acquired job.")
     heartbeat_seconds: float = Field(default=3.0, gt=0, description="Lease renewal period.")
     maintenance_seconds: float = Field(default=2.0, gt=0, description="Sweep period.")
+    notify_replicas: bool = Field(
+        default=True,
+        description="On PostgreSQL, tell the other servers of the database about queued work, "
+        "job changes, aborts and schedule changes at once (LISTEN/NOTIFY); off, they find "
+        "them by polling (about a second).",
+    )
     abort_grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM->SIGKILL wait.")
     db_retry_seconds: float = Field(
         default=600.0,
@@ -254,6 +265,24 @@ class Settings(BaseSettings):
         if value.startswith("s3://") and not value[len("s3://") :].split("/", 1)[0]:
             raise ValueError("JOBYARD_BLOBS_URL names no bucket: write s3://BUCKET[/PREFIX]")
         return value
+
+    @field_validator("worker_labels")
+    @classmethod
+    def _valid_worker_labels(cls, value: str) -> str:
+        from jobyard.core.errors import InvalidInput
+        from jobyard.core.labels import format_labels, parse_labels
+
+        try:
+            return format_labels(parse_labels(value))
+        except InvalidInput as exc:
+            raise ValueError(f"JOBYARD_WORKER_LABELS: {exc.message}") from None
+
+    @property
+    def worker_label_map(self) -> dict[str, str]:
+        """``worker_labels`` as ``{key: value}`` (already validated)."""
+        from jobyard.core.labels import parse_labels
+
+        return parse_labels(self.worker_labels)
 
     @field_validator("secret_key")
     @classmethod

@@ -28,6 +28,7 @@ from tests.support.authz import (
     guarded,
     open_route,
     override,
+    worker_only,
 )
 
 API = "/api/v1"
@@ -225,6 +226,14 @@ async def _policy_to_revoke(world: World, _: Persona) -> Call:
     return Call(path=f"{API}/users/{uid}/policies/{policy['id']}")
 
 
+#: A remote worker's row the matrix's server holds (see test_authz_matrix.world).
+DRAINED_WORKER = "authz-remote:1:drain"
+
+
+async def _drain_call() -> Call:
+    return Call(path=f"{API}/workers/{DRAINED_WORKER}/drain")
+
+
 def _grant_body() -> dict[str, str]:
     return {"action": "view", "resource": "templates", "selector": str(next(_COUNTER) + 10**6)}
 
@@ -313,6 +322,30 @@ SCH = f"{JC}/schedules/{{schedule_id}}"
 MACRO_PUT = {"value": "v2", "secure": False}
 
 #: Routes that already comply: asserted.
+WORKER = f"{API}/worker"
+WORKER_ID = "authz-host:1:worker"
+WORKER_Q = {"worker_id": WORKER_ID}
+_HELLO = {
+    "worker_id": WORKER_ID,
+    "host": "authz-host",
+    "pid": 1,
+    "version": "test",
+    "pool": "default",
+    "slots": 1,
+    "started_at": "2026-01-01T00:00:00+00:00",
+}
+
+
+async def _payload_download(world: World, _: Persona) -> Call:
+    key = f"payloads/{world.ids['job_id']}/x"
+    return Call(path=f"{WORKER}/payload", params={**WORKER_Q, "key": key})
+
+
+async def _worker_token_to_revoke(world: World, _: Persona) -> Call:
+    r = await world.admin.post(f"{API}/worker-tokens", json={"name": unique("wt-")})
+    return Call(path=f"{API}/worker-tokens/{ok(r, 201)['id']}")
+
+
 ENFORCED: list[Rule] = [
     Rule("GET", "/healthz", open_route(200)),
     Rule("GET", "/readyz", open_route(200)),
@@ -380,8 +413,104 @@ ENFORCED: list[Rule] = [
     # statistics: everyone sees the jobconfigs they may view; metrics: admins only
     Rule("GET", f"{API}/jobstats", any_user(200)),
     Rule("GET", "/metrics", admin_only(200, others=403)),
-    # workers: everyone lists them (host and pid for admins only, as on the console)
+    # remote workers: worker tokens (admins manage them) and the worker routes (only a
+    # worker token opens them; a job the caller does not hold: 409)
+    Rule(
+        "POST",
+        f"{API}/worker-tokens",
+        admin_only(201, others=403),
+        with_body(f"{API}/worker-tokens", lambda: {"name": unique("wt-")}),
+    ),
+    Rule("GET", f"{API}/worker-tokens", admin_only(200, others=403)),
+    Rule(
+        "DELETE",
+        f"{API}/worker-tokens/{{token_id}}",
+        admin_only(200, others=403),
+        _worker_token_to_revoke,
+    ),
+    Rule("POST", f"{WORKER}/heartbeat", worker_only(200), with_body(f"{WORKER}/heartbeat", _HELLO)),
+    Rule(
+        "POST",
+        f"{WORKER}/acquire",
+        worker_only(200),
+        with_body(
+            f"{WORKER}/acquire",
+            {"worker_id": WORKER_ID, "pool": "default", "free": 0, "wait_seconds": 0},
+        ),
+    ),
+    Rule(
+        "POST",
+        f"{WORKER}/reports",
+        worker_only(200),
+        with_body(
+            f"{WORKER}/reports",
+            {
+                "worker_id": WORKER_ID,
+                "reports": [{"job_id": 1, "kind": "end", "status": "FINISHED", "exit_code": 0}],
+            },
+        ),
+    ),
+    Rule(
+        "POST",
+        f"{WORKER}/renew",
+        worker_only(200),
+        with_body(f"{WORKER}/renew", {"worker_id": WORKER_ID, "job_ids": [1]}),
+    ),
+    Rule(
+        "POST",
+        f"{WORKER}/jobs/{{job_id}}/running",
+        worker_only(409),
+        with_body(
+            f"{WORKER}/jobs/{{job_id}}/running",
+            {"worker_id": WORKER_ID, "pid": 1, "started_at": "2026-01-01T00:00:00+00:00"},
+        ),
+    ),
+    Rule(
+        "POST",
+        f"{WORKER}/jobs/{{job_id}}/end",
+        worker_only(409),
+        with_body(
+            f"{WORKER}/jobs/{{job_id}}/end",
+            {"worker_id": WORKER_ID, "status": "FINISHED", "exit_code": 0},
+        ),
+    ),
+    Rule(
+        "POST",
+        f"{WORKER}/jobs/{{job_id}}/log",
+        worker_only(409),
+        with_body(
+            f"{WORKER}/jobs/{{job_id}}/log",
+            params={**WORKER_Q, "offset": "0"},
+            content=b"late bytes\n",
+        ),
+    ),
+    Rule(
+        "PUT",
+        f"{WORKER}/jobs/{{job_id}}/outputs/{{name}}",
+        worker_only(409),
+        with_body(f"{WORKER}/jobs/{{job_id}}/outputs/late.txt", params=WORKER_Q, content=b"x"),
+    ),
+    Rule(
+        "GET",
+        f"{WORKER}/jobs/{{job_id}}/package/{{sha256}}",
+        worker_only(409),
+        with_body(f"{WORKER}/jobs/{{job_id}}/package/{'0' * 64}", params=WORKER_Q),
+    ),
+    Rule(
+        "GET",
+        f"{WORKER}/payload",
+        worker_only(409),
+        _payload_download,
+    ),
+    # workers: everyone lists them (host and pid for admins only, as on the console);
+    # admins drain them (a route everyone knows: 403 says an admin is needed)
     Rule("GET", f"{API}/workers", any_user(200)),
+    Rule(
+        "POST",
+        f"{API}/workers/{{worker_id}}/drain",
+        admin_only(202, others=403),
+        lambda world, persona: _drain_call(),
+    ),
     # packages (no owner: any user)
     Rule("POST", f"{API}/packages", any_user(201, job=403), _upload),
     Rule("GET", f"{API}/packages", any_user(200)),
@@ -641,6 +770,12 @@ ENFORCED: list[Rule] = [
         with_body("/jobs/{job_id}/outputs/result.txt"),
     ),
     Rule("GET", "/workers", open_route(303)),
+    Rule(
+        "POST",
+        "/workers/{worker_id}/drain",
+        open_route(403),
+        with_body(f"/workers/{DRAINED_WORKER}/drain"),
+    ),
 ]
 
 _WIRE = "not enforced yet: wire service.access.require / visible_*_filter into the route"

@@ -26,11 +26,14 @@ import pytest_asyncio
 import uvicorn
 
 from jobyard.api.app import create_app
+from jobyard.core.models import WorkerInfo
+from jobyard.core.timeutil import utcnow
 from jobyard.runtime import Runtime
 from jobyard.settings import Settings
 from tests.integration.authz_rules import (
     API,
     COMMAND,
+    DRAINED_WORKER,
     PASSWORD,
     RULES,
     USERS,
@@ -100,6 +103,8 @@ async def _build(url: str, admin_token: str) -> World:
         job_id, session = await running_session(world, who)
         world.ids[persona.value] = job_id
         world.tokens[persona] = session
+    worker = ok(await admin.post(f"{API}/worker-tokens", json={"name": "authz-worker"}), 201)
+    world.tokens[Persona.WORKER] = worker["token"]
     await asyncio.sleep(1.1)  # the expiring token is now expired
     return world
 
@@ -108,7 +113,8 @@ async def _build(url: str, admin_token: str) -> World:
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     home: Path = tmp_path_factory.mktemp("authz-home")
     settings = Settings(home=home, port=free_port(), workers=4, heartbeat_seconds=0.5)
-    app = create_app(Runtime(settings))
+    runtime = Runtime(settings)
+    app = create_app(runtime)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
     )
@@ -122,6 +128,13 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         task.result()
     token = (home / "admin.token").read_text().strip()
     built = await _build(f"http://127.0.0.1:{settings.port}", token)
+    # A remote worker's row to drain (draining a local slot would slow the other rules).
+    await runtime.ctx.store.worker_upsert(
+        WorkerInfo(
+            id=DRAINED_WORKER, name=DRAINED_WORKER, pool="elsewhere", host="h", pid=1, slots=1,
+            kind="remote", started_at=utcnow(), heartbeat_at=utcnow(), draining=False,
+        )
+    )  # fmt: skip
     try:
         yield built
     finally:

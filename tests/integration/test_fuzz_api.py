@@ -43,6 +43,10 @@ from jobyard.runtime import Runtime
 from jobyard.settings import Settings
 from tests.support.server import free_port
 
+#: Not under pytest-xdist: schemathesis collects one test per operation only in a plain
+#: pytest process (make test runs ``beside`` tests in one).
+pytestmark = pytest.mark.beside
+
 MAX_EXAMPLES = 25
 SEED = 20_251_130
 REQUEST_TIMEOUT = 30

@@ -47,7 +47,7 @@ from tests.support.realtime import (
 )
 from tests.support.server import jobyard_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.realtime]
+pytestmark = [pytest.mark.slow, pytest.mark.beside]
 
 EVERY_MINUTE = "0 * * * * ?"
 MINUTE = timedelta(minutes=1)

@@ -134,6 +134,18 @@ async def test_leader_election(store: Store) -> None:
     assert not await store.leader_try_acquire(name="maint", holder="a", ttl_seconds=30)
 
 
+async def test_a_released_leadership_is_taken_at_once(store: Store) -> None:
+    assert await store.leader_try_acquire(name="maint", holder="a", ttl_seconds=30)
+    assert await store.leader_try_acquire(name="retention", holder="a", ttl_seconds=30)
+    assert await store.leader_try_acquire(name="sched", holder="c", ttl_seconds=30)
+    assert not await store.leader_try_acquire(name="maint", holder="b", ttl_seconds=30)
+    assert await store.leaders_release(holder="a") == 2
+    assert await store.leaders_release(holder="a") == 0
+    assert await store.leader_try_acquire(name="maint", holder="b", ttl_seconds=30)
+    assert await store.leader_try_acquire(name="retention", holder="b", ttl_seconds=30)
+    assert not await store.leader_try_acquire(name="sched", holder="b", ttl_seconds=30)
+
+
 async def test_leader_election_has_one_winner_among_replicas(migrated_store_url: str) -> None:
     replicas = [await open_store(migrated_store_url, migrate=False) for _ in range(4)]
     try:

@@ -46,6 +46,7 @@ class Persona(StrEnum):
     ADMIN = "admin"
     JOB_ADMIN = "job_admin"  # the SESSION_ID of a running job of the admin's
     JOB_OWNER = "job_owner"  # the SESSION_ID of a running job of the owner's
+    WORKER = "worker"  # a valid worker token (jyw_...): it opens the worker routes only
 
 
 PERSONAS: tuple[Persona, ...] = tuple(Persona)
@@ -117,6 +118,15 @@ def _matrix(unauthenticated: int, others: int, admin: int, job: int) -> dict[Per
     out.update({p: others for p in (*GRANTEES, Persona.OWNER)})
     out[Persona.ADMIN] = admin
     out.update({p: job for p in JOB_TOKENS})
+    out[Persona.WORKER] = unauthenticated  # a worker token is no API token at all
+    return out
+
+
+def worker_only(ok: int) -> dict[Persona, int]:
+    """The worker routes: a worker token gets ``ok``; every other token 403 (a worker
+    token is needed); no valid token 401."""
+    out = _matrix(401, 403, 403, 403)
+    out[Persona.WORKER] = ok
     return out
 
 

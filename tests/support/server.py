@@ -138,13 +138,17 @@ def jobyard_server(
     args: Sequence[str] = (),
     startup_seconds: float = STARTUP_SECONDS,
     as_user: UserRuntime | None = None,
+    command_name: str = "up",
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
     """Run ``jobyard up`` with ``JOBYARD_HOME=home`` on a free port until the block ends.
 
     ``as_user``: run it as that unprivileged user (``home`` must be theirs).
+    ``command_name``: ``"server"`` runs ``jobyard server`` (no local slots) instead.
+    ``port``: that port instead of a free one (a restart on the same address).
     """
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     server_env = clean_env(
         {
@@ -155,9 +159,9 @@ def jobyard_server(
             **(env or {}),
         }
     )
-    command = [*jobyard_command(), "up", *args]
+    command = [*jobyard_command(), command_name, *args]
     if as_user is not None:
-        command = as_user.command("up", *args)
+        command = as_user.command(command_name, *args)
         server_env = as_user.env(server_env, home)
     stdout_path = home.with_name(home.name + ".stdout.log")
     stderr_path = home.with_name(home.name + ".stderr.log")

@@ -39,9 +39,10 @@ ALLOWED: dict[str, set[str]] = {
     "client": CLIENT,
     "client_admin": CLIENT,
     "client_types": CLIENT,
-    # ``jobyard up`` and ``jobyard keys`` run the server or open the store themselves;
-    # every other command speaks HTTP through the client.
-    "cli": {"core", "settings", "server", "service", "store", *CLIENT},
+    # ``jobyard up`` and ``jobyard keys`` run the server or open the store themselves,
+    # ``jobyard worker`` runs a remote worker (over HTTP, with no store); every other
+    # command speaks HTTP through the client.
+    "cli": {"core", "settings", "server", "service", "store", "worker", *CLIENT},
 }
 
 

@@ -29,6 +29,8 @@ from jobyard.api.routes import macros as macro_routes
 from jobyard.api.routes import stats as stats_routes
 from jobyard.api.routes import templates as template_routes
 from jobyard.api.routes import users as user_routes
+from jobyard.api.routes import worker as remote_worker_routes
+from jobyard.api.routes import worker_tokens as worker_token_routes
 from jobyard.api.routes import workers as worker_routes
 from jobyard.service.context import Context
 from jobyard.settings import Settings
@@ -108,6 +110,8 @@ def create_app(services: Services) -> FastAPI:
         apply_routes,
         stats_routes,
         worker_routes,
+        worker_token_routes,
+        remote_worker_routes,
         docs_pages,
     ):
         app.include_router(summarize(module.router))

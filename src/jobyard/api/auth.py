@@ -16,6 +16,12 @@ from jobyard.core.errors import DatabaseUnavailable, Unauthorized
 from jobyard.service.auth import authenticate
 from jobyard.service.context import Context
 from jobyard.service.metrics import is_metrics_token, metrics_principal
+from jobyard.service.worker_tokens import (
+    WORKER_PATH_PREFIX,
+    authenticate_worker,
+    is_worker_bearer,
+    worker_principal,
+)
 from jobyard.web.paths import is_console_path
 
 #: The only routes answered without a token: health, login (it hands tokens out), and
@@ -65,6 +71,22 @@ class AuthMiddleware:
             # The metrics token opens /metrics and nothing else: on every other path it
             # is just an unknown token (401).
             scope.setdefault("state", {})["principal"] = metrics_principal()
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(WORKER_PATH_PREFIX) and is_worker_bearer(header):
+            # A worker token opens the worker routes and nothing else: elsewhere it is
+            # looked up as an API token, found nowhere, and refused (401).
+            try:
+                token = await authenticate_worker(ctx, header)
+            except Unauthorized as exc:
+                await _deny(send, exc.message)
+                return
+            except DatabaseUnavailable as exc:
+                await unavailable_response(exc)(scope, receive, send)
+                return
+            state = scope.setdefault("state", {})
+            state["principal"] = worker_principal(token)
+            state["worker_token"] = token
             await self.app(scope, receive, send)
             return
         try:

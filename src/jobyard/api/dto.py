@@ -35,6 +35,18 @@ Parameters = Annotated[
     ),
 ]
 ExitCode = Annotated[int, Field(ge=0, le=255)]
+LABELS_HELP = (
+    "Worker labels its jobs require: only a worker of its pool having every one of "
+    "them (same value) runs them. Keys: letters, digits and _ . - /; values: 1 to 100 "
+    "letters, digits and _ . - : /. Empty: any worker of the pool."
+)
+Labels = Annotated[
+    dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=63)],
+        Annotated[str, StringConstraints(min_length=1, max_length=100)],
+    ],
+    Field(max_length=32, description=LABELS_HELP),
+]
 #: How the ``cursor`` query parameter of every listing is described.
 RETRIES_HELP = (
     "How many new jobs may repeat a job that ended in a status of retry_on (0 = none); "
@@ -181,6 +193,10 @@ class JobConfigIn(_RunTargetIn):
     retention: RetentionIn | None = Field(
         default=None, description="Retention overrides of its ended jobs (null: global)."
     )
+    labels: Labels = Field(
+        default_factory=dict,
+        description=LABELS_HELP + " Empty with a template: the template's labels apply.",
+    )
     retries: RetryCount = 0
     retry_delay_seconds: RetryDelay = 30.0
     retry_backoff: RetryBackoff = 2.0
@@ -207,6 +223,7 @@ class JobConfigPatch(_In):
         default=None,
         description="The fields given change (null resets both to the global settings).",
     )
+    labels: Labels | None = None
     retries: RetryCount | None = None
     retry_delay_seconds: RetryDelay | None = None
     retry_backoff: RetryBackoff | None = None
@@ -228,6 +245,10 @@ class JobConfigOut(BaseModel):
     success_exit_codes: list[int]
     enabled: bool
     pool: str
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Worker labels its jobs require (its own; empty: its template's, if any).",
+    )
     owner: str | None = Field(description="Who created it; scheduled jobs run as the owner.")
     template_id: int | None = Field(default=None, description="Its template, if any.")
     parameters: list[str] = Field(
@@ -337,6 +358,11 @@ class JobOut(BaseModel):
     rerun_of: int | None
     worker_id: str | None
     pool: str
+    labels: dict[str, str] | None = Field(
+        default=None,
+        description="Worker labels it requires (copied from its jobconfig or template at "
+        "submission; null: none, any worker of its pool runs it).",
+    )
     priority: int
     timeout: int
     success_exit_codes: list[int]

@@ -30,6 +30,7 @@ JOB: dict[str, Any] = {
     "rerun_of": None,
     "worker_id": "host-a/1",
     "pool": "default",
+    "labels": None,
     "priority": 0,
     "timeout": 0,
     "success_exit_codes": [0],
@@ -60,6 +61,7 @@ JOBCONFIG: dict[str, Any] = {
     "success_exit_codes": [0],
     "enabled": True,
     "pool": "default",
+    "labels": {},
     "owner": "alice",
     "template_id": None,
     "parameters": ["TARGET"],
@@ -178,6 +180,16 @@ TOKEN: dict[str, Any] = {
 }
 
 #: Schema name -> its example.
+_WORKER_TOKEN: dict[str, Any] = {
+    "id": 2,
+    "name": "gpu-hosts",
+    "pool": "gpu",
+    "created_at": _AT,
+    "created_by": "admin",
+    "revoked": False,
+    "last_used_at": _AT,
+}
+
 EXAMPLES: dict[str, dict[str, Any]] = {
     # Request bodies
     "ApplyDocument": {
@@ -268,6 +280,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                 "slots_busy": 2,
                 "health": "healthy",
                 "draining": False,
+                "drain_requested": False,
                 "started_at": _AT,
                 "heartbeat_at": "2026-01-05T09:41:07Z",
                 "heartbeat_age_seconds": 1.204,
@@ -319,6 +332,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "resource": "jobconfigs",
         "selector": "3",
         "created_at": _AT,
+    },
+    "DrainOut": {
+        "id": "host-b:5151:7d2e0b4c",
+        "pool": "gpu",
+        "drain_requested": True,
+        "draining": False,
     },
     "PurgeOut": {
         "dry_run": True,
@@ -383,4 +402,57 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "tokens_revoked": 2,
         "jobs_cancelled": [21],
     },
+    # Worker tokens and the worker routes
+    "WorkerTokenIn": {"name": "gpu-hosts", "pool": "gpu"},
+    "WorkerTokenOut": _WORKER_TOKEN,
+    "WorkerTokenCreated": {**_WORKER_TOKEN, "token": "jyw_0Xq3…"},
+    "HeartbeatIn": {
+        "worker_id": "gpu-7:5120:9c1e44aa",
+        "host": "gpu-7",
+        "pid": 5120,
+        "version": "0.1.0 (CPython)",
+        "pool": "gpu",
+        "slots": 8,
+        "started_at": _AT,
+        "labels": {"gpu": "a100"},
+        "running": 3,
+        "draining": False,
+    },
+    "HeartbeatOut": {"drain": False, "lease_seconds": 15.0, "heartbeat_seconds": 3.0},
+    "AcquireIn": {
+        "worker_id": "gpu-7:5120:9c1e44aa",
+        "pool": "gpu",
+        "labels": {"gpu": "a100"},
+        "free": 5,
+        "wait_seconds": 25.0,
+    },
+    "RunningIn": {
+        "worker_id": "gpu-7:5120:9c1e44aa",
+        "pid": 5188,
+        "started_at": _AT,
+        "record": "k1:opaque…",
+    },
+    "EndIn": {
+        "worker_id": "gpu-7:5120:9c1e44aa",
+        "status": "FINISHED",
+        "exit_code": 0,
+        "reason": None,
+    },
+    "ReportOut": {"job_id": 17, "moved": True},
+    "BatchedIn": {"job_id": 17, "kind": "end", "status": "FINISHED", "exit_code": 0},
+    "ReportsIn": {
+        "worker_id": "gpu-7:5120:9c1e44aa",
+        "reports": [
+            {"job_id": 18, "kind": "running", "pid": 5190, "started_at": _AT},
+            {"job_id": 17, "kind": "end", "status": "FINISHED", "exit_code": 0},
+        ],
+    },
+    "BatchedOut": {"job_id": 17, "kind": "end", "moved": True, "error": None},
+    "ReportsOut": {
+        "results": [
+            {"job_id": 18, "kind": "running", "moved": True, "error": None},
+            {"job_id": 17, "kind": "end", "moved": True, "error": None},
+        ]
+    },
+    "RenewIn": {"worker_id": "gpu-7:5120:9c1e44aa", "job_ids": [17, 18]},
 }

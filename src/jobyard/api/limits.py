@@ -54,6 +54,13 @@ UPLOAD_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("POST", re.compile(r"/jobconfigs/new")),
     ("POST", re.compile(r"/jobconfigs/[^/]+/run")),
 )
+#: Routes of remote workers that carry files (a log piece, an output file, raw bytes):
+#: held to ``upload_max_bytes``, without the per-user concurrency cap (one worker sends
+#: the outputs of many jobs at once).
+WORKER_FILE_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("PUT", re.compile(r"/api/v1/worker/jobs/[0-9]+/outputs/[^/]+")),
+    ("POST", re.compile(r"/api/v1/worker/jobs/[0-9]+/log")),
+)
 #: Room for the multipart envelope (boundaries, part headers, a name field).
 MULTIPART_ALLOWANCE = 64 * 1024
 #: What a refused concurrent upload is told to wait, in seconds.
@@ -90,6 +97,11 @@ class BodyLimitMiddleware:
         if (method, path) in OPEN_BODY_ROUTES:
             limit = OPEN_BODY_MAX_BYTES
             message = f"the body of {method} {path} may hold at most {limit} bytes"
+        elif path.startswith("/api/v1/worker/") and any(
+            method == m and p.fullmatch(path) for m, p in WORKER_FILE_ROUTES
+        ):
+            limit = self.settings.upload_max_bytes
+            message = f"a file may hold at most {limit} bytes (JOBYARD_UPLOAD_MAX_BYTES)"
         elif console:
             limit = self.settings.max_json_bytes
             message = (

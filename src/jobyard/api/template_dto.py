@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from jobyard.api.dto import (
+    LABELS_HELP,
     RETRIES_HELP,
     RETRY_BACKOFF_HELP,
     RETRY_DELAY_HELP,
@@ -16,6 +17,7 @@ from jobyard.api.dto import (
     ExitCode,
     Id,
     JobConfigOut,
+    Labels,
     MacroMap,
     NoticeOut,
     Parameters,
@@ -45,6 +47,10 @@ class TemplateIn(_In):
     entrypoint: ShortText | None = Field(default=None, description="An entry point of it.")
     command: Command | None = Field(default=None, description="Or a command (in the package).")
     description: Text = ""
+    labels: Labels = Field(
+        default_factory=dict,
+        description=LABELS_HELP + " Applies to its jobconfigs that require none of their own.",
+    )
     retries: RetryCount = 0
     retry_delay_seconds: RetryDelay = 30.0
     retry_backoff: RetryBackoff = 2.0
@@ -63,6 +69,7 @@ class TemplatePatch(_In):
     entrypoint: ShortText | None = None
     command: Command | None = None
     description: Text | None = None
+    labels: Labels | None = None
     retries: RetryCount | None = None
     retry_delay_seconds: RetryDelay | None = None
     retry_backoff: RetryBackoff | None = None
@@ -87,6 +94,10 @@ class TemplateOut(BaseModel):
         "command, plain macros): jobs of its jobconfigs may do no more than they may.",
     )
     definition_changed_at: datetime | None = Field(default=None, description="When.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Worker labels the jobs of its jobconfigs require when they require none.",
+    )
     retries: int = Field(
         default=0, description="Retry policy its jobconfigs with retries 0 take. " + RETRIES_HELP
     )
@@ -189,6 +200,7 @@ class JobConfigDoc(_In):
     enabled: bool = True
     description: Text = ""
     pool: ShortText = "default"
+    labels: Labels = Field(default_factory=dict)
     schedules: list[ScheduleDoc] | None = Field(
         default=None, description="Exactly these schedules; absent: leave them alone."
     )
@@ -212,6 +224,7 @@ class TemplateDoc(_In):
     package: PackageRef | None = None
     entrypoint: ShortText | None = None
     command: Command | None = None
+    labels: Labels = Field(default_factory=dict)
 
 
 class TemplateExport(_In):
@@ -226,7 +239,11 @@ class TemplateExport(_In):
         t = self.template
         return Bundle(
             template=TemplateSpec(
-                name=t.name, entrypoint=t.entrypoint, command=t.command, description=t.description
+                name=t.name,
+                entrypoint=t.entrypoint,
+                command=t.command,
+                description=t.description,
+                labels=dict(t.labels),
             ),
             package_sha256=t.package.sha256 if t.package else None,
             jobconfigs=[j.item() for j in self.jobconfigs],

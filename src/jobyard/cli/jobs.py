@@ -60,6 +60,7 @@ JOB_FIELDS = (
     "retried_by",
     "worker_id",
     "pool",
+    "labels",
     "priority",
     "timeout",
     "success_exit_codes",

@@ -17,8 +17,9 @@ from jobyard.cli.context import CliState
 from jobyard.cli.login import login_command, logout_command
 from jobyard.cli.purge import purge_command
 from jobyard.cli.run import run_command
-from jobyard.cli.server import db_app, keys_app, up_command
+from jobyard.cli.server import db_app, keys_app, server_command, up_command
 from jobyard.cli.stats import stats_command
+from jobyard.cli.worker import worker_command
 
 app = typer.Typer(
     name="jobyard",
@@ -68,6 +69,7 @@ def root(
 
 
 app.command("up")(up_command)
+app.command("server")(server_command)
 app.add_typer(db_app)
 app.add_typer(keys_app)
 app.add_typer(packages.app)
@@ -89,6 +91,7 @@ app.command("audit")(access_cli.audit_command)
 app.command("purge")(purge_command)
 app.command("stats")(stats_command)
 app.add_typer(workers_cli.app)
+app.command("worker")(worker_command)
 
 
 def main() -> None:

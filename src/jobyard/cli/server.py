@@ -1,4 +1,5 @@
-"""``jobyard up`` (API, maintenance and local workers), ``jobyard db`` and ``jobyard keys``."""
+"""``jobyard up`` (API, maintenance and local workers), ``jobyard server`` (the same without
+local slots), ``jobyard db`` and ``jobyard keys``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,19 @@ keys_app = typer.Typer(
 )
 
 
+_PortOption = Annotated[
+    int | None,
+    typer.Option("--port", "-p", help="Port to listen on (env JOBYARD_PORT).", min=0, max=65535),
+]
+_HostOption = Annotated[
+    str | None, typer.Option("--host", help="Address to listen on (env JOBYARD_HOST).")
+]
+_HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", help="Data folder: database, packages, logs (env JOBYARD_HOME)."),
+]
+
+
 def up_command(
     ctx: typer.Context,
     example: Annotated[
@@ -24,21 +38,47 @@ def up_command(
         int | None,
         typer.Option("--workers", "-w", help="Local worker slots (env JOBYARD_WORKERS).", min=0),
     ] = None,
-    port: Annotated[
-        int | None,
-        typer.Option(
-            "--port", "-p", help="Port to listen on (env JOBYARD_PORT).", min=0, max=65535
-        ),
-    ] = None,
-    host: Annotated[
-        str | None, typer.Option("--host", help="Address to listen on (env JOBYARD_HOST).")
-    ] = None,
-    home: Annotated[
-        Path | None,
-        typer.Option("--home", help="Data folder: database, packages, logs (env JOBYARD_HOME)."),
-    ] = None,
+    port: _PortOption = None,
+    host: _HostOption = None,
+    home: _HomeOption = None,
 ) -> None:
-    """Run the API, maintenance and local worker slots (SQLite under home by default)."""
+    """Run the API, maintenance and local worker slots (SQLite under home by default).
+
+    For one machine, or a server that also runs jobs itself.
+    `jobyard server` is the same without local slots.
+    """
+    _serve(ctx, example=example, workers=workers, port=port, host=host, home=home)
+
+
+def server_command(
+    ctx: typer.Context,
+    port: _PortOption = None,
+    host: _HostOption = None,
+    home: _HomeOption = None,
+) -> None:
+    """Run the API, the scheduler and maintenance, with no local worker slots.
+
+    Use it for several servers on one PostgreSQL (JOBYARD_DATABASE_URL)
+    behind a load balancer: jobs run on worker hosts or on the slots of
+    `jobyard up` servers, never here. The servers wake each other's workers
+    through PostgreSQL, elect one of them to run maintenance, and share the
+    firing of schedules. Same as `jobyard up --workers 0`.
+
+    On one machine, use `jobyard up` (API and workers in one command).
+    """
+    _serve(ctx, example=False, workers=0, port=port, host=host, home=home)
+
+
+def _serve(
+    ctx: typer.Context,
+    *,
+    example: bool,
+    workers: int | None,
+    port: int | None,
+    host: str | None,
+    home: Path | None,
+) -> None:
+    """What `up` and `server` share: settings from options and environment, then serve."""
     state = state_of(ctx)
     overrides: dict[str, Any] = {
         key: value
@@ -49,7 +89,7 @@ def up_command(
     from jobyard.server import run_server  # lazily: client commands need no server code
 
     try:
-        run_server(settings, example=example)  # asyncio.run(serve(...)), uvloop when present
+        run_server(settings, example=example)  # asyncio.run(serve(...))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 

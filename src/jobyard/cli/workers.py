@@ -117,3 +117,99 @@ def list_command(
         )
     if answer.get("next_cursor"):
         state.err.print(f"more: --cursor {answer['next_cursor']} (or --all)", markup=False)
+
+
+@app.command("drain")
+def drain_command(
+    ctx: typer.Context,
+    worker_id: Annotated[str, typer.Argument(help="The worker's id (see: jobyard workers list).")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Ask a worker to drain (admins): at its next heartbeat it claims no new jobs and
+    lets its running ones finish; a remote worker then exits, the local slots of
+    ``jobyard up`` stay idle (shown ``draining``) until the server restarts."""
+    state = state_of(ctx)
+    answer = state.call(lambda api: api.worker_drain(worker_id))
+    if json_output:
+        state.print_json(answer)
+        return
+    state.err.print(
+        f"worker {answer.get('id', worker_id)} asked to drain: it finishes its running jobs "
+        "and takes no new ones",
+        markup=False,
+    )
+
+
+token_app = typer.Typer(
+    name="token",
+    help="Worker tokens: what `jobyard worker` authenticates with (admins only).",
+    no_args_is_help=True,
+)
+app.add_typer(token_app)
+
+
+@token_app.command("create")
+def token_create_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="What the token is for (a host, a fleet).")],
+    pool: Annotated[
+        str | None, typer.Option("--pool", help="The only pool its workers may serve.")
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Create a worker token; its value is printed once (on stdout): keep it in a file
+    only the worker's user can read and start the worker with --token-file."""
+    state = state_of(ctx)
+    answer = state.call(lambda api: api.worker_token_create(name, pool))
+    if json_output:
+        state.print_json(answer)
+        return
+    state.out.print(str(answer.get("token", "")), markup=False, highlight=False)
+    scope = f"pool {pool}" if pool else "any pool"
+    state.err.print(
+        f"worker token {answer.get('id')} ({name}, {scope}) created: the value above is "
+        "shown this once",
+        markup=False,
+    )
+
+
+@token_app.command("list")
+def token_list_command(
+    ctx: typer.Context,
+    json_output: JsonFlag = False,
+    output_format: OutputOpt = None,
+    plain: PlainFlag = False,
+) -> None:
+    """List worker tokens (never their values)."""
+    state = state_of(ctx)
+    items = state.call(lambda api: api.worker_tokens_list())
+    if json_output:
+        state.print_json(items)
+        return
+    if not items:
+        state.err.print("no worker token (create one with: jobyard workers token create NAME)")
+        return
+    table = new_table()
+    for column in ("ID", "NAME", "POOL", "CREATED", "BY", "LAST USED", "REVOKED"):
+        table.add_column(column, justify="right" if column == "ID" else "left")
+    for item in items:
+        table.add_row(
+            str(item.get("id")),
+            Text(str(item.get("name", ""))),
+            Text(str(item.get("pool") or "(any)")),
+            format_time(item.get("created_at")),
+            Text(str(item.get("created_by", ""))),
+            format_time(item.get("last_used_at")) if item.get("last_used_at") else "",
+            "yes" if item.get("revoked") else "",
+        )
+    state.out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke_command(
+    ctx: typer.Context, token_id: Annotated[int, typer.Argument(help="The token's id.")]
+) -> None:
+    """Revoke a worker token: workers using it are refused within seconds."""
+    state = state_of(ctx)
+    answer = state.call(lambda api: api.worker_token_revoke(token_id))
+    state.err.print(f"worker token {answer.get('id')} ({answer.get('name')}) revoked", markup=False)

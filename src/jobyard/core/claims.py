@@ -9,7 +9,7 @@ of many jobs in one transaction (:class:`RunningReport`, :class:`EndReport`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -94,6 +94,9 @@ class ClaimRequest:
     #: claimer just told that work was queued (first of the idle workers) goes straight
     #: to the write.
     look_first: bool = True
+    #: The claiming worker's labels: a job requiring labels is claimed only by a worker
+    #: having every one of them (a job requiring none, by any worker of its pool).
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def effective_limit(self) -> int:
         """``limit``, or more when more slots are free by now (bounded by the tokens)."""

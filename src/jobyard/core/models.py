@@ -65,6 +65,9 @@ class JobConfigSpec:
     retry_delay_seconds: float = 30.0
     retry_backoff: float = 2.0
     retry_on: list[str] = field(default_factory=lambda: ["FAILED"])
+    #: Worker labels its jobs require (:mod:`jobyard.core.labels`); empty: none of its
+    #: own (its template's apply, if any).
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 #: The fields of a jobconfig that decide what its jobs run: whoever changes one of them
@@ -115,11 +118,15 @@ class JobConfig:
     retry_backoff: float = 2.0
     retry_on: list[str] = field(default_factory=lambda: ["FAILED"])
     retry_since: datetime | None = None
+    #: Worker labels its jobs require (see :class:`JobConfigSpec`).
+    labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # A row written before the column existed (or by hand) may hold NULL: no parameters.
         if self.parameters is None:
             object.__setattr__(self, "parameters", [])
+        if self.labels is None:  # NULL: no labels required
+            object.__setattr__(self, "labels", {})
         if self.retry_on is None:  # NULL: the default policy's statuses
             object.__setattr__(self, "retry_on", ["FAILED"])
 
@@ -143,6 +150,8 @@ class NewJob:
     hold: bool = False  # create WAITING instead of SEQUENCED
     #: Users besides the submitter who decided what it runs (see ``Job.definers``).
     definers: tuple[str, ...] = ()
+    #: Worker labels it requires (None or empty: any worker of its pool).
+    labels: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +194,9 @@ class Job:
     #: submitter: its jobconfig's and template's definers, and those of the job whose
     #: SESSION_ID submitted it. Its own SESSION_ID may only do what all of them may do.
     definers: list[str] | None = None
+    #: Worker labels it requires, copied from its jobconfig (or template) at submission;
+    #: None: any worker of its pool may claim it.
+    labels: dict[str, str] | None = None
 
 
 def repeat_job(
@@ -211,6 +223,7 @@ def repeat_job(
         submitted_by=submitted_by,
         rerun_of=rerun_of,
         definers=definers,
+        labels=old.labels,
     )
 
 
@@ -315,3 +328,6 @@ class WorkerInfo:
     version: str | None = None
     #: ``key -> value`` labels the worker was started with (remote workers' ``--label``).
     labels: dict[str, str] = field(default_factory=dict)
+    #: An admin asked it to drain (``POST /api/v1/workers/{id}/drain``); the answer to
+    #: its next heartbeat says so, and it then takes no new jobs.
+    drain_requested: bool = False

@@ -30,6 +30,8 @@ class TemplateSpec:
     retry_delay_seconds: float = 30.0
     retry_backoff: float = 2.0
     retry_on: list[str] = field(default_factory=lambda: ["FAILED"])
+    #: Worker labels the jobs of its jobconfigs require when they require none of their own.
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +58,14 @@ class Template:
     retry_backoff: float = 2.0
     retry_on: list[str] = field(default_factory=lambda: ["FAILED"])
     retry_since: datetime | None = None
+    #: Worker labels (see :class:`TemplateSpec`).
+    labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.retry_on is None:  # NULL: the default policy's statuses
             object.__setattr__(self, "retry_on", ["FAILED"])
+        if self.labels is None:  # NULL: no labels required
+            object.__setattr__(self, "labels", {})
 
 
 #: The fields of a template that decide what its jobconfigs run.

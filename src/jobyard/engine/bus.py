@@ -3,21 +3,45 @@
 Wake-ups only: the database stays the source of truth, so every waiter also re-reads
 the store after a bounded timeout. That keeps several servers correct (they simply
 learn a little later) while one-process installs react within a millisecond.
+
+Servers sharing a PostgreSQL database also tell each other: a :class:`Relay` attached
+with :meth:`Bus.relay_to` hears every event raised here (``jobyard.engine.relay`` sends
+them as notifications), and events heard from other servers come back through
+:meth:`Bus.apply_remote`, which acts here only and relays nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 #: Seconds between telling the first worker process about new work and the others.
 WAKE_STAGGER = 0.002
+
+
+class Relay(Protocol):
+    """Where a server's own events go to reach the other servers of its database."""
+
+    def work(self) -> None:
+        """Work may have been queued."""
+
+    def job(self, job_id: int) -> None:
+        """``job_id`` changed (ended, released, cancelled...)."""
+
+    def abort(self, job_id: int, reason: str) -> None:
+        """An abort of ``job_id`` was requested."""
+
+    def schedules(self) -> None:
+        """A schedule was created, changed or deleted."""
 
 
 class Bus:
     """Events for queued work, job changes and abort requests."""
 
     def __init__(self) -> None:
+        #: Other servers' ears (None on SQLite and while nothing is attached).
+        self._relay: Relay | None = None
         self._work = asyncio.Event()
         #: The pending wake-up came first-hand (see :meth:`work_available`).
         self._work_fresh = False
@@ -41,6 +65,11 @@ class Bus:
         database's write lock behind its claim. One whose slots are all busy makes the
         job wait that moment. A fresh wake-up lets the waiter claim without looking first.
         """
+        if self._relay is not None:
+            self._relay.work()
+        self._wake_work(fresh)
+
+    def _wake_work(self, fresh: bool) -> None:
         self._work.set()
         self._work_fresh = self._work_fresh or fresh
         self._any_job_changed()
@@ -84,6 +113,8 @@ class Bus:
     # -- schedules -------------------------------------------------------------
     def schedules_changed(self) -> None:
         """Tell the scheduler that a schedule was created, changed or deleted."""
+        if self._relay is not None:
+            self._relay.schedules()
         self._schedules.set()
 
     async def wait_schedules_changed(self, timeout: float) -> bool:
@@ -99,6 +130,19 @@ class Bus:
     # -- job changes -----------------------------------------------------------
     def job_changed(self, job_id: int) -> None:
         """Wake everyone waiting on ``job_id`` (status change, new log lines)."""
+        if self._relay is not None:
+            self._relay.job(job_id)
+        self._wake_job(job_id)
+
+    def job_ended_by_worker(self, job_id: int) -> None:
+        """A worker process of this server ended ``job_id``: wake its waiters here, and
+        tell the other servers that work may have been queued too (the end may have
+        promoted the next job of its jobconfig; that process's own slots know already)."""
+        if self._relay is not None:
+            self._relay.work()
+        self.job_changed(job_id)
+
+    def _wake_job(self, job_id: int) -> None:
         for event in self._job_waiters.pop(job_id, ()):
             event.set()
         self._any_job_changed()
@@ -146,5 +190,47 @@ class Bus:
         self._abort_handlers.append(handler)
 
     def request_abort(self, job_id: int, reason: str) -> bool:
-        """Ask local workers to stop ``job_id`` now; False if none of them holds it."""
-        return any(handler(job_id, reason) for handler in self._abort_handlers)
+        """Ask local workers to stop ``job_id`` now; False if none of them holds it.
+
+        Other servers are told too: a worker of theirs may hold the job."""
+        if self._relay is not None:
+            self._relay.abort(job_id, reason)
+        return self._abort_here(job_id, reason)
+
+    def _abort_here(self, job_id: int, reason: str) -> bool:
+        # Every handler is told (not any(...) of a generator, which stops at the first
+        # True): a worker process answers True when it was *sent* the request, whether
+        # or not it holds the job, and the one holding it may come later.
+        held = [handler(job_id, reason) for handler in self._abort_handlers]
+        return any(held)
+
+    # -- other servers -----------------------------------------------------------
+    def relay_to(self, relay: Relay | None) -> None:
+        """Send this server's events to ``relay`` too (None: stop)."""
+        self._relay = relay
+
+    def apply_remote(
+        self,
+        *,
+        work: bool = False,
+        jobs: Iterable[int] = (),
+        aborts: Iterable[tuple[int, str]] = (),
+        schedules: bool = False,
+    ) -> None:
+        """Act on events another server raised: wake here, relay nothing."""
+        for job_id, reason in aborts:
+            self._abort_here(job_id, reason)
+        for job_id in jobs:
+            self._wake_job(job_id)
+        if work:
+            self._wake_work(True)
+        if schedules:
+            self._schedules.set()
+
+    def wake_everyone(self) -> None:
+        """Wake every waiter once (events of other servers may have been missed)."""
+        for job_id in list(self._job_waiters):
+            self._wake_job(job_id)
+        self._any_job_changed()
+        self._wake_work(False)
+        self._schedules.set()

@@ -204,6 +204,8 @@ class LocalBackend:
         claim may fill that many at most, so that many SESSION_IDs are minted for it."""
         self._settings = settings
         self._slots = settings.workers if slots is None else slots
+        #: Labels of these slots (JOBYARD_WORKER_LABELS): registered, and sent with claims.
+        self._labels = settings.worker_label_map
         self._store = store
         self._blobs = blobs
         self._bus = bus
@@ -287,6 +289,7 @@ class LocalBackend:
             token_hashes=list(by_hash),
             free_now=free_now,
             look_first=not fresh,
+            labels=self._labels,
         )
         claims = await self._reporter.claim(worker_id, request)
         for claim in claims:
@@ -454,8 +457,9 @@ class LocalBackend:
             lambda: self._store.job_file_add(record)
         )
 
-    async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> None:
-        """Refresh this worker's row (health in the workers list).
+    async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> bool:
+        """Refresh this worker's row (health in the workers list); True when an admin
+        asked it to drain (read back by the same upsert: no extra round trip).
 
         Retried through a short outage only (one heartbeat period): a missed heartbeat
         costs nothing but a late health mark, and the pool must stay free to stop.
@@ -475,10 +479,12 @@ class LocalBackend:
             draining=draining,
             home=str(self._settings.home),
             version=__version__,
+            labels=dict(self._labels),
         )
-        await Persistent(
+        requested: bool = await Persistent(
             f"record the heartbeat of {worker_id}", self._settings.heartbeat_seconds
         ).run(lambda: self._store.worker_upsert(info))
+        return requested
 
 
 def local_worker_pool(
@@ -514,6 +520,9 @@ def local_worker_pool(
         heartbeat_seconds=settings.heartbeat_seconds,
         lease_seconds=settings.lease_seconds,
         isolator=isolator,
+        # Drained on request, local slots idle rather than exit: the server would
+        # restart a worker process that left, as a fresh worker taking jobs again.
+        exit_on_drain=False,
     )
     bus.on_abort(pool.abort)
     return pool

@@ -10,8 +10,9 @@ lines:
   child is told first, see :meth:`jobyard.engine.bus.Bus.work_available`),
   ``{"op": "abort", "job": N, "reason": "..."}``, ``{"op": "stop"}`` (abort running
   jobs, report them, exit);
-* child -> parent: ``{"op": "ready"}``, ``{"op": "changed", "job": N}`` (wakes log
-  followers and abort waiters at once instead of at their next poll).
+* child -> parent: ``{"op": "ready"}``, ``{"op": "changed", "job": N}`` (a job ended:
+  wakes log followers and abort waiters at once instead of at their next poll, and the
+  other servers of a PostgreSQL database, whose slots may take what the end promoted).
 
 The child dies with its parent (``PR_SET_PDEATHSIG``): after a ``kill -9`` of the
 server, its job programs are orphans exactly as with in-process slots, and the next
@@ -128,7 +129,7 @@ class WorkerProcess:
             except ValueError:
                 continue
             if message.get("op") == "changed":
-                self._bus.job_changed(int(message["job"]))
+                self._bus.job_ended_by_worker(int(message["job"]))
             elif message.get("op") == "ready":
                 self._ready.set()
         if not self._stopping:

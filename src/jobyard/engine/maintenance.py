@@ -2,7 +2,9 @@
 recover after a crash, fold ended jobs into the statistics rollup.
 
 One server at a time does the sweep (leader election through the store), so several
-replicas on one PostgreSQL never fight over the same jobs.
+replicas on one PostgreSQL never fight over the same jobs. Every step is also safe when
+two servers run it at once (guarded updates, row locks, ``ON CONFLICT``), so a leader
+that is slow to notice it was replaced does no harm; the election only saves work.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ log = logging.getLogger("jobyard.maintenance")
 LEASE_LOST_REASON = "worker lost: its lease expired without renewal"
 RESTART_REASON = "worker lost: the server restarted while the job was held"
 PROCESS_DIED_REASON = "worker lost: its worker process died"
+#: The leadership outlives its last renewal by this many sweep intervals: a leader that
+#: died (``kill -9``, host lost) is replaced within that time plus one interval, and one
+#: that stops cleanly hands over at once (``Store.leaders_release``).
+LEADER_TTL_SWEEPS = 2.0
 
 
 async def sweep_once(store: Store, bus: Bus, *, interval: float | None = None) -> tuple[int, int]:
@@ -87,11 +93,13 @@ async def maintenance_loop(
     """Run :func:`sweep_once` and :func:`fold_stats` every ``interval`` s while leading."""
     while True:
         try:
-            if await store.leader_try_acquire(
-                name="maintenance", holder=holder, ttl_seconds=interval * 3
-            ):
+            ttl = interval * LEADER_TTL_SWEEPS
+            if await store.leader_try_acquire(name="maintenance", holder=holder, ttl_seconds=ttl):
                 await sweep_once(store, bus, interval=interval)
                 await fold_stats(store, lag_seconds=stats_lag_seconds, batch=stats_batch)
+                # Renewed after the work too: the TTL then covers the pause, not a long
+                # sweep or fold (were it to lapse meanwhile, the steps are safe twice).
+                await store.leader_try_acquire(name="maintenance", holder=holder, ttl_seconds=ttl)
         except asyncio.CancelledError:
             raise
         except DatabaseUnavailable as exc:

@@ -183,7 +183,7 @@ class Reporter:
 
 
 def _merged(requests: list[ClaimRequest]) -> ClaimRequest | None:
-    """One claim for several requests (of one pool: a worker serves one pool)."""
+    """One claim for several requests (of one worker: one pool, one set of labels)."""
     if not requests:
         return None
     if len(requests) == 1:
@@ -193,6 +193,7 @@ def _merged(requests: list[ClaimRequest]) -> ClaimRequest | None:
         limit=sum(r.limit for r in requests),
         lease_seconds=requests[0].lease_seconds,
         token_hashes=[h for r in requests for h in r.token_hashes[: r.limit]],
+        labels=requests[0].labels,
     )
 
 

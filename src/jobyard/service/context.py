@@ -15,6 +15,8 @@ from jobyard.blobs.protocol import BlobStore
 from jobyard.core.access import Policy
 from jobyard.core.crypto import Keyrings
 from jobyard.core.retention import JobconfigRemoved, PurgeReport
+from jobyard.core.tokens import WorkerToken
+from jobyard.service.worker_desk import WorkerDesk
 from jobyard.settings import Settings
 from jobyard.store.protocol import Store
 
@@ -155,3 +157,7 @@ class Context:
     policies: TtlCache[int, tuple[Policy, ...]] = field(default_factory=TtlCache)
     #: Secure-macro keyrings (loaded on first use).
     keyrings: Keyrings = field(default_factory=Keyrings)
+    #: Verified worker tokens by digest (trusted as long as API tokens are).
+    worker_tokens: TtlCache[str, WorkerToken] = field(default_factory=TtlCache)
+    #: Claims and reports of remote workers (None: this server serves none).
+    desk: WorkerDesk | None = None

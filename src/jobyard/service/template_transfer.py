@@ -36,6 +36,7 @@ JOBCONFIG_FIELDS = (
     "success_exit_codes",
     "enabled",
     "pool",
+    "labels",
 )
 SCHEDULE_FIELDS = tuple(f for f in asdict(ScheduleSpec()) if f != "name")
 
@@ -99,6 +100,7 @@ async def export(
             "package": await _package_ref(ctx, t.package_id),
             "entrypoint": t.entrypoint,
             "command": t.command,
+            "labels": dict(t.labels),
         },
         "jobconfigs": [],
     }
@@ -251,6 +253,9 @@ async def import_(
                 ctx, jobconfig_id, item.schedules, principal
             )
         report["jobconfigs"].append(entry)
-    pairs = [(item.spec.name, item.spec.pool) for item in bundle.jobconfigs]
+    pairs = [
+        (item.spec.name, item.spec.pool, item.spec.labels or bundle.template.labels)
+        for item in bundle.jobconfigs
+    ]
     report["warnings"] = [asdict(n) for n in await pools.unserved(ctx, pairs)]
     return report

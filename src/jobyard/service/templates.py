@@ -253,5 +253,5 @@ async def clone(
     )
     details = {"clone_of": template_id, "name": name, "with_jobconfigs": with_jobconfigs}
     await _audit(ctx, principal, "clone", result.template.id, details, remote_addr)
-    pairs = [(jc.name, jc.pool) for jc in result.jobconfigs]
+    pairs = [(jc.name, jc.pool, jc.labels or result.template.labels) for jc in result.jobconfigs]
     return dataclasses.replace(result, warnings=await pools.unserved(ctx, pairs))

@@ -18,7 +18,7 @@ from jobyard.core.cursors import decode_cursor, encode_cursor
 from jobyard.core.errors import Forbidden, NotFound
 from jobyard.core.models import Job, WorkerInfo
 from jobyard.core.timeutil import utcnow
-from jobyard.service import access
+from jobyard.service import access, auditlog
 from jobyard.service.context import Context, Principal
 
 #: Lost workers last heard from longer ago than this are left out (counted only).
@@ -53,12 +53,13 @@ class Workers:
 
 def state_of(info: WorkerInfo, age_seconds: float, heartbeat: float, lease: float) -> str:
     """``healthy`` within three heartbeats, ``late`` until a lease would expire (its jobs
-    still count as held), ``lost`` beyond; ``draining`` while alive and draining."""
+    still count as held), ``lost`` beyond; ``draining`` while alive and draining, or
+    asked to drain (from the request on, before its next heartbeat acknowledges it)."""
     if age_seconds > max(lease, 3 * heartbeat):
         return "lost"
     if age_seconds > 3 * heartbeat:
         return "late"
-    return "draining" if info.draining else "healthy"
+    return "draining" if info.draining or info.drain_requested else "healthy"
 
 
 async def workers(ctx: Context, principal: Principal) -> Workers:
@@ -120,3 +121,23 @@ async def workers_page(
     end = start + len(page)
     more = end < len(listing.workers)
     return WorkersPage(replace(listing, workers=page), encode_cursor(end) if more else None)
+
+
+async def request_drain(
+    ctx: Context, principal: Principal, worker_id: str, *, remote_addr: str | None = None
+) -> WorkerInfo:
+    """Ask a worker to drain (admins only): its next heartbeat's answer tells it to claim
+    no new jobs and let its running ones finish; the workers list shows it ``draining``
+    from now on. Asking again changes nothing. ``NotFound`` for an unknown worker id.
+    """
+    access.refuse_job_token(principal, "drain a worker")
+    if not principal.unbounded_admin:
+        raise Forbidden(
+            "only an admin may drain a worker: ask an admin, or use an admin's token",
+            {"required_role": "admin"},
+        )
+    info = await ctx.store.worker_request_drain(worker_id)
+    await auditlog.record(
+        ctx, principal, "worker.drain", "worker", worker_id, {"pool": info.pool}, remote_addr
+    )
+    return info

@@ -20,7 +20,7 @@ moment, is replaced and the transaction run again inside the method.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -50,9 +50,10 @@ from jobyard.store.protocol_apply import ApplyStore
 from jobyard.store.protocol_claims import ClaimStore
 from jobyard.store.protocol_stats import StatsStore
 from jobyard.store.protocol_users import UserStore
+from jobyard.store.protocol_worker_tokens import WorkerTokenStore
 
 
-class Store(ClaimStore, UserStore, StatsStore, ApplyStore, Protocol):
+class Store(ClaimStore, UserStore, StatsStore, ApplyStore, WorkerTokenStore, Protocol):
     """All persistence of jobyard. See the module docstring for the rules."""
 
     # -- lifecycle ---------------------------------------------------------------
@@ -254,12 +255,20 @@ class Store(ClaimStore, UserStore, StatsStore, ApplyStore, Protocol):
         ...
 
     async def job_acquire(
-        self, *, worker_id: str, pool: str, limit: int, lease_seconds: float
+        self,
+        *,
+        worker_id: str,
+        pool: str,
+        limit: int,
+        lease_seconds: float,
+        labels: Mapping[str, str] | None = None,
     ) -> list[Job]:
         """Claim up to ``limit`` QUEUED jobs of ``pool`` -> INITIALIZING for this worker.
 
-        Order: priority descending, then seq ascending. Sets worker_id, acquired_at and
-        lease_expires_at in the same statement. Each job is claimed by one worker only.
+        Only jobs requiring no worker labels, or only labels among ``labels`` (the
+        worker's, same values). Order: priority descending, then seq ascending. Sets
+        worker_id, acquired_at and lease_expires_at in the same statement. Each job is
+        claimed by one worker only.
         """
         ...
 
@@ -383,8 +392,15 @@ class Store(ClaimStore, UserStore, StatsStore, ApplyStore, Protocol):
         ...
 
     # -- workers and leadership ----------------------------------------------------------
-    async def worker_upsert(self, info: WorkerInfo) -> None:
-        """Register a worker or refresh its heartbeat."""
+    async def worker_upsert(self, info: WorkerInfo) -> bool:
+        """Register a worker or refresh its heartbeat; True when a drain was requested
+        for it (read in the same statement: the heartbeat's answer costs no round trip).
+        ``info.drain_requested`` is not written: only :meth:`worker_request_drain` sets it.
+        """
+        ...
+
+    async def worker_request_drain(self, worker_id: str) -> WorkerInfo:
+        """Mark the worker to drain (idempotent); ``NotFound`` for an unknown id."""
         ...
 
     async def workers_list(self) -> list[WorkerInfo]:
@@ -393,6 +409,10 @@ class Store(ClaimStore, UserStore, StatsStore, ApplyStore, Protocol):
 
     async def leader_try_acquire(self, *, name: str, holder: str, ttl_seconds: float) -> bool:
         """Take or keep the leadership ``name`` for ``ttl_seconds``; False if another holds it."""
+        ...
+
+    async def leaders_release(self, *, holder: str) -> int:
+        """Give up every leadership ``holder`` holds (a server stopping); how many."""
         ...
 
     # -- templates ----------------------------------------------------------

@@ -38,6 +38,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -150,6 +151,8 @@ jobconfigs = Table(
     Column("retry_backoff", Float, nullable=False, server_default="2"),
     Column("retry_on", _json(), nullable=True),
     Column("retry_since", UtcDateTime(), nullable=True),
+    # 0010: worker labels its jobs require (a JSON object; NULL: none, or its template's)
+    Column("labels", _json(), nullable=True),
     Index("ux_jobconfigs_name", "name", unique=True),
     CheckConstraint("max_concurrent >= 0", name="max_concurrent_nonneg"),
     sqlite_autoincrement=True,
@@ -195,6 +198,8 @@ jobs = Table(
     # 0004: names of the users besides the submitter who decided what it runs (its
     # jobconfig's and template's definers, and those of the job that submitted it)
     Column("definers", _json(), nullable=True),
+    # 0010: worker labels it requires, copied at submission (NULL: none; claims test it)
+    Column("labels", _json(), nullable=True),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_known"),
     sqlite_autoincrement=True,
 )
@@ -360,6 +365,8 @@ templates = Table(
     Column("retry_backoff", Float, nullable=False, server_default="2"),
     Column("retry_on", _json(), nullable=True),
     Column("retry_since", UtcDateTime(), nullable=True),
+    # 0010: worker labels the jobs of its jobconfigs require when they set none
+    Column("labels", _json(), nullable=True),
     Index("ux_templates_name", "name", unique=True),
     sqlite_autoincrement=True,
 )
@@ -439,6 +446,26 @@ workers = Table(
     # 0008: the version a worker runs and its labels (a JSON object; NULL reads as {})
     Column("version", String(64), nullable=True),
     Column("labels", _json(), nullable=True),
+    # 0010: an admin asked it to drain (its heartbeat's answer says so)
+    Column("drain_requested", Boolean, nullable=False, server_default=false()),
+)
+
+#: 0010: tokens of remote workers (``jobyard worker``), their own kind: they open the
+#: worker routes only, and user tokens never open those. Stored by hash like API tokens;
+#: ``pool`` (NULL: any) is the only pool a worker holding it may serve.
+worker_tokens = Table(
+    "worker_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(128), nullable=False),
+    Column("pool", String(100), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("revoked", Boolean, nullable=False),
+    Column("last_used_at", UtcDateTime(), nullable=True),
+    Index("ux_worker_tokens_token_hash", "token_hash", unique=True),
+    sqlite_autoincrement=True,
 )
 
 schedules = Table(

@@ -16,6 +16,7 @@ from typing import Any
 from starlette.datastructures import FormData
 
 from jobyard.core.errors import InvalidInput, JobyardError
+from jobyard.core.labels import format_labels, parse_labels
 from jobyard.core.models import JobConfig
 from jobyard.web.uploads import text_field
 
@@ -30,6 +31,7 @@ TEXT_FIELDS: tuple[str, ...] = (
     "timeout",
     "success_exit_codes",
     "pool",
+    "labels",
     "retention_max_age_days",
     "retention_max_jobs",
 )
@@ -80,6 +82,7 @@ def values_from(jc: JobConfig) -> dict[str, str]:
         "timeout": str(jc.timeout),
         "success_exit_codes": ", ".join(str(c) for c in jc.success_exit_codes),
         "pool": jc.pool,
+        "labels": format_labels(jc.labels, "\n"),
         "enabled": "on" if jc.enabled else "",
         "retention_max_age_days": "" if age is None else f"{age:g}",
         "retention_max_jobs": "" if jc.retention_max_jobs is None else str(jc.retention_max_jobs),
@@ -181,6 +184,17 @@ def _parameters(values: dict[str, str]) -> list[str]:
     return names
 
 
+def _labels(values: dict[str, str]) -> dict[str, str]:
+    """``k=v`` per line (commas work too): the required worker labels."""
+    try:
+        return parse_labels(values.get("labels", ""))
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"required worker labels: {exc.message} (one key=value per line)",
+            {"field": "labels"},
+        ) from None
+
+
 def parse(values: dict[str, str]) -> dict[str, Any]:
     """The spec fields the form's text means (422 naming the field for what the API's
     body would refuse). ``package_id`` is None when no package is chosen; an empty
@@ -201,6 +215,7 @@ def parse(values: dict[str, str]) -> dict[str, Any]:
         "timeout": _required_whole(values, "timeout", "timeout (minutes)", MAX_TIMEOUT_MINUTES),
         "success_exit_codes": _exit_codes(values),
         "pool": _text(values, "pool", "pool", SHORT_TEXT, required=True),
+        "labels": _labels(values),
         "enabled": values.get("enabled") == "on",
         "retention_max_age_days": _days(values),
         "retention_max_jobs": _whole(values, "retention_max_jobs", "jobs kept", MAX_RETENTION_JOBS),
@@ -223,6 +238,7 @@ def settings_changes(current: JobConfig, parsed: dict[str, Any]) -> dict[str, An
         "timeout",
         "success_exit_codes",
         "pool",
+        "labels",
         "enabled",
         "retention_max_age_days",
         "retention_max_jobs",

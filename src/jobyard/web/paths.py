@@ -13,8 +13,8 @@ EXACT: frozenset[str] = frozenset(
     {"/", "/login", "/logout", "/jobs", "/jobconfigs", "/packages", "/workers"}
     | {"/events/jobs", "/events/dashboard", "/users", "/me", "/tokens", "/policies", "/audit"}
 )
-#: Console paths matched by prefix: job, jobconfig, package and user pages, actions,
-#: static files.
+#: Console paths matched by prefix: job, jobconfig, package, user and worker pages,
+#: actions, static files.
 PREFIXES: tuple[str, ...] = (
     "/jobs/",
     "/jobconfigs/",
@@ -24,6 +24,7 @@ PREFIXES: tuple[str, ...] = (
     "/me/",
     "/tokens/",
     "/policies/",
+    "/workers/",
 )
 
 

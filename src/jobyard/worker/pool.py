@@ -16,6 +16,11 @@ worker``; only the :class:`~jobyard.worker.protocol.WorkerBackend` differs.
   does not count that time against them, and the jobs keep running; the first renewal
   that gets through says which of them are still held.
 - **Heartbeats** report the worker's health (running count, draining) on the same beat.
+  Their answer may say an admin asked the worker to drain: it then claims no new jobs
+  and lets the running ones finish. With ``exit_on_drain`` (a remote ``jobyard worker``)
+  :meth:`run` then returns and the process exits; without it (the local slots of
+  ``jobyard up``, whose worker processes the server would restart as fresh workers)
+  the pool stays up, idle, heartbeating as ``draining`` until :meth:`stop`.
 - :meth:`WorkerPool.abort` stops a job at once (the local control plane calls it so an
   abort does not wait for the next renewal); :meth:`WorkerPool.drain` stops acquiring
   and waits for running jobs; :meth:`WorkerPool.stop` aborts them with the reason
@@ -69,6 +74,7 @@ class WorkerPool:
         idle_wait_seconds: float = 1.0,
         worker_id: str | None = None,
         isolator: Isolator | None = None,
+        exit_on_drain: bool = True,
     ) -> None:
         if slots < 1:
             raise ValueError("a worker pool needs at least one slot")
@@ -82,9 +88,14 @@ class WorkerPool:
         self.idle_wait_seconds = idle_wait_seconds
         self.worker_id = worker_id or new_worker_id()
         self.isolator = isolator
+        self.exit_on_drain = exit_on_drain
         self._controls: dict[int, JobControl] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._draining = False
+        #: The control plane asked for the drain (not :meth:`drain` or :meth:`stop`).
+        self._drain_requested = False
+        #: Set by :meth:`drain` and :meth:`stop`: an idle drained pool may leave.
+        self._leave: asyncio.Event | None = None
         self._stop_reason: str | None = None
         self._wake: asyncio.Event | None = None
         self._done: asyncio.Event | None = None
@@ -108,8 +119,13 @@ class WorkerPool:
 
     @property
     def draining(self) -> bool:
-        """True once :meth:`drain` or :meth:`stop` was called."""
+        """True once :meth:`drain` or :meth:`stop` was called, or a drain was requested."""
         return self._draining
+
+    @property
+    def drain_requested(self) -> bool:
+        """True once a heartbeat's answer asked this worker to drain."""
+        return self._drain_requested
 
     # -- main loop ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -120,6 +136,7 @@ class WorkerPool:
             await self.isolator.start()  # a failure here leaves the pool never started
         self._wake = wake = asyncio.Event()
         self._done = asyncio.Event()
+        self._leave = leave = asyncio.Event()
         self._last_renewal = time.monotonic()
         await self._heartbeat()
         beat = asyncio.create_task(self._beat_loop(), name=f"worker-beat-{self.worker_id}")
@@ -155,6 +172,13 @@ class WorkerPool:
                 # idle server, delay the start of the job just claimed; new work and
                 # freed slots wake the pool.
                 await self._wait_for_work()
+            if self._drain_requested and not self.exit_on_drain:
+                # Drained on request: finish what runs, then stay registered and idle
+                # (heartbeats keep saying "draining") until told to stop.
+                while self._tasks:
+                    await asyncio.wait(list(self._tasks.values()))
+                await self._heartbeat()
+                await leave.wait()
         finally:
             await self._finish_running()
             beat.cancel()
@@ -275,11 +299,26 @@ class WorkerPool:
 
     async def _heartbeat(self) -> None:
         try:
-            await self.backend.heartbeat(
+            requested = await self.backend.heartbeat(
                 worker_id=self.worker_id, running=len(self._tasks), draining=self._draining
             )
         except Exception as exc:
             _log.warning("worker %s: heartbeat failed: %s", self.worker_id, exc)
+            return
+        if requested is True and not self._drain_requested:
+            self._request_drain()
+
+    def _request_drain(self) -> None:
+        """A drain was requested: claim nothing more; running jobs finish (see run())."""
+        _log.info(
+            "worker %s: drain requested; finishing %d job(s), taking no new ones",
+            self.worker_id,
+            len(self._tasks),
+        )
+        self._drain_requested = True
+        self._draining = True
+        if self._wake is not None:
+            self._wake.set()
 
     # -- control ----------------------------------------------------------------------------
     def abort(self, job_id: int, reason: str = "aborted by user") -> bool:
@@ -307,6 +346,8 @@ class WorkerPool:
         await self._wait_stopped()
 
     async def _wait_stopped(self) -> None:
+        if self._leave is not None:
+            self._leave.set()
         if self._wake is not None:
             self._wake.set()
         if self._done is not None:

@@ -118,8 +118,9 @@ class WorkerBackend(Protocol):
         """Keep one file of LOCAL_JOB_OUT_DIR as an output file of the job."""
         ...
 
-    async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> None:
-        """Report worker health."""
+    async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> bool:
+        """Report worker health; True when the control plane asks this worker to drain
+        (finish its running jobs, claim no new ones)."""
         ...
 
     def forget(self, job_id: int) -> None:

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "success_exit_codes": [0],
     "enabled": True,
     "pool": "default",
+    "labels": {},
     "template_id": None,
     "parameters": [],
     "retries": 0,

@@ -13,6 +13,7 @@ FIELDS: dict[str, Any] = {
     "package_id": None,
     "entrypoint": None,
     "command": None,
+    "labels": {},
     "retries": 0,
     "retry_delay_seconds": 30.0,
     "retry_backoff": 2.0,

@@ -66,6 +66,7 @@ def test_exit_codes_are_distinct() -> None:
 COMMANDS = [
     [],
     ["up"],
+    ["server"],
     ["db"],
     ["db", "upgrade"],
     ["packages", "push"],
@@ -434,6 +435,28 @@ def test_up_passes_options_to_the_server(
     assert (settings.workers, settings.host, settings.port) == (3, "0.0.0.0", 1234)
     assert settings.home == tmp_path
     assert invoke("up", "--port", "99999").exit_code == 2
+
+
+def test_server_is_up_without_local_slots(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import jobyard.server
+
+    started: list[tuple[Settings, bool]] = []
+
+    def fake_run_server(settings: Settings, *, example: bool = False) -> None:
+        started.append((settings, example))
+
+    monkeypatch.setattr(jobyard.server, "run_server", fake_run_server)
+    monkeypatch.setenv("JOBYARD_WORKERS", "8")  # ignored: a `jobyard server` has no slots
+    result = invoke("server", "--port", "4321", "--home", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    settings, example = started[0]
+    assert not example
+    assert (settings.workers, settings.port, settings.home) == (0, 4321, tmp_path)
+    assert invoke("server", "--workers", "2").exit_code == 2  # no such option
+    help_text = invoke("server", "--help").stdout
+    assert "load balancer" in help_text and "jobyard up" in help_text
 
 
 def test_invalid_settings_are_reported(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:

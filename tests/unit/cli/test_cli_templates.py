@@ -38,7 +38,8 @@ def test_templates_are_parsed_with_defaults() -> None:
     assert (acme.name, acme.line) == ("acme", 2)
     assert acme.spec == {
         "name": "acme", "description": "shared", "package_id": None, "entrypoint": None,
-        "command": ["sh", "-c", "echo acme"], "retries": 0, "retry_delay_seconds": 30.0,
+        "command": ["sh", "-c", "echo acme"], "labels": {}, "retries": 0,
+        "retry_delay_seconds": 30.0,
         "retry_backoff": 2.0, "retry_on": ["FAILED"],
     }  # fmt: skip
     orders, refunds = spec.jobconfigs

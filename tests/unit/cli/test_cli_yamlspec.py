@@ -39,6 +39,7 @@ jobconfigs:
     enabled: false
     description: "the nightly one"
     pool: big
+    labels: {gpu: 1, zone: eu-1}
   - name: echo
     command: ["sh", "-c", "echo hi"]
 """
@@ -60,6 +61,7 @@ jobconfigs:
         "success_exit_codes": [0, 3],
         "enabled": False,
         "pool": "big",
+        "labels": {"gpu": "1", "zone": "eu-1"},  # numbers become strings
         "template_id": None,
         "parameters": [],
         "retries": 0,
@@ -82,6 +84,7 @@ def test_defaults_come_from_the_domain_spec() -> None:
         "enabled": True,
         "description": "",
         "pool": "default",
+        "labels": {},
         "template_id": None,
         "parameters": [],
         "retries": 0,
@@ -204,6 +207,7 @@ def test_export_reads_back_as_the_same_jobconfigs() -> None:
             "success_exit_codes": [0, 3],
             "enabled": False,
             "pool": "default",
+            "labels": {"gpu": "1", "zone": "eu-1"},
             "template_id": None,
             "parameters": ["DAY", "REGION"],
             "retries": 3,

@@ -136,6 +136,44 @@ async def test_drain_lets_running_jobs_finish(backend: RecordingBackend, workspa
     assert (0, True) in backend.heartbeats
 
 
+async def test_a_requested_drain_finishes_running_jobs_then_run_returns(
+    backend: RecordingBackend, workspace: Workspace
+):
+    """The heartbeat's answer asks for the drain (a remote worker: it then exits)."""
+    pool = make_pool(backend, workspace, slots=2)
+    runner = asyncio.create_task(pool.run())
+    backend.submit(make_assignment(1, ["sh", "-c", "sleep 0.5"]))
+    await wait_until(lambda: 1 in backend.running)
+    backend.drain_requested = True
+    await wait_until(lambda: pool.drain_requested)
+    backend.submit(make_assignment(2, ["true"]))
+    await asyncio.wait_for(runner, 5)
+    assert backend.ended[1].status is JobStatus.FINISHED
+    assert 2 not in backend.ended and [j.id for j in backend.queue] == [2]
+    assert backend.heartbeats[-1] == (0, True)
+
+
+async def test_a_requested_drain_without_exit_idles_until_stopped(
+    backend: RecordingBackend, workspace: Workspace
+):
+    """Local slots of jobyard up: drained, they stay up (heartbeating as draining)."""
+    pool = make_pool(backend, workspace, slots=1, exit_on_drain=False)
+    runner = asyncio.create_task(pool.run())
+    backend.submit(make_assignment(1, ["sh", "-c", "sleep 0.3"]))
+    await wait_until(lambda: 1 in backend.running)
+    backend.drain_requested = True
+    await wait_until(lambda: pool.draining)
+    backend.submit(make_assignment(2, ["true"]))
+    await backend.wait_ended([1])
+    beats = len(backend.heartbeats)
+    await wait_until(lambda: len(backend.heartbeats) > beats + 3)  # still beating, idle
+    assert not runner.done() and 2 not in backend.ended
+    assert backend.heartbeats[-1] == (0, True)
+    await asyncio.wait_for(pool.stop(), 5)
+    await asyncio.wait_for(runner, 5)
+    assert [j.id for j in backend.queue] == [2]
+
+
 async def test_stop_aborts_running_jobs(backend: RecordingBackend, workspace: Workspace):
     pool = make_pool(backend, workspace, slots=3)
     runner = asyncio.create_task(pool.run())

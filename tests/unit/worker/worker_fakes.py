@@ -101,6 +101,8 @@ class RecordingBackend:
     on_end: Callable[[int], None] | None = None
     max_concurrent_seen: int = 0
     forgotten: list[int] = field(default_factory=list)
+    #: What heartbeats answer: True once the control plane asks the worker to drain.
+    drain_requested: bool = False
 
     def __post_init__(self) -> None:
         self._work = asyncio.Event()
@@ -208,8 +210,9 @@ class RecordingBackend:
         self.calls.append(("store_output", job_id))
         self.outputs.setdefault(job_id, {})[name] = path.read_bytes()
 
-    async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> None:
+    async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> bool:
         self.heartbeats.append((running, draining))
+        return self.drain_requested
 
     def forget(self, job_id: int) -> None:
         self.forgotten.append(job_id)

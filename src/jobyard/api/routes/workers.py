@@ -11,12 +11,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from jobyard.api.deps import Caller, Ctx, require_principal
 from jobyard.api.dto import CURSOR_HELP, json_response
 from jobyard.api.openapi import errors
+from jobyard.api.routes.access import client_address
 from jobyard.core.jobs import JobStatus
 from jobyard.service import worker_health
 from jobyard.service.worker_health import WorkerHealth
@@ -56,7 +57,10 @@ class WorkerOut(BaseModel):
         "would expire), lost (beyond: its jobs end FAILED), draining (alive, takes no "
         "new jobs)."
     )
-    draining: bool
+    draining: bool = Field(description="It reported that it takes no new jobs.")
+    drain_requested: bool = Field(
+        description="An admin asked it to drain (POST /workers/{id}/drain)."
+    )
     started_at: datetime
     heartbeat_at: datetime = Field(description="Its last heartbeat.")
     heartbeat_age_seconds: float = Field(description="Seconds since then, at the answer.")
@@ -84,6 +88,7 @@ class WorkerOut(BaseModel):
             slots_busy=health.busy,
             health=state,
             draining=w.draining,
+            drain_requested=w.drain_requested,
             started_at=w.started_at,
             heartbeat_at=w.heartbeat_at,
             heartbeat_age_seconds=round(health.heartbeat_age_seconds, 3),
@@ -135,3 +140,35 @@ async def list_workers(
         older_lost=listing.older_lost,
     )
     return json_response(body)
+
+
+class DrainOut(BaseModel):
+    """The drain request as recorded; the worker acts on it at its next heartbeat."""
+
+    id: str
+    pool: str
+    drain_requested: bool
+    draining: bool = Field(description="Whether it already reported draining.")
+
+
+@router.post(
+    "/{worker_id}/drain",
+    status_code=202,
+    response_model=DrainOut,
+    responses=errors(403, 404),
+)
+async def drain_worker(
+    ctx: Ctx,
+    caller: Caller,
+    request: Request,
+    worker_id: Annotated[str, Path(max_length=200)],
+) -> DrainOut:
+    """Ask a worker to drain (admins only): at its next heartbeat it stops claiming jobs
+    and lets the running ones finish; a remote worker then exits, the local slots of
+    ``jobyard up`` stay idle. 202: asked (again is harmless); 404: no such worker."""
+    info = await worker_health.request_drain(
+        ctx, caller, worker_id, remote_addr=client_address(request)
+    )
+    return DrainOut(
+        id=info.id, pool=info.pool, drain_requested=info.drain_requested, draining=info.draining
+    )

@@ -103,6 +103,7 @@ class Batch:
             entrypoint=item.desired.get("entrypoint"),
             command=item.desired.get("command"),
             description=str(item.desired.get("description") or ""),
+            labels=dict(item.desired.get("labels") or {}),
             **{k: item.desired[k] for k in RETRY_FIELDS if k in item.desired},
         )
         try:

@@ -21,6 +21,7 @@
         enabled: true
         description: "..."
         pool: default
+        labels: {gpu: "1"}    # worker labels its jobs require (default none: any worker)
         retention:            # optional; a field left out: the server's retention setting
           max_jobs: 1000      # newest ended jobs kept (0 = no limit)
           max_age_days: 7     # ended jobs older than this go (0 = keep forever)
@@ -63,6 +64,7 @@ from pydantic import (
 )
 
 from jobyard.core.errors import InvalidInput
+from jobyard.core.labels import checked_labels
 from jobyard.core.macros import check_parameter_names
 from jobyard.core.models import JobConfigSpec
 from jobyard.core.validation import EXECUTION_MACROS, MACRO_RE, NAME_RE
@@ -106,6 +108,7 @@ SPEC_FIELDS: tuple[str, ...] = (
     "success_exit_codes",
     "enabled",
     "pool",
+    "labels",
     "template_id",
     "retention",
     "retries",
@@ -293,6 +296,7 @@ class JobConfigModel(_Strict):
     enabled: bool | None = None
     description: str | None = None
     pool: str | None = Field(default=None, min_length=1)
+    labels: Annotated[dict[str, str | int | bool], AfterValidator(checked_labels)] | None = None
     retention: RetentionModel | None = None
     retries: int | None = Field(default=None, ge=0, le=100)
     retry_delay_seconds: float | None = Field(default=None, ge=0, le=31_536_000)

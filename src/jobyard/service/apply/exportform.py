@@ -59,7 +59,7 @@ def export_document(
         item: dict[str, Any] = {}
         for f in SPEC_FIELDS:
             value = jc.get(f)
-            if value is None or (f == "parameters" and not value):
+            if value is None or (f in ("parameters", "labels") and not value):
                 continue
             if f in RETRY_DEFAULTS and value == RETRY_DEFAULTS[f]:
                 continue  # the default policy: a file without the field means the same

@@ -29,7 +29,7 @@ from jobyard.core.applywrites import (
     Stale,
     WriteRefused,
 )
-from jobyard.core.errors import InvalidInput
+from jobyard.core.errors import InvalidInput, NotFound
 from jobyard.core.models import JobConfig
 from jobyard.core.schedules import Schedule
 from jobyard.core.templates import RunTarget, Template
@@ -308,21 +308,53 @@ async def apply_document(
         while True:
             report = await plan_document(ctx, principal, doc, dry_run=dry_run)
             if dry_run:
-                return await _with_pool_warnings(ctx, doc, report)
+                return await _with_pool_warnings(ctx, principal, doc, report)
             if report.failed:
                 raise _refusal(dataclasses.replace(report, rolled_back=True))
             done = await _write(ctx, principal, report, remote_addr, last=attempt == _ATTEMPTS)
             if done is not None:
-                return await _with_pool_warnings(ctx, doc, done)
+                return await _with_pool_warnings(ctx, principal, doc, done)
             attempt += 1
 
 
-async def _with_pool_warnings(ctx: Context, doc: ApplyFile, report: ApplyReport) -> ApplyReport:
+async def _with_pool_warnings(
+    ctx: Context, principal: Principal, doc: ApplyFile, report: ApplyReport
+) -> ApplyReport:
     """The report with a warning per pool of the document's jobconfigs that no live
     worker serves (their jobs would wait QUEUED): every jobconfig the document declares,
     changed or not, since the document is what the caller means to run."""
-    pairs = [(jc.name, str(jc.spec.get("pool") or "default")) for jc in doc.jobconfigs]
+    template_labels = {t.name: dict(t.spec.get("labels") or {}) for t in doc.templates}
+    pairs = []
+    for jc in doc.jobconfigs:
+        labels = dict(jc.spec.get("labels") or {})
+        if not labels:  # its template's, the file's or else the server's
+            labels = await _template_labels(ctx, principal, jc, template_labels)
+        pairs.append((jc.name, str(jc.spec.get("pool") or "default"), labels))
     return dataclasses.replace(report, warnings=await pools.unserved(ctx, pairs))
+
+
+async def _template_labels(
+    ctx: Context, principal: Principal, jc: JobConfigDecl, in_file: dict[str, dict[str, str]]
+) -> dict[str, str]:
+    """The labels a jobconfig of the file takes from its template (none without one).
+
+    A server's template the caller may not view counts as none: a warning must not tell
+    its labels (the apply refuses such a reference anyway).
+    """
+    if jc.template is not None and jc.template in in_file:
+        return in_file[jc.template]
+    try:
+        if jc.template is not None:
+            template = await ctx.store.template_get_by_name(jc.template)
+        elif isinstance(jc.spec.get("template_id"), int):
+            template = await ctx.store.template_get(int(jc.spec["template_id"]))
+        else:
+            return {}
+    except NotFound:
+        return {}  # refused elsewhere: nothing to warn about here
+    if not await access.can(ctx, principal, "view", "templates", template):
+        return {}
+    return dict(template.labels)
 
 
 #: How many times a real apply is planned when another one changed what it planned on.

@@ -7,6 +7,7 @@ An apply file may list ``templates`` before its jobconfigs::
         package: etl            # or package_id: 12
         entrypoint: main        # or command: [...]
         description: "..."
+        labels: {gpu: "1"}      # worker labels its jobconfigs' jobs require (if they set none)
         retries: 1              # retry policy of its jobconfigs that set none (retries 0)
     jobconfigs:
       - name: acme-orders
@@ -25,6 +26,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from jobyard.core.labels import checked_labels
 from jobyard.core.validation import NAME_RE
 from jobyard.service.apply.nodes import Problem, line_at
 
@@ -35,6 +37,7 @@ TEMPLATE_FIELDS: tuple[str, ...] = (
     "package_id",
     "entrypoint",
     "command",
+    "labels",
     "retries",
     "retry_delay_seconds",
     "retry_backoff",
@@ -53,6 +56,7 @@ TEMPLATE_DEFAULTS: dict[str, Any] = {
     "package_id": None,
     "entrypoint": None,
     "command": None,
+    "labels": {},
     **_RETRY_DEFAULTS,
 }
 
@@ -82,6 +86,8 @@ class TemplateModel(BaseModel):
     entrypoint: str | None = Field(default=None, min_length=1)
     command: list[str] | None = Field(default=None, min_length=1)
     description: str | None = None
+    #: Worker labels the jobs of its jobconfigs require when they require none.
+    labels: Annotated[dict[str, str | int | bool], AfterValidator(checked_labels)] | None = None
     retries: int | None = Field(default=None, ge=0, le=100)
     retry_delay_seconds: float | None = Field(default=None, ge=0, le=31_536_000)
     retry_backoff: float | None = Field(default=None, ge=1, le=100)
@@ -157,7 +163,7 @@ def export_templates(templates: Iterable[Mapping[str, Any]]) -> list[dict[str, A
         item: dict[str, Any] = {}
         for f in TEMPLATE_FIELDS:
             value = t.get(f)
-            if value is None or (f == "description" and value == ""):
+            if value is None or (f in ("description", "labels") and not value):
                 continue
             if f in _RETRY_DEFAULTS and value == _RETRY_DEFAULTS[f]:
                 continue  # the default policy: a file without the field means the same

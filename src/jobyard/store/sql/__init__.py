@@ -23,6 +23,7 @@ from jobyard.store.sql.submits import SubmitsMixin
 from jobyard.store.sql.templates import TemplatesMixin
 from jobyard.store.sql.tokens import TokensMixin
 from jobyard.store.sql.users import UsersMixin
+from jobyard.store.sql.worker_tokens import WorkerTokensMixin
 from jobyard.store.sql.workers import WorkersMixin
 
 
@@ -39,6 +40,7 @@ class SqlStore(
     JobFilesMixin,
     TokensMixin,
     WorkersMixin,
+    WorkerTokensMixin,
     AccessMixin,
     RetentionMixin,
     RetriesMixin,

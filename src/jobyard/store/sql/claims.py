@@ -13,7 +13,7 @@ Both keep every guard of the single-job calls (status sources, the holder); see
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select
@@ -74,7 +74,8 @@ class ClaimsMixin(SqlBase):
         Outcomes come in the order of the reports (RUNNING ones first).
 
         ``claim`` then claims up to ``claim.limit`` QUEUED jobs of its pool (priority
-        desc, seq asc) under a lease, with their run context, in the same transaction (a
+        desc, seq asc) that require no worker labels or only some of ``claim.labels``,
+        under a lease, with their run context, in the same transaction (a
         worker process reports the ends of some slots and fills others in one commit;
         jobs the ends promoted can be claimed at once). The n-th claimed job with an
         active submitting user gets ``claim.token_hashes[n]`` as its SESSION_ID token.
@@ -90,7 +91,11 @@ class ClaimsMixin(SqlBase):
             # A claim alone on SQLite: look without the database's write lock first
             # (idle workers all wake on a submit; only one finds the job, the others
             # should not queue for the lock behind it). PostgreSQL claims lock rows only.
-            if claim.look_first and not self._pg and not await self._read(_any_queued, claim.pool):
+            if (
+                claim.look_first
+                and not self._pg
+                and not await self._read(_any_queued, claim.pool, bool(claim.labels))
+            ):
                 return ReportAnswer([])
         return await self._write(_jobs_report, worker_id, list(running), list(ended), claim)
 
@@ -155,8 +160,9 @@ def _job_claim(
     limit: int,
     lease_seconds: float,
     token_hashes: list[str],
+    labels: Mapping[str, str],
 ) -> list[Claim]:
-    claimed = job_acquire_tx(tx, worker_id, pool, limit, lease_seconds)
+    claimed = job_acquire_tx(tx, worker_id, pool, limit, lease_seconds, labels)
     return claim_details(tx, claimed, token_hashes) if claimed else []
 
 
@@ -300,10 +306,17 @@ _STATE_OF = Prepared(
 _ANY_QUEUED = Prepared(
     select(jobs.c.id).where(status_is(JobStatus.QUEUED), jobs.c.pool == bindparam("pool")).limit(1)
 )
+#: For a worker without labels: only jobs requiring none are worth the write lock.
+_ANY_QUEUED_UNLABELED = Prepared(
+    select(jobs.c.id)
+    .where(status_is(JobStatus.QUEUED), jobs.c.pool == bindparam("pool"), jobs.c.labels.is_(None))
+    .limit(1)
+)
 
 
-def _any_queued(tx: Tx, pool: str) -> bool:
-    return _ANY_QUEUED.first(tx.conn, {"pool": pool}) is not None
+def _any_queued(tx: Tx, pool: str, labelled: bool) -> bool:
+    found = _ANY_QUEUED if labelled else _ANY_QUEUED_UNLABELED
+    return found.first(tx.conn, {"pool": pool}) is not None
 
 
 def _jobs_report(
@@ -381,7 +394,13 @@ def _jobs_report(
     claims = []
     if claim is not None and claim.limit > 0:
         claims = _job_claim(
-            tx, worker_id, claim.pool, claim.limit, claim.lease_seconds, list(claim.token_hashes)
+            tx,
+            worker_id,
+            claim.pool,
+            claim.limit,
+            claim.lease_seconds,
+            list(claim.token_hashes),
+            claim.labels,
         )
     return ReportAnswer(outcomes, claims)
 

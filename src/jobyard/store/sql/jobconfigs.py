@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
 from jobyard.core.jobs import TERMINAL, JobStatus
+from jobyard.core.labels import stored_labels, validate_labels
 from jobyard.core.models import DEFINITION_FIELDS, JobConfig, JobConfigSpec, Page
 from jobyard.core.retention import JobconfigRemoved, JobsPurged
 from jobyard.core.retries import validate_policy
@@ -109,6 +110,8 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         ):
             raise InvalidInput(f"{key} must be a number >= 0 or null", {key: value})
     validate_policy(values)
+    if "labels" in values:
+        values["labels"] = stored_labels(validate_labels(values["labels"]))
     if values.get("command") is not None:
         values["command"] = list(values["command"])
     if "macros" in values:

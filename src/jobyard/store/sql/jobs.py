@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -91,12 +93,19 @@ class JobsMixin(SqlBase):
         return await self._write(_job_cancel, job_id, actor, reason)
 
     async def job_acquire(
-        self, *, worker_id: str, pool: str, limit: int, lease_seconds: float
+        self,
+        *,
+        worker_id: str,
+        pool: str,
+        limit: int,
+        lease_seconds: float,
+        labels: Mapping[str, str] | None = None,
     ) -> list[Job]:
-        """Claim up to ``limit`` QUEUED jobs of ``pool`` (priority desc, seq asc)."""
+        """Claim up to ``limit`` QUEUED jobs of ``pool`` (priority desc, seq asc) whose
+        required labels are all among ``labels`` (the worker's)."""
         if limit <= 0:
             return []
-        return await self._write(job_acquire_tx, worker_id, pool, limit, lease_seconds)
+        return await self._write(job_acquire_tx, worker_id, pool, limit, lease_seconds, labels)
 
     async def job_set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> Job:
         """INITIALIZING -> RUNNING for the holding worker; sets started_at and pid."""
@@ -399,14 +408,25 @@ def _job_cancel(tx: Tx, job_id: int, actor: str, reason: str | None) -> Job:
 
 
 def job_acquire_tx(
-    tx: Tx, worker_id: str, pool: str, limit: int, lease_seconds: float
+    tx: Tx,
+    worker_id: str,
+    pool: str,
+    limit: int,
+    lease_seconds: float,
+    labels: Mapping[str, str] | None = None,
 ) -> list[Job]:
-    """QUEUED -> INITIALIZING of up to ``limit`` jobs of ``pool`` (acquisition order)."""
+    """QUEUED -> INITIALIZING of up to ``limit`` jobs of ``pool`` (acquisition order)
+    that require no worker labels, or only some of ``labels`` (the worker's)."""
+    params: dict[str, Any] = {"p_pool": pool, "limit": limit}
+    pick = Pick.QUEUED_OF_POOL
+    if labels:
+        pick = Pick.QUEUED_OF_POOL_LABELED
+        params["p_labels"] = json.dumps(dict(labels))
     return move(
         tx,
         to=JobStatus.INITIALIZING,
-        pick=Pick.QUEUED_OF_POOL,
-        params={"p_pool": pool, "limit": limit},
+        pick=pick,
+        params=params,
         sets={
             "worker_id": worker_id,
             "acquired_at": tx.now,

@@ -74,6 +74,7 @@ _FIRE_COLUMNS = (
     "scheduled_for",
     "template_id",
     "definers",
+    "labels",
 )
 
 
@@ -413,6 +414,7 @@ def _insert_firings(
             literal(fire_at, type_=UtcDateTime()),
             t.c.id,
             definers,
+            func.coalesce(jc.c.labels, t.c.labels),
         )
         .select_from(
             s.join(jc, jc.c.id == s.c.jobconfig_id).outerjoin(t, t.c.id == jc.c.template_id)

@@ -22,6 +22,7 @@ from sqlalchemy import Insert, bindparam, insert, select, update
 from jobyard.core.access import AuditNote
 from jobyard.core.errors import Conflict, DatabaseUnavailable, NotFound
 from jobyard.core.jobs import JobStatus
+from jobyard.core.labels import stored_labels
 from jobyard.core.models import Job, NewJob
 from jobyard.core.templates import RunTarget, effective_target
 from jobyard.store.schema import UtcDateTime, jobconfigs, jobs, packages, templates
@@ -155,6 +156,7 @@ _TEMPLATE_TARGET = Prepared(
         templates.c.entrypoint,
         templates.c.command,
         templates.c.definition_changed_by,
+        templates.c.labels,
     ).where(templates.c.id == bindparam("id"))
 )
 _SET_TEMPLATE = Prepared(
@@ -178,6 +180,7 @@ _NEW_JOB_COLUMNS = (
     "rerun_of",
     "created_at",
     "definers",
+    "labels",
 )
 
 
@@ -240,6 +243,7 @@ def _job_insert(
         "v_rerun_of": new.rerun_of,
         "v_created_at": tx.now,
         "v_definers": definers_of(new.definers, new.submitted_by),
+        "v_labels": stored_labels(new.labels),
     }
     rows = _insert_prepared(status, tx.pg).fetch(tx.conn, params)
     job = job_from_row(rows[0])
@@ -276,12 +280,14 @@ def _job_submit_for_jobconfig(
     target = RunTarget(jc.package_id, jc.entrypoint, jc.command)
     template = None
     names = [*definers, jc.definition_changed_by]
+    labels = jc.labels
     if jc.template_id is not None:  # inherits what it does not set itself
         row = _TEMPLATE_TARGET.first(tx.conn, {"id": jc.template_id})
         template = None if row is None else RunTarget(row[0], row[1], row[2])
         target = effective_target(target, template)
         if row is not None:
             names.append(row[3])  # the template decides what its children run too
+            labels = labels or row[4] or {}
     new = NewJob(
         jobconfig_id=jc.id,
         package_id=target.package_id,
@@ -291,6 +297,7 @@ def _job_submit_for_jobconfig(
         timeout=jc.timeout,
         success_exit_codes=list(jc.success_exit_codes),
         pool=jc.pool,
+        labels=labels,
         trigger=trigger,
         submitted_by=submitted_by,
         hold=hold,

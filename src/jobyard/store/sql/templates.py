@@ -9,6 +9,7 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from jobyard.core.errors import Conflict, InvalidInput, NotFound
+from jobyard.core.labels import stored_labels, validate_labels
 from jobyard.core.models import JobConfig, Package, Page
 from jobyard.core.retries import validate_policy
 from jobyard.core.templates import DEFINITION_FIELDS, CloneResult, Template, TemplateSpec
@@ -101,6 +102,8 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(name, str) or not name.strip():
             raise InvalidInput("a template needs a non-empty name")
     validate_policy(values)
+    if "labels" in values:
+        values["labels"] = stored_labels(validate_labels(values["labels"]))
     if values.get("command") is not None:
         values["command"] = list(values["command"])
     if "description" in values and values["description"] is None:
@@ -295,6 +298,7 @@ def _template_clone(
 ) -> CloneResult:
     source = read_template(tx, template_id)
     values = {f: getattr(source, f) for f in _SPEC_FIELDS} | {"name": name}
+    values["labels"] = stored_labels(source.labels)
     clone = _template_insert(tx, values, owner)
     skipped: dict[str, list[str]] = {}
     secure = _copy_macros(tx, "template", source.id, clone.id)
@@ -312,6 +316,7 @@ def _template_clone(
             row.update(
                 name=prefix + jc.name,
                 template_id=clone.id,
+                labels=stored_labels(jc.labels),
                 owner=owner,
                 definition_changed_by=owner,
                 definition_changed_at=tx.now,

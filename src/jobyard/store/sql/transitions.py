@@ -17,8 +17,19 @@ from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Select, Update, bindparam, func, insert, literal, select, update
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import (
+    Select,
+    Update,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 from sqlalchemy.types import Text
 
 from jobyard.core.errors import Conflict, NotFound
@@ -50,7 +61,10 @@ class Pick(Enum):
     ONE = "one"  # job_id
     MANY = "many"  # ids
     EXPIRED = "expired"  # ids, expired_before: leases that are (still) expired
-    QUEUED_OF_POOL = "queued_of_pool"  # p_pool, limit: acquisition order
+    QUEUED_OF_POOL = "queued_of_pool"  # p_pool, limit: acquisition order (no labels)
+    #: p_pool, p_labels (the worker's, JSON text), limit: jobs requiring none of them or
+    #: only labels the worker has
+    QUEUED_OF_POOL_LABELED = "queued_of_pool_labeled"
     SEQUENCED_OF_JOBCONFIG = "sequenced_of_jobconfig"  # p_jobconfig_id, limit: seq order
     ALL_SEQUENCED_OF_JOBCONFIG = "all_sequenced_of_jobconfig"  # p_jobconfig_id
     SEQUENCED_ADHOC = "sequenced_adhoc"  # (none): every ad-hoc SEQUENCED job
@@ -80,10 +94,15 @@ def _picked(pick: Pick, pg: bool) -> ColumnElement[bool]:
         )
     p = _PICK
     candidates: Select[Any]
-    if pick is Pick.QUEUED_OF_POOL:
+    if pick in (Pick.QUEUED_OF_POOL, Pick.QUEUED_OF_POOL_LABELED):
+        # A job requiring no labels (NULL) is claimable by every worker of its pool: the
+        # test is a column read on a row the index scan fetches anyway.
+        fits: ColumnElement[bool] = p.c.labels.is_(None)
+        if pick is Pick.QUEUED_OF_POOL_LABELED:
+            fits = or_(fits, _has_every_label(pg))
         candidates = (
             select(p.c.id)
-            .where(status_is(JobStatus.QUEUED, p), p.c.pool == bindparam("p_pool"))
+            .where(status_is(JobStatus.QUEUED, p), p.c.pool == bindparam("p_pool"), fits)
             .order_by(p.c.priority.desc(), p.c.seq)
             .limit(bindparam("limit"))
         )
@@ -104,7 +123,7 @@ def _picked(pick: Pick, pg: bool) -> ColumnElement[bool]:
         )
         if pick is Pick.SEQUENCED_OF_JOBCONFIG:
             candidates = candidates.limit(bindparam("limit"))
-    if pg and pick in (Pick.QUEUED_OF_POOL, Pick.SEQUENCED_ADHOC):
+    if pg and pick in (Pick.QUEUED_OF_POOL, Pick.QUEUED_OF_POOL_LABELED, Pick.SEQUENCED_ADHOC):
         # Claims skip rows another transaction is busy with. Promotion within a
         # jobconfig needs no SKIP LOCKED: it runs under the jobconfig lock.
         candidates = candidates.with_for_update(skip_locked=True)
@@ -112,6 +131,20 @@ def _picked(pick: Pick, pg: bool) -> ColumnElement[bool]:
     # plain ``IN (subquery ... LIMIT)`` inside the join and move more rows than LIMIT.
     cte = candidates.cte("picked").prefix_with("MATERIALIZED")
     return jobs.c.id.in_(select(cte.c.id))
+
+
+def _has_every_label(pg: bool) -> TextClause:
+    """The picked job's required labels are all among the worker's (``:p_labels``, a
+    JSON object as text): containment on PostgreSQL; on SQLite, no required label whose
+    value the worker's object lacks (label keys are plain words: no quoting in a path)."""
+    if pg:
+        return text("CAST(:p_labels AS JSONB) @> CAST(pick.labels AS JSONB)").bindparams(
+            bindparam("p_labels", type_=Text())
+        )
+    return text(
+        "NOT EXISTS (SELECT 1 FROM json_each(pick.labels) AS r WHERE "
+        "json_extract(:p_labels, '$.\"' || r.key || '\"') IS NOT r.value)"
+    ).bindparams(bindparam("p_labels", type_=Text()))
 
 
 @functools.cache

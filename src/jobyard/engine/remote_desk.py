@@ -1,0 +1,166 @@
+"""The server side of remote workers: claims and reports made over HTTP.
+
+One :class:`RemoteDesk` per server process (in the use-case context), owning a
+:class:`~jobyard.engine.reporter.Reporter`: the claims and reports of every remote worker
+calling this process are written in batches, like those of local slots. Nothing a later
+call needs lives here: a remote worker may send each call to another replica.
+
+The macro record of a claimed job (``RunningReport.resolved``) is not kept in memory
+until the worker reports RUNNING: it travels with the assignment, encrypted and
+authenticated with the server's secret keyring (shared by every replica, which must
+decrypt secure macros anyway), and comes back with the RUNNING report. A worker can
+neither read it nor forge one; a record that does not decrypt is dropped (the job keeps
+what is stored).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from jobyard.core.claims import Claim, ClaimRequest, EndReport, ReportOutcome, RunningReport
+from jobyard.core.crypto import Keyring, Keyrings, SecretError
+from jobyard.core.errors import JobyardError
+from jobyard.core.jobs import JobStatus
+from jobyard.core.tokens import SESSION_TOKEN_PREFIX, hash_token
+from jobyard.engine.bus import Bus
+from jobyard.engine.local_backend import _claimed_assignment
+from jobyard.engine.reporter import Reporter
+from jobyard.settings import Settings
+from jobyard.store.protocol import Store
+from jobyard.worker.wire import RemoteAssignment, assignment_to_json
+
+#: Long-polls re-check the queue at least this often (a submit on another replica may
+#: wake no one here until cross-replica wake-ups exist).
+RECHECK_SECONDS = 5.0
+#: Most jobs one acquisition may claim.
+MAX_CLAIM = 64
+
+
+def _aad(job_id: int) -> bytes:
+    return f"jobyard:remote-record:{job_id}".encode()
+
+
+class RemoteDesk:
+    """Claims, reports and long-polls of the remote workers calling this server."""
+
+    def __init__(self, settings: Settings, store: Store, bus: Bus, keyrings: Keyrings) -> None:
+        """Built once per server process; ``keyrings`` is the server's (shared)."""
+        self._settings = settings
+        self._store = store
+        self._bus = bus
+        self._keyrings = keyrings
+        self._reporter = Reporter(store, patience=settings.db_retry_seconds)
+
+    def _keyring(self) -> Keyring:
+        return self._keyrings.get(self._settings.home, self._settings.secret_key)
+
+    async def acquire(
+        self,
+        *,
+        worker_id: str,
+        pool: str,
+        labels: Mapping[str, str],
+        free: int,
+        wait_seconds: float,
+        gone: Callable[[], Awaitable[bool]],
+    ) -> list[dict[str, Any]]:
+        """Claim up to ``free`` queued jobs of ``pool``; none queued: wait for a submit up
+        to ``wait_seconds`` and claim then. ``gone`` tells whether the caller hung up: a
+        caller that left claims nothing (its jobs would wait for their lease).
+
+        The assignments are answered as JSON objects (see :mod:`jobyard.worker.wire`)."""
+        free = max(0, min(free, MAX_CLAIM))
+        if free == 0:
+            return []
+        deadline = time.monotonic() + max(wait_seconds, 0.0)
+        fresh = False
+        while True:
+            if await gone():
+                return []
+            found = await self._claim(worker_id, pool, labels, free, look_first=not fresh)
+            left = deadline - time.monotonic()
+            if found or left <= 0:
+                return [assignment_to_json(a) for a in found]
+            fresh = await self._bus.wait_for_work(min(left, RECHECK_SECONDS))
+
+    async def _claim(
+        self, worker_id: str, pool: str, labels: Mapping[str, str], limit: int, *, look_first: bool
+    ) -> list[RemoteAssignment]:
+        values = [SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(limit)]
+        by_hash = {hash_token(value): value for value in values}
+        request = ClaimRequest(
+            pool=pool,
+            limit=limit,
+            lease_seconds=self._settings.lease_seconds,
+            token_hashes=list(by_hash),
+            look_first=look_first,
+            labels=labels,
+        )
+        claims = await self._reporter.claim(worker_id, request)
+        out: list[RemoteAssignment] = []
+        for claim in claims:
+            token = by_hash[claim.token_hash] if claim.token_hash is not None else ""
+            ready = await self._assign(worker_id, claim, token)
+            if ready is not None:
+                out.append(ready)
+        return out
+
+    async def _assign(self, worker_id: str, claim: Claim, token: str) -> RemoteAssignment | None:
+        """The assignment of a claim; a job that cannot run ends FAILED here (None)."""
+        try:
+            assignment, record = _claimed_assignment(claim, token, self._keyring)
+        except (JobyardError, SecretError) as exc:
+            message = exc.message if isinstance(exc, JobyardError) else str(exc)
+            await self.end(
+                worker_id,
+                EndReport(
+                    job_id=claim.job.id,
+                    status=JobStatus.FAILED,
+                    exit_code=None,
+                    reason=f"initialization failed: {message}",
+                    actor=f"worker:{worker_id}",
+                ),
+            )
+            return None
+        try:
+            sealed: str | None = self._keyring().encrypt(json.dumps(record), _aad(claim.job.id))
+        except SecretError:  # no key to seal with: the job keeps the record it has
+            sealed = None
+        return RemoteAssignment(assignment=assignment, record=sealed)
+
+    def _unseal(self, job_id: int, sealed: str | None) -> dict[str, Any] | None:
+        if not sealed:
+            return None
+        try:
+            record = json.loads(self._keyring().decrypt(sealed, _aad(job_id)))
+        except (SecretError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    async def running(
+        self,
+        worker_id: str,
+        job_id: int,
+        *,
+        pid: int | None,
+        started_at: datetime,
+        record: str | None,
+    ) -> ReportOutcome:
+        """INITIALIZING -> RUNNING, with the macro record sealed in the assignment."""
+        report = RunningReport(
+            job_id=job_id, pid=pid, started_at=started_at, resolved=self._unseal(job_id, record)
+        )
+        return await self._reporter.report(worker_id, report)
+
+    async def end(self, worker_id: str, report: EndReport) -> ReportOutcome:
+        """Record an end status (guarded by holder and status, see the reporter); wakes
+        followers of the job and idle workers (promotion may have queued more work)."""
+        outcome = await self._reporter.report(worker_id, report)
+        self._bus.job_changed(report.job_id)
+        self._bus.work_available()
+        return outcome

@@ -1,0 +1,348 @@
+"""Use cases of the worker routes: what a remote worker (``jobyard worker``) asks.
+
+Stateless across replicas: every call is checked against the store (who holds the job,
+in which status), so a worker may send each call to another ``jobyard up`` on the same
+database. A worker that lost a job (its lease expired and the job ended FAILED ``worker
+lost``, or the job was aborted) gets 409 for anything about it: it cannot change its end
+status, nor attach its late log or outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jobyard.blobs.append import append_at
+from jobyard.blobs.keys import log_key, output_key, package_key, payload_job
+from jobyard.core.claims import EndReport, ReportOutcome
+from jobyard.core.errors import Conflict, InvalidInput, NotFound, TooLarge
+from jobyard.core.jobs import JobStatus
+from jobyard.core.labels import validate_labels
+from jobyard.core.models import Job, JobFile, WorkerInfo
+from jobyard.core.timeutil import utcnow
+from jobyard.core.tokens import WorkerToken
+from jobyard.service.context import Context
+from jobyard.service.worker_desk import WorkerDesk
+from jobyard.service.worker_tokens import check_pool
+
+#: Longest long-poll a worker may ask for (a load balancer's idle timeout is often 60 s).
+MAX_WAIT_SECONDS = 55.0
+#: Statuses in which a job is held by a worker.
+_HELD = (JobStatus.INITIALIZING, JobStatus.RUNNING)
+#: End statuses a worker may report.
+_END = (JobStatus.FINISHED, JobStatus.ERROR, JobStatus.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """What a remote worker says of itself at each heartbeat."""
+
+    worker_id: str
+    host: str
+    pid: int
+    version: str
+    pool: str
+    slots: int
+    started_at: datetime
+    labels: dict[str, str] = field(default_factory=dict)
+    running: int = 0
+    draining: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAnswer:
+    """What the worker must know: whether to drain, and its lease and heartbeat times."""
+
+    drain: bool
+    lease_seconds: float
+    heartbeat_seconds: float
+
+
+def _desk(ctx: Context) -> WorkerDesk:
+    if ctx.desk is None:
+        raise Conflict("this server does not serve remote workers")
+    return ctx.desk
+
+
+def _check_worker_id(worker_id: str) -> None:
+    if not worker_id or len(worker_id) > 200:
+        raise InvalidInput("worker_id must be 1 to 200 characters", {"field": "worker_id"})
+
+
+async def heartbeat(ctx: Context, token: WorkerToken, hello: Hello) -> HeartbeatAnswer:
+    """Register the worker or refresh its record; answer its drain order and times.
+
+    ``drain`` is true once an admin asked this worker to drain (the flag is read by the
+    same statement that refreshes the record); its labels are checked like a jobconfig's.
+    """
+    _check_worker_id(hello.worker_id)
+    check_pool(token, hello.pool)
+    if hello.slots < 1:
+        raise InvalidInput("slots must be at least 1", {"field": "slots"})
+    info = WorkerInfo(
+        id=hello.worker_id,
+        name=hello.worker_id,
+        pool=hello.pool,
+        host=hello.host[:255],
+        pid=hello.pid,
+        slots=hello.slots,
+        kind="remote",
+        started_at=hello.started_at,
+        heartbeat_at=utcnow(),
+        draining=hello.draining,
+        home=None,
+        version=hello.version[:64],
+        labels=validate_labels(hello.labels),
+    )
+    drain = await ctx.store.worker_upsert(info)
+    settings = ctx.settings
+    return HeartbeatAnswer(
+        drain=drain,
+        lease_seconds=settings.lease_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
+
+
+async def acquire(
+    ctx: Context,
+    token: WorkerToken,
+    *,
+    worker_id: str,
+    pool: str,
+    labels: Mapping[str, str],
+    free: int,
+    wait_seconds: float,
+    gone: Callable[[], Awaitable[bool]],
+) -> list[dict[str, Any]]:
+    """Claim up to ``free`` jobs of ``pool`` at once, or wait for one (long-poll); jobs
+    requiring labels only when ``labels`` has every one of them."""
+    _check_worker_id(worker_id)
+    check_pool(token, pool)
+    wait = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
+    return await _desk(ctx).acquire(
+        worker_id=worker_id,
+        pool=pool,
+        labels=validate_labels(labels),
+        free=free,
+        wait_seconds=wait,
+        gone=gone,
+    )
+
+
+async def report_running(
+    ctx: Context,
+    worker_id: str,
+    job_id: int,
+    *,
+    pid: int | None,
+    started_at: datetime,
+    record: str | None,
+) -> ReportOutcome:
+    """INITIALIZING -> RUNNING of a held job; ``Conflict`` (409) when it is not held
+    any more (the worker must not run it)."""
+    _check_worker_id(worker_id)
+    outcome = await _desk(ctx).running(
+        worker_id, job_id, pid=pid, started_at=started_at, record=record
+    )
+    return _accepted(outcome, worker_id)
+
+
+def _accepted(outcome: ReportOutcome, worker_id: str) -> ReportOutcome:
+    if not outcome.moved:
+        raise Conflict(
+            f"job {outcome.job_id} is not held by worker {worker_id}"
+            + (f": {outcome.error}" if outcome.error else "")
+            + " (its lease was lost, or it ended): the report changes nothing",
+            {"job_id": outcome.job_id},
+        )
+    return outcome
+
+
+async def report_end(
+    ctx: Context,
+    worker_id: str,
+    job_id: int,
+    *,
+    status: JobStatus,
+    exit_code: int | None,
+    reason: str | None,
+) -> ReportOutcome:
+    """The end status of a held job, its log sealed first; ``Conflict`` (409) for a job
+    not held any more (a worker that lost it cannot change how it ended)."""
+    _check_worker_id(worker_id)
+    if status not in _END:
+        raise InvalidInput(f"a worker reports FINISHED, ERROR or FAILED, not {status.value}")
+    report = EndReport(
+        job_id=job_id,
+        status=status,
+        exit_code=exit_code,
+        reason=None if reason is None else reason[:2000],
+        actor=f"worker:{worker_id}",
+    )
+    # Sealing needs no holder check: the spool holds only pieces accepted while the job
+    # was held (each append checks), so a refused end seals nothing it should not.
+    await ctx.blobs.seal(log_key(job_id))
+    return _accepted(await _desk(ctx).end(worker_id, report), worker_id)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedReport:
+    """One report of a batch: ``kind`` "running" (``pid``, ``started_at``, ``record``)
+    or "end" (``status``, ``exit_code``, ``reason``)."""
+
+    job_id: int
+    kind: str
+    pid: int | None = None
+    started_at: datetime | None = None
+    record: str | None = None
+    status: JobStatus | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedOutcome:
+    """What one report of a batch did (``error``: why it was refused)."""
+
+    job_id: int
+    kind: str
+    moved: bool
+    error: str | None = None
+
+
+async def report_batch(
+    ctx: Context, worker_id: str, reports: list[BatchedReport]
+) -> list[BatchedOutcome]:
+    """Several RUNNING and end reports in one call: the RUNNING ones first, then the
+    ends, each group written together (one transaction when the store can). A report
+    about a job not held any more is refused on its own (``moved`` false), not the call.
+    """
+    _check_worker_id(worker_id)
+    for r in reports:
+        if r.kind == "running" and r.started_at is None:
+            raise InvalidInput(f"the RUNNING report of job {r.job_id} needs started_at")
+        if r.kind == "end" and r.status not in _END:
+            raise InvalidInput(f"the end report of job {r.job_id} needs an end status")
+        if r.kind not in ("running", "end"):
+            raise InvalidInput(f"unknown report kind {r.kind!r}: running or end")
+
+    async def one(r: BatchedReport) -> BatchedOutcome:
+        try:
+            if r.kind == "running" and r.started_at is not None:
+                await report_running(
+                    ctx, worker_id, r.job_id, pid=r.pid, started_at=r.started_at, record=r.record
+                )
+            elif r.status is not None:
+                await report_end(
+                    ctx,
+                    worker_id,
+                    r.job_id,
+                    status=r.status,
+                    exit_code=r.exit_code,
+                    reason=r.reason,
+                )
+        except Conflict as exc:
+            return BatchedOutcome(r.job_id, r.kind, False, exc.message)
+        return BatchedOutcome(r.job_id, r.kind, True)
+
+    out = list(await asyncio.gather(*(one(r) for r in reports if r.kind == "running")))
+    out += await asyncio.gather(*(one(r) for r in reports if r.kind == "end"))
+    return out
+
+
+async def renew(ctx: Context, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
+    """Renew the leases this worker still holds: ``{job_id: abort_requested}``."""
+    _check_worker_id(worker_id)
+    if not job_ids:
+        return {}
+    return await ctx.store.leases_renew(
+        worker_id=worker_id, job_ids=job_ids, lease_seconds=ctx.settings.lease_seconds
+    )
+
+
+async def held_job(ctx: Context, worker_id: str, job_id: int) -> Job:
+    """The job, when ``worker_id`` holds it now; ``Conflict`` (409) otherwise."""
+    try:
+        job = await ctx.store.job_get(job_id)
+    except NotFound:
+        job = None
+    if job is None or job.worker_id != worker_id or job.status not in _HELD:
+        raise Conflict(
+            f"job {job_id} is not held by worker {worker_id} (its lease was lost, or it "
+            "ended): nothing more of it is accepted",
+            {"job_id": job_id},
+        )
+    return job
+
+
+async def append_log(ctx: Context, worker_id: str, job_id: int, offset: int, data: bytes) -> int:
+    """Append a piece of a held job's log at ``offset``; the log's size after it."""
+    if offset < 0:
+        raise InvalidInput("offset must not be negative", {"field": "offset"})
+    await held_job(ctx, worker_id, job_id)
+    size = await append_at(ctx.blobs, log_key(job_id), offset, data)
+    ctx.bus.job_changed(job_id)  # log followers on this server read on at once
+    return size
+
+
+def _check_output_name(name: str) -> None:
+    if (
+        not name
+        or len(name) > 255
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or name in (".", "..")
+    ):
+        raise InvalidInput(f"invalid output file name {name!r}", {"field": "name"})
+
+
+async def store_output(
+    ctx: Context, worker_id: str, job_id: int, name: str, chunks: AsyncIterable[bytes]
+) -> int:
+    """Stream one output file of a held job into the blob store and record it."""
+    _check_output_name(name)
+    await held_job(ctx, worker_id, job_id)
+    limit = ctx.settings.upload_max_bytes
+
+    async def bounded() -> AsyncIterable[bytes]:
+        total = 0
+        async for chunk in chunks:
+            total += len(chunk)
+            if total > limit:
+                raise TooLarge(
+                    f"output file {name!r} is larger than upload_max_bytes ({limit} bytes)"
+                )
+            yield chunk
+
+    key = output_key(job_id, name)
+    size = await ctx.blobs.put_stream(key, bounded())
+    await held_job(ctx, worker_id, job_id)  # lost while uploading: not attached
+    record = JobFile(
+        job_id=job_id, kind="output", name=name, size=size, blob_key=key, created_at=utcnow()
+    )
+    await ctx.store.job_file_add(record)
+    return size
+
+
+async def package_key_for(ctx: Context, worker_id: str, job_id: int, sha256: str) -> str:
+    """The blob key of the package of a held job (404 for another package)."""
+    job = await held_job(ctx, worker_id, job_id)
+    if job.package_id is None:
+        raise NotFound(f"job {job_id} has no package")
+    package = await ctx.store.package_get(job.package_id)
+    if package.sha256 != sha256:
+        raise NotFound(f"package {sha256} is not the package of job {job_id}")
+    return package_key(sha256)
+
+
+async def payload_key_for(ctx: Context, worker_id: str, key: str) -> str:
+    """A payload blob key, when it belongs to a job this worker holds."""
+    job_id = payload_job(key)
+    if job_id is None or ".." in key.split("/"):
+        raise NotFound("no such payload file")
+    await held_job(ctx, worker_id, job_id)
+    return key

@@ -1,0 +1,48 @@
+"""The engine port the worker routes use: claims and reports of remote workers.
+
+Implemented by :class:`jobyard.engine.remote_desk.RemoteDesk` (one per server process);
+a protocol here so the service layer imports nothing of ``jobyard.engine``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from jobyard.core.claims import EndReport, ReportOutcome
+
+
+class WorkerDesk(Protocol):
+    """Claims (long-polled) and batched reports of remote workers."""
+
+    async def acquire(
+        self,
+        *,
+        worker_id: str,
+        pool: str,
+        labels: Mapping[str, str],
+        free: int,
+        wait_seconds: float,
+        gone: Callable[[], Awaitable[bool]],
+    ) -> list[dict[str, Any]]:
+        """Claim up to ``free`` jobs of ``pool`` (of those requiring labels, the ones
+        ``labels`` satisfies), waiting up to ``wait_seconds`` for one; their assignments
+        as JSON objects (``jobyard.worker.wire``)."""
+        ...
+
+    async def running(
+        self,
+        worker_id: str,
+        job_id: int,
+        *,
+        pid: int | None,
+        started_at: datetime,
+        record: str | None,
+    ) -> ReportOutcome:
+        """INITIALIZING -> RUNNING of a held job (``record``: its sealed macro record)."""
+        ...
+
+    async def end(self, worker_id: str, report: EndReport) -> ReportOutcome:
+        """Record the end of a held job."""
+        ...

@@ -1,0 +1,588 @@
+"""The control plane as seen by a remote worker (``jobyard worker``): HTTP calls.
+
+Implements :class:`~jobyard.worker.protocol.WorkerBackend` over the worker routes
+(``/api/v1/worker/...``) with one keep-alive HTTP/1.1 connection pool. The worker holds
+no database URL and no server key: an acquired job comes with everything needed to run
+it (its resolved macros included), and the log, outputs and end status go back over
+the same authenticated connection.
+
+Through a server restart or outage the worker keeps its jobs running: reports (RUNNING,
+log pieces, outputs, end) are retried with back-off until the server answers, lease
+renewals that cannot reach it count as "unreachable", not "lost" (see
+:mod:`jobyard.worker.pool`). A job whose lease expired meanwhile is failed by the
+server (``worker lost``); its late reports are refused (409) and dropped here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import platform
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from jobyard import __version__
+from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput
+from jobyard.core.jobs import JobStatus
+from jobyard.core.models import Job
+from jobyard.core.timeutil import utcnow
+from jobyard.worker.logwriter import SecretMasker
+from jobyard.worker.protocol import Assignment, PayloadRef
+from jobyard.worker.wire import RemoteAssignment, assignment_from_json
+
+_log = logging.getLogger("jobyard.worker")
+
+#: A log piece sent at most this big.
+LOG_PIECE_BYTES = 256 * 1024
+#: How often a running job's log file is looked at for new bytes to send.
+LOG_POLL_SECONDS = 0.25
+#: Back-off between retries of a call the server did not answer.
+FIRST_PAUSE = 0.2
+MAX_PAUSE = 5.0
+#: Statuses that mean "the server is there but cannot answer now": retried.
+_RETRIED = {502, 503, 504}
+#: Most reports sent in one call.
+REPORTS_PER_CALL = 200
+#: Download chunk size.
+_CHUNK = 256 * 1024
+
+
+class ServerRefused(Exception):
+    """The server answered with an error that retrying will not change."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        self.status = status
+        self.code = str(error.get("code", ""))
+        self.message = str(error.get("message") or body)
+        self.details: dict[str, Any] = dict(error.get("details") or {})
+        super().__init__(f"HTTP {status}: {self.message}")
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+class _LogTail:
+    """Sends what a job appends to its log file, piece by piece, with offsets."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sent = 0
+        self.lost = False
+        self.task: asyncio.Task[None] | None = None
+
+
+class HttpBackend:
+    """Worker-side calls to a ``jobyard up`` server (see the module docstring)."""
+
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        *,
+        pool: str,
+        slots: int,
+        state_dir: Path,
+        cache_dir: Path,
+        labels: dict[str, str] | None = None,
+        wait_seconds: float = 25.0,
+        patience: float = 3600.0,
+    ) -> None:
+        """``state_dir`` holds logs being sent and payload downloads; ``cache_dir`` the
+        package downloads (by sha256, shared by every job of this host); ``patience``:
+        how long reports are retried while the server cannot be reached."""
+        self.server = server.rstrip("/")
+        self.pool = pool
+        self.slots = slots
+        self.labels = dict(labels or {})
+        self.wait_seconds = wait_seconds
+        self.patience = patience
+        self.lease_seconds: float | None = None
+        self.heartbeat_seconds: float | None = None
+        self.drain_requested = False
+        #: Called once when the server asks this worker to drain.
+        self.on_drain: Callable[[], None] | None = None
+        self.started_at = utcnow()
+        self._state = state_dir
+        self._cache = cache_dir / "packages"
+        self._client = httpx.AsyncClient(
+            base_url=self.server,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "User-Agent": f"jobyard-worker/{__version__}",
+            },
+            timeout=httpx.Timeout(30.0, read=wait_seconds + 30.0),
+            limits=httpx.Limits(max_connections=max(8, slots * 2), max_keepalive_connections=8),
+        )
+        self._worker_id = ""
+        self._assignments: dict[int, RemoteAssignment] = {}
+        self._records: dict[int, str | None] = {}
+        self._maskers: dict[int, SecretMasker] = {}
+        self._package_jobs: dict[str, int] = {}
+        self._downloads: dict[str, asyncio.Future[Path]] = {}
+        self._tails: dict[int, _LogTail] = {}
+        #: RUNNING and end reports waiting for the next call, and the task sending them.
+        self._reports: list[
+            tuple[str, dict[str, Any], asyncio.Future[tuple[bool, str | None]]]
+        ] = []
+        self._reporter: asyncio.Task[None] | None = None
+        #: Jobs whose RUNNING report was made: set once it is answered.
+        self._running_sent: dict[int, asyncio.Event] = {}
+        self._payloads: dict[int, list[Path]] = {}
+        self._acquiring: asyncio.Task[list[Job]] | None = None
+        self._stopped = False
+
+    async def close(self) -> None:
+        """Close the connections."""
+        await self._client.aclose()
+
+    # -- transport ------------------------------------------------------------------------
+    async def _once(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One call: its JSON answer, ``ServerRefused`` for an error answer; transport
+        errors and 502/503/504 raise ``DatabaseUnavailable`` (try again later)."""
+        try:
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise DatabaseUnavailable(f"server {self.server} unreachable: {exc!r}") from exc
+        if response.status_code in _RETRIED:
+            raise DatabaseUnavailable(f"server {self.server} answered {response.status_code}")
+        if response.status_code >= 400:
+            raise ServerRefused(response.status_code, _body(response))
+        return _body(response)
+
+    async def _call(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
+        """:meth:`_once`, retried with back-off for up to ``patience`` seconds while the
+        server cannot be reached (every call retried here is idempotent)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.patience
+        pause = FIRST_PAUSE
+        warned = False
+        while True:
+            try:
+                return await self._once(method, path, **kwargs)
+            except DatabaseUnavailable as exc:
+                if loop.time() + pause > deadline:
+                    raise
+                if not warned:
+                    _log.warning("%s: %s; retrying", what, exc.message)
+                    warned = True
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE)
+
+    # -- registration -----------------------------------------------------------------------
+    async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> bool:
+        """Register or refresh this worker; note the lease time; True when the server asks
+        it to drain (the long-poll in flight is given up at once, through ``on_drain``)."""
+        self._worker_id = worker_id
+        answer = await self._once(
+            "POST",
+            "/api/v1/worker/heartbeat",
+            json={
+                "worker_id": worker_id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "version": f"{__version__} ({platform.python_implementation()})",
+                "pool": self.pool,
+                "slots": self.slots,
+                "labels": self.labels,
+                "started_at": self.started_at.isoformat(),
+                "running": running,
+                "draining": draining,
+            },
+        )
+        self.lease_seconds = float(answer["lease_seconds"])
+        self.heartbeat_seconds = float(answer["heartbeat_seconds"])
+        drain = bool(answer.get("drain"))
+        if drain and not self.drain_requested:
+            self.drain_requested = True
+            if self.on_drain is not None:
+                self.on_drain()
+        return drain
+
+    # -- acquisition ------------------------------------------------------------------------
+    def stop_acquiring(self) -> None:
+        """Abandon the long-poll in flight and acquire nothing more (drain)."""
+        self._stopped = True
+        if self._acquiring is not None:
+            self._acquiring.cancel()
+
+    async def acquire(
+        self,
+        *,
+        worker_id: str,
+        pool: str,
+        limit: int,
+        free_now: Callable[[], int] | None = None,
+    ) -> list[Job]:
+        """Long-poll the server for up to ``limit`` jobs (answers at once when queued)."""
+        self._worker_id = worker_id
+        if self._stopped or limit <= 0:
+            return []
+        self._acquiring = asyncio.create_task(self._acquire(worker_id, pool, limit))
+        try:
+            return await self._acquiring
+        except asyncio.CancelledError:
+            if self._stopped and not _current_cancelling():
+                return []
+            raise
+        finally:
+            self._acquiring = None
+
+    async def _acquire(self, worker_id: str, pool: str, limit: int) -> list[Job]:
+        answer = await self._once(
+            "POST",
+            "/api/v1/worker/acquire",
+            json={
+                "worker_id": worker_id,
+                "pool": pool,
+                "labels": self.labels,
+                "free": limit,
+                "wait_seconds": self.wait_seconds,
+            },
+        )
+        jobs = []
+        for item in answer.get("assignments") or []:
+            remote = assignment_from_json(item)
+            job = remote.assignment.job
+            self._assignments[job.id] = remote
+            jobs.append(job)
+        return jobs
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Nothing to wait for here: :meth:`acquire` itself waits on the server."""
+        await asyncio.sleep(0)
+
+    async def prepare(self, job: Job) -> Assignment:
+        """The assignment that came with the job."""
+        remote = self._assignments.pop(job.id, None)
+        if remote is None:
+            raise InvalidInput(f"job {job.id} came without its assignment")
+        assignment = remote.assignment
+        self._records[job.id] = remote.record
+        if assignment.package_sha256 is not None:
+            self._package_jobs[assignment.package_sha256] = job.id
+        if assignment.secret_values:
+            self._maskers[job.id] = SecretMasker(assignment.secret_values)
+        return assignment
+
+    # -- packages and payloads --------------------------------------------------------------
+    async def package_path(self, sha256: str) -> Path:
+        """The package from the host's cache, downloaded once (verified by sha256) even
+        when several jobs need it at the same moment."""
+        dest = self._cache / sha256
+        if dest.is_file():
+            return dest
+        pending = self._downloads.get(sha256)
+        if pending is None:
+            pending = asyncio.ensure_future(self._download_package(sha256, dest))
+            self._downloads[sha256] = pending
+            pending.add_done_callback(lambda _f: self._downloads.pop(sha256, None))
+        return await asyncio.shield(pending)
+
+    async def _download_package(self, sha256: str, dest: Path) -> Path:
+        job_id = self._package_jobs.get(sha256)
+        if job_id is None:
+            raise InvalidInput(f"package {sha256} is needed by no job of this worker")
+        path = f"/api/v1/worker/jobs/{job_id}/package/{sha256}"
+        await self._download(path, {"worker_id": self._worker_id}, dest, sha256=sha256)
+        return dest
+
+    async def payload_path(self, ref: PayloadRef) -> Path:
+        """A payload file, downloaded for its job (removed when the job is over)."""
+        job_id = int(ref.blob_key.split("/")[1])
+        dest = (
+            self._state / "payloads" / str(job_id) / hashlib.sha256(ref.name.encode()).hexdigest()
+        )
+        params = {"worker_id": self._worker_id, "key": ref.blob_key}
+        await self._download("/api/v1/worker/payload", params, dest, sha256=None)
+        self._payloads.setdefault(job_id, []).append(dest)
+        return dest
+
+    async def _download(
+        self, path: str, params: dict[str, str], dest: Path, *, sha256: str | None
+    ) -> None:
+        """Stream a download into ``dest`` (atomically, verified when ``sha256`` is
+        given), retried while the server cannot be reached."""
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.patience
+        pause = FIRST_PAUSE
+        while True:
+            digest = hashlib.sha256()
+            try:
+                async with self._client.stream("GET", path, params=params) as response:
+                    if response.status_code in _RETRIED:
+                        raise DatabaseUnavailable(f"server answered {response.status_code}")
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise ServerRefused(response.status_code, _body(response))
+                    with open(tmp, "wb") as fh:
+                        async for chunk in response.aiter_bytes(_CHUNK):
+                            digest.update(chunk)
+                            fh.write(chunk)
+                break
+            except (httpx.TransportError, DatabaseUnavailable) as exc:
+                if loop.time() + pause > deadline:
+                    raise DatabaseUnavailable(f"download of {path} failed: {exc!r}") from exc
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, MAX_PAUSE)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            tmp.unlink(missing_ok=True)
+            raise InvalidInput(f"download of package {sha256} does not match its sha256")
+        os.replace(tmp, dest)
+
+    # -- the log ----------------------------------------------------------------------------
+    def log_path(self, job_id: int) -> Path:
+        """The job's log file on this host; what is appended to it is sent as it comes."""
+        tail = self._tails.get(job_id)
+        if tail is None:
+            path = self._state / "logs" / f"{job_id}.log"
+            tail = self._tails[job_id] = _LogTail(path)
+            tail.task = asyncio.get_running_loop().create_task(
+                self._follow(job_id, tail), name=f"log-{job_id}"
+            )
+        return tail.path
+
+    async def _follow(self, job_id: int, tail: _LogTail) -> None:
+        while not tail.lost:
+            await self._send_log(job_id, tail)
+            await asyncio.sleep(LOG_POLL_SECONDS)
+
+    async def _send_log(self, job_id: int, tail: _LogTail) -> None:
+        """Send what the file holds beyond what was sent (in pieces)."""
+        while not tail.lost:
+            try:
+                with open(tail.path, "rb") as fh:
+                    fh.seek(tail.sent)
+                    piece = fh.read(LOG_PIECE_BYTES)
+            except FileNotFoundError:
+                return
+            if not piece:
+                return
+            params = {"worker_id": self._worker_id, "offset": str(tail.sent)}
+            try:
+                answer = await self._call(
+                    f"send the log of job {job_id}",
+                    "POST",
+                    f"/api/v1/worker/jobs/{job_id}/log",
+                    params=params,
+                    content=piece,
+                )
+            except ServerRefused as exc:
+                if exc.status == 409 and "size" in exc.details:
+                    tail.sent = int(exc.details["size"])  # a piece was lost: resend from there
+                    continue
+                if exc.status == 409:
+                    tail.lost = True  # the job is not ours any more: its log neither
+                    return
+                raise
+            tail.sent = int(answer["size"])
+
+    async def log_closed(self, job_id: int) -> None:
+        """Stop following the log and send the rest of it."""
+        tail = self._tails.get(job_id)
+        if tail is None:
+            return
+        if tail.task is not None:
+            tail.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await tail.task
+            tail.task = None
+        await self._send_log(job_id, tail)
+
+    # -- reports ----------------------------------------------------------------------------
+    def set_running(
+        self,
+        job_id: int,
+        *,
+        worker_id: str,
+        pid: int | None,
+        started_at: datetime | None = None,
+    ) -> Coroutine[Any, Any, bool]:
+        """INITIALIZING -> RUNNING on the server; False when the job is not ours (409).
+
+        Not a coroutine function: the call itself (before the report is awaited or even
+        scheduled) records that RUNNING is on its way, so the job's end report waits for
+        it — two HTTP calls may otherwise land in either order, and an end arriving
+        first would be refused for a job still INITIALIZING.
+        """
+        sent = self._running_sent[job_id] = asyncio.Event()
+        return self._set_running(job_id, worker_id, pid, started_at, sent)
+
+    async def _set_running(
+        self,
+        job_id: int,
+        worker_id: str,
+        pid: int | None,
+        started_at: datetime | None,
+        sent: asyncio.Event,
+    ) -> bool:
+        try:
+            return await self._report_running(job_id, worker_id, pid, started_at)
+        finally:
+            sent.set()
+
+    async def _report_running(
+        self, job_id: int, worker_id: str, pid: int | None, started_at: datetime | None
+    ) -> bool:
+        item = {
+            "job_id": job_id,
+            "kind": "running",
+            "pid": pid,
+            "started_at": (started_at or utcnow()).isoformat(),
+            "record": self._records.pop(job_id, None),
+        }
+        moved, _error = await self._report(worker_id, item)
+        return moved
+
+    async def end(
+        self,
+        job_id: int,
+        *,
+        worker_id: str,
+        status: JobStatus,
+        exit_code: int | None,
+        reason: str | None,
+    ) -> None:
+        """Report the end (after its RUNNING report, when one was sent); a job not ours
+        any more (refused) is left as the server has it."""
+        sent = self._running_sent.pop(job_id, None)
+        if sent is not None:
+            await sent.wait()
+        item = {
+            "job_id": job_id,
+            "kind": "end",
+            "status": status.value,
+            "exit_code": exit_code,
+            "reason": reason,
+        }
+        moved, error = await self._report(worker_id, item)
+        if not moved:
+            _log.warning("end of job %s not recorded: %s", job_id, error)
+
+    async def _report(self, worker_id: str, item: dict[str, Any]) -> tuple[bool, str | None]:
+        """Queue a RUNNING or end report; reports queued while a call is in flight go
+        together in the next one (``POST /api/v1/worker/reports``)."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[bool, str | None]] = loop.create_future()
+        answer.add_done_callback(_retrieved)
+        self._reports.append((worker_id, item, answer))
+        if self._reporter is None or self._reporter.done():
+            self._reporter = loop.create_task(self._send_reports(), name="worker-reports")
+        return await asyncio.shield(answer)
+
+    async def _send_reports(self) -> None:
+        while self._reports:
+            worker_id = self._reports[0][0]
+            batch = [r for r in self._reports if r[0] == worker_id][:REPORTS_PER_CALL]
+            for entry in batch:
+                self._reports.remove(entry)
+            body = {"worker_id": worker_id, "reports": [item for _, item, _ in batch]}
+            try:
+                answer = await self._call(
+                    f"send {len(batch)} report(s)", "POST", "/api/v1/worker/reports", json=body
+                )
+            except Exception as exc:  # the callers see it (they retry nothing themselves)
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            results = {(r["job_id"], r["kind"]): r for r in answer.get("results") or []}
+            for _, item, future in batch:
+                result = results.get((item["job_id"], item["kind"])) or {}
+                if not future.done():
+                    future.set_result((bool(result.get("moved")), result.get("error")))
+
+    async def renew(self, *, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
+        """Renew leases once (an unreachable server raises ``DatabaseUnavailable``: the
+        pool keeps its jobs)."""
+        answer = await self._once(
+            "POST", "/api/v1/worker/renew", json={"worker_id": worker_id, "job_ids": job_ids}
+        )
+        return {int(k): bool(v) for k, v in (answer.get("leases") or {}).items()}
+
+    async def store_output(self, job_id: int, name: str, path: Path) -> None:
+        """Upload one output file (streamed); a job not ours any more keeps nothing."""
+        masker = self._maskers.get(job_id)
+        if masker is not None:
+            name = masker.mask_text(name)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    yield chunk
+
+        try:
+            await self._call_stream(job_id, name, chunks)
+        except ServerRefused as exc:
+            if exc.status == 409:
+                raise Conflict(exc.message) from exc
+            raise
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def _call_stream(
+        self, job_id: int, name: str, chunks: Callable[[], AsyncIterator[bytes]]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.patience
+        pause = FIRST_PAUSE
+        path = f"/api/v1/worker/jobs/{job_id}/outputs/{_quote(name)}"
+        while True:
+            try:
+                await self._once(
+                    "PUT", path, params={"worker_id": self._worker_id}, content=chunks()
+                )
+                return
+            except DatabaseUnavailable:
+                if loop.time() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE)
+
+    def forget(self, job_id: int) -> None:
+        """Drop what was kept for a job: assignment, record, log tail, downloads."""
+        self._assignments.pop(job_id, None)
+        self._records.pop(job_id, None)
+        self._maskers.pop(job_id, None)
+        self._running_sent.pop(job_id, None)
+        tail = self._tails.pop(job_id, None)
+        if tail is not None:
+            tail.lost = True
+            if tail.task is not None:
+                tail.task.cancel()
+            with contextlib.suppress(OSError):
+                tail.path.unlink()
+        for path in self._payloads.pop(job_id, []):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen (its caller may have stopped waiting)."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+def _current_cancelling() -> int:
+    task = asyncio.current_task()
+    return 0 if task is None else task.cancelling()
