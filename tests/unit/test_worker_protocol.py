@@ -17,7 +17,7 @@ def test_a_worker_inside_the_range_is_served() -> None:
 def test_an_unnumbered_worker_is_the_first_protocol() -> None:
     assert protocol_refusal(None, "0.0.9", low=1, high=3) is None
     refused = protocol_refusal(None, "0.0.9", low=2, high=3, server_version="2.0")
-    assert refused is not None and "protocol 1," in refused
+    assert refused is not None and "speaks worker protocol 1 but" in refused
 
 
 def test_an_older_worker_is_told_to_upgrade_itself() -> None:
@@ -25,13 +25,15 @@ def test_an_older_worker_is_told_to_upgrade_itself() -> None:
     assert refused is not None
     assert "jobyard 1.0 (CPython)" in refused and "protocol 1" in refused
     assert "protocols 2 to 4" in refused
+    assert "the worker is too old" in refused
     assert "upgrade jobyard on the worker host to 1.4" in refused
 
 
 def test_a_newer_worker_is_told_to_upgrade_the_servers_first() -> None:
     refused = protocol_refusal(5, "2.0", low=2, high=4, server_version="1.4")
     assert refused is not None
-    assert "newer than the server (jobyard 1.4)" in refused
+    assert "the server (jobyard 1.4) serves protocols 2 to 4 only" in refused
+    assert "the worker is newer than the servers" in refused
     assert "upgrade every server" in refused and "servers before workers" in refused
 
 

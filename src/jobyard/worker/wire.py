@@ -66,15 +66,16 @@ def protocol_refusal(
     served = f"protocol {low}" if low == high else f"protocols {low} to {high}"
     release = worker_version or "unknown"
     worker = f"this worker (jobyard {release}) speaks worker protocol {protocol}"
-    server = f"the server (jobyard {server_version}) serves {served}"
+    server = f"the server (jobyard {server_version}) serves {served} only"
     if protocol < low:
         return (
-            f"{worker}, older than {server}: upgrade jobyard on the worker host to "
-            f"{server_version} (the server's release) and restart the worker"
+            f"{worker} but {server}: the worker is too old; upgrade jobyard on the worker "
+            f"host to {server_version} (the server's release) and restart the worker"
         )
     return (
-        f"{worker}, newer than {server}: upgrade every server to this worker's release "
-        f"first (servers before workers), or run a worker of release {server_version}"
+        f"{worker} but {server}: the worker is newer than the servers; upgrade every "
+        f"server to this worker's release first (servers before workers), or run a "
+        f"worker of release {server_version}"
     )
 
 
