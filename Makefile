@@ -98,8 +98,10 @@ peers-deps:
 		echo "System packages for the peer benchmark: present (redis-server)"; \
 	fi
 
-## make bench-peers: jobyard against Celery + Redis and RQ, same workload, one run
-## (ARGS="--rounds 3" etc. passes flags to the driver)
+## make bench-peers: jobyard (local slots on SQLite and PostgreSQL; remote workers on
+## PostgreSQL) against Celery + Redis and RQ, same workload, one run (ARGS="--rounds 3",
+## ARGS="--systems jobyard-remote,celery" etc. passes flags to the driver). PostgreSQL's
+## server binaries (initdb, as for the pg tests) for the PostgreSQL systems.
 bench-peers: venv peers-deps $(PEERS_STAMP)
 	$(BIN)/python benchmarks/peers/bench_peers.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
 

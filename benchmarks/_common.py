@@ -68,11 +68,13 @@ def jobyard_up(
     workers: int | None = None,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
+    command: str = "up",
 ) -> Iterator[Server]:
     """Run ``jobyard up`` on a temporary home (or ``home``) and a free port.
 
     ``workers=None`` keeps the default slot count (2 x cores, 2..8). No ``JOBYARD_*``
-    variable of the caller's environment leaks in.
+    variable of the caller's environment leaks in. ``command="server"`` runs ``jobyard
+    server`` instead (no local slots: jobs run on ``jobyard worker`` processes only).
     """
     with contextlib.ExitStack() as stack:
         if home is None:
@@ -91,7 +93,7 @@ def jobyard_up(
         log = (home / "server.log").open("wb")
         stack.callback(log.close)
         process = subprocess.Popen(
-            [sys.executable, "-m", "jobyard.cli", "up"],
+            [sys.executable, "-m", "jobyard.cli", command],
             env=child_env,
             cwd=home,
             stdin=subprocess.DEVNULL,

@@ -1,7 +1,7 @@
 """Cost per job of the remote path: N trivial jobs through one ``jobyard worker``.
 
-A ``jobyard up`` with no local slots and one ``jobyard worker --slots S`` on loopback
-(SQLite, local blobs folder). Two figures:
+A ``jobyard server`` (no local slots) and one ``jobyard worker --slots S`` on loopback
+(SQLite, local blobs folder; ``benchmarks/_remote.py``). Two figures:
 
 * burst: ``--jobs`` ad-hoc ``["/bin/true"]`` jobs submitted at once; jobs/s from the
   first ``created_at`` to the last ``ended_at`` (server clock);
@@ -17,56 +17,14 @@ The same two on a ``jobyard up`` running the same number of local slots, for ref
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import httpx
-from _common import BENCH_HOMES, Server, jobyard_up, machine, percentile, table
+from _common import Server, jobyard_up, machine, percentile, table
+from _remote import remote_workers
 
 TERMINAL = {"FINISHED", "ERROR", "FAILED", "CANCELLED"}
-
-
-@contextlib.contextmanager
-def remote_worker(server: Server, slots: int) -> Iterator[None]:
-    """A ``jobyard worker`` for ``server``, registered before the block runs."""
-    r = httpx.post(
-        f"{server.url}/api/v1/worker-tokens", json={"name": "bench"}, headers=server.headers
-    )
-    r.raise_for_status()
-    with tempfile.TemporaryDirectory(prefix="jyw-", dir=BENCH_HOMES) as home:
-        token_file = Path(home) / "token"
-        token_file.write_text(r.json()["token"])
-        os.chmod(token_file, 0o600)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
-        log = (Path(home) / "worker.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jobyard.cli", "worker", "--server", server.url,
-             "--token-file", str(token_file), "--slots", str(slots), "--home", home],
-            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while not any(
-                w["kind"] == "remote"
-                for w in httpx.get(f"{server.url}/api/v1/workers", headers=server.headers).json()[
-                    "items"
-                ]
-            ):
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError((Path(home) / "worker.log").read_text()[-3000:])
-                time.sleep(0.05)
-            yield
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
-            log.close()
 
 
 def _t(value: str) -> float:
@@ -117,7 +75,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=30)
     args = parser.parse_args()
     rows = []
-    with jobyard_up(workers=0) as server, remote_worker(server, args.slots):
+    with jobyard_up(command="server") as server, remote_workers(server, [args.slots]):
         rate, dispatch = measure(server, args.jobs, args.idle)
         rows.append(("remote worker", rate, dispatch))
     with jobyard_up(workers=args.slots) as server:

@@ -9,7 +9,13 @@ until all ended. Prints CPU milliseconds per job of the API process, each worker
 With ``--py-spy DIR`` every jobyard process is sampled by ``py-spy record`` (if installed
 in the venv) during the burst; the flame graphs (SVG) and raw collapsed stacks land in DIR.
 
-    .venv/bin/python benchmarks/profile_job_path.py [--jobs 3000] [--py-spy /tmp/prof]
+With ``--remote SLOTS`` the jobs take the remote path instead: ``jobyard server`` (no
+local slots) and one ``jobyard worker --slots SLOTS`` on this host (``--remote-processes
+N``: N workers sharing the slots), reported as "api" and "remote worker N"; use it with
+``--postgres`` for the deployment the remote workers are made for.
+
+    .venv/bin/python benchmarks/profile_job_path.py [--jobs 3000] [--py-spy /tmp/prof] \
+        [--postgres] [--remote 8 [--remote-processes 1]]
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import httpx
 from _common import UNFINISHED, LeanClient, Server, jobyard_up, machine, process_cpu, run_loop
+from _remote import remote_workers, split_slots
 
 
 def _children(pid: int) -> list[int]:
@@ -91,6 +98,13 @@ def main() -> None:
         help="run on a fresh database of a throwaway PostgreSQL cluster (server processes "
         "of PostgreSQL reported as 'postgres')",
     )
+    parser.add_argument(
+        "--remote",
+        type=int,
+        metavar="SLOTS",
+        help="run the jobs on jobyard worker processes (this many slots) of a jobyard server",
+    )
+    parser.add_argument("--remote-processes", type=int, default=1, help="with --remote")
     args = parser.parse_args()
     print(machine())
     with contextlib.ExitStack() as stack:
@@ -104,7 +118,32 @@ def main() -> None:
             stack.callback(pg.stop)
             env["JOBYARD_DATABASE_URL"] = pg.url(pg.create_database())
             pg_pid = _postmaster_pid(pg.datadir)
-        _profile(args, stack.enter_context(jobyard_up(env=env)), pg_pid)
+        remote: dict[str, int] = {}
+        if args.remote:
+            server = stack.enter_context(jobyard_up(env=env, command="server"))
+            workers = stack.enter_context(
+                remote_workers(server, split_slots(args.remote, args.remote_processes))
+            )
+            remote = {f"remote worker {n}": w.pid for n, w in enumerate(workers)}
+        else:
+            server = stack.enter_context(jobyard_up(env=env))
+        _profile(args, server, pg_pid, remote)
+
+
+def _http_calls(server: Server) -> dict[str, tuple[float, float]]:
+    """``{"METHOD route status": (count, seconds)}`` of the server's request histogram."""
+    found: dict[str, list[float]] = {}
+    text = httpx.get(f"{server.url}/metrics", headers=server.headers, timeout=30).text
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        for suffix, at in (("_count{", 0), ("_sum{", 1)):
+            if name.startswith("jobyard_http_request_duration_seconds" + suffix):
+                labels = dict(
+                    part.split("=", 1) for part in name.split("{", 1)[1].rstrip("}").split(",")
+                )
+                key = " ".join(labels[k].strip('"') for k in ("method", "route", "status"))
+                found.setdefault(key, [0.0, 0.0])[at] = float(value)
+    return {k: (v[0], v[1]) for k, v in found.items()}
 
 
 def _postmaster_pid(data_dir: Path) -> int:
@@ -123,13 +162,17 @@ def _tree_cpu(pid: int) -> tuple[float, float]:
     return total, 0.0
 
 
-def _profile(args: argparse.Namespace, server: Server, pg_pid: int | None) -> None:
-    """Submit the burst and print each process's CPU per job."""
+def _profile(
+    args: argparse.Namespace, server: Server, pg_pid: int | None, remote: dict[str, int]
+) -> None:
+    """Submit the burst and print each process's CPU per job (``remote``: the pids of
+    ``jobyard worker`` processes running the jobs)."""
     path, body = run_loop(_path(server, args.jobconfig))
     run_loop(_submit(server, path, body, 50, 8))  # warm-up
     pids = {"api": server.process.pid}
     for n, pid in enumerate(_children(server.process.pid)):
         pids[f"worker {n}"] = pid
+    pids.update(remote)
     spies = []
     spy = Path(sys.executable).with_name("py-spy")
     if args.py_spy:
@@ -163,9 +206,11 @@ def _profile(args: argparse.Namespace, server: Server, pg_pid: int | None) -> No
     before = {name: process_cpu(pid) for name, pid in pids.items()}
     if pg_pid is not None:
         before["postgres"] = _tree_cpu(pg_pid)
+    calls0 = _http_calls(server)
     mine0 = time.process_time()
     elapsed = run_loop(_submit(server, path, body, args.jobs, args.concurrency))
     mine = time.process_time() - mine0
+    calls1 = _http_calls(server)
     after = {name: process_cpu(pid) for name, pid in pids.items()}
     if pg_pid is not None:
         after["postgres"] = _tree_cpu(pg_pid)
@@ -188,6 +233,13 @@ def _profile(args: argparse.Namespace, server: Server, pg_pid: int | None) -> No
         print(f"| {name} | {own:.2f} | {kids:.2f} |")
     print(f"| load generator | {mine * per_job:.2f} | |")
     print(f"| **all** | **{total + mine * per_job:.2f}** | |")
+    print("\n| HTTP calls in the burst (server's /metrics) | calls per job | mean ms |")
+    print("|---|---|---|")
+    for key, (count, seconds) in sorted(calls1.items()):
+        n = count - calls0.get(key, (0.0, 0.0))[0]
+        if n:
+            spent = seconds - calls0.get(key, (0.0, 0.0))[1]
+            print(f"| {key} | {n / args.jobs:.3f} | {spent / n * 1000:.2f} |")
     if args.py_spy:
         print(f"\npy-spy profiles in {args.py_spy}")
 

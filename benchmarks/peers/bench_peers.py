@@ -16,6 +16,11 @@ Every stamp is ``time.time()`` (or jobyard's record of it) on this one machine.
 jobyard runs with its default settings (SQLite in a temporary home, default isolation,
 default local slots) through the HTTP API, reusing ``bench_throughput.burst`` and
 ``bench_latency.sample``, and the same on a throwaway PostgreSQL cluster (``--engines``).
+``jobyard-remote`` is the same workload through remote workers on PostgreSQL: one
+``jobyard server`` (no local slots) on a fresh database of the throwaway cluster, and
+``jobyard worker`` processes on this host holding jobyard's default slot count between
+them (``--remote-processes``: 1 = one worker with every slot, what a user runs first;
+``1,2`` measures one worker and two with half the slots each, as two systems).
 Celery and RQ run from their own venv (``.venv-peers``, ``--peers-python``) with
 ``redis-server`` (Debian's) on a free port in a temporary folder, without persistence:
 
@@ -32,7 +37,8 @@ weighs on all of them. Ratios compare figures of the same round. A missed target
 
     make bench-peers [ARGS="--rounds 3"]
     .venv/bin/python benchmarks/peers/bench_peers.py [--jobs 1000] [--samples 200] \\
-        [--rounds 1] [--systems jobyard,celery,celery4,rq] [--engines sqlite,postgresql]
+        [--rounds 1] [--systems jobyard,jobyard-remote,celery,celery4,rq] \\
+        [--engines sqlite,postgresql] [--remote-processes 1]
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ if str(BENCHMARKS) not in sys.path:  # the sibling scripts and their _common
 import bench_latency  # noqa: E402
 import bench_throughput  # noqa: E402
 from _common import (  # noqa: E402
+    Server,
     jobyard_up,
     machine,
     percentile,
@@ -69,17 +76,22 @@ from _common import (  # noqa: E402
     verdict,
 )
 from _procs import redis_server, resp_int, spawn, wait_for  # noqa: E402
+from _remote import remote_workers, split_slots  # noqa: E402
 
 from jobyard.settings import _default_workers  # noqa: E402
 
 TARGET_BURST_RATIO = 1.0
-TARGET_IDLE_P50_MS = 3.0
+#: Idle submit -> RUNNING p50 targets: local slots on SQLite (issue 9), remote workers on
+#: PostgreSQL (issue 11). Other jobyard systems are reported beside them without a target.
+TARGET_IDLE_P50_MS = {"jobyard:sqlite": 3.0, "jobyard-remote": 5.0}
 CELERY_PREFETCH = 64
-SYSTEMS = ("jobyard", "celery", "celery4", "rq")
+SYSTEMS = ("jobyard", "jobyard-remote", "celery", "celery4", "rq")
 ENGINES = ("sqlite", "postgresql")
 LABELS = {
     "jobyard:sqlite": "jobyard (SQLite)",
     "jobyard:postgresql": "jobyard (PostgreSQL)",
+    "jobyard-remote:1": "jobyard remote, PostgreSQL (1 worker)",
+    "jobyard-remote:2": "jobyard remote, PostgreSQL (2 workers)",
     "celery": "Celery + Redis, tuned",
     "celery4": "Celery + Redis, prefork 4, defaults",
     "rq": "RQ + Redis",
@@ -108,7 +120,7 @@ class Result:
     @property
     def label(self) -> str:
         """The system's name in the tables."""
-        return LABELS[self.key]
+        return label(self.key)
 
     @property
     def rate(self) -> float:
@@ -120,6 +132,18 @@ class Result:
         return percentile(self.started if values is None else values, 50) * 1000
 
 
+def label(key: str) -> str:
+    """A system's name in the tables (``jobyard-remote:N``: N worker processes)."""
+    if key in LABELS:
+        return LABELS[key]
+    return f"jobyard remote, PostgreSQL ({key.split(':', 1)[1]} workers)"
+
+
+def target_ms(key: str) -> float | None:
+    """The idle p50 target of a system, if it has one."""
+    return TARGET_IDLE_P50_MS.get(key.split(":", 1)[0] if key.startswith("jobyard-remote") else key)
+
+
 # -- one system, once ----------------------------------------------------------------------
 
 
@@ -129,22 +153,35 @@ def measure_jobyard(engine: str, args: argparse.Namespace, round_no: int, pg: An
     if engine == "postgresql":
         env["JOBYARD_DATABASE_URL"] = pg.url(pg.create_database())
     with jobyard_up(env=env) as server:
-        run_loop(bench_throughput._warm(server))
-        found = bench_latency.sample(server, args.samples, args.warmup)
-        burst = run_loop(
-            bench_throughput.burst(
-                server,
-                f"jobyard {engine}",
-                "/api/v1/jobs",
-                {"command": ["true"]},
-                args.jobs,
-                args.clients,
-            )
+        return _measure_server(server, f"jobyard:{engine}", args, round_no)
+
+
+def measure_remote(
+    processes: int, args: argparse.Namespace, round_no: int, pg: Any, slots: int
+) -> Result:
+    """The same on one ``jobyard server`` (PostgreSQL, no local slots) whose jobs run on
+    ``processes`` ``jobyard worker`` processes sharing ``slots`` slots."""
+    env = {"JOBYARD_DATABASE_URL": pg.url(pg.create_database())}
+    with (
+        jobyard_up(env=env, command="server") as server,
+        remote_workers(server, split_slots(slots, processes)),
+    ):
+        return _measure_server(server, f"jobyard-remote:{processes}", args, round_no)
+
+
+def _measure_server(server: Server, key: str, args: argparse.Namespace, round_no: int) -> Result:
+    """Warm-up, idle latency, then the burst, on a running server and its workers."""
+    run_loop(bench_throughput._warm(server))
+    found = bench_latency.sample(server, args.samples, args.warmup)
+    burst = run_loop(
+        bench_throughput.burst(
+            server, key, "/api/v1/jobs", {"command": ["true"]}, args.jobs, args.clients
         )
+    )
     if burst.span_s is None or burst.statuses != f"FINISHED={burst.jobs}":
         raise RuntimeError(f"jobyard burst did not run every job: {burst.statuses}")
     return Result(
-        key=f"jobyard:{engine}",
+        key=key,
         round_no=round_no,
         jobs=burst.jobs,
         span_s=burst.span_s,
@@ -348,7 +385,8 @@ def report(results: list[Result], args: argparse.Namespace, slots: int) -> None:
         if not r.key.startswith("jobyard"):
             continue
         reference = celery.get(r.round_no)
-        target = r.key == "jobyard:sqlite"
+        goal = target_ms(r.key)
+        target = goal is not None
         if reference is None:
             print(f"round {r.round_no}: {r.label} burst: Celery not measured, no ratio")
         else:
@@ -367,8 +405,8 @@ def report(results: list[Result], args: argparse.Namespace, slots: int) -> None:
             )
         p50 = r.p50_ms()
         tail = (
-            f"target <= {TARGET_IDLE_P50_MS:g} ms: {verdict(p50 <= TARGET_IDLE_P50_MS)}"
-            if target
+            f"target <= {goal:g} ms: {verdict(p50 <= goal)}"
+            if goal is not None
             else "reported beside the target"
         )
         print(f"round {r.round_no}: {r.label} idle submit -> RUNNING p50 {p50:.2f} ms; {tail}")
@@ -379,7 +417,7 @@ def report(results: list[Result], args: argparse.Namespace, slots: int) -> None:
 def _medians(results: list[Result]) -> None:
     print("\nmedians over the rounds (ratios: of the medians, to the tuned Celery's):")
     medians: dict[str, tuple[float, float]] = {}
-    for key in LABELS:
+    for key in dict.fromkeys(r.key for r in results):
         mine = [r for r in results if r.key == key]
         if mine:
             rate = statistics.median(r.rate for r in mine)
@@ -387,7 +425,7 @@ def _medians(results: list[Result]) -> None:
     reference = medians.get("celery")
     for key, (rate, p50) in medians.items():
         ratios = f" ({rate / reference[0]:.2f}x, {p50 / reference[1]:.2f}x)" if reference else ""
-        print(f"  {LABELS[key]}: burst {rate:.0f} jobs/s; idle p50 {p50:.2f} ms{ratios}")
+        print(f"  {label(key)}: burst {rate:.0f} jobs/s; idle p50 {p50:.2f} ms{ratios}")
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -414,11 +452,13 @@ def _versions(python: str) -> str:
     return f"{peers.stdout.strip() or peers.stderr.strip()[-200:]}; redis-server {server_version}"
 
 
-def _plan(systems: list[str], engines: list[str]) -> list[str]:
+def _plan(systems: list[str], engines: list[str], processes: list[int]) -> list[str]:
     plan: list[str] = []
     for system in systems:
         if system == "jobyard":
             plan += [f"jobyard:{engine}" for engine in engines]
+        elif system == "jobyard-remote":
+            plan += [f"jobyard-remote:{n}" for n in processes]
         else:
             plan.append(system)
     return plan
@@ -442,6 +482,11 @@ def main() -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--engines", default=",".join(ENGINES), help="jobyard's databases")
     parser.add_argument(
+        "--remote-processes",
+        default="1",
+        help="jobyard-remote: worker processes sharing the slots, one system per value (e.g. 1,2)",
+    )
+    parser.add_argument(
         "--peers-python",
         default=str(BENCHMARKS.parent / ".venv-peers" / "bin" / "python"),
         help="Python of the venv holding Celery and RQ (make bench-peers creates it)",
@@ -452,23 +497,30 @@ def main() -> int:
     args.peers_python = str(Path(args.peers_python).absolute())
     systems = _split(args.systems, SYSTEMS, "systems")
     engines = _split(args.engines, ENGINES, "engines")
-    plan = _plan(systems, engines)
     slots = _default_workers()
+    try:
+        processes = [int(v) for v in args.remote_processes.split(",") if v.strip()]
+        for n in processes:
+            split_slots(slots, n)
+    except ValueError as exc:
+        raise SystemExit(f"--remote-processes {args.remote_processes}: {exc}") from None
+    plan = _plan(systems, engines, processes)
     if any(not key.startswith("jobyard") for key in plan) and not Path(args.peers_python).exists():
         raise SystemExit(f"{args.peers_python} missing: run `make bench-peers` (it creates it)")
     signal.signal(signal.SIGTERM, _interrupt)
     print(
         f"bench_peers: {args.jobs} jobs per burst, {args.clients} concurrent submitters, "
         f"{args.samples} idle samples after {args.warmup}; {args.rounds} round(s) of "
-        f"{', '.join(LABELS[k] for k in plan)}"
+        f"{', '.join(label(k) for k in plan)}"
     )
     print(f"machine: {machine()}")
     if any(not key.startswith("jobyard") for key in plan):
         print(f"peers: {_versions(args.peers_python)}")
     print(
-        f"slots: jobyard default local slots = {slots} (jobyard.settings); Celery tuned: "
-        f"prefork {slots}, -O fair, --prefetch-multiplier {CELERY_PREFETCH}; RQ: "
-        f"worker-pool of {slots}"
+        f"slots: jobyard default local slots = {slots} (jobyard.settings); jobyard remote: "
+        f"{slots} slots over {' or '.join(map(str, processes))} `jobyard worker` process(es); "
+        f"Celery tuned: prefork {slots}, -O fair, --prefetch-multiplier {CELERY_PREFETCH}; "
+        f"RQ: worker-pool of {slots}"
     )
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     results: list[Result] = []
@@ -482,16 +534,20 @@ def main() -> int:
                 try:
                     if key.startswith("jobyard"):
                         engine = key.split(":", 1)[1]
-                        if engine == "postgresql" and pg is None:
+                        remote = key.startswith("jobyard-remote")
+                        if (remote or engine == "postgresql") and pg is None:
                             from tests.support.pg import start_cluster
 
                             pg = start_cluster()
                             stack.callback(pg.stop)
-                        result = measure_jobyard(engine, args, round_no, pg)
+                        if remote:
+                            result = measure_remote(int(engine), args, round_no, pg, slots)
+                        else:
+                            result = measure_jobyard(engine, args, round_no, pg)
                     else:
                         result = measure_peer(key, args, round_no, slots)
                 except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-                    print(f"round {round_no}: {LABELS[key]} could not run: {exc}", flush=True)
+                    print(f"round {round_no}: {label(key)} could not run: {exc}", flush=True)
                     failed.append(key)
                     continue
                 results.append(result)

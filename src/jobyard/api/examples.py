@@ -411,6 +411,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "host": "gpu-7",
         "pid": 5120,
         "version": "0.1.0 (CPython)",
+        "protocol": 1,
         "pool": "gpu",
         "slots": 8,
         "started_at": _AT,
@@ -418,7 +419,14 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "running": 3,
         "draining": False,
     },
-    "HeartbeatOut": {"drain": False, "lease_seconds": 15.0, "heartbeat_seconds": 3.0},
+    "HeartbeatOut": {
+        "drain": False,
+        "lease_seconds": 15.0,
+        "heartbeat_seconds": 3.0,
+        "protocol_min": 1,
+        "protocol_max": 1,
+        "server_version": "0.1.0",
+    },
     "AcquireIn": {
         "worker_id": "gpu-7:5120:9c1e44aa",
         "pool": "gpu",

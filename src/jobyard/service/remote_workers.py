@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from jobyard import __version__
 from jobyard.blobs.append import append_at
 from jobyard.blobs.keys import log_key, output_key, package_key, payload_job
 from jobyard.core.claims import EndReport, ReportOutcome
@@ -27,6 +28,7 @@ from jobyard.core.tokens import WorkerToken
 from jobyard.service.context import Context
 from jobyard.service.worker_desk import WorkerDesk
 from jobyard.service.worker_tokens import check_pool
+from jobyard.worker.wire import PROTOCOL_MIN, PROTOCOL_REFUSED, PROTOCOL_VERSION, protocol_refusal
 
 #: Longest long-poll a worker may ask for (a load balancer's idle timeout is often 60 s).
 MAX_WAIT_SECONDS = 55.0
@@ -50,15 +52,28 @@ class Hello:
     labels: dict[str, str] = field(default_factory=dict)
     running: int = 0
     draining: bool = False
+    #: The worker protocol it speaks; None for a worker from before it was numbered.
+    protocol: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatAnswer:
-    """What the worker must know: whether to drain, and its lease and heartbeat times."""
+    """What the worker must know: whether to drain, its lease and heartbeat times, and
+    the protocols and release of this server."""
 
     drain: bool
     lease_seconds: float
     heartbeat_seconds: float
+    protocol_min: int = PROTOCOL_MIN
+    protocol_max: int = PROTOCOL_VERSION
+    server_version: str = __version__
+
+
+class WorkerProtocolUnsupported(Conflict):
+    """A worker speaking a protocol this server does not serve (409): it must not run
+    jobs here; the message says whether the worker or the servers need upgrading."""
+
+    code = PROTOCOL_REFUSED
 
 
 def _desk(ctx: Context) -> WorkerDesk:
@@ -75,11 +90,25 @@ def _check_worker_id(worker_id: str) -> None:
 async def heartbeat(ctx: Context, token: WorkerToken, hello: Hello) -> HeartbeatAnswer:
     """Register the worker or refresh its record; answer its drain order and times.
 
+    A worker speaking a protocol this server does not serve is refused before it is
+    registered (:class:`WorkerProtocolUnsupported`), so it never holds a job here.
+
     ``drain`` is true once an admin asked this worker to drain (the flag is read by the
     same statement that refreshes the record); its labels are checked like a jobconfig's.
     """
     _check_worker_id(hello.worker_id)
     check_pool(token, hello.pool)
+    refusal = protocol_refusal(hello.protocol, hello.version)
+    if refusal is not None:
+        raise WorkerProtocolUnsupported(
+            refusal,
+            {
+                "worker_protocol": hello.protocol,
+                "protocol_min": PROTOCOL_MIN,
+                "protocol_max": PROTOCOL_VERSION,
+                "server_version": __version__,
+            },
+        )
     if hello.slots < 1:
         raise InvalidInput("slots must be at least 1", {"field": "slots"})
     info = WorkerInfo(

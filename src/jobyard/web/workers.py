@@ -1,5 +1,6 @@
 """The workers page: heartbeat health, slots in use and the jobs each worker holds; for
-admins, a Drain button per worker (the console's ``POST /api/v1/workers/{id}/drain``)."""
+admins, each worker's release (flagged when it is not this server's: mid-upgrade, or
+forgotten) and a Drain button (the console's ``POST /api/v1/workers/{id}/drain``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import Request
 from starlette.responses import Response
 
+from jobyard import __version__
 from jobyard.core.errors import JobyardError, NotFound
 from jobyard.service import worker_health
 from jobyard.web.pages import (
@@ -45,7 +47,7 @@ async def workers_page(request: Request) -> Response:
             f"Worker {drained} was asked to drain: at its next heartbeat it stops taking "
             "jobs and lets its running ones finish."
         )
-    values = {"nav": "workers", "w": found, "notice": notice}
+    values = {"nav": "workers", "w": found, "notice": notice, "server_version": __version__}
     return view(request, resolved, "workers.html", values)
 
 

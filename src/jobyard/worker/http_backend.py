@@ -36,7 +36,12 @@ from jobyard.core.models import Job
 from jobyard.core.timeutil import utcnow
 from jobyard.worker.logwriter import SecretMasker
 from jobyard.worker.protocol import Assignment, PayloadRef
-from jobyard.worker.wire import RemoteAssignment, assignment_from_json
+from jobyard.worker.wire import (
+    PROTOCOL_REFUSED,
+    RemoteAssignment,
+    assignment_from_json,
+    claimed_protocol,
+)
 
 _log = logging.getLogger("jobyard.worker")
 
@@ -112,6 +117,10 @@ class HttpBackend:
         self.lease_seconds: float | None = None
         self.heartbeat_seconds: float | None = None
         self.drain_requested = False
+        #: The worker protocol sent with each heartbeat.
+        self.protocol = claimed_protocol()
+        #: Why the server refused this worker's protocol (then it drains and exits).
+        self.refused: str | None = None
         #: Called once when the server asks this worker to drain.
         self.on_drain: Callable[[], None] | None = None
         self.started_at = utcnow()
@@ -184,24 +193,36 @@ class HttpBackend:
     # -- registration -----------------------------------------------------------------------
     async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> bool:
         """Register or refresh this worker; note the lease time; True when the server asks
-        it to drain (the long-poll in flight is given up at once, through ``on_drain``)."""
+        it to drain (the long-poll in flight is given up at once, through ``on_drain``).
+
+        A server that does not serve this worker's protocol (say, upgraded under it)
+        refuses it: the worker notes why in ``refused`` and drains, so it exits.
+        """
         self._worker_id = worker_id
-        answer = await self._once(
-            "POST",
-            "/api/v1/worker/heartbeat",
-            json={
-                "worker_id": worker_id,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "version": f"{__version__} ({platform.python_implementation()})",
-                "pool": self.pool,
-                "slots": self.slots,
-                "labels": self.labels,
-                "started_at": self.started_at.isoformat(),
-                "running": running,
-                "draining": draining,
-            },
-        )
+        try:
+            answer = await self._once(
+                "POST",
+                "/api/v1/worker/heartbeat",
+                json={
+                    "worker_id": worker_id,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "version": f"{__version__} ({platform.python_implementation()})",
+                    "protocol": self.protocol,
+                    "pool": self.pool,
+                    "slots": self.slots,
+                    "labels": self.labels,
+                    "started_at": self.started_at.isoformat(),
+                    "running": running,
+                    "draining": draining,
+                },
+            )
+        except ServerRefused as exc:
+            if exc.code == PROTOCOL_REFUSED and self.refused is None:
+                self.refused = exc.message
+                if self.on_drain is not None:
+                    self.on_drain()
+            raise
         self.lease_seconds = float(answer["lease_seconds"])
         self.heartbeat_seconds = float(answer["heartbeat_seconds"])
         drain = bool(answer.get("drain"))

@@ -5,6 +5,8 @@ The same :class:`~jobyard.worker.pool.WorkerPool` and runner as the local slots 
 the same sandbox (see :mod:`jobyard.worker.sandbox`); the worker's home, package cache
 and token file are hidden from them, and the token is never in a job's environment.
 SIGTERM / SIGINT drain: running jobs finish, no new one is taken, the process exits 0.
+A server refusing the worker's protocol (see :mod:`jobyard.worker.wire`) is not retried:
+the worker exits non-zero with the server's message (after its running jobs, if any).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class RemoteOptions:
 
 
 class WorkerStartError(Exception):
-    """The worker cannot start (bad token, unreachable server, unusable folders)."""
+    """The worker cannot start or go on (bad token, unreachable server, unusable folders,
+    a worker protocol the server does not serve)."""
 
 
 def _prepare_home(home: Path, *, searchable: bool) -> None:
@@ -113,6 +116,8 @@ async def run_remote_worker(opts: RemoteOptions) -> int:
         await pool.run()
         for task in draining:
             await task
+        if backend.refused is not None:  # the server stopped serving this protocol
+            raise WorkerStartError(f"the server refused this worker: {backend.refused}")
         return 0
     finally:
         await backend.close()

@@ -61,6 +61,13 @@ class HeartbeatIn(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     running: int = Field(default=0, ge=0)
     draining: bool = False
+    protocol: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="The worker protocol it speaks (absent: a worker from before it was "
+        "numbered, served as protocol 1).",
+    )
 
 
 class HeartbeatOut(BaseModel):
@@ -69,17 +76,25 @@ class HeartbeatOut(BaseModel):
     drain: bool = Field(description="True: finish running jobs, take no new ones, exit.")
     lease_seconds: float = Field(description="A job's lease: renew well within it.")
     heartbeat_seconds: float = Field(description="How often to heartbeat and renew.")
+    protocol_min: int = Field(description="The oldest worker protocol this server serves.")
+    protocol_max: int = Field(description="The newest worker protocol this server serves.")
+    server_version: str = Field(description="This server's jobyard release.")
 
 
-@router.post("/heartbeat", response_model=HeartbeatOut)
+@router.post("/heartbeat", response_model=HeartbeatOut, responses=errors(409))
 async def heartbeat(ctx: Ctx, token: Worker, body: HeartbeatIn) -> HeartbeatOut:
-    """Register the worker or refresh its record (health in ``GET /api/v1/workers``)."""
+    """Register the worker or refresh its record (health in ``GET /api/v1/workers``);
+    409 ``worker_protocol_unsupported`` for a worker protocol outside
+    ``protocol_min``..``protocol_max`` (the message says what to upgrade)."""
     hello = remote_workers.Hello(**body.model_dump())
     answer = await remote_workers.heartbeat(ctx, token, hello)
     return HeartbeatOut(
         drain=answer.drain,
         lease_seconds=answer.lease_seconds,
         heartbeat_seconds=answer.heartbeat_seconds,
+        protocol_min=answer.protocol_min,
+        protocol_max=answer.protocol_max,
+        server_version=answer.server_version,
     )
 
 
