@@ -67,7 +67,7 @@ GAMMA = "gamma"
 #: A job of the partition scenario: runs past the stop, then writes what a late worker
 #: would try to report (a log line and an output file).
 LATE_SCRIPT = (
-    "echo started; sleep 3; echo late-line; "
+    "echo started; sleep 10; echo late-line; "
     'echo late > "$LOCAL_JOB_OUT_DIR/late.txt"; sleep 0.2; echo done'
 )
 
@@ -89,6 +89,9 @@ class Chaos:
     """What the chaos thread did, and when (wall clock)."""
 
     kills: list[tuple[str, float]] = field(default_factory=list)
+    #: Set while the partition scenario runs: no kill meanwhile (its worker's server
+    #: must be up to see its jobs run, and to refuse the late reports).
+    calm: threading.Event = field(default_factory=threading.Event)
     pg_restart: tuple[float, float] | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -237,6 +240,8 @@ def _chaos(
     rng = random.Random(20261207)
     rounds = 0
     while not stop.wait(CHAOS_EVERY):
+        if record.calm.is_set():
+            continue
         rounds += 1
         try:
             if rounds == 4:
@@ -300,9 +305,21 @@ def _overlap(intervals: list[tuple[datetime, datetime]]) -> int:
     return best
 
 
-def _partition(api: Api, conn: Db, gamma: Member) -> dict[int, dict[str, Any]]:
+def _partition(
+    api: Api, conn: Db, gamma: Member, calm: threading.Event
+) -> dict[int, dict[str, Any]]:
     """Stop the gamma worker while two jobs of it run, until they end FAILED; resume it.
-    Answers what each failed job looked like before the worker came back."""
+    Answers what each failed job looked like before the worker came back. No kill
+    happens meanwhile (``calm``): the worker's server must see the jobs run, then refuse
+    what the worker sends late."""
+    calm.set()
+    try:
+        return _partition_calm(api, conn, gamma)
+    finally:
+        calm.clear()
+
+
+def _partition_calm(api: Api, conn: Db, gamma: Member) -> dict[int, dict[str, Any]]:
     r = api.call(
         "POST",
         "/api/v1/jobconfigs",
@@ -417,7 +434,7 @@ def test_chaos_every_job_ends_exactly_once(
             chaos.start()
             started = time.monotonic()
             submitted = _submit_all(api, specs)
-            partition_before = _partition(api, conn, gamma)
+            partition_before = _partition(api, conn, gamma, record.calm)
 
             deadline = time.monotonic() + 900
             while _all_ended(conn):
