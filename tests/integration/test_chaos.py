@@ -329,11 +329,23 @@ def _partition_calm(api: Api, conn: Db, gamma: Member) -> dict[int, dict[str, An
     jc = r.json()["id"]
     ids = [api.call("POST", f"/api/v1/jobconfigs/{jc}/run").json()["id"] for _ in range(2)]
     deadline = time.monotonic() + 240  # its server may be down a while: chaos
+    seen: list[tuple[float, str]] = []
     while True:
         rows = conn.rows("SELECT status FROM jobs WHERE id = ANY(%s)", (ids,))
         if all(row["status"] == "RUNNING" for row in rows):
             break
-        assert time.monotonic() < deadline, f"partition jobs never ran: {rows}\n{gamma.tail()}"
+        if time.monotonic() > deadline:
+            events = conn.rows(
+                "SELECT job_id, status, at, actor FROM job_events WHERE job_id = ANY(%s) "
+                "ORDER BY id",
+                (ids,),
+            )
+            seen_text = "\n".join(f"{t:.2f} {st}" for t, st in seen)
+            raise AssertionError(
+                f"the partition jobs never ran together: {rows}\n{events}\n{seen_text}\n"
+                + gamma.tail()
+            )
+        seen.append((time.monotonic(), str([row["status"] for row in rows])))
         time.sleep(0.1)
     gamma.signal(signal.SIGSTOP)
     try:
