@@ -323,7 +323,12 @@ def _partition_calm(api: Api, conn: Db, gamma: Member) -> dict[int, dict[str, An
     r = api.call(
         "POST",
         "/api/v1/jobconfigs",
-        json={"name": "partition", "command": ["/bin/sh", "-c", LATE_SCRIPT], "pool": GAMMA},
+        json={
+            "name": "partition",
+            "command": ["/bin/sh", "-c", LATE_SCRIPT],
+            "pool": GAMMA,
+            "max_concurrent": 2,
+        },
     )
     assert r.status_code == 201, r.text
     jc = r.json()["id"]
@@ -393,6 +398,7 @@ def test_chaos_every_job_ends_exactly_once(
         workers: list[Member] = []
         conn = Db(database_url)
         gamma: Member | None = None
+        watcher_db = Db(database_url)
         stop = threading.Event()
         threads: list[threading.Thread] = []
         try:
@@ -423,7 +429,6 @@ def test_chaos_every_job_ends_exactly_once(
             every = [*workers, gamma]
 
             seen_workers: dict[str, dict[str, Any]] = {}
-            watcher_db = Db(database_url)
 
             def watch_workers() -> None:
                 # Workers restarted by the chaos register anew: remember every row seen.
@@ -490,6 +495,7 @@ def test_chaos_every_job_ends_exactly_once(
             for thread in threads:
                 thread.join(timeout=120)
             conn.close()
+            watcher_db.close()
             api.close()
             for member in workers:
                 member.stop()
