@@ -565,8 +565,23 @@ def _check(
                 starts = [e["at"] for e in events[j["id"]] if e["status"] == "INITIALIZING"]
                 ends = [e["at"] for e in events[j["id"]] if e["status"] in TERMINAL]
                 if starts:
-                    held.append((starts[0], ends[0]))
-            assert _overlap(held) <= spec.max_concurrent, spec
+                    held.append((starts[0], ends[0], j["id"]))
+            most = _overlap([(a, b) for a, b, _ in held])
+            if most > spec.max_concurrent:
+                crowded = [
+                    (x, y)
+                    for x in held
+                    for y in held
+                    if x[2] < y[2] and x[0] < y[1] and y[0] < x[1]
+                ][:3]
+                detail = [
+                    (job_id, events[job_id], rows[job_id])
+                    for pair in crowded
+                    for _, _, job_id in pair
+                ]
+                raise AssertionError(
+                    f"{spec}: {most} jobs held at once, limit {spec.max_concurrent}: {detail}"
+                )
 
     # Orphans: jobs of a killed worker ended FAILED within the lease time; retried per policy.
     pids_killed = record.kills
