@@ -341,9 +341,7 @@ async def test_running_logs_are_shipped_as_pieces(
     """A spool file on the host of a local slot reaches another replica as pieces while
     it grows; sealing it uploads it whole and deletes the pieces."""
     bucket = s3_server.new_bucket()
-    here = S3BlobStore(
-        bucket, "p", spool=tmp_path / "a", endpoint_url=s3_server.endpoint, ship_pieces=True
-    )
+    here = S3BlobStore(bucket, "p", spool=tmp_path / "a", endpoint_url=s3_server.endpoint)
     there = S3BlobStore(bucket, "p", spool=tmp_path / "b", endpoint_url=s3_server.endpoint)
     shipper = LogShipper(here)
     key = "logs/0/5.log"
@@ -361,8 +359,9 @@ async def test_running_logs_are_shipped_as_pieces(
         f.flush()
         assert await LogShipper(here).ship() == 1  # a restarted server resumes, no resend
         assert await read_all(there, key) == b"one\ntwo\n"
+    assert here.shipped_marker(key).exists()
     await here.seal(key)
-    assert not path.exists()
+    assert not path.exists() and not here.shipped_marker(key).exists()
     assert s3_server.keys(bucket) == ["p/logs/0/5.log"]
     assert await read_all(there, key) == b"one\ntwo\n"
     assert await shipper.ship() == 0

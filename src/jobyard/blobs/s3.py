@@ -76,12 +76,8 @@ class S3BlobStore:
         spool: Path,
         endpoint_url: str | None = None,
         client: S3Client | None = None,
-        ship_pieces: bool = False,
     ) -> None:
         self._bucket = bucket
-        #: Spool files are shipped as pieces (:mod:`jobyard.blobs.ship`): sealing one
-        #: also deletes its pieces. Off, sealing a spool file is one upload, no more.
-        self.ship_pieces = ship_pieces
         self._prefix = prefix.strip("/")
         self._spool = spool
         self._endpoint = endpoint_url
@@ -261,14 +257,24 @@ class S3BlobStore:
         """A file under the local spool folder (the writer creates its folder)."""
         return self._spool.joinpath(*key_parts(key))
 
+    def shipped_marker(self, key: str) -> Path:
+        """A file beside the spool file of ``key`` saying that pieces of it were shipped
+        (:mod:`jobyard.blobs.ship`): sealing it deletes them. Without it (a job shorter
+        than one shipping round) sealing is one upload and nothing more."""
+        path = self.spool_path(key)
+        return path.with_name(f".{path.name}.shipped")
+
     async def seal(self, key: str) -> None:
         """Upload the spool file of ``key`` whole and remove it; without one, join the
         pieces of ``key`` (from any replica) into its object. Nothing when neither."""
         path = self.spool_path(key)
         if path.is_file():
             await self.put_file(key, path, move=True)
-            if self.ship_pieces:
+            marker = self.shipped_marker(key)
+            if marker.exists():  # shipped while it ran: its pieces are stale now
                 await self._delete_names([p.name for p in await self._pieces(key)])
+                with contextlib.suppress(FileNotFoundError):
+                    marker.unlink()
             return
         pieces = await self._pieces(key)
         if not pieces:

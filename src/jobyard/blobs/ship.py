@@ -10,6 +10,7 @@ the job path itself gains nothing: no call per job, only this periodic upload.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -34,7 +35,10 @@ class LogShipper:
         """Upload what each spool file gained since the last call; answer how many pieces.
 
         A spool file that disappears meanwhile was sealed (its object holds every byte):
-        the piece just uploaded for it is deleted again, so none outlives the seal.
+        the piece just uploaded for it is deleted again, so none outlives the seal. A
+        marker file beside a shipped spool file tells the seal to delete the pieces
+        (:meth:`~jobyard.blobs.s3.S3BlobStore.shipped_marker`): a job that ends within one
+        round costs its seal no more than before.
         """
         keys = await self._blobs.spooled("logs")
         pieces = 0
@@ -47,19 +51,23 @@ class LogShipper:
             done = self._shipped.get(key)
             if done is None:  # first seen (or this server restarted): ask the bucket
                 done = await self._blobs.pieces_size(key)
+            marker = self._blobs.shipped_marker(key)
             while done < size:
                 data = await asyncio.to_thread(_read_range, path, done, PIECE_MAX_BYTES)
                 if not data:
                     break
+                marker.touch()  # before the piece: the seal then knows to delete it
                 name = await self._blobs.put_piece(key, done, data)
                 pieces += 1
-                if not path.exists():
+                if not path.exists():  # sealed meanwhile, perhaps after listing pieces
                     await self._blobs.delete_piece(name)
                     break
                 done += len(data)
             self._shipped[key] = done
         for gone in set(self._shipped) - set(keys):
             del self._shipped[gone]
+            with contextlib.suppress(FileNotFoundError):
+                self._blobs.shipped_marker(gone).unlink()  # left by a race with the seal
         return pieces
 
     async def run(self, interval: float) -> None:

@@ -243,7 +243,6 @@ async def _child_main(fd: int) -> None:
             settings.blobs_url,
             folder=settings.effective_blobs_dir,
             endpoint_url=settings.s3_endpoint_url,
-            log_piece_seconds=settings.s3_log_piece_seconds,
         ),
         bus,
     )
