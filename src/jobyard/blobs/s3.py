@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobyard.blobs.local import gap_refused, key_parts
-from jobyard.blobs.pieces import PARTS_SUFFIX, Piece, layout, parse_pieces, piece_name
+from jobyard.blobs.pieces import (
+    PARTS_SUFFIX,
+    Piece,
+    Segment,
+    ending_after,
+    layout,
+    parse_pieces,
+    piece_name,
+)
 from jobyard.core.errors import BlobsUnavailable, Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -44,6 +52,7 @@ log = logging.getLogger("jobyard.blobs")
 #: Seconds a caller should wait before retrying after a transient bucket failure.
 RETRY_AFTER_SECONDS = 2
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
+_SEAL_FETCHES = 8  # pieces fetched at once when sealing
 _MISSING = ("404", "NoSuchKey", "NotFound")
 _TRANSIENT = (
     "SlowDown",
@@ -293,31 +302,40 @@ class S3BlobStore:
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as f:
-                for seg in segments:
-                    async for chunk in self._read_object(
-                        seg.piece.name, seg.skip, seg.piece.size, key=key
-                    ):
-                        f.write(chunk)
+                # A few pieces at a time: a long log has thousands of small ones.
+                for start in range(0, len(segments), _SEAL_FETCHES):
+                    batch = segments[start : start + _SEAL_FETCHES]
+                    for data in await asyncio.gather(*(self._segment(key, s) for s in batch)):
+                        f.write(data)
             await self.put_file(key, tmp, move=True)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         await self._delete_names([p.name for p in pieces])
 
+    async def _segment(self, key: str, seg: Segment) -> bytes:
+        chunks = [
+            c async for c in self._read_object(seg.piece.name, seg.skip, seg.piece.size, key=key)
+        ]
+        return b"".join(chunks)
+
     async def append(self, key: str, offset: int, data: bytes) -> int:
         """Store the new bytes of the piece as an object of their own (see
-        :mod:`jobyard.blobs.pieces`); one LIST, then one PUT when something is new."""
+        :mod:`jobyard.blobs.pieces`): one LIST of the pieces ending at ``offset`` or
+        later, then one PUT when something is new."""
         if offset < 0:
             raise InvalidInput("offset must not be negative", {"field": "offset"})
-        pieces = await self._pieces(key)
-        if not pieces:
+        pieces = await self._pieces(key, after=offset - 1)
+        if pieces:  # the pieces never leave a gap: the blob ends where the last one does
+            size = max(p.end for p in pieces)
+        else:  # the blob ends before offset: a gap, a first piece, or a sealed blob
             head = await self._head(key)
             if head is not None:
                 sealed = int(head["ContentLength"])
                 if offset + len(data) <= sealed:
                     return sealed
                 raise Conflict(f"{key!r} is sealed: no piece is added to it any more")
-        size, _segments, _gap = layout(pieces)
+            size = layout(await self._pieces(key))[0]
         if offset > size:
             raise gap_refused(offset, size)
         skip = size - offset
@@ -333,9 +351,12 @@ class S3BlobStore:
     def _pieces_folder(self, key: str) -> str:
         return self._key(key) + PARTS_SUFFIX
 
-    async def _pieces(self, key: str) -> list[Piece]:
+    async def _pieces(self, key: str, *, after: int = -1, limit: int = 0) -> list[Piece]:
+        """The pieces of ``key`` ending past ``after`` (all by default), by offset;
+        ``limit`` > 0 stops listing after that many objects."""
         folder = self._pieces_folder(key)
-        objects = await self._list(folder)
+        start = ending_after(folder, after) if after >= 0 else ""
+        objects = await self._list(folder, start_after=start, limit=limit)
         return parse_pieces(folder, [(str(o["Key"]), int(o.get("Size", 0))) for o in objects])
 
     async def pieces_size(self, key: str) -> int:
@@ -345,7 +366,7 @@ class S3BlobStore:
     async def put_piece(self, key: str, offset: int, data: bytes) -> str:
         """Store ``data`` as the piece of ``key`` at ``offset`` (no check: the caller
         knows the pieces end there); answer its object name, for :meth:`delete_piece`."""
-        name = piece_name(self._pieces_folder(key), offset)
+        name = piece_name(self._pieces_folder(key), offset, len(data))
         await self._run(lambda: self._client().put_object(Bucket=self._bucket, Key=name, Body=data))
         return name
 
@@ -368,7 +389,7 @@ class S3BlobStore:
         """A spool file on this host, an object in the bucket, or pieces of it."""
         if self.spool_path(key).is_file() or await self._head(key) is not None:
             return True
-        return bool(await self._pieces(key))
+        return bool(await self._pieces(key, limit=1))
 
     async def size(self, key: str) -> int | None:
         """Size of the spool file while it grows here, else of the object, else of the
@@ -406,13 +427,17 @@ class S3BlobStore:
             return
         head = await self._head(key)
         if head is None:
-            pieces = await self._pieces(key)
+            # The pieces a reader at ``offset`` needs, and the one ending there (so that
+            # "nothing new yet" is told from "no such blob").
+            pieces = await self._pieces(key, after=offset - 1)
             if pieces:
                 async for chunk in self._read_pieces(key, pieces, offset, chunk_size):
                     yield chunk
                 return
             head = await self._head(key)  # sealed between the HEAD and the LIST
             if head is None:
+                if offset > 0 and await self._pieces(key, limit=1):
+                    return  # a reader past the end of a growing blob: nothing yet
                 raise NotFound(f"blob {key!r} not found", {"key": key})
         async for chunk in self._read_object(
             self._key(key), offset, int(head["ContentLength"]), key=key, chunk_size=chunk_size
@@ -424,25 +449,22 @@ class S3BlobStore:
     ) -> AsyncIterator[bytes]:
         """The bytes the pieces make from ``offset``; when a piece vanished (the blob was
         sealed meanwhile) the rest comes from the object."""
-        _size, segments, _gap = layout(pieces)
+        _size, segments, _gap = layout(pieces, offset)
         for seg in segments:
-            end = seg.start + seg.length
-            if end <= offset:
-                continue
-            into = seg.skip + max(0, offset - seg.start)
             try:
                 async for chunk in self._read_object(
-                    seg.piece.name, into, seg.piece.size, key=key, chunk_size=chunk_size
+                    seg.piece.name, seg.skip, seg.piece.size, key=key, chunk_size=chunk_size
                 ):
                     offset += len(chunk)
                     yield chunk
             except NotFound:
-                size = await self.size(key)
-                if size is None:
+                head = await self._head(key)
+                if head is None:
                     raise
                 async for chunk in self._read_object(
-                    self._key(key), offset, size, key=key, chunk_size=chunk_size
-                ):
+                    self._key(key), offset, int(head["ContentLength"]), key=key,
+                    chunk_size=chunk_size,
+                ):  # fmt: skip
                     yield chunk
                 return
 
@@ -482,13 +504,21 @@ class S3BlobStore:
         await self.get_file(key, dest)
         return dest
 
-    async def _list(self, prefix: str) -> list[dict[str, Any]]:
-        """Every object whose name starts with ``prefix`` (an object-name prefix)."""
+    async def _list(
+        self, prefix: str, *, start_after: str = "", limit: int = 0
+    ) -> list[dict[str, Any]]:
+        """Every object whose name starts with ``prefix`` (an object-name prefix), or
+        those named after ``start_after``; ``limit`` > 0: that many at most."""
 
         def walk() -> list[dict[str, Any]]:
             pages = self._client().get_paginator("list_objects_v2")
             found: list[dict[str, Any]] = []
-            for page in pages.paginate(Bucket=self._bucket, Prefix=prefix):
+            args: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
+            if start_after:
+                args["StartAfter"] = start_after
+            if limit:
+                args["PaginationConfig"] = {"MaxItems": limit}
+            for page in pages.paginate(**args):
                 found.extend(dict(o) for o in page.get("Contents", []))
             return found
 
