@@ -76,7 +76,7 @@ def parse_pieces(folder: str, objects: list[tuple[str, int]]) -> list[Piece]:
             and int(end) - int(start) == size
         ):
             found.append(Piece(name, int(start), size))
-    found.sort(key=lambda p: (p.offset, p.size))
+    found.sort(key=lambda p: (p.offset, -p.size))  # the longest of pieces alike first
     return found
 
 
