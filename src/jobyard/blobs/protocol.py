@@ -61,7 +61,9 @@ class BlobStore(Protocol):
         """Stream the blob from ``offset`` to its current end (``NotFound`` when absent).
 
         A blob still being written on this host (see :meth:`spool_path`) is read from
-        its spool file, so a log can be followed while its job runs.
+        its spool file, and one growing by :meth:`append` from what every host appended
+        so far, so a log can be followed while its job runs, through any server. A
+        reader past the end of a growing blob gets nothing (more may come).
         """
         ...
 
