@@ -365,3 +365,21 @@ async def test_running_logs_are_shipped_as_pieces(
     assert s3_server.keys(bucket) == ["p/logs/0/5.log"]
     assert await read_all(there, key) == b"one\ntwo\n"
     assert await shipper.ship() == 0
+
+
+async def test_a_reader_racing_the_seal_reads_on_from_the_object(
+    s3_server: S3Server, tmp_path: Path, aws_env: None
+) -> None:
+    """A reader that listed the pieces just before another replica sealed the blob (and
+    deleted them) reads the rest from the sealed object, from where it was."""
+    bucket = s3_server.new_bucket()
+    reader = S3BlobStore(bucket, "", spool=tmp_path / "a", endpoint_url=s3_server.endpoint)
+    sealer = S3BlobStore(bucket, "", spool=tmp_path / "b", endpoint_url=s3_server.endpoint)
+    key = "logs/0/6.log"
+    for offset, piece in ((0, b"one\n"), (4, b"two\n"), (8, b"three\n")):
+        await reader.append(key, offset, piece)
+    listed = await reader._pieces(key)  # what the reader listed before the seal
+    await sealer.seal(key)
+    assert [k for k in s3_server.keys(bucket) if ".parts/" in k] == []
+    got = [c async for c in reader._read_pieces(key, listed, 2, 3)]
+    assert b"".join(got) == b"e\ntwo\nthree\n"
