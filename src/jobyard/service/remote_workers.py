@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from jobyard import __version__
-from jobyard.blobs.append import append_at
 from jobyard.blobs.keys import log_key, output_key, package_key, payload_job
 from jobyard.core.claims import EndReport, ReportOutcome
 from jobyard.core.errors import Conflict, InvalidInput, NotFound, TooLarge
@@ -211,8 +210,9 @@ async def report_end(
         reason=None if reason is None else reason[:2000],
         actor=f"worker:{worker_id}",
     )
-    # Sealing needs no holder check: the spool holds only pieces accepted while the job
-    # was held (each append checks), so a refused end seals nothing it should not.
+    # Sealing needs no holder check: the pieces were accepted only while the job was held
+    # (each append checks), so a refused end seals nothing it should not. Any replica
+    # seals: the pieces are in the store, whichever replica received them.
     await ctx.blobs.seal(log_key(job_id))
     return _accepted(await _desk(ctx).end(worker_id, report), worker_id)
 
@@ -312,7 +312,7 @@ async def append_log(ctx: Context, worker_id: str, job_id: int, offset: int, dat
     if offset < 0:
         raise InvalidInput("offset must not be negative", {"field": "offset"})
     await held_job(ctx, worker_id, job_id)
-    size = await append_at(ctx.blobs, log_key(job_id), offset, data)
+    size = await ctx.blobs.append(log_key(job_id), offset, data)
     ctx.bus.job_changed(job_id)  # log followers on this server read on at once
     return size
 
