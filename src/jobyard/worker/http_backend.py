@@ -11,6 +11,18 @@ log pieces, outputs, end) are retried with back-off until the server answers, le
 renewals that cannot reach it count as "unreachable", not "lost" (see
 :mod:`jobyard.worker.pool`). A job whose lease expired meanwhile is failed by the
 server (``worker lost``); its late reports are refused (409) and dropped here.
+
+**Claiming ahead.** One acquisition stays in flight whenever there is room: free slots
+plus ``prefetch`` jobs claimed ahead of them (default: as many as the slots). A freed
+slot then starts a claimed-ahead job at once instead of waiting for a round trip. Such a
+job is held like a running one: its lease is renewed with the others, and a lost lease
+drops it. When the worker drains (SIGTERM, a drain order) it stops claiming and ends the
+claimed-ahead jobs it has not started FAILED (``worker lost: ...``) at once; a killed
+worker's are failed by the server when their lease expires, like its running jobs.
+
+**Reports** (RUNNING, end) are queued and sent by one sender, in order, many per call:
+an end is queued after its job's RUNNING report and may travel in the same call, where
+the server applies RUNNING reports before end reports.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import logging
 import os
 import platform
 import socket
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +71,8 @@ _RETRIED = {502, 503, 504}
 REPORTS_PER_CALL = 200
 #: Download chunk size.
 _CHUNK = 256 * 1024
+#: Why a claimed-ahead job never started: the worker drained or stopped first.
+NOT_STARTED_REASON = "worker lost: the worker stopped before starting it"
 
 
 class ServerRefused(Exception):
@@ -104,16 +119,22 @@ class HttpBackend:
         labels: dict[str, str] | None = None,
         wait_seconds: float = 25.0,
         patience: float = 3600.0,
+        prefetch: int | None = None,
     ) -> None:
         """``state_dir`` holds logs being sent and payload downloads; ``cache_dir`` the
         package downloads (by sha256, shared by every job of this host); ``patience``:
-        how long reports are retried while the server cannot be reached."""
+        how long reports are retried while the server cannot be reached; ``prefetch``:
+        most jobs claimed ahead of free slots (None: ``slots``; 0: claim only for free
+        slots)."""
+        if prefetch is not None and prefetch < 0:
+            raise ValueError("prefetch must not be negative")
         self.server = server.rstrip("/")
         self.pool = pool
         self.slots = slots
         self.labels = dict(labels or {})
         self.wait_seconds = wait_seconds
         self.patience = patience
+        self.prefetch = slots if prefetch is None else prefetch
         self.lease_seconds: float | None = None
         self.heartbeat_seconds: float | None = None
         self.drain_requested = False
@@ -147,14 +168,24 @@ class HttpBackend:
             tuple[str, dict[str, Any], asyncio.Future[tuple[bool, str | None]]]
         ] = []
         self._reporter: asyncio.Task[None] | None = None
-        #: Jobs whose RUNNING report was made: set once it is answered.
-        self._running_sent: dict[int, asyncio.Event] = {}
         self._payloads: dict[int, list[Path]] = {}
-        self._acquiring: asyncio.Task[list[Job]] | None = None
+        #: Jobs claimed and not handed to the pool yet (claimed ahead), oldest first.
+        self._backlog: deque[Job] = deque()
+        #: The task keeping an acquisition in flight while there is room.
+        self._fetcher: asyncio.Task[None] | None = None
+        #: Resolved when the acquisition in flight is answered (or fails).
+        self._answered: asyncio.Future[None] | None = None
+        #: Set when room may have appeared (slots freed, claimed-ahead jobs taken).
+        self._room: asyncio.Event | None = None
+        self._free_now: Callable[[], int] | None = None
+        self._handing_back: list[asyncio.Task[None]] = []
         self._stopped = False
 
     async def close(self) -> None:
-        """Close the connections."""
+        """Finish handing back claimed-ahead jobs, then close the connections."""
+        for task in self._handing_back:
+            with contextlib.suppress(Exception):
+                await task
         await self._client.aclose()
 
     # -- transport ------------------------------------------------------------------------
@@ -233,11 +264,48 @@ class HttpBackend:
         return drain
 
     # -- acquisition ------------------------------------------------------------------------
+    @property
+    def claimed_ahead(self) -> int:
+        """How many claimed jobs wait for a free slot here."""
+        return len(self._backlog)
+
     def stop_acquiring(self) -> None:
-        """Abandon the long-poll in flight and acquire nothing more (drain)."""
+        """Abandon the acquisition in flight, claim nothing more (drain) and end the
+        claimed-ahead jobs FAILED (``worker lost``): they never started."""
+        if self._stopped:
+            return
         self._stopped = True
-        if self._acquiring is not None:
-            self._acquiring.cancel()
+        if self._fetcher is not None:
+            self._fetcher.cancel()
+        self._wake_acquirers(None)
+        self._hand_back_backlog()
+
+    def _hand_back_backlog(self) -> None:
+        if self._backlog:
+            left = list(self._backlog)
+            self._backlog.clear()
+            task = asyncio.get_running_loop().create_task(
+                self._hand_back(left), name="worker-hand-back"
+            )
+            self._handing_back.append(task)
+
+    async def _hand_back(self, jobs: list[Job], reason: str = NOT_STARTED_REASON) -> None:
+        """End jobs claimed ahead and never started (their end reports go together)."""
+        ends = [
+            self.end(
+                job.id,
+                worker_id=self._worker_id,
+                status=JobStatus.FAILED,
+                exit_code=None,
+                reason=reason,
+            )
+            for job in jobs
+        ]
+        results = await asyncio.gather(*ends, return_exceptions=True)
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                _log.warning("job %s claimed ahead: end not reported: %s", job.id, result)
+            self.forget(job.id)
 
     async def acquire(
         self,
@@ -247,19 +315,73 @@ class HttpBackend:
         limit: int,
         free_now: Callable[[], int] | None = None,
     ) -> list[Job]:
-        """Long-poll the server for up to ``limit`` jobs (answers at once when queued)."""
+        """Up to ``limit`` jobs: claimed-ahead ones at once, else those of the
+        acquisition in flight when it is answered (it long-polls the server; an empty
+        answer is an empty list). ``free_now`` tells the free slots at any moment: the
+        acquisition in flight asks for those plus ``prefetch``, less those claimed
+        ahead."""
         self._worker_id = worker_id
         if self._stopped or limit <= 0:
             return []
-        self._acquiring = asyncio.create_task(self._acquire(worker_id, pool, limit))
-        try:
-            return await self._acquiring
-        except asyncio.CancelledError:
-            if self._stopped and not _current_cancelling():
+        self._free_now = free_now
+        if self._room is None:
+            self._room = asyncio.Event()
+        while True:
+            if self._backlog:
+                count = min(limit, len(self._backlog))
+                jobs = [self._backlog.popleft() for _ in range(count)]
+                self._room.set()  # the pool started these: room for more ahead
+                return jobs
+            if self._stopped:
                 return []
-            raise
-        finally:
-            self._acquiring = None
+            if self._answered is None:
+                self._answered = asyncio.get_running_loop().create_future()
+                self._answered.add_done_callback(_retrieved)
+            answered = self._answered
+            if self._fetcher is None or self._fetcher.done():
+                self._fetcher = asyncio.get_running_loop().create_task(
+                    self._fetch(worker_id, pool, limit), name="worker-acquire"
+                )
+            self._room.set()
+            await asyncio.shield(answered)  # raises what the acquisition raised
+            if not self._backlog:
+                return []
+
+    def _room_now(self, fallback: int) -> int:
+        free = self._free_now() if self._free_now is not None else fallback
+        return max(free, 0) + self.prefetch - len(self._backlog)
+
+    async def _fetch(self, worker_id: str, pool: str, fallback: int) -> None:
+        """Keep one acquisition in flight while there is room (see :meth:`acquire`); a
+        failed one ends the task: the pool's next :meth:`acquire`, after its back-off,
+        starts another."""
+        room_event = self._room
+        if room_event is None:
+            raise RuntimeError("acquire() was not called")
+        while not self._stopped:
+            room = self._room_now(fallback)
+            if room <= 0:
+                room_event.clear()
+                await room_event.wait()
+                continue
+            try:
+                jobs = await self._acquire(worker_id, pool, room)
+            except Exception as exc:
+                self._wake_acquirers(exc)
+                return
+            self._backlog.extend(jobs)
+            if self._stopped:  # answered while stopping: these never start either
+                self._hand_back_backlog()
+                return
+            self._wake_acquirers(None)
+
+    def _wake_acquirers(self, exc: Exception | None) -> None:
+        answered, self._answered = self._answered, None
+        if answered is not None and not answered.done():
+            if exc is None:
+                answered.set_result(None)
+            else:
+                answered.set_exception(exc)
 
     async def _acquire(self, worker_id: str, pool: str, limit: int) -> list[Job]:
         answer = await self._once(
@@ -435,30 +557,11 @@ class HttpBackend:
     ) -> Coroutine[Any, Any, bool]:
         """INITIALIZING -> RUNNING on the server; False when the job is not ours (409).
 
-        Not a coroutine function: the call itself (before the report is awaited or even
-        scheduled) records that RUNNING is on its way, so the job's end report waits for
-        it — two HTTP calls may otherwise land in either order, and an end arriving
-        first would be refused for a job still INITIALIZING.
+        Not a coroutine function: the report is queued by the call itself (before the
+        answer is awaited or even scheduled), so the job's end report, queued later, is
+        sent after it — in the same call or a later one — without waiting for its
+        answer.
         """
-        sent = self._running_sent[job_id] = asyncio.Event()
-        return self._set_running(job_id, worker_id, pid, started_at, sent)
-
-    async def _set_running(
-        self,
-        job_id: int,
-        worker_id: str,
-        pid: int | None,
-        started_at: datetime | None,
-        sent: asyncio.Event,
-    ) -> bool:
-        try:
-            return await self._report_running(job_id, worker_id, pid, started_at)
-        finally:
-            sent.set()
-
-    async def _report_running(
-        self, job_id: int, worker_id: str, pid: int | None, started_at: datetime | None
-    ) -> bool:
         item = {
             "job_id": job_id,
             "kind": "running",
@@ -466,7 +569,11 @@ class HttpBackend:
             "started_at": (started_at or utcnow()).isoformat(),
             "record": self._records.pop(job_id, None),
         }
-        moved, _error = await self._report(worker_id, item)
+        answer = self._queue_report(worker_id, item)
+        return self._moved(answer)
+
+    async def _moved(self, answer: asyncio.Future[tuple[bool, str | None]]) -> bool:
+        moved, _error = await asyncio.shield(answer)
         return moved
 
     async def end(
@@ -478,11 +585,8 @@ class HttpBackend:
         exit_code: int | None,
         reason: str | None,
     ) -> None:
-        """Report the end (after its RUNNING report, when one was sent); a job not ours
-        any more (refused) is left as the server has it."""
-        sent = self._running_sent.pop(job_id, None)
-        if sent is not None:
-            await sent.wait()
+        """Report the end (queued after its RUNNING report, when one was made); a job
+        not ours any more (refused) is left as the server has it."""
         item = {
             "job_id": job_id,
             "kind": "end",
@@ -490,20 +594,22 @@ class HttpBackend:
             "exit_code": exit_code,
             "reason": reason,
         }
-        moved, error = await self._report(worker_id, item)
+        moved, error = await asyncio.shield(self._queue_report(worker_id, item))
         if not moved:
             _log.warning("end of job %s not recorded: %s", job_id, error)
 
-    async def _report(self, worker_id: str, item: dict[str, Any]) -> tuple[bool, str | None]:
+    def _queue_report(
+        self, worker_id: str, item: dict[str, Any]
+    ) -> asyncio.Future[tuple[bool, str | None]]:
         """Queue a RUNNING or end report; reports queued while a call is in flight go
-        together in the next one (``POST /api/v1/worker/reports``)."""
+        together in the next one (``POST /api/v1/worker/reports``), in queue order."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[bool, str | None]] = loop.create_future()
         answer.add_done_callback(_retrieved)
         self._reports.append((worker_id, item, answer))
         if self._reporter is None or self._reporter.done():
             self._reporter = loop.create_task(self._send_reports(), name="worker-reports")
-        return await asyncio.shield(answer)
+        return answer
 
     async def _send_reports(self) -> None:
         while self._reports:
@@ -530,10 +636,40 @@ class HttpBackend:
     async def renew(self, *, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
         """Renew leases once (an unreachable server raises ``DatabaseUnavailable``: the
         pool keeps its jobs)."""
+        ahead = [job.id for job in self._backlog]
         answer = await self._once(
-            "POST", "/api/v1/worker/renew", json={"worker_id": worker_id, "job_ids": job_ids}
+            "POST",
+            "/api/v1/worker/renew",
+            json={"worker_id": worker_id, "job_ids": job_ids + ahead},
         )
-        return {int(k): bool(v) for k, v in (answer.get("leases") or {}).items()}
+        leases = {int(k): bool(v) for k, v in (answer.get("leases") or {}).items()}
+        self._renewed_ahead(ahead, leases)
+        return leases
+
+    def _renewed_ahead(self, ahead: list[int], leases: dict[int, bool]) -> None:
+        """Drop claimed-ahead jobs whose lease was lost; end those asked to abort."""
+        lost = {job_id for job_id in ahead if job_id not in leases}
+        aborted = {job_id for job_id in ahead if leases.get(job_id)}
+        if not (lost or aborted):
+            return
+        kept: deque[Job] = deque()
+        ending: list[Job] = []
+        for job in self._backlog:
+            if job.id in lost:
+                _log.warning("lost the lease of job %s (claimed ahead)", job.id)
+                self.forget(job.id)
+            elif job.id in aborted:
+                ending.append(job)
+            else:
+                kept.append(job)
+        self._backlog = kept
+        if ending:
+            task = asyncio.get_running_loop().create_task(
+                self._hand_back(ending, "aborted: abort requested"), name="worker-abort-ahead"
+            )
+            self._handing_back.append(task)
+        if self._room is not None:
+            self._room.set()
 
     async def store_output(self, job_id: int, name: str, path: Path) -> None:
         """Upload one output file (streamed); a job not ours any more keeps nothing."""
@@ -579,7 +715,6 @@ class HttpBackend:
         self._assignments.pop(job_id, None)
         self._records.pop(job_id, None)
         self._maskers.pop(job_id, None)
-        self._running_sent.pop(job_id, None)
         tail = self._tails.pop(job_id, None)
         if tail is not None:
             tail.lost = True
@@ -602,8 +737,3 @@ def _quote(name: str) -> str:
     from urllib.parse import quote
 
     return quote(name, safe="")
-
-
-def _current_cancelling() -> int:
-    task = asyncio.current_task()
-    return 0 if task is None else task.cancelling()
