@@ -12,13 +12,9 @@ renewals that cannot reach it count as "unreachable", not "lost" (see
 :mod:`jobyard.worker.pool`). A job whose lease expired meanwhile is failed by the
 server (``worker lost``); its late reports are refused (409) and dropped here.
 
-**Claiming ahead.** One acquisition stays in flight whenever there is room: free slots
-plus ``prefetch`` jobs claimed ahead of them (default: as many as the slots). A freed
-slot then starts a claimed-ahead job at once instead of waiting for a round trip. Such a
-job is held like a running one: its lease is renewed with the others, and a lost lease
-drops it. When the worker drains (SIGTERM, a drain order) it stops claiming and ends the
-claimed-ahead jobs it has not started FAILED (``worker lost: ...``) at once; a killed
-worker's are failed by the server when their lease expires, like its running jobs.
+**Claiming ahead** of free slots (``prefetch``, default as many as the slots) is
+:class:`~jobyard.worker.claim_ahead.ClaimAhead`'s: claimed-ahead jobs are renewed with
+the running ones, and ended FAILED (``worker lost``) when the worker drains.
 
 **Reports** (RUNNING, end) are queued and sent by one sender, in order, many per call:
 an end is queued after its job's RUNNING report and may travel in the same call, where
@@ -34,7 +30,6 @@ import logging
 import os
 import platform
 import socket
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +42,7 @@ from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job
 from jobyard.core.timeutil import utcnow
+from jobyard.worker.claim_ahead import NOT_STARTED_REASON, ClaimAhead
 from jobyard.worker.logwriter import SecretMasker
 from jobyard.worker.protocol import Assignment, PayloadRef
 from jobyard.worker.wire import (
@@ -71,8 +67,6 @@ _RETRIED = {502, 503, 504}
 REPORTS_PER_CALL = 200
 #: Download chunk size.
 _CHUNK = 256 * 1024
-#: Why a claimed-ahead job never started: the worker drained or stopped first.
-NOT_STARTED_REASON = "worker lost: the worker stopped before starting it"
 
 
 class ServerRefused(Exception):
@@ -126,15 +120,12 @@ class HttpBackend:
         how long reports are retried while the server cannot be reached; ``prefetch``:
         most jobs claimed ahead of free slots (None: ``slots``; 0: claim only for free
         slots)."""
-        if prefetch is not None and prefetch < 0:
-            raise ValueError("prefetch must not be negative")
         self.server = server.rstrip("/")
         self.pool = pool
         self.slots = slots
         self.labels = dict(labels or {})
         self.wait_seconds = wait_seconds
         self.patience = patience
-        self.prefetch = slots if prefetch is None else prefetch
         self.lease_seconds: float | None = None
         self.heartbeat_seconds: float | None = None
         self.drain_requested = False
@@ -169,23 +160,11 @@ class HttpBackend:
         ] = []
         self._reporter: asyncio.Task[None] | None = None
         self._payloads: dict[int, list[Path]] = {}
-        #: Jobs claimed and not handed to the pool yet (claimed ahead), oldest first.
-        self._backlog: deque[Job] = deque()
-        #: The task keeping an acquisition in flight while there is room.
-        self._fetcher: asyncio.Task[None] | None = None
-        #: Resolved when the acquisition in flight is answered (or fails).
-        self._answered: asyncio.Future[None] | None = None
-        #: Set when room may have appeared (slots freed, claimed-ahead jobs taken).
-        self._room: asyncio.Event | None = None
-        self._free_now: Callable[[], int] | None = None
-        self._handing_back: list[asyncio.Task[None]] = []
-        self._stopped = False
+        self._ahead = ClaimAhead(slots if prefetch is None else prefetch, self._give_up)
 
     async def close(self) -> None:
-        """Finish handing back claimed-ahead jobs, then close the connections."""
-        for task in self._handing_back:
-            with contextlib.suppress(Exception):
-                await task
+        """Finish ending the claimed-ahead jobs given up, then close the connections."""
+        await self._ahead.close()
         await self._client.aclose()
 
     # -- transport ------------------------------------------------------------------------
@@ -265,31 +244,21 @@ class HttpBackend:
 
     # -- acquisition ------------------------------------------------------------------------
     @property
+    def prefetch(self) -> int:
+        """Most jobs claimed ahead of free slots."""
+        return self._ahead.prefetch
+
+    @property
     def claimed_ahead(self) -> int:
         """How many claimed jobs wait for a free slot here."""
-        return len(self._backlog)
+        return len(self._ahead)
 
     def stop_acquiring(self) -> None:
         """Abandon the acquisition in flight, claim nothing more (drain) and end the
         claimed-ahead jobs FAILED (``worker lost``): they never started."""
-        if self._stopped:
-            return
-        self._stopped = True
-        if self._fetcher is not None:
-            self._fetcher.cancel()
-        self._wake_acquirers(None)
-        self._hand_back_backlog()
+        self._ahead.stop()
 
-    def _hand_back_backlog(self) -> None:
-        if self._backlog:
-            left = list(self._backlog)
-            self._backlog.clear()
-            task = asyncio.get_running_loop().create_task(
-                self._hand_back(left), name="worker-hand-back"
-            )
-            self._handing_back.append(task)
-
-    async def _hand_back(self, jobs: list[Job], reason: str = NOT_STARTED_REASON) -> None:
+    async def _give_up(self, jobs: list[Job], reason: str = NOT_STARTED_REASON) -> None:
         """End jobs claimed ahead and never started (their end reports go together)."""
         ends = [
             self.end(
@@ -316,72 +285,14 @@ class HttpBackend:
         free_now: Callable[[], int] | None = None,
     ) -> list[Job]:
         """Up to ``limit`` jobs: claimed-ahead ones at once, else those of the
-        acquisition in flight when it is answered (it long-polls the server; an empty
-        answer is an empty list). ``free_now`` tells the free slots at any moment: the
-        acquisition in flight asks for those plus ``prefetch``, less those claimed
-        ahead."""
+        acquisition in flight (a long-poll) when it is answered; see
+        :class:`~jobyard.worker.claim_ahead.ClaimAhead`."""
         self._worker_id = worker_id
-        if self._stopped or limit <= 0:
-            return []
-        self._free_now = free_now
-        if self._room is None:
-            self._room = asyncio.Event()
-        while True:
-            if self._backlog:
-                count = min(limit, len(self._backlog))
-                jobs = [self._backlog.popleft() for _ in range(count)]
-                self._room.set()  # the pool started these: room for more ahead
-                return jobs
-            if self._stopped:
-                return []
-            if self._answered is None:
-                self._answered = asyncio.get_running_loop().create_future()
-                self._answered.add_done_callback(_retrieved)
-            answered = self._answered
-            if self._fetcher is None or self._fetcher.done():
-                self._fetcher = asyncio.get_running_loop().create_task(
-                    self._fetch(worker_id, pool, limit), name="worker-acquire"
-                )
-            self._room.set()
-            await asyncio.shield(answered)  # raises what the acquisition raised
-            if not self._backlog:
-                return []
 
-    def _room_now(self, fallback: int) -> int:
-        free = self._free_now() if self._free_now is not None else fallback
-        return max(free, 0) + self.prefetch - len(self._backlog)
+        def claim(room: int) -> Coroutine[Any, Any, list[Job]]:
+            return self._acquire(worker_id, pool, room)
 
-    async def _fetch(self, worker_id: str, pool: str, fallback: int) -> None:
-        """Keep one acquisition in flight while there is room (see :meth:`acquire`); a
-        failed one ends the task: the pool's next :meth:`acquire`, after its back-off,
-        starts another."""
-        room_event = self._room
-        if room_event is None:
-            raise RuntimeError("acquire() was not called")
-        while not self._stopped:
-            room = self._room_now(fallback)
-            if room <= 0:
-                room_event.clear()
-                await room_event.wait()
-                continue
-            try:
-                jobs = await self._acquire(worker_id, pool, room)
-            except Exception as exc:
-                self._wake_acquirers(exc)
-                return
-            self._backlog.extend(jobs)
-            if self._stopped:  # answered while stopping: these never start either
-                self._hand_back_backlog()
-                return
-            self._wake_acquirers(None)
-
-    def _wake_acquirers(self, exc: Exception | None) -> None:
-        answered, self._answered = self._answered, None
-        if answered is not None and not answered.done():
-            if exc is None:
-                answered.set_result(None)
-            else:
-                answered.set_exception(exc)
+        return await self._ahead.take(limit, claim, free_now)
 
     async def _acquire(self, worker_id: str, pool: str, limit: int) -> list[Job]:
         answer = await self._once(
@@ -636,40 +547,16 @@ class HttpBackend:
     async def renew(self, *, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
         """Renew leases once (an unreachable server raises ``DatabaseUnavailable``: the
         pool keeps its jobs)."""
-        ahead = [job.id for job in self._backlog]
+        ahead = self._ahead.job_ids()
         answer = await self._once(
             "POST",
             "/api/v1/worker/renew",
             json={"worker_id": worker_id, "job_ids": job_ids + ahead},
         )
         leases = {int(k): bool(v) for k, v in (answer.get("leases") or {}).items()}
-        self._renewed_ahead(ahead, leases)
+        for job_id in self._ahead.renewed(ahead, leases):
+            self.forget(job_id)
         return leases
-
-    def _renewed_ahead(self, ahead: list[int], leases: dict[int, bool]) -> None:
-        """Drop claimed-ahead jobs whose lease was lost; end those asked to abort."""
-        lost = {job_id for job_id in ahead if job_id not in leases}
-        aborted = {job_id for job_id in ahead if leases.get(job_id)}
-        if not (lost or aborted):
-            return
-        kept: deque[Job] = deque()
-        ending: list[Job] = []
-        for job in self._backlog:
-            if job.id in lost:
-                _log.warning("lost the lease of job %s (claimed ahead)", job.id)
-                self.forget(job.id)
-            elif job.id in aborted:
-                ending.append(job)
-            else:
-                kept.append(job)
-        self._backlog = kept
-        if ending:
-            task = asyncio.get_running_loop().create_task(
-                self._hand_back(ending, "aborted: abort requested"), name="worker-abort-ahead"
-            )
-            self._handing_back.append(task)
-        if self._room is not None:
-            self._room.set()
 
     async def store_output(self, job_id: int, name: str, path: Path) -> None:
         """Upload one output file (streamed); a job not ours any more keeps nothing."""
