@@ -31,6 +31,9 @@ NOT_STARTED_REASON = "worker lost: the worker stopped before starting it"
 #: Why a claimed-ahead job whose abort was asked for ended.
 ABORTED_AHEAD_REASON = "aborted: abort requested"
 
+#: Most jobs one acquisition asks for (``free`` of ``POST /api/v1/worker/acquire``).
+MAX_ASK = 1000
+
 #: Claims up to that many jobs (long-polling the server when none is queued).
 Claim = Callable[[int], Awaitable[list[Job]]]
 #: Ends jobs that will never start here, with a reason.
@@ -99,7 +102,7 @@ class ClaimAhead:
 
     def _room_now(self, fallback: int) -> int:
         free = self._free_now() if self._free_now is not None else fallback
-        return max(free, 0) + self.prefetch - len(self._backlog)
+        return min(max(free, 0) + self.prefetch - len(self._backlog), MAX_ASK)
 
     async def _fetch(self, claim: Claim, fallback: int) -> None:
         """Keep one acquisition in flight while there is room; a failed one ends the
