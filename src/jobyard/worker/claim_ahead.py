@@ -17,6 +17,7 @@ worker's are failed by the server when their lease expires, like its running job
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -30,6 +31,11 @@ _log = logging.getLogger("jobyard.worker")
 NOT_STARTED_REASON = "worker lost: the worker stopped before starting it"
 #: Why a claimed-ahead job whose abort was asked for ended.
 ABORTED_AHEAD_REASON = "aborted: abort requested"
+
+#: After a short answer (the queue was empty), how long the next acquisition waits for
+#: the jobs it brought to start: its request would compete with their start for this
+#: process, and nothing is queued anyway.
+START_GRACE = 0.05
 
 #: Most jobs one acquisition asks for (``free`` of ``POST /api/v1/worker/acquire``).
 MAX_ASK = 1000
@@ -60,6 +66,9 @@ class ClaimAhead:
         self._room: asyncio.Event | None = None
         self._free_now: Callable[[], int] | None = None
         self._giving_up: list[asyncio.Task[None]] = []
+        #: Jobs of the last short answer not started yet, and set when none is left.
+        self._starting: set[int] = set()
+        self._all_started: asyncio.Event | None = None
 
     def __len__(self) -> int:
         return len(self._backlog)
@@ -126,6 +135,23 @@ class ClaimAhead:
                 self._give_up_backlog(NOT_STARTED_REASON)
                 return
             self._wake_takers(None)
+            if jobs and len(jobs) < room:
+                await self._let_start(jobs)
+
+    async def _let_start(self, jobs: list[Job]) -> None:
+        """Wait (up to :data:`START_GRACE`) until ``jobs`` started or were dropped."""
+        self._starting = {job.id for job in jobs}
+        event = self._all_started = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), START_GRACE)
+        self._starting.clear()
+        self._all_started = None
+
+    def started(self, job_id: int) -> None:
+        """A job started (or ended, or was dropped): the next acquisition may go."""
+        self._starting.discard(job_id)
+        if not self._starting and self._all_started is not None:
+            self._all_started.set()
 
     def _wake_takers(self, exc: Exception | None) -> None:
         answered, self._answered = self._answered, None

@@ -481,6 +481,7 @@ class HttpBackend:
             "record": self._records.pop(job_id, None),
         }
         answer = self._queue_report(worker_id, item)
+        self._ahead.started(job_id)
         return self._moved(answer)
 
     async def _moved(self, answer: asyncio.Future[tuple[bool, str | None]]) -> bool:
@@ -599,6 +600,7 @@ class HttpBackend:
 
     def forget(self, job_id: int) -> None:
         """Drop what was kept for a job: assignment, record, log tail, downloads."""
+        self._ahead.started(job_id)
         self._assignments.pop(job_id, None)
         self._records.pop(job_id, None)
         self._maskers.pop(job_id, None)
