@@ -245,9 +245,12 @@ class BatchedOutcome:
 async def report_batch(
     ctx: Context, worker_id: str, reports: list[BatchedReport]
 ) -> list[BatchedOutcome]:
-    """Several RUNNING and end reports in one call: the RUNNING ones first, then the
-    ends, each group written together (one transaction when the store can). A report
-    about a job not held any more is refused on its own (``moved`` false), not the call.
+    """Several RUNNING and end reports in one call, answered RUNNING ones first. All go
+    to the server's reporter together — the RUNNING ones at once, each end once its log
+    is sealed — so they are usually written in one transaction, which applies RUNNING
+    reports before ends (a RUNNING report is never queued after its job's end). A
+    report about a job not held any more is refused on its own (``moved`` false), not
+    the call.
     """
     _check_worker_id(worker_id)
     for r in reports:
@@ -277,9 +280,9 @@ async def report_batch(
             return BatchedOutcome(r.job_id, r.kind, False, exc.message)
         return BatchedOutcome(r.job_id, r.kind, True)
 
-    out = list(await asyncio.gather(*(one(r) for r in reports if r.kind == "running")))
-    out += await asyncio.gather(*(one(r) for r in reports if r.kind == "end"))
-    return out
+    ordered = [r for r in reports if r.kind == "running"]
+    ordered += [r for r in reports if r.kind == "end"]
+    return list(await asyncio.gather(*(one(r) for r in ordered)))
 
 
 async def renew(ctx: Context, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
