@@ -105,6 +105,14 @@ def main() -> None:
         help="run the jobs on jobyard worker processes (this many slots) of a jobyard server",
     )
     parser.add_argument("--remote-processes", type=int, default=1, help="with --remote")
+    parser.add_argument(
+        "--s3",
+        action="store_true",
+        help="blobs in a bucket of a local S3 server (moto, from the tests' support)",
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="a server setting"
+    )
     args = parser.parse_args()
     print(machine())
     with contextlib.ExitStack() as stack:
@@ -118,6 +126,16 @@ def main() -> None:
             stack.callback(pg.stop)
             env["JOBYARD_DATABASE_URL"] = pg.url(pg.create_database())
             pg_pid = _postmaster_pid(pg.datadir)
+        if args.s3:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.support.s3 import AWS_ENV, start_s3
+
+            s3 = start_s3()
+            stack.callback(s3.stop)
+            env.update(AWS_ENV)
+            env["JOBYARD_BLOBS_URL"] = f"s3://{s3.new_bucket()}/bench"
+            env["JOBYARD_S3_ENDPOINT_URL"] = s3.endpoint
+        env.update(dict(item.split("=", 1) for item in args.env))
         remote: dict[str, int] = {}
         if args.remote:
             server = stack.enter_context(jobyard_up(env=env, command="server"))

@@ -148,6 +148,15 @@ class Runtime:
         elif self.settings.workers > 0:
             self._pool = local_worker_pool(self.settings, store, blobs, bus)
             self._tasks.append(asyncio.create_task(self._pool.run(), name="workers"))
+        piece_seconds = self.settings.s3_log_piece_seconds
+        on_s3 = self.settings.blobs_url.startswith("s3://")
+        if self.settings.workers > 0 and piece_seconds > 0 and on_s3:
+            # A bucket: the running logs of the local slots reach the other replicas as
+            # pieces. (A local folder needs nothing: the spool file is the blob.)
+            from jobyard.blobs.ship import LogShipper
+
+            shipper = LogShipper(blobs)  # type: ignore[arg-type]
+            self._tasks.append(asyncio.create_task(shipper.run(piece_seconds), name="log-shipper"))
 
     def _choose_isolation(self) -> IsolationPlan:
         """Resolve ``isolation`` once, so every worker process sandboxes the same way."""

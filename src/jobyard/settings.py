@@ -151,6 +151,14 @@ class Settings(BaseSettings):
         default="",
         description="S3-compatible endpoint for s3:// blobs; empty = boto3's (AWS_ENDPOINT_URL).",
     )
+    s3_log_piece_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "With s3:// blobs, the running logs of local slots are uploaded as pieces this "
+            "often, so every replica serves them live; 0 = only when the job ends."
+        ),
+    )
     workers: int = Field(default_factory=_default_workers, ge=0, description="Local slots.")
     worker_processes: int = Field(
         default_factory=_default_worker_processes,

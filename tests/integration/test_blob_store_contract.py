@@ -16,8 +16,9 @@ import pytest
 
 from jobyard.blobs.local import LocalBlobStore
 from jobyard.blobs.protocol import BlobStore
-from jobyard.blobs.s3 import S3BlobStore
-from jobyard.core.errors import BlobsUnavailable, NotFound
+from jobyard.blobs.s3 import S3BlobStore, parse_s3_url
+from jobyard.blobs.ship import LogShipper
+from jobyard.core.errors import BlobsUnavailable, Conflict, NotFound
 from tests.support.s3 import AWS_ENV, S3Server
 
 
@@ -37,6 +38,26 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path, aws_env: None) -> Blob
     return S3BlobStore(
         server.new_bucket(), "some/prefix", spool=tmp_path / "spool", endpoint_url=server.endpoint
     )
+
+
+@pytest.fixture
+def replicas(
+    request: pytest.FixtureRequest, blobs: BlobStore, tmp_path: Path
+) -> tuple[BlobStore, BlobStore]:
+    """``blobs`` and the same store as another replica sees it (its own spool folder)."""
+    if isinstance(blobs, LocalBlobStore):
+        return blobs, LocalBlobStore(blobs.root)
+    server: S3Server = request.getfixturevalue("s3_server")
+    if not isinstance(blobs, S3BlobStore):
+        raise TypeError("a bucket store was expected")
+    bucket, prefix = parse_s3_url(blobs.where)  # the same bucket, as a second server opens it
+    other = S3BlobStore(
+        bucket,
+        prefix,
+        spool=tmp_path / "spool-b",
+        endpoint_url=server.endpoint,
+    )
+    return blobs, other
 
 
 async def read_all(blobs: BlobStore, key: str, offset: int = 0) -> bytes:
@@ -235,3 +256,130 @@ async def test_access_denied(s3_server: S3Server, tmp_path: Path, aws_env: None)
         assert "refused access" in exc.message
     else:
         pytest.skip("this moto version does not enforce bucket policies")
+
+
+async def test_append_pieces_from_any_replica(replicas: tuple[BlobStore, BlobStore]) -> None:
+    """Pieces appended through two replicas make one blob both serve live; a retried
+    piece changes nothing, a gap is refused with the size to resend from; either
+    replica seals it, and the sealed blob reads the same everywhere."""
+    a, b = replicas
+    key = "logs/0/7.log"
+    assert await a.append(key, 0, b"") == 0  # an empty first piece: an empty log
+    assert await b.exists(key) and await b.size(key) == 0
+    assert await read_all(b, key) == b""
+    assert await a.append(key, 0, b"line 1\n") == 7
+    assert await b.append(key, 0, b"line 1\n") == 7  # retried through the other replica
+    assert await b.append(key, 7, b"line 2\n") == 14
+    assert await a.append(key, 10, b"e 2\nline 3\n") == 21  # overlaps: only the new bytes
+    with pytest.raises(Conflict) as caught:
+        await a.append(key, 30, b"lost")
+    assert caught.value.details["size"] == 21
+    whole = b"line 1\nline 2\nline 3\n"
+    for store in (a, b):
+        assert await store.size(key) == 21
+        for offset in range(23):  # a follower at any offset, even past the end
+            assert await read_all(store, key, offset=offset) == whole[offset:]
+    await b.seal(key)
+    await a.seal(key)  # sealed twice (two replicas): nothing changes
+    for store in (a, b):
+        assert await store.size(key) == 21
+        assert await read_all(store, key, offset=7) == b"line 2\nline 3\n"
+    assert [name for name, _ in await a.list_children("logs/0")] == ["7.log"]
+    assert await a.append(key, 0, b"line 1\n") == 21  # a late retry of a sealed piece
+    assert await a.delete_batch([key], []) == (1, 21)
+    assert not await b.exists(key)
+
+
+async def test_seal_without_pieces_does_nothing(blobs: BlobStore) -> None:
+    await blobs.seal("logs/0/8.log")
+    assert not await blobs.exists("logs/0/8.log")
+    with pytest.raises(NotFound):
+        await read_all(blobs, "logs/0/8.log")
+
+
+async def test_pieces_are_objects_until_sealed(
+    s3_server: S3Server, tmp_path: Path, aws_env: None
+) -> None:
+    """On a bucket each piece is an object ``<key>.parts/<offset>``; sealing joins them
+    into the key's object and deletes them; a sealed blob is read without its pieces."""
+    bucket = s3_server.new_bucket()
+    blobs = S3BlobStore(bucket, "pre", spool=tmp_path / "spool", endpoint_url=s3_server.endpoint)
+    await blobs.append("logs/0/3.log", 0, b"abc")
+    await blobs.append("logs/0/3.log", 3, b"def")
+    assert s3_server.keys(bucket) == [  # named by where they end, then where they start
+        "pre/logs/0/3.log.parts/0000000000000003-0000000000000000",
+        "pre/logs/0/3.log.parts/0000000000000006-0000000000000003",
+    ]
+    assert not (tmp_path / "spool").exists()  # nothing on this host's disk
+    await blobs.seal("logs/0/3.log")
+    assert s3_server.keys(bucket) == ["pre/logs/0/3.log"]
+    s3_server.client().put_object(
+        Bucket=bucket, Key="pre/logs/0/3.log.parts/0000000000000011-0000000000000006", Body=b"stray"
+    )
+    assert await read_all(blobs, "logs/0/3.log") == b"abcdef"
+    assert await blobs.size("logs/0/3.log") == 6
+
+
+async def test_a_gap_in_the_pieces_is_not_sealed(
+    s3_server: S3Server, tmp_path: Path, aws_env: None
+) -> None:
+    bucket = s3_server.new_bucket()
+    blobs = S3BlobStore(bucket, "", spool=tmp_path / "spool", endpoint_url=s3_server.endpoint)
+    await blobs.append("logs/0/4.log", 0, b"abc")
+    s3_server.client().put_object(
+        Bucket=bucket, Key="logs/0/4.log.parts/0000000000000012-0000000000000009", Body=b"far"
+    )
+    assert await read_all(blobs, "logs/0/4.log") == b"abc"  # what is whole so far
+    with pytest.raises(Conflict, match="gap at offset 3"):
+        await blobs.seal("logs/0/4.log")
+    assert "logs/0/4.log" not in s3_server.keys(bucket)
+
+
+async def test_running_logs_are_shipped_as_pieces(
+    s3_server: S3Server, tmp_path: Path, aws_env: None
+) -> None:
+    """A spool file on the host of a local slot reaches another replica as pieces while
+    it grows; sealing it uploads it whole and deletes the pieces."""
+    bucket = s3_server.new_bucket()
+    here = S3BlobStore(bucket, "p", spool=tmp_path / "a", endpoint_url=s3_server.endpoint)
+    there = S3BlobStore(bucket, "p", spool=tmp_path / "b", endpoint_url=s3_server.endpoint)
+    shipper = LogShipper(here)
+    key = "logs/0/5.log"
+    path = here.spool_path(key)
+    path.parent.mkdir(parents=True)
+    assert await shipper.ship() == 0
+    with open(path, "ab") as f:
+        f.write(b"one\n")
+        f.flush()
+        assert not await there.exists(key)
+        assert await shipper.ship() == 1
+        assert await read_all(there, key) == b"one\n"
+        assert await shipper.ship() == 0  # nothing new: nothing sent
+        f.write(b"two\n")
+        f.flush()
+        assert await LogShipper(here).ship() == 1  # a restarted server resumes, no resend
+        assert await read_all(there, key) == b"one\ntwo\n"
+    assert here.shipped_marker(key).exists()
+    await here.seal(key)
+    assert not path.exists() and not here.shipped_marker(key).exists()
+    assert s3_server.keys(bucket) == ["p/logs/0/5.log"]
+    assert await read_all(there, key) == b"one\ntwo\n"
+    assert await shipper.ship() == 0
+
+
+async def test_a_reader_racing_the_seal_reads_on_from_the_object(
+    s3_server: S3Server, tmp_path: Path, aws_env: None
+) -> None:
+    """A reader that listed the pieces just before another replica sealed the blob (and
+    deleted them) reads the rest from the sealed object, from where it was."""
+    bucket = s3_server.new_bucket()
+    reader = S3BlobStore(bucket, "", spool=tmp_path / "a", endpoint_url=s3_server.endpoint)
+    sealer = S3BlobStore(bucket, "", spool=tmp_path / "b", endpoint_url=s3_server.endpoint)
+    key = "logs/0/6.log"
+    for offset, piece in ((0, b"one\n"), (4, b"two\n"), (8, b"three\n")):
+        await reader.append(key, offset, piece)
+    listed = await reader._pieces(key)  # what the reader listed before the seal
+    await sealer.seal(key)
+    assert [k for k in s3_server.keys(bucket) if ".parts/" in k] == []
+    got = [c async for c in reader._read_pieces(key, listed, 2, 3)]
+    assert b"".join(got) == b"e\ntwo\nthree\n"

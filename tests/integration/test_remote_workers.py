@@ -211,6 +211,12 @@ def test_sigterm_drains_the_worker(server: RunningServer, api: Api, tmp_path: Pa
         job = api.run(["/bin/sh", "-c", "echo started; sleep 2; echo finished"])
         api.wait_log(job["id"], "started")
         worker.signal(signal.SIGTERM)
+        # Submitted once the worker says it drains: a job submitted before could be
+        # claimed ahead by it (and then end FAILED worker lost, not stay QUEUED).
+        deadline = time.monotonic() + 30
+        while not any(w["draining"] for w in api.http.get("/api/v1/workers").json()["items"]):
+            assert time.monotonic() < deadline, "the worker never said it drains"
+            time.sleep(0.05)
         later = api.run(["/bin/true"])
         assert worker.wait(timeout=30) == 0
         done = api.job(job["id"])

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support.pg import PgCluster
+from tests.support.realtime import wait_for
 from tests.support.server import RunningServer, jobyard_server
 
 pytestmark = pytest.mark.pg
@@ -68,17 +69,6 @@ def replicas(
             raise
 
 
-def _poll(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def _job(api: httpx.Client, job_id: int) -> dict[str, Any]:
     r = api.get(f"/api/v1/jobs/{job_id}")
     assert r.status_code == 200, r.text
@@ -94,7 +84,7 @@ def _submit(api: httpx.Client, command: list[str]) -> int:
 def _start_latency(r: Replicas) -> float:
     """Submit a job through B (no slots); seconds from its creation until it ran on A."""
     job_id = _submit(r.api_b, ["/bin/true"])
-    job = _poll(
+    job = wait_for(
         lambda: (j := _job(r.api_a, job_id))["status"] in ("FINISHED", "ERROR", "FAILED") and j,
         30,
         f"job {job_id} to end",
@@ -136,7 +126,7 @@ def test_an_abort_reaches_the_worker_at_once(replicas: Replicas, through: str) -
     # A has two worker processes: four aborts reach both (each holds its own jobs).
     for _ in range(4):
         job_id = _submit(api, ["sleep", "60"])
-        _poll(lambda j=job_id: _job(r.api_a, j)["status"] == "RUNNING", 30, "RUNNING")
+        wait_for(lambda j=job_id: _job(r.api_a, j)["status"] == "RUNNING", 30, "RUNNING")
         started = time.monotonic()
         answer = api.post(f"/api/v1/jobs/{job_id}/abort")
         took = time.monotonic() - started
@@ -165,9 +155,9 @@ def test_wake_ups_work_again_after_a_postgres_restart(
             fast_in_a_row = 0
         return fast_in_a_row >= 3
 
-    _poll(back_and_fast, 30, "the servers to answer and wake each other again")
+    wait_for(back_and_fast, 30, "the servers to answer and wake each other again")
     for server in (r.a, r.b):
-        _poll(
+        wait_for(
             lambda s=server: "listening to jobyard_events again" in s.stderr_text(),
             10,
             "the listener to say it is back",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,13 @@ import psycopg
 import pytest
 
 from tests.support.pg import PgCluster
+from tests.support.realtime import wait_for
 from tests.support.server import RunningServer, jobyard_server
 
 pytestmark = pytest.mark.pg
 
 MAINTENANCE_SECONDS = 2.0
 LEASE_SECONDS = 4.0
-
-
-def _poll(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _rows(db_url: str, query: str) -> list[tuple[Any, ...]]:
@@ -73,7 +62,7 @@ def test_a_dead_leader_is_replaced_and_its_work_done_exactly_once(
     }
     with contextlib.ExitStack() as stack:
         a = stack.enter_context(jobyard_server(tmp_path / "a", workers=1, env=env))
-        _poll(lambda: _leader_pid(db_url) == a.process.pid, 10, "A to lead maintenance")
+        wait_for(lambda: _leader_pid(db_url) == a.process.pid, 10, "A to lead maintenance")
         servers: dict[int, RunningServer] = {a.process.pid: a}
         for home in (tmp_path / "b", tmp_path / "c"):
             home.mkdir()
@@ -100,20 +89,20 @@ def test_a_dead_leader_is_replaced_and_its_work_done_exactly_once(
         def job() -> dict[str, Any]:
             return dict(api.get(f"/api/v1/jobs/{job_id}").json())
 
-        _poll(lambda: job()["status"] == "RUNNING", 30, "the job to run on A")
+        wait_for(lambda: job()["status"] == "RUNNING", 30, "the job to run on A")
         assert _leader_pid(db_url) == a.process.pid
 
         # kill -9 the leader, which also holds the job (its worker process dies with it).
         killed_at = time.monotonic()
         a.process.kill()
         a.process.wait(10)
-        new = _poll(
+        new = wait_for(
             lambda: (pid := _leader_pid(db_url)) not in (None, a.process.pid) and pid,
             15,
             "B or C to take the maintenance over",
         )
         handover = time.monotonic() - killed_at
-        ended = _poll(lambda: (j := job())["status"] == "FAILED" and j, 30, "worker lost")
+        ended = wait_for(lambda: (j := job())["status"] == "FAILED" and j, 30, "worker lost")
         failed_after = time.monotonic() - killed_at
         print(
             f"kill -9 of the leader: new leader after {handover:.1f} s; "
@@ -122,7 +111,7 @@ def test_a_dead_leader_is_replaced_and_its_work_done_exactly_once(
         assert handover < 2 * MAINTENANCE_SECONDS + MAINTENANCE_SECONDS + 1.0, handover
         assert ended["status_reason"].startswith("worker lost"), ended
         # The retry policy applied once: one new job, QUEUED (no slots are left).
-        _poll(
+        wait_for(
             lambda: _rows(db_url, "SELECT count(*) FROM job_retries")[0][0] == 1,
             10,
             "the retry",
@@ -133,14 +122,14 @@ def test_a_dead_leader_is_replaced_and_its_work_done_exactly_once(
         servers[new].process.terminate()
         servers[new].process.wait(30)
         last = next(pid for pid in servers if pid not in (a.process.pid, new))
-        _poll(lambda: _leader_pid(db_url) == last, 10, "the last server to lead")
+        wait_for(lambda: _leader_pid(db_url) == last, 10, "the last server to lead")
         clean_handover = time.monotonic() - stopped_at
         print(f"clean stop of the leader: new leader after {clean_handover:.1f} s")
         assert clean_handover < MAINTENANCE_SECONDS + 1.5, clean_handover
 
         # Let the last leader sweep a few times: nothing is done twice.
         (since,) = _rows(db_url, "SELECT now()")[0]
-        _poll(
+        wait_for(
             lambda: (
                 _rows(db_url, "SELECT expires_at FROM leaders WHERE name = 'lease-clock'")[0][0]
                 > since + timedelta(seconds=2 * MAINTENANCE_SECONDS)

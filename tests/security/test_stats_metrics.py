@@ -109,7 +109,8 @@ async def test_the_metrics_token_opens_no_other_route(start_server: ServerFactor
     jc = await _run(env.client, env, "x", 1)
     ids = {"jobconfig_id": jc, "job_id": 1, "package_id": 1, "template_id": 1,
            "schedule_id": 1, "user_id": 1, "token_id": 1, "policy_id": 1,
-           "name": "x", "kind": "outputs", "filename": "f", "sha256": "0" * 64}  # fmt: skip
+           "name": "x", "kind": "outputs", "filename": "f", "sha256": "0" * 64,
+           "worker_id": "w"}  # fmt: skip
     table = route_table(create_app(Runtime(env.settings)))
     open_paths = set(OPEN_PATHS)
     checked = 0

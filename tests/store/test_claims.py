@@ -318,3 +318,21 @@ async def test_a_repeated_batch_with_running_and_end_applies_each_once(store: St
     assert (done.status, done.exit_code, done.status_reason) == (S.ERROR, 2, "exit code 2")
     statuses = [e.status for e in await store.job_events(job.id)]
     assert statuses == [S.SEQUENCED, S.QUEUED, S.INITIALIZING, S.RUNNING, S.ERROR]
+
+
+async def test_a_claim_event_is_never_stamped_before_its_job_was_queued(
+    store: Store, db: Engine
+) -> None:
+    """A claim whose transaction read the clock before another one queued the job: the
+    INITIALIZING event takes the job's acquired_at, which PostgreSQL keeps at or after
+    queued_at (on SQLite the write lock rules the race out; the event still matches)."""
+    job = await store.job_insert(new_job(), actor="user:alice", reason=None)
+    queued_later = datetime.now(UTC) + timedelta(seconds=30)
+    force(db, job.id, S.QUEUED, queued_at=queued_later)
+    (claim,) = await _claim(store)
+    acquired = claim.job.acquired_at
+    assert acquired is not None
+    events = {e.status: e.at for e in await store.job_events(job.id)}
+    assert events[S.INITIALIZING] == acquired
+    if store.dialect == "postgresql":
+        assert acquired == queued_later

@@ -331,13 +331,20 @@ async def test_orphan_files_past_the_grace_period_are_swept(
         await blobs.put_bytes(output_key(job_id, "o"), b"o")
         os.utime(blobs.local_path(log_key(job_id)), (old, old))
         os.utime(blobs.local_path(f"outputs/{job_id}"), (old, old))
+    for job_id in (alive, 9_997):  # a bucket's pieces of a log never sealed (worker lost)
+        await blobs.put_bytes(
+            log_key(job_id) + ".parts/0000000000000005-0000000000000000", b"piece"
+        )
+        os.utime(blobs.local_path(log_key(job_id) + ".parts"), (old, old))
     await blobs.put_bytes(log_key(9_998), b"fresh orphan, maybe a job being created")
     report = await Retention(store, blobs, _settings(blob_grace_hours=1)).purge()
-    assert report.orphans == 2
+    assert report.orphans == 3
     assert not await blobs.exists(log_key(9_999))
     assert not await blobs.exists(output_key(9_999, "o"))
     assert await blobs.exists(log_key(9_998))
     assert await blobs.exists(log_key(alive)) and await blobs.exists(output_key(alive, "o"))
+    assert not await blobs.exists(log_key(9_997) + ".parts/0000000000000005-0000000000000000")
+    assert await blobs.exists(log_key(alive) + ".parts/0000000000000005-0000000000000000")
 
 
 async def test_deleting_a_jobconfig_leaves_no_blobs(

@@ -71,6 +71,19 @@ def poll(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bo
         time.sleep(interval)
 
 
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Call ``check`` until it answers something true, and answer that; raise an
+    ``AssertionError`` naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%H:%M:%SZ")
 

@@ -32,6 +32,7 @@ from jobyard.api.routes import users as user_routes
 from jobyard.api.routes import worker as remote_worker_routes
 from jobyard.api.routes import worker_tokens as worker_token_routes
 from jobyard.api.routes import workers as worker_routes
+from jobyard.api.worker_hotpath import WorkerHotPathMiddleware
 from jobyard.service.context import Context
 from jobyard.settings import Settings
 from jobyard.web.app import close_streams as close_streams
@@ -87,7 +88,8 @@ def create_app(services: Services) -> FastAPI:
     install_error_handlers(app)
     # The last one added runs first: request metrics, authentication, then the body
     # limits (which need the caller to count its uploads), then the job path's submit
-    # routes.
+    # routes and the remote workers' acquire and reports routes.
+    app.add_middleware(WorkerHotPathMiddleware)
     app.add_middleware(HotPathMiddleware)
     app.add_middleware(BodyLimitMiddleware, settings=services.settings)
     app.add_middleware(AuthMiddleware)

@@ -27,8 +27,11 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 UNMATCHED = "(unmatched)"
 #: Methods labelled as themselves; any other is ``OTHER``.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-#: POST routes answered before routing (api/hotpath.py): (path pattern, template).
+#: POST routes answered before routing (api/hotpath.py, api/worker_hotpath.py): (path
+#: pattern, template).
 FAST_ROUTES = (
+    (re.compile(r"/api/v1/worker/acquire"), "/api/v1/worker/acquire"),
+    (re.compile(r"/api/v1/worker/reports"), "/api/v1/worker/reports"),
     (re.compile(r"/api/v1/jobs/?"), "/api/v1/jobs"),
     (re.compile(r"/api/v1/jobconfigs/[^/]+/run/?"), "/api/v1/jobconfigs/{jobconfig_id}/run"),
 )

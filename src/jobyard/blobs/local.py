@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
-from jobyard.core.errors import InvalidInput, NotFound
+from jobyard.core.errors import Conflict, InvalidInput, NotFound
 
 _INLINE_MAX = 256 * 1024
 _COPY_CHUNK = 1024 * 1024
@@ -160,6 +160,12 @@ class LocalBlobStore:
         """The blob's own path: the writer appends in place (the writer makes its folder)."""
         return self.local_path(key)
 
+    async def append(self, key: str, offset: int, data: bytes) -> int:
+        """Write ``data`` at ``offset`` of the blob file itself (a shared folder is how
+        replicas share it); see :meth:`BlobStore.append`."""
+        path = self.local_path(key)
+        return await asyncio.to_thread(_append_at, path, offset, data, self._fsync)
+
     async def seal(self, key: str) -> None:
         """Nothing to do: the spool file already is the blob."""
 
@@ -292,6 +298,33 @@ class LocalBlobStore:
         paths = [self.local_path(k) for k in keys]
         folders = [self._root.joinpath(*key_parts(p.rstrip("/"))) for p in prefixes]
         return await asyncio.to_thread(_delete_batch, paths, folders, dry_run)
+
+
+def _append_at(path: Path, offset: int, data: bytes, fsync: bool) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if offset > size:
+            raise gap_refused(offset, size)
+        skip = size - offset
+        if skip < len(data):
+            os.pwrite(fd, data[skip:], size)
+            size += len(data) - skip
+            if fsync:
+                os.fsync(fd)
+        return size
+    finally:
+        os.close(fd)
+
+
+def gap_refused(offset: int, size: int) -> Conflict:
+    """The error of a piece that would leave a gap: the sender resends from ``size``."""
+    return Conflict(
+        f"log piece at offset {offset} leaves a gap: the log has {size} bytes; "
+        f"resend from offset {size}",
+        {"size": size},
+    )
 
 
 def _entries(folder: Path) -> list[tuple[str, float]]:

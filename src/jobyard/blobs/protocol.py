@@ -8,6 +8,9 @@ never see a filesystem path of the store, except the two hand-overs the job path
   running job's log) so readers can follow it; :meth:`BlobStore.seal` publishes it when
   the writer is done. The local folder hands out the blob's final path (no copy, no
   upload); a bucket hands out a spool file and uploads it on ``seal``.
+- :meth:`BlobStore.append` adds a piece at an offset from any host (a remote worker's
+  log, through whichever replica receives it), durable and visible to every replica at
+  once; :meth:`BlobStore.seal` from any replica then makes the pieces one blob.
 - :meth:`BlobStore.materialize` gives a local file with a blob's bytes for reading (a
   package to unpack, a payload to copy): the local folder answers its own file, a
   bucket downloads into the file the caller names.
@@ -58,7 +61,9 @@ class BlobStore(Protocol):
         """Stream the blob from ``offset`` to its current end (``NotFound`` when absent).
 
         A blob still being written on this host (see :meth:`spool_path`) is read from
-        its spool file, so a log can be followed while its job runs.
+        its spool file, and one growing by :meth:`append` from what every host appended
+        so far, so a log can be followed while its job runs, through any server. A
+        reader past the end of a growing blob gets nothing (more may come).
         """
         ...
 
@@ -87,8 +92,22 @@ class BlobStore(Protocol):
         """Local file where a writer on this host appends ``key`` while it grows."""
         ...
 
+    async def append(self, key: str, offset: int, data: bytes) -> int:
+        """Add ``data`` at ``offset`` of the growing blob ``key``; answer its size after.
+
+        Durable and visible to every host sharing the store when it returns. Idempotent:
+        bytes already there are not written again (a retried piece changes nothing).
+        ``Conflict`` (``details.size``) when ``offset`` is past the end: a piece was
+        lost, the sender resends from ``size``. An empty piece creates an empty blob.
+        """
+        ...
+
     async def seal(self, key: str) -> None:
-        """The writer of :meth:`spool_path` is done: make the blob durable in the store."""
+        """The writer is done: make the blob durable and whole in the store.
+
+        Seals what this host spooled (:meth:`spool_path`) or, when it spooled nothing,
+        the pieces :meth:`append` stored from any host; nothing when there is neither.
+        """
         ...
 
     async def spooled(self, prefix: str) -> list[str]:

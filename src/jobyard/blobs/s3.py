@@ -4,9 +4,13 @@ Every blob is one object at ``<prefix>/<key>``. boto3 is synchronous, so each ca
 in a worker thread; boto3 is imported only when a bucket is configured (the ``s3``
 extra), so the local folder needs none of it.
 
-A running job's log is not an object yet: its worker appends to a spool file on its own
-host (:meth:`S3BlobStore.spool_path`), readers on that host follow the spool file, and
-:meth:`S3BlobStore.seal` uploads it when the job ends and removes the spool file.
+A running job's log is not an object yet. A local slot appends to a spool file on its
+own host (:meth:`S3BlobStore.spool_path`): readers on that host follow the spool file,
+:mod:`jobyard.blobs.ship` uploads its new bytes as pieces every few seconds so the
+other replicas follow it too, and :meth:`S3BlobStore.seal` uploads it whole when the job
+ends. A remote worker's log arrives in pieces through any replica
+(:meth:`S3BlobStore.append`): each is an object of its own (:mod:`jobyard.blobs.pieces`)
+that every replica reads, and ``seal`` from any replica joins them into the final object.
 
 Failures of the bucket become :class:`~jobyard.core.errors.BlobsUnavailable` (a 503):
 with ``retry_after`` when they may pass (endpoint down, throttling, 5xx), without when
@@ -26,8 +30,17 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jobyard.blobs.local import key_parts
-from jobyard.core.errors import BlobsUnavailable, NotFound
+from jobyard.blobs.local import gap_refused, key_parts
+from jobyard.blobs.pieces import (
+    PARTS_SUFFIX,
+    Piece,
+    Segment,
+    ending_after,
+    layout,
+    parse_pieces,
+    piece_name,
+)
+from jobyard.core.errors import BlobsUnavailable, Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -39,6 +52,7 @@ log = logging.getLogger("jobyard.blobs")
 #: Seconds a caller should wait before retrying after a transient bucket failure.
 RETRY_AFTER_SECONDS = 2
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
+_SEAL_FETCHES = 8  # pieces fetched at once when sealing
 _MISSING = ("404", "NoSuchKey", "NotFound")
 _TRANSIENT = (
     "SlowDown",
@@ -252,11 +266,109 @@ class S3BlobStore:
         """A file under the local spool folder (the writer creates its folder)."""
         return self._spool.joinpath(*key_parts(key))
 
+    def shipped_marker(self, key: str) -> Path:
+        """A file beside the spool file of ``key`` saying that pieces of it were shipped
+        (:mod:`jobyard.blobs.ship`): sealing it deletes them. Without it (a job shorter
+        than one shipping round) sealing is one upload and nothing more."""
+        path = self.spool_path(key)
+        return path.with_name(f".{path.name}.shipped")
+
     async def seal(self, key: str) -> None:
-        """Upload the spool file of ``key`` and remove it (nothing when there is none)."""
+        """Upload the spool file of ``key`` whole and remove it; without one, join the
+        pieces of ``key`` (from any replica) into its object. Nothing when neither."""
         path = self.spool_path(key)
         if path.is_file():
             await self.put_file(key, path, move=True)
+            marker = self.shipped_marker(key)
+            if marker.exists():  # shipped while it ran: its pieces are stale now
+                await self._delete_names([p.name for p in await self._pieces(key)])
+                with contextlib.suppress(FileNotFoundError):
+                    marker.unlink()
+            return
+        pieces = await self._pieces(key)
+        if not pieces:
+            return
+        if await self._head(key) is not None:  # sealed already (by another replica)
+            await self._delete_names([p.name for p in pieces])
+            return
+        size, segments, gap = layout(pieces)
+        if gap is not None:
+            raise Conflict(
+                f"the pieces of {key!r} leave a gap at offset {gap}: resend from offset {gap}",
+                {"size": size},
+            )
+        self._spool.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self._spool, prefix=".seal.")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                # A few pieces at a time: a long log has thousands of small ones.
+                for start in range(0, len(segments), _SEAL_FETCHES):
+                    batch = segments[start : start + _SEAL_FETCHES]
+                    for data in await asyncio.gather(*(self._segment(key, s) for s in batch)):
+                        f.write(data)
+            await self.put_file(key, tmp, move=True)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        await self._delete_names([p.name for p in pieces])
+
+    async def _segment(self, key: str, seg: Segment) -> bytes:
+        chunks = [
+            c async for c in self._read_object(seg.piece.name, seg.skip, seg.piece.size, key=key)
+        ]
+        return b"".join(chunks)
+
+    async def append(self, key: str, offset: int, data: bytes) -> int:
+        """Store the new bytes of the piece as an object of their own (see
+        :mod:`jobyard.blobs.pieces`): one LIST of the pieces ending at ``offset`` or
+        later, then one PUT when something is new."""
+        if offset < 0:
+            raise InvalidInput("offset must not be negative", {"field": "offset"})
+        pieces = await self._pieces(key, after=offset - 1)
+        if pieces:  # the pieces never leave a gap: the blob ends where the last one does
+            size = max(p.end for p in pieces)
+        else:  # the blob ends before offset: a gap, a first piece, or a sealed blob
+            head = await self._head(key)
+            if head is not None:
+                sealed = int(head["ContentLength"])
+                if offset + len(data) <= sealed:
+                    return sealed
+                raise Conflict(f"{key!r} is sealed: no piece is added to it any more")
+            size = layout(await self._pieces(key))[0]
+        if offset > size:
+            raise gap_refused(offset, size)
+        skip = size - offset
+        if skip < len(data) or not pieces:
+            await self.put_piece(key, size, data[skip:])
+            size += max(0, len(data) - skip)
+        return size
+
+    async def delete_piece(self, name: str) -> None:
+        """Delete the piece ``put_piece`` answered ``name`` for."""
+        await self._delete_names([name])
+
+    def _pieces_folder(self, key: str) -> str:
+        return self._key(key) + PARTS_SUFFIX
+
+    async def _pieces(self, key: str, *, after: int = -1, limit: int = 0) -> list[Piece]:
+        """The pieces of ``key`` ending past ``after`` (all by default), by offset;
+        ``limit`` > 0 stops listing after that many objects."""
+        folder = self._pieces_folder(key)
+        start = ending_after(folder, after) if after >= 0 else ""
+        objects = await self._list(folder, start_after=start, limit=limit)
+        return parse_pieces(folder, [(str(o["Key"]), int(o.get("Size", 0))) for o in objects])
+
+    async def pieces_size(self, key: str) -> int:
+        """Bytes the stored pieces of ``key`` make from offset 0 (0 when none)."""
+        return layout(await self._pieces(key))[0]
+
+    async def put_piece(self, key: str, offset: int, data: bytes) -> str:
+        """Store ``data`` as the piece of ``key`` at ``offset`` (no check: the caller
+        knows the pieces end there); answer its object name, for :meth:`delete_piece`."""
+        name = piece_name(self._pieces_folder(key), offset, len(data))
+        await self._run(lambda: self._client().put_object(Bucket=self._bucket, Key=name, Body=data))
+        return name
 
     async def spooled(self, prefix: str) -> list[str]:
         """Keys of the spool files under the folder ``prefix`` (temporary files excluded)."""
@@ -274,15 +386,21 @@ class S3BlobStore:
 
     # -- reads -------------------------------------------------------------------------
     async def exists(self, key: str) -> bool:
-        """A spool file on this host or an object in the bucket."""
-        return self.spool_path(key).is_file() or await self._head(key) is not None
+        """A spool file on this host, an object in the bucket, or pieces of it."""
+        if self.spool_path(key).is_file() or await self._head(key) is not None:
+            return True
+        return bool(await self._pieces(key, limit=1))
 
     async def size(self, key: str) -> int | None:
-        """Size of the object (or of the spool file while it grows)."""
+        """Size of the spool file while it grows here, else of the object, else of the
+        bytes its pieces make so far."""
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             return self.spool_path(key).stat().st_size
         head = await self._head(key)
-        return None if head is None else int(head["ContentLength"])
+        if head is not None:
+            return int(head["ContentLength"])
+        pieces = await self._pieces(key)
+        return layout(pieces)[0] if pieces else None
 
     async def modified_at(self, key: str) -> float | None:
         """The object's LastModified (a touch rewrites it)."""
@@ -292,7 +410,8 @@ class S3BlobStore:
     async def read_chunks(
         self, key: str, *, offset: int = 0, chunk_size: int = 65536
     ) -> AsyncIterator[bytes]:
-        """From the spool file while the blob grows on this host, else a ranged GET."""
+        """From the spool file while the blob grows on this host, else a ranged GET of
+        the object, else the pieces in order (a sealed blob's pieces are never read)."""
         path = self.spool_path(key)
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed in the finally below
@@ -306,16 +425,62 @@ class S3BlobStore:
             finally:
                 f.close()
             return
-        name = self._key(key)
-        size = await self.size(key)
-        if size is None:
-            raise NotFound(f"blob {key!r} not found", {"key": key})
+        head = await self._head(key)
+        if head is None:
+            # The pieces a reader at ``offset`` needs, and the one ending there (so that
+            # "nothing new yet" is told from "no such blob").
+            pieces = await self._pieces(key, after=offset - 1)
+            if pieces:
+                async for chunk in self._read_pieces(key, pieces, offset, chunk_size):
+                    yield chunk
+                return
+            head = await self._head(key)  # sealed between the HEAD and the LIST
+            if head is None:
+                if offset > 0 and await self._pieces(key, limit=1):
+                    return  # a reader past the end of a growing blob: nothing yet
+                raise NotFound(f"blob {key!r} not found", {"key": key})
+        async for chunk in self._read_object(
+            self._key(key), offset, int(head["ContentLength"]), key=key, chunk_size=chunk_size
+        ):
+            yield chunk
+
+    async def _read_pieces(
+        self, key: str, pieces: list[Piece], offset: int, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        """The bytes the pieces make from ``offset``; when a piece vanished (the blob was
+        sealed meanwhile) the rest comes from the object."""
+        _size, segments, _gap = layout(pieces, offset)
+        for seg in segments:
+            try:
+                async for chunk in self._read_object(
+                    seg.piece.name, seg.skip, seg.piece.size, key=key, chunk_size=chunk_size
+                ):
+                    offset += len(chunk)
+                    yield chunk
+            except NotFound:
+                head = await self._head(key)
+                if head is None:
+                    raise
+                async for chunk in self._read_object(
+                    self._key(key), offset, int(head["ContentLength"]), key=key,
+                    chunk_size=chunk_size,
+                ):  # fmt: skip
+                    yield chunk
+                return
+
+    async def _read_object(
+        self, name: str, offset: int, size: int, *, key: str, chunk_size: int = 65536
+    ) -> AsyncIterator[bytes]:
+        """A ranged GET of the object ``name`` (``size`` bytes) from ``offset``."""
         if offset >= size:
             return
         body = await self._run(
-            lambda: self._client().get_object(
-                Bucket=self._bucket, Key=name, Range=f"bytes={offset}-"
-            )["Body"]
+            lambda: _not_found_to(
+                lambda: self._client().get_object(
+                    Bucket=self._bucket, Key=name, Range=f"bytes={offset}-"
+                )["Body"],
+                raise_=key,
+            )
         )
         try:
             while chunk := await self._run(lambda: body.read(chunk_size)):
@@ -339,13 +504,21 @@ class S3BlobStore:
         await self.get_file(key, dest)
         return dest
 
-    async def _list(self, prefix: str) -> list[dict[str, Any]]:
-        """Every object whose name starts with ``prefix`` (an object-name prefix)."""
+    async def _list(
+        self, prefix: str, *, start_after: str = "", limit: int = 0
+    ) -> list[dict[str, Any]]:
+        """Every object whose name starts with ``prefix`` (an object-name prefix), or
+        those named after ``start_after``; ``limit`` > 0: that many at most."""
 
         def walk() -> list[dict[str, Any]]:
             pages = self._client().get_paginator("list_objects_v2")
             found: list[dict[str, Any]] = []
-            for page in pages.paginate(Bucket=self._bucket, Prefix=prefix):
+            args: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
+            if start_after:
+                args["StartAfter"] = start_after
+            if limit:
+                args["PaginationConfig"] = {"MaxItems": limit}
+            for page in pages.paginate(**args):
                 found.extend(dict(o) for o in page.get("Contents", []))
             return found
 

@@ -122,6 +122,15 @@ def worker_command(
     wait: Annotated[
         float, typer.Option("--wait", help="Long-poll seconds per acquisition.", min=1, max=55)
     ] = 25.0,
+    prefetch: Annotated[
+        int | None,
+        typer.Option(
+            "--prefetch",
+            help="Jobs claimed ahead of free slots (default: as many as --slots; 0: none).",
+            min=0,
+            max=10_000,
+        ),
+    ] = None,
 ) -> None:
     """Run jobs of a pool on this host for a remote server (SIGTERM: finish running jobs,
     take no new ones, exit 0). Create its token with `jobyard workers token create`."""
@@ -163,6 +172,7 @@ def worker_command(
         isolation_uid_count=settings.isolation_uid_count,
         hide=tuple(p for p in (token_file, *settings.isolation_hide) if p is not None),
         wait_seconds=wait,
+        prefetch=prefetch,
         abort_grace_seconds=settings.abort_grace_seconds,
         unpack_max_bytes=settings.unpack_max_bytes,
         unpack_max_entries=settings.unpack_max_entries,

@@ -190,6 +190,11 @@ class Retention:
                 stem = name.removesuffix(".log")
                 if name.endswith(".log") and stem.isdigit() and mtime < cutoff:
                     by_job.setdefault(int(stem), []).append(f"logs/{bucket}/{name}")
+                # The pieces of a log never sealed (its job lost with its worker), on a
+                # bucket: they go once their job is gone, like the log.
+                stem = name.removesuffix(".log.parts")
+                if name.endswith(".log.parts") and stem.isdigit() and mtime < cutoff:
+                    by_job.setdefault(int(stem), []).append(f"logs/{bucket}/{name}/")
         ids = sorted(by_job)
         for start in range(0, len(ids), 1000):
             batch = ids[start : start + 1000]

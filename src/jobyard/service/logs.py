@@ -70,10 +70,12 @@ async def stream_log(
                 ended = (await ctx.store.job_get(job_id)).status in TERMINAL
             except DatabaseUnavailable:
                 ended = False
-        if await ctx.blobs.exists(key):
+        try:  # one read, no existence check first: on a bucket each is a request or two
             async for chunk in ctx.blobs.read_chunks(key, offset=offset):
                 offset += len(chunk)
                 yield chunk
+        except NotFound:
+            pass  # no line yet (or the log was purged meanwhile)
         if ended:
             return
         changed = await ctx.bus.wait_job(job_id, FOLLOW_POLL_SECONDS)

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from jobyard import __version__
-from jobyard.blobs.append import append_at
 from jobyard.blobs.keys import log_key, output_key, package_key, payload_job
 from jobyard.core.claims import EndReport, ReportOutcome
 from jobyard.core.errors import Conflict, InvalidInput, NotFound, TooLarge
@@ -211,8 +210,9 @@ async def report_end(
         reason=None if reason is None else reason[:2000],
         actor=f"worker:{worker_id}",
     )
-    # Sealing needs no holder check: the spool holds only pieces accepted while the job
-    # was held (each append checks), so a refused end seals nothing it should not.
+    # Sealing needs no holder check: the pieces were accepted only while the job was held
+    # (each append checks), so a refused end seals nothing it should not. Any replica
+    # seals: the pieces are in the store, whichever replica received them.
     await ctx.blobs.seal(log_key(job_id))
     return _accepted(await _desk(ctx).end(worker_id, report), worker_id)
 
@@ -245,9 +245,12 @@ class BatchedOutcome:
 async def report_batch(
     ctx: Context, worker_id: str, reports: list[BatchedReport]
 ) -> list[BatchedOutcome]:
-    """Several RUNNING and end reports in one call: the RUNNING ones first, then the
-    ends, each group written together (one transaction when the store can). A report
-    about a job not held any more is refused on its own (``moved`` false), not the call.
+    """Several RUNNING and end reports in one call, answered RUNNING ones first. All go
+    to the server's reporter together — the RUNNING ones at once, each end once its log
+    is sealed — so they are usually written in one transaction, which applies RUNNING
+    reports before ends (a RUNNING report is never queued after its job's end). A
+    report about a job not held any more is refused on its own (``moved`` false), not
+    the call.
     """
     _check_worker_id(worker_id)
     for r in reports:
@@ -277,9 +280,9 @@ async def report_batch(
             return BatchedOutcome(r.job_id, r.kind, False, exc.message)
         return BatchedOutcome(r.job_id, r.kind, True)
 
-    out = list(await asyncio.gather(*(one(r) for r in reports if r.kind == "running")))
-    out += await asyncio.gather(*(one(r) for r in reports if r.kind == "end"))
-    return out
+    ordered = [r for r in reports if r.kind == "running"]
+    ordered += [r for r in reports if r.kind == "end"]
+    return list(await asyncio.gather(*(one(r) for r in ordered)))
 
 
 async def renew(ctx: Context, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
@@ -312,7 +315,7 @@ async def append_log(ctx: Context, worker_id: str, job_id: int, offset: int, dat
     if offset < 0:
         raise InvalidInput("offset must not be negative", {"field": "offset"})
     await held_job(ctx, worker_id, job_id)
-    size = await append_at(ctx.blobs, log_key(job_id), offset, data)
+    size = await ctx.blobs.append(log_key(job_id), offset, data)
     ctx.bus.job_changed(job_id)  # log followers on this server read on at once
     return size
 

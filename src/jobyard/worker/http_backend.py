@@ -11,6 +11,14 @@ log pieces, outputs, end) are retried with back-off until the server answers, le
 renewals that cannot reach it count as "unreachable", not "lost" (see
 :mod:`jobyard.worker.pool`). A job whose lease expired meanwhile is failed by the
 server (``worker lost``); its late reports are refused (409) and dropped here.
+
+**Claiming ahead** of free slots (``prefetch``, default as many as the slots) is
+:class:`~jobyard.worker.claim_ahead.ClaimAhead`'s: claimed-ahead jobs are renewed with
+the running ones, and ended FAILED (``worker lost``) when the worker drains.
+
+**Reports** (RUNNING, end) are queued and sent by one sender, in order, many per call:
+an end is queued after its job's RUNNING report and may travel in the same call, where
+the server applies RUNNING reports before end reports.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job
 from jobyard.core.timeutil import utcnow
+from jobyard.worker.claim_ahead import NOT_STARTED_REASON, ClaimAhead
 from jobyard.worker.logwriter import SecretMasker
 from jobyard.worker.protocol import Assignment, PayloadRef
 from jobyard.worker.wire import (
@@ -104,10 +113,13 @@ class HttpBackend:
         labels: dict[str, str] | None = None,
         wait_seconds: float = 25.0,
         patience: float = 3600.0,
+        prefetch: int | None = None,
     ) -> None:
         """``state_dir`` holds logs being sent and payload downloads; ``cache_dir`` the
         package downloads (by sha256, shared by every job of this host); ``patience``:
-        how long reports are retried while the server cannot be reached."""
+        how long reports are retried while the server cannot be reached; ``prefetch``:
+        most jobs claimed ahead of free slots (None: ``slots``; 0: claim only for free
+        slots)."""
         self.server = server.rstrip("/")
         self.pool = pool
         self.slots = slots
@@ -147,14 +159,12 @@ class HttpBackend:
             tuple[str, dict[str, Any], asyncio.Future[tuple[bool, str | None]]]
         ] = []
         self._reporter: asyncio.Task[None] | None = None
-        #: Jobs whose RUNNING report was made: set once it is answered.
-        self._running_sent: dict[int, asyncio.Event] = {}
         self._payloads: dict[int, list[Path]] = {}
-        self._acquiring: asyncio.Task[list[Job]] | None = None
-        self._stopped = False
+        self._ahead = ClaimAhead(slots if prefetch is None else prefetch, self._give_up)
 
     async def close(self) -> None:
-        """Close the connections."""
+        """Finish ending the claimed-ahead jobs given up, then close the connections."""
+        await self._ahead.close()
         await self._client.aclose()
 
     # -- transport ------------------------------------------------------------------------
@@ -233,11 +243,38 @@ class HttpBackend:
         return drain
 
     # -- acquisition ------------------------------------------------------------------------
+    @property
+    def prefetch(self) -> int:
+        """Most jobs claimed ahead of free slots."""
+        return self._ahead.prefetch
+
+    @property
+    def claimed_ahead(self) -> int:
+        """How many claimed jobs wait for a free slot here."""
+        return len(self._ahead)
+
     def stop_acquiring(self) -> None:
-        """Abandon the long-poll in flight and acquire nothing more (drain)."""
-        self._stopped = True
-        if self._acquiring is not None:
-            self._acquiring.cancel()
+        """Abandon the acquisition in flight, claim nothing more (drain) and end the
+        claimed-ahead jobs FAILED (``worker lost``): they never started."""
+        self._ahead.stop()
+
+    async def _give_up(self, jobs: list[Job], reason: str = NOT_STARTED_REASON) -> None:
+        """End jobs claimed ahead and never started (their end reports go together)."""
+        ends = [
+            self.end(
+                job.id,
+                worker_id=self._worker_id,
+                status=JobStatus.FAILED,
+                exit_code=None,
+                reason=reason,
+            )
+            for job in jobs
+        ]
+        results = await asyncio.gather(*ends, return_exceptions=True)
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                _log.warning("job %s claimed ahead: end not reported: %s", job.id, result)
+            self.forget(job.id)
 
     async def acquire(
         self,
@@ -247,19 +284,15 @@ class HttpBackend:
         limit: int,
         free_now: Callable[[], int] | None = None,
     ) -> list[Job]:
-        """Long-poll the server for up to ``limit`` jobs (answers at once when queued)."""
+        """Up to ``limit`` jobs: claimed-ahead ones at once, else those of the
+        acquisition in flight (a long-poll) when it is answered; see
+        :class:`~jobyard.worker.claim_ahead.ClaimAhead`."""
         self._worker_id = worker_id
-        if self._stopped or limit <= 0:
-            return []
-        self._acquiring = asyncio.create_task(self._acquire(worker_id, pool, limit))
-        try:
-            return await self._acquiring
-        except asyncio.CancelledError:
-            if self._stopped and not _current_cancelling():
-                return []
-            raise
-        finally:
-            self._acquiring = None
+
+        def claim(room: int) -> Coroutine[Any, Any, list[Job]]:
+            return self._acquire(worker_id, pool, room)
+
+        return await self._ahead.take(limit, claim, free_now)
 
     async def _acquire(self, worker_id: str, pool: str, limit: int) -> list[Job]:
         answer = await self._once(
@@ -435,30 +468,11 @@ class HttpBackend:
     ) -> Coroutine[Any, Any, bool]:
         """INITIALIZING -> RUNNING on the server; False when the job is not ours (409).
 
-        Not a coroutine function: the call itself (before the report is awaited or even
-        scheduled) records that RUNNING is on its way, so the job's end report waits for
-        it — two HTTP calls may otherwise land in either order, and an end arriving
-        first would be refused for a job still INITIALIZING.
+        Not a coroutine function: the report is queued by the call itself (before the
+        answer is awaited or even scheduled), so the job's end report, queued later, is
+        sent after it — in the same call or a later one — without waiting for its
+        answer.
         """
-        sent = self._running_sent[job_id] = asyncio.Event()
-        return self._set_running(job_id, worker_id, pid, started_at, sent)
-
-    async def _set_running(
-        self,
-        job_id: int,
-        worker_id: str,
-        pid: int | None,
-        started_at: datetime | None,
-        sent: asyncio.Event,
-    ) -> bool:
-        try:
-            return await self._report_running(job_id, worker_id, pid, started_at)
-        finally:
-            sent.set()
-
-    async def _report_running(
-        self, job_id: int, worker_id: str, pid: int | None, started_at: datetime | None
-    ) -> bool:
         item = {
             "job_id": job_id,
             "kind": "running",
@@ -466,7 +480,12 @@ class HttpBackend:
             "started_at": (started_at or utcnow()).isoformat(),
             "record": self._records.pop(job_id, None),
         }
-        moved, _error = await self._report(worker_id, item)
+        answer = self._queue_report(worker_id, item)
+        self._ahead.started(job_id)
+        return self._moved(answer)
+
+    async def _moved(self, answer: asyncio.Future[tuple[bool, str | None]]) -> bool:
+        moved, _error = await asyncio.shield(answer)
         return moved
 
     async def end(
@@ -478,11 +497,8 @@ class HttpBackend:
         exit_code: int | None,
         reason: str | None,
     ) -> None:
-        """Report the end (after its RUNNING report, when one was sent); a job not ours
-        any more (refused) is left as the server has it."""
-        sent = self._running_sent.pop(job_id, None)
-        if sent is not None:
-            await sent.wait()
+        """Report the end (queued after its RUNNING report, when one was made); a job
+        not ours any more (refused) is left as the server has it."""
         item = {
             "job_id": job_id,
             "kind": "end",
@@ -490,20 +506,22 @@ class HttpBackend:
             "exit_code": exit_code,
             "reason": reason,
         }
-        moved, error = await self._report(worker_id, item)
+        moved, error = await asyncio.shield(self._queue_report(worker_id, item))
         if not moved:
             _log.warning("end of job %s not recorded: %s", job_id, error)
 
-    async def _report(self, worker_id: str, item: dict[str, Any]) -> tuple[bool, str | None]:
+    def _queue_report(
+        self, worker_id: str, item: dict[str, Any]
+    ) -> asyncio.Future[tuple[bool, str | None]]:
         """Queue a RUNNING or end report; reports queued while a call is in flight go
-        together in the next one (``POST /api/v1/worker/reports``)."""
+        together in the next one (``POST /api/v1/worker/reports``), in queue order."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[bool, str | None]] = loop.create_future()
         answer.add_done_callback(_retrieved)
         self._reports.append((worker_id, item, answer))
         if self._reporter is None or self._reporter.done():
             self._reporter = loop.create_task(self._send_reports(), name="worker-reports")
-        return await asyncio.shield(answer)
+        return answer
 
     async def _send_reports(self) -> None:
         while self._reports:
@@ -530,10 +548,16 @@ class HttpBackend:
     async def renew(self, *, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
         """Renew leases once (an unreachable server raises ``DatabaseUnavailable``: the
         pool keeps its jobs)."""
+        ahead = self._ahead.job_ids()
         answer = await self._once(
-            "POST", "/api/v1/worker/renew", json={"worker_id": worker_id, "job_ids": job_ids}
+            "POST",
+            "/api/v1/worker/renew",
+            json={"worker_id": worker_id, "job_ids": job_ids + ahead},
         )
-        return {int(k): bool(v) for k, v in (answer.get("leases") or {}).items()}
+        leases = {int(k): bool(v) for k, v in (answer.get("leases") or {}).items()}
+        for job_id in self._ahead.renewed(ahead, leases):
+            self.forget(job_id)
+        return leases
 
     async def store_output(self, job_id: int, name: str, path: Path) -> None:
         """Upload one output file (streamed); a job not ours any more keeps nothing."""
@@ -576,10 +600,10 @@ class HttpBackend:
 
     def forget(self, job_id: int) -> None:
         """Drop what was kept for a job: assignment, record, log tail, downloads."""
+        self._ahead.started(job_id)
         self._assignments.pop(job_id, None)
         self._records.pop(job_id, None)
         self._maskers.pop(job_id, None)
-        self._running_sent.pop(job_id, None)
         tail = self._tails.pop(job_id, None)
         if tail is not None:
             tail.lost = True
@@ -602,8 +626,3 @@ def _quote(name: str) -> str:
     from urllib.parse import quote
 
     return quote(name, safe="")
-
-
-def _current_cancelling() -> int:
-    task = asyncio.current_task()
-    return 0 if task is None else task.cancelling()

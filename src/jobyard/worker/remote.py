@@ -4,7 +4,9 @@ The same :class:`~jobyard.worker.pool.WorkerPool` and runner as the local slots 
 ``jobyard up``, with an :class:`~jobyard.worker.http_backend.HttpBackend`. Jobs run in
 the same sandbox (see :mod:`jobyard.worker.sandbox`); the worker's home, package cache
 and token file are hidden from them, and the token is never in a job's environment.
-SIGTERM / SIGINT drain: running jobs finish, no new one is taken, the process exits 0.
+SIGTERM / SIGINT drain: running jobs finish, no new one is taken (jobs claimed ahead
+and not started end FAILED ``worker lost``, see :mod:`jobyard.worker.http_backend`), the
+process exits 0.
 A server refusing the worker's protocol (see :mod:`jobyard.worker.wire`) is not retried:
 the worker exits non-zero with the server's message (after its running jobs, if any).
 """
@@ -45,6 +47,8 @@ class RemoteOptions:
     #: Paths jobs must not see besides the worker's own (e.g. the token file).
     hide: tuple[Path, ...] = ()
     wait_seconds: float = 25.0
+    #: Most jobs claimed ahead of free slots (None: as many as the slots; 0: none).
+    prefetch: int | None = None
     abort_grace_seconds: float = 10.0
     unpack_max_bytes: int = 2 * 1024**3
     unpack_max_entries: int = 100_000
@@ -80,6 +84,7 @@ async def run_remote_worker(opts: RemoteOptions) -> int:
         cache_dir=opts.cache_dir,
         labels=opts.labels,
         wait_seconds=opts.wait_seconds,
+        prefetch=opts.prefetch,
     )
     isolator = Isolator(
         plan,

@@ -205,8 +205,12 @@ def move(
     moved = [job_from_row(row) for row in stmt.fetch(tx.conn, bound)]
     if order is not None and len(moved) > 1:
         moved.sort(key=order)
+    # A claim's event takes the job's acquired_at: on PostgreSQL that is never before
+    # queued_at (see _NOT_BEFORE), whereas this transaction's clock may have been read
+    # before another one queued the job.
+    claimed = to is JobStatus.INITIALIZING and "acquired_at" in sets
     for job in moved:
-        tx.event(job.id, to, actor, reason)
+        tx.event(job.id, to, actor, reason, job.acquired_at if claimed else None)
     return moved
 
 

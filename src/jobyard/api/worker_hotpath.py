@@ -1,0 +1,135 @@
+"""The two worker routes of the job path, answered without FastAPI's per-request work.
+
+A remote worker calls ``POST /api/v1/worker/acquire`` and ``POST /api/v1/worker/reports``
+for every few jobs it runs; through FastAPI's routing, dependency resolution and
+response-model validation each call cost the API process several times what the claim
+or the report itself costs. Like :mod:`jobyard.api.hotpath` for submits, this
+middleware (placed after authentication and the body limits) answers a well-formed
+call of either route itself: the same worker-token check, request models, service call
+and answer as the routes in :mod:`jobyard.api.routes.worker`.
+
+Anything it is not sure of goes on to FastAPI unchanged, with the body it read replayed:
+a caller without a worker token (FastAPI's 403), another content type, a body that is not
+JSON or does not validate (FastAPI's 422). The routes stay registered: they document the
+API and answer whatever this passes on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from jobyard.api.errors import domain_response
+from jobyard.api.hotpath import _json_or_none, _read_body, _replay
+from jobyard.api.routes.worker import AcquireIn, ReportsIn
+from jobyard.core.errors import JobyardError
+from jobyard.core.tokens import WorkerToken
+from jobyard.service import remote_workers
+from jobyard.service.context import Context, Principal
+from jobyard.service.worker_tokens import WORKER_TOKEN_KIND
+
+ACQUIRE = "/api/v1/worker/acquire"
+REPORTS = "/api/v1/worker/reports"
+
+
+class WorkerHotPathMiddleware:
+    """See the module docstring."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path not in (ACQUIRE, REPORTS):
+            await self.app(scope, receive, send)
+            return
+        state = scope.get("state", {})
+        principal = state.get("principal")
+        token = state.get("worker_token")
+        if (
+            not isinstance(principal, Principal)
+            or principal.token_kind != WORKER_TOKEN_KIND
+            or not isinstance(token, WorkerToken)
+            or not _json_or_none(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        model = _parse(body, AcquireIn if path == ACQUIRE else ReportsIn)
+        if model is None:  # FastAPI answers it (and every error of its kind)
+            await self.app(scope, _replay(body, receive), send)
+            return
+        ctx: Context = scope["app"].state.ctx
+        try:
+            if isinstance(model, AcquireIn):
+                answer = await _acquire(ctx, token, model, receive)
+            elif isinstance(model, ReportsIn):
+                answer = await _reports(ctx, model)
+            else:  # pragma: no cover - _parse answers one of the two
+                raise RuntimeError(f"unexpected body {type(model).__name__}")
+        except JobyardError as exc:
+            await domain_response(exc)(scope, receive, send)
+            return
+        content = json.dumps(answer, separators=(",", ":"))
+        await Response(content, media_type="application/json")(scope, receive, send)
+
+
+def _parse(body: bytes, model: type[BaseModel]) -> BaseModel | None:
+    """The validated body; None: not sure (FastAPI answers)."""
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+async def _acquire(
+    ctx: Context, token: WorkerToken, body: AcquireIn, receive: Receive
+) -> dict[str, Any]:
+    disconnected = False
+
+    async def gone() -> bool:
+        """Whether the caller hung up (a message already there, never waited for)."""
+        nonlocal disconnected
+        if not disconnected:
+            message: dict[str, Any] = {}
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                message = dict(await receive())
+            disconnected = message.get("type") == "http.disconnect"
+        return disconnected
+
+    found = await remote_workers.acquire(
+        ctx,
+        token,
+        worker_id=body.worker_id,
+        pool=body.pool,
+        labels=body.labels,
+        free=body.free,
+        wait_seconds=body.wait_seconds,
+        gone=gone,
+    )
+    return {"assignments": found}
+
+
+async def _reports(ctx: Context, body: ReportsIn) -> dict[str, Any]:
+    batch = [remote_workers.BatchedReport(**r.model_dump()) for r in body.reports]
+    done = await remote_workers.report_batch(ctx, body.worker_id, batch)
+    return {
+        "results": [
+            {"job_id": o.job_id, "kind": o.kind, "moved": o.moved, "error": o.error} for o in done
+        ]
+    }
