@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from jobyard import __version__
-from jobyard.worker.wire import PROTOCOL_MIN, PROTOCOL_TEST_ENV, PROTOCOL_VERSION
+from jobyard.core.workerprotocol import PROTOCOL_MIN, PROTOCOL_TEST_ENV, PROTOCOL_VERSION
 from tests.support.cli import ok, run_cli
 from tests.support.server import RunningServer, server_fixture
 

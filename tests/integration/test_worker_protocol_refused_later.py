@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from jobyard.core.workerprotocol import PROTOCOL_REFUSED, PROTOCOL_VERSION
 from jobyard.worker.http_backend import HttpBackend, ServerRefused
-from jobyard.worker.wire import PROTOCOL_REFUSED, PROTOCOL_VERSION
 from tests.integration.conftest import Env
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobyard.worker import wire
-from jobyard.worker.wire import protocol_refusal
+from jobyard.core import workerprotocol as wire
+from jobyard.core.workerprotocol import protocol_refusal
 
 
 def test_a_worker_inside_the_range_is_served() -> None:
@@ -15,7 +15,7 @@ def test_a_worker_inside_the_range_is_served() -> None:
 
 
 def test_an_unnumbered_worker_is_the_first_protocol() -> None:
-    assert protocol_refusal(None, "0.0.9", low=1, high=3) is None
+    assert protocol_refusal(None, "0.0.9", low=1, high=3, server_version="1.0") is None
     refused = protocol_refusal(None, "0.0.9", low=2, high=3, server_version="2.0")
     assert refused is not None and "speaks worker protocol 1 but" in refused
 
@@ -39,10 +39,10 @@ def test_a_newer_worker_is_told_to_upgrade_the_servers_first() -> None:
 
 def test_this_release_serves_its_own_protocol_and_the_unnumbered_one() -> None:
     assert wire.PROTOCOL_MIN <= wire.PROTOCOL_UNNUMBERED <= wire.PROTOCOL_VERSION
-    assert protocol_refusal(wire.PROTOCOL_VERSION, "x") is None
-    assert protocol_refusal(None, "x") is None
-    assert protocol_refusal(wire.PROTOCOL_MIN - 1, "x") is not None
-    assert protocol_refusal(wire.PROTOCOL_VERSION + 1, "x") is not None
+    assert protocol_refusal(wire.PROTOCOL_VERSION, "x", server_version="1.0") is None
+    assert protocol_refusal(None, "x", server_version="1.0") is None
+    assert protocol_refusal(wire.PROTOCOL_MIN - 1, "x", server_version="1.0") is not None
+    assert protocol_refusal(wire.PROTOCOL_VERSION + 1, "x", server_version="1.0") is not None
 
 
 def test_the_claimed_protocol_is_overridden_only_by_the_test_variable(

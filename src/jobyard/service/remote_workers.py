@@ -24,10 +24,15 @@ from jobyard.core.labels import validate_labels
 from jobyard.core.models import Job, JobFile, WorkerInfo
 from jobyard.core.timeutil import utcnow
 from jobyard.core.tokens import WorkerToken
+from jobyard.core.workerprotocol import (
+    PROTOCOL_MIN,
+    PROTOCOL_REFUSED,
+    PROTOCOL_VERSION,
+    protocol_refusal,
+)
 from jobyard.service.context import Context
 from jobyard.service.worker_desk import WorkerDesk
 from jobyard.service.worker_tokens import check_pool
-from jobyard.worker.wire import PROTOCOL_MIN, PROTOCOL_REFUSED, PROTOCOL_VERSION, protocol_refusal
 
 #: Longest long-poll a worker may ask for (a load balancer's idle timeout is often 60 s).
 MAX_WAIT_SECONDS = 55.0
@@ -97,7 +102,7 @@ async def heartbeat(ctx: Context, token: WorkerToken, hello: Hello) -> Heartbeat
     """
     _check_worker_id(hello.worker_id)
     check_pool(token, hello.pool)
-    refusal = protocol_refusal(hello.protocol, hello.version)
+    refusal = protocol_refusal(hello.protocol, hello.version, server_version=__version__)
     if refusal is not None:
         raise WorkerProtocolUnsupported(
             refusal,

@@ -42,15 +42,11 @@ from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job
 from jobyard.core.timeutil import utcnow
+from jobyard.core.workerprotocol import PROTOCOL_REFUSED, claimed_protocol
 from jobyard.worker.claim_ahead import NOT_STARTED_REASON, ClaimAhead
 from jobyard.worker.logwriter import SecretMasker
 from jobyard.worker.protocol import Assignment, PayloadRef
-from jobyard.worker.wire import (
-    PROTOCOL_REFUSED,
-    RemoteAssignment,
-    assignment_from_json,
-    claimed_protocol,
-)
+from jobyard.worker.wire import RemoteAssignment, assignment_from_json
 
 _log = logging.getLogger("jobyard.worker")
 

@@ -7,7 +7,7 @@ and token file are hidden from them, and the token is never in a job's environme
 SIGTERM / SIGINT drain: running jobs finish, no new one is taken (jobs claimed ahead
 and not started end FAILED ``worker lost``, see :mod:`jobyard.worker.http_backend`), the
 process exits 0.
-A server refusing the worker's protocol (see :mod:`jobyard.worker.wire`) is not retried:
+A server refusing the worker's protocol (see :mod:`jobyard.core.workerprotocol`) is not retried:
 the worker exits non-zero with the server's message (after its running jobs, if any).
 """
 
