@@ -180,6 +180,20 @@ async def test_a_pause_in_sweeping_is_not_counted_against_leases(store: Store, d
     assert (await store.job_get(nxt.id)).status is S.QUEUED
 
 
+async def test_a_leader_handover_is_not_an_outage(store: Store, db: Engine) -> None:
+    """Sweeps every second stop for 3 s (the maintenance leader died; another took over):
+    no lease is pushed back, so the job of a worker that died meanwhile ends on time."""
+    held = await store.job_insert(new_job(), actor="a", reason=None)
+    await store.job_acquire(worker_id="w1", pool="default", limit=1, lease_seconds=2)
+    lease = _lease(db, held.id)
+    t0 = datetime.now(UTC)
+    assert await store.jobs_fail_expired_leases(now=t0, reason="lost", sweep_interval=1) == []
+    assert t0 < lease < t0 + timedelta(seconds=3)
+    t = t0 + timedelta(seconds=3)  # a pause of 3 sweep intervals: the lease ran out in it
+    failed = await store.jobs_fail_expired_leases(now=t, reason="lost", sweep_interval=1)
+    assert [j.id for j in failed] == [held.id]
+
+
 async def test_without_an_interval_leases_expire_by_the_wall_clock(
     store: Store, db: Engine
 ) -> None:

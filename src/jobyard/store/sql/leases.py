@@ -34,9 +34,14 @@ log = logging.getLogger("jobyard.store")
 
 #: Name of the ``leaders`` row whose ``expires_at`` is the time of the last sweep.
 LEASE_CLOCK = "lease-clock"
-#: A pause counts once the time since the last sweep exceeds this many sweep intervals
-#: (below it: ordinary scheduling jitter, and no lease is rewritten).
-PAUSE_FACTOR = 1.5
+#: A pause counts once the time since the last sweep exceeds this many sweep intervals.
+#: Below it: scheduling jitter, or a maintenance leader that died and was replaced (its
+#: leadership lapses after two intervals, the next sweep follows within one more) while
+#: the database and the other servers were up, so workers could renew: no lease is
+#: rewritten, and the jobs of a worker that died meanwhile end within their lease. Safe
+#: while a lease outlasts such a pause plus a renewal period (defaults: 15 s against
+#: 3.5 x 2 s + 3 s): a shorter outage cannot expire a lease renewed on time.
+PAUSE_FACTOR = 3.5
 
 _CLOCK_READ = select(leaders.c.expires_at).where(leaders.c.name == LEASE_CLOCK)
 _CLOCK_WRITE = (
