@@ -123,7 +123,6 @@ class Runtime:
                     bus,
                     holder=self.server_id,
                     interval=self.settings.maintenance_seconds,
-                    lease_seconds=self.settings.lease_seconds,
                     stats_lag_seconds=self.settings.stats.fold_lag_seconds,
                     stats_batch=self.settings.stats.fold_batch,
                 ),

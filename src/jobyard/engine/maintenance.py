@@ -33,9 +33,7 @@ PROCESS_DIED_REASON = "worker lost: its worker process died"
 LEADER_TTL_SWEEPS = 2.0
 
 
-async def sweep_once(
-    store: Store, bus: Bus, *, interval: float | None = None, lease_seconds: float | None = None
-) -> tuple[int, int]:
+async def sweep_once(store: Store, bus: Bus, *, interval: float | None = None) -> tuple[int, int]:
     """One pass: fail expired leases, submit due retries (jobconfigs' retry policies,
     lost workers' jobs included: they ended FAILED just before), then promote any
     sequencing left behind.
@@ -43,12 +41,10 @@ async def sweep_once(
     ``interval``: how often sweeps run; a longer pause since the last one (the database
     was unreachable, no server was up) does not count against leases, so jobs whose
     workers could not renew during an outage are not failed as lost once it is over.
-    ``lease_seconds`` (the lease length renewals grant) tells such an outage from a pause
-    of the sweeps alone (see :mod:`jobyard.store.sql.leases`).
     Returns (jobs failed, jobs promoted).
     """
     failed = await store.jobs_fail_expired_leases(
-        now=utcnow(), reason=LEASE_LOST_REASON, sweep_interval=interval, lease_seconds=lease_seconds
+        now=utcnow(), reason=LEASE_LOST_REASON, sweep_interval=interval
     )
     for job in failed:
         log.warning("job %s ended FAILED: %s (worker %s)", job.id, LEASE_LOST_REASON, job.worker_id)
@@ -91,7 +87,6 @@ async def maintenance_loop(
     *,
     holder: str,
     interval: float,
-    lease_seconds: float | None = None,
     stats_lag_seconds: float = 5.0,
     stats_batch: int = 5000,
 ) -> None:
@@ -100,7 +95,7 @@ async def maintenance_loop(
         try:
             ttl = interval * LEADER_TTL_SWEEPS
             if await store.leader_try_acquire(name="maintenance", holder=holder, ttl_seconds=ttl):
-                await sweep_once(store, bus, interval=interval, lease_seconds=lease_seconds)
+                await sweep_once(store, bus, interval=interval)
                 await fold_stats(store, lag_seconds=stats_lag_seconds, batch=stats_batch)
                 # Renewed after the work too: the TTL then covers the pause, not a long
                 # sweep or fold (were it to lapse meanwhile, the steps are safe twice).

@@ -323,21 +323,13 @@ class Store(ClaimStore, UserStore, StatsStore, ApplyStore, WorkerTokenStore, Pro
         ...
 
     async def jobs_fail_expired_leases(
-        self,
-        *,
-        now: datetime,
-        reason: str,
-        sweep_interval: float | None = None,
-        lease_seconds: float | None = None,
+        self, *, now: datetime, reason: str, sweep_interval: float | None = None
     ) -> list[Job]:
         """End every INITIALIZING/RUNNING job whose lease expired as FAILED (+ promotion).
 
         ``sweep_interval``: the caller sweeps this often. A longer pause since the last
         sweep (database unreachable, no server up) is not counted against any lease:
-        every held lease is pushed back by it first, in the same transaction — unless a
-        lease was renewed in the second half of that pause (``lease_seconds``: the length
-        renewals grant): then workers could renew, only the sweeps had stopped (their
-        leader died), and leases keep running.
+        every held lease is pushed back by it first, in the same transaction.
         """
         ...
 

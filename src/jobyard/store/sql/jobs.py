@@ -157,21 +157,14 @@ class JobsMixin(SqlBase):
         return await self._write(_leases_renew, worker_id, list(job_ids), lease_seconds)
 
     async def jobs_fail_expired_leases(
-        self,
-        *,
-        now: datetime,
-        reason: str,
-        sweep_interval: float | None = None,
-        lease_seconds: float | None = None,
+        self, *, now: datetime, reason: str, sweep_interval: float | None = None
     ) -> list[Job]:
         """End every INITIALIZING/RUNNING job whose lease expired as FAILED (+ promotion).
 
         With ``sweep_interval`` (the sweeper's period), time in which no sweep ran is not
         counted against leases (see :mod:`jobyard.store.sql.leases`).
         """
-        failed, _pause = await self._write(
-            fail_expired_leases, now, reason, sweep_interval, lease_seconds
-        )
+        failed, _pause = await self._write(fail_expired_leases, now, reason, sweep_interval)
         return failed
 
     async def jobs_held_by_workers(self, worker_ids: list[str]) -> list[Job]:

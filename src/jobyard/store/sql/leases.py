@@ -34,9 +34,14 @@ log = logging.getLogger("jobyard.store")
 
 #: Name of the ``leaders`` row whose ``expires_at`` is the time of the last sweep.
 LEASE_CLOCK = "lease-clock"
-#: A pause counts once the time since the last sweep exceeds this many sweep intervals
-#: (below it: ordinary scheduling jitter, and no lease is rewritten).
-PAUSE_FACTOR = 1.5
+#: A pause counts once the time since the last sweep exceeds this many sweep intervals.
+#: Below it: scheduling jitter, or a maintenance leader that died and was replaced (its
+#: leadership lapses after two intervals, the next sweep follows within one more) while
+#: the database and the other servers were up, so workers could renew: no lease is
+#: rewritten, and the jobs of a worker that died meanwhile end within their lease. Safe
+#: while a lease outlasts such a pause plus a renewal period (defaults: 15 s against
+#: 3.5 x 2 s + 3 s): a shorter outage cannot expire a lease renewed on time.
+PAUSE_FACTOR = 3.5
 
 _CLOCK_READ = select(leaders.c.expires_at).where(leaders.c.name == LEASE_CLOCK)
 _CLOCK_WRITE = (
@@ -62,17 +67,10 @@ _EXPIRED = select(jobs.c.id, jobs.c.jobconfig_id).where(
 )
 
 
-def tick_lease_clock(
-    tx: Tx, now: datetime, sweep_interval: float, lease_seconds: float | None = None
-) -> float:
+def tick_lease_clock(tx: Tx, now: datetime, sweep_interval: float) -> float:
     """Record a sweep at ``now``; after a pause, push held leases back by its length.
 
-    With ``lease_seconds`` (what a renewal grants), a pause during which some lease was
-    renewed in its second half is not an outage: the database and a server were up and
-    workers could renew; only the sweeps had stopped (the maintenance leader died and
-    another took over). Leases then keep running, so the jobs of a worker that died
-    meanwhile end within their lease. Returns the pause counted, in seconds (0.0 when
-    the sweeps kept their pace or workers could renew).
+    Returns the pause in seconds (0.0 when the sweeps kept their pace).
     """
     select_clock = _CLOCK_READ.with_for_update() if tx.pg else _CLOCK_READ
     last: datetime | None = tx.conn.execute(select_clock).scalar()
@@ -85,12 +83,6 @@ def tick_lease_clock(
         return 0.0
     shift = timedelta(seconds=pause)
     rows = tx.conn.execute(_HELD_LEASES).all()
-    if lease_seconds is not None:
-        # A lease renewed at r runs to r + lease_seconds: any running past this point
-        # was renewed in the second half of the pause.
-        renewed_late = now - shift / 2 + timedelta(seconds=lease_seconds)
-        if any(lease > renewed_late for _, lease in rows):
-            return 0.0
     if rows:
         tx.conn.execute(
             _PUSH_BACK,
@@ -113,22 +105,14 @@ def _create_clock(tx: Tx, now: datetime) -> None:
 
 
 def fail_expired_leases(
-    tx: Tx,
-    now: datetime,
-    reason: str,
-    sweep_interval: float | None,
-    lease_seconds: float | None = None,
+    tx: Tx, now: datetime, reason: str, sweep_interval: float | None
 ) -> tuple[list[Job], float]:
     """FAILED for every held job whose lease expired (+ promotion); and the pause seen.
 
     With ``sweep_interval`` the lease clock runs first (:func:`tick_lease_clock`), in
     the same transaction, so a pause is always accounted for before anything expires.
     """
-    pause = (
-        tick_lease_clock(tx, now, sweep_interval, lease_seconds)
-        if sweep_interval is not None
-        else 0.0
-    )
+    pause = tick_lease_clock(tx, now, sweep_interval) if sweep_interval is not None else 0.0
     rows = tx.conn.execute(_EXPIRED, {"now": now}).all()
     if not rows:
         return [], pause
