@@ -52,13 +52,13 @@ class HotPathMiddleware:
                 await self.app(scope, receive, send)
                 return
         principal = scope.get("state", {}).get("principal")
-        if not isinstance(principal, Principal) or not _json_or_none(scope):
+        if not isinstance(principal, Principal) or not json_or_none(scope):
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         model = _parse(body, RunIn if jobconfig_id is not None else AdhocJobIn)
         if model is None:  # FastAPI answers it (and every error of its kind)
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         ctx: Context = scope["app"].state.ctx
         client = scope.get("client")
@@ -83,7 +83,7 @@ def _run_target(path: str) -> int | None:
     return int(digits)
 
 
-def _json_or_none(scope: Scope) -> bool:
+def json_or_none(scope: Scope) -> bool:
     """True for ``Content-Type: application/json`` (any parameters) or none at all."""
     for name, value in scope["headers"]:
         if name == b"content-type":
@@ -92,7 +92,8 @@ def _json_or_none(scope: Scope) -> bool:
     return True
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (a fast path reads it before deciding; see :func:`replay`)."""
     chunks = []
     while True:
         message = await receive()
@@ -120,7 +121,7 @@ def _parse(body: bytes, model: type[BaseModel]) -> Any:
         return None
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands the already-read body over once, then the real one."""
     pending = True
 

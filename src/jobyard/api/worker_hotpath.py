@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobyard.api.errors import domain_response
-from jobyard.api.hotpath import _json_or_none, _read_body, _replay
+from jobyard.api.hotpath import json_or_none, read_body, replay
 from jobyard.api.routes.worker import AcquireIn, ReportsIn
 from jobyard.core.errors import JobyardError
 from jobyard.core.tokens import WorkerToken
@@ -58,14 +58,14 @@ class WorkerHotPathMiddleware:
             not isinstance(principal, Principal)
             or principal.token_kind != WORKER_TOKEN_KIND
             or not isinstance(token, WorkerToken)
-            or not _json_or_none(scope)
+            or not json_or_none(scope)
         ):
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         model = _parse(body, AcquireIn if path == ACQUIRE else ReportsIn)
         if model is None:  # FastAPI answers it (and every error of its kind)
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         ctx: Context = scope["app"].state.ctx
         try:
