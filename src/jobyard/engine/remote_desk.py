@@ -82,15 +82,18 @@ class RemoteDesk:
         while True:
             if await gone():
                 return []
-            found = await self._claim(worker_id, pool, labels, free, look_first=not fresh)
+            found = await self._claim(worker_id, pool, labels, free, fresh=fresh)
             left = deadline - time.monotonic()
             if found or left <= 0:
-                return [assignment_to_json(a) for a in found]
+                out = [assignment_to_json(a) for a in found]
+                return out
             fresh = await self._bus.wait_for_work(min(left, RECHECK_SECONDS))
 
     async def _claim(
-        self, worker_id: str, pool: str, labels: Mapping[str, str], limit: int, *, look_first: bool
+        self, worker_id: str, pool: str, labels: Mapping[str, str], limit: int, *, fresh: bool
     ) -> list[RemoteAssignment]:
+        """``fresh``: woken by a submit just made; the claim goes straight to the write,
+        on the event loop's thread (the server is most likely idle, see ``on_loop``)."""
         values = [SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(limit)]
         by_hash = {hash_token(value): value for value in values}
         request = ClaimRequest(
@@ -98,7 +101,8 @@ class RemoteDesk:
             limit=limit,
             lease_seconds=self._settings.lease_seconds,
             token_hashes=list(by_hash),
-            look_first=look_first,
+            look_first=not fresh,
+            on_loop=fresh,
             labels=labels,
         )
         claims = await self._reporter.claim(worker_id, request)

@@ -44,6 +44,7 @@ from jobyard.core.models import Job
 from jobyard.core.timeutil import utcnow
 from jobyard.core.workerprotocol import PROTOCOL_REFUSED, claimed_protocol
 from jobyard.worker.claim_ahead import NOT_STARTED_REASON, ClaimAhead
+from jobyard.worker.lean_http import LeanConnection, LeanHttpError
 from jobyard.worker.logwriter import SecretMasker
 from jobyard.worker.protocol import Assignment, PayloadRef
 from jobyard.worker.wire import RemoteAssignment, assignment_from_json
@@ -134,12 +135,13 @@ class HttpBackend:
         self.started_at = utcnow()
         self._state = state_dir
         self._cache = cache_dir / "packages"
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "User-Agent": f"jobyard-worker/{__version__}",
+        }
         self._client = httpx.AsyncClient(
             base_url=self.server,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "User-Agent": f"jobyard-worker/{__version__}",
-            },
+            headers=headers,
             timeout=httpx.Timeout(30.0, read=wait_seconds + 30.0),
             limits=httpx.Limits(max_connections=max(8, slots * 2), max_keepalive_connections=8),
         )
@@ -157,10 +159,15 @@ class HttpBackend:
         self._reporter: asyncio.Task[None] | None = None
         self._payloads: dict[int, list[Path]] = {}
         self._ahead = ClaimAhead(slots if prefetch is None else prefetch, self._give_up)
+        #: The acquisition long-poll's own connection (None: through httpx, see
+        #: :mod:`jobyard.worker.lean_http`).
+        self._lean = LeanConnection.for_url(self.server, headers)
 
     async def close(self) -> None:
         """Finish ending the claimed-ahead jobs given up, then close the connections."""
         await self._ahead.close()
+        if self._lean is not None:
+            self._lean.close()
         await self._client.aclose()
 
     # -- transport ------------------------------------------------------------------------
@@ -291,17 +298,14 @@ class HttpBackend:
         return await self._ahead.take(limit, claim, free_now)
 
     async def _acquire(self, worker_id: str, pool: str, limit: int) -> list[Job]:
-        answer = await self._once(
-            "POST",
-            "/api/v1/worker/acquire",
-            json={
-                "worker_id": worker_id,
-                "pool": pool,
-                "labels": self.labels,
-                "free": limit,
-                "wait_seconds": self.wait_seconds,
-            },
-        )
+        body = {
+            "worker_id": worker_id,
+            "pool": pool,
+            "labels": self.labels,
+            "free": limit,
+            "wait_seconds": self.wait_seconds,
+        }
+        answer = await self._post_acquire(body)
         jobs = []
         for item in answer.get("assignments") or []:
             remote = assignment_from_json(item)
@@ -309,6 +313,24 @@ class HttpBackend:
             self._assignments[job.id] = remote
             jobs.append(job)
         return jobs
+
+    async def _post_acquire(self, body: dict[str, Any]) -> Any:
+        """``POST /api/v1/worker/acquire`` as :meth:`_once` does it, on the long-poll's
+        own connection when there is one."""
+        path = "/api/v1/worker/acquire"
+        if self._lean is None:
+            return await self._once("POST", path, json=body)
+        try:
+            status, answer = await self._lean.post_json(
+                path, body, timeout=self.wait_seconds + 60.0
+            )
+        except LeanHttpError as exc:
+            raise DatabaseUnavailable(f"server {self.server} unreachable: {exc}") from exc
+        if status in _RETRIED:
+            raise DatabaseUnavailable(f"server {self.server} answered {status}")
+        if status >= 400:
+            raise ServerRefused(status, answer)
+        return answer
 
     async def wait_for_work(self, timeout: float) -> None:
         """Nothing to wait for here: :meth:`acquire` itself waits on the server."""

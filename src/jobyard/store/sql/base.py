@@ -311,6 +311,48 @@ class _Side:
         self.engine.dispose()
 
 
+class _LoopSide:
+    """One more connection of the writer's engine, for the transactions run on the event
+    loop's thread (see :meth:`SqlBase._write_on_loop`); opened on a writer thread."""
+
+    def __init__(self, side: _Side) -> None:
+        self._side = side
+        self._conn: Connection | None = None
+        self._preparing = False
+
+    def ready(self) -> bool:
+        """True while the connection is open and usable."""
+        conn = self._conn
+        return conn is not None and not conn.closed and not conn.invalidated
+
+    def prepare(self) -> None:
+        """Open (or reopen) the connection: call it on a writer thread, not the loop."""
+        if self._preparing or self.ready():
+            return
+        self._preparing = True
+        try:
+            fresh = self._side.engine.connect()
+            with self._side._lock:
+                old, self._conn = self._conn, fresh
+                if old is not None and old in self._side._opened:
+                    self._side._opened.remove(old)
+                    old.close()
+                self._side._opened.append(fresh)
+        finally:
+            self._preparing = False
+
+    def connection(self) -> Connection:
+        """The open connection; ``_NotReady`` when it broke (never connects here)."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            raise _NotReady
+        return conn
+
+
+class _NotReady(Exception):
+    """The loop's connection broke: run the transaction on a writer thread instead."""
+
+
 class SqlBase:
     """Engines, executors and the run-one-transaction helpers the mixins build on."""
 
@@ -320,7 +362,9 @@ class SqlBase:
         if self._pg:
             self._writer = _Side(write_engine, _PG_THREADS, "jobyard-pg")
             self._reader = self._writer
+            self._on_loop: _LoopSide | None = _LoopSide(self._writer)
         else:
+            self._on_loop = None
             self._writer = _Side(write_engine, 0, "jobyard-sqlite-w")
             self._reader = _Side(read_engine, 0, "jobyard-sqlite-r")
         self._closed = False
@@ -346,7 +390,7 @@ class SqlBase:
 
     def _run_sync(
         self,
-        side: _Side,
+        side: _Side | _LoopSide,
         lock_first: bool,
         read_only: bool,
         fn: Callable[Concatenate[Tx, P], T],
@@ -413,6 +457,33 @@ class SqlBase:
                     self._outages.failed(Outage.BUSY, error)
                     raise unavailable(Outage.BUSY, committing=False) from error
                 await asyncio.sleep(0.0002)
+
+    async def _write_on_loop(
+        self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """:meth:`_write`, but run on the calling (event loop's) thread when it holds an
+        open PostgreSQL connection and the database is not failing.
+
+        For a short transaction on an idle server (the claim of a job just submitted):
+        a transaction on the writer threads crosses threads twice and takes the GIL back
+        after every statement, which on a busy machine costs more than the statements
+        (see docs/benchmarks.md, "Idle dispatch through a remote worker"). The loop is
+        blocked meanwhile, so only where a stall is unlikely: the thread's connection was
+        opened earlier by a thread of the pool (never connect on the loop) and no outage
+        is going on (a failing database answers on the writer threads as usual).
+        """
+        side = self._writer
+        loop_side = self._on_loop
+        if side.executor is None or loop_side is None or self._outages.ongoing:
+            return await self._write(fn, *args, **kw)
+        if not loop_side.ready():
+            # Open the connection on a writer thread, for the next claims on the loop.
+            await asyncio.get_running_loop().run_in_executor(side.executor, loop_side.prepare)
+            return await self._write(fn, *args, **kw)
+        try:
+            return self._run_sync(loop_side, False, False, fn, *args, **kw)
+        except _NotReady:  # broke before anything was committed: on a thread, as usual
+            return await self._write(fn, *args, **kw)
 
     async def _read(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``fn(tx, ...)`` as one read-only transaction on the reader side."""

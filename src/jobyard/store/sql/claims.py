@@ -97,6 +97,8 @@ class ClaimsMixin(SqlBase):
                 and not await self._read(_any_queued, claim.pool, bool(claim.labels))
             ):
                 return ReportAnswer([])
+        if claim is not None and claim.on_loop and not running and not ended:
+            return await self._write_on_loop(_jobs_report, worker_id, [], [], claim)
         return await self._write(_jobs_report, worker_id, list(running), list(ended), claim)
 
 

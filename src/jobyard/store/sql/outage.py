@@ -124,6 +124,11 @@ class OutageLog:
         self._since: float | None = None
         self._lock = threading.Lock()
 
+    @property
+    def ongoing(self) -> bool:
+        """True while the last call failed with an outage."""
+        return self._since is not None
+
     def failed(self, kind: Outage, error: BaseException) -> None:
         """A call failed with an outage: log it if it is the first of this outage."""
         with self._lock:
