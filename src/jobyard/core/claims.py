@@ -94,9 +94,9 @@ class ClaimRequest:
     #: claimer just told that work was queued (first of the idle workers) goes straight
     #: to the write.
     look_first: bool = True
-    #: A claim made at once for a job just submitted to this server process, which is
-    #: then most likely idle: on PostgreSQL it runs on the caller's thread, skipping the
-    #: two thread hand-offs of a transaction (see ``SqlBase._write_on_loop``).
+    #: A claim made at once for a job just submitted, the server then most likely idle:
+    #: on PostgreSQL it runs on the caller's thread when nothing else is being written,
+    #: skipping the two thread hand-offs of a transaction (``SqlBase._write_on_loop``).
     on_loop: bool = False
     #: The claiming worker's labels: a job requiring labels is claimed only by a worker
     #: having every one of them (a job requiring none, by any worker of its pool).

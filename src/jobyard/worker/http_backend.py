@@ -167,7 +167,7 @@ class HttpBackend:
         """Finish ending the claimed-ahead jobs given up, then close the connections."""
         await self._ahead.close()
         if self._lean is not None:
-            self._lean.close()
+            await self._lean.aclose()
         await self._client.aclose()
 
     # -- transport ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ flight); a connection the server closed while idle is replaced before the reques
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import ssl
@@ -115,6 +116,14 @@ class LeanConnection:
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.close()
+
+    async def aclose(self) -> None:
+        """Drop the connection and wait until it is closed (the worker stops)."""
+        writer = self._writer
+        self.close()
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:

@@ -370,6 +370,8 @@ class SqlBase:
         self._closed = False
         self._close_lock = threading.Lock()
         self._outages = OutageLog()
+        #: Write transactions under way on the writer threads (see _write_on_loop).
+        self._writing = 0
 
     @property
     def dialect(self) -> str:
@@ -440,9 +442,13 @@ class SqlBase:
         side = self._writer
         loop = asyncio.get_running_loop()
         if side.executor is not None:
-            return await loop.run_in_executor(
-                side.executor, lambda: self._run_sync(side, False, False, fn, *args, **kw)
-            )
+            self._writing += 1
+            try:
+                return await loop.run_in_executor(
+                    side.executor, lambda: self._run_sync(side, False, False, fn, *args, **kw)
+                )
+            finally:
+                self._writing -= 1
         # Inline (SQLite): while another process holds the write lock, let this loop's
         # other work run, then try again.
         deadline = loop.time() + _LOCK_WAIT_SECONDS
@@ -461,20 +467,21 @@ class SqlBase:
     async def _write_on_loop(
         self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
     ) -> T:
-        """:meth:`_write`, but run on the calling (event loop's) thread when it holds an
-        open PostgreSQL connection and the database is not failing.
+        """:meth:`_write`, but run on the calling (event loop's) thread while the server
+        is idle: PostgreSQL, no other write under way, an open connection, no outage.
 
-        For a short transaction on an idle server (the claim of a job just submitted):
+        For the short transactions of one job on an idle server (its submit, its claim):
         a transaction on the writer threads crosses threads twice and takes the GIL back
         after every statement, which on a busy machine costs more than the statements
         (see docs/benchmarks.md, "Idle dispatch through a remote worker"). The loop is
-        blocked meanwhile, so only where a stall is unlikely: the thread's connection was
-        opened earlier by a thread of the pool (never connect on the loop) and no outage
-        is going on (a failing database answers on the writer threads as usual).
+        blocked meanwhile, so only where that costs nobody: no other write is under way
+        (a busy server keeps its threads), the connection was opened earlier by a writer
+        thread (never connect on the loop) and no outage is going on (a failing database
+        answers on the writer threads as usual).
         """
         side = self._writer
         loop_side = self._on_loop
-        if side.executor is None or loop_side is None or self._outages.ongoing:
+        if side.executor is None or loop_side is None or self._writing or self._outages.ongoing:
             return await self._write(fn, *args, **kw)
         if not loop_side.ready():
             # Open the connection on a writer thread, for the next claims on the loop.

@@ -117,7 +117,10 @@ class SubmitsMixin(SqlBase):
                 return
         for submission in batch:
             try:
-                job = await self._write(submission.body, *submission.args)
+                if len(batch) == 1:  # a lone submit: the server may well be idle
+                    job = await self._write_on_loop(submission.body, *submission.args)
+                else:
+                    job = await self._write(submission.body, *submission.args)
             except Exception as exc:
                 _settle(submission.answer, error=exc)
             else:
