@@ -320,6 +320,23 @@ async def test_pieces_are_objects_until_sealed(
     assert await blobs.size("logs/0/3.log") == 6
 
 
+async def test_a_one_piece_log_is_sealed_by_a_copy_in_the_bucket(
+    s3_server: S3Server, tmp_path: Path, aws_env: None
+) -> None:
+    """A short job's log is one piece: another replica seals it by a copy within the
+    bucket (no bytes through the server, nothing on its disk); both read it after."""
+    bucket = s3_server.new_bucket()
+    blobs = S3BlobStore(bucket, "pre", spool=tmp_path / "spool", endpoint_url=s3_server.endpoint)
+    other = S3BlobStore(bucket, "pre", spool=tmp_path / "other", endpoint_url=s3_server.endpoint)
+    await blobs.append("logs/0/6.log", 0, b"job 6\n")
+    await other.seal("logs/0/6.log")
+    assert s3_server.keys(bucket) == ["pre/logs/0/6.log"]
+    assert not (tmp_path / "spool").exists() and not (tmp_path / "other").exists()
+    for store in (blobs, other):
+        assert await read_all(store, "logs/0/6.log") == b"job 6\n"
+        assert await store.size("logs/0/6.log") == 6
+
+
 async def test_a_gap_in_the_pieces_is_not_sealed(
     s3_server: S3Server, tmp_path: Path, aws_env: None
 ) -> None:

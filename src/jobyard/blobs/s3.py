@@ -53,6 +53,11 @@ log = logging.getLogger("jobyard.blobs")
 RETRY_AFTER_SECONDS = 2
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 _SEAL_FETCHES = 8  # pieces fetched at once when sealing
+#: Connections boto3 keeps to the bucket. Its default (10) is below what one server
+#: uses at once — calls of the event loop's threads plus the transfer manager's own
+#: threads — and past it every extra connection is opened and thrown away ("Connection
+#: pool is full").
+POOL_CONNECTIONS = 64
 _MISSING = ("404", "NoSuchKey", "NotFound")
 _TRANSIENT = (
     "SlowDown",
@@ -111,9 +116,15 @@ class S3BlobStore:
                         "JOBYARD_BLOBS_URL names an S3 bucket but boto3 is not installed: "
                         "install jobyard[s3]"
                     ) from exc
+                from botocore.config import Config
+
                 # endpoint_url None lets boto3 read AWS_ENDPOINT_URL and its own config.
                 session = boto3.session.Session()
-                self._client_obj = session.client("s3", endpoint_url=self._endpoint)
+                self._client_obj = session.client(
+                    "s3",
+                    endpoint_url=self._endpoint,
+                    config=Config(max_pool_connections=POOL_CONNECTIONS),
+                )
             return self._client_obj
 
     def _check_bucket(self) -> None:
@@ -297,6 +308,18 @@ class S3BlobStore:
                 f"the pieces of {key!r} leave a gap at offset {gap}: resend from offset {gap}",
                 {"size": size},
             )
+        if len(segments) == 1 and segments[0].skip == 0 and segments[0].length == size:
+            # One piece (a short job's whole log): the bucket copies it, no bytes here.
+            name, target = segments[0].piece.name, self._key(key)
+            await self._run(
+                lambda: self._client().copy_object(
+                    Bucket=self._bucket,
+                    Key=target,
+                    CopySource={"Bucket": self._bucket, "Key": name},
+                )
+            )
+            await self._delete_names([p.name for p in pieces])
+            return
         self._spool.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self._spool, prefix=".seal.")
         tmp = Path(tmp_name)
@@ -335,7 +358,8 @@ class S3BlobStore:
                 if offset + len(data) <= sealed:
                     return sealed
                 raise Conflict(f"{key!r} is sealed: no piece is added to it any more")
-            size = layout(await self._pieces(key))[0]
+            # At offset 0 the LIST above saw every piece (none); else see those before.
+            size = layout(await self._pieces(key))[0] if offset > 0 else 0
         if offset > size:
             raise gap_refused(offset, size)
         skip = size - offset
