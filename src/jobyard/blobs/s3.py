@@ -1,8 +1,11 @@
 """A :class:`~jobyard.blobs.protocol.BlobStore` on an S3-compatible bucket (``boto3``).
 
 Every blob is one object at ``<prefix>/<key>``. boto3 is synchronous, so each call runs
-in a worker thread; boto3 is imported only when a bucket is configured (the ``s3``
-extra), so the local folder needs none of it.
+in a thread of the store's own pool (:data:`CALL_THREADS`), not the event loop's default
+one: that has a handful of threads on a small host, shared with every other blocking
+call, and a slow bucket would queue a job's log piece behind other calls for seconds.
+boto3 is imported only when a bucket is configured (the ``s3`` extra), so the local
+folder needs none of it.
 
 A running job's log is not an object yet. A local slot appends to a spool file on its
 own host (:meth:`S3BlobStore.spool_path`): readers on that host follow the spool file,
@@ -27,6 +30,7 @@ import os
 import tempfile
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -53,11 +57,12 @@ log = logging.getLogger("jobyard.blobs")
 RETRY_AFTER_SECONDS = 2
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 _SEAL_FETCHES = 8  # pieces fetched at once when sealing
-#: Connections boto3 keeps to the bucket. Its default (10) is below what one server
-#: uses at once — calls of the event loop's threads plus the transfer manager's own
-#: threads — and past it every extra connection is opened and thrown away ("Connection
-#: pool is full").
-POOL_CONNECTIONS = 64
+#: Bucket calls one server makes at once (each waits on the network, not the CPU).
+CALL_THREADS = 32
+#: Connections boto3 keeps to the bucket: one per calling thread plus the transfer
+#: manager's own threads (10). boto3's default (10) is below that, and past it every
+#: extra connection is opened and thrown away ("Connection pool is full").
+POOL_CONNECTIONS = CALL_THREADS + 10
 _MISSING = ("404", "NoSuchKey", "NotFound")
 _TRANSIENT = (
     "SlowDown",
@@ -97,6 +102,7 @@ class S3BlobStore:
         self._endpoint = endpoint_url
         self._client_obj = client
         self._client_lock = threading.Lock()  # calls run in threads: build one client
+        self._threads: ThreadPoolExecutor | None = None
         #: The bucket answered once: from then on a 404 means a missing object, not a
         #: missing bucket (HEAD answers a bare 404 for both).
         self._bucket_seen = False
@@ -154,7 +160,11 @@ class S3BlobStore:
 
     # -- calling the bucket ------------------------------------------------------------
     async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.to_thread(self._guard, fn)
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="jobyard-s3")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, functools.partial(self._guard, fn)
+        )
 
     def _guard(self, fn: Callable[[], T]) -> T:
         """Call ``fn`` translating the bucket's failures into domain errors."""

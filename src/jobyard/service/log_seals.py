@@ -24,8 +24,9 @@ from jobyard.core.errors import JobyardError
 
 log = logging.getLogger("jobyard.blobs")
 
-#: Seals one server runs at once (each is a handful of bucket requests).
-SEALS_AT_ONCE = 4
+#: Seals one server runs at once (each is a handful of bucket requests): few, so that
+#: the log pieces of running jobs, which their ends wait for, keep the bucket's attention.
+SEALS_AT_ONCE = 2
 
 
 class LogSeals:
