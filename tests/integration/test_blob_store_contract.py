@@ -290,6 +290,21 @@ async def test_append_pieces_from_any_replica(replicas: tuple[BlobStore, BlobSto
     assert not await b.exists(key)
 
 
+async def test_a_held_logs_first_piece_is_stored_at_once(blobs: BlobStore) -> None:
+    """``unsealed`` (the writer holds the blob and sends in order): a first piece and its
+    retry store the same bytes and answer their end; later pieces and the seal follow as
+    usual, and the blob reads whole before and after the seal."""
+    key = "logs/0/11.log"
+    assert await blobs.append(key, 0, b"abc", unsealed=True) == 3
+    assert await blobs.append(key, 0, b"abc", unsealed=True) == 3  # a retry
+    assert await read_all(blobs, key) == b"abc"
+    assert await blobs.append(key, 3, b"def\n", unsealed=True) == 7
+    assert await blobs.size(key) == 7
+    await blobs.seal(key)
+    assert await read_all(blobs, key) == b"abcdef\n"
+    assert await read_all(blobs, key, offset=3) == b"def\n"
+
+
 async def test_seal_without_pieces_does_nothing(blobs: BlobStore) -> None:
     await blobs.seal("logs/0/8.log")
     assert not await blobs.exists("logs/0/8.log")

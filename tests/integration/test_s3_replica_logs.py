@@ -138,9 +138,19 @@ def test_pieces_posted_to_alternating_replicas_make_one_log(
                 assert r.json() == {"size": len(expected)}
                 for api in (api_a, api_b):
                     assert api.log(job["id"]).encode() == expected
-            # A piece retried through the other replica changes nothing; a gap is refused.
+            # A piece retried through the other replica changes nothing (a late first piece
+            # answers its own end: resending from there changes nothing either); a gap is
+            # refused.
             params = {"worker_id": "lb", "offset": "0"}
             r = workers[0].post(f"{base}/log", params=params, content=b"piece 0 of the log\n")
+            assert r.status_code == 200, r.text
+            params = {"worker_id": "lb", "offset": str(r.json()["size"])}
+            r = workers[1].post(f"{base}/log", params=params, content=expected[19:])
+            assert r.json() == {"size": len(expected)}
+            for api in (api_a, api_b):
+                assert api.log(job["id"]).encode() == expected
+            params = {"worker_id": "lb", "offset": "19"}
+            r = workers[0].post(f"{base}/log", params=params, content=expected[19:40])
             assert r.json() == {"size": len(expected)}
             params = {"worker_id": "lb", "offset": str(len(expected) + 5)}
             r = workers[1].post(f"{base}/log", params=params, content=b"x")

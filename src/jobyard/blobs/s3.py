@@ -352,12 +352,19 @@ class S3BlobStore:
         ]
         return b"".join(chunks)
 
-    async def append(self, key: str, offset: int, data: bytes) -> int:
+    async def append(self, key: str, offset: int, data: bytes, *, unsealed: bool = False) -> int:
         """Store the new bytes of the piece as an object of their own (see
         :mod:`jobyard.blobs.pieces`): one LIST of the pieces ending at ``offset`` or
-        later, then one PUT when something is new."""
+        later, then one PUT when something is new. A first piece of an ``unsealed``
+        blob is one PUT and nothing more (see :meth:`BlobStore.append`): the whole log of
+        a short job costs the bucket one request while the job runs."""
         if offset < 0:
             raise InvalidInput("offset must not be negative", {"field": "offset"})
+        if offset == 0 and unsealed:
+            # Pieces stored before it at offset 0 (tries of this same request) hold the
+            # same bytes: overlapping pieces are allowed, a piece at 0 leaves no gap.
+            await self.put_piece(key, 0, data)
+            return len(data)
         pieces = await self._pieces(key, after=offset - 1)
         if pieces:  # the pieces never leave a gap: the blob ends where the last one does
             size = max(p.end for p in pieces)

@@ -323,7 +323,9 @@ async def append_log(ctx: Context, worker_id: str, job_id: int, offset: int, dat
     if offset < 0:
         raise InvalidInput("offset must not be negative", {"field": "offset"})
     await held_job(ctx, worker_id, job_id)
-    size = await ctx.blobs.append(log_key(job_id), offset, data)
+    # Held: the log is not sealed (that happens after the end), and the worker sends its
+    # pieces in order, each after the answer to the one before.
+    size = await ctx.blobs.append(log_key(job_id), offset, data, unsealed=True)
     ctx.bus.job_changed(job_id)  # log followers on this server read on at once
     return size
 
