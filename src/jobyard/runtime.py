@@ -215,6 +215,8 @@ class Runtime:
                 await task
         self._tasks.clear()
         if self._ctx is not None:
+            # Logs ended just now: let their seals finish (any left keep their pieces).
+            await self._ctx.seals.drain(10.0)
             # Hand maintenance and retention to another server now, not after their TTL.
             with contextlib.suppress(Exception):
                 await self._ctx.store.leaders_release(holder=self.server_id)

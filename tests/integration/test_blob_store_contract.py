@@ -290,6 +290,21 @@ async def test_append_pieces_from_any_replica(replicas: tuple[BlobStore, BlobSto
     assert not await b.exists(key)
 
 
+async def test_a_held_logs_first_piece_is_stored_at_once(blobs: BlobStore) -> None:
+    """``unsealed`` (the writer holds the blob and sends in order): a first piece and its
+    retry store the same bytes and answer their end; later pieces and the seal follow as
+    usual, and the blob reads whole before and after the seal."""
+    key = "logs/0/11.log"
+    assert await blobs.append(key, 0, b"abc", unsealed=True) == 3
+    assert await blobs.append(key, 0, b"abc", unsealed=True) == 3  # a retry
+    assert await read_all(blobs, key) == b"abc"
+    assert await blobs.append(key, 3, b"def\n", unsealed=True) == 7
+    assert await blobs.size(key) == 7
+    await blobs.seal(key)
+    assert await read_all(blobs, key) == b"abcdef\n"
+    assert await read_all(blobs, key, offset=3) == b"def\n"
+
+
 async def test_seal_without_pieces_does_nothing(blobs: BlobStore) -> None:
     await blobs.seal("logs/0/8.log")
     assert not await blobs.exists("logs/0/8.log")
@@ -318,6 +333,23 @@ async def test_pieces_are_objects_until_sealed(
     )
     assert await read_all(blobs, "logs/0/3.log") == b"abcdef"
     assert await blobs.size("logs/0/3.log") == 6
+
+
+async def test_a_one_piece_log_is_sealed_by_a_copy_in_the_bucket(
+    s3_server: S3Server, tmp_path: Path, aws_env: None
+) -> None:
+    """A short job's log is one piece: another replica seals it by a copy within the
+    bucket (no bytes through the server, nothing on its disk); both read it after."""
+    bucket = s3_server.new_bucket()
+    blobs = S3BlobStore(bucket, "pre", spool=tmp_path / "spool", endpoint_url=s3_server.endpoint)
+    other = S3BlobStore(bucket, "pre", spool=tmp_path / "other", endpoint_url=s3_server.endpoint)
+    await blobs.append("logs/0/6.log", 0, b"job 6\n")
+    await other.seal("logs/0/6.log")
+    assert s3_server.keys(bucket) == ["pre/logs/0/6.log"]
+    assert not (tmp_path / "spool").exists() and not (tmp_path / "other").exists()
+    for store in (blobs, other):
+        assert await read_all(store, "logs/0/6.log") == b"job 6\n"
+        assert await store.size("logs/0/6.log") == 6
 
 
 async def test_a_gap_in_the_pieces_is_not_sealed(

@@ -2,7 +2,8 @@
 
 Three ``jobyard server`` replicas share one PostgreSQL cluster (the test's own, so it can
 restart it) and one bucket of a local S3 server; six ``jobyard worker`` processes serve
-two pools (some with labels), each talking to one replica. ``JOBS`` jobs over 50
+two pools (some with labels), each given every replica (its own preferred, the next
+used while that one is down). ``JOBS`` jobs over 50
 jobconfigs (``max_concurrent`` 1, 3 or unlimited; some requiring a label, some with a
 retry policy) are submitted through all replicas while, every few seconds, a random
 worker or replica is killed with ``SIGKILL`` and restarted, PostgreSQL is restarted once,
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import os
 import random
 import secrets
@@ -96,6 +98,8 @@ class Chaos:
     calm: threading.Event = field(default_factory=threading.Event)
     pg_restart: tuple[float, float] | None = None
     errors: list[str] = field(default_factory=list)
+    #: Seconds each restarted replica took to answer ``/healthz`` again.
+    replica_starts: list[float] = field(default_factory=list)
 
 
 def _specs() -> list[Spec]:
@@ -255,9 +259,11 @@ def _chaos(
             record.kills.append((member.name, time.time()))
             member.kill()
             time.sleep(0.5)
+            began = time.monotonic()
             member.start()
             if url is not None:
                 wait_healthy(member, url)
+                record.replica_starts.append(time.monotonic() - began)
         except Exception as exc:  # the test fails on it after the run
             record.errors.append(f"round {rounds}: {exc!r}")
 
@@ -407,11 +413,13 @@ def test_chaos_every_job_ends_exactly_once(
             _create_jobconfigs(api, specs)
             for n, (pool, members) in enumerate(sorted(POOLS.items())):
                 for m, (name, labels) in enumerate(sorted(members.items())):
-                    url = urls[(n * 3 + m) % len(urls)]
+                    # Every replica, each worker preferring its own: it moves to the
+                    # next while the one it talks to is down.
+                    first = (n * 3 + m) % len(urls)
                     member = worker(
                         tmp_path,
                         name,
-                        server=url,
+                        server=urls[first:] + urls[:first],
                         token=_worker_token(api, name),
                         pool=pool,
                         slots=SLOTS,
@@ -422,7 +430,7 @@ def test_chaos_every_job_ends_exactly_once(
             gamma = worker(
                 tmp_path,
                 "gamma-1",
-                server=urls[0],
+                server=urls,
                 token=_worker_token(api, "gamma-1"),
                 pool=GAMMA,
                 slots=2,
@@ -490,7 +498,9 @@ def test_chaos_every_job_ends_exactly_once(
             _check_partition(api, conn, partition_before)
             print(
                 f"\nchaos run: {len(submitted)} jobs in {elapsed:.1f} s, "
-                f"{len(record.kills)} kills, PostgreSQL restart {record.pg_restart}"
+                f"{len(record.kills)} kills, PostgreSQL restart {record.pg_restart}, "
+                f"replica restarts took {sorted(round(t, 1) for t in record.replica_starts)} s\n"
+                + _pace(conn, specs)
             )
         finally:
             stop.set()
@@ -606,6 +616,53 @@ def _check(
         # A first attempt lost is repeated once (retries 1); a lost repeat is not.
         if spec.retries and job["id"] not in repeats:
             assert retried.get(job["id"]) is not None, f"job {job['id']} was not retried"
+
+
+def _pace(conn: Db, specs: list[Spec]) -> str:
+    """How fast the ``max_concurrent`` 1 chains moved (they bound the run's length):
+    seconds per job of each chain, and where a step's time went — held (``acquired_at``
+    -> ``ended_at``) and handed over (an end -> the next job's ``acquired_at``)."""
+    chains = [s.id for s in specs if s.max_concurrent == 1]
+    jobs = conn.rows(
+        "SELECT id, jobconfig_id, acquired_at, ended_at FROM jobs "
+        "WHERE jobconfig_id = ANY(%s) AND acquired_at IS NOT NULL ORDER BY id",
+        (chains,),
+    )
+    by_chain: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for job in jobs:
+        by_chain[job["jobconfig_id"]].append(job)
+    running = {
+        e["job_id"]: e["at"]
+        for e in conn.rows(
+            "SELECT job_id, at FROM job_events WHERE status = 'RUNNING' AND job_id = ANY(%s)",
+            ([j["id"] for j in jobs],),
+        )
+    }
+    per_job, held, handover, started, ran = [], [], [], [], []
+    for job in jobs:
+        at = running.get(job["id"])
+        if at is not None and job["ended_at"] is not None:
+            started.append((at - job["acquired_at"]).total_seconds())
+            ran.append((job["ended_at"] - at).total_seconds())
+    for mine in by_chain.values():
+        if len(mine) > 1:
+            span = (mine[-1]["ended_at"] - mine[0]["acquired_at"]).total_seconds()
+            per_job.append(span / (len(mine) - 1))
+        for a, b in itertools.pairwise(mine):
+            held.append((a["ended_at"] - a["acquired_at"]).total_seconds())
+            handover.append((b["acquired_at"] - a["ended_at"]).total_seconds())
+
+    def q(values: list[float]) -> str:
+        if not values:
+            return "-"
+        values = sorted(values)
+        at = [values[int(f * (len(values) - 1))] for f in (0.5, 0.9, 0.99)]
+        return "p50 {:.3f} / p90 {:.3f} / p99 {:.3f} s".format(*at)
+
+    return (
+        f"max_concurrent 1 chains: {q(per_job)} per job; held {q(held)}; handover "
+        f"{q(handover)}; of held: claimed -> RUNNING {q(started)}, RUNNING -> ended {q(ran)}"
+    )
 
 
 def _check_partition(api: Api, conn: Db, before: dict[int, dict[str, Any]]) -> None:

@@ -69,10 +69,17 @@ def follow_until(api: Api, job_id: int, needle: str, timeout: float = 30) -> tup
     return seen, status_then
 
 
-def no_pieces_left(s3: S3Server, bucket: str, job_id: int) -> None:
-    names = s3.keys(bucket, f"{PREFIX}/logs/")
-    assert f"{PREFIX}/{log_key(job_id)}" in names
-    assert [n for n in names if ".parts/" in n] == []
+def no_pieces_left(s3: S3Server, bucket: str, job_id: int, timeout: float = 30) -> None:
+    """The log is sealed: its object is there, its pieces gone (the seal runs in the
+    background after the end report, so shortly after the job ended)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = s3.keys(bucket, f"{PREFIX}/logs/")
+        pieces = [n for n in names if ".parts/" in n]
+        if f"{PREFIX}/{log_key(job_id)}" in names and not pieces:
+            return
+        assert time.monotonic() < deadline, f"log of job {job_id} not sealed: {names}"
+        time.sleep(0.1)
 
 
 def test_a_remote_workers_log_is_live_on_the_other_replica(
@@ -131,9 +138,19 @@ def test_pieces_posted_to_alternating_replicas_make_one_log(
                 assert r.json() == {"size": len(expected)}
                 for api in (api_a, api_b):
                     assert api.log(job["id"]).encode() == expected
-            # A piece retried through the other replica changes nothing; a gap is refused.
+            # A piece retried through the other replica changes nothing (a late first piece
+            # answers its own end: resending from there changes nothing either); a gap is
+            # refused.
             params = {"worker_id": "lb", "offset": "0"}
             r = workers[0].post(f"{base}/log", params=params, content=b"piece 0 of the log\n")
+            assert r.status_code == 200, r.text
+            params = {"worker_id": "lb", "offset": str(r.json()["size"])}
+            r = workers[1].post(f"{base}/log", params=params, content=expected[19:])
+            assert r.json() == {"size": len(expected)}
+            for api in (api_a, api_b):
+                assert api.log(job["id"]).encode() == expected
+            params = {"worker_id": "lb", "offset": "19"}
+            r = workers[0].post(f"{base}/log", params=params, content=expected[19:40])
             assert r.json() == {"size": len(expected)}
             params = {"worker_id": "lb", "offset": str(len(expected) + 5)}
             r = workers[1].post(f"{base}/log", params=params, content=b"x")

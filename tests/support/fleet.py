@@ -126,24 +126,26 @@ def worker(
     root: Path,
     name: str,
     *,
-    server: str,
+    server: str | Sequence[str],
     token: str,
     pool: str,
     slots: int,
     labels: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Member:
-    """A remote ``jobyard worker`` talking to ``server``; its token in the environment
-    (never on the command line, which every local user can read)."""
+    """A remote ``jobyard worker`` talking to ``server`` (several: replicas, the first
+    preferred, the next used when one fails); its token in the environment (never on the
+    command line, which every local user can read)."""
     label_args = [a for k, v in (labels or {}).items() for a in ("--label", f"{k}={v}")]
+    servers = [server] if isinstance(server, str) else list(server)
+    server_args = [a for url in servers for a in ("--server", url)]
     home = root / name
     return Member(
         name=name,
         argv=[
             *jobyard_command(),
             "worker",
-            "--server",
-            server,
+            *server_args,
             "--pool",
             pool,
             "--slots",

@@ -160,9 +160,10 @@ class LocalBlobStore:
         """The blob's own path: the writer appends in place (the writer makes its folder)."""
         return self.local_path(key)
 
-    async def append(self, key: str, offset: int, data: bytes) -> int:
+    async def append(self, key: str, offset: int, data: bytes, *, unsealed: bool = False) -> int:
         """Write ``data`` at ``offset`` of the blob file itself (a shared folder is how
-        replicas share it); see :meth:`BlobStore.append`."""
+        replicas share it); see :meth:`BlobStore.append` (``unsealed`` changes nothing
+        here: the file says where it ends)."""
         path = self.local_path(key)
         return await asyncio.to_thread(_append_at, path, offset, data, self._fsync)
 

@@ -92,13 +92,19 @@ class BlobStore(Protocol):
         """Local file where a writer on this host appends ``key`` while it grows."""
         ...
 
-    async def append(self, key: str, offset: int, data: bytes) -> int:
+    async def append(self, key: str, offset: int, data: bytes, *, unsealed: bool = False) -> int:
         """Add ``data`` at ``offset`` of the growing blob ``key``; answer its size after.
 
         Durable and visible to every host sharing the store when it returns. Idempotent:
         bytes already there are not written again (a retried piece changes nothing).
         ``Conflict`` (``details.size``) when ``offset`` is past the end: a piece was
         lost, the sender resends from ``size``. An empty piece creates an empty blob.
+
+        ``unsealed``: the caller knows the blob is not sealed (its writer still holds
+        it) and that the writer sends its pieces in order. A first piece (offset 0) is
+        then stored without looking at what is stored (a bucket: one request instead of
+        three) and the answer is its end: a retried first piece holds the same bytes,
+        and no later piece exists before the writer had this one's answer.
         """
         ...
 

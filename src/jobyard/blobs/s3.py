@@ -1,8 +1,11 @@
 """A :class:`~jobyard.blobs.protocol.BlobStore` on an S3-compatible bucket (``boto3``).
 
 Every blob is one object at ``<prefix>/<key>``. boto3 is synchronous, so each call runs
-in a worker thread; boto3 is imported only when a bucket is configured (the ``s3``
-extra), so the local folder needs none of it.
+in a thread of the store's own pool (:data:`CALL_THREADS`), not the event loop's default
+one: that has a handful of threads on a small host, shared with every other blocking
+call, and a slow bucket would queue a job's log piece behind other calls for seconds.
+boto3 is imported only when a bucket is configured (the ``s3`` extra), so the local
+folder needs none of it.
 
 A running job's log is not an object yet. A local slot appends to a spool file on its
 own host (:meth:`S3BlobStore.spool_path`): readers on that host follow the spool file,
@@ -27,6 +30,7 @@ import os
 import tempfile
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -53,6 +57,12 @@ log = logging.getLogger("jobyard.blobs")
 RETRY_AFTER_SECONDS = 2
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 _SEAL_FETCHES = 8  # pieces fetched at once when sealing
+#: Bucket calls one server makes at once (each waits on the network, not the CPU).
+CALL_THREADS = 32
+#: Connections boto3 keeps to the bucket: one per calling thread plus the transfer
+#: manager's own threads (10). boto3's default (10) is below that, and past it every
+#: extra connection is opened and thrown away ("Connection pool is full").
+POOL_CONNECTIONS = CALL_THREADS + 10
 _MISSING = ("404", "NoSuchKey", "NotFound")
 _TRANSIENT = (
     "SlowDown",
@@ -92,6 +102,7 @@ class S3BlobStore:
         self._endpoint = endpoint_url
         self._client_obj = client
         self._client_lock = threading.Lock()  # calls run in threads: build one client
+        self._threads: ThreadPoolExecutor | None = None
         #: The bucket answered once: from then on a 404 means a missing object, not a
         #: missing bucket (HEAD answers a bare 404 for both).
         self._bucket_seen = False
@@ -111,9 +122,15 @@ class S3BlobStore:
                         "JOBYARD_BLOBS_URL names an S3 bucket but boto3 is not installed: "
                         "install jobyard[s3]"
                     ) from exc
+                from botocore.config import Config
+
                 # endpoint_url None lets boto3 read AWS_ENDPOINT_URL and its own config.
                 session = boto3.session.Session()
-                self._client_obj = session.client("s3", endpoint_url=self._endpoint)
+                self._client_obj = session.client(
+                    "s3",
+                    endpoint_url=self._endpoint,
+                    config=Config(max_pool_connections=POOL_CONNECTIONS),
+                )
             return self._client_obj
 
     def _check_bucket(self) -> None:
@@ -143,7 +160,11 @@ class S3BlobStore:
 
     # -- calling the bucket ------------------------------------------------------------
     async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.to_thread(self._guard, fn)
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="jobyard-s3")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, functools.partial(self._guard, fn)
+        )
 
     def _guard(self, fn: Callable[[], T]) -> T:
         """Call ``fn`` translating the bucket's failures into domain errors."""
@@ -297,6 +318,18 @@ class S3BlobStore:
                 f"the pieces of {key!r} leave a gap at offset {gap}: resend from offset {gap}",
                 {"size": size},
             )
+        if len(segments) == 1 and segments[0].skip == 0 and segments[0].length == size:
+            # One piece (a short job's whole log): the bucket copies it, no bytes here.
+            name, target = segments[0].piece.name, self._key(key)
+            await self._run(
+                lambda: self._client().copy_object(
+                    Bucket=self._bucket,
+                    Key=target,
+                    CopySource={"Bucket": self._bucket, "Key": name},
+                )
+            )
+            await self._delete_names([p.name for p in pieces])
+            return
         self._spool.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self._spool, prefix=".seal.")
         tmp = Path(tmp_name)
@@ -319,12 +352,19 @@ class S3BlobStore:
         ]
         return b"".join(chunks)
 
-    async def append(self, key: str, offset: int, data: bytes) -> int:
+    async def append(self, key: str, offset: int, data: bytes, *, unsealed: bool = False) -> int:
         """Store the new bytes of the piece as an object of their own (see
         :mod:`jobyard.blobs.pieces`): one LIST of the pieces ending at ``offset`` or
-        later, then one PUT when something is new."""
+        later, then one PUT when something is new. A first piece of an ``unsealed``
+        blob is one PUT and nothing more (see :meth:`BlobStore.append`): the whole log of
+        a short job costs the bucket one request while the job runs."""
         if offset < 0:
             raise InvalidInput("offset must not be negative", {"field": "offset"})
+        if offset == 0 and unsealed:
+            # Pieces stored before it at offset 0 (tries of this same request) hold the
+            # same bytes: overlapping pieces are allowed, a piece at 0 leaves no gap.
+            await self.put_piece(key, 0, data)
+            return len(data)
         pieces = await self._pieces(key, after=offset - 1)
         if pieces:  # the pieces never leave a gap: the blob ends where the last one does
             size = max(p.end for p in pieces)
@@ -335,7 +375,8 @@ class S3BlobStore:
                 if offset + len(data) <= sealed:
                     return sealed
                 raise Conflict(f"{key!r} is sealed: no piece is added to it any more")
-            size = layout(await self._pieces(key))[0]
+            # At offset 0 the LIST above saw every piece (none); else see those before.
+            size = layout(await self._pieces(key))[0] if offset > 0 else 0
         if offset > size:
             raise gap_refused(offset, size)
         skip = size - offset

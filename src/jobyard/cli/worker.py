@@ -84,10 +84,29 @@ def _labels(values: list[str]) -> dict[str, str]:
     return labels
 
 
+def _servers(values: list[str]) -> list[str]:
+    """Every URL of the ``--server`` options, in order (one may list several, separated
+    by commas); duplicates dropped."""
+    found: list[str] = []
+    for value in values:
+        for url in value.split(","):
+            url = url.strip().rstrip("/")
+            if url and url not in found:
+                found.append(url)
+    if not found:
+        raise ValueError("--server names no URL")
+    return found
+
+
 def worker_command(
     ctx: typer.Context,
     server: Annotated[
-        str, typer.Option("--server", help="URL of a jobyard up (or its load balancer).")
+        list[str],
+        typer.Option(
+            "--server",
+            help="URL of a jobyard up (or its load balancer). Repeatable (or comma-separated) "
+            "for replicas: the worker uses the first and moves to the next when one fails.",
+        ),
     ],
     pool: Annotated[str, typer.Option("--pool", help="The pool whose jobs to run.")] = "default",
     slots: Annotated[
@@ -146,6 +165,7 @@ def worker_command(
         else:
             value = os.environ.get(TOKEN_ENV, "").strip()
         labels = _labels(label or [])
+        servers = _servers(server)
     except ValueError as exc:
         state.fail(str(exc), EXIT_INPUT)
     os.environ.pop(TOKEN_ENV, None)
@@ -160,7 +180,8 @@ def worker_command(
     from jobyard.worker.remote import RemoteOptions, WorkerStartError, run_remote_worker
 
     opts = RemoteOptions(
-        server=server,
+        server=servers[0],
+        fallback_servers=tuple(servers[1:]),
         token=value,
         pool=pool,
         slots=slots,

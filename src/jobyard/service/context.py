@@ -16,6 +16,7 @@ from jobyard.core.access import Policy
 from jobyard.core.crypto import Keyrings
 from jobyard.core.retention import JobconfigRemoved, PurgeReport
 from jobyard.core.tokens import WorkerToken
+from jobyard.service.log_seals import LogSeals
 from jobyard.service.worker_desk import WorkerDesk
 from jobyard.settings import Settings
 from jobyard.store.protocol import Store
@@ -161,3 +162,5 @@ class Context:
     worker_tokens: TtlCache[str, WorkerToken] = field(default_factory=TtlCache)
     #: Claims and reports of remote workers (None: this server serves none).
     desk: WorkerDesk | None = None
+    #: Seals of remote workers' logs, run after their end reports.
+    seals: LogSeals = field(default_factory=LogSeals)

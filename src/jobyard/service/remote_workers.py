@@ -203,8 +203,9 @@ async def report_end(
     exit_code: int | None,
     reason: str | None,
 ) -> ReportOutcome:
-    """The end status of a held job, its log sealed first; ``Conflict`` (409) for a job
-    not held any more (a worker that lost it cannot change how it ended)."""
+    """The end status of a held job, then its log sealed in the background (see
+    :mod:`jobyard.service.log_seals`); ``Conflict`` (409) for a job not held any more (a
+    worker that lost it cannot change how it ended)."""
     _check_worker_id(worker_id)
     if status not in _END:
         raise InvalidInput(f"a worker reports FINISHED, ERROR or FAILED, not {status.value}")
@@ -215,11 +216,13 @@ async def report_end(
         reason=None if reason is None else reason[:2000],
         actor=f"worker:{worker_id}",
     )
-    # Sealing needs no holder check: the pieces were accepted only while the job was held
-    # (each append checks), so a refused end seals nothing it should not. Any replica
-    # seals: the pieces are in the store, whichever replica received them.
-    await ctx.blobs.seal(log_key(job_id))
-    return _accepted(await _desk(ctx).end(worker_id, report), worker_id)
+    outcome = _accepted(await _desk(ctx).end(worker_id, report), worker_id)
+    # The pieces were accepted only while the job was held (each append checks), and the
+    # worker sent the last of them before this end: they are the whole log. Any replica
+    # seals it, as the pieces are in the store whichever replica received them; until
+    # then every replica serves the log from its pieces.
+    ctx.seals.seal_later(ctx.blobs, log_key(job_id))
+    return outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +254,8 @@ async def report_batch(
     ctx: Context, worker_id: str, reports: list[BatchedReport]
 ) -> list[BatchedOutcome]:
     """Several RUNNING and end reports in one call, answered RUNNING ones first. All go
-    to the server's reporter together — the RUNNING ones at once, each end once its log
-    is sealed — so they are usually written in one transaction, which applies RUNNING
+    to the server's reporter together (each end's log is sealed afterwards, in the
+    background) so they are usually written in one transaction, which applies RUNNING
     reports before ends (a RUNNING report is never queued after its job's end). A
     report about a job not held any more is refused on its own (``moved`` false), not
     the call.
@@ -320,7 +323,9 @@ async def append_log(ctx: Context, worker_id: str, job_id: int, offset: int, dat
     if offset < 0:
         raise InvalidInput("offset must not be negative", {"field": "offset"})
     await held_job(ctx, worker_id, job_id)
-    size = await ctx.blobs.append(log_key(job_id), offset, data)
+    # Held: the log is not sealed (that happens after the end), and the worker sends its
+    # pieces in order, each after the answer to the one before.
+    size = await ctx.blobs.append(log_key(job_id), offset, data, unsealed=True)
     ctx.bus.job_changed(job_id)  # log followers on this server read on at once
     return size
 

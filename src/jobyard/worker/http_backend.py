@@ -6,6 +6,13 @@ no database URL and no server key: an acquired job comes with everything needed 
 it (its resolved macros included), and the log, outputs and end status go back over
 the same authenticated connection.
 
+**Several servers** (replicas on one database, each given with ``--server``): the worker
+talks to one of them — the first — and sticks to it; when a call fails with a transport
+error or 502/503/504 it moves to the next one (round the list) and, for a call whose body
+can be sent again, tries it there at once. Every worker call is answered the same by any
+replica (see :mod:`jobyard.service.remote_workers`), so leases go on being renewed
+through a live replica while another is down or restarting.
+
 Through a server restart or outage the worker keeps its jobs running: reports (RUNNING,
 log pieces, outputs, end) are retried with back-off until the server answers, lease
 renewals that cannot reach it count as "unreachable", not "lost" (see
@@ -30,7 +37,7 @@ import logging
 import os
 import platform
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -111,13 +118,20 @@ class HttpBackend:
         wait_seconds: float = 25.0,
         patience: float = 3600.0,
         prefetch: int | None = None,
+        fallbacks: Sequence[str] = (),
     ) -> None:
         """``state_dir`` holds logs being sent and payload downloads; ``cache_dir`` the
         package downloads (by sha256, shared by every job of this host); ``patience``:
         how long reports are retried while the server cannot be reached; ``prefetch``:
         most jobs claimed ahead of free slots (None: ``slots``; 0: claim only for free
-        slots)."""
-        self.server = server.rstrip("/")
+        slots); ``fallbacks``: more servers (replicas of ``server``) to move to when the
+        one in use fails (see the module docstring)."""
+        #: Every server this worker may talk to, the preferred one first.
+        self.servers: list[str] = []
+        for url in (server, *fallbacks):
+            if url.rstrip("/") not in self.servers:
+                self.servers.append(url.rstrip("/"))
+        self._current = 0
         self.pool = pool
         self.slots = slots
         self.labels = dict(labels or {})
@@ -139,12 +153,15 @@ class HttpBackend:
             "Authorization": f"Bearer {token}",
             "User-Agent": f"jobyard-worker/{__version__}",
         }
-        self._client = httpx.AsyncClient(
-            base_url=self.server,
-            headers=headers,
-            timeout=httpx.Timeout(30.0, read=wait_seconds + 30.0),
-            limits=httpx.Limits(max_connections=max(8, slots * 2), max_keepalive_connections=8),
-        )
+        self._clients = [
+            httpx.AsyncClient(
+                base_url=url,
+                headers=headers,
+                timeout=httpx.Timeout(30.0, read=wait_seconds + 30.0),
+                limits=httpx.Limits(max_connections=max(8, slots * 2), max_keepalive_connections=8),
+            )
+            for url in self.servers
+        ]
         self._worker_id = ""
         self._assignments: dict[int, RemoteAssignment] = {}
         self._records: dict[int, str | None] = {}
@@ -159,30 +176,70 @@ class HttpBackend:
         self._reporter: asyncio.Task[None] | None = None
         self._payloads: dict[int, list[Path]] = {}
         self._ahead = ClaimAhead(slots if prefetch is None else prefetch, self._give_up)
-        #: The acquisition long-poll's own connection (None: through httpx, see
-        #: :mod:`jobyard.worker.lean_http`).
-        self._lean = LeanConnection.for_url(self.server, headers)
+        #: The acquisition long-poll's own connection to each server (None: through
+        #: httpx, see :mod:`jobyard.worker.lean_http`).
+        self._leans = [LeanConnection.for_url(url, headers) for url in self.servers]
 
     async def close(self) -> None:
         """Finish ending the claimed-ahead jobs given up, then close the connections."""
         await self._ahead.close()
-        if self._lean is not None:
-            await self._lean.aclose()
-        await self._client.aclose()
+        for lean in self._leans:
+            if lean is not None:
+                await lean.aclose()
+        for client in self._clients:
+            await client.aclose()
 
     # -- transport ------------------------------------------------------------------------
+    @property
+    def server(self) -> str:
+        """The server this worker talks to now."""
+        return self.servers[self._current]
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        return self._clients[self._current]
+
+    def _move_on(self, index: int, why: str) -> bool:
+        """The server at ``index`` failed: move to the next one, unless another call
+        moved already (calls in flight fail together when a server dies: it moves once).
+        False when there is no other server."""
+        if len(self.servers) < 2:
+            return False
+        if index == self._current:
+            self._current = (index + 1) % len(self.servers)
+            _log.warning(
+                "server %s failed (%s); moving to %s", self.servers[index], why, self.server
+            )
+        return True
+
     async def _once(self, method: str, path: str, **kwargs: Any) -> Any:
         """One call: its JSON answer, ``ServerRefused`` for an error answer; transport
-        errors and 502/503/504 raise ``DatabaseUnavailable`` (try again later)."""
-        try:
-            response = await self._client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise DatabaseUnavailable(f"server {self.server} unreachable: {exc!r}") from exc
-        if response.status_code in _RETRIED:
-            raise DatabaseUnavailable(f"server {self.server} answered {response.status_code}")
-        if response.status_code >= 400:
-            raise ServerRefused(response.status_code, _body(response))
-        return _body(response)
+        errors and 502/503/504 raise ``DatabaseUnavailable`` (try again later) once no
+        server answered — with several servers, the call moves to the next one and, when
+        its body can be sent again (not a stream), is tried there at once, each server
+        once at most."""
+        replayable = isinstance(kwargs.get("content", b""), bytes | str)
+        tries = len(self.servers) if replayable else 1
+        for attempt in range(tries):
+            index = self._current
+            try:
+                response = await self._clients[index].request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                error = DatabaseUnavailable(f"server {self.servers[index]} unreachable: {exc!r}")
+                moved = self._move_on(index, type(exc).__name__)
+                if not moved or attempt + 1 == tries:
+                    raise error from exc
+                continue
+            if response.status_code in _RETRIED:
+                status = response.status_code
+                moved = self._move_on(index, f"HTTP {status}")
+                if not moved or attempt + 1 == tries:
+                    raise DatabaseUnavailable(f"server {self.servers[index]} answered {status}")
+                continue
+            if response.status_code >= 400:
+                raise ServerRefused(response.status_code, _body(response))
+            return _body(response)
+        raise DatabaseUnavailable("no server to call")  # not reached: tries >= 1
 
     async def _call(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
         """:meth:`_once`, retried with back-off for up to ``patience`` seconds while the
@@ -315,19 +372,24 @@ class HttpBackend:
         return jobs
 
     async def _post_acquire(self, body: dict[str, Any]) -> Any:
-        """``POST /api/v1/worker/acquire`` as :meth:`_once` does it, on the long-poll's
-        own connection when there is one."""
+        """``POST /api/v1/worker/acquire`` as :meth:`_once` does it, on the current
+        server's long-poll connection when there is one; a failure moves to the next
+        server for the next try (the caller retries the acquisition)."""
         path = "/api/v1/worker/acquire"
-        if self._lean is None:
+        index = self._current
+        lean = self._leans[index]
+        if lean is None:
             return await self._once("POST", path, json=body)
         try:
-            status, answer = await self._lean.post_json(
-                path, body, timeout=self.wait_seconds + 60.0
-            )
+            status, answer = await lean.post_json(path, body, timeout=self.wait_seconds + 60.0)
         except LeanHttpError as exc:
-            raise DatabaseUnavailable(f"server {self.server} unreachable: {exc}") from exc
+            self._move_on(index, type(exc).__name__)
+            raise DatabaseUnavailable(
+                f"server {self.servers[index]} unreachable: {exc}"
+            ) from exc
         if status in _RETRIED:
-            raise DatabaseUnavailable(f"server {self.server} answered {status}")
+            self._move_on(index, f"HTTP {status}")
+            raise DatabaseUnavailable(f"server {self.servers[index]} answered {status}")
         if status >= 400:
             raise ServerRefused(status, answer)
         return answer
@@ -394,8 +456,9 @@ class HttpBackend:
         pause = FIRST_PAUSE
         while True:
             digest = hashlib.sha256()
+            index = self._current
             try:
-                async with self._client.stream("GET", path, params=params) as response:
+                async with self._clients[index].stream("GET", path, params=params) as response:
                     if response.status_code in _RETRIED:
                         raise DatabaseUnavailable(f"server answered {response.status_code}")
                     if response.status_code >= 400:
@@ -407,6 +470,7 @@ class HttpBackend:
                             fh.write(chunk)
                 break
             except (httpx.TransportError, DatabaseUnavailable) as exc:
+                self._move_on(index, type(exc).__name__)
                 if loop.time() + pause > deadline:
                     raise DatabaseUnavailable(f"download of {path} failed: {exc!r}") from exc
                 await asyncio.sleep(pause)

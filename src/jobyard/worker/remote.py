@@ -52,6 +52,8 @@ class RemoteOptions:
     abort_grace_seconds: float = 10.0
     unpack_max_bytes: int = 2 * 1024**3
     unpack_max_entries: int = 100_000
+    #: More servers (replicas of ``server``) the worker moves to when one fails.
+    fallback_servers: tuple[str, ...] = ()
 
 
 class WorkerStartError(Exception):
@@ -85,6 +87,7 @@ async def run_remote_worker(opts: RemoteOptions) -> int:
         labels=opts.labels,
         wait_seconds=opts.wait_seconds,
         prefetch=opts.prefetch,
+        fallbacks=opts.fallback_servers,
     )
     isolator = Isolator(
         plan,
@@ -103,7 +106,7 @@ async def run_remote_worker(opts: RemoteOptions) -> int:
         pool = await _registered_pool(opts, backend, workspace, isolator)
         _log.info(
             "worker %s serving pool %s with %d slot(s) for %s (isolation: %s)",
-            pool.worker_id, opts.pool, opts.slots, opts.server, plan.mode,
+            pool.worker_id, opts.pool, opts.slots, ", ".join(backend.servers), plan.mode,
         )  # fmt: skip
         loop = asyncio.get_running_loop()
         draining: list[asyncio.Task[None]] = []
