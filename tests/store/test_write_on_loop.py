@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -123,3 +124,35 @@ async def test_an_outage_is_answered_on_the_threads(
             await pg_store._write_on_loop(_thread)
     finally:
         await asyncio.to_thread(own_cluster.start)
+
+
+async def test_a_lock_held_elsewhere_sends_it_to_the_threads(
+    pg_store: SqlStore, own_db: str
+) -> None:
+    """The loop never waits on another transaction's lock: PostgreSQL aborts the loop's
+    transaction at once (lock_timeout) and it runs on a writer thread, which waits."""
+    here = threading.get_ident()
+    await pg_store._write_on_loop(_thread)
+    job = await pg_store.job_insert(new_job(), actor="a", reason=None)
+    ran_on: list[int] = []
+
+    def touch(tx: Tx) -> None:
+        ran_on.append(threading.get_ident())
+        tx.conn.execute(
+            text("UPDATE jobs SET status_reason = 'touched' WHERE id = :id"), {"id": job.id}
+        )
+
+    holder = await asyncio.to_thread(psycopg.connect, own_db)
+    try:
+        holder.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (job.id,))
+        started = time.monotonic()
+        touching = asyncio.create_task(pg_store._write_on_loop(touch))
+        await asyncio.sleep(0.5)  # the loop stays free while the thread waits
+        assert not touching.done()
+        holder.rollback()
+        await touching
+    finally:
+        holder.close()
+    assert ran_on[0] == here and ran_on[-1] != here, ran_on
+    assert time.monotonic() - started >= 0.5
+    assert (await pg_store.job_get(job.id)).status_reason == "touched"

@@ -332,6 +332,12 @@ class _LoopSide:
         self._preparing = True
         try:
             fresh = self._side.engine.connect()
+            # The loop must never wait long on this connection: a lock held elsewhere
+            # or a slow statement aborts the transaction (nothing committed), which
+            # is then run on a writer thread (see SqlBase._write_on_loop).
+            fresh.exec_driver_sql(f"SET lock_timeout = '{_LOOP_LOCK_TIMEOUT_MS}ms'")
+            fresh.exec_driver_sql(f"SET statement_timeout = '{_LOOP_STATEMENT_TIMEOUT_MS}ms'")
+            fresh.commit()
             with self._side._lock:
                 old, self._conn = self._conn, fresh
                 if old is not None and old in self._side._opened:
@@ -347,6 +353,13 @@ class _LoopSide:
         if conn is None or conn.closed or conn.invalidated:
             raise _NotReady
         return conn
+
+
+#: Limits of a transaction on the event loop's connection: past them PostgreSQL aborts
+#: it (lock_not_available, query_canceled) and it runs again on a writer thread.
+_LOOP_LOCK_TIMEOUT_MS = 50
+_LOOP_STATEMENT_TIMEOUT_MS = 500
+_LOOP_ABORTED_PGCODES = frozenset({"55P03", "57014"})
 
 
 class _NotReady(Exception):
@@ -490,6 +503,12 @@ class SqlBase:
         try:
             return self._run_sync(loop_side, False, False, fn, *args, **kw)
         except _NotReady:  # broke before anything was committed: on a thread, as usual
+            return await self._write(fn, *args, **kw)
+        except DBAPIError as exc:
+            # A lock held elsewhere or a slow statement: PostgreSQL aborted the whole
+            # transaction, so running it again on a thread cannot apply it twice.
+            if getattr(exc.orig, "sqlstate", None) not in _LOOP_ABORTED_PGCODES:
+                raise
             return await self._write(fn, *args, **kw)
 
     async def _read(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
