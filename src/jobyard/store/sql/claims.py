@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from jobyard.core.claims import (
     Claim,
@@ -40,7 +40,7 @@ from jobyard.store.sql.base import (
 )
 from jobyard.store.sql.jobs import job_acquire_tx
 from jobyard.store.sql.macros import MACRO_COLUMNS
-from jobyard.store.sql.prepared import Prepared
+from jobyard.store.sql.prepared import BulkInsert, Prepared
 from jobyard.store.sql.transitions import (
     lock_jobconfigs,
     move_held,
@@ -146,11 +146,7 @@ _SESSION_COLUMNS = (
     "kind",
     "job_id",
 )
-_INSERT_SESSION = Prepared(
-    insert(api_tokens).values(
-        {c: bindparam(c, type_=api_tokens.c[c].type) for c in _SESSION_COLUMNS}
-    )
-)
+_INSERT_SESSION = BulkInsert(api_tokens, _SESSION_COLUMNS)
 
 
 def _job_claim(
@@ -284,7 +280,7 @@ def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[C
             )
         )
     if sessions:
-        _INSERT_SESSION.many(tx.conn, sessions)
+        _INSERT_SESSION.run(tx.conn, sessions)
     return claims
 
 

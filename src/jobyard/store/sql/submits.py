@@ -31,7 +31,12 @@ from jobyard.store.sql.base import SqlBase, Tx, job_from_row
 from jobyard.store.sql.jobconfigs import read_jobconfig
 from jobyard.store.sql.jobs import after_sequenced
 from jobyard.store.sql.prepared import Prepared
-from jobyard.store.sql.transitions import lock_jobconfigs, next_seq_expression, promote
+from jobyard.store.sql.transitions import (
+    SYSTEM,
+    lock_jobconfigs,
+    next_seq_expression,
+    promote,
+)
 
 #: A submission: the transaction body writing one job, and its arguments.
 _Body = Callable[..., Job]
@@ -57,7 +62,8 @@ class SubmitsMixin(SqlBase):
     async def job_insert(
         self, new: NewJob, *, actor: str, reason: str | None, audit: AuditNote | None = None
     ) -> Job:
-        """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx.
+        """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx
+        (an ad-hoc job, which no limit holds back, is written QUEUED at once).
 
         ``audit``, when given, is written about the new job in the same transaction.
         """
@@ -194,9 +200,11 @@ def _insert_statement(status: JobStatus, pg: bool) -> Insert:
         col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in _NEW_JOB_COLUMNS
     }
     values["status"] = status.value
-    if status is JobStatus.SEQUENCED:
+    if status in (JobStatus.SEQUENCED, JobStatus.QUEUED):
         values["seq"] = next_seq_expression(pg)
         values["sequenced_at"] = bindparam("v_created_at", type_=UtcDateTime())
+    if status is JobStatus.QUEUED:
+        values["queued_at"] = bindparam("v_created_at", type_=UtcDateTime())
     return insert(jobs).values(**values).returning(*jobs.c)
 
 
@@ -228,6 +236,11 @@ def _job_insert(
 ) -> Job:
     _check_refs(tx, new.jobconfig_id, new.package_id)
     status = JobStatus.WAITING if new.hold else JobStatus.SEQUENCED
+    if status is JobStatus.SEQUENCED and new.jobconfig_id is None:
+        # No limit applies to an ad-hoc job: its promotion would queue it at once, in
+        # this transaction. It is written QUEUED directly, with both events (SEQUENCED,
+        # then QUEUED by the system), one statement instead of an INSERT and an UPDATE.
+        status = JobStatus.QUEUED
     params = {
         "v_jobconfig_id": new.jobconfig_id,
         "v_package_id": new.package_id,
@@ -247,7 +260,11 @@ def _job_insert(
     }
     rows = _insert_prepared(status, tx.pg).fetch(tx.conn, params)
     job = job_from_row(rows[0])
-    tx.event(job.id, status, actor, reason)
+    if status is JobStatus.QUEUED:
+        tx.event(job.id, JobStatus.SEQUENCED, actor, reason)
+        tx.event(job.id, JobStatus.QUEUED, SYSTEM, None)
+    else:
+        tx.event(job.id, status, actor, reason)
     if audit is not None:
         audit_note_insert(tx, audit, job.id)
     if status is JobStatus.SEQUENCED:
