@@ -336,3 +336,46 @@ async def test_a_claim_event_is_never_stamped_before_its_job_was_queued(
     assert events[S.INITIALIZING] == acquired
     if store.dialect == "postgresql":
         assert acquired == queued_later
+
+
+async def test_a_claim_reads_its_jobs_by_key_whatever_the_statistics(
+    store: Store, db: Engine
+) -> None:
+    """A burst of QUEUED jobs on a fresh database (never analyzed): the claim's UPDATE
+    fetches the picked rows by primary key (PostgreSQL), instead of walking every QUEUED
+    row through a status index and joining each against the picked ids (the plan these
+    statistics gave before: ~15 ms a claim with 2,000 jobs queued)."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL planner question")
+    from sqlalchemy.dialects import postgresql
+
+    from jobyard.store.sql.transitions import Pick, _move_statement
+
+    for _ in range(250):  # enough pages that a table scan is not the cheapest plan
+        await asyncio.gather(
+            *(store.job_insert(new_job(), actor="t", reason=None) for _ in range(8))
+        )
+    sets = ("acquired_at", "lease_expires_at", "worker_id")
+    stmt = _move_statement(JobStatus.INITIALIZING, Pick.QUEUED_OF_POOL, sets, False, False, True)
+    compiled = stmt.compile(dialect=postgresql.psycopg.dialect())
+    now = datetime.now(UTC)
+    params = dict(compiled.params)
+    params.update(
+        p_pool="default", limit=8, v_acquired_at=now, v_lease_expires_at=now, v_worker_id="w"
+    )
+    raw = db.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("EXPLAIN " + str(compiled), params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        raw.rollback()
+        raw.close()
+    # The picking scan (``jobs pick``, in the CTE) is an index scan either way; the
+    # UPDATE's own reading of ``jobs`` is what stale statistics got wrong.
+    scans_of_jobs = [
+        line
+        for line in plan.splitlines()
+        if "Scan" in line and " on jobs " in line and " on jobs pick" not in line
+    ]
+    assert scans_of_jobs and all("pk_jobs" in line for line in scans_of_jobs), plan

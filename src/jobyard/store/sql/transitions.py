@@ -27,6 +27,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.sql.elements import ColumnElement, TextClause
@@ -155,7 +156,14 @@ def _move_statement(
     sources = sources_of(to)
     if not sources:
         raise ValueError(f"no status moves into {to}")
-    where = [_picked(pick, pg), status_in(sources)]
+    guard = status_in(sources)
+    if pg:
+        # The same guard, hidden from PostgreSQL's index matching: the rows come by
+        # primary key from the pick. Otherwise statistics older than a burst (a fresh
+        # table, or few QUEUED rows when last analyzed) make the planner scan every
+        # QUEUED row through the status indexes, each joined against the picked ids.
+        guard = guard.is_(true())
+    where = [_picked(pick, pg), guard]
     if by_worker:
         where.append(jobs.c.worker_id == bindparam("p_worker_id"))
     values: dict[str, Any] = {"status": to.value}
