@@ -162,6 +162,68 @@ async def test_running_and_end_in_one_report_and_the_promotion(store: Store) -> 
     ]  # fmt: skip
 
 
+async def test_a_batch_of_many_jobs_moves_each_held_one_and_refuses_the_rest(
+    store: Store, db: Engine
+) -> None:
+    """Reports of many jobs in one batch (written one statement per kind of move on
+    PostgreSQL): each job held by the worker moves with its own values and events, in the
+    order of the reports; a job lost meanwhile is refused on its own."""
+    jc = await make_jobconfig(store, max_concurrent=0)
+    jobs_ = [await store.job_insert(new_job(jc.id), actor="t", reason=None) for _ in range(7)]
+    claims = await _claim(store, limit=7)
+    assert sorted(c.job.id for c in claims) == [j.id for j in jobs_]
+    a, b, c, d, e, f, lost = (j.id for j in jobs_)
+    force(db, lost, S.FAILED, worker_id=WORKER, status_reason="worker lost")
+    now = datetime.now(UTC)
+    record = {"X": {"level": "job", "secure": False, "value": "x"}}
+    answer = await store.jobs_report(
+        worker_id=WORKER,
+        running=[
+            RunningReport(c, 303, now - timedelta(milliseconds=3)),  # with its end
+            RunningReport(a, 101, now - timedelta(milliseconds=1), record),  # with its end
+            RunningReport(d, 404, now - timedelta(milliseconds=4)),  # RUNNING only
+            RunningReport(lost, 999, now),  # refused
+            RunningReport(b, 202, now - timedelta(milliseconds=2), record),  # RUNNING only
+        ],
+        ended=[
+            EndReport(a, S.FINISHED, 0, None, f"worker:{WORKER}"),
+            EndReport(c, S.ERROR, 3, "exit code 3", f"worker:{WORKER}"),
+            EndReport(lost, S.FINISHED, 0, None, f"worker:{WORKER}"),  # refused
+            EndReport(e, S.FAILED, None, "could not start", f"worker:{WORKER}"),
+            EndReport(f, S.FAILED, None, "could not start", f"worker:{WORKER}"),
+        ],
+    )
+    assert [(o.job_id, o.moved) for o in answer.outcomes] == [
+        (c, True), (a, True), (d, True), (lost, False), (b, True),
+        (a, True), (c, True), (lost, False), (e, True), (f, True),
+    ]  # fmt: skip
+    assert "FAILED" in (answer.outcomes[3].error or "")
+    expected = {
+        a: (S.FINISHED, 101, 0, record, None),
+        b: (S.RUNNING, 202, None, record, None),
+        c: (S.ERROR, 303, 3, None, "exit code 3"),
+        d: (S.RUNNING, 404, None, None, None),
+        e: (S.FAILED, None, None, None, "could not start"),
+        f: (S.FAILED, None, None, None, "could not start"),
+        lost: (S.FAILED, None, None, None, "worker lost"),
+    }
+    for job_id, fields in expected.items():
+        job = await store.job_get(job_id)
+        assert (job.status, job.pid, job.exit_code, job.resolved_macros, job.status_reason) == (
+            fields
+        ), job_id
+    ran = {a: 1, b: 2, c: 3, d: 4}
+    for job_id, ms in ran.items():
+        assert (await store.job_get(job_id)).started_at == now - timedelta(milliseconds=ms)
+    trails = {j: [(ev.status, ev.actor) for ev in await store.job_events(j)] for j in expected}
+    worker = f"worker:{WORKER}"
+    assert trails[a][-3:] == [(S.INITIALIZING, worker), (S.RUNNING, worker), (S.FINISHED, worker)]
+    assert trails[c][-2:] == [(S.RUNNING, worker), (S.ERROR, worker)]
+    assert trails[b][-2:] == [(S.INITIALIZING, worker), (S.RUNNING, worker)]
+    assert trails[e][-2:] == [(S.INITIALIZING, worker), (S.FAILED, worker)]
+    assert trails[lost][-1] == (S.INITIALIZING, worker)  # nothing recorded for the refusal
+
+
 async def test_a_repeated_running_report_counts_once(store: Store) -> None:
     job = await store.job_insert(new_job(), actor="t", reason=None)
     await _claim(store)

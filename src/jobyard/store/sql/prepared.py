@@ -287,8 +287,7 @@ class BulkInsert:
         processors = []
         for name in self._columns:
             type_ = self._table.c[name].type
-            array_of = "TEXT" if isinstance(type_, String) else type_.compile(dialect=dialect)
-            casts.append(f"%s::{array_of}[]")
+            casts.append(f"%s::{array_cast(type_, dialect)}[]")
             processors.append(_bind_processor(type_, dialect))
         quote = dialect.identifier_preparer
         names = ", ".join(quote.quote(name) for name in self._columns)
@@ -316,6 +315,24 @@ class BulkInsert:
                 values = [None if v is None else processor(v) for v in values]
             arrays.append(values)
         _run(conn, sql, tuple(arrays), many=False).close()
+
+
+def array_cast(type_: TypeEngine[Any], dialect: Dialect) -> str:
+    """The SQL type of an array parameter holding values of a column of ``type_``
+    (strings unbounded: a value too long fails as it would in a plain statement)."""
+    return "TEXT" if isinstance(type_, String) else str(type_.compile(dialect=dialect))
+
+
+def bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Processor | None:
+    """The bind processing of a column type (None: values pass as they are)."""
+    return _bind_processor(type_, dialect)
+
+
+def run_raw(conn: Connection, sql: str, args: Sequence[Any]) -> Any:
+    """Run driver SQL (positional parameters) in the transaction of ``conn``; the open
+    cursor (the caller closes it). Driver errors come as SQLAlchemy's, as for
+    :class:`Prepared`."""
+    return _run(conn, sql, args, many=False)
 
 
 def _run(conn: Connection, sql: str, args: Any, *, many: bool) -> Any:

@@ -460,7 +460,7 @@ def _held_move_prepared(
     return Prepared(_held_move_statement(to, sets, through))
 
 
-def _held_move(
+def held_move_row(
     tx: Tx,
     job_id: int,
     worker_id: str,
@@ -494,7 +494,7 @@ def move_held(
     jobconfig_id)``; the worker's batched reports use it, where decoding every column of
     every job would cost more than the write.
     """
-    moved, jobconfig_id = _held_move(tx, job_id, worker_id, to, sets)
+    moved, jobconfig_id = held_move_row(tx, job_id, worker_id, to, sets)
     if moved:
         tx.event(job_id, to, actor, reason, at)
     return moved, jobconfig_id
@@ -520,7 +520,7 @@ def move_held_through(
     ``through_at`` by ``actor``, ``to`` now by ``to_actor``), as the two moves would. The
     worker's reports use it when a short job's RUNNING and end are written together.
     """
-    moved, jobconfig_id = _held_move(tx, job_id, worker_id, to, sets, through)
+    moved, jobconfig_id = held_move_row(tx, job_id, worker_id, to, sets, through)
     if moved:
         tx.event(job_id, through, actor, None, through_at)
         tx.event(job_id, to, to_actor, reason)
