@@ -250,7 +250,10 @@ class Prepared:
         compiled = self._compiled(conn.dialect, rows[0] if rows else {})
         if self._lists:
             raise TypeError("executemany of a statement with list parameters")
-        cursor = _run(conn, compiled.sql, [compiled.parameters(r) for r in rows], many=True)
+        if len(rows) == 1:  # psycopg's executemany enters and leaves a pipeline
+            cursor = _run(conn, compiled.sql, compiled.parameters(rows[0]), many=False)
+        else:
+            cursor = _run(conn, compiled.sql, [compiled.parameters(r) for r in rows], many=True)
         cursor.close()
 
 
