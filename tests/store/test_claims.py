@@ -348,6 +348,49 @@ async def test_submissions_made_together_each_get_their_own_answer(store: Store)
     assert all(a.remote_addr == "10.0.0.1" for a in audited)
 
 
+async def test_adhoc_submissions_made_together_each_get_their_own_job(store: Store) -> None:
+    """A batch of ad-hoc submissions only (one INSERT on PostgreSQL): each caller gets
+    the job it asked for, QUEUED, numbered in the order of the calls, with its events
+    and its own audit entry."""
+    notes = [AuditNote(f"user:u{i}", "job.submit", "job", {"i": i}, None) for i in range(6)]
+    news = [
+        NewJob(
+            jobconfig_id=None, package_id=None, entrypoint=None, command=["echo", str(i)],
+            macros={"I": str(i)}, timeout=i, success_exit_codes=[0, i], pool="default",
+            priority=i % 3, submitted_by=f"u{i}", hold=False,
+            labels={"gpu": "yes"} if i == 2 else None, definers=("d",) if i == 4 else (),
+        )
+        for i in range(6)
+    ]  # fmt: skip
+    answers = await asyncio.gather(
+        *(
+            store.job_insert(new, actor=f"user:u{i}", reason=f"r{i}", audit=notes[i])
+            for i, new in enumerate(news)
+        )
+    )
+    assert [j.command for j in answers] == [["echo", str(i)] for i in range(6)]
+    assert [(j.macros, j.timeout, j.success_exit_codes) for j in answers] == [
+        ({"I": str(i)}, i, [0, i]) for i in range(6)
+    ]
+    assert [(j.priority, j.submitted_by) for j in answers] == [(i % 3, f"u{i}") for i in range(6)]
+    assert answers[2].labels == {"gpu": "yes"} and answers[0].labels in (None, {})
+    assert answers[4].definers == ["d"]
+    seqs = [j.seq or 0 for j in answers]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 6
+    for i, job in enumerate(answers):
+        assert job.status is S.QUEUED and job.queued_at == job.created_at == job.sequenced_at
+        assert await store.job_get(job.id) == job
+        events = await store.job_events(job.id)
+        assert [(e.status, e.actor, e.reason) for e in events] == [
+            (S.SEQUENCED, f"user:u{i}", f"r{i}"),
+            (S.QUEUED, "system", None),
+        ]
+    audited = (await store.audit_list(AuditFilter(action="job.submit"), limit=100)).items
+    assert sorted((a.actor, a.object_id) for a in audited) == sorted(
+        (f"user:u{i}", str(job.id)) for i, job in enumerate(answers)
+    )
+
+
 async def test_a_bad_reference_in_a_batch_fails_only_its_submission(store: Store) -> None:
     good = new_job()
     bad = NewJob(

@@ -320,6 +320,36 @@ class BulkInsert:
         _run(conn, sql, tuple(arrays), many=False).close()
 
 
+class RowReader:
+    """Rows of driver SQL returning ``columns``, processed as :class:`Prepared` does
+    (the processors made at the first reading, from the cursor's description)."""
+
+    __slots__ = ("_columns", "_processors")
+
+    def __init__(self, columns: Sequence[Any]) -> None:
+        self._columns = list(columns)
+        self._processors: dict[int, tuple[_Processor | None, ...]] = {}
+
+    def rows(self, conn: Connection, cursor: Any) -> list[tuple[Any, ...]]:
+        """Every row of ``cursor`` (which answered ``columns``), processed."""
+        dialect = conn.dialect
+        processors = self._processors.get(id(dialect))
+        if processors is None:
+            description = cursor.description
+            processors = tuple(
+                _result_processor(col.type, dialect, desc[1])
+                for col, desc in zip(self._columns, description, strict=True)
+            )
+            self._processors[id(dialect)] = processors
+        return [
+            tuple(
+                value if proc is None or value is None else proc(value)
+                for proc, value in zip(processors, row, strict=True)
+            )
+            for row in cursor.fetchall()
+        ]
+
+
 def array_cast(type_: TypeEngine[Any], dialect: Dialect) -> str:
     """The SQL type of an array parameter holding values of a column of ``type_``
     (strings unbounded: a value too long fails as it would in a plain statement)."""
