@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from jobyard.store.schema import UtcDateTime, api_tokens, jobconfigs, jobs, macros, users
-from jobyard.store.sql.prepared import Prepared, _utc_from_sqlite, _utc_to_sqlite
+from jobyard.store.schema import UtcDateTime, api_tokens, audit, jobconfigs, jobs, macros, users
+from jobyard.store.sql.prepared import BulkInsert, Prepared, _utc_from_sqlite, _utc_to_sqlite
 
 from .conftest import make_jobconfig, new_job
 
@@ -120,6 +120,44 @@ async def test_writes_returning_and_many(store, db: Engine) -> None:
             (f"hash-{a.id}", False, until),
             (f"hash-{b.id}", False, until),
         ]
+
+
+async def test_bulk_insert_keeps_order_values_and_column_limits(store, db: Engine) -> None:
+    """One statement for many rows (PostgreSQL: arrays) stores what separate INSERTs
+    would: ids in the order of the rows, JSON and NULLs as such, timestamps exact, and a
+    value too long for its column refused (SQLite does not enforce lengths)."""
+    at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+    other_zone = at.astimezone(timezone(timedelta(hours=-8)))
+    columns = ("at", "actor", "action", "object_type", "object_id", "details", "remote_addr")
+    bulk = BulkInsert(audit, columns)
+    rows = [
+        {
+            "at": at if n % 2 else other_zone,
+            "actor": f"user:u{n}",
+            "action": "bulk.test",
+            "object_type": "job",
+            "object_id": None if n == 3 else str(n),
+            "details": None if n == 1 else {"n": n, "nested": [n, "x"]},
+            "remote_addr": None,
+        }
+        for n in range(7)
+    ]
+    with db.begin() as conn:
+        bulk.run(conn, rows)
+        bulk.run(conn, [])  # nothing to write: nothing is run
+        bulk.run(conn, rows[:1])
+        stored = conn.execute(
+            select(audit.c.actor, audit.c.object_id, audit.c.details, audit.c.at)
+            .where(audit.c.action == "bulk.test")
+            .order_by(audit.c.id)
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        (r["actor"], r["object_id"], r["details"], at) for r in [*rows, rows[0]]
+    ]
+    if db.dialect.name == "postgresql":
+        too_long = [dict(rows[0], actor="x" * 201), rows[1]]
+        with pytest.raises(DBAPIError), db.begin() as conn:
+            bulk.run(conn, too_long)
 
 
 async def test_driver_errors_are_sqlalchemy_errors(store, db: Engine) -> None:

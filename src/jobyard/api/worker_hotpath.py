@@ -20,21 +20,22 @@ import json
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobyard.api.errors import domain_response
-from jobyard.api.hotpath import json_or_none, read_body, replay
+from jobyard.api.hotpath import fast_post_principal, parse_body, read_body, replay
 from jobyard.api.routes.worker import AcquireIn, ReportsIn
 from jobyard.core.errors import JobyardError
 from jobyard.core.tokens import WorkerToken
 from jobyard.service import remote_workers
-from jobyard.service.context import Context, Principal
+from jobyard.service.context import Context
 from jobyard.service.worker_tokens import WORKER_TOKEN_KIND
 
 ACQUIRE = "/api/v1/worker/acquire"
 REPORTS = "/api/v1/worker/reports"
+_PATHS = frozenset({ACQUIRE, REPORTS})
 
 
 class WorkerHotPathMiddleware:
@@ -44,26 +45,21 @@ class WorkerHotPathMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        if path not in (ACQUIRE, REPORTS):
-            await self.app(scope, receive, send)
-            return
-        state = scope.get("state", {})
-        principal = state.get("principal")
-        token = state.get("worker_token")
+        principal = fast_post_principal(scope, _PATHS.__contains__)
+        token = scope["state"].get("worker_token") if principal is not None else None
         if (
-            not isinstance(principal, Principal)
+            principal is None
             or principal.token_kind != WORKER_TOKEN_KIND
             or not isinstance(token, WorkerToken)
-            or not json_or_none(scope)
         ):
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
-        model = _parse(body, AcquireIn if path == ACQUIRE else ReportsIn)
+        model: BaseModel | None
+        if scope["path"] == ACQUIRE:
+            model = parse_body(body, AcquireIn)
+        else:
+            model = parse_body(body, ReportsIn)
         if model is None:  # FastAPI answers it (and every error of its kind)
             await self.app(scope, replay(body, receive), send)
             return
@@ -80,20 +76,6 @@ class WorkerHotPathMiddleware:
             return
         content = json.dumps(answer, separators=(",", ":"))
         await Response(content, media_type="application/json")(scope, receive, send)
-
-
-def _parse(body: bytes, model: type[BaseModel]) -> BaseModel | None:
-    """The validated body; None: not sure (FastAPI answers)."""
-    try:
-        data = json.loads(body) if body else None
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    try:
-        return model.model_validate(data)
-    except ValidationError:
-        return None
 
 
 async def _acquire(

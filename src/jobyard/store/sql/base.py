@@ -34,10 +34,8 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
-    bindparam,
     create_engine,
     event,
-    insert,
     literal_column,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -55,7 +53,7 @@ from jobyard.core.jobs import JobStatus
 from jobyard.core.models import ApiToken, Job, JobConfig, JobEvent, JobFile, Package, WorkerInfo
 from jobyard.store.schema import audit, job_events, jobs
 from jobyard.store.sql.outage import Outage, OutageLog, classify, unavailable
-from jobyard.store.sql.prepared import Prepared
+from jobyard.store.sql.prepared import BulkInsert
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -210,19 +208,16 @@ def make_sync_engine(url: str) -> Engine:
 
 _EVENT_COLUMNS = ("job_id", "status", "at", "actor", "reason")
 _AUDIT_COLUMNS = tuple(c.name for c in audit.c if c.name != "id")
-_INSERT_EVENTS = Prepared(
-    insert(job_events).values({c: bindparam(c, type_=job_events.c[c].type) for c in _EVENT_COLUMNS})
-)
-_INSERT_AUDIT = Prepared(
-    insert(audit).values({c: bindparam(c, type_=audit.c[c].type) for c in _AUDIT_COLUMNS})
-)
+_INSERT_EVENTS = BulkInsert(job_events, _EVENT_COLUMNS)
+_INSERT_AUDIT = BulkInsert(audit, _AUDIT_COLUMNS)
 
 
 class Tx:
     """One transaction: its connection, its clock, and the job events to record.
 
-    Events (and audit rows) are buffered and written with one multi-row INSERT each
-    just before commit, in the order they were recorded (so their ids order them).
+    Events (and audit rows) are buffered and written with one statement each just
+    before commit (:class:`BulkInsert`), in the order they were recorded (so their ids
+    order them).
 
     ``promote_later``: set while a transaction carries several submissions (see
     :mod:`jobyard.store.sql.submits`); the jobconfigs (``None``: ad-hoc jobs) whose
@@ -265,11 +260,11 @@ class Tx:
     def flush(self) -> None:
         """Write the buffered events and audit rows (called by the runner before commit)."""
         if self._events:
-            _INSERT_EVENTS.many(self.conn, self._events)
+            _INSERT_EVENTS.run(self.conn, self._events)
             self._events.clear()
         if self._audit:
             rows = [{c: row.get(c) for c in _AUDIT_COLUMNS} for row in self._audit]
-            _INSERT_AUDIT.many(self.conn, rows)
+            _INSERT_AUDIT.run(self.conn, rows)
             self._audit.clear()
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from jobyard.core.claims import (
     Claim,
@@ -38,9 +38,10 @@ from jobyard.store.sql.base import (
     package_from_row,
     status_is,
 )
+from jobyard.store.sql.held_moves import move_held_many
 from jobyard.store.sql.jobs import job_acquire_tx
 from jobyard.store.sql.macros import MACRO_COLUMNS
-from jobyard.store.sql.prepared import Prepared
+from jobyard.store.sql.prepared import BulkInsert, Prepared
 from jobyard.store.sql.transitions import (
     lock_jobconfigs,
     move_held,
@@ -148,11 +149,7 @@ _SESSION_COLUMNS = (
     "kind",
     "job_id",
 )
-_INSERT_SESSION = Prepared(
-    insert(api_tokens).values(
-        {c: bindparam(c, type_=api_tokens.c[c].type) for c in _SESSION_COLUMNS}
-    )
-)
+_INSERT_SESSION = BulkInsert(api_tokens, _SESSION_COLUMNS)
 
 
 def _job_claim(
@@ -286,7 +283,7 @@ def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[C
             )
         )
     if sessions:
-        _INSERT_SESSION.many(tx.conn, sessions)
+        _INSERT_SESSION.run(tx.conn, sessions)
     return claims
 
 
@@ -332,16 +329,132 @@ def _jobs_report(
         # Jobconfig locks before job rows (the lock order of every promoting transaction).
         ids = [end.job_id for end in ended]
         lock_jobconfigs(tx, (row[0] for row in _JOBCONFIGS_OF.fetch(tx.conn, {"ids": ids})))
+    to_promote: set[int] = set()
+    if len({r.job_id for r in running}) == len(running) and len({e.job_id for e in ended}) == len(
+        ended
+    ):
+        outcomes = _apply_batched(tx, worker_id, running, ended, to_promote)
+    else:  # a report repeated within the batch: each applied after the one before
+        outcomes = _apply_in_turn(tx, worker_id, running, ended, to_promote)
+    for jobconfig_id in sorted(to_promote):
+        promote(tx, jobconfig_id)
+    claims = []
+    if claim is not None and claim.limit > 0:
+        claims = _job_claim(
+            tx,
+            worker_id,
+            claim.pool,
+            claim.limit,
+            claim.lease_seconds,
+            list(claim.token_hashes),
+            claim.labels,
+        )
+    return ReportAnswer(outcomes, claims)
+
+
+def _running_sets(tx: Tx, report: RunningReport) -> dict[str, Any]:
+    sets: dict[str, Any] = {"started_at": min(report.started_at, tx.now), "pid": report.pid}
+    if report.resolved is not None:
+        sets["resolved_macros"] = report.resolved
+    return sets
+
+
+def _grouped(
+    items: list[tuple[Any, JobStatus, dict[str, Any]]],
+) -> dict[tuple[JobStatus, tuple[str, ...]], list[tuple[Any, dict[str, Any]]]]:
+    """Items by target status and the columns they set (one statement each)."""
+    groups: dict[tuple[JobStatus, tuple[str, ...]], list[tuple[Any, dict[str, Any]]]] = {}
+    for item, to, sets in items:
+        groups.setdefault((to, tuple(sorted(sets))), []).append((item, sets))
+    return groups
+
+
+def _apply_batched(
+    tx: Tx,
+    worker_id: str,
+    running: list[RunningReport],
+    ended: list[EndReport],
+    to_promote: set[int],
+) -> list[ReportOutcome]:
+    """The reports of a batch naming each job once: every move of one kind in one
+    statement (:func:`move_held_many`), events and outcomes in the order of the reports,
+    as :func:`_apply_in_turn` records them."""
+    actor = f"worker:{worker_id}"
+    ends = {end.job_id: end for end in ended}
+    through: list[tuple[Any, JobStatus, dict[str, Any]]] = []
+    for report in running:
+        end = ends.get(report.job_id)
+        if end is not None and JobStatus(end.status) in TRANSITIONS[JobStatus.RUNNING]:
+            sets = {**_running_sets(tx, report), **_end_sets(tx, end)}
+            through.append((report, JobStatus(end.status), sets))
+    moved_through: dict[int, int | None] = {}
+    for (to, _cols), rows in _grouped(through).items():
+        ids = [(r.job_id, sets) for r, sets in rows]
+        moved_through.update(move_held_many(tx, worker_id, to, ids, through=JobStatus.RUNNING))
+    plain = [
+        (report, JobStatus.RUNNING, _running_sets(tx, report))
+        for report in running
+        if report.job_id not in moved_through
+    ]
+    moved_running: dict[int, int | None] = {}
+    for (to, _cols), rows in _grouped(plain).items():
+        moved_running.update(move_held_many(tx, worker_id, to, [(r.job_id, s) for r, s in rows]))
+    outcomes = []
+    for report in running:
+        started_at = min(report.started_at, tx.now)
+        if report.job_id in moved_through:
+            end = ends[report.job_id]
+            tx.event(report.job_id, JobStatus.RUNNING, actor, None, started_at)
+            tx.event(report.job_id, JobStatus(end.status), end.actor, end.reason)
+            jobconfig_id = moved_through[report.job_id]
+            if jobconfig_id is not None:
+                to_promote.add(jobconfig_id)
+            outcomes.append(ReportOutcome(report.job_id, True))
+        elif report.job_id in moved_running:
+            tx.event(report.job_id, JobStatus.RUNNING, actor, None, started_at)
+            outcomes.append(ReportOutcome(report.job_id, True))
+        else:
+            outcomes.append(_outcome(tx, report.job_id, False, worker_id, report.pid, "run it"))
+    rest = [
+        (end, JobStatus(end.status), _end_sets(tx, end))
+        for end in ended
+        if end.job_id not in moved_through
+    ]
+    moved_ends: dict[int, int | None] = {}
+    for (to, _cols), rows in _grouped(rest).items():
+        moved_ends.update(move_held_many(tx, worker_id, to, [(e.job_id, s) for e, s in rows]))
+    for end in ended:
+        status = JobStatus(end.status)
+        if end.job_id in moved_through:
+            outcomes.append(ReportOutcome(end.job_id, True))
+        elif end.job_id in moved_ends:
+            tx.event(end.job_id, status, end.actor, end.reason)
+            jobconfig_id = moved_ends[end.job_id]
+            if jobconfig_id is not None:
+                to_promote.add(jobconfig_id)
+            outcomes.append(ReportOutcome(end.job_id, True))
+        else:
+            action = f"end it {status.value}"
+            outcomes.append(_outcome(tx, end.job_id, False, worker_id, None, action))
+    return outcomes
+
+
+def _apply_in_turn(
+    tx: Tx,
+    worker_id: str,
+    running: list[RunningReport],
+    ended: list[EndReport],
+    to_promote: set[int],
+) -> list[ReportOutcome]:
+    """The reports one by one, in order (RUNNING ones first; a RUNNING report with its
+    job's end in the batch moves both in one statement)."""
     actor = f"worker:{worker_id}"
     outcomes = []
-    to_promote: set[int] = set()
     ends = {end.job_id: end for end in ended}
     done_ends: dict[int, ReportOutcome] = {}
     for report in running:
-        started_at = min(report.started_at, tx.now)
-        sets: dict[str, Any] = {"started_at": started_at, "pid": report.pid}
-        if report.resolved is not None:
-            sets["resolved_macros"] = report.resolved
+        sets = _running_sets(tx, report)
+        started_at = sets["started_at"]
         end = ends.get(report.job_id)
         if end is not None and JobStatus(end.status) in TRANSITIONS[JobStatus.RUNNING]:
             # A short job: RUNNING and its end in one statement (both events kept).
@@ -391,20 +504,7 @@ def _jobs_report(
         if moved and jobconfig_id is not None:
             to_promote.add(jobconfig_id)
         outcomes.append(_outcome(tx, end.job_id, moved, worker_id, None, f"end it {status.value}"))
-    for jobconfig_id in sorted(to_promote):
-        promote(tx, jobconfig_id)
-    claims = []
-    if claim is not None and claim.limit > 0:
-        claims = _job_claim(
-            tx,
-            worker_id,
-            claim.pool,
-            claim.limit,
-            claim.lease_seconds,
-            list(claim.token_hashes),
-            claim.labels,
-        )
-    return ReportAnswer(outcomes, claims)
+    return outcomes
 
 
 def _end_sets(tx: Tx, end: EndReport) -> dict[str, Any]:

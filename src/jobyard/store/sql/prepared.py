@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, String, Table, bindparam, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -90,6 +90,7 @@ class _Compiled:
     __slots__ = (
         "_columns",
         "_dialect",
+        "answers",
         "binds",
         "defaults",
         "keys",
@@ -142,6 +143,8 @@ class _Compiled:
         columns = getattr(stmt, "selected_columns", None)
         returning = getattr(compiled, "returning", None) or ()
         self._columns = list(returning) if returning else list(columns or ())
+        #: Whether the statement answers rows (a SELECT, or a write with RETURNING).
+        self.answers = bool(self._columns)
         self._dialect = dialect
         #: Result processors, made at the first execution: some need the driver's type
         #: codes of the columns (PostgreSQL numerics).
@@ -174,10 +177,13 @@ class _Compiled:
         return dict(zip(self.keys, out, strict=True)) if self.named else tuple(out)
 
     def rows(
-        self, raw: Sequence[Sequence[Any]], description: Sequence[Any]
+        self, raw: Sequence[Sequence[Any]], description: Sequence[Any] | None
     ) -> list[tuple[Any, ...]]:
-        """Rows with their result processors applied."""
+        """Rows with their result processors applied (``description``: the cursor's,
+        needed until the processors are made)."""
         if not self.resolved:
+            if description is None:
+                raise RuntimeError("the first rows of a statement need its description")
             self.results = self._result_processors(description)
             self.resolved = True
         results = self.results
@@ -225,8 +231,12 @@ class Prepared:
         args = compiled.parameters(params)
         cursor = _run(conn, compiled.sql, args, many=False)
         try:
-            description = cursor.description
-            return compiled.rows(cursor.fetchall(), description) if description else []
+            if not compiled.answers:
+                return []
+            # The driver builds the description anew at each reading (an object per
+            # column): it is read once, to make the result processors.
+            description = None if compiled.resolved else cursor.description
+            return compiled.rows(cursor.fetchall(), description)
         finally:
             cursor.close()
 
@@ -240,8 +250,122 @@ class Prepared:
         compiled = self._compiled(conn.dialect, rows[0] if rows else {})
         if self._lists:
             raise TypeError("executemany of a statement with list parameters")
-        cursor = _run(conn, compiled.sql, [compiled.parameters(r) for r in rows], many=True)
+        if len(rows) == 1:  # psycopg's executemany enters and leaves a pipeline
+            cursor = _run(conn, compiled.sql, compiled.parameters(rows[0]), many=False)
+        else:
+            cursor = _run(conn, compiled.sql, [compiled.parameters(r) for r in rows], many=True)
         cursor.close()
+
+
+class BulkInsert:
+    """Rows of one table written in one statement, in the order given.
+
+    On PostgreSQL, one ``INSERT ... SELECT FROM unnest(arrays) WITH ORDINALITY ORDER BY``
+    with one array parameter per column: a single statement to parse, bind and run
+    whatever the number of rows (``executemany`` sends and runs one per row), and the
+    ids of a serial key follow the order of the rows. Each value goes through its
+    column type's bind processing first, as :class:`Prepared` does; the arrays are cast
+    to unbounded types, so a value too long for its column fails as a plain INSERT
+    would. On SQLite (no array type; ``executemany`` runs in the driver's C loop) the
+    rows go through a :class:`Prepared` ``executemany``.
+    """
+
+    __slots__ = ("_columns", "_pg", "_pg_sql", "_plain", "_table")
+
+    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+        self._table = table
+        self._columns = tuple(columns)
+        self._plain = Prepared(
+            insert(table).values({c: bindparam(c, type_=table.c[c].type) for c in columns})
+        )
+        #: Per PostgreSQL dialect: the SQL and each column's bind processor.
+        self._pg: tuple[int, tuple[_Processor | None, ...]] | None = None
+        self._pg_sql = ""
+
+    def _pg_form(self, dialect: Dialect) -> tuple[str, tuple[_Processor | None, ...]]:
+        found = self._pg
+        if found is not None and found[0] == id(dialect):
+            return self._pg_sql, found[1]
+        casts = []
+        processors = []
+        for name in self._columns:
+            type_ = self._table.c[name].type
+            casts.append(f"%s::{array_cast(type_, dialect)}[]")
+            processors.append(_bind_processor(type_, dialect))
+        quote = dialect.identifier_preparer
+        names = ", ".join(quote.quote(name) for name in self._columns)
+        aliases = ", ".join(f"c{i}" for i in range(len(self._columns)))
+        self._pg_sql = (
+            f"INSERT INTO {quote.format_table(self._table)} ({names}) SELECT {aliases} "
+            f"FROM unnest({', '.join(casts)}) WITH ORDINALITY AS u({aliases}, n) ORDER BY n"
+        )
+        self._pg = (id(dialect), tuple(processors))
+        return self._pg_sql, self._pg[1]
+
+    def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert ``rows`` (a value for every column each; none: nothing is run)."""
+        if not rows:
+            return
+        dialect = conn.dialect
+        if dialect.name != "postgresql" or len(rows) == 1:
+            self._plain.many(conn, rows)
+            return
+        sql, processors = self._pg_form(dialect)
+        arrays = []
+        for name, processor in zip(self._columns, processors, strict=True):
+            values = [row[name] for row in rows]
+            if processor is not None:
+                values = [None if v is None else processor(v) for v in values]
+            arrays.append(values)
+        _run(conn, sql, tuple(arrays), many=False).close()
+
+
+class RowReader:
+    """Rows of driver SQL returning ``columns``, processed as :class:`Prepared` does
+    (the processors made at the first reading, from the cursor's description)."""
+
+    __slots__ = ("_columns", "_processors")
+
+    def __init__(self, columns: Sequence[Any]) -> None:
+        self._columns = list(columns)
+        self._processors: dict[int, tuple[_Processor | None, ...]] = {}
+
+    def rows(self, conn: Connection, cursor: Any) -> list[tuple[Any, ...]]:
+        """Every row of ``cursor`` (which answered ``columns``), processed."""
+        dialect = conn.dialect
+        processors = self._processors.get(id(dialect))
+        if processors is None:
+            description = cursor.description
+            processors = tuple(
+                _result_processor(col.type, dialect, desc[1])
+                for col, desc in zip(self._columns, description, strict=True)
+            )
+            self._processors[id(dialect)] = processors
+        return [
+            tuple(
+                value if proc is None or value is None else proc(value)
+                for proc, value in zip(processors, row, strict=True)
+            )
+            for row in cursor.fetchall()
+        ]
+
+
+def array_cast(type_: TypeEngine[Any], dialect: Dialect) -> str:
+    """The SQL type of an array parameter holding values of a column of ``type_``
+    (strings unbounded: a value too long fails as it would in a plain statement)."""
+    return "TEXT" if isinstance(type_, String) else str(type_.compile(dialect=dialect))
+
+
+def bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Processor | None:
+    """The bind processing of a column type (None: values pass as they are)."""
+    return _bind_processor(type_, dialect)
+
+
+def run_raw(conn: Connection, sql: str, args: Sequence[Any]) -> Any:
+    """Run driver SQL (positional parameters) in the transaction of ``conn``; the open
+    cursor (the caller closes it). Driver errors come as SQLAlchemy's, as for
+    :class:`Prepared`."""
+    return _run(conn, sql, args, many=False)
 
 
 def _run(conn: Connection, sql: str, args: Any, *, many: bool) -> Any:

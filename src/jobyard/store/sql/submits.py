@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Insert, bindparam, insert, select, update
+from sqlalchemy.engine import Dialect
 
 from jobyard.core.access import AuditNote
 from jobyard.core.errors import Conflict, DatabaseUnavailable, NotFound
@@ -30,8 +31,19 @@ from jobyard.store.sql.access import audit_note_insert
 from jobyard.store.sql.base import SqlBase, Tx, job_from_row
 from jobyard.store.sql.jobconfigs import read_jobconfig
 from jobyard.store.sql.jobs import after_sequenced
-from jobyard.store.sql.prepared import Prepared
-from jobyard.store.sql.transitions import lock_jobconfigs, next_seq_expression, promote
+from jobyard.store.sql.prepared import (
+    Prepared,
+    RowReader,
+    array_cast,
+    bind_processor,
+    run_raw,
+)
+from jobyard.store.sql.transitions import (
+    SYSTEM,
+    lock_jobconfigs,
+    next_seq_expression,
+    promote,
+)
 
 #: A submission: the transaction body writing one job, and its arguments.
 _Body = Callable[..., Job]
@@ -57,7 +69,8 @@ class SubmitsMixin(SqlBase):
     async def job_insert(
         self, new: NewJob, *, actor: str, reason: str | None, audit: AuditNote | None = None
     ) -> Job:
-        """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx.
+        """Create a job WAITING (``new.hold``) or SEQUENCED, then promote in the same tx
+        (an ad-hoc job, which no limit holds back, is written QUEUED at once).
 
         ``audit``, when given, is written about the new job in the same transaction.
         """
@@ -141,12 +154,78 @@ def _settle(
 def _submit_many(tx: Tx, calls: list[tuple[_Body, tuple[Any, ...]]]) -> list[Job]:
     """Several submissions in one transaction; their promotions once, at the end."""
     tx.promote_later = set()
-    created = [body(tx, *args) for body, args in calls]
+    created = _adhoc_together(tx, calls)
+    if created is None:
+        created = [body(tx, *args) for body, args in calls]
     moved: dict[int, Job] = {}
     for jobconfig_id in sorted(tx.promote_later, key=lambda i: -1 if i is None else i):
         moved.update((job.id, job) for job in promote(tx, jobconfig_id))
     tx.promote_later = None
     return [moved.get(job.id, job) for job in created]
+
+
+def _adhoc_together(tx: Tx, calls: list[tuple[_Body, tuple[Any, ...]]]) -> list[Job] | None:
+    """Ad-hoc jobs of a batch inserted with one statement on PostgreSQL (None: not such a
+    batch; each is inserted on its own). The same rows, events and audit entries as
+    :func:`_job_insert` writes one by one; an unknown package fails the whole batch,
+    which is then written submission by submission (so only its own caller fails)."""
+    if not tx.pg or len(calls) < 2:
+        return None
+    items: list[tuple[NewJob, str, str | None, AuditNote | None]] = []
+    for body, args in calls:
+        new = args[0]
+        if body is not _job_insert or new.jobconfig_id is not None or new.hold:
+            return None
+        items.append(args)
+    for package_id in sorted({new.package_id for new, *_ in items if new.package_id is not None}):
+        _check_refs(tx, None, package_id)
+    rows = [_new_job_params(tx, new) for new, *_ in items]
+    sql, processors = _adhoc_many_form(tx.conn.dialect)
+    arrays = []
+    for col, processor in zip(_NEW_JOB_COLUMNS, processors, strict=True):
+        values = [row[f"v_{col}"] for row in rows]
+        if processor is not None:
+            values = [None if v is None else processor(v) for v in values]
+        arrays.append(values)
+    cursor = run_raw(tx.conn, sql, arrays)
+    try:
+        found = _ADHOC_ROWS.rows(tx.conn, cursor)
+    finally:
+        cursor.close()
+    # Sequence numbers are drawn in the order of the rows: they give each caller its job.
+    created = sorted((job_from_row(row) for row in found), key=lambda job: job.seq or 0)
+    if len(created) != len(items):
+        raise RuntimeError(f"{len(items)} jobs inserted, {len(created)} answered")
+    for job, (_new, actor, reason, audit) in zip(created, items, strict=True):
+        tx.event(job.id, JobStatus.SEQUENCED, actor, reason)
+        tx.event(job.id, JobStatus.QUEUED, SYSTEM, None)
+        if audit is not None:
+            audit_note_insert(tx, audit, job.id)
+    return created
+
+
+_ADHOC_ROWS = RowReader(list(jobs.c))
+
+
+@functools.cache
+def _adhoc_many_form(dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
+    """``INSERT ... SELECT FROM unnest(...)`` of QUEUED ad-hoc jobs, returning them."""
+    quote = dialect.identifier_preparer
+    aliases = [f"c{i}" for i in range(len(_NEW_JOB_COLUMNS))]
+    casts = [f"%s::{array_cast(jobs.c[col].type, dialect)}[]" for col in _NEW_JOB_COLUMNS]
+    created = aliases[_NEW_JOB_COLUMNS.index("created_at")]
+    names = ", ".join(quote.quote(col) for col in _NEW_JOB_COLUMNS)
+    seq = next_seq_expression(True).compile(dialect=dialect)
+    returning = ", ".join(f"jobs.{quote.quote(col.name)}" for col in jobs.c)
+    sql = (
+        f"INSERT INTO jobs ({names}, status, seq, sequenced_at, queued_at) "
+        f"SELECT {', '.join(aliases)}, '{JobStatus.QUEUED.value}', {seq}, {created}, {created} "
+        f"FROM (SELECT * FROM unnest({', '.join(casts)}) WITH ORDINALITY "
+        f"AS u({', '.join(aliases)}, n) ORDER BY n) AS ordered "
+        f"RETURNING {returning}"
+    )
+    processors = tuple(bind_processor(jobs.c[col].type, dialect) for col in _NEW_JOB_COLUMNS)
+    return sql, processors
 
 
 # -- prebuilt statements ------------------------------------------------------------------
@@ -197,9 +276,11 @@ def _insert_statement(status: JobStatus, pg: bool) -> Insert:
         col: bindparam(f"v_{col}", type_=jobs.c[col].type) for col in _NEW_JOB_COLUMNS
     }
     values["status"] = status.value
-    if status is JobStatus.SEQUENCED:
+    if status in (JobStatus.SEQUENCED, JobStatus.QUEUED):
         values["seq"] = next_seq_expression(pg)
         values["sequenced_at"] = bindparam("v_created_at", type_=UtcDateTime())
+    if status is JobStatus.QUEUED:
+        values["queued_at"] = bindparam("v_created_at", type_=UtcDateTime())
     return insert(jobs).values(**values).returning(*jobs.c)
 
 
@@ -231,7 +312,32 @@ def _job_insert(
 ) -> Job:
     _check_refs(tx, new.jobconfig_id, new.package_id)
     status = JobStatus.WAITING if new.hold else JobStatus.SEQUENCED
-    params = {
+    if status is JobStatus.SEQUENCED and new.jobconfig_id is None:
+        # No limit applies to an ad-hoc job: its promotion would queue it at once, in
+        # this transaction. It is written QUEUED directly, with both events (SEQUENCED,
+        # then QUEUED by the system), one statement instead of an INSERT and an UPDATE.
+        status = JobStatus.QUEUED
+    params = _new_job_params(tx, new)
+    rows = _insert_prepared(status, tx.pg).fetch(tx.conn, params)
+    job = job_from_row(rows[0])
+    if status is JobStatus.QUEUED:
+        tx.event(job.id, JobStatus.SEQUENCED, actor, reason)
+        tx.event(job.id, JobStatus.QUEUED, SYSTEM, None)
+    else:
+        tx.event(job.id, status, actor, reason)
+    if audit is not None:
+        audit_note_insert(tx, audit, job.id)
+    if status is JobStatus.SEQUENCED:
+        if tx.promote_later is not None:
+            tx.promote_later.add(job.jobconfig_id)
+        else:
+            job = after_sequenced(tx, job)
+    return job
+
+
+def _new_job_params(tx: Tx, new: NewJob) -> dict[str, Any]:
+    """The inserted values of a new job (``v_<column>``), created now."""
+    return {
         "v_jobconfig_id": new.jobconfig_id,
         "v_package_id": new.package_id,
         "v_entrypoint": new.entrypoint,
@@ -248,17 +354,6 @@ def _job_insert(
         "v_definers": definers_of(new.definers, new.submitted_by),
         "v_labels": stored_labels(new.labels),
     }
-    rows = _insert_prepared(status, tx.pg).fetch(tx.conn, params)
-    job = job_from_row(rows[0])
-    tx.event(job.id, status, actor, reason)
-    if audit is not None:
-        audit_note_insert(tx, audit, job.id)
-    if status is JobStatus.SEQUENCED:
-        if tx.promote_later is not None:
-            tx.promote_later.add(job.jobconfig_id)
-        else:
-            job = after_sequenced(tx, job)
-    return job
 
 
 def _job_submit_for_jobconfig(

@@ -27,6 +27,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.sql.elements import ColumnElement, TextClause
@@ -155,7 +156,14 @@ def _move_statement(
     sources = sources_of(to)
     if not sources:
         raise ValueError(f"no status moves into {to}")
-    where = [_picked(pick, pg), status_in(sources)]
+    guard = status_in(sources)
+    if pg:
+        # The same guard, hidden from PostgreSQL's index matching: the rows come by
+        # primary key from the pick. Otherwise statistics older than a burst (a fresh
+        # table, or few QUEUED rows when last analyzed) make the planner scan every
+        # QUEUED row through the status indexes, each joined against the picked ids.
+        guard = guard.is_(true())
+    where = [_picked(pick, pg), guard]
     if by_worker:
         where.append(jobs.c.worker_id == bindparam("p_worker_id"))
     values: dict[str, Any] = {"status": to.value}
@@ -452,7 +460,7 @@ def _held_move_prepared(
     return Prepared(_held_move_statement(to, sets, through))
 
 
-def _held_move(
+def held_move_row(
     tx: Tx,
     job_id: int,
     worker_id: str,
@@ -486,7 +494,7 @@ def move_held(
     jobconfig_id)``; the worker's batched reports use it, where decoding every column of
     every job would cost more than the write.
     """
-    moved, jobconfig_id = _held_move(tx, job_id, worker_id, to, sets)
+    moved, jobconfig_id = held_move_row(tx, job_id, worker_id, to, sets)
     if moved:
         tx.event(job_id, to, actor, reason, at)
     return moved, jobconfig_id
@@ -512,7 +520,7 @@ def move_held_through(
     ``through_at`` by ``actor``, ``to`` now by ``to_actor``), as the two moves would. The
     worker's reports use it when a short job's RUNNING and end are written together.
     """
-    moved, jobconfig_id = _held_move(tx, job_id, worker_id, to, sets, through)
+    moved, jobconfig_id = held_move_row(tx, job_id, worker_id, to, sets, through)
     if moved:
         tx.event(job_id, through, actor, None, through_at)
         tx.event(job_id, to, to_actor, reason)
