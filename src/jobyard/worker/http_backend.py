@@ -384,9 +384,7 @@ class HttpBackend:
             status, answer = await lean.post_json(path, body, timeout=self.wait_seconds + 60.0)
         except LeanHttpError as exc:
             self._move_on(index, type(exc).__name__)
-            raise DatabaseUnavailable(
-                f"server {self.servers[index]} unreachable: {exc}"
-            ) from exc
+            raise DatabaseUnavailable(f"server {self.servers[index]} unreachable: {exc}") from exc
         if status in _RETRIED:
             self._move_on(index, f"HTTP {status}")
             raise DatabaseUnavailable(f"server {self.servers[index]} answered {status}")
