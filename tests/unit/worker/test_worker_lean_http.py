@@ -226,7 +226,7 @@ async def test_backend_acquires_through_the_lean_connection(tmp_path: Path) -> N
             url, "t0k", pool="gpu", slots=2, state_dir=tmp_path / "s", cache_dir=tmp_path / "c"
         )
         try:
-            assert backend._lean is not None
+            assert backend._link.leans[0] is not None
             assert await backend._acquire("w1", "gpu", 2) == []
         finally:
             await backend.close()
