@@ -10,17 +10,22 @@ An error answer that retrying will not change raises :class:`ServerRefused`; no 
 from any server raises :class:`~jobyard.core.errors.DatabaseUnavailable` (try again
 later), which :meth:`ServerLink.call` does with back-off for up to ``patience`` seconds.
 
-Connections: one httpx client per server, and the acquisition long-poll's own lean
-connection to each server (see :mod:`jobyard.worker.lean_http`) where it can stand in
-for httpx.
+Connections to each server: the acquisition long-poll's own lean connection (see
+:mod:`jobyard.worker.lean_http`), a few more for the small calls of every job — reports,
+lease renewals, heartbeats, log pieces: a call in flight has one to itself, so none
+waits behind the long-poll or another call — and an httpx client for the streams
+(output uploads, downloads) and wherever a lean connection cannot stand in for httpx
+(a proxy in the environment, a path prefix in the server's URL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -34,6 +39,8 @@ FIRST_PAUSE = 0.2
 MAX_PAUSE = 5.0
 #: Statuses that mean "the server is there but cannot answer now": retried.
 RETRIED = {502, 503, 504}
+#: Idle lean connections kept per server for the small calls.
+IDLE_LEANS = 8
 
 
 class ServerRefused(Exception):
@@ -92,12 +99,17 @@ class ServerLink:
         #: The acquisition long-poll's own connection to each server (None: through
         #: httpx, see :mod:`jobyard.worker.lean_http`).
         self.leans = [LeanConnection.for_url(url, headers) for url in self.servers]
+        #: Idle lean connections of each server for the small calls (see :meth:`once`).
+        self.idle: list[list[LeanConnection]] = [[] for _ in self.servers]
 
     async def aclose(self) -> None:
         """Close every connection."""
         for lean in self.leans:
             if lean is not None:
                 await lean.aclose()
+        for idle in self.idle:
+            while idle:
+                await idle.pop().aclose()
         for client in self.clients:
             await client.aclose()
 
@@ -127,26 +139,59 @@ class ServerLink:
         once at most."""
         replayable = isinstance(kwargs.get("content", b""), bytes | str)
         tries = len(self.servers) if replayable else 1
+        small = _small_request(path, kwargs)
         for attempt in range(tries):
             index = self.current
             try:
-                response = await self.clients[index].request(method, path, **kwargs)
-            except httpx.TransportError as exc:
+                if small is not None and self.leans[index] is not None:
+                    status, answer = await self._lean_call(index, method, *small)
+                else:
+                    response = await self.clients[index].request(method, path, **kwargs)
+                    status = response.status_code
+                    answer = response_body(response)
+            except (httpx.TransportError, LeanHttpError) as exc:
                 error = DatabaseUnavailable(f"server {self.servers[index]} unreachable: {exc!r}")
                 moved = self.move_on(index, type(exc).__name__)
                 if not moved or attempt + 1 == tries:
                     raise error from exc
                 continue
-            if response.status_code in RETRIED:
-                status = response.status_code
+            if status in RETRIED:
                 moved = self.move_on(index, f"HTTP {status}")
                 if not moved or attempt + 1 == tries:
                     raise DatabaseUnavailable(f"server {self.servers[index]} answered {status}")
                 continue
-            if response.status_code >= 400:
-                raise ServerRefused(response.status_code, response_body(response))
-            return response_body(response)
+            if status >= 400:
+                raise ServerRefused(status, answer)
+            return answer
         raise DatabaseUnavailable("no server to call")  # not reached: tries >= 1
+
+    async def _lean_call(
+        self, index: int, method: str, target: str, payload: bytes, content_type: str | None
+    ) -> tuple[int, Any]:
+        """One small call to the server at ``index`` on an idle lean connection of its
+        own (a new one when none is idle). A kept-alive connection that gives no answer
+        may have been closed by the server just as it was taken (its keep-alive
+        timeout): the call is sent once more on a new connection before it counts as a
+        transport error (every call made here may be sent twice)."""
+        template = self.leans[index]
+        if template is None:
+            raise LeanHttpError(f"no lean connection to {self.servers[index]}")
+        idle = self.idle[index]
+        conn = idle.pop() if idle else template.twin()
+        reused = conn.connected
+        timeout = self.wait_seconds + 30.0
+        try:
+            answer = await conn.request(method, target, payload, content_type, timeout=timeout)
+        except LeanHttpError:
+            if not reused:
+                raise
+            conn = template.twin()
+            answer = await conn.request(method, target, payload, content_type, timeout=timeout)
+        if conn.connected and len(self.idle[index]) < IDLE_LEANS:
+            self.idle[index].append(conn)
+        else:
+            conn.close()
+        return answer
 
     async def call(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
         """:meth:`once`, retried with back-off for up to ``patience`` seconds while the
@@ -187,3 +232,22 @@ class ServerLink:
         if status >= 400:
             raise ServerRefused(status, answer)
         return answer
+
+
+def _small_request(path: str, kwargs: dict[str, Any]) -> tuple[str, bytes, str | None] | None:
+    """``(request target, body, content type)`` of a call a lean connection can make
+    exactly as httpx would (a JSON body, or raw bytes, and query parameters); None for
+    anything else (a stream, other options)."""
+    if not set(kwargs) <= {"json", "content", "params"}:
+        return None
+    params = kwargs.get("params")
+    target = f"{path}?{urlencode(params)}" if params else path
+    if "json" in kwargs:
+        if "content" in kwargs:
+            return None
+        body = json.dumps(kwargs["json"], ensure_ascii=False, separators=(",", ":"))
+        return target, body.encode(), "application/json"
+    content = kwargs.get("content", b"")
+    if not isinstance(content, bytes):
+        return None
+    return target, content, None
