@@ -1,7 +1,8 @@
 """The control plane as seen by a remote worker (``jobyard worker``): HTTP calls.
 
 Implements :class:`~jobyard.worker.protocol.WorkerBackend` over the worker routes
-(``/api/v1/worker/...``) with one keep-alive HTTP/1.1 connection pool. The worker holds
+(``/api/v1/worker/...``) over keep-alive HTTP/1.1 connections (see
+:mod:`jobyard.worker.http_link`). The worker holds
 no database URL and no server key: an acquired job comes with everything needed to run
 it (its resolved macros included), and the log, outputs and end status go back over
 the same authenticated connection.
