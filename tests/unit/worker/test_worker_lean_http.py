@@ -382,3 +382,17 @@ async def test_a_kept_connection_closed_by_the_server_is_replaced_not_failed(
         finally:
             await backend.close()
     assert peer.connections == 2 and len(peer.requests) == 3
+
+
+async def test_with_a_proxy_configured_the_small_calls_stay_on_httpx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # httpx goes direct; lean stands aside
+    async with serving(worker_calls) as (peer, url):
+        backend = backend_for(url, tmp_path)
+        try:
+            assert await backend.renew(worker_id="w1", job_ids=[3]) == {3: True}
+        finally:
+            await backend.close()
+    assert not sent_by_lean(peer.requests[0][0])
