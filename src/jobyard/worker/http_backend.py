@@ -1,17 +1,16 @@
 """The control plane as seen by a remote worker (``jobyard worker``): HTTP calls.
 
 Implements :class:`~jobyard.worker.protocol.WorkerBackend` over the worker routes
-(``/api/v1/worker/...``) with one keep-alive HTTP/1.1 connection pool. The worker holds
+(``/api/v1/worker/...``) over keep-alive HTTP/1.1 connections (see
+:mod:`jobyard.worker.http_link`). The worker holds
 no database URL and no server key: an acquired job comes with everything needed to run
 it (its resolved macros included), and the log, outputs and end status go back over
 the same authenticated connection.
 
 **Several servers** (replicas on one database, each given with ``--server``): the worker
-talks to one of them — the first — and sticks to it; when a call fails with a transport
-error or 502/503/504 it moves to the next one (round the list) and, for a call whose body
-can be sent again, tries it there at once. Every worker call is answered the same by any
-replica (see :mod:`jobyard.service.remote_workers`), so leases go on being renewed
-through a live replica while another is down or restarting.
+talks to one of them and moves to the next when it fails (see
+:mod:`jobyard.worker.http_link`), so leases go on being renewed through a live replica
+while another is down or restarting.
 
 Through a server restart or outage the worker keeps its jobs running: reports (RUNNING,
 log pieces, outputs, end) are retried with back-off until the server answers, lease
@@ -51,7 +50,14 @@ from jobyard.core.models import Job
 from jobyard.core.timeutil import utcnow
 from jobyard.core.workerprotocol import PROTOCOL_REFUSED, claimed_protocol
 from jobyard.worker.claim_ahead import NOT_STARTED_REASON, ClaimAhead
-from jobyard.worker.lean_http import LeanConnection, LeanHttpError
+from jobyard.worker.http_link import (
+    FIRST_PAUSE,
+    MAX_PAUSE,
+    RETRIED,
+    ServerLink,
+    ServerRefused,
+    response_body,
+)
 from jobyard.worker.logwriter import SecretMasker
 from jobyard.worker.protocol import Assignment, PayloadRef
 from jobyard.worker.wire import RemoteAssignment, assignment_from_json
@@ -62,34 +68,10 @@ _log = logging.getLogger("jobyard.worker")
 LOG_PIECE_BYTES = 256 * 1024
 #: How often a running job's log file is looked at for new bytes to send.
 LOG_POLL_SECONDS = 0.25
-#: Back-off between retries of a call the server did not answer.
-FIRST_PAUSE = 0.2
-MAX_PAUSE = 5.0
-#: Statuses that mean "the server is there but cannot answer now": retried.
-_RETRIED = {502, 503, 504}
 #: Most reports sent in one call.
 REPORTS_PER_CALL = 200
 #: Download chunk size.
 _CHUNK = 256 * 1024
-
-
-class ServerRefused(Exception):
-    """The server answered with an error that retrying will not change."""
-
-    def __init__(self, status: int, body: Any) -> None:
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        self.status = status
-        self.code = str(error.get("code", ""))
-        self.message = str(error.get("message") or body)
-        self.details: dict[str, Any] = dict(error.get("details") or {})
-        super().__init__(f"HTTP {status}: {self.message}")
-
-
-def _body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text
 
 
 class _LogTail:
@@ -126,12 +108,6 @@ class HttpBackend:
         most jobs claimed ahead of free slots (None: ``slots``; 0: claim only for free
         slots); ``fallbacks``: more servers (replicas of ``server``) to move to when the
         one in use fails (see the module docstring)."""
-        #: Every server this worker may talk to, the preferred one first.
-        self.servers: list[str] = []
-        for url in (server, *fallbacks):
-            if url.rstrip("/") not in self.servers:
-                self.servers.append(url.rstrip("/"))
-        self._current = 0
         self.pool = pool
         self.slots = slots
         self.labels = dict(labels or {})
@@ -153,15 +129,13 @@ class HttpBackend:
             "Authorization": f"Bearer {token}",
             "User-Agent": f"jobyard-worker/{__version__}",
         }
-        self._clients = [
-            httpx.AsyncClient(
-                base_url=url,
-                headers=headers,
-                timeout=httpx.Timeout(30.0, read=wait_seconds + 30.0),
-                limits=httpx.Limits(max_connections=max(8, slots * 2), max_keepalive_connections=8),
-            )
-            for url in self.servers
-        ]
+        self._link = ServerLink(
+            (server, *fallbacks),
+            headers,
+            slots=slots,
+            wait_seconds=wait_seconds,
+            patience=patience,
+        )
         self._worker_id = ""
         self._assignments: dict[int, RemoteAssignment] = {}
         self._records: dict[int, str | None] = {}
@@ -176,89 +150,22 @@ class HttpBackend:
         self._reporter: asyncio.Task[None] | None = None
         self._payloads: dict[int, list[Path]] = {}
         self._ahead = ClaimAhead(slots if prefetch is None else prefetch, self._give_up)
-        #: The acquisition long-poll's own connection to each server (None: through
-        #: httpx, see :mod:`jobyard.worker.lean_http`).
-        self._leans = [LeanConnection.for_url(url, headers) for url in self.servers]
 
     async def close(self) -> None:
         """Finish ending the claimed-ahead jobs given up, then close the connections."""
         await self._ahead.close()
-        for lean in self._leans:
-            if lean is not None:
-                await lean.aclose()
-        for client in self._clients:
-            await client.aclose()
+        await self._link.aclose()
 
     # -- transport ------------------------------------------------------------------------
     @property
-    def server(self) -> str:
-        """The server this worker talks to now."""
-        return self.servers[self._current]
+    def servers(self) -> list[str]:
+        """Every server this worker may talk to, the preferred one first."""
+        return self._link.servers
 
     @property
-    def _client(self) -> httpx.AsyncClient:
-        return self._clients[self._current]
-
-    def _move_on(self, index: int, why: str) -> bool:
-        """The server at ``index`` failed: move to the next one, unless another call
-        moved already (calls in flight fail together when a server dies: it moves once).
-        False when there is no other server."""
-        if len(self.servers) < 2:
-            return False
-        if index == self._current:
-            self._current = (index + 1) % len(self.servers)
-            _log.warning(
-                "server %s failed (%s); moving to %s", self.servers[index], why, self.server
-            )
-        return True
-
-    async def _once(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One call: its JSON answer, ``ServerRefused`` for an error answer; transport
-        errors and 502/503/504 raise ``DatabaseUnavailable`` (try again later) once no
-        server answered — with several servers, the call moves to the next one and, when
-        its body can be sent again (not a stream), is tried there at once, each server
-        once at most."""
-        replayable = isinstance(kwargs.get("content", b""), bytes | str)
-        tries = len(self.servers) if replayable else 1
-        for attempt in range(tries):
-            index = self._current
-            try:
-                response = await self._clients[index].request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                error = DatabaseUnavailable(f"server {self.servers[index]} unreachable: {exc!r}")
-                moved = self._move_on(index, type(exc).__name__)
-                if not moved or attempt + 1 == tries:
-                    raise error from exc
-                continue
-            if response.status_code in _RETRIED:
-                status = response.status_code
-                moved = self._move_on(index, f"HTTP {status}")
-                if not moved or attempt + 1 == tries:
-                    raise DatabaseUnavailable(f"server {self.servers[index]} answered {status}")
-                continue
-            if response.status_code >= 400:
-                raise ServerRefused(response.status_code, _body(response))
-            return _body(response)
-        raise DatabaseUnavailable("no server to call")  # not reached: tries >= 1
-
-    async def _call(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
-        """:meth:`_once`, retried with back-off for up to ``patience`` seconds while the
-        server cannot be reached (every call retried here is idempotent)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.patience
-        pause = FIRST_PAUSE
-        warned = False
-        while True:
-            try:
-                return await self._once(method, path, **kwargs)
-            except DatabaseUnavailable as exc:
-                if loop.time() + pause > deadline:
-                    raise
-                if not warned:
-                    _log.warning("%s: %s; retrying", what, exc.message)
-                    warned = True
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE)
+    def server(self) -> str:
+        """The server this worker talks to now."""
+        return self._link.server
 
     # -- registration -----------------------------------------------------------------------
     async def heartbeat(self, *, worker_id: str, running: int, draining: bool) -> bool:
@@ -270,7 +177,7 @@ class HttpBackend:
         """
         self._worker_id = worker_id
         try:
-            answer = await self._once(
+            answer = await self._link.once(
                 "POST",
                 "/api/v1/worker/heartbeat",
                 json={
@@ -362,7 +269,7 @@ class HttpBackend:
             "free": limit,
             "wait_seconds": self.wait_seconds,
         }
-        answer = await self._post_acquire(body)
+        answer = await self._link.post_acquire(body)
         jobs = []
         for item in answer.get("assignments") or []:
             remote = assignment_from_json(item)
@@ -370,27 +277,6 @@ class HttpBackend:
             self._assignments[job.id] = remote
             jobs.append(job)
         return jobs
-
-    async def _post_acquire(self, body: dict[str, Any]) -> Any:
-        """``POST /api/v1/worker/acquire`` as :meth:`_once` does it, on the current
-        server's long-poll connection when there is one; a failure moves to the next
-        server for the next try (the caller retries the acquisition)."""
-        path = "/api/v1/worker/acquire"
-        index = self._current
-        lean = self._leans[index]
-        if lean is None:
-            return await self._once("POST", path, json=body)
-        try:
-            status, answer = await lean.post_json(path, body, timeout=self.wait_seconds + 60.0)
-        except LeanHttpError as exc:
-            self._move_on(index, type(exc).__name__)
-            raise DatabaseUnavailable(f"server {self.servers[index]} unreachable: {exc}") from exc
-        if status in _RETRIED:
-            self._move_on(index, f"HTTP {status}")
-            raise DatabaseUnavailable(f"server {self.servers[index]} answered {status}")
-        if status >= 400:
-            raise ServerRefused(status, answer)
-        return answer
 
     async def wait_for_work(self, timeout: float) -> None:
         """Nothing to wait for here: :meth:`acquire` itself waits on the server."""
@@ -454,21 +340,21 @@ class HttpBackend:
         pause = FIRST_PAUSE
         while True:
             digest = hashlib.sha256()
-            index = self._current
+            index = self._link.current
             try:
-                async with self._clients[index].stream("GET", path, params=params) as response:
-                    if response.status_code in _RETRIED:
+                async with self._link.clients[index].stream("GET", path, params=params) as response:
+                    if response.status_code in RETRIED:
                         raise DatabaseUnavailable(f"server answered {response.status_code}")
                     if response.status_code >= 400:
                         await response.aread()
-                        raise ServerRefused(response.status_code, _body(response))
+                        raise ServerRefused(response.status_code, response_body(response))
                     with open(tmp, "wb") as fh:
                         async for chunk in response.aiter_bytes(_CHUNK):
                             digest.update(chunk)
                             fh.write(chunk)
                 break
             except (httpx.TransportError, DatabaseUnavailable) as exc:
-                self._move_on(index, type(exc).__name__)
+                self._link.move_on(index, type(exc).__name__)
                 if loop.time() + pause > deadline:
                     raise DatabaseUnavailable(f"download of {path} failed: {exc!r}") from exc
                 await asyncio.sleep(pause)
@@ -508,7 +394,7 @@ class HttpBackend:
                 return
             params = {"worker_id": self._worker_id, "offset": str(tail.sent)}
             try:
-                answer = await self._call(
+                answer = await self._link.call(
                     f"send the log of job {job_id}",
                     "POST",
                     f"/api/v1/worker/jobs/{job_id}/log",
@@ -611,7 +497,7 @@ class HttpBackend:
                 self._reports.remove(entry)
             body = {"worker_id": worker_id, "reports": [item for _, item, _ in batch]}
             try:
-                answer = await self._call(
+                answer = await self._link.call(
                     f"send {len(batch)} report(s)", "POST", "/api/v1/worker/reports", json=body
                 )
             except Exception as exc:  # the callers see it (they retry nothing themselves)
@@ -629,7 +515,7 @@ class HttpBackend:
         """Renew leases once (an unreachable server raises ``DatabaseUnavailable``: the
         pool keeps its jobs)."""
         ahead = self._ahead.job_ids()
-        answer = await self._once(
+        answer = await self._link.once(
             "POST",
             "/api/v1/worker/renew",
             json={"worker_id": worker_id, "job_ids": job_ids + ahead},
@@ -668,7 +554,7 @@ class HttpBackend:
         path = f"/api/v1/worker/jobs/{job_id}/outputs/{_quote(name)}"
         while True:
             try:
-                await self._once(
+                await self._link.once(
                     "PUT", path, params={"worker_id": self._worker_id}, content=chunks()
                 )
                 return

@@ -1,17 +1,20 @@
-"""One keep-alive HTTP/1.1 connection for a worker's acquisition long-poll.
+"""Lean keep-alive HTTP/1.1 connections for a worker's frequent small calls.
 
 A job waiting for an idle worker reaches it through the answer of the long-poll in
 flight (``POST /api/v1/worker/acquire``); that answer is on the path of every idle
 dispatch. httpx spends ~0.25 ms of the worker's CPU between the answer's arrival and
 its decoded JSON on this class of machine (connection pool, httpcore, anyio streams),
-this connection ~15 µs: it speaks only what that call needs — a JSON body out, a JSON
-answer in (``Content-Length`` or chunked) — over asyncio streams.
+this connection ~15 µs: it speaks only what that call needs — a small body out (JSON or
+bytes), a JSON answer in (``Content-Length`` or chunked) — over asyncio streams. The
+other small calls of every job (reports, lease renewals, heartbeats, log pieces) go
+through connections of the same kind (see :mod:`jobyard.worker.http_link`).
 
 Used only where it behaves exactly like the httpx client it stands in for: ``http://``
 and ``https://`` servers (TLS through httpx's own SSL context, so the same certificates
 are trusted) with no proxy configured in the environment (httpx would go through it:
-then httpx stays in charge). One request at a time (the worker keeps one acquisition in
-flight); a connection the server closed while idle is replaced before the request.
+then httpx stays in charge). One request at a time on a connection (the caller keeps
+as many as it has calls in flight, see :meth:`LeanConnection.twin`); a connection the
+server closed while idle is replaced before the request.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ class LeanConnection:
         self._host = host
         self._port = port
         self._tls = tls
+        self._headers = dict(headers)
         self._head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        self._head += f"Host: {host}:{port}\r\nContent-Type: application/json\r\n"
+        self._head += f"Host: {host}:{port}\r\n"
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -73,12 +77,37 @@ class LeanConnection:
         port = parts.port or (443 if tls is not None else 80)
         return cls(parts.hostname, port, tls, headers)
 
+    def twin(self) -> LeanConnection:
+        """Another connection to the same server, with the same headers (for a call
+        that must not wait behind the one in flight on this one)."""
+        return LeanConnection(self._host, self._port, self._tls, self._headers)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (kept alive from an earlier request)."""
+        return self._writer is not None
+
     async def post_json(self, path: str, body: Any, *, timeout: float) -> tuple[int, Any]:
         """``(status, decoded JSON answer or text)``; ``LeanHttpError`` when there is no
         answer (it then drops the connection)."""
         payload = json.dumps(body, separators=(",", ":")).encode()
+        return await self.request("POST", path, payload, "application/json", timeout=timeout)
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        payload: bytes,
+        content_type: str | None,
+        *,
+        timeout: float,
+    ) -> tuple[int, Any]:
+        """:meth:`post_json` for any method, request target (path and query) and body
+        (``content_type`` None: no such header, as httpx sends raw bytes)."""
+        kind = f"Content-Type: {content_type}\r\n" if content_type is not None else ""
         request = (
-            f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(payload)}\r\n\r\n"
+            f"{method} {target} HTTP/1.1\r\n{self._head}{kind}"
+            f"Content-Length: {len(payload)}\r\n\r\n"
         ).encode("latin-1") + payload
         try:
             async with asyncio.timeout(timeout):

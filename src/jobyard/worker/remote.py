@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobyard.core.errors import DatabaseUnavailable
-from jobyard.worker.http_backend import MAX_PAUSE, HttpBackend, ServerRefused
+from jobyard.worker.http_backend import HttpBackend
+from jobyard.worker.http_link import MAX_PAUSE, ServerRefused
 from jobyard.worker.pool import WorkerPool
 from jobyard.worker.runner import RunnerOptions
 from jobyard.worker.sandbox import Isolator, hidden_paths, jobs_root_for, resolve_isolation

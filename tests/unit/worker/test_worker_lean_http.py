@@ -1,27 +1,32 @@
-"""The acquisition long-poll's own HTTP/1.1 connection (jobyard.worker.lean_http).
+"""The worker's lean HTTP/1.1 connections (jobyard.worker.lean_http): the acquisition
+long-poll's and those of the small calls (reports, renewals, heartbeats, log pieces).
 
-Against a real HTTP/1.1 peer on loopback (an asyncio server answering canned
-responses), and through ``HttpBackend`` for the mapping of its failures.
+Against real HTTP/1.1 peers on loopback (asyncio servers answering canned responses),
+and through ``HttpBackend`` for the mapping of their failures and the move to another
+server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from jobyard.core.errors import DatabaseUnavailable
+from jobyard.core.jobs import JobStatus
 from jobyard.worker.http_backend import HttpBackend, ServerRefused
 from jobyard.worker.lean_http import LeanConnection, LeanHttpError
 
 #: Gets (request number on its connection, request head, request body), returns the raw
-#: answer (None: close the connection without answering).
-Answer = Callable[[int, bytes, bytes], bytes | None]
+#: answer (None: close the connection without answering), or an awaitable of it.
+Answer = Callable[[int, bytes, bytes], bytes | Awaitable[bytes | None] | None]
 
 
 class Peer:
@@ -52,6 +57,8 @@ class Peer:
                 self.requests.append((head, body))
                 served += 1
                 raw = self.answer(served, head, body)
+                if inspect.isawaitable(raw):
+                    raw = await raw
                 if raw is None:
                     break
                 writer.write(raw)
@@ -226,9 +233,166 @@ async def test_backend_acquires_through_the_lean_connection(tmp_path: Path) -> N
             url, "t0k", pool="gpu", slots=2, state_dir=tmp_path / "s", cache_dir=tmp_path / "c"
         )
         try:
-            assert backend._leans[0] is not None
+            assert backend._link.leans[0] is not None
             assert await backend._acquire("w1", "gpu", 2) == []
         finally:
             await backend.close()
     sent = json.loads(peer.requests[0][1])
     assert sent["worker_id"] == "w1" and sent["pool"] == "gpu" and sent["free"] == 2
+
+
+def backend_for(url: str, tmp_path: Path, *fallbacks: str) -> HttpBackend:
+    return HttpBackend(
+        url,
+        "t0k",
+        pool="default",
+        slots=2,
+        state_dir=tmp_path / "s",
+        cache_dir=tmp_path / "c",
+        fallbacks=fallbacks,
+        patience=0.0,
+    )
+
+
+def dead_url() -> str:
+    """A loopback URL nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def by_path(head: bytes) -> str:
+    return head.split(b" ", 2)[1].decode()
+
+
+def worker_calls(n: int, head: bytes, body: bytes) -> bytes | None:
+    """Answers of the worker routes the small calls use."""
+    path = by_path(head)
+    if path == "/api/v1/worker/reports":
+        reports = json.loads(body)["reports"]
+        return json_answer(200, {"results": [dict(r, moved=True) for r in reports]})
+    if path == "/api/v1/worker/renew":
+        return json_answer(200, {"leases": {str(i): True for i in json.loads(body)["job_ids"]}})
+    if path.startswith("/api/v1/worker/jobs/1/log?"):
+        return json_answer(200, {"size": len(body)})
+    return json_answer(404, {"error": {"code": "not_found", "message": path, "details": {}}})
+
+
+def sent_by_lean(head: bytes) -> bool:
+    """httpx sends these headers on every request; the lean connections do not."""
+    return b"accept-encoding:" not in head.lower()
+
+
+async def test_a_report_moves_to_the_second_server_on_a_lean_connection(tmp_path: Path) -> None:
+    async with serving(worker_calls) as (peer, url):
+        backend = backend_for(dead_url(), tmp_path, url)
+        try:
+            await backend.end(
+                1, worker_id="w1", status=JobStatus.FINISHED, exit_code=0, reason=None
+            )
+            assert backend.server == url
+            assert backend._link.idle[1], "the connection is kept for the next call"
+        finally:
+            await backend.close()
+    ((head, body),) = peer.requests
+    assert by_path(head) == "/api/v1/worker/reports" and sent_by_lean(head)
+    assert json.loads(body)["reports"][0]["kind"] == "end"
+    assert b"Content-Type: application/json\r\n" in head
+
+
+async def test_a_renewal_moves_on_after_503_and_unavailable_everywhere_is_retried(
+    tmp_path: Path,
+) -> None:
+    busy = {"error": {"code": "database_unavailable", "message": "later", "details": {}}}
+    async with (
+        serving(lambda _n, _h, _b: json_answer(503, busy)) as (_first, first),
+        serving(worker_calls) as (second_peer, second),
+    ):
+        backend = backend_for(first, tmp_path, second)
+        try:
+            assert await backend.renew(worker_id="w1", job_ids=[7]) == {7: True}
+            assert backend.server == second
+        finally:
+            await backend.close()
+        alone = backend_for(first, tmp_path)
+        try:
+            with pytest.raises(DatabaseUnavailable):
+                await alone.renew(worker_id="w1", job_ids=[7])
+        finally:
+            await alone.close()
+    assert sent_by_lean(second_peer.requests[0][0])
+
+
+async def test_a_report_does_not_wait_behind_the_long_poll(tmp_path: Path) -> None:
+    polled, release = asyncio.Event(), asyncio.Event()
+
+    async def answer(n: int, head: bytes, body: bytes) -> bytes | None:
+        if by_path(head) == "/api/v1/worker/acquire":
+            polled.set()
+            await release.wait()
+            return json_answer(200, {"assignments": []})
+        return worker_calls(n, head, body)
+
+    async with serving(answer) as (peer, url):
+        backend = backend_for(url, tmp_path)
+        try:
+            polling = asyncio.ensure_future(backend._acquire("w1", "default", 1))
+            await asyncio.wait_for(polled.wait(), 5)
+            await asyncio.wait_for(
+                backend.end(1, worker_id="w1", status=JobStatus.FAILED, exit_code=1, reason="x"),
+                5,
+            )
+            assert not polling.done()
+            release.set()
+            assert await polling == []
+        finally:
+            await backend.close()
+    assert peer.connections == 2
+
+
+async def test_a_log_piece_goes_as_raw_bytes_with_its_offset(tmp_path: Path) -> None:
+    async with serving(worker_calls) as (peer, url):
+        backend = backend_for(url, tmp_path)
+        try:
+            backend._worker_id = "w1"
+            path = backend.log_path(1)
+            path.parent.mkdir(parents=True)
+            path.write_bytes(b"hello\n")
+            await backend.log_closed(1)
+        finally:
+            await backend.close()
+    ((head, body),) = [r for r in peer.requests if b"/log?" in r[0]]
+    assert by_path(head) == "/api/v1/worker/jobs/1/log?worker_id=w1&offset=0"
+    assert body == b"hello\n" and sent_by_lean(head) and b"content-type" not in head.lower()
+
+
+async def test_a_kept_connection_closed_by_the_server_is_replaced_not_failed(
+    tmp_path: Path,
+) -> None:
+    # The second request on a connection finds it closed (a keep-alive timeout racing
+    # the request): the call goes again on a new connection, with no move and no error.
+    async with serving(lambda n, h, b: None if n == 2 else worker_calls(n, h, b)) as (
+        peer,
+        url,
+    ):
+        backend = backend_for(url, tmp_path)
+        try:
+            assert await backend.renew(worker_id="w1", job_ids=[1]) == {1: True}
+            assert await backend.renew(worker_id="w1", job_ids=[2]) == {2: True}
+        finally:
+            await backend.close()
+    assert peer.connections == 2 and len(peer.requests) == 3
+
+
+async def test_with_a_proxy_configured_the_small_calls_stay_on_httpx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # httpx goes direct; lean stands aside
+    async with serving(worker_calls) as (peer, url):
+        backend = backend_for(url, tmp_path)
+        try:
+            assert await backend.renew(worker_id="w1", job_ids=[3]) == {3: True}
+        finally:
+            await backend.close()
+    assert not sent_by_lean(peer.requests[0][0])
