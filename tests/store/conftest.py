@@ -11,9 +11,11 @@ from sqlalchemy import Engine, text
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import JobConfig, JobConfigSpec, NewJob
 from jobyard.core.templates import Template, TemplateSpec
-from jobyard.store.factory import open_store
+from jobyard.store.factory import open_store, upgrade_database
 from jobyard.store.protocol import Store
+from jobyard.store.sql import SqlStore
 from jobyard.store.sql.base import make_sync_engine, normalize_url
+from tests.support.pg import PgCluster
 
 
 @pytest.fixture
@@ -86,3 +88,24 @@ async def make_template(
         command = ["echo", "template"]
     spec = TemplateSpec(name=name, command=command, **fields)
     return await store.template_insert(spec, owner="alice")
+
+
+@pytest.fixture
+def own_db(own_cluster: PgCluster) -> Iterator[str]:
+    """URL of a fresh migrated database on ``own_cluster`` (a module may restart or
+    halt that cluster)."""
+    with own_cluster.fresh_database() as url:
+        upgrade_database(url)
+        yield url
+
+
+@pytest.fixture
+async def pg_store(own_db: str) -> AsyncIterator[SqlStore]:
+    """A PostgreSQL store on ``own_db``."""
+    store = await open_store(own_db, migrate=False)
+    if not isinstance(store, SqlStore):  # pragma: no cover - one implementation
+        raise TypeError(type(store))
+    try:
+        yield store
+    finally:
+        await store.close()

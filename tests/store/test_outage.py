@@ -8,7 +8,6 @@ under other fixtures). The lease clock runs on both engines.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,33 +16,13 @@ from sqlalchemy import Engine, select, text
 
 from jobyard.core.errors import DatabaseUnavailable
 from jobyard.core.jobs import JobStatus as S
-from jobyard.store.factory import open_store, upgrade_database
+from jobyard.store.factory import open_store
 from jobyard.store.protocol import Store
 from jobyard.store.schema import jobs
 from jobyard.store.sql import SqlStore
 from jobyard.store.sql.base import Tx
 from tests.store.conftest import make_jobconfig, new_job
 from tests.support.pg import PgCluster
-
-
-@pytest.fixture
-def own_db(own_cluster: PgCluster) -> Iterator[str]:
-    """URL of a fresh migrated database on ``own_cluster``."""
-    with own_cluster.fresh_database() as url:
-        upgrade_database(url)
-        yield url
-
-
-@pytest.fixture
-async def pg_store(own_db: str) -> AsyncIterator[SqlStore]:
-    """A store on ``own_db``."""
-    store = await open_store(own_db, migrate=False)
-    if not isinstance(store, SqlStore):  # pragma: no cover - one implementation
-        raise TypeError(type(store))
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def _use_every_thread(store: Store) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 import pytest
@@ -20,31 +19,12 @@ from sqlalchemy import text
 from jobyard.core.claims import ClaimRequest
 from jobyard.core.errors import DatabaseUnavailable
 from jobyard.core.jobs import JobStatus
-from jobyard.store.factory import open_store, upgrade_database
 from jobyard.store.sql import SqlStore
 from jobyard.store.sql.base import Tx
 from tests.store.conftest import new_job
 from tests.support.pg import PgCluster
 
 pytestmark = pytest.mark.pg
-
-
-@pytest.fixture
-def own_db(own_cluster: PgCluster) -> Iterator[str]:
-    with own_cluster.fresh_database() as url:
-        upgrade_database(url)
-        yield url
-
-
-@pytest.fixture
-async def pg_store(own_db: str) -> AsyncIterator[SqlStore]:
-    store = await open_store(own_db, migrate=False)
-    if not isinstance(store, SqlStore):  # pragma: no cover - one implementation
-        raise TypeError(type(store))
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def _thread(tx: Tx) -> int:
