@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from jobyard.store.sql.base import StoreThreads
+from jobyard.store.sql.threads import StoreThreads
 
 _WAIT = 10.0
 
