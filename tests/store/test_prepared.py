@@ -160,6 +160,53 @@ async def test_bulk_insert_keeps_order_values_and_column_limits(store, db: Engin
             bulk.run(conn, too_long)
 
 
+_AWKWARD = [
+    "",
+    "NULL",
+    "null",
+    'say "hi"',
+    "back\\slash",
+    "{a,b}",
+    "comma, here",
+    "tab\there",
+    "line\nbreak",
+    "é ☃ 🙂",
+    " spaced ",
+    "'quote'",
+]
+
+
+async def test_bulk_insert_sends_awkward_text_and_json_unchanged(store, db: Engine) -> None:
+    """The array parameters go to PostgreSQL in binary: text an array literal would have
+    to quote or escape (quotes, backslashes, braces, commas, the word NULL, the empty
+    string, non-ASCII) and JSON holding it are stored exactly as given."""
+    at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+    columns = ("at", "actor", "action", "object_type", "object_id", "details", "remote_addr")
+    bulk = BulkInsert(audit, columns)
+    rows = [
+        {
+            "at": at,
+            "actor": text,
+            "action": "bulk.awkward",
+            "object_type": "job",
+            "object_id": text,
+            "details": {"text": text, "list": [text, None, 2**40]},
+            "remote_addr": None,
+        }
+        for text in _AWKWARD
+    ]
+    with db.begin() as conn:
+        bulk.run(conn, rows)
+        stored = conn.execute(
+            select(audit.c.actor, audit.c.object_id, audit.c.details, audit.c.remote_addr)
+            .where(audit.c.action == "bulk.awkward")
+            .order_by(audit.c.id)
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        (r["actor"], r["object_id"], r["details"], None) for r in rows
+    ]
+
+
 async def test_driver_errors_are_sqlalchemy_errors(store, db: Engine) -> None:
     await store.users_bootstrap(None)
     columns = ("name", "password_hash", "role", "active", "created_at", "updated_at")

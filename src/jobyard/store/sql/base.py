@@ -25,7 +25,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -54,6 +53,7 @@ from jobyard.core.models import ApiToken, Job, JobConfig, JobEvent, JobFile, Pac
 from jobyard.store.schema import audit, job_events, jobs
 from jobyard.store.sql.outage import Outage, OutageLog, classify, unavailable
 from jobyard.store.sql.prepared import BulkInsert
+from jobyard.store.sql.threads import StoreThreads
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -277,7 +277,7 @@ class _Side:
 
     def __init__(self, engine: Engine, threads: int, name: str) -> None:
         self.engine = engine
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix=name) if threads else None
+        self.executor = StoreThreads(threads, name) if threads else None
         self._local = threading.local()
         self._opened: list[Connection] = []
         self._lock = threading.Lock()
@@ -298,7 +298,7 @@ class _Side:
     def close(self) -> None:
         """Stop the threads, then close their connections and the engine's pool."""
         if self.executor is not None:
-            self.executor.shutdown(wait=True)
+            self.executor.shutdown()
         with self._lock:
             opened, self._opened = self._opened, []
         for conn in opened:
@@ -448,15 +448,15 @@ class SqlBase:
     async def _write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``fn(tx, ...)`` as one write transaction on the writer side."""
         side = self._writer
-        loop = asyncio.get_running_loop()
         if side.executor is not None:
             self._writing += 1
             try:
-                return await loop.run_in_executor(
-                    side.executor, lambda: self._run_sync(side, False, False, fn, *args, **kw)
+                return await side.executor.run(
+                    lambda: self._run_sync(side, False, False, fn, *args, **kw)
                 )
             finally:
                 self._writing -= 1
+        loop = asyncio.get_running_loop()
         # Inline (SQLite): while another process holds the write lock, let this loop's
         # other work run, then try again.
         deadline = loop.time() + _LOCK_WAIT_SECONDS
@@ -493,7 +493,7 @@ class SqlBase:
             return await self._write(fn, *args, **kw)
         if not loop_side.ready():
             # Open the connection on a writer thread, for the next claims on the loop.
-            await asyncio.get_running_loop().run_in_executor(side.executor, loop_side.prepare)
+            await side.executor.run(loop_side.prepare)
             return await self._write(fn, *args, **kw)
         try:
             return self._run_sync(loop_side, False, False, fn, *args, **kw)
@@ -511,10 +511,7 @@ class SqlBase:
         side = self._reader
         if side.executor is None:
             return self._run_sync(side, False, True, fn, *args, **kw)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            side.executor, lambda: self._run_sync(side, False, True, fn, *args, **kw)
-        )
+        return await side.executor.run(lambda: self._run_sync(side, False, True, fn, *args, **kw))
 
 
 # -- SQL helpers -----------------------------------------------------------------------

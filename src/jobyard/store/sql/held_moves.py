@@ -25,7 +25,7 @@ from sqlalchemy.engine import Dialect
 from jobyard.core.jobs import TRANSITIONS, JobStatus, sources_of
 from jobyard.store.schema import jobs
 from jobyard.store.sql.base import Tx, status_in
-from jobyard.store.sql.prepared import array_cast, bind_processor, run_raw
+from jobyard.store.sql.prepared import array_param, bind_processor, run_raw
 from jobyard.store.sql.transitions import held_move_row
 
 _Key = tuple[JobStatus, tuple[str, ...], JobStatus | None, int]
@@ -48,7 +48,7 @@ def _form(
     sets = ", ".join(
         f"{quote.quote(col)} = u.{alias}" for col, alias in zip(columns, aliases, strict=True)
     )
-    casts = ["%s::BIGINT[]"] + [f"%s::{array_cast(jobs.c[col].type, dialect)}[]" for col in columns]
+    casts = ["%b::BIGINT[]"] + [array_param(jobs.c[col].type, dialect) for col in columns]
     guard = status_in(sources_of(first)).compile(dialect=dialect)
     sql = (
         f"UPDATE jobs SET status = '{to.value}'{', ' if sets else ''}{sets} "

@@ -290,7 +290,7 @@ class BulkInsert:
         processors = []
         for name in self._columns:
             type_ = self._table.c[name].type
-            casts.append(f"%s::{array_cast(type_, dialect)}[]")
+            casts.append(array_param(type_, dialect))
             processors.append(_bind_processor(type_, dialect))
         quote = dialect.identifier_preparer
         names = ", ".join(quote.quote(name) for name in self._columns)
@@ -354,6 +354,18 @@ def array_cast(type_: TypeEngine[Any], dialect: Dialect) -> str:
     """The SQL type of an array parameter holding values of a column of ``type_``
     (strings unbounded: a value too long fails as it would in a plain statement)."""
     return "TEXT" if isinstance(type_, String) else str(type_.compile(dialect=dialect))
+
+
+def array_param(type_: TypeEngine[Any], dialect: Dialect) -> str:
+    """The placeholder of an array parameter holding values of a column of ``type_``:
+    ``%b::TYPE[]``, sent in binary.
+
+    psycopg dumps a list for the text format element by element in Python, quoting and
+    escaping each value (``ListDumper._dump_list``: ~0.1 ms for the five 8-value arrays
+    of a batch of events, and one tenth of the API process's CPU under a burst of
+    remote jobs); the binary form of the same arrays costs half as much (no quoting).
+    """
+    return f"%b::{array_cast(type_, dialect)}[]"
 
 
 def bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Processor | None:

@@ -34,7 +34,7 @@ from jobyard.store.sql.jobs import after_sequenced
 from jobyard.store.sql.prepared import (
     Prepared,
     RowReader,
-    array_cast,
+    array_param,
     bind_processor,
     run_raw,
 )
@@ -212,7 +212,7 @@ def _adhoc_many_form(dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
     """``INSERT ... SELECT FROM unnest(...)`` of QUEUED ad-hoc jobs, returning them."""
     quote = dialect.identifier_preparer
     aliases = [f"c{i}" for i in range(len(_NEW_JOB_COLUMNS))]
-    casts = [f"%s::{array_cast(jobs.c[col].type, dialect)}[]" for col in _NEW_JOB_COLUMNS]
+    casts = [array_param(jobs.c[col].type, dialect) for col in _NEW_JOB_COLUMNS]
     created = aliases[_NEW_JOB_COLUMNS.index("created_at")]
     names = ", ".join(quote.quote(col) for col in _NEW_JOB_COLUMNS)
     seq = next_seq_expression(True).compile(dialect=dialect)
