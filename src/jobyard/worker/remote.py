@@ -14,6 +14,7 @@ the worker exits non-zero with the server's message (after its running jobs, if 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -105,6 +106,9 @@ async def run_remote_worker(opts: RemoteOptions) -> int:
     )
     try:
         pool = await _registered_pool(opts, backend, workspace, isolator)
+        # What startup made (modules, settings, clients) is kept for the process's life:
+        # out of the collector's reach, a full collection scans only the jobs' objects.
+        gc.freeze()
         _log.info(
             "worker %s serving pool %s with %d slot(s) for %s (isolation: %s)",
             pool.worker_id, opts.pool, opts.slots, ", ".join(backend.servers), plan.mode,
