@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,11 @@ import pytest
 from jobyard.core.jobs import JobStatus
 from jobyard.worker.http_backend import NOT_STARTED_REASON, HttpBackend
 from tests.integration.conftest import Env, ServerFactory
-from tests.integration.test_remote_workers import FAST, Api
+from tests.integration.test_remote_workers import Api
+from tests.integration.test_remote_workers import api as api  # the same fixtures
+from tests.integration.test_remote_workers import server as server
 from tests.support.remote_worker import create_worker_token, remote_worker
-from tests.support.server import RunningServer, jobyard_server
+from tests.support.server import RunningServer
 
 SLEEPER = ["/bin/sh", "-c", "echo started; sleep 4"]
 
@@ -121,19 +122,6 @@ async def test_an_end_goes_without_waiting_for_its_running_answer(
         assert done["started_at"] is not None
     finally:
         await backend.close()
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
-    with jobyard_server(tmp_path / "home", workers=0, env=FAST) as running:
-        yield running
-
-
-@pytest.fixture
-def api(server: RunningServer) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.http.close()
 
 
 def _claimed_ahead(api: Api, first: int, count: int) -> list[dict[str, object]]:
