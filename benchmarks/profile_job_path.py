@@ -14,8 +14,12 @@ local slots) and one ``jobyard worker --slots SLOTS`` on this host (``--remote-p
 N``: N workers sharing the slots), reported as "api" and "remote worker N"; use it with
 ``--postgres`` for the deployment the remote workers are made for.
 
+With ``--no-worker`` only the submits are measured: ``jobyard server`` with no slots
+anywhere, so every job stays QUEUED; the burst ends with the last submit's answer. It
+gives the API process's (and PostgreSQL's) CPU per submit without the claims and reports.
+
     .venv/bin/python benchmarks/profile_job_path.py [--jobs 3000] [--py-spy /tmp/prof] \
-        [--postgres] [--remote 8 [--remote-processes 1]]
+        [--postgres] [--remote 8 [--remote-processes 1] | --no-worker]
 """
 
 from __future__ import annotations
@@ -58,7 +62,9 @@ async def _wait_ended(server: Server) -> None:
             await asyncio.sleep(0.05)
 
 
-async def _submit(server: Server, path: str, body: object, count: int, conc: int) -> float:
+async def _submit(
+    server: Server, path: str, body: object, count: int, conc: int, *, wait: bool = True
+) -> float:
     remaining = iter(range(count))
 
     async def one(lean: LeanClient) -> None:
@@ -70,7 +76,8 @@ async def _submit(server: Server, path: str, body: object, count: int, conc: int
     async with LeanClient(server.url, server.token, conc) as lean:
         t0 = time.perf_counter()
         await asyncio.gather(*(one(lean) for _ in range(conc)))
-        await _wait_ended(server)
+        if wait:
+            await _wait_ended(server)
         return time.perf_counter() - t0
 
 
@@ -106,6 +113,11 @@ def main() -> None:
     )
     parser.add_argument("--remote-processes", type=int, default=1, help="with --remote")
     parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="submits only: jobyard server with no slots anywhere (jobs stay QUEUED)",
+    )
+    parser.add_argument(
         "--s3",
         action="store_true",
         help="blobs in a bucket of a local S3 server (moto, from the tests' support)",
@@ -137,7 +149,9 @@ def main() -> None:
             env["JOBYARD_S3_ENDPOINT_URL"] = s3.endpoint
         env.update(dict(item.split("=", 1) for item in args.env))
         remote: dict[str, int] = {}
-        if args.remote:
+        if args.no_worker:
+            server = stack.enter_context(jobyard_up(env=env, command="server"))
+        elif args.remote:
             server = stack.enter_context(jobyard_up(env=env, command="server"))
             workers = stack.enter_context(
                 remote_workers(server, split_slots(args.remote, args.remote_processes))
@@ -186,7 +200,9 @@ def _profile(
     """Submit the burst and print each process's CPU per job (``remote``: the pids of
     ``jobyard worker`` processes running the jobs)."""
     path, body = run_loop(_path(server, args.jobconfig))
-    run_loop(_submit(server, path, body, 50, 8))  # warm-up
+    wait = not args.no_worker
+    run_loop(_submit(server, path, body, 50, 8, wait=wait))  # warm-up
+    _http_calls(server)  # FastAPI builds a route's state at its first call: not in the burst
     pids = {"api": server.process.pid}
     for n, pid in enumerate(_children(server.process.pid)):
         pids[f"worker {n}"] = pid
@@ -226,7 +242,7 @@ def _profile(
         before["postgres"] = _tree_cpu(pg_pid)
     calls0 = _http_calls(server)
     mine0 = time.process_time()
-    elapsed = run_loop(_submit(server, path, body, args.jobs, args.concurrency))
+    elapsed = run_loop(_submit(server, path, body, args.jobs, args.concurrency, wait=wait))
     mine = time.process_time() - mine0
     calls1 = _http_calls(server)
     after = {name: process_cpu(pid) for name, pid in pids.items()}
@@ -239,7 +255,8 @@ def _profile(
     per_job = 1000 / args.jobs
     print(
         f"\n{args.jobs} jobs in {elapsed:.2f} s = {args.jobs / elapsed:.0f} jobs/s "
-        f"(submit + run, {'jobconfig' if args.jobconfig else 'ad-hoc'})\n"
+        f"({'submit only' if args.no_worker else 'submit + run'}, "
+        f"{'jobconfig' if args.jobconfig else 'ad-hoc'})\n"
     )
     print("| process | own CPU ms/job | reaped children CPU ms/job |")
     print("|---|---|---|")
