@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from jobyard import __version__
 from jobyard.api import docs as docs_pages
 from jobyard.api.auth import OPEN_PATHS, AuthMiddleware
+from jobyard.api.door import JobyardAPI
 from jobyard.api.errors import install_error_handlers
-from jobyard.api.hotpath import HotPathMiddleware
 from jobyard.api.limits import BodyLimitMiddleware
 from jobyard.api.metrics import HttpMetrics, RequestMetricsMiddleware
 from jobyard.api.openapi import DESCRIPTION, install_openapi, summarize
@@ -32,7 +32,6 @@ from jobyard.api.routes import users as user_routes
 from jobyard.api.routes import worker as remote_worker_routes
 from jobyard.api.routes import worker_tokens as worker_token_routes
 from jobyard.api.routes import workers as worker_routes
-from jobyard.api.worker_hotpath import WorkerHotPathMiddleware
 from jobyard.service.context import Context
 from jobyard.settings import Settings
 from jobyard.web.app import close_streams as close_streams
@@ -73,7 +72,10 @@ def create_app(services: Services) -> FastAPI:
         finally:
             await services.stop()
 
-    app = FastAPI(
+    http_metrics = HttpMetrics()
+    app = JobyardAPI(
+        settings=services.settings,
+        metrics=http_metrics,
         title="jobyard",
         version=__version__,
         description=DESCRIPTION,
@@ -87,15 +89,14 @@ def create_app(services: Services) -> FastAPI:
     )
     install_error_handlers(app)
     # The last one added runs first: request metrics, authentication, then the body
-    # limits (which need the caller to count its uploads), then the job path's submit
-    # routes and the remote workers' acquire and reports routes.
-    app.add_middleware(WorkerHotPathMiddleware)
-    app.add_middleware(HotPathMiddleware)
+    # limits (which need the caller to count its uploads). The job path's submit routes
+    # and the remote workers' acquire and reports routes do not come this way: the app's
+    # door (api/door.py) does the same for them in one step, then their fast paths.
     app.add_middleware(BodyLimitMiddleware, settings=services.settings)
     app.add_middleware(AuthMiddleware)
     # Outermost: request latency by route template, for /metrics (this app's own).
-    app.state.http_metrics = HttpMetrics()
-    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.http_metrics)
+    app.state.http_metrics = http_metrics
+    app.add_middleware(RequestMetricsMiddleware, metrics=http_metrics)
     # Routes are matched in order: the job path's (submit, run a jobconfig) come first.
     for module in (
         jobs,

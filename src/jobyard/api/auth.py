@@ -61,44 +61,53 @@ class AuthMiddleware:
             # tokens are for the API, and the API never takes the cookie.
             await self.app(scope, receive, send)
             return
-        header = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
-        ctx: Context = scope["app"].state.ctx
-        if scope["path"] == METRICS_PATH and is_metrics_token(ctx.settings.metrics.token, header):
-            # The metrics token opens /metrics and nothing else: on every other path it
-            # is just an unknown token (401).
-            scope.setdefault("state", {})["principal"] = metrics_principal()
+        if await admit(scope["app"].state.ctx, scope, receive, send):
             await self.app(scope, receive, send)
-            return
-        if scope["path"].startswith(WORKER_PATH_PREFIX) and is_worker_bearer(header):
-            # A worker token opens the worker routes and nothing else: elsewhere it is
-            # looked up as an API token, found nowhere, and refused (401).
-            try:
-                token = await authenticate_worker(ctx, header)
-            except Unauthorized as exc:
-                await _deny(send, exc.message)
-                return
-            except DatabaseUnavailable as exc:
-                await unavailable_response(exc)(scope, receive, send)
-                return
-            state = scope.setdefault("state", {})
-            state["principal"] = worker_principal(token)
-            state["worker_token"] = token
-            await self.app(scope, receive, send)
-            return
+
+
+async def admit(ctx: Context, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Resolve the bearer token of a request to an authenticated API path into
+    ``scope["state"]`` (``principal``, and ``worker_token`` for a worker): True; or
+    answer it (401, or 503 when the token cannot be checked now) and False.
+
+    Shared by :class:`AuthMiddleware` and the job path's door (:mod:`jobyard.api.door`).
+    """
+    header = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header = value.decode("latin-1")
+            break
+    path = scope["path"]
+    if path == METRICS_PATH and is_metrics_token(ctx.settings.metrics.token, header):
+        # The metrics token opens /metrics and nothing else: on every other path it
+        # is just an unknown token (401).
+        scope.setdefault("state", {})["principal"] = metrics_principal()
+        return True
+    if path.startswith(WORKER_PATH_PREFIX) and is_worker_bearer(header):
+        # A worker token opens the worker routes and nothing else: elsewhere it is
+        # looked up as an API token, found nowhere, and refused (401).
         try:
-            principal = await authenticate(ctx, header)
+            token = await authenticate_worker(ctx, header)
         except Unauthorized as exc:
             await _deny(send, exc.message)
-            return
-        except DatabaseUnavailable as exc:  # the token cannot be checked now: not a 500
+            return False
+        except DatabaseUnavailable as exc:
             await unavailable_response(exc)(scope, receive, send)
-            return
-        scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
+            return False
+        state = scope.setdefault("state", {})
+        state["principal"] = worker_principal(token)
+        state["worker_token"] = token
+        return True
+    try:
+        principal = await authenticate(ctx, header)
+    except Unauthorized as exc:
+        await _deny(send, exc.message)
+        return False
+    except DatabaseUnavailable as exc:  # the token cannot be checked now: not a 500
+        await unavailable_response(exc)(scope, receive, send)
+        return False
+    scope.setdefault("state", {})["principal"] = principal
+    return True
 
 
 async def _deny(send: Send, message: str) -> None:

@@ -2,15 +2,19 @@
 
 ``POST /api/v1/jobs`` and ``POST /api/v1/jobconfigs/{id}/run`` are called once per job.
 Measured under a burst, FastAPI's routing, dependency resolution and route wrappers cost
-more CPU than the submission itself (about 0.6 of the 1.1 ms a submit took). This
-middleware, placed after authentication and the body limits, answers a well-formed
-request of either route itself, with the same request models, the same service call,
-the same response model and the same error answers as the routes.
+more CPU than the submission itself (about 0.6 of the 1.1 ms a submit took).
+:func:`answer_submit`, called by the application's door (:mod:`jobyard.api.door`) after
+authentication and the body limit, answers a well-formed request of either route
+itself, with the same request models, the same service call, the same response model
+and the same error answers as the routes.
 
-Anything it is not sure of goes on to FastAPI unchanged, with the body it read replayed:
-another content type, a path parameter that does not parse as an id, a body that is not
-JSON or does not validate. Every validation answer (400/422) is therefore FastAPI's own.
-The routes stay registered: they document the API and answer whatever this passes on.
+Anything it is not sure of goes on to FastAPI's routing unchanged, with the body
+replayed: another content type, a body that is not JSON or does not validate. Every
+validation answer (400/422) is therefore FastAPI's own. The routes stay registered: they
+document the API and answer whatever this passes on.
+
+The helpers below are shared with the worker routes' fast path
+(:mod:`jobyard.api.worker_hotpath`).
 """
 
 from __future__ import annotations
@@ -37,37 +41,40 @@ _RUN_PREFIX = "/api/v1/jobconfigs/"
 _RUN_SUFFIX = "/run"
 
 
-class HotPathMiddleware:
-    """See the module docstring."""
+def is_submit_path(path: str) -> bool:
+    """Whether ``path`` is one of the two submit routes (a jobconfig's id well-formed)."""
+    return path == _JOBS or _run_target(path) is not None
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        principal = fast_post_principal(scope, _submit_path)
-        if principal is None:
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        jobconfig_id = None if path == _JOBS else _run_target(path)
-        body = await read_body(receive)
-        model: BaseModel | None
-        if jobconfig_id is not None:
-            model = parse_body(body, RunIn, empty=RunIn())
-        else:
-            model = parse_body(body, AdhocJobIn)
-        if model is None:  # FastAPI answers it (and every error of its kind)
-            await self.app(scope, replay(body, receive), send)
-            return
-        ctx: Context = scope["app"].state.ctx
-        client = scope.get("client")
-        remote_addr = client[0] if client else None
-        try:
-            job = await _submit(ctx, principal, jobconfig_id, model, remote_addr)
-        except JobyardError as exc:
-            await domain_response(exc)(scope, receive, send)
-            return
-        await json_response(JobOut.of(job), 201)(scope, receive, send)
+async def answer_submit(
+    scope: Scope, body: bytes, receive: Receive, send: Send, fallback: ASGIApp
+) -> None:
+    """Answer a ``POST`` of a submit route whose caller is authenticated and whose
+    ``body`` was read within its limit; anything not sure goes to ``fallback`` (FastAPI's
+    routing) with the body replayed."""
+    principal = fast_post_principal(scope, is_submit_path)
+    if principal is None:
+        await fallback(scope, replay(body, receive), send)
+        return
+    path: str = scope["path"]
+    jobconfig_id = None if path == _JOBS else _run_target(path)
+    model: BaseModel | None
+    if jobconfig_id is not None:
+        model = parse_body(body, RunIn, empty=RunIn())
+    else:
+        model = parse_body(body, AdhocJobIn)
+    if model is None:  # FastAPI answers it (and every error of its kind)
+        await fallback(scope, replay(body, receive), send)
+        return
+    ctx: Context = scope["app"].state.ctx
+    client = scope.get("client")
+    remote_addr = client[0] if client else None
+    try:
+        job = await _submit(ctx, principal, jobconfig_id, model, remote_addr)
+    except JobyardError as exc:
+        await domain_response(exc)(scope, receive, send)
+        return
+    await json_response(JobOut.of(job), 201)(scope, receive, send)
 
 
 def fast_post_principal(scope: Scope, matches: Callable[[str], bool]) -> Principal | None:
@@ -83,10 +90,6 @@ def fast_post_principal(scope: Scope, matches: Callable[[str], bool]) -> Princip
     if not isinstance(principal, Principal) or not json_or_none(scope):
         return None
     return principal
-
-
-def _submit_path(path: str) -> bool:
-    return path == _JOBS or _run_target(path) is not None
 
 
 def _run_target(path: str) -> int | None:

@@ -109,9 +109,9 @@ class BodyLimitMiddleware:
                 "shorten what you typed, or ask an administrator to raise the limit"
             )
         else:
-            limit = self.settings.max_json_bytes
-            message = f"a request body may hold at most {limit} bytes (JOBYARD_MAX_JSON_BYTES)"
-        refusal = _Refusal(message, limit, page_for=path if console else None)
+            await _limited(self.app, scope, receive, send, *json_limit(self.settings))
+            return
+        refusal = Refusal(message, limit, page_for=path if console else None)
         await _limited(self.app, scope, receive, send, limit, refusal)
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -137,7 +137,7 @@ class BodyLimitMiddleware:
         self._uploads[user] = self._uploads.get(user, 0) + 1
         try:
             limit = self.settings.upload_max_bytes
-            refusal = _Refusal(
+            refusal = Refusal(
                 f"upload exceeds the limit of {limit} bytes (JOBYARD_UPLOAD_MAX_BYTES)",
                 limit,
                 page_for=path if console else None,
@@ -159,7 +159,7 @@ def _declared_length(scope: Scope) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Refusal:
+class Refusal:
     """What a 413 says: the message and the limit the caller sees."""
 
     message: str
@@ -179,8 +179,44 @@ class _Refusal:
         )
 
 
+def json_limit(settings: Settings) -> tuple[int, Refusal]:
+    """The limit of an API request body that is none of the above (JSON bodies), and
+    its 413."""
+    limit = settings.max_json_bytes
+    message = f"a request body may hold at most {limit} bytes (JOBYARD_MAX_JSON_BYTES)"
+    return limit, Refusal(message, limit)
+
+
+async def read_within(
+    scope: Scope, receive: Receive, send: Send, limit: int, refusal: Refusal
+) -> bytes | None:
+    """The whole body of a request, read at once and held to ``limit`` as
+    :class:`BodyLimitMiddleware` holds an application's reads: None when refused (the
+    413 is sent). A client that disconnects leaves what it sent (the read stops there).
+    """
+    declared = _declared_length(scope)
+    if declared is not None and declared > limit:
+        await refusal.send(send)
+        return None
+    chunks = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            await refusal.send(send)
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
 async def _limited(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, limit: int, refusal: _Refusal
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, limit: int, refusal: Refusal
 ) -> None:
     """Run ``app`` with a body of at most ``limit`` bytes; answer ``refusal`` past it."""
     declared = _declared_length(scope)
