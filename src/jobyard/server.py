@@ -13,7 +13,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from jobyard import __version__
+from jobyard import __version__, eventloop
 from jobyard.api.app import close_streams, create_app
 from jobyard.api.headlimit import HeadLimitedHttpToolsProtocol
 from jobyard.core.serverurl import remove_server_url, server_url_path, write_server_url
@@ -167,10 +167,10 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def run_server(settings: Settings, *, example: bool = False) -> None:
-    """Synchronous entry point used by the CLI.
+    """Synchronous entry point used by the CLI (``jobyard up``, ``jobyard server``).
 
-    The stdlib event loop on purpose: its subprocess spawn uses vfork (≈1.5 ms for a
-    server-sized process) while uvloop's libuv fork() takes ≈7 ms and blocks the loop —
-    spawning dominates the cost of short jobs.
+    On uvloop when it is installed (:mod:`jobyard.eventloop`). This process spawns no job
+    programs: a local slot's jobs run in its worker processes (started once, here, with
+    ``asyncio.create_subprocess_exec``), a remote worker's in that worker.
     """
-    asyncio.run(serve(settings, example=example))
+    eventloop.run(serve(settings, example=example))

@@ -10,7 +10,6 @@ the token over through a pipe.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import stat
@@ -177,6 +176,7 @@ def worker_command(
         )
     settings = state.settings(**({"home": home} if home is not None else {}))
     worker_home = settings.home / "worker"
+    from jobyard import eventloop
     from jobyard.worker.remote import RemoteOptions, WorkerStartError, run_remote_worker
 
     opts = RemoteOptions(
@@ -204,7 +204,7 @@ def worker_command(
         stream=sys.stderr,
     )
     try:
-        code = asyncio.run(run_remote_worker(opts))
+        code = eventloop.run(run_remote_worker(opts))  # on uvloop when installed
     except WorkerStartError as exc:
         state.fail(str(exc), EXIT_API)
     raise typer.Exit(code)
