@@ -13,9 +13,10 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from jobyard import __version__, eventloop
+from jobyard import __version__
 from jobyard.api.app import close_streams, create_app
 from jobyard.api.headlimit import HeadLimitedHttpToolsProtocol
+from jobyard.core import eventloop
 from jobyard.core.serverurl import remove_server_url, server_url_path, write_server_url
 from jobyard.runtime import Runtime
 from jobyard.settings import Settings
@@ -169,7 +170,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def run_server(settings: Settings, *, example: bool = False) -> None:
     """Synchronous entry point used by the CLI (``jobyard up``, ``jobyard server``).
 
-    On uvloop when it is installed (:mod:`jobyard.eventloop`). This process spawns no job
+    On uvloop when it is installed (:mod:`jobyard.core.eventloop`). This process spawns no job
     programs: a local slot's jobs run in its worker processes (started once, here, with
     ``asyncio.create_subprocess_exec``), a remote worker's in that worker.
     """

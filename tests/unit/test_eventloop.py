@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from jobyard import eventloop
+from jobyard.core import eventloop
 
 
 async def _loop_type() -> type[asyncio.AbstractEventLoop]:

@@ -176,7 +176,7 @@ def worker_command(
         )
     settings = state.settings(**({"home": home} if home is not None else {}))
     worker_home = settings.home / "worker"
-    from jobyard import eventloop
+    from jobyard.core import eventloop
     from jobyard.worker.remote import RemoteOptions, WorkerStartError, run_remote_worker
 
     opts = RemoteOptions(
