@@ -10,6 +10,7 @@ being read and answers 431 (and closes the connection) once they pass
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -42,9 +43,15 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse_head()
 
     def on_headers_complete(self) -> None:
-        """The head is complete: what follows is the body (limited by the ASGI layer)."""
+        """The head is complete: what follows is the body (limited by the ASGI layer).
+
+        The request's cycle writes through :class:`WriteJoiner`, so that a response's
+        head and body leave in one write.
+        """
         self._in_head = False
         super().on_headers_complete()
+        if self.cycle is not None and not isinstance(self.cycle.transport, WriteJoiner):
+            self.cycle.transport = WriteJoiner(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         """The next bytes on this connection are the head of the next request."""
@@ -71,3 +78,51 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n" + body
         )
         self.transport.close()
+
+
+class WriteJoiner:
+    """The transport of one request's cycle: a write waits for the next one in the same
+    turn of the event loop, and both leave as one.
+
+    uvicorn writes a response's status line and headers, then its body, as two writes:
+    two ``send`` system calls and two TCP segments (Nagle is off) for every answer, each
+    of them waking the client. The head is held instead and goes out with the body
+    written right after it (a plain response writes both in the same turn); whatever is
+    still held at the end of the turn (a streamed response's head before its first
+    chunk, a ``100 Continue``) is written then. Closing writes what is held first.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        """Hold ``data`` till the next write or the end of this turn."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+            return
+        self._held = bytes(data)
+        self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what is held, if anything."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
