@@ -1,11 +1,13 @@
-"""A bound on a request's head (request line and headers), below the ASGI layer.
+"""uvicorn's httptools protocol as the server runs it: request heads bounded, and each
+response written at once.
 
 uvicorn's httptools protocol keeps a request's URL and headers in memory until the
 head is complete, without a size limit: a client sending one endless header line can
 make the server hold hundreds of megabytes before any middleware sees the request.
 :class:`HeadLimitedHttpToolsProtocol` counts the bytes that arrive while a head is
 being read and answers 431 (and closes the connection) once they pass
-:data:`MAX_HEAD_BYTES`, without handing the rest to the parser.
+:data:`MAX_HEAD_BYTES`, without handing the rest to the parser. Its requests write
+their responses through :class:`WriteJoiner` (head and body in one write).
 """
 
 from __future__ import annotations
