@@ -243,6 +243,9 @@ class Child:
         #: Read ends of the program's stdout and stderr -> their stream names.
         self._pipes: dict[int, str] = {}
         self._pidfd: int | None = None
+        #: Called (once, on the loop) when the main process has exited, before the
+        #: callbacks of ``exited``: lets a waiter wake one loop iteration sooner.
+        self.on_exit: Callable[[], None] | None = None
         for stream, fd in zip(("out", "err"), pipes, strict=True):
             os.set_blocking(fd, False)
             self._pipes[fd] = stream
@@ -302,6 +305,8 @@ class Child:
     def _set_exited(self) -> None:
         if not self.exited.done():
             self.exited.set_result(None)
+            if self.on_exit is not None:
+                self.on_exit()
 
     # -- pipes -------------------------------------------------------------------------------
     def _readable(self, fd: int) -> None:

@@ -166,6 +166,24 @@ class _Stopped(Exception):
     """Raised inside a run when an abort, a timeout or a lost lease interrupts it."""
 
 
+class _Cut:
+    """Cancels a job's task once, while it is armed (see ``_JobRun._interruptible``)."""
+
+    __slots__ = ("armed", "fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.armed = True
+        self.fired = False
+
+    def fire(self, _: object = None) -> None:
+        # A done callback may run after the wait ended (it was already scheduled):
+        # disarmed, it does nothing.
+        if self.armed and not self.fired:
+            self.fired = True
+            self.task.cancel()
+
+
 #: Jobs of a runner given no isolator run as the worker's own user (unit tests).
 _UNCONFINED = Isolator(IsolationPlan("none", "no isolator given"))
 
@@ -306,27 +324,40 @@ class _JobRun:
             self.control.lose()
 
     async def _interruptible(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` until done, abort/lost, or the deadline; raise _Stopped if cut."""
+        """Run ``coro`` until done, abort/lost, or the deadline; raise _Stopped if cut.
+
+        ``coro`` runs in this task, not one of its own: an abort or the deadline cancels
+        this task while it awaits ``coro`` (the way ``asyncio.timeout`` works), and the
+        cancellation is taken back once it has arrived. Preparation that waits on nothing
+        (no package, no payload) then costs no task and no loop iteration to start it and
+        to hear of its end. If ``coro`` finishes anyway while being cut, its result is kept.
+        """
         deadline = self._remaining()
         if self.control.requested or deadline == 0:
             coro.close()
             raise _Stopped
-        task = asyncio.ensure_future(coro)
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always awaited from a task
+            raise RuntimeError("a job runs in a task")
+        cut = _Cut(task)
+        waiter = self.control.waiter
+        waiter.add_done_callback(cut.fire)
+        timer = None if deadline is None else task.get_loop().call_later(deadline, cut.fire)
         try:
-            done, _ = await asyncio.wait(
-                (task, self.control.waiter), timeout=deadline, return_when=asyncio.FIRST_COMPLETED
-            )
+            return await coro
         except asyncio.CancelledError:
-            task.cancel()  # do not leave preparation running behind a cancelled run
-            await asyncio.wait((task,))
+            if cut.fired:
+                cut.fired = False
+                if task.uncancel() == 0:  # our cut alone, not the task's owner
+                    raise _Stopped from None
             raise
-        if task in done:
-            return task.result()
-        task.cancel()
-        await asyncio.wait((task,))
-        if not task.cancelled() and task.exception() is None:
-            return task.result()  # it finished while being cancelled: keep the result
-        raise _Stopped
+        finally:
+            cut.armed = False
+            if cut.fired:  # cut, but it finished all the same: take the cut back
+                task.uncancel()
+            waiter.remove_done_callback(cut.fire)
+            if timer is not None:
+                timer.cancel()
 
     def _apply_timeout(self, assignment: Assignment) -> None:
         if assignment.timeout_seconds is not None:
@@ -406,12 +437,8 @@ class _JobRun:
         child = self.child
         if child is None:
             raise RuntimeError("supervise before spawn")
-        if not self.control.requested:
-            await asyncio.wait(
-                (child.exited, self.control.waiter),
-                timeout=self._remaining(),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+        if not self.control.requested and not child.exited.done():
+            await self._until_exit_or_stop(child)
         stopped_by_us = not child.exited.done()
         if stopped_by_us:
             grace = 0.0 if self.control.lost else self.options.abort_grace_seconds
@@ -421,6 +448,31 @@ class _JobRun:
         if stopped_by_us:
             return await self._finish_stopped(child.returncode)
         return await self._finish_exited(child.returncode)
+
+    async def _until_exit_or_stop(self, child: Child) -> None:
+        """Wait for the program's exit, an abort, a lost lease or the deadline.
+
+        The exit wakes this task straight from the exit watch's callback: one loop
+        iteration from the exit to the slot's release, where ``asyncio.wait`` takes two.
+        """
+        wake = child.exited.get_loop().create_future()
+
+        def woken(_: object = None) -> None:
+            if not wake.done():
+                wake.set_result(None)
+
+        child.on_exit = woken
+        waiter = self.control.waiter
+        waiter.add_done_callback(woken)
+        remaining = self._remaining()
+        timer = None if remaining is None else wake.get_loop().call_later(remaining, woken)
+        try:
+            await wake
+        finally:
+            child.on_exit = None
+            waiter.remove_done_callback(woken)
+            if timer is not None:
+                timer.cancel()
 
     async def _terminate(self, child: Child, grace: float) -> None:
         if grace > 0:
