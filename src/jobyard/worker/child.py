@@ -11,10 +11,12 @@ which costs less CPU than handing the spawn to another thread and its result bac
 two cross-CPU wake-ups per job), with pipes made here and one ``/dev/null`` kept open
 for every child's stdin; the exit is watched through a pidfd registered with
 the event loop (Linux 5.3+; elsewhere a waiting thread per child), and the pipes are
-read with ``loop.add_reader`` callbacks that feed the :class:`LogWriter` directly: no
-reader tasks, no stream objects. Semantics are those of ``subprocess.Popen``: an argv list,
-never a shell; ``stdin`` is ``/dev/null``; the child starts a new session, so its pid
-is also its process group id and the whole group can be signalled.
+read by callbacks that feed the :class:`LogWriter` directly: no reader tasks, no
+stream objects. Those descriptors are watched by one epoll of the worker's own, itself
+registered once with the event loop (see :class:`_Readers`). Semantics are those of
+``subprocess.Popen``: an argv list, never a shell; ``stdin`` is ``/dev/null``; the child
+starts a new session, so its pid is also its process group id and the whole group can be
+signalled.
 
 The exit status is collected with ``waitpid`` on our pid only, so this coexists with
 asyncio's own child watchers (except the deprecated ones that reap every child).
@@ -25,12 +27,15 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -194,6 +199,74 @@ def _exec_error(data: bytes, program: str, cwd: str) -> BaseException:
     return kind(message)
 
 
+class _Readers:
+    """Read callbacks for the children's descriptors (pipes, pidfds) of one event loop.
+
+    Linux: one epoll of our own, registered once with the loop; a descriptor costs one
+    ``epoll.register`` and one ``unregister`` (C calls, ~1 µs each) instead of
+    ``loop.add_reader``/``remove_reader`` (~4 µs of Python each, three descriptors per
+    job), and ready descriptors' callbacks run from the loop's one callback for the
+    epoll, in the same loop iteration. Elsewhere, plainly the loop's readers.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Weak: the loop's table of these objects must not keep the loop alive.
+        self._loop_ref = weakref.ref(loop)
+        self._callbacks: dict[int, Callable[[], object]] = {}
+        self._epoll: select.epoll | None = None
+        if hasattr(select, "epoll"):
+            self._epoll = select.epoll()
+            loop.add_reader(self._epoll.fileno(), self._ready)
+            weakref.finalize(self, self._epoll.close)
+
+    def add(self, fd: int, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` on the loop whenever ``fd`` is readable."""
+        if self._epoll is None:
+            self._loop().add_reader(fd, callback)
+            return
+        self._epoll.register(fd, select.EPOLLIN)
+        self._callbacks[fd] = callback
+
+    def remove(self, fd: int) -> None:
+        """Stop watching ``fd`` (before closing it)."""
+        if self._epoll is None:
+            self._loop().remove_reader(fd)
+        elif self._callbacks.pop(fd, None) is not None:
+            self._epoll.unregister(fd)
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop_ref()
+        if loop is None:  # pragma: no cover - only called from the living loop
+            raise RuntimeError("the event loop is gone")
+        return loop
+
+    def _ready(self) -> None:
+        if self._epoll is None:  # pragma: no cover - only registered with an epoll
+            return
+        for fd, _events in self._epoll.poll(0):
+            callback = self._callbacks.get(fd)  # None: removed by an earlier callback
+            if callback is None:
+                continue
+            try:
+                callback()
+            except Exception as exc:  # as the loop does for a reader's callback
+                self._loop().call_exception_handler(
+                    {"message": "exception in a job's read callback", "exception": exc}
+                )
+
+
+_loop_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Readers] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _readers(loop: asyncio.AbstractEventLoop) -> _Readers:
+    readers = _loop_readers.get(loop)
+    if readers is None:
+        readers = _loop_readers[loop] = _Readers(loop)
+    return readers
+
+
 def _popen(
     argv: Sequence[str], cwd: Path, env: Mapping[str, str], launch: Launch | None
 ) -> tuple[Process, float, int, int]:
@@ -233,6 +306,7 @@ class Child:
         started_at: float | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
+        self._readers = _readers(self._loop)
         self.proc = proc
         self.pid = proc.pid
         #: When the program started (``time.time()``), taken in the spawning thread.
@@ -249,7 +323,7 @@ class Child:
         for stream, fd in zip(("out", "err"), pipes, strict=True):
             os.set_blocking(fd, False)
             self._pipes[fd] = stream
-            self._loop.add_reader(fd, self._readable, fd)
+            self._readers.add(fd, functools.partial(self._readable, fd))
         self._watch_exit()
 
     @classmethod
@@ -287,11 +361,11 @@ class Child:
         except (AttributeError, OSError):
             threading.Thread(target=self._wait_in_thread, daemon=True).start()
             return
-        self._loop.add_reader(self._pidfd, self._pidfd_readable)
+        self._readers.add(self._pidfd, self._pidfd_readable)
 
     def _pidfd_readable(self) -> None:
         if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
+            self._readers.remove(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
         self.proc.wait()  # it has exited: this reaps it without blocking
@@ -326,7 +400,7 @@ class Child:
 
     def _close_pipe(self, fd: int) -> None:
         stream = self._pipes.pop(fd)
-        self._loop.remove_reader(fd)
+        self._readers.remove(fd)
         os.close(fd)
         self.writer.finish_stream(stream)
         if not self._pipes and not self.closed.done():
@@ -345,7 +419,7 @@ class Child:
         """
         self.close_pipes()
         if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
+            self._readers.remove(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
             if self.proc.returncode is None:  # released before its exit: reap it anyway
