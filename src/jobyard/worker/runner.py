@@ -285,7 +285,7 @@ class _JobRun:
         timer = None if deadline is None else task.get_loop().call_later(deadline, cut.fire)
         try:
             return await coro
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, Exception):  # whatever the cut made it raise
             if cut.fired:
                 cut.fired = False
                 if task.uncancel() == 0:  # our cut alone, not the task's owner

@@ -363,6 +363,18 @@ class _StubbornBackend(RecordingBackend):
         return self.assignments[job.id]
 
 
+class _RaisingOnCutBackend(RecordingBackend):
+    """Its preparation turns being cancelled into an error of its own."""
+
+    async def prepare(self, job: Job) -> Assignment:
+        self.calls.append(("prepare", job.id))
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise NotFound("gave up") from None
+        return self.assignments[job.id]
+
+
 async def _run_in_own_task(
     backend: RecordingBackend, workspace: Workspace, options: RunnerOptions, **kwargs: object
 ) -> tuple[JobOutcome, int]:
@@ -407,6 +419,15 @@ async def test_abort_of_a_preparation_that_finishes_anyway(tmp_path, workspace, 
     assert cancelling == 0  # the cut was taken back although nothing raised it
     assert backend.names(1) == ["prepare", "log_closed", "end"]
     assert 1 not in backend.running  # never spawned
+
+
+async def test_abort_of_a_preparation_that_fails_when_cut(tmp_path, workspace, options):
+    backend = _RaisingOnCutBackend(tmp_path / "control")
+    control = JobControl()
+    asyncio.get_running_loop().call_later(0.2, control.abort, "changed my mind")
+    outcome, cancelling = await _run_in_own_task(backend, workspace, options, control=control)
+    assert (outcome.status, outcome.reason) == (JobStatus.FAILED, "aborted: changed my mind")
+    assert cancelling == 0
 
 
 async def test_cancelling_the_task_during_initialization_still_reports(backend, workspace, options):
