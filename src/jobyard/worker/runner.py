@@ -58,7 +58,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +68,8 @@ from jobyard.core.errors import InvalidInput, JobyardError
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import Job
 from jobyard.worker.child import Child
+from jobyard.worker.jobcontrol import JobControl as JobControl  # re-exported: the pool's handle
+from jobyard.worker.jobcontrol import TaskCut
 from jobyard.worker.logwriter import LogWriter
 from jobyard.worker.outputs import collect_outputs
 from jobyard.worker.protocol import Assignment, WorkerBackend
@@ -116,50 +118,6 @@ class JobOutcome:
     exit_code: int | None
     reason: str | None
     reported: bool
-
-
-class JobControl:
-    """The pool's handle on a running job: abort it, or drop it after a lost lease."""
-
-    def __init__(self, on_release: Callable[[], None] | None = None) -> None:
-        self._waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.reason: str | None = None
-        self.lost = False
-        #: Set once the end is being reported: lease renewals stop caring about the job.
-        self.ending = False
-        #: Set once the job holds nothing of its slot any more (its processes are gone,
-        #: its folders and sandbox given back); only its end report may still be pending.
-        self.released = False
-        self._on_release = on_release
-
-    def release(self) -> None:
-        """The slot is free for another job (called once, before the end is reported)."""
-        if not self.released:
-            self.released = True
-            if self._on_release is not None:
-                self._on_release()
-
-    @property
-    def requested(self) -> bool:
-        """True once :meth:`abort` or :meth:`lose` was called."""
-        return self._waiter.done()
-
-    @property
-    def waiter(self) -> asyncio.Future[None]:
-        """Done once a stop was requested."""
-        return self._waiter
-
-    def abort(self, reason: str) -> None:
-        """Stop the job and report FAILED ``aborted: <reason>`` (first reason wins)."""
-        if not self._waiter.done():
-            self.reason = reason
-            self._waiter.set_result(None)
-
-    def lose(self) -> None:
-        """The lease is gone: kill the program, report nothing."""
-        self.lost = True
-        if not self._waiter.done():
-            self._waiter.set_result(None)
 
 
 class _Stopped(Exception):
@@ -306,27 +264,40 @@ class _JobRun:
             self.control.lose()
 
     async def _interruptible(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` until done, abort/lost, or the deadline; raise _Stopped if cut."""
+        """Run ``coro`` until done, abort/lost, or the deadline; raise _Stopped if cut.
+
+        ``coro`` runs in this task, not one of its own: an abort or the deadline cancels
+        this task while it awaits ``coro`` (the way ``asyncio.timeout`` works), and the
+        cancellation is taken back once it has arrived. Preparation that waits on nothing
+        (no package, no payload) then costs no task and no loop iteration to start it and
+        to hear of its end. If ``coro`` finishes anyway while being cut, its result is kept.
+        """
         deadline = self._remaining()
         if self.control.requested or deadline == 0:
             coro.close()
             raise _Stopped
-        task = asyncio.ensure_future(coro)
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always awaited from a task
+            raise RuntimeError("a job runs in a task")
+        cut = TaskCut(task)
+        waiter = self.control.waiter
+        waiter.add_done_callback(cut.fire)
+        timer = None if deadline is None else task.get_loop().call_later(deadline, cut.fire)
         try:
-            done, _ = await asyncio.wait(
-                (task, self.control.waiter), timeout=deadline, return_when=asyncio.FIRST_COMPLETED
-            )
-        except asyncio.CancelledError:
-            task.cancel()  # do not leave preparation running behind a cancelled run
-            await asyncio.wait((task,))
+            return await coro
+        except (asyncio.CancelledError, Exception):  # whatever the cut made it raise
+            if cut.fired:
+                cut.fired = False
+                if task.uncancel() == 0:  # our cut alone, not the task's owner
+                    raise _Stopped from None
             raise
-        if task in done:
-            return task.result()
-        task.cancel()
-        await asyncio.wait((task,))
-        if not task.cancelled() and task.exception() is None:
-            return task.result()  # it finished while being cancelled: keep the result
-        raise _Stopped
+        finally:
+            cut.armed = False
+            if cut.fired:  # cut, but it finished all the same: take the cut back
+                task.uncancel()
+            waiter.remove_done_callback(cut.fire)
+            if timer is not None:
+                timer.cancel()
 
     def _apply_timeout(self, assignment: Assignment) -> None:
         if assignment.timeout_seconds is not None:
@@ -406,12 +377,8 @@ class _JobRun:
         child = self.child
         if child is None:
             raise RuntimeError("supervise before spawn")
-        if not self.control.requested:
-            await asyncio.wait(
-                (child.exited, self.control.waiter),
-                timeout=self._remaining(),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+        if not self.control.requested and not child.exited.done():
+            await self._until_exit_or_stop(child)
         stopped_by_us = not child.exited.done()
         if stopped_by_us:
             grace = 0.0 if self.control.lost else self.options.abort_grace_seconds
@@ -421,6 +388,31 @@ class _JobRun:
         if stopped_by_us:
             return await self._finish_stopped(child.returncode)
         return await self._finish_exited(child.returncode)
+
+    async def _until_exit_or_stop(self, child: Child) -> None:
+        """Wait for the program's exit, an abort, a lost lease or the deadline.
+
+        The exit wakes this task straight from the exit watch's callback: one loop
+        iteration from the exit to the slot's release, where ``asyncio.wait`` takes two.
+        """
+        wake = child.exited.get_loop().create_future()
+
+        def woken(_: object = None) -> None:
+            if not wake.done():
+                wake.set_result(None)
+
+        child.on_exit = woken
+        waiter = self.control.waiter
+        waiter.add_done_callback(woken)
+        remaining = self._remaining()
+        timer = None if remaining is None else wake.get_loop().call_later(remaining, woken)
+        try:
+            await wake
+        finally:
+            child.on_exit = None
+            waiter.remove_done_callback(woken)
+            if timer is not None:
+                timer.cancel()
 
     async def _terminate(self, child: Child, grace: float) -> None:
         if grace > 0:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Literal
 
 from jobyard.core.errors import JobyardError
-from jobyard.worker.child import Child, Launch
+from jobyard.worker.child import Child, Launch, Process
 from jobyard.worker.creds import thread_credentials, unsupported_reason
 from jobyard.worker.jobuids import JobUids, private_dir
 from jobyard.worker.logwriter import LogWriter
@@ -228,7 +228,7 @@ class JobSandbox:
             return None
         creds = thread_credentials()
 
-        def launch(spawn: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        def launch(spawn: Callable[[], Process]) -> Process:
             return creds.run_as(uid, uid, spawn)
 
         return launch

@@ -115,8 +115,9 @@ class Workspace:
         # Spares are renamed into jobs/: they must be on its file system.
         self.spare_root = self.jobs_root.with_name("spare")
         self.max_spares = 64
-        self._spares: list[Path] = []
-        self._spare_prefix = f"{os.getpid()}-{uuid.uuid4().hex[:6]}-"
+        #: Spare folders' paths (strings: cheaper than Path objects on every job's path).
+        self._spares: list[str] = []
+        self._spare_base = f"{self.spare_root}/{os.getpid()}-{uuid.uuid4().hex[:6]}-"
         self._spare_counter = itertools.count()
 
     @classmethod
@@ -233,12 +234,15 @@ class Workspace:
     def _keep_as_spare(self, folder: Path) -> bool:
         if len(self._spares) >= self.max_spares:
             return False
+        # Taken back first (a job's uid may own it, a job may have opened its mode or
+        # given others access through an ACL, which the mode's group bits mask): from
+        # here on no process of another job can add anything, so "empty" stays true.
+        os.chown(folder, os.geteuid(), os.getegid())
+        os.chmod(folder, 0o700)
         with os.scandir(folder) as entries:
             if next(entries, None) is not None:
                 return False
-        os.chown(folder, os.geteuid(), os.getegid())  # a job's uid may own it
-        os.chmod(folder, 0o700)  # a job may have changed it
-        spare = self.spare_root / f"{self._spare_prefix}{next(self._spare_counter)}"
+        spare = f"{self._spare_base}{next(self._spare_counter)}"
         os.rename(folder, spare)
         self._spares.append(spare)
         return True

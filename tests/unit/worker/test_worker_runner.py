@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import io
 import os
 import re
@@ -17,8 +18,9 @@ from worker_fakes import RecordingBackend, make_assignment, make_job, pid_gone, 
 
 from jobyard.core.errors import NotFound
 from jobyard.core.jobs import JobStatus
+from jobyard.core.models import Job
 from jobyard.core.packages import sha256_file
-from jobyard.worker.protocol import PayloadRef
+from jobyard.worker.protocol import Assignment, PayloadRef
 from jobyard.worker.runner import (
     JobControl,
     JobOutcome,
@@ -349,6 +351,101 @@ async def test_abort_during_initialization(backend, workspace, options):
     outcome = await asyncio.wait_for(task, 5)
     assert (outcome.status, outcome.reason) == (JobStatus.FAILED, "aborted: changed my mind")
     assert backend.names(1) == ["prepare", "log_closed", "end"]
+
+
+class _StubbornBackend(RecordingBackend):
+    """Its preparation ignores being cancelled and finishes all the same."""
+
+    async def prepare(self, job: Job) -> Assignment:
+        self.calls.append(("prepare", job.id))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return self.assignments[job.id]
+
+
+class _RaisingOnCutBackend(RecordingBackend):
+    """Its preparation turns being cancelled into an error of its own."""
+
+    async def prepare(self, job: Job) -> Assignment:
+        self.calls.append(("prepare", job.id))
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise NotFound("gave up") from None
+        return self.assignments[job.id]
+
+
+async def _run_in_own_task(
+    backend: RecordingBackend, workspace: Workspace, options: RunnerOptions, **kwargs: object
+) -> tuple[JobOutcome, int]:
+    """Run job 1 (acquired) in a task of its own; its outcome and how many cancellations
+    that task still has pending once the run returned (the runner must leave none)."""
+
+    async def job_task() -> tuple[JobOutcome, int]:
+        outcome = await run_acquired_job(
+            kwargs.pop("job", make_job(1)),  # type: ignore[arg-type]
+            backend,
+            worker_id="w1",
+            workspace=workspace,
+            options=options,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        return outcome, task.cancelling()
+
+    return await asyncio.wait_for(asyncio.create_task(job_task()), 10)
+
+
+async def test_timeout_during_initialization(backend, workspace, options):
+    backend.prepare_gate = asyncio.Event()  # prepare blocks past the deadline
+    backend.assignments[1] = make_assignment(1, ["true"])
+    outcome, cancelling = await _run_in_own_task(
+        backend, workspace, options, job=make_job(1, timeout=1),
+        acquired_at=time.monotonic() - 59.7,
+    )  # fmt: skip
+    assert (outcome.status, outcome.reason) == (JobStatus.FAILED, "timeout after 1 minute")
+    assert cancelling == 0
+    assert backend.names(1) == ["prepare", "log_closed", "end"]
+
+
+async def test_abort_of_a_preparation_that_finishes_anyway(tmp_path, workspace, options):
+    backend = _StubbornBackend(tmp_path / "control")
+    backend.assignments[1] = make_assignment(1, ["true"])
+    control = JobControl()
+    asyncio.get_running_loop().call_later(0.2, control.abort, "changed my mind")
+    outcome, cancelling = await _run_in_own_task(backend, workspace, options, control=control)
+    assert (outcome.status, outcome.reason) == (JobStatus.FAILED, "aborted: changed my mind")
+    assert cancelling == 0  # the cut was taken back although nothing raised it
+    assert backend.names(1) == ["prepare", "log_closed", "end"]
+    assert 1 not in backend.running  # never spawned
+
+
+async def test_abort_of_a_preparation_that_fails_when_cut(tmp_path, workspace, options):
+    backend = _RaisingOnCutBackend(tmp_path / "control")
+    control = JobControl()
+    asyncio.get_running_loop().call_later(0.2, control.abort, "changed my mind")
+    outcome, cancelling = await _run_in_own_task(backend, workspace, options, control=control)
+    assert (outcome.status, outcome.reason) == (JobStatus.FAILED, "aborted: changed my mind")
+    assert cancelling == 0
+
+
+async def test_cancelling_the_task_during_initialization_still_reports(backend, workspace, options):
+    backend.prepare_gate = asyncio.Event()
+    backend.assignments[1] = make_assignment(1, ["true"])
+    control = JobControl()
+    task = asyncio.create_task(
+        run_acquired_job(
+            make_job(1), backend, worker_id="w1", workspace=workspace, options=options,
+            control=control,
+        )
+    )  # fmt: skip
+    await wait_until(lambda: "prepare" in backend.names(1))
+    control.abort("too late")  # the task's own cancellation wins over the cut
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert backend.ended[1].reason == "aborted: worker task cancelled"
 
 
 async def test_lost_lease_kills_without_reporting(backend, workspace, options):

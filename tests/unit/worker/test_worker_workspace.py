@@ -140,3 +140,31 @@ def test_job_folders_belong_to_the_job_uid(tmp_path: Path) -> None:
     assert os.stat(ws.jobs_root).st_mode & 0o777 == 0o711
     assert os.stat(ws.cache_root).st_mode & 0o777 == 0o700
     assert ws.spare_root == tmp_path / "elsewhere" / "spare"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="job folders belong to a job uid only as root")
+async def test_an_ended_jobs_folder_is_taken_back_before_it_is_found_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that opened its folder to others must not let another job's process slip a
+    file in between the emptiness check and the folder becoming a spare."""
+    ws = Workspace(tmp_path / "work")
+    dirs = ws.create_job_dirs(1, owner=(2_000_000_001, 2_000_000_001), private_tmp=True)
+    os.chmod(dirs.out, 0o777)
+    seen: dict[str, tuple[int, int]] = {}
+    real_scandir = os.scandir
+
+    def checking(path: Path) -> object:
+        st = os.stat(path)
+        seen[os.fspath(path)] = (st.st_uid, st.st_mode & 0o7777)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", checking)
+    await ws.remove_job_dirs(dirs)
+    monkeypatch.undo()
+    assert seen == {os.fspath(folder): (os.geteuid(), 0o700) for folder in dirs.all}
+    assert not any(folder.exists() for folder in dirs.all)
+    again = ws.create_job_dirs(2, owner=(2_000_000_002, 2_000_000_002), private_tmp=True)
+    for folder in again.all:  # spares, given to the next job's uid
+        st = os.stat(folder)
+        assert (st.st_uid, st.st_mode & 0o777, os.listdir(folder)) == (2_000_000_002, 0o700, [])
