@@ -1,29 +1,39 @@
-"""CPU of the store calls a job makes, one job per transaction, in this process.
+"""CPU of the store calls a job makes, in this process (and in PostgreSQL).
 
 No HTTP, no worker: each call of the job path (submit insert, claim, RUNNING report, end
-report) on a fresh SQLite store, ``--jobs`` times, timed with ``time.process_time`` (so
-other load on the machine counts less than in the end-to-end benchmarks). The grouped
-forms the server uses under load (several submits, reports and a claim per transaction)
-cost less per job; this isolates the per-statement cost of the store code.
+report) on a fresh SQLite store, ``--jobs`` times, one job per transaction, timed with
+``time.process_time`` (so other load on the machine counts less than in the end-to-end
+benchmarks); this isolates the per-statement cost of the store code.
 
-    .venv/bin/python benchmarks/bench_store_path.py [--jobs 2000]
+``--postgres`` runs the grouped forms the server uses under a burst of remote jobs, on a
+throwaway PostgreSQL cluster: rounds of ``--batch`` submits sharing one commit, one claim
+of that many jobs, then three reports calls (half the RUNNING reports; the other half
+with half the ends; the other ends). It prints the CPU per job of this process (all its
+threads: the store's writer threads included) and of PostgreSQL (every backend).
+
+    .venv/bin/python benchmarks/bench_store_path.py [--jobs 2000] [--postgres [--batch 8]]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
-from _common import BENCH_HOMES, machine
+from _common import BENCH_HOMES, machine, process_cpu
 
+from jobyard.core.access import AuditNote
 from jobyard.core.claims import ClaimRequest, EndReport, RunningReport
 from jobyard.core.jobs import JobStatus
 from jobyard.core.models import NewJob
-from jobyard.store.factory import open_store
+from jobyard.store.factory import open_store, upgrade_database
+from jobyard.store.protocol import Store
 
 
 async def _timed(label: str, count: int, step: Callable[[int], Awaitable[object]]) -> None:
@@ -32,6 +42,88 @@ async def _timed(label: str, count: int, step: Callable[[int], Awaitable[object]
         await step(n)
     per_call = (time.process_time() - start) / count * 1e6
     print(f"| {label} | {per_call:.0f} |")
+
+
+_NEW = NewJob(
+    jobconfig_id=None,
+    package_id=None,
+    entrypoint=None,
+    command=["true"],
+    macros={},
+    timeout=0,
+    success_exit_codes=[0],
+    submitted_by="admin",
+)
+
+
+def _cluster_cpu(postmaster: int) -> float:
+    """CPU seconds of PostgreSQL: the postmaster, its live backends, those it reaped."""
+    total = sum(process_cpu(postmaster))
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == postmaster:
+                total += sum(process_cpu(int(entry.name)))
+    return total
+
+
+async def _round(store: Store, batch: int, tag: str) -> None:
+    """One burst round of ``batch`` jobs: submits, a claim, three reports calls."""
+    audit = AuditNote("admin", "job.submit", "job", {"adhoc": True}, "127.0.0.1")
+    await asyncio.gather(
+        *(
+            store.job_insert(_NEW, actor="user:admin", reason="submitted (adhoc)", audit=audit)
+            for _ in range(batch)
+        )
+    )
+    hashes = [f"{tag}-{n}" for n in range(batch)]
+    answer = await store.jobs_report(
+        worker_id="w", claim=ClaimRequest("default", batch, 15, hashes)
+    )
+    ids = [claim.job.id for claim in answer.claims]
+    if len(ids) != batch or any(claim.token_hash is None for claim in answer.claims):
+        raise RuntimeError(f"claimed {len(ids)} of {batch} jobs, or without their tokens")
+    now = datetime.now(UTC)
+    half = len(ids) // 2
+    running = [RunningReport(i, 1, now, None) for i in ids]
+    ended = [EndReport(i, JobStatus.FINISHED, 0, None, "w") for i in ids]
+    await store.jobs_report(worker_id="w", running=running[:half])
+    await store.jobs_report(worker_id="w", running=running[half:], ended=ended[:half])
+    await store.jobs_report(worker_id="w", ended=ended[half:])
+
+
+async def main_postgres(jobs: int, batch: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.pg import start_cluster
+
+    pg = start_cluster()
+    try:
+        url = pg.url(pg.create_database())
+        upgrade_database(url)
+        postmaster = int((pg.datadir / "postmaster.pid").read_text().split()[0])
+        store = await open_store(url)
+        try:
+            await store.users_bootstrap(None)
+            for n in range(30):  # warm-up: statements prepared, caches filled
+                await _round(store, batch, f"warm-{n}")
+            rounds = max(1, jobs // batch)
+            mine0, pg0 = time.process_time(), _cluster_cpu(postmaster)
+            for n in range(rounds):
+                await _round(store, batch, f"r-{n}")
+            mine, pgcpu = time.process_time() - mine0, _cluster_cpu(postmaster) - pg0
+        finally:
+            await store.close()
+    finally:
+        pg.stop()
+    done = rounds * batch
+    print(machine())
+    print(f"\n{done} jobs in rounds of {batch} (submits, claim, 3 reports calls), PostgreSQL\n")
+    print("| process | CPU ms per job |")
+    print("|---|---|")
+    print(f"| store (this process) | {mine / done * 1e3:.3f} |")
+    print(f"| PostgreSQL | {pgcpu / done * 1e3:.3f} |")
 
 
 async def main(jobs: int) -> None:
@@ -88,4 +180,10 @@ async def main(jobs: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
-    asyncio.run(main(parser.parse_args().jobs))
+    parser.add_argument("--postgres", action="store_true", help="burst rounds on PostgreSQL")
+    parser.add_argument("--batch", type=int, default=8, help="jobs per round (--postgres)")
+    args = parser.parse_args()
+    if args.postgres:
+        asyncio.run(main_postgres(args.jobs, args.batch))
+    else:
+        asyncio.run(main(args.jobs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -389,6 +390,83 @@ async def test_adhoc_submissions_made_together_each_get_their_own_job(store: Sto
     assert sorted((a.actor, a.object_id) for a in audited) == sorted(
         (f"user:u{i}", str(job.id)) for i, job in enumerate(answers)
     )
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as read by the driver: text on SQLite, decoded on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _at(value: Any) -> datetime:
+    """A timestamp column as read by the driver: naive UTC text on SQLite."""
+    return datetime.fromisoformat(value).replace(tzinfo=UTC) if isinstance(value, str) else value
+
+
+async def test_an_adhoc_batch_writes_the_rows_of_one_by_one_submissions(
+    store: Store, db: Engine
+) -> None:
+    """A batch of ad-hoc submissions (one statement on PostgreSQL) writes the same events
+    and audit rows as the same submissions made one at a time, ids in the same order:
+    each job's SEQUENCED then QUEUED event, then the next job's; audit rows only for the
+    submissions that have a note; awkward texts and JSON details unchanged."""
+    awkward = 'it\'s "q" \\ {a,b} NULL é ✓'
+    calls = [
+        (f"user:u{i}", None if i == 1 else f"r{i} {awkward}", None if i % 3 == 2 else i)
+        for i in range(6)
+    ]
+
+    def note(i: int) -> AuditNote:
+        details = {"i": i, "text": awkward, "list": [1, None, "x"]}
+        return AuditNote(f"user:u{i}", "job.submit", "job", details, "10.0.0.1" if i else None)
+
+    async def submit(together: bool) -> list[Job]:
+        made = [
+            store.job_insert(
+                new_job(submitted_by=f"u{i}"),
+                actor=actor,
+                reason=reason,
+                audit=None if n is None else note(n),
+            )
+            for i, (actor, reason, n) in enumerate(calls)
+        ]
+        if together:
+            return list(await asyncio.gather(*made))
+        return [await one for one in made]
+
+    def written(answers: list[Job]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        ids = {job.id: n for n, job in enumerate(answers)}
+        with db.connect() as conn:
+            events = conn.exec_driver_sql(
+                "SELECT job_id, status, actor, reason, at FROM job_events ORDER BY id"
+            ).all()
+            audited = conn.exec_driver_sql(
+                "SELECT object_id, actor, action, object_type, details, remote_addr, at "
+                "FROM audit WHERE action = 'job.submit' ORDER BY id"
+            ).all()
+        by_job = {job.id: job for job in answers}
+        mine_events = [
+            (ids[e[0]], e[1], e[2], e[3], _at(e[4]) == by_job[e[0]].created_at)
+            for e in events
+            if e[0] in ids
+        ]
+        mine_audit = [
+            (ids[int(a[0])], *a[1:4], _json(a[4]), a[5], _at(a[6]) == by_job[int(a[0])].created_at)
+            for a in audited
+            if a[0] is not None and int(a[0]) in ids
+        ]
+        return mine_events, mine_audit
+
+    alone = await submit(together=False)
+    together = await submit(together=True)
+    assert written(together) == written(alone)
+    events, audited = written(together)
+    assert [e[:4] for e in events[:2]] == [
+        (0, "SEQUENCED", "user:u0", f"r0 {awkward}"),
+        (0, "QUEUED", "system", None),
+    ]
+    assert len(events) == 12 and len(audited) == 4
+    assert audited[0] == (0, "user:u0", "job.submit", "job", note(0).details, None, True)
+    assert [j.id for j in together] == sorted(j.id for j in together)
 
 
 async def test_a_bad_reference_in_a_batch_fails_only_its_submission(store: Store) -> None:

@@ -189,3 +189,32 @@ async def test_cancel_races_acquire_with_one_winner(store: Store, migrated_store
     print("race winners:", dict(wins))
     assert sum(wins.values()) == RACES
     assert wins["cancel"] > 0 and wins["acquire"] > 0, f"one side never won: {dict(wins)}"
+
+
+async def test_submissions_arriving_during_a_batch_wait_for_it_and_go_together(
+    store: Store,
+) -> None:
+    """One batch of submissions is written at a time: those arriving while it is being
+    written wait for its commit and are written together, in the next batch."""
+    spans: list[tuple[str, int]] = []
+    started = asyncio.Event()
+    write_batch = store._write_batch  # type: ignore[attr-defined]
+
+    async def slow(batch: list[Any]) -> None:
+        spans.append(("start", len(batch)))
+        started.set()
+        await asyncio.sleep(0.05)  # a slow commit
+        await write_batch(batch)
+        spans.append(("end", len(batch)))
+
+    store._write_batch = slow  # type: ignore[attr-defined]
+    first = asyncio.create_task(store.job_insert(new_job(), actor="t", reason=None))
+    await started.wait()
+    rest = [store.job_insert(new_job(), actor="t", reason=None) for _ in range(3)]
+    made = await asyncio.gather(first, *rest)
+    assert spans == [("start", 1), ("end", 1), ("start", 3), ("end", 3)]
+    assert len({job.id for job in made}) == 4
+    assert all(job.status is JobStatus.QUEUED for job in made)
+    # Nothing waits any more: the next submission starts a batch of its own at once.
+    assert (await store.job_insert(new_job(), actor="t", reason=None)).status is JobStatus.QUEUED
+    assert spans[-2:] == [("start", 1), ("end", 1)]

@@ -12,7 +12,13 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from jobyard.store.schema import UtcDateTime, api_tokens, audit, jobconfigs, jobs, macros, users
-from jobyard.store.sql.prepared import BulkInsert, Prepared, _utc_from_sqlite, _utc_to_sqlite
+from jobyard.store.sql.prepared import (
+    _KEPT,
+    BulkInsert,
+    Prepared,
+    _utc_from_sqlite,
+    _utc_to_sqlite,
+)
 
 from .conftest import make_jobconfig, new_job
 
@@ -258,3 +264,55 @@ def test_fused_sqlite_timestamp_processors_match_sqlalchemy(value: datetime) -> 
     assert _utc_from_sqlite(text) == slow_result(text) == value
     assert _utc_from_sqlite(text).tzinfo is UTC
     assert _utc_to_sqlite(None) is None
+
+
+async def test_statements_keep_one_cursor_each_per_postgresql_connection(store, db: Engine) -> None:
+    jc = await make_jobconfig(store, "kept")
+    ids = [(await store.job_insert(new_job(jc.id), actor="t", reason=None)).id for _ in range(70)]
+    one = Prepared(select(jobs.c.id, jobs.c.status).where(jobs.c.id == bindparam("id")))
+    few = Prepared(select(jobs.c.id).where(jobs.c.id.in_(bindparam("ids", expanding=True))))
+    many = Prepared(select(jobs.c.id).order_by(jobs.c.id))
+    pg = db.dialect.name == "postgresql"
+    with db.connect() as conn:
+
+        def kept() -> dict[str, object]:
+            found = conn.connection.info.get(_KEPT)
+            return {} if found is None else found[1]
+
+        with conn.begin():
+            assert one.fetch(conn, {"id": ids[0]})[0][0] == ids[0]
+            assert few.fetch(conn, {"ids": ids[:2]}) == [(ids[0],), (ids[1],)]
+            cursors = dict(kept())
+            # Statements alternating on the same cursors answer their own rows.
+            assert one.fetch(conn, {"id": ids[2]})[0][0] == ids[2]
+            assert few.fetch(conn, {"ids": ids[1:3]}) == [(ids[1],), (ids[2],)]
+        with conn.begin():  # and in the next transaction of the connection
+            assert one.fetch(conn, {"id": ids[1]})[0][0] == ids[1]
+        if not pg:
+            assert kept() == {}  # SQLite: a driver cursor per statement, as before
+            return
+        assert len(cursors) == 2
+        assert kept() == cursors
+        assert all(kept()[sql] is cursor for sql, cursor in cursors.items())
+        assert not any(cursor.closed for cursor in cursors.values())
+        # A statement that fails loses its cursor; the next run gets a fresh one.
+        bad = Prepared(select(jobs.c.id).where(jobs.c.id == bindparam("id")))
+        with pytest.raises(DBAPIError), conn.begin():
+            bad.fetch(conn, {"id": "not a number"})
+        bad_sql = bad._compiled(conn.dialect, {}).sql
+        assert bad_sql not in kept()
+        with conn.begin():
+            assert bad.fetch(conn, {"id": ids[0]}) == [(ids[0],)]
+        assert bad_sql in kept()
+        # A large answer is not kept (a kept cursor holds its last result).
+        with conn.begin():
+            assert len(many.fetch(conn, {})) > 64
+        assert many._compiled(conn.dialect, {}).sql not in kept()
+        # A new driver connection (the old one invalidated) gets cursors of its own.
+        old = conn.connection.driver_connection
+        conn.invalidate()
+        with conn.begin():
+            assert one.fetch(conn, {"id": ids[0]})[0][0] == ids[0]
+        assert conn.connection.driver_connection is not old
+        assert kept()
+        assert all(c.connection is conn.connection.driver_connection for c in kept().values())

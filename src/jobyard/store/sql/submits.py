@@ -2,8 +2,9 @@
 
 ``job_insert`` (ad-hoc jobs, reruns) and ``job_submit_for_jobconfig`` are the first
 write of every job. Submissions that arrive while the event loop is busy (a burst of
-API requests) are written together: one transaction carries them all, each promoted
-once at its end (``Tx.promote_later``), and each caller gets its own job back. A
+API requests), or while the previous batch is being written, are written together: one
+transaction carries them all, each promoted once at its end (``Tx.promote_later``), and
+each caller gets its own job back; one batch is written at a time. A
 batch that fails (one bad reference, one disabled jobconfig) is rolled back and its
 submissions are written one by one, so one caller's error is never another's. On
 PostgreSQL a batch takes its jobconfig locks in id order, like every other transaction.
@@ -100,19 +101,35 @@ class SubmitsMixin(SqlBase):
 
     async def _submit(self, body: _Body, args: tuple[Any, ...], jobconfig_id: int | None) -> Job:
         loop = asyncio.get_running_loop()
-        queue = self._submissions
         submission = _Submission(body, args, jobconfig_id or 0, loop.create_future())
+        queue = self._submissions
         if queue is None:
-            self._submissions = queue = [submission]
+            self._submissions = queue = []
+        queue.append(submission)
+        if self._submission_writer is None:
             writer = loop.create_task(self._write_submissions(), name="jobyard-submissions")
             self._submission_writer = writer
-        else:
-            queue.append(submission)
         return await submission.answer
 
     async def _write_submissions(self) -> None:
-        """Write what was submitted until now (this task starts on the loop's next turn)."""
-        batch, self._submissions = self._submissions or [], None
+        """Write what was submitted, one batch at a time, until nothing waits.
+
+        The first batch is what arrived until this task started (the loop's next turn):
+        a lone submission on an idle server is written at once. While a batch is being
+        written, what arrives waits for its commit and goes in the next batch, so under
+        a burst the batches grow with the load instead of several small transactions
+        running side by side (each costs a thread hand-off, its BEGIN and COMMIT and its
+        statements, in this process and in PostgreSQL).
+        """
+        try:
+            while self._submissions:
+                batch, self._submissions = self._submissions, None
+                await self._write_batch(batch)
+        finally:
+            self._submission_writer = None
+
+    async def _write_batch(self, batch: list[_Submission]) -> None:
+        """Write ``batch``: together, or each on its own if one of them is refused."""
         if len(batch) > 1:
             batch.sort(key=lambda s: s.order)
             calls = [(s.body, s.args) for s in batch]
