@@ -11,6 +11,11 @@ authenticated with the server's secret keyring (shared by every replica, which m
 decrypt secure macros anyway), and comes back with the RUNNING report. A worker can
 neither read it nor forge one; a record that does not decrypt is dropped (the job keeps
 what is stored).
+
+An empty record (no macro at any level: most ad-hoc jobs) travels as the plain text
+:data:`EMPTY_RECORD`, neither encrypted nor decrypted. Forging it gains a worker nothing
+it cannot do already: dropping the record (sending none) also leaves the job without
+its macro record.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from jobyard.worker.wire import RemoteAssignment, assignment_to_json
 RECHECK_SECONDS = 5.0
 #: Most jobs one acquisition may claim.
 MAX_CLAIM = 64
+#: The macro record of a job with no macro, sent as is (see the module docstring).
+EMPTY_RECORD = "{}"
 
 
 def _aad(job_id: int) -> bytes:
@@ -131,6 +138,8 @@ class RemoteDesk:
                 ),
             )
             return None
+        if not record:
+            return RemoteAssignment(assignment=assignment, record=EMPTY_RECORD)
         try:
             sealed: str | None = self._keyring().encrypt(json.dumps(record), _aad(claim.job.id))
         except SecretError:  # no key to seal with: the job keeps the record it has
@@ -140,6 +149,8 @@ class RemoteDesk:
     def _unseal(self, job_id: int, sealed: str | None) -> dict[str, Any] | None:
         if not sealed:
             return None
+        if sealed == EMPTY_RECORD:
+            return {}
         try:
             record = json.loads(self._keyring().decrypt(sealed, _aad(job_id)))
         except (SecretError, ValueError):
