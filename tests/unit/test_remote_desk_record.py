@@ -22,7 +22,7 @@ from jobyard.settings import Settings
 from jobyard.store.protocol import Store
 
 sys.path.insert(0, str(Path(__file__).parent / "worker"))
-from worker_fakes import make_job  # noqa: E402
+from worker_fakes import make_job
 
 
 def _desk(tmp_path: Path) -> RemoteDesk:
@@ -55,9 +55,7 @@ async def test_a_record_with_macros_is_sealed_to_its_job(tmp_path: Path) -> None
     ready = await desk._assign("w", _claim(6, [_plain("GREETING", "hello")]), "")
     assert ready is not None and ready.record is not None
     assert ready.record != EMPTY_RECORD and "hello" not in ready.record
-    expected: dict[str, Any] = {
-        "GREETING": {"level": "account", "secure": False, "value": "hello"}
-    }
+    expected: dict[str, Any] = {"GREETING": {"level": "account", "secure": False, "value": "hello"}}
     assert desk._unseal(6, ready.record) == expected
     assert desk._unseal(7, ready.record) is None  # bound to job 6: refused for another
 
