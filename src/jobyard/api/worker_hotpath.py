@@ -103,8 +103,9 @@ async def _acquire(
         free=body.free,
         wait_seconds=body.wait_seconds,
         gone=gone,
+        reports=[remote_workers.BatchedReport(**r.model_dump()) for r in body.reports],
     )
-    return {"assignments": found}
+    return remote_workers.acquired_json(found)
 
 
 async def _reports(ctx: Context, body: ReportsIn) -> dict[str, Any]:
