@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobyard.api.errors import domain_response
 from jobyard.api.hotpath import fast_post_principal, parse_body, read_body, replay
-from jobyard.api.routes.worker import AcquireIn, ReportsIn
+from jobyard.api.routes.worker import AcquireIn, BatchedIn, ReportsIn
 from jobyard.core.errors import JobyardError
 from jobyard.core.tokens import WorkerToken
 from jobyard.service import remote_workers
@@ -103,16 +103,30 @@ async def _acquire(
         free=body.free,
         wait_seconds=body.wait_seconds,
         gone=gone,
-        reports=[remote_workers.BatchedReport(**r.model_dump()) for r in body.reports],
+        reports=[_batched(r) for r in body.reports],
     )
     return remote_workers.acquired_json(found)
 
 
 async def _reports(ctx: Context, body: ReportsIn) -> dict[str, Any]:
-    batch = [remote_workers.BatchedReport(**r.model_dump()) for r in body.reports]
+    batch = [_batched(r) for r in body.reports]
     done = await remote_workers.report_batch(ctx, body.worker_id, batch)
     return {
         "results": [
             {"job_id": o.job_id, "kind": o.kind, "moved": o.moved, "error": o.error} for o in done
         ]
     }
+
+
+def _batched(r: BatchedIn) -> remote_workers.BatchedReport:
+    """A validated report as the service takes it (half the cost of ``model_dump``)."""
+    return remote_workers.BatchedReport(
+        job_id=r.job_id,
+        kind=r.kind,
+        pid=r.pid,
+        started_at=r.started_at,
+        record=r.record,
+        status=r.status,
+        exit_code=r.exit_code,
+        reason=r.reason,
+    )
