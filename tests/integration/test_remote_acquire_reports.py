@@ -9,11 +9,16 @@ call carrying reports never long-polls: it answers at once when nothing is queue
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import MutableMapping
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 
+from jobyard.api.worker_hotpath import WorkerHotPathMiddleware
+from jobyard.service.worker_tokens import authenticate_worker, worker_principal
 from tests.integration.conftest import Env, ServerFactory
 
 ACQUIRE = "/api/v1/worker/acquire"
@@ -146,3 +151,50 @@ async def test_a_malformed_carried_report_is_refused_like_the_reports_call(
         assert r.status_code == 422, r.text
         r = await http.post(ACQUIRE, json=_body("w-c", 1, 0, [{"job_id": 1, "kind": "bogus"}]))
         assert r.status_code == 422, r.text
+
+
+async def test_an_acquisition_whose_caller_hung_up_claims_nothing(
+    start_server: ServerFactory,
+) -> None:
+    env = await start_server(workers=0)
+    r = await env.client.post("/api/v1/worker-tokens", json={"name": "gone"})
+    stored = await authenticate_worker(env.runtime.ctx, f"Bearer {r.json()['token']}")
+    job_id = await _submit(env)
+    middleware = WorkerHotPathMiddleware(_never_called)
+
+    async def call(hung_up: bool) -> list[dict[str, Any]]:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": ACQUIRE,
+            "headers": [(b"content-type", b"application/json")],
+            "state": {"principal": worker_principal(stored), "worker_token": stored},
+            "app": SimpleNamespace(state=SimpleNamespace(ctx=env.runtime.ctx)),
+        }
+        body = json.dumps(_body("w-gone", 1, 0, [])).encode()
+        messages = [{"type": "http.request", "body": body}]
+        still_there = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            if not hung_up:
+                await still_there.wait()  # the caller waits for its answer
+            return {"type": "http.disconnect"}
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
+
+        await middleware(scope, receive, send)
+        answer = json.loads(b"".join(m.get("body", b"") for m in sent))
+        return list(answer["assignments"])
+
+    assert await call(hung_up=True) == []
+    assert (await env.client.get(f"/api/v1/jobs/{job_id}")).json()["status"] == "QUEUED"
+    assert [a["job"]["id"] for a in await call(hung_up=False)] == [job_id]
+
+
+async def _never_called(scope: Any, receive: Any, send: Any) -> None:
+    raise AssertionError("the fast path passed a well-formed call on")

@@ -17,12 +17,13 @@ API and answer whatever this passes on.
 from __future__ import annotations
 
 import json
+from collections.abc import Coroutine
 from typing import Any
 
 import anyio
 from pydantic import BaseModel
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard.api.errors import domain_response
 from jobyard.api.hotpath import fast_post_principal, parse_body, read_body, replay
@@ -87,10 +88,14 @@ async def _acquire(
         """Whether the caller hung up (a message already there, never waited for)."""
         nonlocal disconnected
         if not disconnected:
-            message: dict[str, Any] = {}
-            with anyio.CancelScope() as scope:
-                scope.cancel()
-                message = dict(await receive())
+            pending = receive()
+            if isinstance(pending, Coroutine):
+                message = _ready(pending)
+            else:  # another kind of awaitable: awaited in a cancelled scope
+                message = {}
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    message = dict(await pending)
             disconnected = message.get("type") == "http.disconnect"
         return disconnected
 
@@ -106,6 +111,19 @@ async def _acquire(
         reports=[_batched(r) for r in body.reports],
     )
     return remote_workers.acquired_json(found)
+
+
+def _ready(message: Coroutine[Any, Any, Message]) -> Message:
+    """What ``receive()`` answers without waiting: the coroutine is run up to its first
+    wait and closed there (nothing received: an empty message). The same as awaiting it
+    in a cancelled scope, at a fraction of the cost: anyio's cancellation formats the
+    task's repr and takes several turns of the loop, ~100 us per acquisition."""
+    try:
+        message.send(None)
+    except StopIteration as done:
+        return dict(done.value)
+    message.close()
+    return {}
 
 
 async def _reports(ctx: Context, body: ReportsIn) -> dict[str, Any]:
