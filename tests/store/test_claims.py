@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from jobyard.core.access import AuditFilter, AuditNote
 from jobyard.core.claims import Claim, ClaimRequest, EndReport, RunningReport
@@ -562,3 +562,45 @@ async def test_a_claim_reads_its_jobs_by_key_whatever_the_statistics(
         if "Scan" in line and " on jobs " in line and " on jobs pick" not in line
     ]
     assert scans_of_jobs and all("pk_jobs" in line for line in scans_of_jobs), plan
+
+
+async def test_a_reports_batch_locks_its_job_rows_in_id_order_before_moving_them(
+    store: Store, db: Engine
+) -> None:
+    """On PostgreSQL the moves of a batch run one statement per kind, each in id order
+    but not in one order together; the batch takes its rows' locks first, by id, so a
+    transaction taking the same rows by id (a lease renewal) cannot deadlock with it.
+    Here the lower job is locked elsewhere: the batch waits for it holding none of its
+    rows (before, its RUNNING-and-end statement had already locked the higher one)."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL only (SQLite writes under one database lock)")
+    low = await store.job_insert(new_job(), actor="t", reason=None)
+    high = await store.job_insert(new_job(), actor="t", reason=None)
+    await _claim(store, limit=2)
+    now = datetime.now(UTC)
+    first = await store.jobs_report(worker_id=WORKER, running=[RunningReport(low.id, 1, now)])
+    assert first.outcomes[0].moved
+    with db.connect() as blocker, db.connect() as probe:
+        blocker.execute(text("SELECT id FROM jobs WHERE id = :id FOR UPDATE"), {"id": low.id})
+        batch = asyncio.ensure_future(
+            store.jobs_report(
+                worker_id=WORKER,
+                running=[RunningReport(high.id, 2, now)],  # RUNNING and end: first statement
+                ended=[
+                    EndReport(high.id, S.FINISHED, 0, None, f"worker:{WORKER}"),
+                    EndReport(low.id, S.FINISHED, 0, None, f"worker:{WORKER}"),
+                ],
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not batch.done()  # waiting for the lower row
+        locked = probe.execute(
+            text("SELECT id FROM jobs WHERE id = :id FOR UPDATE NOWAIT"), {"id": high.id}
+        ).all()
+        assert locked == [(high.id,)]  # the higher row is not held by the waiting batch
+        probe.rollback()
+        blocker.rollback()
+        answer = await asyncio.wait_for(batch, 30)
+    assert [o.moved for o in answer.outcomes] == [True, True, True]
+    assert (await store.job_get(low.id)).status is S.FINISHED
+    assert (await store.job_get(high.id)).status is S.FINISHED

@@ -17,16 +17,17 @@ API and answer whatever this passes on.
 from __future__ import annotations
 
 import json
+from collections.abc import Coroutine
 from typing import Any
 
 import anyio
 from pydantic import BaseModel
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard.api.errors import domain_response
 from jobyard.api.hotpath import fast_post_principal, parse_body, read_body, replay
-from jobyard.api.routes.worker import AcquireIn, ReportsIn
+from jobyard.api.routes.worker import AcquireIn, BatchedIn, ReportsIn
 from jobyard.core.errors import JobyardError
 from jobyard.core.tokens import WorkerToken
 from jobyard.service import remote_workers
@@ -87,10 +88,14 @@ async def _acquire(
         """Whether the caller hung up (a message already there, never waited for)."""
         nonlocal disconnected
         if not disconnected:
-            message: dict[str, Any] = {}
-            with anyio.CancelScope() as scope:
-                scope.cancel()
-                message = dict(await receive())
+            pending = receive()
+            if isinstance(pending, Coroutine):
+                message = _ready(pending)
+            else:  # another kind of awaitable: awaited in a cancelled scope
+                message = {}
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    message = dict(await pending)
             disconnected = message.get("type") == "http.disconnect"
         return disconnected
 
@@ -103,15 +108,43 @@ async def _acquire(
         free=body.free,
         wait_seconds=body.wait_seconds,
         gone=gone,
+        reports=[_batched(r) for r in body.reports],
     )
-    return {"assignments": found}
+    return remote_workers.acquired_json(found)
+
+
+def _ready(message: Coroutine[Any, Any, Message]) -> Message:
+    """What ``receive()`` answers without waiting: the coroutine is run up to its first
+    wait and closed there (nothing received: an empty message). The same as awaiting it
+    in a cancelled scope, at a fraction of the cost: anyio's cancellation formats the
+    task's repr and takes several turns of the loop, ~100 us per acquisition."""
+    try:
+        message.send(None)
+    except StopIteration as done:
+        return dict(done.value)
+    message.close()
+    return {}
 
 
 async def _reports(ctx: Context, body: ReportsIn) -> dict[str, Any]:
-    batch = [remote_workers.BatchedReport(**r.model_dump()) for r in body.reports]
+    batch = [_batched(r) for r in body.reports]
     done = await remote_workers.report_batch(ctx, body.worker_id, batch)
     return {
         "results": [
             {"job_id": o.job_id, "kind": o.kind, "moved": o.moved, "error": o.error} for o in done
         ]
     }
+
+
+def _batched(r: BatchedIn) -> remote_workers.BatchedReport:
+    """A validated report as the service takes it (half the cost of ``model_dump``)."""
+    return remote_workers.BatchedReport(
+        job_id=r.job_id,
+        kind=r.kind,
+        pid=r.pid,
+        started_at=r.started_at,
+        record=r.record,
+        status=r.status,
+        exit_code=r.exit_code,
+        reason=r.reason,
+    )

@@ -11,14 +11,20 @@ authenticated with the server's secret keyring (shared by every replica, which m
 decrypt secure macros anyway), and comes back with the RUNNING report. A worker can
 neither read it nor forge one; a record that does not decrypt is dropped (the job keeps
 what is stored).
+
+An empty record (no macro at any level: most ad-hoc jobs) travels as the plain text
+:data:`EMPTY_RECORD`, neither encrypted nor decrypted. Forging it gains a worker nothing
+it cannot do already: dropping the record (sending none) also leaves the job without
+its macro record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +45,8 @@ from jobyard.worker.wire import RemoteAssignment, assignment_to_json
 RECHECK_SECONDS = 5.0
 #: Most jobs one acquisition may claim.
 MAX_CLAIM = 64
+#: The macro record of a job with no macro, sent as is (see the module docstring).
+EMPTY_RECORD = "{}"
 
 
 def _aad(job_id: int) -> bytes:
@@ -68,26 +76,58 @@ class RemoteDesk:
         free: int,
         wait_seconds: float,
         gone: Callable[[], Awaitable[bool]],
-    ) -> list[dict[str, Any]]:
+        reports: Sequence[RunningReport | EndReport] = (),
+    ) -> tuple[list[dict[str, Any]], list[ReportOutcome]]:
         """Claim up to ``free`` queued jobs of ``pool``; none queued: wait for a submit up
         to ``wait_seconds`` and claim then. ``gone`` tells whether the caller hung up: a
         caller that left claims nothing (its jobs would wait for their lease).
 
-        The assignments are answered as JSON objects (see :mod:`jobyard.worker.wire`)."""
+        ``reports`` (the caller's RUNNING and end reports) are written first, in the
+        claim's transaction (jobs their ends promote can be claimed at once); a call
+        carrying reports never waits: the caller wants their outcomes, so none queued
+        answers at once.
+
+        The assignments, as JSON objects (see :mod:`jobyard.worker.wire`), and the
+        outcomes of ``reports`` in their order."""
         free = max(0, min(free, MAX_CLAIM))
+        carried = list(reports)
+        if carried:
+            if free == 0 or await gone():
+                waiting = self._queue_all(worker_id, carried)
+                return [], await self._reported(carried, waiting)
+            waiting = self._queue_all(worker_id, carried)  # no await before the claim's
+            found = await self._claim(worker_id, pool, labels, free, fresh=False)
+            outcomes = await self._reported(carried, waiting)
+            return [assignment_to_json(a) for a in found], outcomes
         if free == 0:
-            return []
+            return [], []
         deadline = time.monotonic() + max(wait_seconds, 0.0)
         fresh = False
         while True:
             if await gone():
-                return []
+                return [], []
             found = await self._claim(worker_id, pool, labels, free, fresh=fresh)
             left = deadline - time.monotonic()
             if found or left <= 0:
-                out = [assignment_to_json(a) for a in found]
-                return out
+                return [assignment_to_json(a) for a in found], []
             fresh = await self._bus.wait_for_work(min(left, RECHECK_SECONDS))
+
+    def _queue_all(
+        self, worker_id: str, reports: list[RunningReport | EndReport]
+    ) -> list[asyncio.Future[ReportOutcome]]:
+        return [self._reporter.queue(worker_id, report) for report in reports]
+
+    async def _reported(
+        self, reports: list[RunningReport | EndReport], waiting: list[asyncio.Future[ReportOutcome]]
+    ) -> list[ReportOutcome]:
+        """The outcomes of queued reports; each end wakes as :meth:`end` does."""
+        outcomes = [await asyncio.shield(answer) for answer in waiting]
+        for report in reports:
+            if isinstance(report, EndReport):
+                self._bus.job_changed(report.job_id)
+        if any(isinstance(report, EndReport) for report in reports):
+            self._bus.work_available()
+        return outcomes
 
     async def _claim(
         self, worker_id: str, pool: str, labels: Mapping[str, str], limit: int, *, fresh: bool
@@ -131,6 +171,8 @@ class RemoteDesk:
                 ),
             )
             return None
+        if not record:
+            return RemoteAssignment(assignment=assignment, record=EMPTY_RECORD)
         try:
             sealed: str | None = self._keyring().encrypt(json.dumps(record), _aad(claim.job.id))
         except SecretError:  # no key to seal with: the job keeps the record it has
@@ -140,11 +182,21 @@ class RemoteDesk:
     def _unseal(self, job_id: int, sealed: str | None) -> dict[str, Any] | None:
         if not sealed:
             return None
+        if sealed == EMPTY_RECORD:
+            return {}
         try:
             record = json.loads(self._keyring().decrypt(sealed, _aad(job_id)))
         except (SecretError, ValueError):
             return None
         return record if isinstance(record, dict) else None
+
+    def running_report(
+        self, job_id: int, *, pid: int | None, started_at: datetime, record: str | None
+    ) -> RunningReport:
+        """A RUNNING report, with the macro record sealed in the assignment."""
+        return RunningReport(
+            job_id=job_id, pid=pid, started_at=started_at, resolved=self._unseal(job_id, record)
+        )
 
     async def running(
         self,
@@ -156,9 +208,7 @@ class RemoteDesk:
         record: str | None,
     ) -> ReportOutcome:
         """INITIALIZING -> RUNNING, with the macro record sealed in the assignment."""
-        report = RunningReport(
-            job_id=job_id, pid=pid, started_at=started_at, resolved=self._unseal(job_id, record)
-        )
+        report = self.running_report(job_id, pid=pid, started_at=started_at, record=record)
         return await self._reporter.report(worker_id, report)
 
     async def end(self, worker_id: str, report: EndReport) -> ReportOutcome:

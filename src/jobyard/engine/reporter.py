@@ -85,7 +85,13 @@ class Reporter:
         claims: list[Claim] = await self._queue(worker_id, request)
         return claims
 
-    async def _queue(self, worker_id: str, item: _Item) -> Any:
+    def queue(self, worker_id: str, report: RunningReport | EndReport) -> asyncio.Future[Any]:
+        """Queue ``report`` now (not at the caller's next turn) and return its outcome
+        to come: reports queued right before a :meth:`claim`, with no ``await``
+        between, are written in the claim's transaction, before it."""
+        return self._enqueue(worker_id, report)
+
+    def _enqueue(self, worker_id: str, item: _Item) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         pending = _Pending(worker_id, item, loop.create_future())
         pending.answer.add_done_callback(_retrieved)  # a cancelled waiter's error is no leak
@@ -94,7 +100,10 @@ class Reporter:
             self._urgent.set()
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush(), name="jobyard-reporter")
-        return await asyncio.shield(pending.answer)
+        return pending.answer
+
+    async def _queue(self, worker_id: str, item: _Item) -> Any:
+        return await asyncio.shield(self._enqueue(worker_id, item))
 
     def _waits_for_claim(self) -> bool:
         kinds = {type(p.item) for p in self._pending}

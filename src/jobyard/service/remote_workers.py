@@ -10,14 +10,14 @@ status, nor attach its late log or outputs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from jobyard import __version__
 from jobyard.blobs.keys import log_key, output_key, package_key, payload_job
-from jobyard.core.claims import EndReport, ReportOutcome
+from jobyard.core.claims import EndReport, ReportOutcome, RunningReport
 from jobyard.core.errors import Conflict, InvalidInput, NotFound, TooLarge
 from jobyard.core.jobs import JobStatus
 from jobyard.core.labels import validate_labels
@@ -139,6 +139,15 @@ async def heartbeat(ctx: Context, token: WorkerToken, hello: Hello) -> Heartbeat
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    """The answer of an acquisition: assignments (JSON objects), and the outcomes of
+    the reports it carried (None: it carried none)."""
+
+    assignments: list[dict[str, Any]]
+    results: list[BatchedOutcome] | None = None
+
+
 async def acquire(
     ctx: Context,
     token: WorkerToken,
@@ -149,20 +158,59 @@ async def acquire(
     free: int,
     wait_seconds: float,
     gone: Callable[[], Awaitable[bool]],
-) -> list[dict[str, Any]]:
+    reports: Sequence[BatchedReport] = (),
+) -> Acquired:
     """Claim up to ``free`` jobs of ``pool`` at once, or wait for one (long-poll); jobs
-    requiring labels only when ``labels`` has every one of them."""
+    requiring labels only when ``labels`` has every one of them.
+
+    ``reports`` (as for :func:`report_batch`) are written first, in the claim's
+    transaction, and answered in ``results``; a call carrying reports does not wait
+    for a job when none is queued."""
     _check_worker_id(worker_id)
     check_pool(token, pool)
     wait = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
-    return await _desk(ctx).acquire(
+    desk = _desk(ctx)
+    ordered = _checked(reports)
+    carried: list[RunningReport | EndReport] = []
+    for r in ordered:
+        if r.kind == "running" and r.started_at is not None:
+            carried.append(
+                desk.running_report(r.job_id, pid=r.pid, started_at=r.started_at, record=r.record)
+            )
+        elif r.status is not None:
+            carried.append(_end_report(worker_id, r.job_id, r.status, r.exit_code, r.reason))
+    found, outcomes = await desk.acquire(
         worker_id=worker_id,
         pool=pool,
         labels=validate_labels(labels),
         free=free,
         wait_seconds=wait,
         gone=gone,
+        reports=carried,
     )
+    if not reports:
+        return Acquired(found)
+    results = []
+    for r, outcome in zip(ordered, outcomes, strict=True):
+        if not outcome.moved:
+            results.append(BatchedOutcome(r.job_id, r.kind, False, _refusal(outcome, worker_id)))
+            continue
+        if r.kind == "end":
+            ctx.seals.seal_later(ctx.blobs, log_key(r.job_id))  # as report_end does
+        results.append(BatchedOutcome(r.job_id, r.kind, True))
+    return Acquired(found, results)
+
+
+def acquired_json(found: Acquired) -> dict[str, Any]:
+    """The JSON answer of ``POST /api/v1/worker/acquire`` (``results`` only when the
+    call carried reports: a worker that sent none may not know the key)."""
+    answer: dict[str, Any] = {"assignments": found.assignments}
+    if found.results is not None:
+        answer["results"] = [
+            {"job_id": o.job_id, "kind": o.kind, "moved": o.moved, "error": o.error}
+            for o in found.results
+        ]
+    return answer
 
 
 async def report_running(
@@ -183,14 +231,17 @@ async def report_running(
     return _accepted(outcome, worker_id)
 
 
+def _refusal(outcome: ReportOutcome, worker_id: str) -> str:
+    return (
+        f"job {outcome.job_id} is not held by worker {worker_id}"
+        + (f": {outcome.error}" if outcome.error else "")
+        + " (its lease was lost, or it ended): the report changes nothing"
+    )
+
+
 def _accepted(outcome: ReportOutcome, worker_id: str) -> ReportOutcome:
     if not outcome.moved:
-        raise Conflict(
-            f"job {outcome.job_id} is not held by worker {worker_id}"
-            + (f": {outcome.error}" if outcome.error else "")
-            + " (its lease was lost, or it ended): the report changes nothing",
-            {"job_id": outcome.job_id},
-        )
+        raise Conflict(_refusal(outcome, worker_id), {"job_id": outcome.job_id})
     return outcome
 
 
@@ -209,13 +260,7 @@ async def report_end(
     _check_worker_id(worker_id)
     if status not in _END:
         raise InvalidInput(f"a worker reports FINISHED, ERROR or FAILED, not {status.value}")
-    report = EndReport(
-        job_id=job_id,
-        status=status,
-        exit_code=exit_code,
-        reason=None if reason is None else reason[:2000],
-        actor=f"worker:{worker_id}",
-    )
+    report = _end_report(worker_id, job_id, status, exit_code, reason)
     outcome = _accepted(await _desk(ctx).end(worker_id, report), worker_id)
     # The pieces were accepted only while the job was held (each append checks), and the
     # worker sent the last of them before this end: they are the whole log. Any replica
@@ -261,13 +306,7 @@ async def report_batch(
     the call.
     """
     _check_worker_id(worker_id)
-    for r in reports:
-        if r.kind == "running" and r.started_at is None:
-            raise InvalidInput(f"the RUNNING report of job {r.job_id} needs started_at")
-        if r.kind == "end" and r.status not in _END:
-            raise InvalidInput(f"the end report of job {r.job_id} needs an end status")
-        if r.kind not in ("running", "end"):
-            raise InvalidInput(f"unknown report kind {r.kind!r}: running or end")
+    ordered = _checked(reports)
 
     async def one(r: BatchedReport) -> BatchedOutcome:
         try:
@@ -288,9 +327,33 @@ async def report_batch(
             return BatchedOutcome(r.job_id, r.kind, False, exc.message)
         return BatchedOutcome(r.job_id, r.kind, True)
 
+    return list(await asyncio.gather(*(one(r) for r in ordered)))
+
+
+def _checked(reports: Sequence[BatchedReport]) -> list[BatchedReport]:
+    """``reports`` checked (``InvalidInput`` for a malformed one), RUNNING ones first."""
+    for r in reports:
+        if r.kind == "running" and r.started_at is None:
+            raise InvalidInput(f"the RUNNING report of job {r.job_id} needs started_at")
+        if r.kind == "end" and r.status not in _END:
+            raise InvalidInput(f"the end report of job {r.job_id} needs an end status")
+        if r.kind not in ("running", "end"):
+            raise InvalidInput(f"unknown report kind {r.kind!r}: running or end")
     ordered = [r for r in reports if r.kind == "running"]
     ordered += [r for r in reports if r.kind == "end"]
-    return list(await asyncio.gather(*(one(r) for r in ordered)))
+    return ordered
+
+
+def _end_report(
+    worker_id: str, job_id: int, status: JobStatus, exit_code: int | None, reason: str | None
+) -> EndReport:
+    return EndReport(
+        job_id=job_id,
+        status=status,
+        exit_code=exit_code,
+        reason=None if reason is None else reason[:2000],
+        actor=f"worker:{worker_id}",
+    )
 
 
 async def renew(ctx: Context, worker_id: str, job_ids: list[int]) -> dict[int, bool]:

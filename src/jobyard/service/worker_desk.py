@@ -6,11 +6,11 @@ a protocol here so the service layer imports nothing of ``jobyard.engine``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from jobyard.core.claims import EndReport, ReportOutcome
+from jobyard.core.claims import EndReport, ReportOutcome, RunningReport
 
 
 class WorkerDesk(Protocol):
@@ -25,10 +25,18 @@ class WorkerDesk(Protocol):
         free: int,
         wait_seconds: float,
         gone: Callable[[], Awaitable[bool]],
-    ) -> list[dict[str, Any]]:
+        reports: Sequence[RunningReport | EndReport] = (),
+    ) -> tuple[list[dict[str, Any]], list[ReportOutcome]]:
         """Claim up to ``free`` jobs of ``pool`` (of those requiring labels, the ones
         ``labels`` satisfies), waiting up to ``wait_seconds`` for one; their assignments
-        as JSON objects (``jobyard.worker.wire``)."""
+        as JSON objects (``jobyard.worker.wire``), and the outcomes of ``reports``
+        (written first, in the claim's transaction; with reports it does not wait)."""
+        ...
+
+    def running_report(
+        self, job_id: int, *, pid: int | None, started_at: datetime, record: str | None
+    ) -> RunningReport:
+        """The RUNNING report of a held job (``record``: its sealed macro record)."""
         ...
 
     async def running(

@@ -22,9 +22,10 @@ server (``worker lost``); its late reports are refused (409) and dropped here.
 :class:`~jobyard.worker.claim_ahead.ClaimAhead`'s: claimed-ahead jobs are renewed with
 the running ones, and ended FAILED (``worker lost``) when the worker drains.
 
-**Reports** (RUNNING, end) are queued and sent by one sender, in order, many per call:
-an end is queued after its job's RUNNING report and may travel in the same call, where
-the server applies RUNNING reports before end reports.
+**Reports** (RUNNING, end) are queued and sent many per call, with the next acquisition
+or by the reports call (see :mod:`jobyard.worker.report_queue`): an end is queued after
+its job's RUNNING report and may travel in the same call, where the server applies
+RUNNING reports before end reports.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from jobyard.worker.http_link import (
 )
 from jobyard.worker.logwriter import SecretMasker
 from jobyard.worker.protocol import Assignment, PayloadRef
+from jobyard.worker.report_queue import ReportQueue
 from jobyard.worker.wire import RemoteAssignment, assignment_from_json
 
 _log = logging.getLogger("jobyard.worker")
@@ -68,8 +70,6 @@ _log = logging.getLogger("jobyard.worker")
 LOG_PIECE_BYTES = 256 * 1024
 #: How often a running job's log file is looked at for new bytes to send.
 LOG_POLL_SECONDS = 0.25
-#: Most reports sent in one call.
-REPORTS_PER_CALL = 200
 #: Download chunk size.
 _CHUNK = 256 * 1024
 
@@ -143,11 +143,8 @@ class HttpBackend:
         self._package_jobs: dict[str, int] = {}
         self._downloads: dict[str, asyncio.Future[Path]] = {}
         self._tails: dict[int, _LogTail] = {}
-        #: RUNNING and end reports waiting for the next call, and the task sending them.
-        self._reports: list[
-            tuple[str, dict[str, Any], asyncio.Future[tuple[bool, str | None]]]
-        ] = []
-        self._reporter: asyncio.Task[None] | None = None
+        #: RUNNING and end reports on their way (with acquisitions, or by the reports call).
+        self._reports = ReportQueue(self._post_reports)
         self._payloads: dict[int, list[Path]] = {}
         self._ahead = ClaimAhead(slots if prefetch is None else prefetch, self._give_up)
 
@@ -262,14 +259,25 @@ class HttpBackend:
         return await self._ahead.take(limit, claim, free_now)
 
     async def _acquire(self, worker_id: str, pool: str, limit: int) -> list[Job]:
-        body = {
+        body: dict[str, Any] = {
             "worker_id": worker_id,
             "pool": pool,
             "labels": self.labels,
             "free": limit,
             "wait_seconds": self.wait_seconds,
         }
-        answer = await self._link.post_acquire(body)
+        carried = self._reports.for_acquisition(worker_id)
+        if carried:
+            body["reports"] = [item for _w, item, _a in carried]
+        try:
+            answer = await self._link.post_acquire(body)
+        except ServerRefused as exc:
+            self._reports.give_back(carried, refused=exc.status == 422)
+            raise
+        except BaseException:
+            self._reports.give_back(carried)
+            raise
+        self._reports.settle(carried, answer.get("results"))
         jobs = []
         for item in answer.get("assignments") or []:
             remote = assignment_from_json(item)
@@ -479,37 +487,13 @@ class HttpBackend:
     def _queue_report(
         self, worker_id: str, item: dict[str, Any]
     ) -> asyncio.Future[tuple[bool, str | None]]:
-        """Queue a RUNNING or end report; reports queued while a call is in flight go
-        together in the next one (``POST /api/v1/worker/reports``), in queue order."""
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[tuple[bool, str | None]] = loop.create_future()
-        answer.add_done_callback(_retrieved)
-        self._reports.append((worker_id, item, answer))
-        if self._reporter is None or self._reporter.done():
-            self._reporter = loop.create_task(self._send_reports(), name="worker-reports")
-        return answer
+        """Queue a RUNNING or end report (see :mod:`jobyard.worker.report_queue`)."""
+        return self._reports.put(worker_id, item)
 
-    async def _send_reports(self) -> None:
-        while self._reports:
-            worker_id = self._reports[0][0]
-            batch = [r for r in self._reports if r[0] == worker_id][:REPORTS_PER_CALL]
-            for entry in batch:
-                self._reports.remove(entry)
-            body = {"worker_id": worker_id, "reports": [item for _, item, _ in batch]}
-            try:
-                answer = await self._link.call(
-                    f"send {len(batch)} report(s)", "POST", "/api/v1/worker/reports", json=body
-                )
-            except Exception as exc:  # the callers see it (they retry nothing themselves)
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            results = {(r["job_id"], r["kind"]): r for r in answer.get("results") or []}
-            for _, item, future in batch:
-                result = results.get((item["job_id"], item["kind"])) or {}
-                if not future.done():
-                    future.set_result((bool(result.get("moved")), result.get("error")))
+    async def _post_reports(self, worker_id: str, items: list[dict[str, Any]]) -> Any:
+        body = {"worker_id": worker_id, "reports": items}
+        what = f"send {len(items)} report(s)"
+        return await self._link.call(what, "POST", "/api/v1/worker/reports", json=body)
 
     async def renew(self, *, worker_id: str, job_ids: list[int]) -> dict[int, bool]:
         """Renew leases once (an unreachable server raises ``DatabaseUnavailable``: the

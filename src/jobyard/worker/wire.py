@@ -19,6 +19,10 @@ from jobyard.worker.protocol import Assignment, PayloadRef
 
 _JOB_FIELDS = {f.name: f for f in dataclasses.fields(Job)}
 _JOB_TIMES = {name for name, f in _JOB_FIELDS.items() if "datetime" in str(f.type)}
+#: Field names in declaration order; those holding times; those without a default.
+_NAMES = tuple(_JOB_FIELDS)
+_TIME_NAMES = tuple(name for name in _NAMES if name in _JOB_TIMES)
+_REQUIRED = tuple(name for name, f in _JOB_FIELDS.items() if f.default is dataclasses.MISSING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,31 +36,30 @@ class RemoteAssignment:
 
 def job_to_json(job: Job) -> dict[str, Any]:
     """A job as a JSON object (times in ISO 8601, status by name)."""
-    out: dict[str, Any] = {}
-    for name in _JOB_FIELDS:
-        value = getattr(job, name)
+    out = {name: getattr(job, name) for name in _NAMES}
+    for name in _TIME_NAMES:
+        value = out[name]
         if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, JobStatus):
-            value = value.value
-        out[name] = value
+            out[name] = value.isoformat()
+    status = out["status"]
+    if isinstance(status, JobStatus):
+        out["status"] = status.value
     return out
 
 
 def job_from_json(data: dict[str, Any]) -> Job:
     """The job of :func:`job_to_json` (unknown fields are ignored: a newer server)."""
-    values: dict[str, Any] = {}
-    for name, f in _JOB_FIELDS.items():
-        if name not in data:
-            if f.default is dataclasses.MISSING:
+    values = {name: data[name] for name in _NAMES if name in data}
+    if len(values) < len(_NAMES):
+        for name in _REQUIRED:
+            if name not in values:
                 raise ValueError(f"assignment job lacks {name!r}")
-            continue
-        value = data[name]
-        if name in _JOB_TIMES and isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        elif name == "status":
-            value = JobStatus(value)
-        values[name] = value
+    for name in _TIME_NAMES:
+        value = values.get(name)
+        if isinstance(value, str):
+            values[name] = datetime.fromisoformat(value)
+    if "status" in values:
+        values["status"] = JobStatus(values["status"])
     return Job(**values)
 
 

@@ -98,6 +98,21 @@ async def heartbeat(ctx: Ctx, token: Worker, body: HeartbeatIn) -> HeartbeatOut:
     )
 
 
+class BatchedIn(BaseModel):
+    """One report of ``POST /api/v1/worker/reports``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: int
+    kind: Literal["running", "end"]
+    pid: int | None = None
+    started_at: datetime | None = None
+    record: str | None = None
+    status: JobStatus | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+
 class AcquireIn(BaseModel):
     """Body of ``POST /api/v1/worker/acquire``."""
 
@@ -109,6 +124,12 @@ class AcquireIn(BaseModel):
     free: int = Field(ge=0, le=1000, description="Free slots: most jobs to claim.")
     wait_seconds: float = Field(
         default=25.0, ge=0, description="Wait this long for a job when none is queued."
+    )
+    reports: list[BatchedIn] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="RUNNING and end reports written before the claim, as for "
+        "/worker/reports, answered in `results`; with reports the call does not wait.",
     )
 
 
@@ -130,8 +151,9 @@ async def acquire(ctx: Ctx, token: Worker, body: AcquireIn, request: Request) ->
         free=body.free,
         wait_seconds=body.wait_seconds,
         gone=request.is_disconnected,
+        reports=[remote_workers.BatchedReport(**r.model_dump()) for r in body.reports],
     )
-    return {"assignments": found}
+    return remote_workers.acquired_json(found)
 
 
 class RunningIn(BaseModel):
@@ -185,21 +207,6 @@ async def end(ctx: Ctx, token: Worker, job_id: int, body: EndIn) -> ReportOut:
         reason=body.reason,
     )
     return ReportOut(job_id=outcome.job_id, moved=outcome.moved)
-
-
-class BatchedIn(BaseModel):
-    """One report of ``POST /api/v1/worker/reports``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    job_id: int
-    kind: Literal["running", "end"]
-    pid: int | None = None
-    started_at: datetime | None = None
-    record: str | None = None
-    status: JobStatus | None = None
-    exit_code: int | None = None
-    reason: str | None = None
 
 
 class ReportsIn(BaseModel):

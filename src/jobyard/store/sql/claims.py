@@ -37,13 +37,13 @@ from jobyard.store.sql.base import (
     job_file_from_row,
     package_from_row,
     status_is,
+    utcnow,
 )
 from jobyard.store.sql.held_moves import move_held_many
 from jobyard.store.sql.jobs import job_acquire_tx
 from jobyard.store.sql.macros import MACRO_COLUMNS
-from jobyard.store.sql.prepared import BulkInsert, Prepared
+from jobyard.store.sql.prepared import BulkInsert, Prepared, run_raw
 from jobyard.store.sql.transitions import (
-    lock_jobconfigs,
     move_held,
     move_held_through,
     promote,
@@ -294,9 +294,6 @@ def _trusted(user: User | None) -> bool:
 
 # -- reports -----------------------------------------------------------------------------
 
-_JOBCONFIGS_OF = Prepared(
-    select(jobs.c.jobconfig_id).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
-)
 _STATE_OF = Prepared(
     select(jobs.c.status, jobs.c.worker_id, jobs.c.pid).where(jobs.c.id == bindparam("job_id"))
 )
@@ -318,6 +315,38 @@ def _any_queued(tx: Tx, pool: str, labelled: bool) -> bool:
     return found.first(tx.conn, {"pool": pool}) is not None
 
 
+#: A reports batch's locks on PostgreSQL, in one statement: the jobconfigs of its ended
+#: jobs (by id; the initplan runs before any job row is read), then its job rows held by
+#: the worker, by id. The batch's moves then run one statement per kind (RUNNING and end,
+#: end, RUNNING), each in id order but not in one order together: without these row
+#: locks first, a transaction taking the same rows in id order (a lease renewal) could
+#: hold a row one of those statements waits for while waiting for a row the batch took
+#: in an earlier statement — a deadlock, broken by PostgreSQL only after its
+#: deadlock_timeout (1 s), then retried.
+_LOCK_BATCH = (
+    "WITH configs AS (SELECT jobconfigs.id FROM jobconfigs WHERE jobconfigs.id IN "
+    "(SELECT jobs.jobconfig_id FROM jobs WHERE jobs.id = ANY(%b::BIGINT[])) "
+    "ORDER BY jobconfigs.id FOR UPDATE) "
+    "SELECT jobs.id, jobs.jobconfig_id FROM jobs "
+    "WHERE jobs.id = ANY(%b::BIGINT[]) AND jobs.worker_id = %s "
+    "AND (SELECT count(*) FROM configs) >= 0 "
+    "ORDER BY jobs.id FOR NO KEY UPDATE OF jobs"
+)
+
+
+def _lock_batch(tx: Tx, worker_id: str, ended_ids: list[int], job_ids: list[int]) -> None:
+    cursor = run_raw(tx.conn, _LOCK_BATCH, (ended_ids, job_ids, worker_id))
+    try:
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    ended = set(ended_ids)
+    if any(jobconfig_id is not None for job_id, jobconfig_id in rows if job_id in ended):
+        # As lock_jobconfigs: the times this transaction records (ended_at, queued_at)
+        # follow the order in which jobconfig slots changed hands.
+        tx.now = utcnow()
+
+
 def _jobs_report(
     tx: Tx,
     worker_id: str,
@@ -326,9 +355,11 @@ def _jobs_report(
     claim: ClaimRequest | None,
 ) -> ReportAnswer:
     if tx.pg and ended:
-        # Jobconfig locks before job rows (the lock order of every promoting transaction).
-        ids = [end.job_id for end in ended]
-        lock_jobconfigs(tx, (row[0] for row in _JOBCONFIGS_OF.fetch(tx.conn, {"ids": ids})))
+        # Jobconfig locks before job rows (the lock order of every promoting
+        # transaction), then the job rows in id order (see _LOCK_BATCH).
+        ended_ids = sorted({end.job_id for end in ended})
+        job_ids = sorted({r.job_id for r in running} | set(ended_ids))
+        _lock_batch(tx, worker_id, ended_ids, job_ids)
     to_promote: set[int] = set()
     if len({r.job_id for r in running}) == len(running) and len({e.job_id for e in ended}) == len(
         ended
