@@ -132,16 +132,7 @@ async def main(jobs: int) -> None:
         store = await open_store(f"sqlite:///{home}/jobyard.db")
         try:
             await store.users_bootstrap(None)
-            new = NewJob(
-                jobconfig_id=None,
-                package_id=None,
-                entrypoint=None,
-                command=["true"],
-                macros={},
-                timeout=0,
-                success_exit_codes=[0],
-                submitted_by="admin",
-            )
+            new = _NEW
             print(machine())
             print(f"\n{jobs} jobs, one per transaction, SQLite\n")
             print("| store call | CPU µs per call |")
