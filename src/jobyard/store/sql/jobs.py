@@ -209,6 +209,16 @@ _RENEW = (
     .values(lease_expires_at=bindparam("until", type_=UtcDateTime()))
     .returning(jobs.c.id, jobs.c.abort_requested_at)
 )
+# Locks the renewed rows in id order before the update: the reports and claims of the
+# same worker lock theirs in id order too (store/sql/claims.py), and an update locking
+# them in the plan's order deadlocked with those (PostgreSQL found it only after its 1 s
+# deadlock_timeout, stalling both). SQLite has one writer at a time and skips it.
+_LOCK_RENEWED = (
+    select(jobs.c.id)
+    .where(jobs.c.id.in_(bindparam("ids", expanding=True)), jobs.c.worker_id == bindparam("holder"))
+    .order_by(jobs.c.id)
+    .with_for_update(key_share=True)
+)
 _HELD_BY = (
     select(jobs)
     .where(status_in(HELD), jobs.c.worker_id.in_(bindparam("workers", expanding=True)))
@@ -500,6 +510,8 @@ def _leases_renew(
     tx: Tx, worker_id: str, job_ids: list[int], lease_seconds: float
 ) -> dict[int, bool]:
     until = tx.now + timedelta(seconds=lease_seconds)
+    if tx.pg:
+        tx.conn.execute(_LOCK_RENEWED, {"ids": job_ids, "holder": worker_id}).all()
     rows = tx.conn.execute(_RENEW, {"ids": job_ids, "holder": worker_id, "until": until})
     return {job_id: aborted is not None for job_id, aborted in rows}
 
