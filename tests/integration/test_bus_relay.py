@@ -147,8 +147,11 @@ async def test_the_listener_comes_back_and_wakes_everyone(
     await _until(lambda: b.relay.listener_connects > connects, timeout=10.0)
     assert await asyncio.wait_for(follower, 1.0) is True
     await asyncio.wait_for(work, 1.0)
-    # And messages flow again.
+    # And messages flow again, once each knows of the other again (as at start: the
+    # count at connection, or the other's hello; a server that counted no listener
+    # sends nothing until then).
     await _until(lambda: a.relay.listener_connects > 1, timeout=10.0)
+    await _until(lambda: a.relay.peers == 1 and b.relay.peers == 1)
     await a.bus.wait_for_work(0.0)  # the wake-up A got on reconnecting
     waiting = asyncio.create_task(a.bus.wait_for_work(5.0))
     await asyncio.sleep(0)
