@@ -14,10 +14,21 @@ So a job submitted through a server without slots wakes the slots of another ser
 log follower on server A sees the end of a job run by server B at once, and an abort
 through A reaches the worker of B without waiting for its next lease renewal.
 
+A server that counts no other listener drops its events. After both listeners were cut
+(a PostgreSQL restart), the one back first counts none, and would drop unheard what
+happens until the other's hello reaches it, although the other listens already. So
+when its count goes from none to some (by a count or a message), a server tells the
+others to wake everything once (``"e": 1``, coalesced with whatever else is pending),
+which covers whatever it dropped. That happens once per such change (a server starting
+beside others, the server back first after an outage), never on an ordinary hello, and
+costs nothing per event.
+
 Messages are compact JSON: ``{"r": server, "w": 1, "j": [ids], "a": [[id, reason]],
-"s": 1}`` (absent keys: nothing of that kind). Everything in them is a wake-up: the
-database stays the source of truth, so a lost message only costs the receivers their
-poll interval — and after the listener lost its connection it wakes everything once.
+"s": 1, "e": 1}`` (absent keys: nothing of that kind). Everything in them is a wake-up:
+the database stays the source of truth, so a lost message only costs the receivers their
+poll interval — and after the listener lost its connection it wakes everything once. A
+wake-everything cannot replay dropped aborts: a worker learns of those at its next lease
+renewal, as without notifications.
 """
 
 from __future__ import annotations
@@ -61,7 +72,10 @@ class BusRelay:
         )
         #: Other servers listening on the database (0: nothing is sent at all).
         self.peers = 0
-        self._hello = False
+        #: A message is due even without events (a hello, a wake-everything).
+        self._due = False
+        #: The next message tells the others to wake everything (see _peers_appeared).
+        self._everyone = False
         self._work = False
         self._schedules = False
         self._jobs: dict[int, None] = {}  # ordered set
@@ -106,13 +120,23 @@ class BusRelay:
     def _connected(self, reconnected: bool) -> None:
         """Say hello (other servers start sending to this one at once); after a lost
         connection, wake every waiter here: their events may have been missed."""
-        self._hello = True
+        self._due = True
         self._schedule_flush()
         if reconnected:
             self._bus.wake_everyone()
 
     def _listeners(self, others: int) -> None:
+        if others and not self.peers:
+            self._peers_appeared()
         self.peers = others
+
+    def _peers_appeared(self) -> None:
+        """The count went from no other listener to some: events raised here while it
+        was none were dropped, and some may concern waiters of the servers now heard
+        of (one that listened again before its hello reached this one, one that
+        started). Tell them all to wake everything, once: they re-read the database."""
+        self._due = self._everyone = True
+        self._schedule_flush()
 
     # -- the bus's events (Relay protocol) -----------------------------------------
     # Alone on the database (no other listener), a server sends nothing: one attribute
@@ -149,7 +173,7 @@ class BusRelay:
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._hello or self._work or self._schedules or self._jobs or self._aborts:
+        while self._due or self._work or self._schedules or self._jobs or self._aborts:
             # The first events after a quiet spell go at once; under load, at most one
             # notification per FLUSH_GAP carries everything raised meanwhile.
             wait = self._last_flush + FLUSH_GAP - loop.time()
@@ -173,8 +197,10 @@ class BusRelay:
             base["w"] = 1
         if self._schedules:
             base["s"] = 1
+        if self._everyone:
+            base["e"] = 1
         jobs, aborts = list(self._jobs), self._aborts
-        self._hello = self._work = self._schedules = False
+        self._due = self._work = self._schedules = self._everyone = False
         self._jobs = {}
         self._aborts = []
         payloads: list[str] = []
@@ -204,13 +230,17 @@ class BusRelay:
             log.warning("ignored a malformed notification: %r", payload[:200])
             return
         self.applied += 1
-        self.peers = max(self.peers, 1)  # until the next count says otherwise
+        if not self.peers:  # a hello (or any message) before the next count
+            self.peers = 1  # until that count says otherwise
+            self._peers_appeared()
         self._bus.apply_remote(
             work=bool(message.get("w")),
             jobs=jobs,
             aborts=aborts,
             schedules=bool(message.get("s")),
         )
+        if message.get("e"):
+            self._bus.wake_everyone()
 
 
 def _encode(message: object) -> str:
