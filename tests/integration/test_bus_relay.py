@@ -22,7 +22,8 @@ pytestmark = pytest.mark.pg
 
 
 class Server:
-    """One bus with its relay, recording the aborts its 'workers' were asked for."""
+    """One bus with its relay, recording the aborts its 'workers' were asked for and
+    its listener's counts of the other listeners."""
 
     def __init__(self, url: str) -> None:
         self.bus = Bus()
@@ -96,7 +97,7 @@ async def _counted(server: Server) -> None:
     await _until(lambda: len(server.counts) > counts, timeout=10.0)
 
 
-async def _cut_listeners(pg_url: str) -> int:
+def _cut_listeners(pg_url: str) -> int:
     """Terminate every listener of the database; return how many there were."""
     with psycopg.connect(pg_url, autocommit=True) as admin:
         cut = admin.execute(
@@ -189,7 +190,7 @@ async def test_the_listener_comes_back_and_wakes_everyone(
     work = asyncio.create_task(b.bus.wait_for_work(30.0))
     await asyncio.sleep(0)
     connects = b.relay.listener_connects
-    assert await _cut_listeners(pg_url) == 2  # A's and B's
+    assert _cut_listeners(pg_url) == 2  # A's and B's
     # Back within the first back-off steps; what was missed meanwhile: everyone wakes.
     await _until(lambda: b.relay.listener_connects > connects, timeout=10.0)
     assert await asyncio.wait_for(follower, 1.0) is True
@@ -298,7 +299,7 @@ async def test_what_the_first_server_back_dropped_wakes_the_other(
 
     monkeypatch.setattr(b.bus, "wake_everyone", back)
     connects = a.relay.listener_connects
-    assert await _cut_listeners(pg_url) == 2
+    assert _cut_listeners(pg_url) == 2
     await _until(lambda: a.relay.listener_connects > connects, timeout=10.0)
     await _counted(a)
     await _until(lambda: a.relay.peers == 0)
