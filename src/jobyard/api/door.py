@@ -20,11 +20,11 @@ takes those four routes first and does for them, in one step, what the stack doe
   ``internal`` body and its log line), then the error is raised on, as Starlette's
   ``ServerErrorMiddleware`` does.
 
-Then the fast paths answer (:func:`jobyard.api.hotpath.answer_submit`,
-:class:`~jobyard.api.worker_hotpath.WorkerHotPathMiddleware`); whatever they are not
-sure of goes to FastAPI's exception handling and routing (the part of the stack inside
-the middleware above, captured when the stack is built) with the body replayed. Every
-other request takes the whole stack unchanged.
+Then the fast paths answer, given the body read here
+(:func:`jobyard.api.hotpath.answer_submit`, :func:`jobyard.api.worker_hotpath.answer_worker`);
+whatever they are not sure of goes to FastAPI's exception handling and routing (the
+part of the stack inside the middleware above, captured when the stack is built) with
+the body replayed. Every other request takes the whole stack unchanged.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard.api.auth import admit
-from jobyard.api.hotpath import answer_submit, is_submit_path, replay
+from jobyard.api.hotpath import answer_submit, is_submit_path
 from jobyard.api.limits import json_limit, read_within
 from jobyard.api.metrics import HttpMetrics
-from jobyard.api.worker_hotpath import ACQUIRE, REPORTS, WorkerHotPathMiddleware
+from jobyard.api.worker_hotpath import ACQUIRE, REPORTS, answer_worker
 from jobyard.settings import Settings
 
 #: The route template of a request the door answers or hands on (``/metrics`` labels).
@@ -109,7 +109,6 @@ class _Door:
     ) -> None:
         self.app = app
         self.routing = routing
-        self.worker = WorkerHotPathMiddleware(routing)
         self.limit, self.refusal = json_limit(settings)
         self.metrics = metrics
         self.on_error = app.exception_handlers[Exception]
@@ -151,7 +150,7 @@ class _Door:
         if body is None:
             return
         if scope["path"] in (ACQUIRE, REPORTS):
-            await self.worker(scope, replay(body, receive), send)
+            await answer_worker(scope, body, receive, send, self.routing)
         else:
             await answer_submit(scope, body, receive, send, self.routing)
 

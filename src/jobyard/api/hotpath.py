@@ -14,7 +14,7 @@ validation answer (400/422) is therefore FastAPI's own. The routes stay register
 document the API and answer whatever this passes on.
 
 The helpers below are shared with the worker routes' fast path
-(:mod:`jobyard.api.worker_hotpath`).
+(:func:`jobyard.api.worker_hotpath.answer_worker`).
 """
 
 from __future__ import annotations
@@ -111,19 +111,6 @@ def json_or_none(scope: Scope) -> bool:
             media_type: bytes = value.split(b";", 1)[0].strip().lower()
             return media_type == b"application/json"
     return True
-
-
-async def read_body(receive: Receive) -> bytes:
-    """The whole request body (a fast path reads it before deciding; see :func:`replay`)."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def parse_body(body: bytes, model: type[M], empty: M | None = None) -> M | None:
