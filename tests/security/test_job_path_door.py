@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from jobyard.api import hotpath
-from jobyard.api.door import door_template
+from jobyard.api.door import DoorRoute, door_route
+from jobyard.api.dto import MAX_ID
 from jobyard.api.metrics import FAST_ROUTES
 from tests.integration.conftest import Env, ServerFactory
 
@@ -54,25 +55,33 @@ async def env(start_server: ServerFactory) -> AsyncIterator[Env]:
 
 
 def test_the_door_takes_exactly_the_fast_paths_routes() -> None:
-    for path in ("/api/v1/jobs", "/api/v1/jobconfigs/7/run"):
-        assert door_template(path) is not None and hotpath.is_submit_path(path)
-    assert door_template("/api/v1/worker/acquire") == "/api/v1/worker/acquire"
-    assert door_template("/api/v1/worker/reports") == "/api/v1/worker/reports"
-    assert door_template("/api/v1/jobconfigs/7/run") == "/api/v1/jobconfigs/{jobconfig_id}/run"
+    assert door_route("/api/v1/jobs") == DoorRoute("/api/v1/jobs")
+    assert door_route("/api/v1/worker/acquire") == DoorRoute("/api/v1/worker/acquire", worker=True)
+    assert door_route("/api/v1/worker/reports") == DoorRoute("/api/v1/worker/reports", worker=True)
+    # The run route carries its jobconfig's id, parsed once here for the fast path.
+    run = "/api/v1/jobconfigs/{jobconfig_id}/run"
+    assert door_route("/api/v1/jobconfigs/7/run") == DoorRoute(run, jobconfig_id=7)
+    assert door_route(f"/api/v1/jobconfigs/{MAX_ID}/run") == DoorRoute(run, jobconfig_id=MAX_ID)
     for other in (
         "/api/v1/jobs/",
         "/api/v1/jobconfigs/07/run",
+        "/api/v1/jobconfigs/0/run",
         "/api/v1/jobconfigs/x/run",
+        "/api/v1/jobconfigs/-1/run",
+        "/api/v1/jobconfigs/\u0667/run",  # a non-ASCII digit
+        f"/api/v1/jobconfigs/{MAX_ID + 1}/run",
+        f"/api/v1/jobconfigs/{10**30}/run",
         "/api/v1/jobconfigs/7/run/",
         "/api/v1/worker/heartbeat",
         "/api/v1/jobs/1/cancel",
         "/jobs",
     ):
-        assert door_template(other) is None, other
+        assert door_route(other) is None, other
     # Its templates are the ones /metrics uses for these routes without the door.
     for path in ("/api/v1/jobs", "/api/v1/jobconfigs/7/run", "/api/v1/worker/reports"):
-        template = door_template(path)
-        assert [t for p, t in FAST_ROUTES if p.fullmatch(path)] == [template]
+        route = door_route(path)
+        assert route is not None
+        assert [t for p, t in FAST_ROUTES if p.fullmatch(path)] == [route.template]
 
 
 async def test_no_token_is_answered_401_and_observed(env: Env) -> None:

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard.api.errors import domain_response
-from jobyard.api.hotpath import fast_post_principal, parse_body, replay
+from jobyard.api.hotpath import door_principal, parse_body, replay
 from jobyard.api.routes.worker import AcquireIn, BatchedIn, ReportsIn
 from jobyard.core.errors import JobyardError
 from jobyard.core.tokens import WorkerToken
@@ -37,7 +37,6 @@ from jobyard.service.worker_tokens import WORKER_TOKEN_KIND
 
 ACQUIRE = "/api/v1/worker/acquire"
 REPORTS = "/api/v1/worker/reports"
-_PATHS = frozenset({ACQUIRE, REPORTS})
 
 
 async def answer_worker(
@@ -46,7 +45,7 @@ async def answer_worker(
     """Answer a ``POST`` of a worker route whose caller is authenticated and whose
     ``body`` was read within its limit; anything not sure goes to ``fallback`` (FastAPI's
     routing) with the body replayed."""
-    principal = fast_post_principal(scope, _PATHS.__contains__)
+    principal = door_principal(scope)
     token = scope["state"].get("worker_token") if principal is not None else None
     if (
         principal is None
