@@ -9,6 +9,7 @@ the routes once (one answer, one observation in /metrics).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -154,6 +155,31 @@ async def test_what_the_fast_path_is_not_sure_of_reaches_the_route_once(env: Env
     assert _observed(metrics, "/api/v1/jobconfigs/{jobconfig_id}/run", 201) == 1
     assert _observed(metrics, "/api/v1/jobconfigs/{jobconfig_id}/run", 404) == 1
     assert _observed(metrics, "/api/v1/worker/reports", 403) == 1
+
+
+async def test_bodies_only_the_routes_parse_get_the_routes_answers(env: Env) -> None:
+    # The fast paths parse with pydantic-core; JSON it does not read (nested beyond
+    # Python's recursion limit, or in UTF-16) goes to the route, which answers 400 for
+    # the first (not a 500: the error is the caller's) and reads the second.
+    worker = {"Authorization": f"Bearer {await _worker_token(env)}"}
+    json_type = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=env.url, timeout=30) as http:
+        for route in DOOR_ROUTES:
+            auth = worker if route.startswith("/worker/") else dict(env.client.headers)
+            headers = {**auth, **json_type}
+            r = await http.post(f"{API}{route}", content=b"[" * 3000, headers=headers)
+            assert r.status_code == 400, (route, r.text)
+            assert r.json()["error"]["code"] == "bad_request"
+        body = json.dumps({"command": ["true"]}).encode("utf-16")
+        r = await env.client.post(f"{API}/jobs", content=body, headers=json_type)
+        assert r.status_code == 201 and r.json()["command"] == ["true"]
+        body = json.dumps({"worker_id": "w", "reports": []}).encode("utf-16")
+        r = await http.post(f"{API}/worker/reports", content=body, headers={**worker, **json_type})
+        assert r.status_code == 200 and r.json() == {"results": []}
+    metrics = await _metrics(env)
+    assert _observed(metrics, "/api/v1/jobs", 400) == 1
+    assert _observed(metrics, "/api/v1/worker/acquire", 400) == 1
+    assert _observed(metrics, "/api/v1/worker/reports", 200) == 1
 
 
 async def test_an_unexpected_error_is_the_apps_500(

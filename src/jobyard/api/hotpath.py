@@ -19,7 +19,6 @@ The helpers below are shared with the worker routes' fast path
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -111,17 +110,17 @@ def json_or_none(scope: Scope) -> bool:
 
 def parse_body(body: bytes, model: type[M], empty: M | None = None) -> M | None:
     """``body`` validated as ``model`` (``empty``: what an empty body stands for); None
-    when not sure (not JSON, not an object, not valid): FastAPI then answers it."""
+    when not sure (not JSON, not an object, not valid): FastAPI then answers it.
+
+    Parsed and validated in one pass by pydantic-core (``model_validate_json``), at half
+    the CPU of ``json.loads`` then ``model_validate``. A body it accepts gives the model
+    FastAPI's parse (``json.loads``, then validation) gives; the few JSON texts only
+    ``json.loads`` takes (UTF-16 or UTF-32, a byte order mark) go on to FastAPI, which
+    answers them as before."""
     if not body:
         return empty
     try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(body)
     except ValidationError:
         return None
 

@@ -22,6 +22,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import anyio
+import orjson
 from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -72,8 +73,19 @@ async def answer_worker(
     except JobyardError as exc:
         await domain_response(exc)(scope, receive, send)
         return
-    content = json.dumps(answer, separators=(",", ":"))
-    await Response(content, media_type="application/json")(scope, receive, send)
+    await Response(json_bytes(answer), media_type="application/json")(scope, receive, send)
+
+
+def json_bytes(answer: dict[str, Any]) -> bytes:
+    """``answer`` as compact JSON, by orjson (a tenth of ``json.dumps``' CPU on an
+    acquisition's assignments). orjson refuses what ``json.dumps`` writes (an integer
+    beyond 64 bits, a string with a lone surrogate): such an answer is written by
+    ``json.dumps``, as it was, instead of failing. Non-ASCII text is sent as UTF-8
+    rather than ``\\u`` escapes: the same JSON values."""
+    try:
+        return orjson.dumps(answer)
+    except orjson.JSONEncodeError:
+        return json.dumps(answer, separators=(",", ":")).encode()
 
 
 async def _acquire(
