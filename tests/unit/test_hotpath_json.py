@@ -5,18 +5,20 @@
 body the fast path accepts must give the very model the routes would get (anything else
 it leaves to FastAPI). :func:`jobyard.api.worker_hotpath.json_bytes` writes the worker
 routes' answers with orjson where they were written by ``json.dumps``: the same JSON
-values, and ``json.dumps``' output where orjson refuses one.
+values, and ``json.dumps``' output where orjson refuses one. :func:`jobyard.api.dto.json_response`
+sends pydantic-core's bytes as they are: those of ``model_dump_json``.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from jobyard.api.dto import AdhocJobIn, RunIn
+from jobyard.api.dto import AdhocJobIn, ErrorBody, ErrorDetail, RunIn, json_response
 from jobyard.api.hotpath import parse_body
 from jobyard.api.routes.worker import AcquireIn, ReportsIn
 from jobyard.api.worker_hotpath import json_bytes
@@ -140,6 +142,18 @@ def test_only_json_in_other_encodings_is_left_to_fastapi() -> None:
 def test_an_empty_body_stands_for_the_given_model() -> None:
     assert parse_body(b"", RunIn, empty=RunIn()) == RunIn()
     assert parse_body(b"", AdhocJobIn) is None
+
+
+def test_a_json_response_holds_the_models_json() -> None:
+    created = datetime(2026, 12, 7, 17, 0, 0, 123456, tzinfo=UTC)
+    model = ErrorBody(
+        error=ErrorDetail(code="x", message="h\u00e9 \U0001f600", details={"at": created})
+    )
+    response = json_response(model, 201)
+    assert response.body == model.model_dump_json().encode()
+    assert json.loads(response.body)["error"]["details"]["at"] == "2026-12-07T17:00:00.123456Z"
+    assert response.status_code == 201
+    assert response.headers["content-type"] == "application/json"
 
 
 ANSWERS: list[dict[str, Any]] = [
