@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from jobyard.api.worker_hotpath import WorkerHotPathMiddleware
+from jobyard.api.worker_hotpath import answer_worker
 from jobyard.service.worker_tokens import authenticate_worker, worker_principal
 from tests.integration.conftest import Env, ServerFactory
 
@@ -160,7 +160,6 @@ async def test_an_acquisition_whose_caller_hung_up_claims_nothing(
     r = await env.client.post("/api/v1/worker-tokens", json={"name": "gone"})
     stored = await authenticate_worker(env.runtime.ctx, f"Bearer {r.json()['token']}")
     job_id = await _submit(env)
-    middleware = WorkerHotPathMiddleware(_never_called)
 
     async def call(hung_up: bool) -> list[dict[str, Any]]:
         scope = {
@@ -172,12 +171,9 @@ async def test_an_acquisition_whose_caller_hung_up_claims_nothing(
             "app": SimpleNamespace(state=SimpleNamespace(ctx=env.runtime.ctx)),
         }
         body = json.dumps(_body("w-gone", 1, 0, [])).encode()
-        messages = [{"type": "http.request", "body": body}]
         still_there = asyncio.Event()
 
         async def receive() -> dict[str, Any]:
-            if messages:
-                return messages.pop(0)
             if not hung_up:
                 await still_there.wait()  # the caller waits for its answer
             return {"type": "http.disconnect"}
@@ -187,7 +183,7 @@ async def test_an_acquisition_whose_caller_hung_up_claims_nothing(
         async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(dict(message))
 
-        await middleware(scope, receive, send)
+        await answer_worker(scope, body, receive, send, _never_called)
         answer = json.loads(b"".join(m.get("body", b"") for m in sent))
         return list(answer["assignments"])
 

@@ -9,6 +9,7 @@ the routes once (one answer, one observation in /metrics).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,8 @@ import httpx
 import pytest
 
 from jobyard.api import hotpath
-from jobyard.api.door import door_template
+from jobyard.api.door import DoorRoute, door_route
+from jobyard.api.dto import MAX_ID
 from jobyard.api.metrics import FAST_ROUTES
 from tests.integration.conftest import Env, ServerFactory
 
@@ -54,25 +56,33 @@ async def env(start_server: ServerFactory) -> AsyncIterator[Env]:
 
 
 def test_the_door_takes_exactly_the_fast_paths_routes() -> None:
-    for path in ("/api/v1/jobs", "/api/v1/jobconfigs/7/run"):
-        assert door_template(path) is not None and hotpath.is_submit_path(path)
-    assert door_template("/api/v1/worker/acquire") == "/api/v1/worker/acquire"
-    assert door_template("/api/v1/worker/reports") == "/api/v1/worker/reports"
-    assert door_template("/api/v1/jobconfigs/7/run") == "/api/v1/jobconfigs/{jobconfig_id}/run"
+    assert door_route("/api/v1/jobs") == DoorRoute("/api/v1/jobs")
+    assert door_route("/api/v1/worker/acquire") == DoorRoute("/api/v1/worker/acquire", worker=True)
+    assert door_route("/api/v1/worker/reports") == DoorRoute("/api/v1/worker/reports", worker=True)
+    # The run route carries its jobconfig's id, parsed once here for the fast path.
+    run = "/api/v1/jobconfigs/{jobconfig_id}/run"
+    assert door_route("/api/v1/jobconfigs/7/run") == DoorRoute(run, jobconfig_id=7)
+    assert door_route(f"/api/v1/jobconfigs/{MAX_ID}/run") == DoorRoute(run, jobconfig_id=MAX_ID)
     for other in (
         "/api/v1/jobs/",
         "/api/v1/jobconfigs/07/run",
+        "/api/v1/jobconfigs/0/run",
         "/api/v1/jobconfigs/x/run",
+        "/api/v1/jobconfigs/-1/run",
+        "/api/v1/jobconfigs/\u0667/run",  # a non-ASCII digit
+        f"/api/v1/jobconfigs/{MAX_ID + 1}/run",
+        f"/api/v1/jobconfigs/{10**30}/run",
         "/api/v1/jobconfigs/7/run/",
         "/api/v1/worker/heartbeat",
         "/api/v1/jobs/1/cancel",
         "/jobs",
     ):
-        assert door_template(other) is None, other
+        assert door_route(other) is None, other
     # Its templates are the ones /metrics uses for these routes without the door.
     for path in ("/api/v1/jobs", "/api/v1/jobconfigs/7/run", "/api/v1/worker/reports"):
-        template = door_template(path)
-        assert [t for p, t in FAST_ROUTES if p.fullmatch(path)] == [template]
+        route = door_route(path)
+        assert route is not None
+        assert [t for p, t in FAST_ROUTES if p.fullmatch(path)] == [route.template]
 
 
 async def test_no_token_is_answered_401_and_observed(env: Env) -> None:
@@ -145,6 +155,31 @@ async def test_what_the_fast_path_is_not_sure_of_reaches_the_route_once(env: Env
     assert _observed(metrics, "/api/v1/jobconfigs/{jobconfig_id}/run", 201) == 1
     assert _observed(metrics, "/api/v1/jobconfigs/{jobconfig_id}/run", 404) == 1
     assert _observed(metrics, "/api/v1/worker/reports", 403) == 1
+
+
+async def test_bodies_only_the_routes_parse_get_the_routes_answers(env: Env) -> None:
+    # The fast paths parse with pydantic-core; JSON it does not read (nested beyond
+    # Python's recursion limit, or in UTF-16) goes to the route, which answers 400 for
+    # the first (not a 500: the error is the caller's) and reads the second.
+    worker = {"Authorization": f"Bearer {await _worker_token(env)}"}
+    json_type = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=env.url, timeout=30) as http:
+        for route in DOOR_ROUTES:
+            auth = worker if route.startswith("/worker/") else dict(env.client.headers)
+            headers = {**auth, **json_type}
+            r = await http.post(f"{API}{route}", content=b"[" * 3000, headers=headers)
+            assert r.status_code == 400, (route, r.text)
+            assert r.json()["error"]["code"] == "bad_request"
+        body = json.dumps({"command": ["true"]}).encode("utf-16")
+        r = await env.client.post(f"{API}/jobs", content=body, headers=json_type)
+        assert r.status_code == 201 and r.json()["command"] == ["true"]
+        body = json.dumps({"worker_id": "w", "reports": []}).encode("utf-16")
+        r = await http.post(f"{API}/worker/reports", content=body, headers={**worker, **json_type})
+        assert r.status_code == 200 and r.json() == {"results": []}
+    metrics = await _metrics(env)
+    assert _observed(metrics, "/api/v1/jobs", 400) == 1
+    assert _observed(metrics, "/api/v1/worker/acquire", 400) == 1
+    assert _observed(metrics, "/api/v1/worker/reports", 200) == 1
 
 
 async def test_an_unexpected_error_is_the_apps_500(

@@ -20,17 +20,18 @@ takes those four routes first and does for them, in one step, what the stack doe
   ``internal`` body and its log line), then the error is raised on, as Starlette's
   ``ServerErrorMiddleware`` does.
 
-Then the fast paths answer (:func:`jobyard.api.hotpath.answer_submit`,
-:class:`~jobyard.api.worker_hotpath.WorkerHotPathMiddleware`); whatever they are not
-sure of goes to FastAPI's exception handling and routing (the part of the stack inside
-the middleware above, captured when the stack is built) with the body replayed. Every
-other request takes the whole stack unchanged.
+Then the fast paths answer, given the body read here
+(:func:`jobyard.api.hotpath.answer_submit`, :func:`jobyard.api.worker_hotpath.answer_worker`);
+whatever they are not sure of goes to FastAPI's exception handling and routing (the
+part of the stack inside the middleware above, captured when the stack is built) with
+the body replayed. Every other request takes the whole stack unchanged.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -39,23 +40,40 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard.api.auth import admit
-from jobyard.api.hotpath import answer_submit, is_submit_path, replay
+from jobyard.api.hotpath import SUBMIT, answer_submit, run_target
 from jobyard.api.limits import json_limit, read_within
 from jobyard.api.metrics import HttpMetrics
-from jobyard.api.worker_hotpath import ACQUIRE, REPORTS, WorkerHotPathMiddleware
+from jobyard.api.worker_hotpath import ACQUIRE, REPORTS, answer_worker
 from jobyard.settings import Settings
 
-#: The route template of a request the door answers or hands on (``/metrics`` labels).
+
+@dataclass(frozen=True, slots=True)
+class DoorRoute:
+    """A route the door takes, as matched once from the request's path."""
+
+    #: Its route template (the ``/metrics`` label of a request the door answers).
+    template: str
+    #: Whether it is a worker route (else a submit route).
+    worker: bool = False
+    #: The jobconfig of ``/api/v1/jobconfigs/{jobconfig_id}/run`` (None: any other route).
+    jobconfig_id: int | None = None
+
+
 _RUN_TEMPLATE = "/api/v1/jobconfigs/{jobconfig_id}/run"
+_FIXED = {
+    ACQUIRE: DoorRoute(ACQUIRE, worker=True),
+    REPORTS: DoorRoute(REPORTS, worker=True),
+    SUBMIT: DoorRoute(SUBMIT),
+}
 
 
-def door_template(path: str) -> str | None:
-    """The route template of a ``POST`` the door takes, None for any other path."""
-    if path in (ACQUIRE, REPORTS):
-        return path
-    if is_submit_path(path):
-        return "/api/v1/jobs" if path == "/api/v1/jobs" else _RUN_TEMPLATE
-    return None
+def door_route(path: str) -> DoorRoute | None:
+    """The route of a ``POST`` the door takes, None for any other path."""
+    route = _FIXED.get(path)
+    if route is not None:
+        return route
+    jobconfig_id = run_target(path)
+    return None if jobconfig_id is None else DoorRoute(_RUN_TEMPLATE, jobconfig_id=jobconfig_id)
 
 
 class JobyardAPI(FastAPI):
@@ -70,10 +88,10 @@ class JobyardAPI(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            template = door_template(scope["path"])
-            if template is not None:
+            route = door_route(scope["path"])
+            if route is not None:
                 door = self._door or self._open_door()
-                await door(scope, receive, send, template)
+                await door(scope, receive, send, route)
                 return
         await super().__call__(scope, receive, send)
 
@@ -109,12 +127,11 @@ class _Door:
     ) -> None:
         self.app = app
         self.routing = routing
-        self.worker = WorkerHotPathMiddleware(routing)
         self.limit, self.refusal = json_limit(settings)
         self.metrics = metrics
         self.on_error = app.exception_handlers[Exception]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send, template: str) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, route: DoorRoute) -> None:
         scope["app"] = self.app  # as Starlette sets it: the routes and fast paths read it
         if self.app.root_path:
             scope["root_path"] = self.app.root_path
@@ -130,9 +147,9 @@ class _Door:
             await send(message)
 
         try:
-            await self._serve(scope, receive, observed)
+            await self._serve(scope, receive, observed, route)
         except Exception as exc:
-            self._observe(scope, template, status, start)
+            self._observe(scope, route.template, status, start)
             if not started:  # the application's 500 answer; the error is raised on
                 response = self.on_error(Request(scope), exc)
                 if inspect.isawaitable(response):
@@ -140,20 +157,20 @@ class _Door:
                 await response(scope, receive, send)
             raise
         except BaseException:
-            self._observe(scope, template, status, start)
+            self._observe(scope, route.template, status, start)
             raise
-        self._observe(scope, template, status, start)
+        self._observe(scope, route.template, status, start)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, route: DoorRoute) -> None:
         if not await admit(self.app.state.ctx, scope, receive, send):
             return
         body = await read_within(scope, receive, send, self.limit, self.refusal)
         if body is None:
             return
-        if scope["path"] in (ACQUIRE, REPORTS):
-            await self.worker(scope, replay(body, receive), send)
+        if route.worker:
+            await answer_worker(scope, body, receive, send, self.routing)
         else:
-            await answer_submit(scope, body, receive, send, self.routing)
+            await answer_submit(scope, body, route.jobconfig_id, receive, send, self.routing)
 
     def _observe(self, scope: Scope, template: str, status: int, start: float) -> None:
         # A request handed on to the routes is labelled by the route that answered it.

@@ -62,8 +62,12 @@ CURSOR_HELP = "The next_cursor of the previous page; anything else answers 422 i
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:
-    """Serialise once with pydantic-core and skip FastAPI's re-validation (hot paths)."""
-    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+    """Serialise once with pydantic-core and skip FastAPI's re-validation (hot paths).
+
+    The serializer's bytes go out as they are (``model_dump_json`` decodes them to a
+    ``str`` that the response encodes again)."""
+    content = model.__pydantic_serializer__.to_json(model)
+    return Response(content, status_code=status_code, media_type="application/json")
 
 
 class NoticeOut(BaseModel):
