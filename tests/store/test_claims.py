@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from jobyard.core.access import AuditFilter, AuditNote
 from jobyard.core.claims import Claim, ClaimRequest
@@ -126,6 +126,52 @@ async def test_a_withheld_user_level_falls_back_to_nobody(store: Store, db: Engi
 
     assert claim.withheld_by == ["carol"]
     assert claim.sources.user == [] and claim.sources.user_name is None
+
+
+async def test_each_claimed_job_gets_the_user_level_of_its_own_user(store: Store) -> None:
+    alice = await store.user_create(name="alice", role="user", password_hash=None)
+    bob = await store.user_create(name="bob", role="user", password_hash=None)
+    carol = await store.user_create(name="carol", role="user", password_hash=None)
+    await store.user_create(name="dave", role="user", password_hash=None)
+    await store.macros_put(
+        "user", alice.id, [("Z_A", "1", False, False), ("A_A", "2", True, False)], updated_by=None
+    )
+    await store.macros_put("user", bob.id, [("BOB", "b", False, False)], updated_by=None)
+    await store.macros_put("user", carol.id, [("CAROL", "c", False, False)], updated_by=None)
+    await store.macros_put("account", 0, [("ACC", "a", False, False)], updated_by=None)
+    jc = await store.jobconfig_insert(JobConfigSpec(name="jc", command=["x"]), owner="carol")
+    by_alice = await store.job_insert(new_job(), actor="user:alice", reason=None)
+    by_bob = await store.job_insert(new_job(submitted_by="bob"), actor="user:bob", reason=None)
+    by_dave = await store.job_insert(new_job(submitted_by="dave"), actor="user:dave", reason=None)
+    on_jc = await store.job_submit_for_jobconfig(
+        jc.id, macros={}, hold=False, trigger="schedule", submitted_by=None, actor="schedule",
+        reason=None,
+    )  # fmt: skip
+    by_nobody = await store.job_insert(new_job(submitted_by=None), actor="x", reason=None)
+
+    claims = {c.job.id: c for c in await _claim(store)}
+
+    def level(job: Job) -> list[tuple[str, str]]:
+        return [(m.name, m.value) for m in claims[job.id].sources.user]
+
+    assert level(by_alice) == [("A_A", "2"), ("Z_A", "1")]
+    assert level(by_bob) == [("BOB", "b")]
+    assert level(by_dave) == []
+    assert level(on_jc) == [("CAROL", "c")] and claims[on_jc.id].sources.user_name == "carol"
+    assert level(by_nobody) == [] and claims[by_nobody.id].sources.user_name is None
+    assert claims[by_nobody.id].submitter is None
+    for claim in claims.values():
+        assert [m.name for m in claim.sources.account] == ["ACC"]
+
+
+async def test_a_claim_of_jobs_without_any_user(store: Store) -> None:
+    await store.macros_put("account", 0, [("ACC", "a", False, False)], updated_by=None)
+    job = await store.job_insert(new_job(submitted_by=None), actor="x", reason=None)
+
+    [claim] = await _claim(store)
+
+    assert claim.job.id == job.id and claim.submitter is None and claim.token_hash is None
+    assert claim.sources.user == [] and [m.name for m in claim.sources.account] == ["ACC"]
 
 
 async def test_racing_claimers_claim_each_job_once(store: Store, migrated_store_url: str) -> None:
@@ -405,3 +451,43 @@ async def test_a_claim_reads_its_jobs_by_key_whatever_the_statistics(
         if "Scan" in line and " on jobs " in line and " on jobs pick" not in line
     ]
     assert scans_of_jobs and all("pk_jobs" in line for line in scans_of_jobs), plan
+
+
+async def test_a_claims_macro_levels_are_read_by_index_among_many_macros(
+    store: Store, db: Engine
+) -> None:
+    """The users and levels of a claim, one statement on PostgreSQL: its user level
+    (by the users' names) stays an index condition, not a filter over every macro row."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL planner question")
+    from jobyard.store.sql.claims import _USERS_AND_LEVELS
+
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (name, role, active, created_at, updated_at) "
+                "SELECT 'u' || g, 'user', true, now(), now() FROM generate_series(1, 2000) g"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO macros (scope, scope_id, name, value, secure, updated_at) "
+                "SELECT 'user', g % 2000 + 1, 'M' || g, 'v', false, now() "
+                "FROM generate_series(1, 20000) g"
+            )
+        )
+        conn.execute(text("ANALYZE users"))
+        conn.execute(text("ANALYZE macros"))
+    params = {"names": ["u1", "u2"], "level_names": ["u1"], "templates": [3], "jobconfigs": [4]}
+    with db.connect() as conn:
+        compiled = _USERS_AND_LEVELS._compiled(conn.dialect, params)
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        rows = raw.execute("EXPLAIN " + compiled.sql, compiled.parameters(params)).fetchall()
+        plan = "\n".join(row[0] for row in rows)
+        found = _USERS_AND_LEVELS.fetch(conn, params)
+        conn.rollback()
+    scans_of_macros = [line for line in plan.splitlines() if "Scan" in line and "macros" in line]
+    assert scans_of_macros and all("Seq Scan" not in line for line in scans_of_macros), plan
+    assert sorted(row[1] for row in found if row[0] is not None) == ["u1", "u2"]
+    assert len([row for row in found if row[0] is None]) == 10  # u1's level: 20000 / 2000
