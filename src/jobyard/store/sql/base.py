@@ -52,6 +52,7 @@ from jobyard.core.jobs import JobStatus
 from jobyard.core.models import ApiToken, Job, JobConfig, JobEvent, JobFile, Package, WorkerInfo
 from jobyard.store.schema import audit, job_events, jobs
 from jobyard.store.sql.outage import Outage, OutageLog, classify, unavailable
+from jobyard.store.sql.pgjson import use_orjson
 from jobyard.store.sql.prepared import BulkInsert
 from jobyard.store.sql.threads import StoreThreads
 
@@ -195,6 +196,7 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
         pool_pre_ping=True,
         connect_args=connect_args,
     )
+    event.listen(engine, "connect", use_orjson)
     return engine, engine
 
 

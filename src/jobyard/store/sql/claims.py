@@ -2,7 +2,8 @@
 
 :meth:`ClaimsMixin.jobs_report`, one transaction for a whole batch of a worker process:
 
-* RUNNING and end reports of many held jobs, and the promotions the ends allow;
+* RUNNING and end reports of many held jobs, and the promotions the ends allow (see
+  :mod:`jobyard.store.sql.reports`);
 * a claim: QUEUED -> INITIALIZING of up to ``limit`` jobs, their run context (package,
   payload files, every macro level, users) read in bulk, and their session tokens
   stored.
@@ -16,17 +17,29 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    func,
+    null,
+    or_,
+    select,
+    union_all,
+)
 
 from jobyard.core.claims import (
     Claim,
     ClaimRequest,
     EndReport,
     ReportAnswer,
-    ReportOutcome,
     RunningReport,
 )
-from jobyard.core.jobs import TRANSITIONS, JobStatus
+from jobyard.core.jobs import JobStatus
 from jobyard.core.macros import MacroSources, StoredMacro
 from jobyard.core.models import Job
 from jobyard.core.users import User
@@ -37,17 +50,11 @@ from jobyard.store.sql.base import (
     job_file_from_row,
     package_from_row,
     status_is,
-    utcnow,
 )
-from jobyard.store.sql.held_moves import move_held_many
 from jobyard.store.sql.jobs import job_acquire_tx
 from jobyard.store.sql.macros import MACRO_COLUMNS
-from jobyard.store.sql.prepared import BulkInsert, Prepared, run_raw
-from jobyard.store.sql.transitions import (
-    move_held,
-    move_held_through,
-    promote,
-)
+from jobyard.store.sql.prepared import BulkInsert, Prepared
+from jobyard.store.sql.reports import apply_reports
 from jobyard.store.sql.users import user_from_row
 
 _ENDINGS = frozenset({JobStatus.FINISHED, JobStatus.ERROR, JobStatus.FAILED})
@@ -103,6 +110,44 @@ class ClaimsMixin(SqlBase):
         return await self._write(_jobs_report, worker_id, list(running), list(ended), claim)
 
 
+_ANY_QUEUED = Prepared(
+    select(jobs.c.id).where(status_is(JobStatus.QUEUED), jobs.c.pool == bindparam("pool")).limit(1)
+)
+#: For a worker without labels: only jobs requiring none are worth the write lock.
+_ANY_QUEUED_UNLABELED = Prepared(
+    select(jobs.c.id)
+    .where(status_is(JobStatus.QUEUED), jobs.c.pool == bindparam("pool"), jobs.c.labels.is_(None))
+    .limit(1)
+)
+
+
+def _any_queued(tx: Tx, pool: str, labelled: bool) -> bool:
+    found = _ANY_QUEUED if labelled else _ANY_QUEUED_UNLABELED
+    return found.first(tx.conn, {"pool": pool}) is not None
+
+
+def _jobs_report(
+    tx: Tx,
+    worker_id: str,
+    running: list[RunningReport],
+    ended: list[EndReport],
+    claim: ClaimRequest | None,
+) -> ReportAnswer:
+    outcomes = apply_reports(tx, worker_id, running, ended) if running or ended else []
+    claims = []
+    if claim is not None and claim.limit > 0:
+        claims = _job_claim(
+            tx,
+            worker_id,
+            claim.pool,
+            claim.limit,
+            claim.lease_seconds,
+            list(claim.token_hashes),
+            claim.labels,
+        )
+    return ReportAnswer(outcomes, claims)
+
+
 # -- claims ------------------------------------------------------------------------------
 
 _PACKAGES = Prepared(select(packages).where(packages.c.id.in_(bindparam("ids", expanding=True))))
@@ -117,27 +162,58 @@ _JOBCONFIGS = Prepared(
     ).where(jobconfigs.c.id.in_(bindparam("ids", expanding=True))),
 )
 _USERS = Prepared(select(users).where(users.c.name.in_(bindparam("names", expanding=True))))
+
+
+def _levels_where(user_ids: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The macro rows of a claim: the account level, its templates', its jobconfigs'
+    secure ones, and the users' that ``user_ids`` selects."""
+    return or_(
+        and_(macros.c.scope == "account", macros.c.scope_id == 0),
+        and_(
+            macros.c.scope == "template",
+            macros.c.scope_id.in_(bindparam("templates", expanding=True)),
+        ),
+        and_(
+            macros.c.scope == "jobconfig",
+            macros.c.scope_id.in_(bindparam("jobconfigs", expanding=True)),
+            macros.c.secure.is_(True),
+        ),
+        and_(macros.c.scope == "user", user_ids),
+    )
+
+
 _LEVEL_ROWS = Prepared(
     select(*MACRO_COLUMNS)
-    .where(
-        or_(
-            and_(macros.c.scope == "account", macros.c.scope_id == 0),
-            and_(
-                macros.c.scope == "template",
-                macros.c.scope_id.in_(bindparam("templates", expanding=True)),
-            ),
-            and_(
-                macros.c.scope == "jobconfig",
-                macros.c.scope_id.in_(bindparam("jobconfigs", expanding=True)),
-                macros.c.secure.is_(True),
-            ),
-            and_(
-                macros.c.scope == "user",
-                macros.c.scope_id.in_(bindparam("users", expanding=True)),
-            ),
-        )
-    )
+    .where(_levels_where(macros.c.scope_id.in_(bindparam("users", expanding=True))))
     .order_by(macros.c.name),
+)
+_USER_WIDTH = len(users.c)
+#: PostgreSQL: the users and the macro levels of a claim in one statement (one round
+#: trip and one statement less per claim). A users row has its macro columns NULL, a
+#: macro row its users columns NULL; macro rows come by name. The user level is read for
+#: every user whose level a job of the claim may take (``level_names``: submitters, else
+#: jobconfig owners); the caller keeps only the level of the user each job gets.
+_USERS_AND_LEVELS = Prepared(
+    union_all(
+        select(
+            *users.c, *(cast(null(), col.type).label(f"m_{col.name}") for col in MACRO_COLUMNS)
+        ).where(users.c.name.in_(bindparam("names", expanding=True))),
+        select(*(cast(null(), col.type) for col in users.c), *MACRO_COLUMNS).where(
+            # = ANY(one array, an initplan) keeps the OR an index scan per level: an
+            # IN (subquery) there would be a filter over every macro row.
+            _levels_where(
+                macros.c.scope_id
+                == any_(
+                    cast(
+                        select(func.array_agg(users.c.id))
+                        .where(users.c.name.in_(bindparam("level_names", expanding=True)))
+                        .scalar_subquery(),
+                        ARRAY(Integer),
+                    )
+                )
+            )
+        ),
+    ).order_by("m_name"),
 )
 _SESSION_COLUMNS = (
     "name",
@@ -201,15 +277,37 @@ def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[C
         if job.jobconfig_id in jobconfig_rows:
             names.add(jobconfig_rows[job.jobconfig_id][2])
     known: dict[str, User] = {}
-    if names:
+    levels: dict[tuple[str, int], list[StoredMacro]] = {}
+    if tx.pg:  # users and levels in one statement
+        level_names = set()
+        for job in claimed:
+            owner = (
+                jobconfig_rows[job.jobconfig_id][2] if job.jobconfig_id in jobconfig_rows else None
+            )
+            level_names.add(job.submitted_by or owner)
+        params = {
+            "names": sorted(n for n in names if n),
+            "level_names": sorted(n for n in level_names if isinstance(n, str) and n),
+            "templates": _ids(_template_of(job, jobconfig_rows) for job in claimed),
+            "jobconfigs": jobconfig_ids,
+        }
+        width = _USER_WIDTH
+        for row in _USERS_AND_LEVELS.fetch(tx.conn, params):
+            if row[0] is not None:
+                user = user_from_row(row[:width])
+                known[user.name] = user
+            else:
+                macro = StoredMacro(*row[width:])
+                levels.setdefault((macro.scope, macro.scope_id), []).append(macro)
+    elif names:
         for row in _USERS.fetch(tx.conn, {"names": sorted(n for n in names if n)}):
             user = user_from_row(row)
             known[user.name] = user
 
     plans = []
     for job in claimed:
-        plain, template_id, owner = jobconfig_rows.get(job.jobconfig_id, ({}, None, None))
-        template_id = job.template_id if job.template_id is not None else template_id
+        plain, _template_id, owner = jobconfig_rows.get(job.jobconfig_id, ({}, None, None))
+        template_id = _template_of(job, jobconfig_rows)
         withheld = []
         if job.submitted_by and job.definers:
             withheld = sorted(
@@ -224,18 +322,18 @@ def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[C
         user_name = None if withheld else (job.submitted_by or owner)
         plans.append((job, plain, template_id, user_name, withheld))
 
-    user_ids = _ids(
-        known[name].id for _job, _p, _t, name, _w in plans if name is not None and name in known
-    )
-    levels: dict[tuple[str, int], list[StoredMacro]] = {}
-    params = {
-        "templates": _ids(t for _j, _p, t, _u, _w in plans),
-        "jobconfigs": jobconfig_ids,
-        "users": user_ids,
-    }
-    for row in _LEVEL_ROWS.fetch(tx.conn, params):
-        macro = StoredMacro(*row)
-        levels.setdefault((macro.scope, macro.scope_id), []).append(macro)
+    if not tx.pg:
+        user_ids = _ids(
+            known[name].id for _job, _p, _t, name, _w in plans if name is not None and name in known
+        )
+        params = {
+            "templates": _ids(t for _j, _p, t, _u, _w in plans),
+            "jobconfigs": jobconfig_ids,
+            "users": user_ids,
+        }
+        for row in _LEVEL_ROWS.fetch(tx.conn, params):
+            macro = StoredMacro(*row)
+            levels.setdefault((macro.scope, macro.scope_id), []).append(macro)
 
     hashes = iter(token_hashes)
     sessions = []
@@ -287,282 +385,17 @@ def claim_details(tx: Tx, claimed: list[Job], token_hashes: list[str]) -> list[C
     return claims
 
 
+def _template_of(job: Job, jobconfig_rows: Mapping[Any, tuple[Any, Any, Any]]) -> int | None:
+    """The template whose macro level ``job`` takes: its own, else its jobconfig's."""
+    if job.template_id is not None:
+        return job.template_id
+    found = jobconfig_rows.get(job.jobconfig_id)
+    return None if found is None else found[1]
+
+
 def _trusted(user: User | None) -> bool:
     """Active admins may read every user's macros: what they decide withholds nothing."""
     return user is not None and user.active and user.role == "admin"
-
-
-# -- reports -----------------------------------------------------------------------------
-
-_STATE_OF = Prepared(
-    select(jobs.c.status, jobs.c.worker_id, jobs.c.pid).where(jobs.c.id == bindparam("job_id"))
-)
-
-
-_ANY_QUEUED = Prepared(
-    select(jobs.c.id).where(status_is(JobStatus.QUEUED), jobs.c.pool == bindparam("pool")).limit(1)
-)
-#: For a worker without labels: only jobs requiring none are worth the write lock.
-_ANY_QUEUED_UNLABELED = Prepared(
-    select(jobs.c.id)
-    .where(status_is(JobStatus.QUEUED), jobs.c.pool == bindparam("pool"), jobs.c.labels.is_(None))
-    .limit(1)
-)
-
-
-def _any_queued(tx: Tx, pool: str, labelled: bool) -> bool:
-    found = _ANY_QUEUED if labelled else _ANY_QUEUED_UNLABELED
-    return found.first(tx.conn, {"pool": pool}) is not None
-
-
-#: A reports batch's locks on PostgreSQL, in one statement: the jobconfigs of its ended
-#: jobs (by id; the initplan runs before any job row is read), then its job rows held by
-#: the worker, by id. The batch's moves then run one statement per kind (RUNNING and end,
-#: end, RUNNING), each in id order but not in one order together: without these row
-#: locks first, a transaction taking the same rows in id order (a lease renewal) could
-#: hold a row one of those statements waits for while waiting for a row the batch took
-#: in an earlier statement — a deadlock, broken by PostgreSQL only after its
-#: deadlock_timeout (1 s), then retried.
-_LOCK_BATCH = (
-    "WITH configs AS (SELECT jobconfigs.id FROM jobconfigs WHERE jobconfigs.id IN "
-    "(SELECT jobs.jobconfig_id FROM jobs WHERE jobs.id = ANY(%b::BIGINT[])) "
-    "ORDER BY jobconfigs.id FOR UPDATE) "
-    "SELECT jobs.id, jobs.jobconfig_id FROM jobs "
-    "WHERE jobs.id = ANY(%b::BIGINT[]) AND jobs.worker_id = %s "
-    "AND (SELECT count(*) FROM configs) >= 0 "
-    "ORDER BY jobs.id FOR NO KEY UPDATE OF jobs"
-)
-
-
-def _lock_batch(tx: Tx, worker_id: str, ended_ids: list[int], job_ids: list[int]) -> None:
-    cursor = run_raw(tx.conn, _LOCK_BATCH, (ended_ids, job_ids, worker_id))
-    try:
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
-    ended = set(ended_ids)
-    if any(jobconfig_id is not None for job_id, jobconfig_id in rows if job_id in ended):
-        # As lock_jobconfigs: the times this transaction records (ended_at, queued_at)
-        # follow the order in which jobconfig slots changed hands.
-        tx.now = utcnow()
-
-
-def _jobs_report(
-    tx: Tx,
-    worker_id: str,
-    running: list[RunningReport],
-    ended: list[EndReport],
-    claim: ClaimRequest | None,
-) -> ReportAnswer:
-    if tx.pg and ended:
-        # Jobconfig locks before job rows (the lock order of every promoting
-        # transaction), then the job rows in id order (see _LOCK_BATCH).
-        ended_ids = sorted({end.job_id for end in ended})
-        job_ids = sorted({r.job_id for r in running} | set(ended_ids))
-        _lock_batch(tx, worker_id, ended_ids, job_ids)
-    to_promote: set[int] = set()
-    if len({r.job_id for r in running}) == len(running) and len({e.job_id for e in ended}) == len(
-        ended
-    ):
-        outcomes = _apply_batched(tx, worker_id, running, ended, to_promote)
-    else:  # a report repeated within the batch: each applied after the one before
-        outcomes = _apply_in_turn(tx, worker_id, running, ended, to_promote)
-    for jobconfig_id in sorted(to_promote):
-        promote(tx, jobconfig_id)
-    claims = []
-    if claim is not None and claim.limit > 0:
-        claims = _job_claim(
-            tx,
-            worker_id,
-            claim.pool,
-            claim.limit,
-            claim.lease_seconds,
-            list(claim.token_hashes),
-            claim.labels,
-        )
-    return ReportAnswer(outcomes, claims)
-
-
-def _running_sets(tx: Tx, report: RunningReport) -> dict[str, Any]:
-    sets: dict[str, Any] = {"started_at": min(report.started_at, tx.now), "pid": report.pid}
-    if report.resolved is not None:
-        sets["resolved_macros"] = report.resolved
-    return sets
-
-
-def _grouped(
-    items: list[tuple[Any, JobStatus, dict[str, Any]]],
-) -> dict[tuple[JobStatus, tuple[str, ...]], list[tuple[Any, dict[str, Any]]]]:
-    """Items by target status and the columns they set (one statement each)."""
-    groups: dict[tuple[JobStatus, tuple[str, ...]], list[tuple[Any, dict[str, Any]]]] = {}
-    for item, to, sets in items:
-        groups.setdefault((to, tuple(sorted(sets))), []).append((item, sets))
-    return groups
-
-
-def _apply_batched(
-    tx: Tx,
-    worker_id: str,
-    running: list[RunningReport],
-    ended: list[EndReport],
-    to_promote: set[int],
-) -> list[ReportOutcome]:
-    """The reports of a batch naming each job once: every move of one kind in one
-    statement (:func:`move_held_many`), events and outcomes in the order of the reports,
-    as :func:`_apply_in_turn` records them."""
-    actor = f"worker:{worker_id}"
-    ends = {end.job_id: end for end in ended}
-    through: list[tuple[Any, JobStatus, dict[str, Any]]] = []
-    for report in running:
-        end = ends.get(report.job_id)
-        if end is not None and JobStatus(end.status) in TRANSITIONS[JobStatus.RUNNING]:
-            sets = {**_running_sets(tx, report), **_end_sets(tx, end)}
-            through.append((report, JobStatus(end.status), sets))
-    moved_through: dict[int, int | None] = {}
-    for (to, _cols), rows in _grouped(through).items():
-        ids = [(r.job_id, sets) for r, sets in rows]
-        moved_through.update(move_held_many(tx, worker_id, to, ids, through=JobStatus.RUNNING))
-    plain = [
-        (report, JobStatus.RUNNING, _running_sets(tx, report))
-        for report in running
-        if report.job_id not in moved_through
-    ]
-    moved_running: dict[int, int | None] = {}
-    for (to, _cols), rows in _grouped(plain).items():
-        moved_running.update(move_held_many(tx, worker_id, to, [(r.job_id, s) for r, s in rows]))
-    outcomes = []
-    for report in running:
-        started_at = min(report.started_at, tx.now)
-        if report.job_id in moved_through:
-            end = ends[report.job_id]
-            tx.event(report.job_id, JobStatus.RUNNING, actor, None, started_at)
-            tx.event(report.job_id, JobStatus(end.status), end.actor, end.reason)
-            jobconfig_id = moved_through[report.job_id]
-            if jobconfig_id is not None:
-                to_promote.add(jobconfig_id)
-            outcomes.append(ReportOutcome(report.job_id, True))
-        elif report.job_id in moved_running:
-            tx.event(report.job_id, JobStatus.RUNNING, actor, None, started_at)
-            outcomes.append(ReportOutcome(report.job_id, True))
-        else:
-            outcomes.append(_outcome(tx, report.job_id, False, worker_id, report.pid, "run it"))
-    rest = [
-        (end, JobStatus(end.status), _end_sets(tx, end))
-        for end in ended
-        if end.job_id not in moved_through
-    ]
-    moved_ends: dict[int, int | None] = {}
-    for (to, _cols), rows in _grouped(rest).items():
-        moved_ends.update(move_held_many(tx, worker_id, to, [(e.job_id, s) for e, s in rows]))
-    for end in ended:
-        status = JobStatus(end.status)
-        if end.job_id in moved_through:
-            outcomes.append(ReportOutcome(end.job_id, True))
-        elif end.job_id in moved_ends:
-            tx.event(end.job_id, status, end.actor, end.reason)
-            jobconfig_id = moved_ends[end.job_id]
-            if jobconfig_id is not None:
-                to_promote.add(jobconfig_id)
-            outcomes.append(ReportOutcome(end.job_id, True))
-        else:
-            action = f"end it {status.value}"
-            outcomes.append(_outcome(tx, end.job_id, False, worker_id, None, action))
-    return outcomes
-
-
-def _apply_in_turn(
-    tx: Tx,
-    worker_id: str,
-    running: list[RunningReport],
-    ended: list[EndReport],
-    to_promote: set[int],
-) -> list[ReportOutcome]:
-    """The reports one by one, in order (RUNNING ones first; a RUNNING report with its
-    job's end in the batch moves both in one statement)."""
-    actor = f"worker:{worker_id}"
-    outcomes = []
-    ends = {end.job_id: end for end in ended}
-    done_ends: dict[int, ReportOutcome] = {}
-    for report in running:
-        sets = _running_sets(tx, report)
-        started_at = sets["started_at"]
-        end = ends.get(report.job_id)
-        if end is not None and JobStatus(end.status) in TRANSITIONS[JobStatus.RUNNING]:
-            # A short job: RUNNING and its end in one statement (both events kept).
-            moved, jobconfig_id = move_held_through(
-                tx,
-                report.job_id,
-                through=JobStatus.RUNNING,
-                to=JobStatus(end.status),
-                worker_id=worker_id,
-                sets={**sets, **_end_sets(tx, end)},
-                actor=actor,
-                to_actor=end.actor,
-                reason=end.reason,
-                through_at=started_at,
-            )
-            if moved:
-                if jobconfig_id is not None:
-                    to_promote.add(jobconfig_id)
-                outcomes.append(ReportOutcome(report.job_id, True))
-                done_ends[end.job_id] = ReportOutcome(end.job_id, True)
-                continue
-        moved, _jc = move_held(
-            tx,
-            report.job_id,
-            to=JobStatus.RUNNING,
-            worker_id=worker_id,
-            sets=sets,
-            actor=actor,
-            reason=None,
-            at=started_at,
-        )
-        outcomes.append(_outcome(tx, report.job_id, moved, worker_id, report.pid, "run it"))
-    for end in ended:
-        if end.job_id in done_ends:
-            outcomes.append(done_ends[end.job_id])
-            continue
-        status = JobStatus(end.status)
-        moved, jobconfig_id = move_held(
-            tx,
-            end.job_id,
-            to=status,
-            worker_id=worker_id,
-            sets=_end_sets(tx, end),
-            actor=end.actor,
-            reason=end.reason,
-        )
-        if moved and jobconfig_id is not None:
-            to_promote.add(jobconfig_id)
-        outcomes.append(_outcome(tx, end.job_id, moved, worker_id, None, f"end it {status.value}"))
-    return outcomes
-
-
-def _end_sets(tx: Tx, end: EndReport) -> dict[str, Any]:
-    return {"ended_at": tx.now, "exit_code": end.exit_code, "status_reason": end.reason}
-
-
-def _outcome(
-    tx: Tx, job_id: int, moved: bool, worker_id: str, pid: int | None, action: str
-) -> ReportOutcome:
-    if moved:
-        return ReportOutcome(job_id, True)
-    row = _STATE_OF.first(tx.conn, {"job_id": job_id})
-    if row is None:
-        return ReportOutcome(job_id, False, f"job {job_id} does not exist")
-    status, holder, stored_pid = row
-    if (
-        pid is not None
-        and status == JobStatus.RUNNING.value
-        and holder == worker_id
-        and stored_pid == pid
-    ):
-        return ReportOutcome(job_id, True)  # an earlier attempt of this very report
-    if holder != worker_id:
-        return ReportOutcome(
-            job_id, False, f"job {job_id} is {status} on worker {holder}: cannot {action}"
-        )
-    return ReportOutcome(job_id, False, f"job {job_id} is {status}: cannot {action}")
 
 
 __all__ = ["ClaimsMixin", "claim_details"]

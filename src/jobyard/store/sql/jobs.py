@@ -210,7 +210,7 @@ _RENEW = (
     .returning(jobs.c.id, jobs.c.abort_requested_at)
 )
 # Locks the renewed rows in id order before the update: the reports and claims of the
-# same worker lock theirs in id order too (store/sql/claims.py), and an update locking
+# same worker lock theirs in id order too (store/sql/reports.py), and an update locking
 # them in the plan's order deadlocked with those (PostgreSQL found it only after its 1 s
 # deadlock_timeout, stalling both). SQLite has one writer at a time and skips it.
 _LOCK_RENEWED = (
