@@ -81,7 +81,17 @@ class _LogTail:
         self.path = path
         self.sent = 0
         self.lost = False
+        #: Until the first look at the file: the timer that starts :attr:`task`.
+        self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
+
+    def stop(self) -> None:
+        """Stop following the file (the timer or the task)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.task is not None:
+            self.task.cancel()
 
 
 class HttpBackend:
@@ -124,6 +134,7 @@ class HttpBackend:
         self.on_drain: Callable[[], None] | None = None
         self.started_at = utcnow()
         self._state = state_dir
+        self._logs = state_dir / "logs"
         self._cache = cache_dir / "packages"
         headers = {
             "Authorization": f"Bearer {token}",
@@ -377,12 +388,21 @@ class HttpBackend:
         """The job's log file on this host; what is appended to it is sent as it comes."""
         tail = self._tails.get(job_id)
         if tail is None:
-            path = self._state / "logs" / f"{job_id}.log"
-            tail = self._tails[job_id] = _LogTail(path)
+            tail = self._tails[job_id] = _LogTail(self._logs / f"{job_id}.log")
+            # The file is created by the program's first line, after this call: the
+            # first look is one period away (a job ended sooner sends it at its end,
+            # without a task ever started for it).
+            tail.timer = asyncio.get_running_loop().call_later(
+                LOG_POLL_SECONDS, self._start_following, job_id, tail
+            )
+        return tail.path
+
+    def _start_following(self, job_id: int, tail: _LogTail) -> None:
+        tail.timer = None
+        if not tail.lost:
             tail.task = asyncio.get_running_loop().create_task(
                 self._follow(job_id, tail), name=f"log-{job_id}"
             )
-        return tail.path
 
     async def _follow(self, job_id: int, tail: _LogTail) -> None:
         while not tail.lost:
@@ -424,8 +444,8 @@ class HttpBackend:
         tail = self._tails.get(job_id)
         if tail is None:
             return
+        tail.stop()
         if tail.task is not None:
-            tail.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await tail.task
             tail.task = None
@@ -557,8 +577,7 @@ class HttpBackend:
         tail = self._tails.pop(job_id, None)
         if tail is not None:
             tail.lost = True
-            if tail.task is not None:
-                tail.task.cancel()
+            tail.stop()
             with contextlib.suppress(OSError):
                 tail.path.unlink()
         for path in self._payloads.pop(job_id, []):
