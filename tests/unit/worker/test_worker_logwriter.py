@@ -150,3 +150,13 @@ def test_a_log_that_cannot_be_created_drops_output_quietly(tmp_path: Path) -> No
     assert isinstance(w.error, OSError)
     w.feed("out", b"y\n")
     w.close()
+
+
+def test_writers_without_secrets_share_one_masker_and_others_mask(tmp_path: Path) -> None:
+    plain, other = LogWriter(tmp_path / "a.log"), LogWriter(tmp_path / "b.log", secrets=[])
+    assert plain._masker is other._masker and not plain._masker
+    masked = LogWriter(tmp_path / "c.log", secrets=(s for s in ["hunter2"]))
+    assert masked._masker is not plain._masker
+    masked.feed("out", b"pw hunter2\n")
+    masked.close()
+    assert (tmp_path / "c.log").read_bytes().endswith(b" out pw *****\n")
