@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -41,6 +42,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -459,13 +461,13 @@ class HttpBackend:
         worker_id: str,
         pid: int | None,
         started_at: datetime | None = None,
-    ) -> Coroutine[Any, Any, bool]:
+    ) -> asyncio.Future[bool]:
         """INITIALIZING -> RUNNING on the server; False when the job is not ours (409).
 
         Not a coroutine function: the report is queued by the call itself (before the
         answer is awaited or even scheduled), so the job's end report, queued later, is
         sent after it — in the same call or a later one — without waiting for its
-        answer.
+        answer. The answer is a future: the runner waits for it without a task.
         """
         item = {
             "job_id": job_id,
@@ -476,10 +478,9 @@ class HttpBackend:
         }
         answer = self._queue_report(worker_id, item)
         self._ahead.started(job_id)
-        return self._moved(answer)
-
-    async def _moved(self, answer: asyncio.Future[tuple[bool, str | None]]) -> bool:
-        moved, _error = await asyncio.shield(answer)
+        moved: asyncio.Future[bool] = answer.get_loop().create_future()
+        moved.add_done_callback(_retrieved)
+        answer.add_done_callback(functools.partial(_pass_moved, moved))
         return moved
 
     async def end(
@@ -555,7 +556,7 @@ class HttpBackend:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.patience
         pause = FIRST_PAUSE
-        path = f"/api/v1/worker/jobs/{job_id}/outputs/{_quote(name)}"
+        path = f"/api/v1/worker/jobs/{job_id}/outputs/{quote(name, safe='')}"
         while True:
             try:
                 await self._link.once(
@@ -591,7 +592,15 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
+def _pass_moved(
+    moved: asyncio.Future[bool], answer: asyncio.Future[tuple[bool, str | None]]
+) -> None:
+    """A report's outcome as ``moved`` (its error, its cancellation)."""
+    if moved.done():
+        return
+    if answer.cancelled():
+        moved.cancel()
+    elif (error := answer.exception()) is not None:
+        moved.set_exception(error)
+    else:
+        moved.set_result(answer.result()[0])

@@ -461,3 +461,20 @@ async def test_a_log_closed_before_its_first_look_starts_no_follower(tmp_path: P
         finally:
             await backend.close()
     assert peer.requests == []
+
+
+async def test_the_running_answer_is_a_future_with_the_reports_outcome(tmp_path: Path) -> None:
+    async with serving(worker_calls) as (_peer, url):
+        backend = backend_for(url, tmp_path)
+        try:
+            running = backend.set_running(1, worker_id="w1", pid=7)
+            assert isinstance(running, asyncio.Future)  # awaited without a task
+            assert await asyncio.wait_for(running, 5) is True
+        finally:
+            await backend.close()
+    backend = backend_for(dead_url(), tmp_path)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await asyncio.wait_for(backend.set_running(2, worker_id="w1", pid=8), 5)
+    finally:
+        await backend.close()
