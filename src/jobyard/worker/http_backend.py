@@ -79,7 +79,7 @@ _CHUNK = 256 * 1024
 class _LogTail:
     """Sends what a job appends to its log file, piece by piece, with offsets."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         self.sent = 0
         self.lost = False
@@ -136,7 +136,8 @@ class HttpBackend:
         self.on_drain: Callable[[], None] | None = None
         self.started_at = utcnow()
         self._state = state_dir
-        self._logs = state_dir / "logs"
+        #: The folder of the logs being sent (a string: a log's path is made per job).
+        self._logs = os.fspath(state_dir / "logs")
         self._cache = cache_dir / "packages"
         headers = {
             "Authorization": f"Bearer {token}",
@@ -386,11 +387,11 @@ class HttpBackend:
         os.replace(tmp, dest)
 
     # -- the log ----------------------------------------------------------------------------
-    def log_path(self, job_id: int) -> Path:
+    def log_path(self, job_id: int) -> str:
         """The job's log file on this host; what is appended to it is sent as it comes."""
         tail = self._tails.get(job_id)
         if tail is None:
-            tail = self._tails[job_id] = _LogTail(self._logs / f"{job_id}.log")
+            tail = self._tails[job_id] = _LogTail(f"{self._logs}/{job_id}.log")
             # The file is created by the program's first line, after this call: the
             # first look is one period away (a job ended sooner sends it at its end,
             # without a task ever started for it).
@@ -580,7 +581,7 @@ class HttpBackend:
             tail.lost = True
             tail.stop()
             with contextlib.suppress(OSError):
-                tail.path.unlink()
+                os.unlink(tail.path)
         for path in self._payloads.pop(job_id, []):
             with contextlib.suppress(OSError):
                 path.unlink()

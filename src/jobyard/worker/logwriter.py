@@ -97,7 +97,7 @@ class LogWriter:
 
     def __init__(
         self,
-        path: Path,
+        path: str | Path,
         *,
         secrets: Iterable[str] = (),
         max_line: int = DEFAULT_MAX_LINE,
@@ -185,7 +185,7 @@ class LogWriter:
             try:
                 self._fd = _open_append(self.path)
             except FileNotFoundError:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 self._fd = _open_append(self.path)
         except OSError as exc:
             self.error = exc
@@ -228,6 +228,6 @@ class LogWriter:
             self._fd = None
 
 
-def _open_append(path: Path) -> int:
+def _open_append(path: str | Path) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
     return os.open(path, flags, 0o644)

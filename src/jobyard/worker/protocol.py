@@ -78,7 +78,7 @@ class WorkerBackend(Protocol):
         """A local file holding one payload file (downloaded if needed)."""
         ...
 
-    def log_path(self, job_id: int) -> Path:
+    def log_path(self, job_id: int) -> str | Path:
         """Local file the job's log is written to."""
         ...
 

@@ -356,7 +356,7 @@ async def test_a_log_piece_goes_as_raw_bytes_with_its_offset(tmp_path: Path) -> 
         backend = backend_for(url, tmp_path)
         try:
             backend._worker_id = "w1"
-            path = backend.log_path(1)
+            path = Path(backend.log_path(1))
             path.parent.mkdir(parents=True)
             path.write_bytes(b"hello\n")
             await backend.log_closed(1)
@@ -428,7 +428,7 @@ async def test_a_log_is_first_looked_at_one_period_after_it_is_named(
         backend = backend_for(url, tmp_path)
         try:
             backend._worker_id = "w1"
-            path = backend.log_path(1)
+            path = Path(backend.log_path(1))
             tail = backend._tails[1]
             assert tail.task is None and tail.timer is not None, "no task for a short job"
             path.parent.mkdir(parents=True)

@@ -160,3 +160,10 @@ def test_writers_without_secrets_share_one_masker_and_others_mask(tmp_path: Path
     masked.feed("out", b"pw hunter2\n")
     masked.close()
     assert (tmp_path / "c.log").read_bytes().endswith(b" out pw *****\n")
+
+
+def test_a_log_named_by_a_string_is_created_with_its_folder(tmp_path: Path) -> None:
+    writer = LogWriter(f"{tmp_path}/logs/5.log")
+    writer.note("hello")
+    writer.close()
+    assert (tmp_path / "logs" / "5.log").read_bytes().endswith(b" sys hello\n")
