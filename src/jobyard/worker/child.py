@@ -268,7 +268,7 @@ def _readers(loop: asyncio.AbstractEventLoop) -> _Readers:
 
 
 def _popen(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str], launch: Launch | None
+    argv: Sequence[str], cwd: str | Path, env: Mapping[str, str], launch: Launch | None
 ) -> tuple[Process, float, int, int]:
     """The started program, when it started (``time.time()`` once exec succeeded) and the
     read ends of its stdout and stderr pipes."""
@@ -331,7 +331,7 @@ class Child:
         cls,
         argv: Sequence[str],
         *,
-        cwd: Path,
+        cwd: str | Path,
         env: Mapping[str, str],
         writer: LogWriter,
         launch: Launch | None = None,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -41,6 +42,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -77,11 +79,21 @@ _CHUNK = 256 * 1024
 class _LogTail:
     """Sends what a job appends to its log file, piece by piece, with offsets."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         self.sent = 0
         self.lost = False
+        #: Until the first look at the file: the timer that starts :attr:`task`.
+        self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
+
+    def stop(self) -> None:
+        """Stop following the file (the timer or the task)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.task is not None:
+            self.task.cancel()
 
 
 class HttpBackend:
@@ -124,6 +136,8 @@ class HttpBackend:
         self.on_drain: Callable[[], None] | None = None
         self.started_at = utcnow()
         self._state = state_dir
+        #: The folder of the logs being sent (a string: a log's path is made per job).
+        self._logs = os.fspath(state_dir / "logs")
         self._cache = cache_dir / "packages"
         headers = {
             "Authorization": f"Bearer {token}",
@@ -373,16 +387,25 @@ class HttpBackend:
         os.replace(tmp, dest)
 
     # -- the log ----------------------------------------------------------------------------
-    def log_path(self, job_id: int) -> Path:
+    def log_path(self, job_id: int) -> str:
         """The job's log file on this host; what is appended to it is sent as it comes."""
         tail = self._tails.get(job_id)
         if tail is None:
-            path = self._state / "logs" / f"{job_id}.log"
-            tail = self._tails[job_id] = _LogTail(path)
+            tail = self._tails[job_id] = _LogTail(f"{self._logs}/{job_id}.log")
+            # The file is created by the program's first line, after this call: the
+            # first look is one period away (a job ended sooner sends it at its end,
+            # without a task ever started for it).
+            tail.timer = asyncio.get_running_loop().call_later(
+                LOG_POLL_SECONDS, self._start_following, job_id, tail
+            )
+        return tail.path
+
+    def _start_following(self, job_id: int, tail: _LogTail) -> None:
+        tail.timer = None
+        if not tail.lost:
             tail.task = asyncio.get_running_loop().create_task(
                 self._follow(job_id, tail), name=f"log-{job_id}"
             )
-        return tail.path
 
     async def _follow(self, job_id: int, tail: _LogTail) -> None:
         while not tail.lost:
@@ -424,8 +447,8 @@ class HttpBackend:
         tail = self._tails.get(job_id)
         if tail is None:
             return
+        tail.stop()
         if tail.task is not None:
-            tail.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await tail.task
             tail.task = None
@@ -439,13 +462,13 @@ class HttpBackend:
         worker_id: str,
         pid: int | None,
         started_at: datetime | None = None,
-    ) -> Coroutine[Any, Any, bool]:
+    ) -> asyncio.Future[bool]:
         """INITIALIZING -> RUNNING on the server; False when the job is not ours (409).
 
         Not a coroutine function: the report is queued by the call itself (before the
         answer is awaited or even scheduled), so the job's end report, queued later, is
         sent after it — in the same call or a later one — without waiting for its
-        answer.
+        answer. The answer is a future: the runner waits for it without a task.
         """
         item = {
             "job_id": job_id,
@@ -456,10 +479,9 @@ class HttpBackend:
         }
         answer = self._queue_report(worker_id, item)
         self._ahead.started(job_id)
-        return self._moved(answer)
-
-    async def _moved(self, answer: asyncio.Future[tuple[bool, str | None]]) -> bool:
-        moved, _error = await asyncio.shield(answer)
+        moved: asyncio.Future[bool] = answer.get_loop().create_future()
+        moved.add_done_callback(_retrieved)
+        answer.add_done_callback(functools.partial(_pass_moved, moved))
         return moved
 
     async def end(
@@ -535,7 +557,7 @@ class HttpBackend:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.patience
         pause = FIRST_PAUSE
-        path = f"/api/v1/worker/jobs/{job_id}/outputs/{_quote(name)}"
+        path = f"/api/v1/worker/jobs/{job_id}/outputs/{quote(name, safe='')}"
         while True:
             try:
                 await self._link.once(
@@ -557,10 +579,9 @@ class HttpBackend:
         tail = self._tails.pop(job_id, None)
         if tail is not None:
             tail.lost = True
-            if tail.task is not None:
-                tail.task.cancel()
+            tail.stop()
             with contextlib.suppress(OSError):
-                tail.path.unlink()
+                os.unlink(tail.path)
         for path in self._payloads.pop(job_id, []):
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -572,7 +593,15 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
+def _pass_moved(
+    moved: asyncio.Future[bool], answer: asyncio.Future[tuple[bool, str | None]]
+) -> None:
+    """A report's outcome as ``moved`` (its error, its cancellation)."""
+    if moved.done():
+        return
+    if answer.cancelled():
+        moved.cancel()
+    elif (error := answer.exception()) is not None:
+        moved.set_exception(error)
+    else:
+        moved.set_result(answer.result()[0])

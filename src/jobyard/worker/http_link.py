@@ -21,7 +21,6 @@ waits behind the long-poll or another call — and an httpx client for the strea
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +29,7 @@ from urllib.parse import urlencode
 import httpx
 
 from jobyard.core.errors import DatabaseUnavailable
-from jobyard.worker.lean_http import LeanConnection, LeanHttpError
+from jobyard.worker.lean_http import LeanConnection, LeanHttpError, dump_json
 
 _log = logging.getLogger("jobyard.worker")
 
@@ -245,8 +244,7 @@ def _small_request(path: str, kwargs: dict[str, Any]) -> tuple[str, bytes, str |
     if "json" in kwargs:
         if "content" in kwargs:
             return None
-        body = json.dumps(kwargs["json"], ensure_ascii=False, separators=(",", ":"))
-        return target, body.encode(), "application/json"
+        return target, dump_json(kwargs["json"]), "application/json"
     content = kwargs.get("content", b"")
     if not isinstance(content, bytes):
         return None

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 #: Environment variables that make httpx use a proxy (any case).
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
@@ -35,6 +36,27 @@ _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 _NO_ANSWER = (OSError, EOFError, TimeoutError, ValueError, asyncio.LimitOverrunError)
 #: Longest header block accepted from the server.
 _MAX_HEAD = 64 * 1024
+
+
+def dump_json(body: Any) -> bytes:
+    """``body`` as compact JSON in UTF-8, by orjson (a few µs less per call than
+    ``json``). What orjson refuses and ``json`` took (a lone surrogate, an int beyond
+    64 bits, a non-str key) goes through ``json`` as before; NaN becomes ``null`` (no
+    worker call sends one, and the server would refuse ``NaN``)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+def load_json(data: bytes) -> Any:
+    """The JSON document ``data``, by orjson; what orjson refuses and ``json`` reads (a
+    lone surrogate, NaN, a byte order mark) is read by ``json``; ``ValueError`` when
+    neither can."""
+    try:
+        return orjson.loads(data)
+    except ValueError:  # orjson.JSONDecodeError is one
+        return json.loads(data)
 
 
 class LeanHttpError(Exception):
@@ -90,7 +112,7 @@ class LeanConnection:
     async def post_json(self, path: str, body: Any, *, timeout: float) -> tuple[int, Any]:
         """``(status, decoded JSON answer or text)``; ``LeanHttpError`` when there is no
         answer (it then drops the connection)."""
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        payload = dump_json(body)
         return await self.request("POST", path, payload, "application/json", timeout=timeout)
 
     async def request(
@@ -122,7 +144,7 @@ class LeanConnection:
         if close:
             self.close()
         try:
-            return status, json.loads(data)
+            return status, load_json(data)
         except ValueError:
             return status, data.decode("utf-8", "replace")
 

@@ -48,6 +48,8 @@ from pathlib import Path
 MASK = b"*****"
 DEFAULT_MAX_LINE = 64 * 1024
 STREAMS = ("out", "err", "sys")
+#: What follows a line's timestamp, per stream.
+_PREFIXES = {s: f" {s} ".encode() for s in STREAMS}
 
 _log = logging.getLogger(__name__)
 
@@ -82,6 +84,9 @@ class SecretMasker:
         return self.mask(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
 
 
+_NO_SECRETS = SecretMasker(())
+
+
 class LogWriter:
     """Turns chunks of pipe output into timestamped log lines in one file.
 
@@ -92,7 +97,7 @@ class LogWriter:
 
     def __init__(
         self,
-        path: Path,
+        path: str | Path,
         *,
         secrets: Iterable[str] = (),
         max_line: int = DEFAULT_MAX_LINE,
@@ -100,10 +105,11 @@ class LogWriter:
     ) -> None:
         self.path = path
         self.max_line = max_line
-        self._masker = SecretMasker(secrets)
+        # Most jobs have no secret: they share one masker that masks nothing.
+        self._masker = SecretMasker(secrets) if secrets else _NO_SECRETS
         self._clock = clock
         self._buffers: dict[str, bytearray] = {}
-        self._prefixes = {s: f" {s} ".encode() for s in STREAMS}
+        self._prefixes = _PREFIXES
         self._second = -1
         self._second_text = ""
         self.error: OSError | None = None
@@ -179,7 +185,7 @@ class LogWriter:
             try:
                 self._fd = _open_append(self.path)
             except FileNotFoundError:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 self._fd = _open_append(self.path)
         except OSError as exc:
             self.error = exc
@@ -222,6 +228,6 @@ class LogWriter:
             self._fd = None
 
 
-def _open_append(path: Path) -> int:
+def _open_append(path: str | Path) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
     return os.open(path, flags, 0o644)

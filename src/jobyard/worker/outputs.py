@@ -74,7 +74,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def collect_outputs(out: Path, job_uid: int | None = None) -> OutputScan:
+def collect_outputs(out: str | Path, job_uid: int | None = None) -> OutputScan:
     """Every file under ``out``, checked and named safely, sorted by name.
 
     ``job_uid``: the uid the job ran as (a sandbox); its files are given back to the

@@ -7,7 +7,7 @@ remote one (``jobyard worker --server URL``) will speak HTTP. The runner code in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -78,7 +78,7 @@ class WorkerBackend(Protocol):
         """A local file holding one payload file (downloaded if needed)."""
         ...
 
-    def log_path(self, job_id: int) -> Path:
+    def log_path(self, job_id: int) -> str | Path:
         """Local file the job's log is written to."""
         ...
 
@@ -86,16 +86,17 @@ class WorkerBackend(Protocol):
         """Called once the log file is complete (a remote worker uploads it here)."""
         ...
 
-    async def set_running(
+    def set_running(
         self,
         job_id: int,
         *,
         worker_id: str,
         pid: int | None,
         started_at: datetime | None = None,
-    ) -> bool:
+    ) -> Awaitable[bool]:
         """INITIALIZING -> RUNNING (the program started at ``started_at``, default now);
-        False if the job is no longer ours (do not run it)."""
+        False if the job is no longer ours (do not run it). A coroutine function, or a
+        function returning a future (then waiting for the answer costs no task)."""
         ...
 
     async def end(

@@ -528,7 +528,7 @@ class _JobRun:
         return self.writer
 
     async def _store_outputs(self, dirs: JobDirs) -> None:
-        scan = collect_outputs(dirs.out, self.sandbox.uid)
+        scan = collect_outputs(dirs.out_dir, self.sandbox.uid)
         if self.writer is not None:
             for note in scan.refused:
                 self.writer.note(note)
@@ -551,9 +551,9 @@ def build_env(
     env["JOB_ID"] = str(job.id)
     env["JOB_CONFIG_ID"] = "" if job.jobconfig_id is None else str(job.jobconfig_id)
     env["JOB_TEMPLATE_ID"] = "" if assignment.template_id is None else str(assignment.template_id)
-    env["LOCAL_JOB_SPEC_DIR"] = str(dirs.spec)
-    env["LOCAL_JOB_OUT_DIR"] = str(dirs.out)
-    env["JOB_PAYLOAD_DIR"] = str(dirs.payload)
+    env["LOCAL_JOB_SPEC_DIR"] = dirs.spec_dir
+    env["LOCAL_JOB_OUT_DIR"] = dirs.out_dir
+    env["JOB_PAYLOAD_DIR"] = dirs.payload_dir
     env["SESSION_ID"] = assignment.session_token
     env["JOBYARD_API_URL"] = api_url
     for name, value in env.items():

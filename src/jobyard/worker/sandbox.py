@@ -195,9 +195,10 @@ class JobSandbox:
 
     def environment(self, dirs: JobDirs) -> dict[str, str]:
         """Variables the sandbox sets (over the base environment, under execution macros)."""
-        if dirs.tmp is None:
+        tmp = dirs.tmp_dir
+        if tmp is None:
             return {}
-        return {"HOME": str(dirs.tmp), "TMPDIR": str(dirs.tmp)}
+        return {"HOME": tmp, "TMPDIR": tmp}
 
     def command(self, argv: Sequence[str], dirs: JobDirs) -> list[str]:
         """The argv to spawn: the program's own, or wrapped by bubblewrap."""
@@ -214,12 +215,12 @@ class JobSandbox:
                 wrapped += ["--tmpfs", str(path)]
             else:
                 wrapped += ["--ro-bind", "/dev/null", str(path)]
-        for folder in dirs.all:
-            wrapped += ["--bind", str(folder), str(folder)]
+        for folder in dirs.folders:
+            wrapped += ["--bind", folder, folder]
         for path in hidden:  # after the binds: their mount points are made, nothing more
             if path.is_dir():
                 wrapped += ["--remount-ro", str(path)]
-        return [*wrapped, "--chdir", str(dirs.spec), "--", *argv]
+        return [*wrapped, "--chdir", dirs.spec_dir, "--", *argv]
 
     def launcher(self) -> Launch | None:
         """How the program is started (as the job's uid), or None: plainly."""
@@ -238,7 +239,7 @@ class JobSandbox:
     ) -> Child:
         """Start the program in its sandbox."""
         return await Child.spawn(
-            self.command(argv, dirs), cwd=dirs.spec, env=env, writer=writer,
+            self.command(argv, dirs), cwd=dirs.spec_dir, env=env, writer=writer,
             launch=self.launcher(),
         )  # fmt: skip
 

@@ -75,18 +75,48 @@ Owner = tuple[int, int] | None
 
 @dataclass(frozen=True, slots=True)
 class JobDirs:
-    """The folders of one job (``tmp`` only for sandboxed jobs)."""
+    """The folders of one job (``tmp`` only for sandboxed jobs).
 
-    spec: Path
-    out: Path
-    payload: Path
-    tmp: Path | None = None
+    Held as strings: they are made, used and removed on every job's path, where four
+    ``Path`` objects cost more Python time than the system calls on them. The ``Path``
+    properties serve the rarer uses (packages, payload files, error messages).
+    """
+
+    spec_dir: str
+    out_dir: str
+    payload_dir: str
+    tmp_dir: str | None = None
+
+    @property
+    def spec(self) -> Path:
+        """LOCAL_JOB_SPEC_DIR: the package copy; the program's cwd."""
+        return Path(self.spec_dir)
+
+    @property
+    def out(self) -> Path:
+        """LOCAL_JOB_OUT_DIR: files here become output files."""
+        return Path(self.out_dir)
+
+    @property
+    def payload(self) -> Path:
+        """JOB_PAYLOAD_DIR: the payload files."""
+        return Path(self.payload_dir)
+
+    @property
+    def tmp(self) -> Path | None:
+        """HOME and TMPDIR of a sandboxed job; None for others."""
+        return None if self.tmp_dir is None else Path(self.tmp_dir)
+
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """Every folder of the job that exists while it runs."""
+        folders = (self.spec_dir, self.out_dir, self.payload_dir)
+        return folders if self.tmp_dir is None else (*folders, self.tmp_dir)
 
     @property
     def all(self) -> tuple[Path, ...]:
-        """Every folder of the job that exists while it runs."""
-        folders = (self.spec, self.out, self.payload)
-        return folders if self.tmp is None else (*folders, self.tmp)
+        """:attr:`folders` as ``Path`` objects."""
+        return tuple(Path(folder) for folder in self.folders)
 
 
 class Workspace:
@@ -135,12 +165,9 @@ class Workspace:
     # -- job folders ---------------------------------------------------------------------
     def job_dirs(self, job_id: int, *, private_tmp: bool = False) -> JobDirs:
         """The folders of ``job_id`` (they may not exist)."""
-        base = self.jobs_root
+        spec = f"{os.fspath(self.jobs_root)}/{job_id}"
         return JobDirs(
-            spec=base / str(job_id),
-            out=base / f"{job_id}.out",
-            payload=base / f"{job_id}.payload",
-            tmp=base / f"{job_id}.tmp" if private_tmp else None,
+            spec, f"{spec}.out", f"{spec}.payload", f"{spec}.tmp" if private_tmp else None
         )
 
     def _make_roots(self, shared: bool) -> None:
@@ -167,7 +194,7 @@ class Workspace:
         if not self._roots_made:
             self._make_roots(shared=owner is not None)
         dirs = self.job_dirs(job_id, private_tmp=private_tmp)
-        for folder in dirs.all:
+        for folder in dirs.folders:
             try:
                 self._new_dir(folder)
             except FileNotFoundError:  # jobs/ was removed under us
@@ -178,7 +205,7 @@ class Workspace:
                 os.chown(folder, *owner)
         return dirs
 
-    def _new_dir(self, folder: Path) -> None:
+    def _new_dir(self, folder: str) -> None:
         while self._spares:
             spare = self._spares.pop()
             try:
@@ -204,7 +231,7 @@ class Workspace:
         nobody's but the worker's, whatever links the job left in them.
         """
         rest = []
-        for folder in dirs.all:
+        for folder in dirs.folders:
             try:
                 if self._keep_as_spare(folder):
                     continue
@@ -231,7 +258,7 @@ class Workspace:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)
 
-    def _keep_as_spare(self, folder: Path) -> bool:
+    def _keep_as_spare(self, folder: str) -> bool:
         if len(self._spares) >= self.max_spares:
             return False
         # Taken back first (a job's uid may own it, a job may have opened its mode or
@@ -522,7 +549,7 @@ def _copy_payload(base: Path, rel: str, src: Path, owner: Owner) -> Path:
     return target
 
 
-def force_rmtree(path: Path) -> None:
+def force_rmtree(path: str | Path) -> None:
     """Remove a tree even where a job removed write permission from its folders."""
 
     def retry(func: Callable[..., Any], p: str, _exc: Any) -> None:
@@ -538,7 +565,7 @@ def force_rmtree(path: Path) -> None:
         shutil.rmtree(path, onerror=retry)
 
 
-def _remove_all(paths: list[Path]) -> None:
+def _remove_all(paths: list[str]) -> None:
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             force_rmtree(path)

@@ -21,8 +21,9 @@ import pytest
 
 from jobyard.core.errors import DatabaseUnavailable
 from jobyard.core.jobs import JobStatus
+from jobyard.worker import http_backend
 from jobyard.worker.http_backend import HttpBackend, ServerRefused
-from jobyard.worker.lean_http import LeanConnection, LeanHttpError
+from jobyard.worker.lean_http import LeanConnection, LeanHttpError, dump_json, load_json
 
 #: Gets (request number on its connection, request head, request body), returns the raw
 #: answer (None: close the connection without answering), or an awaitable of it.
@@ -355,7 +356,7 @@ async def test_a_log_piece_goes_as_raw_bytes_with_its_offset(tmp_path: Path) -> 
         backend = backend_for(url, tmp_path)
         try:
             backend._worker_id = "w1"
-            path = backend.log_path(1)
+            path = Path(backend.log_path(1))
             path.parent.mkdir(parents=True)
             path.write_bytes(b"hello\n")
             await backend.log_closed(1)
@@ -396,3 +397,84 @@ async def test_with_a_proxy_configured_the_small_calls_stay_on_httpx(
         finally:
             await backend.close()
     assert not sent_by_lean(peer.requests[0][0])
+
+
+def test_json_is_compact_utf8_and_what_orjson_refuses_goes_through_json() -> None:
+    assert dump_json({"a": [1, None], "é": "x"}) == '{"a":[1,null],"é":"x"}'.encode()
+    # orjson refuses these; the json module took them before and still does.
+    assert dump_json({"reason": "bad \udcff name"}) == b'{"reason":"bad \\udcff name"}'
+    assert dump_json({1: 2**70}) == b'{"1":1180591620717411303424}'
+    with pytest.raises(TypeError):
+        dump_json({"when": object()})
+    assert load_json(b'{"a":"\\udcff","b":NaN}')["a"] == "\udcff"
+    assert load_json(b"\xef\xbb\xbf[1]") == [1]
+    with pytest.raises(ValueError):
+        load_json(b"{not json")
+
+
+async def test_an_answer_neither_json_module_reads_comes_back_as_text() -> None:
+    raw = b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 9\r\n\r\n<html>no!"
+    async with serving(lambda _n, _h, _b: raw) as (_peer, url):
+        conn = connection(url)
+        assert await conn.post_json("/x", {}, timeout=5) == (502, "<html>no!")
+        await conn.aclose()
+
+
+async def test_a_log_is_first_looked_at_one_period_after_it_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_backend, "LOG_POLL_SECONDS", 0.05)
+    async with serving(worker_calls) as (peer, url):
+        backend = backend_for(url, tmp_path)
+        try:
+            backend._worker_id = "w1"
+            path = Path(backend.log_path(1))
+            tail = backend._tails[1]
+            assert tail.task is None and tail.timer is not None, "no task for a short job"
+            path.parent.mkdir(parents=True)
+            path.write_bytes(b"early\n")
+            for _ in range(100):  # sent by the follower, before the log is closed
+                if peer.requests:
+                    break
+                await asyncio.sleep(0.02)
+            assert tail.task is not None
+            await backend.log_closed(1)
+            assert tail.timer is None and tail.task is None
+        finally:
+            await backend.close()
+    ((_head, body),) = peer.requests
+    assert body == b"early\n"
+
+
+async def test_a_log_closed_before_its_first_look_starts_no_follower(tmp_path: Path) -> None:
+    async with serving(worker_calls) as (peer, url):
+        backend = backend_for(url, tmp_path)
+        try:
+            backend._worker_id = "w1"
+            backend.log_path(1)
+            backend.log_path(2)
+            tails = backend._tails[1], backend._tails[2]
+            await backend.log_closed(1)  # nothing written: nothing sent
+            backend.forget(2)
+            await asyncio.sleep(http_backend.LOG_POLL_SECONDS + 0.1)
+            assert all(t.timer is None and t.task is None for t in tails)
+        finally:
+            await backend.close()
+    assert peer.requests == []
+
+
+async def test_the_running_answer_is_a_future_with_the_reports_outcome(tmp_path: Path) -> None:
+    async with serving(worker_calls) as (_peer, url):
+        backend = backend_for(url, tmp_path)
+        try:
+            running = backend.set_running(1, worker_id="w1", pid=7)
+            assert isinstance(running, asyncio.Future)  # awaited without a task
+            assert await asyncio.wait_for(running, 5) is True
+        finally:
+            await backend.close()
+    backend = backend_for(dead_url(), tmp_path)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await asyncio.wait_for(backend.set_running(2, worker_id="w1", pid=8), 5)
+    finally:
+        await backend.close()

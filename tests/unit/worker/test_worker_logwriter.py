@@ -150,3 +150,20 @@ def test_a_log_that_cannot_be_created_drops_output_quietly(tmp_path: Path) -> No
     assert isinstance(w.error, OSError)
     w.feed("out", b"y\n")
     w.close()
+
+
+def test_writers_without_secrets_share_one_masker_and_others_mask(tmp_path: Path) -> None:
+    plain, other = LogWriter(tmp_path / "a.log"), LogWriter(tmp_path / "b.log", secrets=[])
+    assert plain._masker is other._masker and not plain._masker
+    masked = LogWriter(tmp_path / "c.log", secrets=(s for s in ["hunter2"]))
+    assert masked._masker is not plain._masker
+    masked.feed("out", b"pw hunter2\n")
+    masked.close()
+    assert (tmp_path / "c.log").read_bytes().endswith(b" out pw *****\n")
+
+
+def test_a_log_named_by_a_string_is_created_with_its_folder(tmp_path: Path) -> None:
+    writer = LogWriter(f"{tmp_path}/logs/5.log")
+    writer.note("hello")
+    writer.close()
+    assert (tmp_path / "logs" / "5.log").read_bytes().endswith(b" sys hello\n")

@@ -325,10 +325,10 @@ def test_namespace_argv_hides_server_folders_and_binds_the_jobs_own(tmp_path: Pa
     (home / "blobs").mkdir(parents=True)
     isolator = Isolator(plan, hidden=(home, home / "blobs", tmp_path / "missing"))
     dirs = JobDirs(
-        spec=home / "work/jobs/3",
-        out=home / "work/jobs/3.out",
-        payload=home / "work/jobs/3.payload",
-        tmp=home / "work/jobs/3.tmp",
+        spec_dir=f"{home}/work/jobs/3",
+        out_dir=f"{home}/work/jobs/3.out",
+        payload_dir=f"{home}/work/jobs/3.payload",
+        tmp_dir=f"{home}/work/jobs/3.tmp",
     )
     argv = isolator.open_job().command(["prog", "arg"], dirs)
     text = " ".join(argv)

@@ -39,6 +39,18 @@ def test_job_dirs_layout_and_leftovers(tmp_path: Path) -> None:
     assert list(again.spec.iterdir()) == []
 
 
+def test_job_dirs_as_strings_and_paths(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "w")
+    base = tmp_path / "w" / "jobs"
+    plain = ws.job_dirs(7)
+    assert plain.folders == (f"{base}/7", f"{base}/7.out", f"{base}/7.payload")
+    assert plain.all == (base / "7", base / "7.out", base / "7.payload")
+    assert plain.tmp is None and plain.tmp_dir is None
+    sandboxed = ws.create_job_dirs(7, private_tmp=True)
+    assert sandboxed.tmp == base / "7.tmp" and sandboxed.payload == base / "7.payload"
+    assert [os.path.isdir(folder) for folder in sandboxed.folders] == [True] * 4
+
+
 async def test_remove_job_dirs_even_read_only(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "w")
     dirs = ws.create_job_dirs(1)
