@@ -17,12 +17,10 @@ document the API and answer whatever this passes on.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Coroutine
 from typing import Any
 
 import anyio
-import orjson
 from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jobyard.api.errors import domain_response
 from jobyard.api.hotpath import door_principal, parse_body, replay
 from jobyard.api.routes.worker import AcquireIn, BatchedIn, ReportsIn
+from jobyard.core import wirejson
 from jobyard.core.errors import JobyardError
 from jobyard.core.tokens import WorkerToken
 from jobyard.service import remote_workers
@@ -76,16 +75,8 @@ async def answer_worker(
     await Response(json_bytes(answer), media_type="application/json")(scope, receive, send)
 
 
-def json_bytes(answer: dict[str, Any]) -> bytes:
-    """``answer`` as compact JSON, by orjson (a tenth of ``json.dumps``' CPU on an
-    acquisition's assignments). orjson refuses what ``json.dumps`` writes (an integer
-    beyond 64 bits, a string with a lone surrogate): such an answer is written by
-    ``json.dumps``, as it was, instead of failing. Non-ASCII text is sent as UTF-8
-    rather than ``\\u`` escapes: the same JSON values."""
-    try:
-        return orjson.dumps(answer)
-    except orjson.JSONEncodeError:
-        return json.dumps(answer, separators=(",", ":")).encode()
+#: A worker route's answer as compact JSON (see :mod:`jobyard.core.wirejson`).
+json_bytes = wirejson.dumps
 
 
 async def _acquire(
