@@ -82,23 +82,7 @@ json_bytes = wirejson.dumps
 async def _acquire(
     ctx: Context, token: WorkerToken, body: AcquireIn, receive: Receive
 ) -> dict[str, Any]:
-    disconnected = False
-
-    async def gone() -> bool:
-        """Whether the caller hung up (a message already there, never waited for)."""
-        nonlocal disconnected
-        if not disconnected:
-            pending = receive()
-            if isinstance(pending, Coroutine):
-                message = _ready(pending)
-            else:  # another kind of awaitable: awaited in a cancelled scope
-                message = {}
-                with anyio.CancelScope() as scope:
-                    scope.cancel()
-                    message = dict(await pending)
-            disconnected = message.get("type") == "http.disconnect"
-        return disconnected
-
+    hangup = _Hangup(receive)
     found = await remote_workers.acquire(
         ctx,
         token,
@@ -107,10 +91,52 @@ async def _acquire(
         labels=body.labels,
         free=body.free,
         wait_seconds=body.wait_seconds,
-        gone=gone,
+        gone=hangup.gone,
         reports=[_batched(r) for r in body.reports],
+        present=hangup.present,
     )
     return remote_workers.acquired_json(found)
+
+
+class _Hangup:
+    """Whether the caller of a long-poll hung up: the request's next message, if it is
+    already there (an ``http.disconnect``), never waited for."""
+
+    __slots__ = ("_disconnected", "_receive", "_sync")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._disconnected = False
+        #: ``receive()`` gives coroutines (uvicorn): then :meth:`present` can tell.
+        self._sync = False
+
+    async def gone(self) -> bool:
+        """True once the caller hung up."""
+        if not self._disconnected:
+            pending = self._receive()
+            if isinstance(pending, Coroutine):
+                self._sync = True
+                message = _ready(pending)
+            else:  # another kind of awaitable: awaited in a cancelled scope
+                message = {}
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    message = dict(await pending)
+            self._disconnected = message.get("type") == "http.disconnect"
+        return self._disconnected
+
+    def present(self) -> bool:
+        """True while the caller is known to be connected, told at once (False when
+        that cannot be told without waiting)."""
+        if not self._disconnected:
+            if not self._sync:
+                return False
+            pending = self._receive()
+            if not isinstance(pending, Coroutine):  # pragma: no cover - kind changed
+                self._sync = False
+                return False
+            self._disconnected = _ready(pending).get("type") == "http.disconnect"
+        return not self._disconnected
 
 
 def _ready(message: Coroutine[Any, Any, Message]) -> Message:

@@ -9,6 +9,7 @@ of many jobs in one transaction (:class:`RunningReport`, :class:`EndReport`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -106,6 +107,19 @@ class ClaimRequest:
         """``limit``, or more when more slots are free by now (bounded by the tokens)."""
         limit = self.limit if self.free_now is None else max(self.limit, self.free_now())
         return min(limit, len(self.token_hashes))
+
+
+@dataclass(slots=True)
+class RidingClaim:
+    """A claim written in the transaction of the next submissions (``Store.ride_submits``):
+    a worker's long-poll waiting on an idle server gets the job just submitted without a
+    transaction of its own."""
+
+    worker_id: str
+    request: ClaimRequest
+    #: Set once that transaction has ended: the jobs claimed (maybe none); None when
+    #: the claim was not written (the caller then claims on its own, as usual).
+    answer: asyncio.Future[list[Claim] | None]
 
 
 @dataclass(frozen=True, slots=True)

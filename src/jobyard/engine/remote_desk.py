@@ -25,10 +25,18 @@ import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobyard.core.claims import Claim, ClaimRequest, EndReport, ReportOutcome, RunningReport
+from jobyard.core.claims import (
+    Claim,
+    ClaimRequest,
+    EndReport,
+    ReportOutcome,
+    RidingClaim,
+    RunningReport,
+)
 from jobyard.core.crypto import Keyring, Keyrings, SecretError
 from jobyard.core.errors import JobyardError
 from jobyard.core.jobs import JobStatus
@@ -49,6 +57,19 @@ MAX_CLAIM = 64
 EMPTY_RECORD = "{}"
 
 
+@dataclass(slots=True, eq=False)
+class _Seat:
+    """A long-poll waiting for work, offered to the next submissions (``ride_submits``)."""
+
+    worker_id: str
+    request: ClaimRequest
+    by_hash: dict[str, str]
+    #: Whether the caller is still connected, told at once.
+    present: Callable[[], bool]
+    #: Set when a batch of submissions took this seat's claim.
+    taken: asyncio.Future[list[Claim] | None] | None = None
+
+
 def _aad(job_id: int) -> bytes:
     return f"jobyard:remote-record:{job_id}".encode()
 
@@ -63,6 +84,9 @@ class RemoteDesk:
         self._bus = bus
         self._keyrings = keyrings
         self._reporter = Reporter(store, patience=settings.db_retry_seconds)
+        #: Long-polls waiting for work, oldest first (see :meth:`_ride`).
+        self._seats: list[_Seat] = []
+        self._riding = False
 
     def _keyring(self) -> Keyring:
         return self._keyrings.get(self._settings.home, self._settings.secret_key)
@@ -77,10 +101,15 @@ class RemoteDesk:
         wait_seconds: float,
         gone: Callable[[], Awaitable[bool]],
         reports: Sequence[RunningReport | EndReport] = (),
+        present: Callable[[], bool] | None = None,
     ) -> tuple[list[dict[str, Any]], list[ReportOutcome]]:
         """Claim up to ``free`` queued jobs of ``pool``; none queued: wait for a submit up
         to ``wait_seconds`` and claim then. ``gone`` tells whether the caller hung up: a
         caller that left claims nothing (its jobs would wait for their lease).
+
+        ``present``, when the caller can tell at once whether it is still connected:
+        while it waits, the next submissions of this server may claim for it in their
+        own transaction (see ``Store.ride_submits``), if it is still there then.
 
         ``reports`` (the caller's RUNNING and end reports) are written first, in the
         claim's transaction (jobs their ends promote can be claimed at once); a call
@@ -106,11 +135,53 @@ class RemoteDesk:
         while True:
             if await gone():
                 return [], []
-            found = await self._claim(worker_id, pool, labels, free, fresh=fresh)
+            request, by_hash = self._request(pool, labels, free, fresh=fresh)
+            found = await self._claimed(worker_id, request, by_hash)
             left = deadline - time.monotonic()
             if found or left <= 0:
                 return [assignment_to_json(a) for a in found], []
-            fresh = await self._bus.wait_for_work(min(left, RECHECK_SECONDS))
+            seat = None if present is None else self._sit(worker_id, request, by_hash, present)
+            try:
+                fresh = await self._bus.wait_for_work(min(left, RECHECK_SECONDS))
+            finally:
+                if seat is not None and seat.taken is None:
+                    self._seats.remove(seat)
+            if seat is not None and seat.taken is not None:
+                claims = await asyncio.shield(seat.taken)
+                if claims:
+                    ready = await self._assigned(worker_id, claims, by_hash)
+                    if ready:
+                        return [assignment_to_json(a) for a in ready], []
+                fresh = True  # a job was submitted: look straight away
+
+    def _sit(
+        self,
+        worker_id: str,
+        request: ClaimRequest,
+        by_hash: dict[str, str],
+        present: Callable[[], bool],
+    ) -> _Seat:
+        """Offer a waiting long-poll's claim (a claim that found nothing, its session
+        tokens unused) to the next submissions."""
+        if not self._riding:
+            self._store.ride_submits(self._ride)
+            self._riding = True
+        seat = _Seat(worker_id, request, by_hash, present)
+        self._seats.append(seat)
+        return seat
+
+    def _ride(self, pools: frozenset[str] | None) -> RidingClaim | None:
+        """The claim for a batch of submissions of ``pools`` (None: not all known): the
+        longest-waiting long-poll of one of them whose caller is still there."""
+        for seat in self._seats:
+            if pools is not None and seat.request.pool not in pools:
+                continue
+            if not seat.present():
+                continue
+            self._seats.remove(seat)
+            seat.taken = asyncio.get_running_loop().create_future()
+            return RidingClaim(seat.worker_id, seat.request, seat.taken)
+        return None
 
     def _queue_all(
         self, worker_id: str, reports: list[RunningReport | EndReport]
@@ -132,7 +203,15 @@ class RemoteDesk:
     async def _claim(
         self, worker_id: str, pool: str, labels: Mapping[str, str], limit: int, *, fresh: bool
     ) -> list[RemoteAssignment]:
-        """``fresh``: woken by a submit just made; the claim goes straight to the write,
+        request, by_hash = self._request(pool, labels, limit, fresh=fresh)
+        return await self._claimed(worker_id, request, by_hash)
+
+    def _request(
+        self, pool: str, labels: Mapping[str, str], limit: int, *, fresh: bool
+    ) -> tuple[ClaimRequest, dict[str, str]]:
+        """A claim of up to ``limit`` jobs with a session token minted for each (by hash).
+
+        ``fresh``: woken by a submit just made; the claim goes straight to the write,
         on the event loop's thread (the server is most likely idle, see ``on_loop``)."""
         values = [SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(limit)]
         by_hash = {hash_token(value): value for value in values}
@@ -145,7 +224,17 @@ class RemoteDesk:
             on_loop=fresh,
             labels=labels,
         )
+        return request, by_hash
+
+    async def _claimed(
+        self, worker_id: str, request: ClaimRequest, by_hash: dict[str, str]
+    ) -> list[RemoteAssignment]:
         claims = await self._reporter.claim(worker_id, request)
+        return await self._assigned(worker_id, claims, by_hash)
+
+    async def _assigned(
+        self, worker_id: str, claims: list[Claim], by_hash: dict[str, str]
+    ) -> list[RemoteAssignment]:
         out: list[RemoteAssignment] = []
         for claim in claims:
             token = by_hash[claim.token_hash] if claim.token_hash is not None else ""

@@ -159,13 +159,15 @@ async def acquire(
     wait_seconds: float,
     gone: Callable[[], Awaitable[bool]],
     reports: Sequence[BatchedReport] = (),
+    present: Callable[[], bool] | None = None,
 ) -> Acquired:
     """Claim up to ``free`` jobs of ``pool`` at once, or wait for one (long-poll); jobs
     requiring labels only when ``labels`` has every one of them.
 
     ``reports`` (as for :func:`report_batch`) are written first, in the claim's
     transaction, and answered in ``results``; a call carrying reports does not wait
-    for a job when none is queued."""
+    for a job when none is queued. ``present`` tells at once whether the caller is still
+    connected (None: it cannot): then a submission may claim for it while it waits."""
     _check_worker_id(worker_id)
     check_pool(token, pool)
     wait = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
@@ -187,6 +189,7 @@ async def acquire(
         wait_seconds=wait,
         gone=gone,
         reports=carried,
+        present=present,
     )
     if not reports:
         return Acquired(found)

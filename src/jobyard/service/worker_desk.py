@@ -26,11 +26,14 @@ class WorkerDesk(Protocol):
         wait_seconds: float,
         gone: Callable[[], Awaitable[bool]],
         reports: Sequence[RunningReport | EndReport] = (),
+        present: Callable[[], bool] | None = None,
     ) -> tuple[list[dict[str, Any]], list[ReportOutcome]]:
         """Claim up to ``free`` jobs of ``pool`` (of those requiring labels, the ones
         ``labels`` satisfies), waiting up to ``wait_seconds`` for one; their assignments
         as JSON objects (``jobyard.worker.wire``), and the outcomes of ``reports``
-        (written first, in the claim's transaction; with reports it does not wait)."""
+        (written first, in the claim's transaction; with reports it does not wait).
+        ``present`` tells at once whether the caller is still connected (then a
+        submission may claim for it in its own transaction while it waits)."""
         ...
 
     def running_report(

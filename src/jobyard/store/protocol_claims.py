@@ -6,10 +6,14 @@ job path's contract reads in one place. See :mod:`jobyard.core.claims`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from jobyard.core.claims import ClaimRequest, EndReport, ReportAnswer, RunningReport
+from jobyard.core.claims import ClaimRequest, EndReport, ReportAnswer, RidingClaim, RunningReport
+
+#: Asked before each batch of submissions is written, with the pools of its jobs (None:
+#: not all known), for a claim to write in the same transaction (None: no claim).
+SubmitRider = Callable[[frozenset[str] | None], RidingClaim | None]
 
 
 class ClaimStore(Protocol):
@@ -32,4 +36,13 @@ class ClaimStore(Protocol):
         A report that does not apply any more answers ``moved=False`` without failing
         the others; a RUNNING report already applied (same worker, same pid) is moved.
         """
+        ...
+
+    def ride_submits(self, rider: SubmitRider | None) -> None:
+        """Ask ``rider`` before writing each batch of submissions for a claim to write
+        in the same transaction, after the jobs (their promotions included): the
+        riding claim's ``answer`` gets the jobs it claimed, or None if it was not
+        written (the batch failed, or was written submission by submission). A
+        submission never fails for its rider: when the transaction fails, it is
+        written again without it. None: stop asking."""
         ...

@@ -136,15 +136,7 @@ def _jobs_report(
     outcomes = apply_reports(tx, worker_id, running, ended) if running or ended else []
     claims = []
     if claim is not None and claim.limit > 0:
-        claims = _job_claim(
-            tx,
-            worker_id,
-            claim.pool,
-            claim.limit,
-            claim.lease_seconds,
-            list(claim.token_hashes),
-            claim.labels,
-        )
+        claims = claim_in_tx(tx, worker_id, claim)
     return ReportAnswer(outcomes, claims)
 
 
@@ -228,17 +220,12 @@ _SESSION_COLUMNS = (
 _INSERT_SESSION = BulkInsert(api_tokens, _SESSION_COLUMNS)
 
 
-def _job_claim(
-    tx: Tx,
-    worker_id: str,
-    pool: str,
-    limit: int,
-    lease_seconds: float,
-    token_hashes: list[str],
-    labels: Mapping[str, str],
-) -> list[Claim]:
-    claimed = job_acquire_tx(tx, worker_id, pool, limit, lease_seconds, labels)
-    return claim_details(tx, claimed, token_hashes) if claimed else []
+def claim_in_tx(tx: Tx, worker_id: str, claim: ClaimRequest) -> list[Claim]:
+    """``claim`` (up to its ``limit`` jobs) written in ``tx``, with the jobs' run context."""
+    claimed = job_acquire_tx(
+        tx, worker_id, claim.pool, claim.limit, claim.lease_seconds, claim.labels
+    )
+    return claim_details(tx, claimed, list(claim.token_hashes)) if claimed else []
 
 
 def _ids(values: Iterable[int | None]) -> list[int]:

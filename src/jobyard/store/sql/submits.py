@@ -16,20 +16,23 @@ import asyncio
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Insert, bindparam, insert, select, update
 from sqlalchemy.engine import Dialect
 
 from jobyard.core.access import AuditNote
+from jobyard.core.claims import Claim, RidingClaim
 from jobyard.core.errors import Conflict, DatabaseUnavailable, NotFound
 from jobyard.core.jobs import JobStatus
 from jobyard.core.labels import stored_labels
 from jobyard.core.models import Job, NewJob
 from jobyard.core.templates import RunTarget, effective_target
+from jobyard.store.protocol_claims import SubmitRider
 from jobyard.store.schema import UtcDateTime, jobconfigs, jobs, packages, templates
 from jobyard.store.sql.access import audit_note_insert
 from jobyard.store.sql.base import SqlBase, Tx, job_from_row
+from jobyard.store.sql.claims import claim_in_tx
 from jobyard.store.sql.jobconfigs import read_jobconfig
 from jobyard.store.sql.jobs import after_sequenced
 from jobyard.store.sql.prepared import (
@@ -48,6 +51,7 @@ from jobyard.store.sql.transitions import (
 
 #: A submission: the transaction body writing one job, and its arguments.
 _Body = Callable[..., Job]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -66,6 +70,16 @@ class SubmitsMixin(SqlBase):
     _submissions: list[_Submission] | None = None
     #: The task writing them (kept referenced while it runs).
     _submission_writer: asyncio.Task[None] | None = None
+    #: Asked for a claim to write with each batch (see :meth:`ride_submits`).
+    _submit_rider: SubmitRider | None = None
+
+    def ride_submits(self, rider: SubmitRider | None) -> None:
+        """Write a claim from ``rider`` with each batch of submissions (see
+        ``ClaimStore.ride_submits``): a remote worker's long-poll waiting on an idle
+        server gets the job just submitted in the submit's own transaction, saving the
+        claim's transaction (its BEGIN and COMMIT, a thread hand-off) and the wake-up
+        between the two."""
+        self._submit_rider = rider
 
     async def job_insert(
         self, new: NewJob, *, actor: str, reason: str | None, audit: AuditNote | None = None
@@ -130,31 +144,95 @@ class SubmitsMixin(SqlBase):
 
     async def _write_batch(self, batch: list[_Submission]) -> None:
         """Write ``batch``: together, or each on its own if one of them is refused."""
-        if len(batch) > 1:
-            batch.sort(key=lambda s: s.order)
-            calls = [(s.body, s.args) for s in batch]
-            try:
-                jobs_ = await self._write(_submit_many, calls)
-            except DatabaseUnavailable as exc:  # the same for each of them
-                for submission in batch:
-                    _settle(submission.answer, error=exc)
-                return
-            except Exception:  # one of them is refused: each on its own, below
-                pass
-            else:
-                for submission, job in zip(batch, jobs_, strict=True):
-                    _settle(submission.answer, job=job)
-                return
-        for submission in batch:
-            try:
-                if len(batch) == 1:  # a lone submit: the server may well be idle
-                    job = await self._write_on_loop(submission.body, *submission.args)
+        riding = self._riding_claim(batch)
+        try:
+            if len(batch) > 1:
+                batch.sort(key=lambda s: s.order)
+                calls = [(s.body, s.args) for s in batch]
+                try:
+                    jobs_ = await self._write_ridden(
+                        riding, False, lambda tx: _submit_many(tx, calls)
+                    )
+                except DatabaseUnavailable as exc:  # the same for each of them
+                    for submission in batch:
+                        _settle(submission.answer, error=exc)
+                    return
+                except Exception:  # one of them is refused: each on its own, below
+                    pass
                 else:
-                    job = await self._write(submission.body, *submission.args)
-            except Exception as exc:
-                _settle(submission.answer, error=exc)
-            else:
-                _settle(submission.answer, job=job)
+                    for submission, job in zip(batch, jobs_, strict=True):
+                        _settle(submission.answer, job=job)
+                    return
+                _ride_back(riding)
+                riding = None
+            for submission in batch:
+                try:
+                    if len(batch) == 1:  # a lone submit: the server may well be idle
+                        run = _applied(submission.body, submission.args)
+                        job = await self._write_ridden(riding, True, run)
+                    else:
+                        job = await self._write(submission.body, *submission.args)
+                except Exception as exc:
+                    _settle(submission.answer, error=exc)
+                else:
+                    _settle(submission.answer, job=job)
+        finally:
+            _ride_back(riding)
+
+    def _riding_claim(self, batch: list[_Submission]) -> RidingClaim | None:
+        """The claim to write with ``batch``, if the rider has one for its pools."""
+        rider = self._submit_rider
+        if rider is None:
+            return None
+        pools: set[str] | None = set()
+        for submission in batch:
+            if submission.body is not _job_insert:  # a jobconfig's: pool not known here
+                pools = None
+                break
+            new = submission.args[0]
+            if not new.hold and pools is not None:
+                pools.add(new.pool)
+        if pools is not None and not pools:  # all held: nothing to claim
+            return None
+        return rider(None if pools is None else frozenset(pools))
+
+    async def _write_ridden(
+        self, riding: RidingClaim | None, on_loop: bool, run: Callable[[Tx], T]
+    ) -> T:
+        """``run`` in one transaction (on the loop's thread when ``on_loop`` and the
+        server is idle), with ``riding``'s claim written after it. If that transaction
+        fails, ``run`` is written again alone (nothing was committed; the claim is
+        answered None), so a submission never fails for its rider; an outage is raised
+        as is (a commit whose outcome is unknown is never repeated)."""
+        write = self._write_on_loop if on_loop else self._write
+        if riding is None:
+            return await write(run)
+        try:
+            result, claims = await write(_ridden, run, riding)
+        except DatabaseUnavailable:  # its commit may even have happened: never again
+            _ride_back(riding)
+            raise
+        except Exception:  # rolled back: the submission alone
+            _ride_back(riding)
+            return await write(run)
+        if not riding.answer.done():
+            riding.answer.set_result(claims)
+        return result
+
+
+def _applied(body: _Body, args: tuple[Any, ...]) -> Callable[[Tx], Job]:
+    return lambda tx: body(tx, *args)
+
+
+def _ridden(tx: Tx, run: Callable[[Tx], T], riding: RidingClaim) -> tuple[T, list[Claim]]:
+    result = run(tx)
+    return result, claim_in_tx(tx, riding.worker_id, riding.request)
+
+
+def _ride_back(riding: RidingClaim | None) -> None:
+    """Tell a riding claim that it was not written (its caller claims on its own)."""
+    if riding is not None and not riding.answer.done():
+        riding.answer.set_result(None)
 
 
 def _settle(
