@@ -44,8 +44,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from jobyard import __version__
 from jobyard.core.errors import Conflict, DatabaseUnavailable, InvalidInput
 from jobyard.core.jobs import JobStatus
@@ -53,13 +51,12 @@ from jobyard.core.models import Job
 from jobyard.core.timeutil import utcnow
 from jobyard.core.workerprotocol import PROTOCOL_REFUSED, claimed_protocol
 from jobyard.worker.claim_ahead import NOT_STARTED_REASON, ClaimAhead
+from jobyard.worker.http_download import CHUNK, download
 from jobyard.worker.http_link import (
     FIRST_PAUSE,
     MAX_PAUSE,
-    RETRIED,
     ServerLink,
     ServerRefused,
-    response_body,
 )
 from jobyard.worker.logwriter import SecretMasker
 from jobyard.worker.protocol import Assignment, PayloadRef
@@ -72,8 +69,6 @@ _log = logging.getLogger("jobyard.worker")
 LOG_PIECE_BYTES = 256 * 1024
 #: How often a running job's log file is looked at for new bytes to send.
 LOG_POLL_SECONDS = 0.25
-#: Download chunk size.
-_CHUNK = 256 * 1024
 
 
 class _LogTail:
@@ -353,38 +348,7 @@ class HttpBackend:
     async def _download(
         self, path: str, params: dict[str, str], dest: Path, *, sha256: str | None
     ) -> None:
-        """Stream a download into ``dest`` (atomically, verified when ``sha256`` is
-        given), retried while the server cannot be reached."""
-        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.patience
-        pause = FIRST_PAUSE
-        while True:
-            digest = hashlib.sha256()
-            index = self._link.current
-            try:
-                async with self._link.clients[index].stream("GET", path, params=params) as response:
-                    if response.status_code in RETRIED:
-                        raise DatabaseUnavailable(f"server answered {response.status_code}")
-                    if response.status_code >= 400:
-                        await response.aread()
-                        raise ServerRefused(response.status_code, response_body(response))
-                    with open(tmp, "wb") as fh:
-                        async for chunk in response.aiter_bytes(_CHUNK):
-                            digest.update(chunk)
-                            fh.write(chunk)
-                break
-            except (httpx.TransportError, DatabaseUnavailable) as exc:
-                self._link.move_on(index, type(exc).__name__)
-                if loop.time() + pause > deadline:
-                    raise DatabaseUnavailable(f"download of {path} failed: {exc!r}") from exc
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, MAX_PAUSE)
-        if sha256 is not None and digest.hexdigest() != sha256:
-            tmp.unlink(missing_ok=True)
-            raise InvalidInput(f"download of package {sha256} does not match its sha256")
-        os.replace(tmp, dest)
+        await download(self._link, path, params, dest, sha256=sha256, patience=self.patience)
 
     # -- the log ----------------------------------------------------------------------------
     def log_path(self, job_id: int) -> str:
@@ -539,7 +503,7 @@ class HttpBackend:
 
         async def chunks() -> AsyncIterator[bytes]:
             with open(path, "rb") as fh:
-                while chunk := fh.read(_CHUNK):
+                while chunk := fh.read(CHUNK):
                     yield chunk
 
         try:
