@@ -30,18 +30,24 @@ def _long_poll(pool: str, wait: float) -> dict[str, Any]:
     return {"worker_id": f"w-{pool}", "pool": pool, "free": 4, "wait_seconds": wait}
 
 
-async def test_a_long_poll_of_another_pool_is_not_claimed_for(start_server: ServerFactory) -> None:
-    env = await start_server(workers=0)
-    gpu = await _token(env, "gpu")
+async def _submit_while_waiting(
+    env: Env, token: str, pool: str, wait: float
+) -> tuple[httpx.Response, dict[str, Any]]:
+    """A long-poll of ``pool`` that found nothing and waits; then a job of pool
+    ``default`` is submitted. The long-poll's answer and the job as submitted."""
     async with httpx.AsyncClient(base_url=env.url, timeout=30) as http:
+        headers = {"Authorization": f"Bearer {token}"}
         poll = asyncio.ensure_future(
-            http.post(
-                ACQUIRE, json=_long_poll("gpu", 1.5), headers={"Authorization": f"Bearer {gpu}"}
-            )
+            http.post(ACQUIRE, json=_long_poll(pool, wait), headers=headers)
         )
         await asyncio.sleep(0.5)  # the long-poll found nothing and waits
-        job = await env.run_command(["true"])  # pool "default"
-        r = await poll
+        job = await env.run_command(["true"])
+        return await poll, job
+
+
+async def test_a_long_poll_of_another_pool_is_not_claimed_for(start_server: ServerFactory) -> None:
+    env = await start_server(workers=0)
+    r, job = await _submit_while_waiting(env, await _token(env, "gpu"), "gpu", 1.5)
     assert r.status_code == 200, r.text
     assert r.json()["assignments"] == []
     shown = (await env.client.get(f"/api/v1/jobs/{job['id']}")).json()
@@ -70,18 +76,7 @@ async def test_a_long_poll_whose_caller_hung_up_is_not_claimed_for(
 async def test_a_waiting_long_poll_of_the_pool_gets_the_job(start_server: ServerFactory) -> None:
     """The riding claim itself (the control of the two tests above)."""
     env = await start_server(workers=0)
-    token = await _token(env, "default")
-    async with httpx.AsyncClient(base_url=env.url, timeout=30) as http:
-        poll = asyncio.ensure_future(
-            http.post(
-                ACQUIRE,
-                json=_long_poll("default", 10),
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        )
-        await asyncio.sleep(0.5)
-        job = await env.run_command(["true"])
-        r = await poll
+    r, job = await _submit_while_waiting(env, await _token(env, "default"), "default", 10)
     assert r.status_code == 200, r.text
     assert [a["job"]["id"] for a in r.json()["assignments"]] == [job["id"]]
     shown = (await env.client.get(f"/api/v1/jobs/{job['id']}")).json()
