@@ -84,9 +84,9 @@ class RemoteDesk:
         self._bus = bus
         self._keyrings = keyrings
         self._reporter = Reporter(store, patience=settings.db_retry_seconds)
-        #: Long-polls waiting for work, oldest first (see :meth:`_ride`).
+        #: Long-polls waiting for work, oldest first (see :meth:`_ride`). The store asks
+        #: for a riding claim only while there is one.
         self._seats: list[_Seat] = []
-        self._riding = False
 
     def _keyring(self) -> Keyring:
         return self._keyrings.get(self._settings.home, self._settings.secret_key)
@@ -145,7 +145,7 @@ class RemoteDesk:
                 fresh = await self._bus.wait_for_work(min(left, RECHECK_SECONDS))
             finally:
                 if seat is not None and seat.taken is None:
-                    self._seats.remove(seat)
+                    self._stand(seat)
             if seat is not None and seat.taken is not None:
                 claims = await asyncio.shield(seat.taken)
                 if claims:
@@ -163,12 +163,17 @@ class RemoteDesk:
     ) -> _Seat:
         """Offer a waiting long-poll's claim (a claim that found nothing, its session
         tokens unused) to the next submissions."""
-        if not self._riding:
+        if not self._seats:
             self._store.ride_submits(self._ride)
-            self._riding = True
         seat = _Seat(worker_id, request, by_hash, present)
         self._seats.append(seat)
         return seat
+
+    def _stand(self, seat: _Seat) -> None:
+        """Withdraw ``seat`` (the last one gone: submissions stop asking)."""
+        self._seats.remove(seat)
+        if not self._seats:
+            self._store.ride_submits(None)
 
     def _ride(self, pools: frozenset[str] | None) -> RidingClaim | None:
         """The claim for a batch of submissions of ``pools`` (None: not all known): the
@@ -178,7 +183,7 @@ class RemoteDesk:
                 continue
             if not seat.present():
                 continue
-            self._seats.remove(seat)
+            self._stand(seat)
             seat.taken = asyncio.get_running_loop().create_future()
             return RidingClaim(seat.worker_id, seat.request, seat.taken)
         return None

@@ -157,19 +157,16 @@ class SubmitsMixin(SqlBase):
                     for submission in batch:
                         _settle(submission.answer, error=exc)
                     return
-                except Exception:  # one of them is refused: each on its own, below
+                except Exception:  # one of them is refused: each on its own (no claim)
                     pass
                 else:
                     for submission, job in zip(batch, jobs_, strict=True):
                         _settle(submission.answer, job=job)
                     return
-                _ride_back(riding)
-                riding = None
             for submission in batch:
                 try:
                     if len(batch) == 1:  # a lone submit: the server may well be idle
-                        run = _applied(submission.body, submission.args)
-                        job = await self._write_ridden(riding, True, run)
+                        job = await self._write_lone(submission, riding)
                     else:
                         job = await self._write(submission.body, *submission.args)
                 except Exception as exc:
@@ -200,24 +197,33 @@ class SubmitsMixin(SqlBase):
         self, riding: RidingClaim | None, on_loop: bool, run: Callable[[Tx], T]
     ) -> T:
         """``run`` in one transaction (on the loop's thread when ``on_loop`` and the
-        server is idle), with ``riding``'s claim written after it. If that transaction
-        fails, ``run`` is written again alone (nothing was committed; the claim is
-        answered None), so a submission never fails for its rider; an outage is raised
-        as is (a commit whose outcome is unknown is never repeated)."""
+        server is idle), with ``riding``'s claim written after it; if the transaction
+        fails, the claim is answered None (not written) and the error raised."""
         write = self._write_on_loop if on_loop else self._write
         if riding is None:
             return await write(run)
         try:
             result, claims = await write(_ridden, run, riding)
-        except DatabaseUnavailable:  # its commit may even have happened: never again
+        except BaseException:
             _ride_back(riding)
             raise
-        except Exception:  # rolled back: the submission alone
-            _ride_back(riding)
-            return await write(run)
         if not riding.answer.done():
             riding.answer.set_result(claims)
         return result
+
+    async def _write_lone(self, submission: _Submission, riding: RidingClaim | None) -> Job:
+        """A lone submission (with ``riding``'s claim). Refused with its claim, it is
+        written again alone (nothing was committed), so it never fails for its rider;
+        an outage is raised as is (a commit whose outcome is unknown is never repeated)."""
+        run = _applied(submission.body, submission.args)
+        try:
+            return await self._write_ridden(riding, True, run)
+        except DatabaseUnavailable:
+            raise
+        except Exception:
+            if riding is None:
+                raise
+            return await self._write_on_loop(run)
 
 
 def _applied(body: _Body, args: tuple[Any, ...]) -> Callable[[Tx], Job]:
