@@ -13,9 +13,11 @@ inside a held lock). One code path for both engines.
   dominated under bursts. Reads use a separate connection with plain ``BEGIN`` (WAL
   readers never block the writer).
 * PostgreSQL: psycopg 3 (sync) through a ``QueuePool`` and a few threads; READ
-  COMMITTED. Every transaction that may promote jobs of a jobconfig locks that
-  jobconfig row first (``FOR UPDATE``), so locks are always taken jobconfig-first,
-  then jobs, and transactions cannot deadlock on each other.
+  COMMITTED. The job path (submissions, claims, reports) has a lane of its own: one
+  thread with one connection (:meth:`SqlBase._write_job`). Every transaction that may
+  promote jobs of a jobconfig locks that jobconfig row first (``FOR UPDATE``), so locks
+  are always taken jobconfig-first, then jobs, and transactions cannot deadlock on each
+  other.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from jobyard.store.schema import audit, job_events, jobs
 from jobyard.store.sql.outage import Outage, OutageLog, classify, unavailable
 from jobyard.store.sql.pgjson import use_orjson
 from jobyard.store.sql.prepared import BulkInsert
-from jobyard.store.sql.threads import StoreThreads
+from jobyard.store.sql.sides import LOOP_ABORTED_PGCODES, LoopSide, NotReady, Side
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -65,6 +67,8 @@ _RETRIES = 3
 
 _SQLITE_READERS = 2
 _PG_THREADS = 4
+#: Threads of the job path's lane (see SqlBase._write_job): one, on purpose.
+_PG_JOB_THREADS = 1
 #: Seconds to wait for a new PostgreSQL connection before calling the server unreachable.
 _PG_CONNECT_TIMEOUT = 5
 
@@ -189,7 +193,8 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
     engine = create_engine(
         url,
         poolclass=QueuePool,
-        pool_size=_PG_THREADS,
+        # A connection per store thread, one for the job lane, one for the event loop.
+        pool_size=_PG_THREADS + _PG_JOB_THREADS + 1,
         max_overflow=2,
         # Checkouts are rare (each store thread keeps its connection), so a ping on
         # checkout is cheap; connections that break in use are replaced in _run_sync.
@@ -270,99 +275,6 @@ class Tx:
             self._audit.clear()
 
 
-class _Side:
-    """An engine with its threads (none: inline); each thread keeps one connection.
-
-    A connection per thread (instead of a pool checkout per call) saves a checkout,
-    a reset and a return on every transaction.
-    """
-
-    def __init__(self, engine: Engine, threads: int, name: str) -> None:
-        self.engine = engine
-        self.executor = StoreThreads(threads, name) if threads else None
-        self._local = threading.local()
-        self._opened: list[Connection] = []
-        self._lock = threading.Lock()
-
-    def connection(self) -> Connection:
-        """This thread's connection (opened on first use, reopened after a failure)."""
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.invalidated:
-            fresh = self.engine.connect()
-            with self._lock:
-                if conn is not None:
-                    conn.close()
-                    self._opened.remove(conn)
-                self._opened.append(fresh)
-            self._local.conn = conn = fresh
-        return conn
-
-    def close(self) -> None:
-        """Stop the threads, then close their connections and the engine's pool."""
-        if self.executor is not None:
-            self.executor.shutdown()
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for conn in opened:
-            conn.close()
-        self.engine.dispose()
-
-
-class _LoopSide:
-    """One more connection of the writer's engine, for the transactions run on the event
-    loop's thread (see :meth:`SqlBase._write_on_loop`); opened on a writer thread."""
-
-    def __init__(self, side: _Side) -> None:
-        self._side = side
-        self._conn: Connection | None = None
-        self._preparing = False
-
-    def ready(self) -> bool:
-        """True while the connection is open and usable."""
-        conn = self._conn
-        return conn is not None and not conn.closed and not conn.invalidated
-
-    def prepare(self) -> None:
-        """Open (or reopen) the connection: call it on a writer thread, not the loop."""
-        if self._preparing or self.ready():
-            return
-        self._preparing = True
-        try:
-            fresh = self._side.engine.connect()
-            # The loop must never wait long on this connection: a lock held elsewhere
-            # or a slow statement aborts the transaction (nothing committed), which
-            # is then run on a writer thread (see SqlBase._write_on_loop).
-            fresh.exec_driver_sql(f"SET lock_timeout = '{_LOOP_LOCK_TIMEOUT_MS}ms'")
-            fresh.exec_driver_sql(f"SET statement_timeout = '{_LOOP_STATEMENT_TIMEOUT_MS}ms'")
-            fresh.commit()
-            with self._side._lock:
-                old, self._conn = self._conn, fresh
-                if old is not None and old in self._side._opened:
-                    self._side._opened.remove(old)
-                    old.close()
-                self._side._opened.append(fresh)
-        finally:
-            self._preparing = False
-
-    def connection(self) -> Connection:
-        """The open connection; ``_NotReady`` when it broke (never connects here)."""
-        conn = self._conn
-        if conn is None or conn.closed or conn.invalidated:
-            raise _NotReady
-        return conn
-
-
-#: Limits of a transaction on the event loop's connection: past them PostgreSQL aborts
-#: it (lock_not_available, query_canceled) and it runs again on a writer thread.
-_LOOP_LOCK_TIMEOUT_MS = 50
-_LOOP_STATEMENT_TIMEOUT_MS = 500
-_LOOP_ABORTED_PGCODES = frozenset({"55P03", "57014"})
-
-
-class _NotReady(Exception):
-    """The loop's connection broke: run the transaction on a writer thread instead."""
-
-
 class SqlBase:
     """Engines, executors and the run-one-transaction helpers the mixins build on."""
 
@@ -370,17 +282,19 @@ class SqlBase:
         write_engine, read_engine = make_engines(url)
         self._pg = write_engine.dialect.name == "postgresql"
         if self._pg:
-            self._writer = _Side(write_engine, _PG_THREADS, "jobyard-pg")
+            self._writer = Side(write_engine, _PG_THREADS, "jobyard-pg")
             self._reader = self._writer
-            self._on_loop: _LoopSide | None = _LoopSide(self._writer)
+            self._job_lane = Side(write_engine, _PG_JOB_THREADS, "jobyard-pg-jobs")
+            self._on_loop: LoopSide | None = LoopSide(self._job_lane)
         else:
             self._on_loop = None
-            self._writer = _Side(write_engine, 0, "jobyard-sqlite-w")
-            self._reader = _Side(read_engine, 0, "jobyard-sqlite-r")
+            self._writer = Side(write_engine, 0, "jobyard-sqlite-w")
+            self._reader = Side(read_engine, 0, "jobyard-sqlite-r")
+            self._job_lane = self._writer
         self._closed = False
         self._close_lock = threading.Lock()
         self._outages = OutageLog()
-        #: Write transactions under way on the writer threads (see _write_on_loop).
+        #: Write transactions under way on threads, either lane (see _write_on_loop).
         self._writing = 0
 
     @property
@@ -394,15 +308,19 @@ class SqlBase:
             if self._closed:
                 return
             self._closed = True
-        sides = {id(s): s for s in (self._writer, self._reader)}.values()
+        sides = {id(s): s for s in (self._job_lane, self._writer, self._reader)}.values()
         for side in sides:
             await asyncio.to_thread(side.close)
+        # Disposed of last: a connection given back to a pool already disposed of would
+        # stay open until garbage collection.
+        for engine in {id(s.engine): s.engine for s in sides}.values():
+            await asyncio.to_thread(engine.dispose)
 
     # -- running -------------------------------------------------------------------
 
     def _run_sync(
         self,
-        side: _Side | _LoopSide,
+        side: Side | LoopSide,
         lock_first: bool,
         read_only: bool,
         fn: Callable[Concatenate[Tx, P], T],
@@ -449,7 +367,28 @@ class SqlBase:
 
     async def _write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``fn(tx, ...)`` as one write transaction on the writer side."""
-        side = self._writer
+        return await self._write_on(self._writer, fn, *args, **kw)
+
+    async def _write_job(
+        self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """:meth:`_write` for the job path (submissions, claims, reports): on PostgreSQL,
+        on a lane of its own, a single thread with its own connection.
+
+        One thread rather than several: under a burst the job path's transactions then
+        run one after the other on one connection (the submissions and claims batch
+        while they wait), and each hand-off wakes the same thread and the same
+        PostgreSQL backend. Spread over four threads, the same work kept the API
+        process's threads waking one another and waiting for the GIL, and left the
+        machine ~15 % idle (see docs/benchmarks.md, "One thread for the job path").
+        Everything else (reads, maintenance, the console's writes) keeps the other
+        threads, so a slow statement there never holds up the job path.
+        """
+        return await self._write_on(self._job_lane, fn, *args, **kw)
+
+    async def _write_on(
+        self, side: Side, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
         if side.executor is not None:
             self._writing += 1
             try:
@@ -477,7 +416,7 @@ class SqlBase:
     async def _write_on_loop(
         self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
     ) -> T:
-        """:meth:`_write`, but run on the calling (event loop's) thread while the server
+        """:meth:`_write_job`, but run on the calling (event loop's) thread while the server
         is idle: PostgreSQL, no other write under way, an open connection, no outage.
 
         For the short transactions of one job on an idle server (its submit, its claim):
@@ -489,24 +428,24 @@ class SqlBase:
         thread (never connect on the loop) and no outage is going on (a failing database
         answers on the writer threads as usual).
         """
-        side = self._writer
+        side = self._job_lane
         loop_side = self._on_loop
         if side.executor is None or loop_side is None or self._writing or self._outages.ongoing:
-            return await self._write(fn, *args, **kw)
+            return await self._write_job(fn, *args, **kw)
         if not loop_side.ready():
-            # Open the connection on a writer thread, for the next claims on the loop.
+            # Open the connection on the lane's thread, for the next claims on the loop.
             await side.executor.run(loop_side.prepare)
-            return await self._write(fn, *args, **kw)
+            return await self._write_job(fn, *args, **kw)
         try:
             return self._run_sync(loop_side, False, False, fn, *args, **kw)
-        except _NotReady:  # broke before anything was committed: on a thread, as usual
-            return await self._write(fn, *args, **kw)
+        except NotReady:  # broke before anything was committed: on a thread, as usual
+            return await self._write_job(fn, *args, **kw)
         except DBAPIError as exc:
             # A lock held elsewhere or a slow statement: PostgreSQL aborted the whole
             # transaction, so running it again on a thread cannot apply it twice.
-            if getattr(exc.orig, "sqlstate", None) not in _LOOP_ABORTED_PGCODES:
+            if getattr(exc.orig, "sqlstate", None) not in LOOP_ABORTED_PGCODES:
                 raise
-            return await self._write(fn, *args, **kw)
+            return await self._write_job(fn, *args, **kw)
 
     async def _read(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``fn(tx, ...)`` as one read-only transaction on the reader side."""

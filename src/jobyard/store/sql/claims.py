@@ -107,7 +107,7 @@ class ClaimsMixin(SqlBase):
                 return ReportAnswer([])
         if claim is not None and claim.on_loop and not running and not ended:
             return await self._write_on_loop(_jobs_report, worker_id, [], [], claim)
-        return await self._write(_jobs_report, worker_id, list(running), list(ended), claim)
+        return await self._write_job(_jobs_report, worker_id, list(running), list(ended), claim)
 
 
 _ANY_QUEUED = Prepared(

@@ -105,11 +105,11 @@ class JobsMixin(SqlBase):
         required labels are all among ``labels`` (the worker's)."""
         if limit <= 0:
             return []
-        return await self._write(job_acquire_tx, worker_id, pool, limit, lease_seconds, labels)
+        return await self._write_job(job_acquire_tx, worker_id, pool, limit, lease_seconds, labels)
 
     async def job_set_running(self, job_id: int, *, worker_id: str, pid: int | None) -> Job:
         """INITIALIZING -> RUNNING for the holding worker; sets started_at and pid."""
-        return await self._write(_job_set_running, job_id, worker_id, pid)
+        return await self._write_job(_job_set_running, job_id, worker_id, pid)
 
     async def job_end(
         self,
@@ -127,7 +127,7 @@ class JobsMixin(SqlBase):
             raise InvalidInput(
                 f"a job ends FINISHED, ERROR or FAILED, not {status}", {"status": status.value}
             )
-        return await self._write(_job_end, job_id, worker_id, status, exit_code, reason, actor)
+        return await self._write_job(_job_end, job_id, worker_id, status, exit_code, reason, actor)
 
     async def job_request_abort(self, job_id: int, *, actor: str, reason: str | None) -> Job:
         """Mark an INITIALIZING/RUNNING job for abort; ``Conflict`` from other statuses.

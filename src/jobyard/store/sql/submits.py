@@ -168,7 +168,7 @@ class SubmitsMixin(SqlBase):
                     if len(batch) == 1:  # a lone submit: the server may well be idle
                         job = await self._write_lone(submission, riding)
                     else:
-                        job = await self._write(submission.body, *submission.args)
+                        job = await self._write_job(submission.body, *submission.args)
                 except Exception as exc:
                     _settle(submission.answer, error=exc)
                 else:
@@ -199,7 +199,7 @@ class SubmitsMixin(SqlBase):
         """``run`` in one transaction (on the loop's thread when ``on_loop`` and the
         server is idle), with ``riding``'s claim written after it; if the transaction
         fails, the claim is answered None (not written) and the error raised."""
-        write = self._write_on_loop if on_loop else self._write
+        write = self._write_on_loop if on_loop else self._write_job
         if riding is None:
             return await write(run)
         try:
