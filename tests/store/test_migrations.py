@@ -6,16 +6,24 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import func, inspect, select
 
 from jobyard.core import models
 from jobyard.core.errors import InvalidInput
 from jobyard.core.schedules import Schedule
 from jobyard.store import schema
-from jobyard.store.factory import database_revision, head_revision, open_store, upgrade_database
+from jobyard.store.factory import (
+    alembic_config,
+    database_revision,
+    head_revision,
+    open_store,
+    upgrade_database,
+)
 from jobyard.store.sql.base import make_sync_engine, normalize_url
+from tests.store.conftest import new_job
 
 
 def test_replayed_migrations_equal_metadata(store_url: str) -> None:
@@ -84,3 +92,40 @@ def test_urls_pick_the_driver() -> None:
     for bad in ("mysql://h/db", "sqlite://", "sqlite:///:memory:"):
         with pytest.raises(InvalidInput):
             normalize_url(bad)
+
+
+def _downgrade(url: str, revision: str) -> None:
+    engine = make_sync_engine(normalize_url(url))
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def _event_keys(url: str) -> tuple[list[str], int]:
+    engine = make_sync_engine(normalize_url(url))
+    try:
+        with engine.connect() as conn:
+            names = [fk["name"] for fk in inspect(conn).get_foreign_keys("job_events")]
+            count = conn.execute(select(func.count()).select_from(schema.job_events)).scalar_one()
+    finally:
+        engine.dispose()
+    return sorted(n or "" for n in names), int(count)
+
+
+async def test_job_events_lose_their_foreign_key_and_keep_their_rows(store_url: str) -> None:
+    store = await open_store(store_url)
+    try:
+        job = await store.job_insert(new_job(), actor="alice", reason=None)
+        await store.job_cancel(job.id, actor="alice", reason="not needed")
+    finally:
+        await store.close()
+    assert _event_keys(store_url) == ([], 3)  # SEQUENCED, QUEUED, CANCELLED
+    _downgrade(store_url, "0011")
+    assert _event_keys(store_url) == (["fk_job_events_job_id_jobs"], 3)
+    upgrade_database(store_url)
+    assert _event_keys(store_url) == ([], 3)
+    assert database_revision(store_url) == head_revision()
