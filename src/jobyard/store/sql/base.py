@@ -26,7 +26,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -365,13 +365,17 @@ class SqlBase:
             self._outages.succeeded()
             return result
 
-    async def _write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs) -> T:
-        """Run ``fn(tx, ...)`` as one write transaction on the writer side."""
-        return await self._write_on(self._writer, fn, *args, **kw)
-
-    async def _write_job(
+    # _write and _write_job hand back _write_on's coroutine itself: no frame of their own
+    # on every transaction.
+    def _write(
         self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
+        """Run ``fn(tx, ...)`` as one write transaction on the writer side."""
+        return self._write_on(self._writer, fn, *args, **kw)
+
+    def _write_job(
+        self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
+    ) -> Coroutine[Any, Any, T]:
         """:meth:`_write` for the job path (submissions, claims, reports): on PostgreSQL,
         on a lane of its own, a single thread with its own connection.
 
@@ -384,7 +388,7 @@ class SqlBase:
         Everything else (reads, maintenance, the console's writes) keeps the other
         threads, so a slow statement there never holds up the job path.
         """
-        return await self._write_on(self._job_lane, fn, *args, **kw)
+        return self._write_on(self._job_lane, fn, *args, **kw)
 
     async def _write_on(
         self, side: Side, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs

@@ -4,8 +4,8 @@ The job path writes five events per job, and PostgreSQL checked each against its
 (a look-up and a ``FOR KEY SHARE`` lock of the job's row, the row the same transactions
 update). Nothing needs the check: events are written only in the transactions that
 create or move their job, and the one place that deletes jobs (retention) deletes their
-events first, in the same transaction. Without it the remote burst ran ~10 % faster
-(docs/benchmarks.md, "The events' foreign key").
+events first, in the same transaction. Without it the remote burst ran ~9 % faster
+(docs/benchmarks.md, "One thread for the job path, and events without a foreign key").
 
 On SQLite the table is rebuilt (a copy of its rows), as SQLite cannot drop a constraint.
 
